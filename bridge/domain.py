@@ -1,0 +1,372 @@
+"""The incident domain: normalised alerts, routing, dedup keys and the incident lifecycle.
+
+Pure standard library on purpose: no HTTP, SQL or YAML here, so the rules that decide
+what becomes an incident can be read and tested alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+IMPACT_LEVELS = ("high", "medium", "low")
+URGENCY_LEVELS = ("high", "medium", "low")
+
+# Dedup keys are indexed; PostgreSQL b-tree entries must stay well under 2.7 kB.
+MAX_READABLE_KEY_LENGTH = 200
+
+
+class AlertStatus(str, enum.Enum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class IncidentState(str, enum.Enum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Outcome(str, enum.Enum):
+    """What one alert did to the incidents; reported per notification."""
+
+    CREATED = "created"
+    REPEATED = "repeated"
+    UPDATED = "updated"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+    STALE = "stale"
+    UNKNOWN_RESOLVED = "unknown_resolved"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert from any source, normalised by an adapter.
+
+    `source_id` is the source's own identity for the failing thing (Alertmanager's
+    fingerprint, Zabbix's problem event id). `starts_at` marks the firing episode: a
+    later value means the failure stopped and started again. `is_update` marks
+    notifications that change an incident's details without being a repeat (Zabbix
+    acknowledgements, severity changes).
+    """
+
+    source: str
+    status: AlertStatus
+    source_id: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    summary: str = ""
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    is_update: bool = False
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """Selects alerts by source and labels (exact values and full-match regexes)."""
+
+    source: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    labels_regex: Mapping[str, re.Pattern[str]] = field(default_factory=dict)
+
+    def matches(self, alert: Alert) -> bool:
+        if self.source is not None and alert.source != self.source:
+            return False
+        for name, value in self.labels.items():
+            if alert.labels.get(name) != value:
+                return False
+        for name, pattern in self.labels_regex.items():
+            if pattern.fullmatch(alert.labels.get(name, "")) is None:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Route:
+    """A routing rule: which line gets matching alerts, with what impact and urgency."""
+
+    name: str
+    matcher: Matcher
+    line: str
+    impact: str
+    urgency: str
+    reopen_window: timedelta
+    auto_close_after: timedelta
+    dedup_labels: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The operator's rules: ordered routes (first match wins), a fallback and the priority matrix."""
+
+    routes: tuple[Route, ...]
+    default_route: Route
+    priority_matrix: Mapping[tuple[str, str], str]
+
+    def route_for(self, alert: Alert) -> Route:
+        for route in self.routes:
+            if route.matcher.matches(alert):
+                return route
+        return self.default_route
+
+    def priority(self, impact: str, urgency: str) -> str:
+        return self.priority_matrix[(impact, urgency)]
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The decision for one alert, with the reasons `explain` prints."""
+
+    dedup_key: str
+    route: Route
+    priority: str
+    reasons: tuple[str, ...]
+
+    @property
+    def line(self) -> str:
+        return self.route.line
+
+    @property
+    def impact(self) -> str:
+        return self.route.impact
+
+    @property
+    def urgency(self) -> str:
+        return self.route.urgency
+
+
+def label_set_key(labels: Mapping[str, str], names: Iterable[str]) -> str:
+    """Canonical text for a subset of labels, `{a="x", b="y"}` in name order."""
+    parts = [f'{name}="{_escape(labels.get(name, ""))}"' for name in sorted(names)]
+    return "{" + ", ".join(parts) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def dedup_key(alert: Alert, route: Route) -> str:
+    """The incident key: the source's own id, or the route's label set when it names one."""
+    if route.dedup_labels:
+        body = "labels:" + label_set_key(alert.labels, route.dedup_labels)
+    else:
+        body = alert.source_id
+    if len(body) > MAX_READABLE_KEY_LENGTH:
+        body = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+    return f"{alert.source}:{body}"
+
+
+def route_alert(rules: Rules, alert: Alert) -> Routing:
+    """Decide key, line, impact, urgency and priority for an alert, and say why."""
+    route = rules.route_for(alert)
+    priority = rules.priority(route.impact, route.urgency)
+    reasons = []
+    if route is rules.default_route:
+        reasons.append("no route matched; defaults apply")
+    else:
+        reasons.append(f'route "{route.name}" matched')
+    if route.dedup_labels:
+        reasons.append(f"dedup key from labels {', '.join(route.dedup_labels)}")
+    else:
+        reasons.append(f"dedup key from the {alert.source} id {alert.source_id}")
+    reasons.append(f"line {route.line}")
+    reasons.append(f"priority {priority} = impact {route.impact} x urgency {route.urgency}")
+    return Routing(dedup_key(alert, route), route, priority, tuple(reasons))
+
+
+@dataclass
+class Incident:
+    """One occurrence of a failure on a support line; mutable while the domain decides."""
+
+    id: int | None
+    dedup_key: str
+    source: str
+    state: IncidentState
+    line: str
+    impact: str
+    urgency: str
+    priority: str
+    route: str
+    summary: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    occurrences: int
+    reopen_count: int
+    first_seen: datetime
+    last_seen: datetime
+    episode_started_at: datetime | None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
+    close_reason: str | None = None
+    problem_id: int | None = None
+    auto_close_at: datetime | None = None
+
+    def copy(self) -> Incident:
+        return dataclasses.replace(self, labels=dict(self.labels), annotations=dict(self.annotations))
+
+
+@dataclass(frozen=True)
+class AlertResult:
+    """The outcome of one alert and the incident it touched (None when it touched none)."""
+
+    alert: Alert
+    routing: Routing
+    outcome: Outcome
+    incident: Incident | None
+
+
+def _refresh_details(incident: Incident, alert: Alert, routing: Routing, now: datetime) -> None:
+    """Latest labels, summary and routing win: a Zabbix severity change re-prioritises."""
+    incident.labels = dict(alert.labels)
+    incident.annotations = dict(alert.annotations)
+    if alert.summary:
+        incident.summary = alert.summary
+    incident.line = routing.line
+    incident.impact = routing.impact
+    incident.urgency = routing.urgency
+    incident.priority = routing.priority
+    incident.route = routing.route.name
+    incident.last_seen = now
+
+
+def open_incident(alert: Alert, routing: Routing, now: datetime) -> Incident:
+    """A new firing incident for an alert."""
+    return Incident(
+        id=None,
+        dedup_key=routing.dedup_key,
+        source=alert.source,
+        state=IncidentState.FIRING,
+        line=routing.line,
+        impact=routing.impact,
+        urgency=routing.urgency,
+        priority=routing.priority,
+        route=routing.route.name,
+        summary=alert.summary,
+        labels=dict(alert.labels),
+        annotations=dict(alert.annotations),
+        occurrences=1,
+        reopen_count=0,
+        first_seen=now,
+        last_seen=now,
+        episode_started_at=alert.starts_at,
+    )
+
+
+def _is_older_episode(alert: Alert, incident: Incident) -> bool:
+    return (
+        alert.starts_at is not None
+        and incident.episode_started_at is not None
+        and alert.starts_at < incident.episode_started_at
+    )
+
+
+def _is_newer_episode(alert: Alert, incident: Incident) -> bool:
+    return (
+        alert.starts_at is not None
+        and incident.episode_started_at is not None
+        and alert.starts_at > incident.episode_started_at
+    )
+
+
+def apply_alert(
+    current: Incident | None, alert: Alert, routing: Routing, now: datetime
+) -> tuple[Outcome, Incident | None]:
+    """Apply one alert to the key's current incident (firing or resolved, never closed).
+
+    Returns the outcome and the incident to write: `current` changed in place, a new
+    incident (id None), or None when nothing is to be written. Stale deliveries (an HA
+    peer's older snapshot arriving after a newer one) never change state: a firing alert
+    only reopens a resolved incident when it belongs to a newer episode.
+    """
+    if current is None:
+        if alert.status is AlertStatus.RESOLVED:
+            return Outcome.UNKNOWN_RESOLVED, None
+        return Outcome.CREATED, open_incident(alert, routing, now)
+
+    if current.state is IncidentState.FIRING:
+        if alert.status is AlertStatus.FIRING:
+            _refresh_details(current, alert, routing, now)
+            if alert.is_update:
+                return Outcome.UPDATED, current
+            current.occurrences += 1
+            if _is_newer_episode(alert, current):
+                current.episode_started_at = alert.starts_at
+            return Outcome.REPEATED, current
+        if _is_older_episode(alert, current):
+            return Outcome.STALE, None
+        current.state = IncidentState.RESOLVED
+        current.last_seen = now
+        ended = alert.ends_at if alert.ends_at is not None and alert.ends_at <= now else now
+        current.resolved_at = max(ended, current.first_seen)
+        current.auto_close_at = current.resolved_at + routing.route.auto_close_after
+        return Outcome.RESOLVED, current
+
+    # current is resolved
+    if alert.status is AlertStatus.RESOLVED:
+        current.last_seen = now
+        return Outcome.REPEATED, current
+    if not _is_newer_episode(alert, current):
+        return Outcome.STALE, None
+    assert current.resolved_at is not None
+    if now - current.resolved_at > routing.route.reopen_window:
+        return Outcome.CREATED, open_incident(alert, routing, now)
+    _refresh_details(current, alert, routing, now)
+    current.state = IncidentState.FIRING
+    current.occurrences += 1
+    current.reopen_count += 1
+    current.episode_started_at = alert.starts_at
+    current.resolved_at = None
+    current.auto_close_at = None
+    return Outcome.REOPENED, current
+
+
+def route_all(rules: Rules, alerts: Sequence[Alert]) -> list[Routing]:
+    """Routing for each alert, in order."""
+    return [route_alert(rules, alert) for alert in alerts]
+
+
+def apply_notification(
+    alerts: Sequence[Alert],
+    routings: Sequence[Routing],
+    current: Mapping[str, Incident],
+    now: datetime,
+) -> tuple[list[AlertResult], list[Incident]]:
+    """Apply a notification's alerts in order against the current incidents by key.
+
+    Returns each alert's result and the distinct incidents to write (each once, in the
+    order first touched). Alerts sharing a key see each other's effects.
+    """
+    live: dict[str, Incident | None] = {key: inc.copy() for key, inc in current.items()}
+    results: list[AlertResult] = []
+    touched: dict[int, Incident] = {}
+    for alert, routing in zip(alerts, routings, strict=True):
+        outcome, incident = apply_alert(live.get(routing.dedup_key), alert, routing, now)
+        if incident is not None:
+            live[routing.dedup_key] = incident
+            touched.setdefault(id(incident), incident)
+        results.append(AlertResult(alert, routing, outcome, incident))
+    return results, list(touched.values())
+
+
+@dataclass(frozen=True)
+class RejectedAlert:
+    """An alert refused inside an otherwise usable notification, with the reasons."""
+
+    index: int
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParsedNotification:
+    """What an adapter made of one webhook: usable alerts, refused ones and notes."""
+
+    source: str
+    alerts: tuple[Alert, ...]
+    rejected: tuple[RejectedAlert, ...] = ()
+    truncated_alerts: int = 0
+    group_key: str | None = None

@@ -1,0 +1,42 @@
+"""Errors the bridge raises on purpose; each maps to one HTTP status and one JSON envelope."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class BridgeError(Exception):
+    """Base error: a message for people, an HTTP status and itemised findings."""
+
+    status = 500
+
+    def __init__(self, message: str, errors: Sequence[str] = (), status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = list(errors)
+        if status is not None:
+            self.status = status
+
+
+class BadPayload(BridgeError):
+    """The request body is not a notification we can use (400)."""
+
+    status = 400
+
+
+class Unauthorized(BridgeError):
+    """The bearer token is missing or wrong (401)."""
+
+    status = 401
+
+
+class NotFound(BridgeError):
+    """No such resource or source (404)."""
+
+    status = 404
+
+
+class StoreUnavailable(BridgeError):
+    """The database cannot be reached; callers such as Alertmanager should retry (503)."""
+
+    status = 503

@@ -1,0 +1,228 @@
+"""Load and validate `rules.yaml` into the domain's frozen `Rules`.
+
+Validation is strict (unknown keys are errors) and every message names the rule and
+the key, so a broken file fails at start-up with something an operator can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from bridge.domain import IMPACT_LEVELS, URGENCY_LEVELS, Matcher, Route, Rules
+
+SOURCES = ("alertmanager", "zabbix")
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class RulesError(Exception):
+    """rules.yaml is unreadable or invalid; `problems` lists every finding."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `90s`, `30m`, `4h`, `1d12h` into a timedelta.
+
+    Raises:
+        ValueError: the text is not such a duration.
+    """
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not text or match is None or not any(match.groups()):
+        raise ValueError(f"invalid duration {text!r}: use forms like 90s, 30m, 4h, 1d")
+    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MatchModel(_Strict):
+    source: str | None = None
+    labels: dict[str, str] = {}
+    labels_regex: dict[str, str] = {}
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str | None) -> str | None:
+        if value is not None and value not in SOURCES:
+            raise ValueError(f"unknown source {value!r}; expected one of {', '.join(SOURCES)}")
+        return value
+
+    @field_validator("labels_regex")
+    @classmethod
+    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"label {name!r}: invalid regex {pattern!r}: {exc}") from exc
+        return value
+
+
+class RouteFields(_Strict):
+    """Fields a route may set; unset ones come from `defaults`."""
+
+    line: str | None = None
+    impact: str | None = None
+    urgency: str | None = None
+    reopen_window: str | None = None
+    auto_close_after: str | None = None
+    dedup_labels: list[str] | None = None
+
+
+class RouteModel(RouteFields):
+    name: str
+    match: MatchModel
+
+
+class RulesModel(_Strict):
+    version: int
+    defaults: RouteFields
+    priority_matrix: dict[str, dict[str, str]]
+    routes: list[RouteModel] = []
+
+
+def _format_location(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> str:
+    """Turn a pydantic location into `route "db-team" key impact` style text."""
+    if len(loc) >= 2 and loc[0] == "routes" and isinstance(loc[1], int):
+        routes = raw.get("routes") or []
+        name = None
+        if loc[1] < len(routes) and isinstance(routes[loc[1]], Mapping):
+            name = routes[loc[1]].get("name")
+        where = f'route "{name}"' if name else f"route #{loc[1] + 1}"
+        rest = ".".join(str(part) for part in loc[2:])
+        return f"{where} key {rest}" if rest else where
+    return "key " + ".".join(str(part) for part in loc)
+
+
+def _check_level(where: str, key: str, value: str, allowed: tuple[str, ...], problems: list[str]) -> None:
+    if value not in allowed:
+        problems.append(f"{where}: {key} {value!r} is not one of {', '.join(allowed)}")
+
+
+def _build_route(
+    where: str, name: str, matcher: Matcher, fields: RouteFields, defaults: RouteFields, problems: list[str]
+) -> Route | None:
+    """Merge a route's fields over the defaults, field by field, and check them."""
+    merged = {key: getattr(fields, key) if getattr(fields, key) is not None else getattr(defaults, key)
+              for key in RouteFields.model_fields}
+    missing = [key for key in ("line", "impact", "urgency", "reopen_window", "auto_close_after")
+               if merged[key] is None]
+    for key in missing:
+        problems.append(f"{where}: missing {key} (set it on the route or in defaults)")
+    if missing:
+        return None
+    _check_level(where, "impact", merged["impact"], IMPACT_LEVELS, problems)
+    _check_level(where, "urgency", merged["urgency"], URGENCY_LEVELS, problems)
+    durations = {}
+    for key in ("reopen_window", "auto_close_after"):
+        try:
+            durations[key] = parse_duration(merged[key])
+        except ValueError as exc:
+            problems.append(f"{where}: {key}: {exc}")
+    if len(durations) == 2 and durations["auto_close_after"] < durations["reopen_window"]:
+        problems.append(f"{where}: auto_close_after must not be shorter than reopen_window "
+                        "(a closed incident can no longer reopen)")
+    dedup_labels = merged["dedup_labels"]
+    if dedup_labels is not None and not dedup_labels:
+        problems.append(f"{where}: dedup_labels must name at least one label, or be left out")
+    if len(durations) < 2:
+        return None
+    return Route(
+        name=name,
+        matcher=matcher,
+        line=merged["line"],
+        impact=merged["impact"],
+        urgency=merged["urgency"],
+        reopen_window=durations["reopen_window"],
+        auto_close_after=durations["auto_close_after"],
+        dedup_labels=tuple(dedup_labels) if dedup_labels else None,
+    )
+
+
+def parse_rules(raw: Any, path: str = "rules.yaml") -> Rules:
+    """Validate a parsed YAML document and build `Rules`.
+
+    Raises:
+        RulesError: with every problem found, each naming its rule and key.
+    """
+    if not isinstance(raw, Mapping):
+        raise RulesError(path, ["the document must be a mapping with version, defaults, priority_matrix, routes"])
+    try:
+        model = RulesModel.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown key"
+            problems.append(f"{_format_location(error['loc'], raw)}: {message}")
+        raise RulesError(path, problems) from exc
+
+    problems: list[str] = []
+    if model.version != 1:
+        problems.append(f"key version: unsupported version {model.version}; this bridge reads version 1")
+    matrix: dict[tuple[str, str], str] = {}
+    for impact in IMPACT_LEVELS:
+        row = model.priority_matrix.get(impact)
+        if row is None:
+            problems.append(f"key priority_matrix: missing impact {impact!r}")
+            continue
+        for urgency in URGENCY_LEVELS:
+            if urgency not in row:
+                problems.append(f"key priority_matrix.{impact}: missing urgency {urgency!r}")
+            else:
+                matrix[(impact, urgency)] = row[urgency]
+        for urgency in row.keys() - set(URGENCY_LEVELS):
+            problems.append(f"key priority_matrix.{impact}.{urgency}: unknown urgency")
+    for impact in model.priority_matrix.keys() - set(IMPACT_LEVELS):
+        problems.append(f"key priority_matrix.{impact}: unknown impact")
+
+    default_route = _build_route("defaults", "defaults", Matcher(), model.defaults, model.defaults, problems)
+    routes = []
+    seen_names: set[str] = set()
+    for route_model in model.routes:
+        where = f'route "{route_model.name}"'
+        if route_model.name in seen_names:
+            problems.append(f"{where}: name used twice")
+        seen_names.add(route_model.name)
+        matcher = Matcher(
+            source=route_model.match.source,
+            labels=dict(route_model.match.labels),
+            labels_regex={k: re.compile(v) for k, v in route_model.match.labels_regex.items()},
+        )
+        route = _build_route(where, route_model.name, matcher, route_model, model.defaults, problems)
+        if route is not None:
+            routes.append(route)
+    if problems:
+        raise RulesError(path, problems)
+    assert default_route is not None
+    return Rules(routes=tuple(routes), default_route=default_route, priority_matrix=matrix)
+
+
+def load_rules(path: str | Path) -> Rules:
+    """Read and validate a rules file.
+
+    Raises:
+        RulesError: the file is missing, not YAML, or invalid.
+    """
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except OSError as exc:
+        raise RulesError(path, [f"cannot read: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        raise RulesError(path, [f"not valid YAML: {exc}"]) from exc
+    return parse_rules(raw, path)
