@@ -1,0 +1,1 @@
+"""incident-bridge: from monitoring webhooks to deduplicated incidents, problems and Jira."""

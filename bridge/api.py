@@ -1,0 +1,192 @@
+"""HTTP API: webhooks in, incidents and rejected payloads out. JSON only."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from bridge.app import bridge
+from bridge.config import Secret
+from bridge.domain import Incident, IncidentState
+from bridge.errors import BadPayload, NotFound, Unauthorized
+from bridge.services import ingest
+from bridge.storage import IncidentFilter
+
+api = Blueprint("api", __name__)
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+# Which token guards which endpoints: webhooks per source, the read API on its own.
+WEBHOOK_TOKENS = {"alertmanager": "token_alertmanager", "zabbix": "token_zabbix"}
+
+
+def check_bearer(expected: Secret | None) -> None:
+    """Require `Authorization: Bearer <token>` when a token is configured.
+
+    Raises:
+        Unauthorized: missing or wrong token (compared in constant time).
+    """
+    if expected is None:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.value.encode()):
+        raise Unauthorized("missing or invalid bearer token", ["Authorization: expected 'Bearer <token>'"])
+
+
+def requires_token(setting: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Guard a view with the bearer token held in the named setting."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            check_bearer(getattr(bridge().settings, setting))
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def incident_json(incident: Incident) -> dict[str, Any]:
+    """The API shape of an incident."""
+    return {
+        "id": incident.id,
+        "dedup_key": incident.dedup_key,
+        "source": incident.source,
+        "state": incident.state.value,
+        "line": incident.line,
+        "impact": incident.impact,
+        "urgency": incident.urgency,
+        "priority": incident.priority,
+        "route": incident.route,
+        "summary": incident.summary,
+        "labels": incident.labels,
+        "annotations": incident.annotations,
+        "occurrences": incident.occurrences,
+        "reopen_count": incident.reopen_count,
+        "first_seen": _iso(incident.first_seen),
+        "last_seen": _iso(incident.last_seen),
+        "resolved_at": _iso(incident.resolved_at),
+        "closed_at": _iso(incident.closed_at),
+        "close_reason": incident.close_reason,
+        "problem_id": incident.problem_id,
+    }
+
+
+def _rejected_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "source": row["source"],
+        "received_at": _iso(row["received_at"]),
+        "reason": row["reason"],
+        "errors": row["errors"],
+        "partial": row["partial"],
+        "content_type": row["content_type"],
+        "body": row["body"],
+        "body_truncated": row["body_truncated"],
+    }
+
+
+def _int_arg(name: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadPayload(f"invalid query parameter {name}", [f"{name}: expected an integer, got {raw!r}"]) from exc
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise BadPayload(f"invalid query parameter {name}", [f"{name}: must be {bounds}"])
+    return value
+
+
+def _choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in allowed:
+        raise BadPayload(f"invalid query parameter {name}", [f"{name}: expected one of {', '.join(allowed)}"])
+    return raw
+
+
+def _page_args() -> tuple[int, int | None]:
+    limit = _int_arg("limit", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+    assert limit is not None
+    return limit, _int_arg("cursor")
+
+
+@api.post("/api/v1/alerts/<source>")
+def receive_alerts(source: str):  # type: ignore[no-untyped-def]
+    """Webhook receiver: answers 200 only after the notification is committed."""
+    ctx = bridge()
+    setting = WEBHOOK_TOKENS.get(source)
+    if setting is None:
+        raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(WEBHOOK_TOKENS)}"])
+    check_bearer(getattr(ctx.settings, setting))
+    result = ingest(ctx.store, ctx.rules, source, request.get_data(cache=False), ctx.now(),
+                    content_type=request.content_type, rejected_body_limit=ctx.settings.rejected_body_limit)
+    return jsonify({
+        "status": "ok",
+        "notification_id": result.notification_id,
+        "incidents": result.incident_ids,
+        "alerts": len(result.results),
+        "outcomes": result.outcomes,
+        "rejected": [{"index": item.index, "errors": list(item.errors)} for item in result.parsed.rejected],
+        "truncated_alerts": result.parsed.truncated_alerts,
+    })
+
+
+@api.get("/api/v1/incidents")
+@requires_token("token_api")
+def list_incidents():  # type: ignore[no-untyped-def]
+    limit, cursor = _page_args()
+    filters = IncidentFilter(
+        state=_choice_arg("state", tuple(state.value for state in IncidentState)),
+        source=_choice_arg("source", tuple(WEBHOOK_TOKENS)),
+        priority=request.args.get("priority") or None,
+        problem_id=_int_arg("problem_id"),
+    )
+    page = bridge().store.list_incidents(filters, limit, cursor)
+    return jsonify({"items": [incident_json(i) for i in page.items], "next_cursor": page.next_cursor})
+
+
+@api.get("/api/v1/incidents/<int:incident_id>")
+@requires_token("token_api")
+def get_incident(incident_id: int):  # type: ignore[no-untyped-def]
+    incident = bridge().store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    return jsonify(incident_json(incident))
+
+
+@api.get("/api/v1/rejected")
+@requires_token("token_api")
+def list_rejected():  # type: ignore[no-untyped-def]
+    limit, cursor = _page_args()
+    source = _choice_arg("source", tuple(WEBHOOK_TOKENS))
+    page = bridge().store.list_rejected(limit, cursor, source)
+    return jsonify({"items": [_rejected_json(row) for row in page.items], "next_cursor": page.next_cursor})
+
+
+@api.get("/healthz")
+def healthz():  # type: ignore[no-untyped-def]
+    """Liveness: the process answers. Never touches the database."""
+    return jsonify({"status": "ok"})
+
+
+@api.get("/readyz")
+def readyz():  # type: ignore[no-untyped-def]
+    """Readiness: the database answers; 503 otherwise."""
+    bridge().store.ping()
+    return jsonify({"status": "ok", "database": "ok"})

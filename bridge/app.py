@@ -1,0 +1,105 @@
+"""Application factory: wires settings, rules, store and the HTTP blueprint together."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from bridge.config import Settings, load_settings
+from bridge.domain import Rules
+from bridge.errors import BridgeError
+from bridge.rules import load_rules
+from bridge.storage import Store
+
+log = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """The collaborators a request needs, built once per process."""
+
+    settings: Settings
+    rules: Rules
+    store: Store
+    now: Callable[[], datetime] = utc_now
+
+
+def bridge() -> Bridge:
+    """The current app's collaborators."""
+
+    return current_app.extensions["bridge"]
+
+
+def error_body(status: int, message: str, errors: list[str] | None = None) -> dict[str, Any]:
+    """The one JSON envelope every error uses."""
+    return {"status": "error", "code": status, "message": message, "errors": errors or [],
+            "request_id": getattr(g, "request_id", None)}
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(BridgeError)
+    def _bridge_error(exc: BridgeError):  # type: ignore[no-untyped-def]
+        return jsonify(error_body(exc.status, exc.message, exc.errors)), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        status = exc.code or 500
+        messages = {
+            404: "no such endpoint",
+            405: f"method {request.method} not allowed here",
+            413: f"request body larger than {app.config['MAX_CONTENT_LENGTH']} bytes",
+        }
+        return jsonify(error_body(status, messages.get(status, exc.description or exc.name))), status
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        log.exception("unhandled error", extra={"request_id": getattr(g, "request_id", None)})
+        return jsonify(error_body(500, "internal error; see the bridge log for this request id")), 500
+
+
+def create_app(
+    settings: Settings | None = None, *, rules: Rules | None = None, store: Store | None = None,
+    now: Callable[[], datetime] = utc_now,
+) -> Flask:
+    """Build the WSGI app. Loads and validates rules, so a broken rules file fails here.
+
+    Raises:
+        RulesError: the rules file is invalid.
+    """
+    from bridge.api import api
+
+    settings = settings or load_settings()
+    rules = rules or load_rules(settings.rules_path)
+    store = store or Store.from_url(settings.database_url)
+    app = Flask("bridge")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["bridge"] = Bridge(settings, rules, store, now)
+
+    @app.before_request
+    def _assign_request_id() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+    @app.after_request
+    def _echo_request_id(response):  # type: ignore[no-untyped-def]
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    _register_error_handlers(app)
+    app.register_blueprint(api)
+    return app

@@ -1,0 +1,392 @@
+"""Durable store on SQLAlchemy Core: SQLite (WAL) embedded, PostgreSQL in production.
+
+The database enforces what matters: at most one firing incident per dedup key (a
+partial unique index), so two server processes can never create twin incidents. A
+write that loses such a race is retried as a whole transaction, re-reading what the
+winner wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from bridge.domain import Incident, IncidentState
+from bridge.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+MAX_TRANSACTION_ATTEMPTS = 8
+# PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock detected.
+RETRYABLE_PG_STATES = {"40001", "40P01"}
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite stores naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JsonType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+metadata = sa.MetaData()
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("alert_count", sa.Integer(), nullable=False),
+    sa.Column("rejected_count", sa.Integer(), nullable=False),
+    sa.Column("truncated_alerts", sa.Integer(), nullable=False),
+    sa.Column("group_key", sa.Text()),
+    sa.Column("body", sa.Text(), nullable=False),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("dedup_key", sa.Text(), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("line", sa.String(64), nullable=False),
+    sa.Column("impact", sa.String(16), nullable=False),
+    sa.Column("urgency", sa.String(16), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("route", sa.String(200), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("labels", JsonType, nullable=False),
+    sa.Column("annotations", JsonType, nullable=False),
+    sa.Column("occurrences", sa.Integer(), nullable=False),
+    sa.Column("reopen_count", sa.Integer(), nullable=False),
+    sa.Column("first_seen", UtcDateTime(), nullable=False),
+    sa.Column("last_seen", UtcDateTime(), nullable=False),
+    sa.Column("episode_started_at", UtcDateTime()),
+    sa.Column("resolved_at", UtcDateTime()),
+    sa.Column("closed_at", UtcDateTime()),
+    sa.Column("close_reason", sa.Text()),
+    sa.Column("auto_close_at", UtcDateTime()),
+    sa.Column("problem_id", sa.BigInteger()),
+    sa.Column("last_notification_id", sa.BigInteger()),
+    sa.Index(
+        "ux_incidents_firing_dedup_key",
+        "dedup_key",
+        unique=True,
+        sqlite_where=sa.text("state = 'firing'"),
+        postgresql_where=sa.text("state = 'firing'"),
+    ),
+    sa.Index("ix_incidents_dedup_key_state", "dedup_key", "state"),
+    sa.Index("ix_incidents_state_auto_close_at", "state", "auto_close_at"),
+    sa.Index("ix_incidents_problem_id", "problem_id"),
+)
+
+rejected_payloads = sa.Table(
+    "rejected_payloads",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("errors", JsonType, nullable=False),
+    sa.Column("content_type", sa.Text()),
+    sa.Column("partial", sa.Boolean(), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("body_truncated", sa.Boolean(), nullable=False),
+)
+
+_INCIDENT_FIELDS = [column.name for column in incidents.columns if column.name not in ("id", "last_notification_id")]
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for a bare `postgresql://` URL."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings each backend needs for safe concurrent writes."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout and BEGIN IMMEDIATE so writers queue instead of failing."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take over transaction control from the sqlite3 module (SQLAlchemy recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return state in RETRYABLE_PG_STATES
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    return exc.connection_invalidated or isinstance(exc, OperationalError)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and the cursor for the next (None on the last page)."""
+
+    items: list[Any]
+    next_cursor: int | None
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    state: str | None = None
+    source: str | None = None
+    priority: str | None = None
+    problem_id: int | None = None
+
+
+class Store:
+    """All reads and writes of the bridge's state."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(make_engine(url))
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction, retried whole when it loses a race.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if _is_retryable(exc) and attempt < MAX_TRANSACTION_ATTEMPTS:
+                    log.info("transaction lost a race, retrying", extra={"attempt": attempt})
+                    time.sleep(0.005 * attempt)
+                    continue
+                if _is_unavailable(exc):
+                    raise StoreUnavailable("database unavailable; retry later") from exc
+                raise
+        raise AssertionError("unreachable")
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """Run read-only `work`.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+        try:
+            with self.engine.connect() as conn:
+                return work(conn)
+        except DBAPIError as exc:
+            if _is_unavailable(exc):
+                raise StoreUnavailable("database unavailable; retry later") from exc
+            raise
+
+    def ping(self) -> None:
+        """Check the database answers.
+
+        Raises:
+            StoreUnavailable: it does not.
+        """
+        self.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar_one())
+
+    # Writes inside a transaction -------------------------------------------------
+
+    @staticmethod
+    def add_notification(
+        conn: Connection, source: str, received_at: datetime, body: str, *,
+        alert_count: int, rejected_count: int, truncated_alerts: int, group_key: str | None,
+    ) -> int:
+        """Keep the raw notification next to what was made of it."""
+        return conn.execute(
+            notifications.insert().returning(notifications.c.id),
+            dict(source=source, received_at=received_at, body=body, alert_count=alert_count,
+                 rejected_count=rejected_count, truncated_alerts=truncated_alerts, group_key=group_key),
+        ).scalar_one()
+
+    @staticmethod
+    def current_incidents(conn: Connection, keys: Iterable[str]) -> dict[str, Incident]:
+        """The live incident per key (the firing one, else the newest resolved), locked for update."""
+        keys = sorted(set(keys))
+        if not keys:
+            return {}
+        query = (
+            sa.select(incidents)
+            .where(incidents.c.dedup_key.in_(keys), incidents.c.state != IncidentState.CLOSED.value)
+            .order_by(incidents.c.dedup_key, incidents.c.id.desc())
+            .with_for_update()
+        )
+        current: dict[str, Incident] = {}
+        for row in conn.execute(query).mappings():
+            known = current.get(row["dedup_key"])
+            if known is None or (row["state"] == IncidentState.FIRING.value and known.state is not IncidentState.FIRING):
+                current[row["dedup_key"]] = _incident_from_row(row)
+        return current
+
+    @staticmethod
+    def save_incidents(conn: Connection, changed: Sequence[Incident], notification_id: int | None) -> None:
+        """Insert new incidents (setting their ids) and update changed ones.
+
+        New incidents are inserted in key order so concurrent writers meet the unique
+        index in the same order and do not deadlock.
+        """
+        existing = [dict(_incident_values(i), b_id=i.id, last_notification_id=notification_id)
+                    for i in changed if i.id is not None]
+        for incident in sorted((i for i in changed if i.id is None), key=lambda i: i.dedup_key):
+            values = _incident_values(incident)
+            values["last_notification_id"] = notification_id
+            incident.id = conn.execute(incidents.insert().returning(incidents.c.id), values).scalar_one()
+        if existing:
+            statement = (
+                incidents.update()
+                .where(incidents.c.id == sa.bindparam("b_id"))
+                .values({name: sa.bindparam(name) for name in [*_INCIDENT_FIELDS, "last_notification_id"]})
+            )
+            conn.execute(statement, existing)
+
+    @staticmethod
+    def add_rejected(
+        conn: Connection, source: str, received_at: datetime, *, reason: str, errors: Sequence[str],
+        body: str, content_type: str | None, partial: bool, body_limit: int,
+    ) -> int:
+        """Keep a refused payload (or the refused part of one) with its reason."""
+        truncated = len(body) > body_limit
+        return conn.execute(
+            rejected_payloads.insert().returning(rejected_payloads.c.id),
+            dict(source=source, received_at=received_at, reason=reason, errors=list(errors),
+                 content_type=content_type, partial=partial,
+                 body=body[:body_limit] if truncated else body, body_truncated=truncated),
+        ).scalar_one()
+
+    def close_resolved_due(self, now: datetime) -> list[int]:
+        """Close resolved incidents outside any problem whose auto-close time has come."""
+
+        def work(conn: Connection) -> list[int]:
+            due = (
+                incidents.c.state == IncidentState.RESOLVED.value,
+                incidents.c.problem_id.is_(None),
+                incidents.c.auto_close_at <= now,
+            )
+            ids = list(conn.execute(sa.select(incidents.c.id).where(*due)).scalars())
+            if ids:
+                conn.execute(
+                    incidents.update().where(incidents.c.id.in_(ids), *due).values(
+                        state=IncidentState.CLOSED.value, closed_at=now, close_reason="auto_closed")
+                )
+            return ids
+
+        return self.run(work)
+
+    # Reads ------------------------------------------------------------------------
+
+    def get_incident(self, incident_id: int) -> Incident | None:
+        def work(conn: Connection) -> Incident | None:
+            row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).mappings().first()
+            return _incident_from_row(row) if row else None
+
+        return self.read(work)
+
+    def list_incidents(self, filters: IncidentFilter, limit: int, cursor: int | None) -> Page:
+        query = sa.select(incidents)
+        for name in ("state", "source", "priority", "problem_id"):
+            value = getattr(filters, name)
+            if value is not None:
+                query = query.where(incidents.c[name] == value)
+        return self._page(query, incidents, limit, cursor, _incident_from_row)
+
+    def list_rejected(self, limit: int, cursor: int | None, source: str | None = None) -> Page:
+        query = sa.select(rejected_payloads)
+        if source is not None:
+            query = query.where(rejected_payloads.c.source == source)
+        return self._page(query, rejected_payloads, limit, cursor, dict)
+
+    def _page(
+        self, query: sa.Select[Any], table: sa.Table, limit: int, cursor: int | None,
+        convert: Callable[[Mapping[str, Any]], Any],
+    ) -> Page:
+        """Newest first, keyset pagination on id: stable while rows are being added."""
+        if cursor is not None:
+            query = query.where(table.c.id < cursor)
+        query = query.order_by(table.c.id.desc()).limit(limit + 1)
+
+        def work(conn: Connection) -> Page:
+            rows = list(conn.execute(query).mappings())
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page([convert(row) for row in rows], rows[-1]["id"] if more else None)
+
+        return self.read(work)
+
+
+def _incident_values(incident: Incident) -> dict[str, Any]:
+    values = {name: getattr(incident, name) for name in _INCIDENT_FIELDS}
+    values["state"] = incident.state.value
+    return values
+
+
+def _incident_from_row(row: Mapping[str, Any]) -> Incident:
+    values = {name: row[name] for name in _INCIDENT_FIELDS}
+    values["state"] = IncidentState(row["state"])
+    return Incident(id=row["id"], **values)
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (Alembic `upgrade head`)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "bridge:migrations")
+    config.set_main_option("sqlalchemy.url", normalise_url(url))
+    command.upgrade(config, "head")

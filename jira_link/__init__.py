@@ -1,0 +1,1 @@
+"""Jira REST client and problem linking (see issue: Problems and Jira)."""
