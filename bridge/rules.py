@@ -164,7 +164,7 @@ def parse_rules(raw: Any, path: str = "rules.yaml") -> Rules:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            message = error["msg"]
+            message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
             problems.append(f"{_format_location(error['loc'], raw)}: {message}")

@@ -16,6 +16,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
@@ -381,12 +385,25 @@ def _incident_from_row(row: Mapping[str, Any]) -> Incident:
     return Incident(id=row["id"], **values)
 
 
-def migrate(url: str) -> None:
-    """Bring the database at `url` to the newest schema (Alembic `upgrade head`)."""
-    from alembic import command
-    from alembic.config import Config
 
-    config = Config()
+def _alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig()
     config.set_main_option("script_location", "bridge:migrations")
     config.set_main_option("sqlalchemy.url", normalise_url(url))
-    command.upgrade(config, "head")
+    return config
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (Alembic `upgrade head`)."""
+    alembic_command.upgrade(_alembic_config(url), "head")
+
+
+def schema_is_current(url: str) -> bool:
+    """True when the database is migrated to the newest revision this code knows."""
+    head = ScriptDirectory.from_config(_alembic_config(url)).get_current_head()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision() == head
+    finally:
+        engine.dispose()

@@ -1,0 +1,166 @@
+"""The `incident-bridge` command: serve, worker, migrate, check-rules, explain."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from gunicorn.app.base import BaseApplication
+
+from bridge.app import create_app, utc_now
+from bridge.config import Settings, SettingsError, load_settings
+from bridge.domain import route_alert
+from bridge.errors import BridgeError
+from bridge.rules import RulesError, load_rules
+from bridge.services import parse_body
+from bridge.storage import Store, migrate, schema_is_current
+from bridge.worker import install_stop_signals, run_forever
+
+log = logging.getLogger(__name__)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+
+
+def _rules_or_exit(path: str) -> Any:
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        click.echo(f"{exc.path}: {len(exc.problems)} problem(s):", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """incident-bridge: monitoring webhooks in, deduplicated incidents out."""
+
+
+@main.command("migrate")
+def migrate_command() -> None:
+    """Create or upgrade the database schema (BRIDGE_DATABASE_URL)."""
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    migrate(settings.database_url)
+    click.echo("database schema is up to date")
+
+
+@main.command("check-rules")
+@click.argument("path", required=False)
+def check_rules(path: str | None) -> None:
+    """Validate a rules file (default BRIDGE_RULES); exit 1 with every problem found."""
+    path = path or _settings().rules_path
+    rules = _rules_or_exit(path)
+    click.echo(f"{path}: OK ({len(rules.routes)} routes)")
+
+
+@main.command("explain")
+@click.option("--source", type=click.Choice(["alertmanager", "zabbix"]), required=True)
+@click.option("--rules", "rules_path", default=None, help="rules file (default BRIDGE_RULES)")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def explain(source: str, rules_path: str | None, file: str) -> None:
+    """Dry run: the incident key, line and priority each alert in FILE would get, and why."""
+    rules = _rules_or_exit(rules_path or _settings().rules_path)
+    try:
+        parsed = parse_body(source, Path(file).read_bytes())
+    except BridgeError as exc:
+        click.echo(f"refused: {exc.message}", err=True)
+        for error in exc.errors:
+            click.echo(f"  - {error}", err=True)
+        sys.exit(1)
+    for index, alert in enumerate(parsed.alerts):
+        routing = route_alert(rules, alert)
+        click.echo(f"alert {index}: {alert.status.value} {alert.summary}")
+        click.echo(f"  incident key: {routing.dedup_key}")
+        click.echo(f"  line: {routing.line}  priority: {routing.priority} "
+                   f"(impact {routing.impact}, urgency {routing.urgency})")
+        for reason in routing.reasons:
+            click.echo(f"  because: {reason}")
+    for item in parsed.rejected:
+        click.echo(f"alert {item.index}: refused")
+        for error in item.errors:
+            click.echo(f"  - {error}")
+    if parsed.truncated_alerts:
+        click.echo(f"note: Alertmanager truncated {parsed.truncated_alerts} alert(s) (max_alerts)")
+
+
+@main.command("worker")
+def worker_command() -> None:
+    """Run the background worker alone (auto-close; later the Jira/Zabbix outbox)."""
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    stop = threading.Event()
+    install_stop_signals(stop)
+    run_forever(Store.from_url(settings.database_url), settings.worker_interval_seconds, utc_now, stop)
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    """Gunicorn with our app and options, no config file or argv parsing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.worker_process: subprocess.Popen[bytes] | None = None
+        super().__init__()
+
+    def load_config(self) -> None:
+        options = {
+            "bind": self.settings.bind,
+            "workers": self.settings.http_workers,
+            "threads": self.settings.http_threads,
+            "worker_class": "gthread",
+            "timeout": 30,
+            "graceful_timeout": 30,
+            "accesslog": None,
+            "loglevel": self.settings.log_level.lower(),
+            "when_ready": self._start_worker,
+            "on_exit": self._stop_worker,
+        }
+        # Several bridges on one host must not fight over gunicorn's (>= 24) control socket.
+        if "control_socket_disable" in self.cfg.settings:
+            options["control_socket_disable"] = True
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.settings)
+
+    def _start_worker(self, _server: Any) -> None:
+        # A child process, not a thread in the master: gunicorn forks workers later.
+        if self.settings.run_worker:
+            self.worker_process = subprocess.Popen([sys.executable, "-m", "bridge", "worker"])
+
+    def _stop_worker(self, _server: Any) -> None:
+        if self.worker_process is not None and self.worker_process.poll() is None:
+            self.worker_process.terminate()
+            try:
+                self.worker_process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.worker_process.kill()
+
+
+@main.command("serve")
+@click.option("--bind", default=None, help="host:port (default BRIDGE_BIND)")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="HTTP worker processes")
+@click.option("--no-worker", is_flag=True, help="do not run the background worker alongside")
+def serve(bind: str | None, workers: int | None, no_worker: bool) -> None:
+    """Serve the HTTP API under gunicorn, with the background worker unless told not to."""
+    settings = _settings(bind=bind, http_workers=workers, run_worker=False if no_worker else None)
+    _configure_logging(settings.log_level)
+    _rules_or_exit(settings.rules_path)
+    if not schema_is_current(settings.database_url):
+        raise click.ClickException("the database schema is missing or old; run `incident-bridge migrate` first")
+    _Gunicorn(settings).run()
