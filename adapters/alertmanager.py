@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from adapters.validation import describe
+from bridge.validation import describe
 from bridge.domain import Alert, AlertStatus, ParsedNotification, RejectedAlert
 from bridge.errors import BadPayload
 

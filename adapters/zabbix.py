@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from adapters.validation import describe
+from bridge.validation import describe
 from bridge.domain import Alert, AlertStatus, ParsedNotification
 from bridge.errors import BadPayload
 
@@ -72,7 +72,7 @@ class _Event(BaseModel):
             try:
                 return json.loads(value)
             except ValueError as exc:
-                raise ValueError("tags: not a JSON array of {tag, value} objects") from exc
+                raise ValueError("not a JSON array of {tag, value} objects") from exc
         return value
 
 

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from bridge.domain import IMPACT_LEVELS, URGENCY_LEVELS, Matcher, Route, Rules
+from bridge.validation import message_for
 
 SOURCES = ("alertmanager", "zabbix")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -162,12 +163,7 @@ def parse_rules(raw: Any, path: str = "rules.yaml") -> Rules:
     try:
         model = RulesModel.model_validate(raw)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = "unknown key"
-            problems.append(f"{_format_location(error['loc'], raw)}: {message}")
+        problems = [f"{_format_location(error['loc'], raw)}: {message_for(error)}" for error in exc.errors()]
         raise RulesError(path, problems) from exc
 
     problems: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 
 def field_path(prefix: str, loc: tuple[object, ...]) -> str:
@@ -16,12 +17,15 @@ def field_path(prefix: str, loc: tuple[object, ...]) -> str:
     return path or "body"
 
 
+def message_for(error: ErrorDetails) -> str:
+    """A finding's message in our wording for the common cases."""
+    if error["type"] == "missing":
+        return "required field is missing"
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    return error["msg"].removeprefix("Value error, ")
+
+
 def describe(exc: ValidationError, prefix: str = "") -> list[str]:
     """One line per finding, each starting with the path of the field at fault."""
-    lines = []
-    for error in exc.errors(include_url=False):
-        message = error["msg"]
-        if error["type"] == "missing":
-            message = "required field is missing"
-        lines.append(f"{field_path(prefix, error['loc'])}: {message}")
-    return lines
+    return [f"{field_path(prefix, error['loc'])}: {message_for(error)}" for error in exc.errors(include_url=False)]

@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+export BRIDGE_DATABASE_URL ?= sqlite:///bridge.db
+export BRIDGE_RULES ?= rules.yaml
+
+.PHONY: install run test test-env clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Install, migrate the SQLite database and serve the example rules on 127.0.0.1:8080.
+run: install
+	$(BIN)/incident-bridge check-rules
+	$(BIN)/incident-bridge migrate
+	$(BIN)/incident-bridge serve
+
+## Start what the tests need (PostgreSQL, a real Alertmanager), then run the whole suite.
+test: install test-env
+	$(BIN)/python -m pytest
+
+test-env:
+	bash tests/setup-test-env.sh
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache bridge.db bridge.db-wal bridge.db-shm

@@ -1,0 +1,155 @@
+"""Shared fixtures: recorded payloads, stores on SQLite and PostgreSQL, a running bridge."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+import sqlalchemy as sa
+
+from bridge.rules import load_rules
+from bridge.storage import Store, metadata, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+PAYLOADS = Path(__file__).resolve().parent / "fixtures" / "payloads"
+PG_ADMIN_URL = os.environ.get("BRIDGE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def payload_bytes(name: str) -> bytes:
+    return (PAYLOADS / name).read_bytes()
+
+
+def payload(name: str) -> Any:
+    return json.loads(payload_bytes(name))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def example_rules():
+    return load_rules(ROOT / "rules.yaml")
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test session, migrated to head."""
+    name = f"bridge_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    migrate(url)
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def empty_tables(store: Store) -> None:
+    with store.engine.begin() as conn:
+        names = ", ".join(table.name for table in metadata.sorted_tables)
+        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same test on both backends: a fresh SQLite file, or the emptied PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'bridge.db'}"
+        migrate(url)
+        yield url
+        return
+    url = request.getfixturevalue("pg_database_url")
+    store = Store.from_url(url)
+    empty_tables(store)
+    store.engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    store = Store.from_url(database_url)
+    yield store
+    store.engine.dispose()
+
+
+class Clock:
+    """A settable clock for tests that need time to pass."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.value = start or datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.value
+
+    def advance(self, **delta: float) -> None:
+        from datetime import timedelta
+
+        self.value += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+class BridgeProcess:
+    """`incident-bridge serve` in a subprocess, as an operator runs it."""
+
+    def __init__(self, database_url: str, env: dict[str, str] | None = None, workers: int = 2) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "BRIDGE_DATABASE_URL": database_url,
+            "BRIDGE_RULES": str(ROOT / "rules.yaml"),
+            "BRIDGE_BIND": f"127.0.0.1:{self.port}",
+            "BRIDGE_HTTP_WORKERS": str(workers),
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix="bridge-", suffix=".log", delete=False)
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def __enter__(self) -> BridgeProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "serve"], env=self.env, cwd=ROOT,
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"bridge exited: {self.output()}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("bridge did not become ready in 30 s")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Start and install what the test suite talks to: PostgreSQL and Alertmanager.
+# Idempotent; safe to run on every `make test`.
+set -euo pipefail
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "setup-test-env: need root for: $*" >&2; return 1; fi
+}
+
+# PostgreSQL: the production store; storage tests run on it as well as SQLite.
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+    if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+        as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
+    fi
+    for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 || { echo "setup-test-env: PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+
+# A real Alertmanager (Debian package) for the end-to-end tests.
+if ! command -v prometheus-alertmanager >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get update -qq
+    # policy-rc.d keeps the package from starting a system-wide daemon.
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod +x /usr/sbin/policy-rc.d
+    as_root apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+    as_root rm -f /usr/sbin/policy-rc.d
+fi
+prometheus-alertmanager --version 2>&1 | head -n 1

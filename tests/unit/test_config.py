@@ -1,0 +1,39 @@
+"""Environment settings: one mapping table, bad values refused, secrets masked."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.config import ENVIRONMENT, Secret, SettingsError, load_settings
+from tests.conftest import ROOT
+
+
+def test_defaults_match_the_documented_ones():
+    settings = load_settings({})
+    assert (settings.database_url, settings.rules_path, settings.token_api) == ("sqlite:///bridge.db", "rules.yaml", None)
+
+
+def test_environment_values_are_parsed():
+    settings = load_settings({"BRIDGE_HTTP_WORKERS": "4", "BRIDGE_RUN_WORKER": "no", "BRIDGE_TOKEN_API": "t0k"})
+    assert (settings.http_workers, settings.run_worker, settings.token_api) == (4, False, Secret("t0k"))
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("BRIDGE_HTTP_WORKERS", "many"), ("BRIDGE_HTTP_WORKERS", "0"), ("BRIDGE_RUN_WORKER", "maybe"),
+    ("BRIDGE_MAX_BODY_BYTES", "-5"),
+])
+def test_bad_values_are_errors_naming_the_variable(variable, value):
+    with pytest.raises(SettingsError, match=variable):
+        load_settings({variable: value})
+
+
+def test_secrets_never_show_in_repr_or_str():
+    settings = load_settings({"BRIDGE_TOKEN_ZABBIX": "hunter2"})
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.token_zabbix)
+
+
+def test_every_variable_is_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in ENVIRONMENT if name not in readme]
+    assert missing == []
