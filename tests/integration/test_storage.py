@@ -1,0 +1,165 @@
+"""The store on SQLite and PostgreSQL: schema, uniqueness, ingest and races."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.exc import IntegrityError
+
+from bridge.domain import IncidentState, Outcome
+from bridge.errors import BadPayload
+from bridge.services import ingest
+from bridge.storage import IncidentFilter, Store, incidents, metadata, notifications, rejected_payloads
+from tests.conftest import payload, payload_bytes
+
+T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
+
+
+def incident_row(**values):
+    row = dict(dedup_key="k", source="alertmanager", state="firing", line="L3", impact="low", urgency="low",
+               priority="P5", route="defaults", summary="s", labels={}, annotations={}, occurrences=1,
+               reopen_count=0, first_seen=T0, last_seen=T0, episode_started_at=None, resolved_at=None,
+               closed_at=None, close_reason=None, auto_close_at=None, problem_id=None, last_notification_id=None)
+    row.update(values)
+    return row
+
+
+def test_migrations_match_the_table_definitions(store: Store):
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert [d for d in diff if d[0] != "remove_table"] == []
+
+
+def test_database_refuses_a_second_firing_incident_for_a_key(store: Store):
+    with store.engine.begin() as conn:
+        conn.execute(incidents.insert(), incident_row())
+        conn.execute(incidents.insert(), incident_row(state="resolved"))
+    with pytest.raises(IntegrityError):
+        with store.engine.begin() as conn:
+            conn.execute(incidents.insert(), incident_row())
+
+
+def test_datetimes_come_back_as_aware_utc(store: Store):
+    moscow = datetime(2026, 11, 23, 22, 0, tzinfo=UTC).astimezone(__import__("zoneinfo").ZoneInfo("Europe/Moscow"))
+    with store.engine.begin() as conn:
+        conn.execute(incidents.insert(), incident_row(first_seen=moscow, last_seen=moscow))
+    [incident] = store.list_incidents(IncidentFilter(), 10, None).items
+    assert incident.first_seen == moscow and incident.first_seen.tzinfo == UTC
+
+
+def test_recorded_alertmanager_sequence_makes_one_incident_per_fingerprint(store: Store, example_rules):
+    names = ["alertmanager-0.25-two-firing.json", "alertmanager-0.25-one-resolved-one-firing.json",
+             "alertmanager-0.25-repeat-after-resolve.json", "alertmanager-0.25-repeat-after-resolve.json"]
+    outcomes = [ingest(store, example_rules, "alertmanager", payload_bytes(name), T0 + timedelta(seconds=i)).outcomes
+                for i, name in enumerate(names)]
+    assert outcomes == [{"created": 2}, {"resolved": 1, "repeated": 1}, {"repeated": 1}, {"repeated": 1}]
+    items = {i.dedup_key: i for i in store.list_incidents(IncidentFilter(), 10, None).items}
+    assert set(items) == {"alertmanager:3d64f6474bce3ff4", "alertmanager:11e44d6c5771e52b"}
+    a, b = items["alertmanager:3d64f6474bce3ff4"], items["alertmanager:11e44d6c5771e52b"]
+    assert (a.state, a.occurrences) == (IncidentState.RESOLVED, 1)
+    assert (b.state, b.occurrences, b.priority, b.line) == (IncidentState.FIRING, 4, "P1", "L3")
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(notifications)).scalar_one() == 4
+
+
+def test_zabbix_problem_update_recovery_on_one_incident(store: Store, example_rules):
+    for name in ["zabbix-6.0.14-problem.json", "zabbix-6.0.14-update-ack.json", "zabbix-6.0.14-recovery.json",
+                 "zabbix-6.0.14-problem.json"]:
+        ingest(store, example_rules, "zabbix", payload_bytes(name), T0)
+    [incident] = store.list_incidents(IncidentFilter(source="zabbix"), 10, None).items
+    assert (incident.dedup_key, incident.state, incident.occurrences) == ("zabbix:1", IncidentState.RESOLVED, 1)
+    assert incident.labels["trigger_id"] == "23133" and incident.labels["host"] == "lkk-app-1"
+
+
+def test_refused_payload_is_kept_with_its_reason(store: Store, example_rules):
+    with pytest.raises(BadPayload):
+        ingest(store, example_rules, "alertmanager", b'{"version": "4", \x00 broken', T0, content_type="text/plain")
+    [row] = store.list_rejected(10, None).items
+    assert row["reason"] == "body is not valid JSON" and row["partial"] is False
+    assert row["content_type"] == "text/plain" and "\ufffd" in row["body"]
+
+
+def test_good_alerts_survive_a_bad_neighbour(store: Store, example_rules):
+    body = payload("alertmanager-0.25-two-firing.json")
+    body["alerts"][1]["labels"] = "not a map"
+    result = ingest(store, example_rules, "alertmanager", __import__("json").dumps(body).encode(), T0)
+    assert [r.outcome for r in result.results] == [Outcome.CREATED]
+    assert len(store.list_incidents(IncidentFilter(), 10, None).items) == 1
+    [row] = store.list_rejected(10, None).items
+    assert row["partial"] is True and row["errors"] == ["alerts[1].labels: Input should be a valid dictionary"]
+
+
+def test_rejected_body_is_truncated_to_the_limit(store: Store, example_rules):
+    with pytest.raises(BadPayload):
+        ingest(store, example_rules, "zabbix", b"[" * 5000, T0, rejected_body_limit=100)
+    [row] = store.list_rejected(10, None).items
+    assert len(row["body"]) == 100 and row["body_truncated"] is True
+
+
+def test_auto_close_closes_only_resolved_incidents_outside_problems_when_due(store: Store):
+    with store.engine.begin() as conn:
+        conn.execute(incidents.insert(), [
+            incident_row(dedup_key="due", state="resolved", resolved_at=T0, auto_close_at=T0 + timedelta(hours=1)),
+            incident_row(dedup_key="later", state="resolved", resolved_at=T0, auto_close_at=T0 + timedelta(hours=3)),
+            incident_row(dedup_key="in-problem", state="resolved", resolved_at=T0,
+                         auto_close_at=T0 + timedelta(hours=1), problem_id=5),
+            incident_row(dedup_key="firing"),
+        ])
+    closed = store.close_resolved_due(T0 + timedelta(hours=2))
+    assert len(closed) == 1
+    states = {i.dedup_key: (i.state, i.close_reason) for i in store.list_incidents(IncidentFilter(), 10, None).items}
+    assert states == {"due": (IncidentState.CLOSED, "auto_closed"), "later": (IncidentState.RESOLVED, None),
+                      "in-problem": (IncidentState.RESOLVED, None), "firing": (IncidentState.FIRING, None)}
+    assert store.close_resolved_due(T0 + timedelta(hours=2)) == [], "a second pass changes nothing"
+
+
+def test_listing_filters_and_pages_newest_first(store: Store):
+    with store.engine.begin() as conn:
+        conn.execute(incidents.insert(), [incident_row(dedup_key=f"k{i}", priority=f"P{1 + i % 2}") for i in range(5)])
+    first = store.list_incidents(IncidentFilter(priority="P1"), 2, None)
+    assert [i.dedup_key for i in first.items] == ["k4", "k2"] and first.next_cursor is not None
+    second = store.list_incidents(IncidentFilter(priority="P1"), 2, first.next_cursor)
+    assert [i.dedup_key for i in second.items] == ["k0"] and second.next_cursor is None
+
+
+def test_concurrent_notifications_make_one_incident_per_fingerprint(database_url: str, example_rules):
+    """Eight writers (separate engines) deliver the same notifications at once."""
+    bodies = [payload_bytes("alertmanager-0.25-two-firing.json")] * 5
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def deliver() -> None:
+        store = Store.from_url(database_url)
+        try:
+            start.wait()
+            for body in bodies:
+                ingest(store, example_rules, "alertmanager", body, datetime.now(UTC))
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the test below
+            errors.append(exc)
+        finally:
+            store.engine.dispose()
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    store = Store.from_url(database_url)
+    items = store.list_incidents(IncidentFilter(), 50, None).items
+    store.engine.dispose()
+    assert sorted(i.dedup_key for i in items) == ["alertmanager:11e44d6c5771e52b", "alertmanager:3d64f6474bce3ff4"]
+    assert [i.occurrences for i in items] == [40, 40], "every delivery counted exactly once"
+
+
+def test_rejected_payload_listing_filters_by_source(store: Store):
+    with store.engine.begin() as conn:
+        for source in ("zabbix", "alertmanager"):
+            conn.execute(rejected_payloads.insert(), dict(source=source, received_at=T0, reason="r", errors=[],
+                                                          partial=False, body="{}", body_truncated=False))
+    assert [row["source"] for row in store.list_rejected(10, None, "zabbix").items] == ["zabbix"]
