@@ -1,0 +1,74 @@
+"""The incident-bridge command as an operator uses it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bridge.cli import main
+from bridge.storage import schema_is_current
+from tests.conftest import PAYLOADS, ROOT
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_check_rules_accepts_the_example(runner):
+    result = runner.invoke(main, ["check-rules", str(ROOT / "rules.yaml")])
+    assert result.exit_code == 0 and "OK (6 routes)" in result.output
+
+
+def test_check_rules_lists_every_problem_and_exits_1(runner, tmp_path: Path):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text((ROOT / "rules.yaml").read_text().replace("urgency: low\n", "urgency: whenever\n", 1)
+                   .replace("impact: high\n", "impakt: high\n", 1))
+    result = runner.invoke(main, ["check-rules", str(bad)])
+    assert result.exit_code == 1
+    assert 'route "portal-critical" key impakt: unknown key' in result.output
+
+
+def test_explain_prints_key_line_priority_and_reasons(runner):
+    result = runner.invoke(main, ["explain", "--source", "alertmanager", "--rules", str(ROOT / "rules.yaml"),
+                                  str(PAYLOADS / "alertmanager-0.25-two-firing.json")])
+    assert result.exit_code == 0, result.output
+    assert "incident key: alertmanager:3d64f6474bce3ff4" in result.output
+    assert "line: L3  priority: P1 (impact high, urgency high)" in result.output
+    assert 'because: route "portal-critical" matched' in result.output
+
+
+def test_explain_zabbix_uses_problem_event_id(runner):
+    result = runner.invoke(main, ["explain", "--source", "zabbix", "--rules", str(ROOT / "rules.yaml"),
+                                  str(PAYLOADS / "zabbix-6.0.14-recovery.json")])
+    assert "incident key: zabbix:1" in result.output and "priority: P2" in result.output
+
+
+def test_explain_refused_payload_exits_1_with_reasons(runner, tmp_path: Path):
+    body = tmp_path / "bad.json"
+    body.write_text('{"version": "3"}')
+    result = runner.invoke(main, ["explain", "--source", "alertmanager", "--rules", str(ROOT / "rules.yaml"), str(body)])
+    assert result.exit_code == 1 and "version: Input should be '4'" in result.output
+
+
+def test_migrate_then_schema_is_current(runner, tmp_path: Path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("BRIDGE_DATABASE_URL", url)
+    assert not schema_is_current(url)
+    result = runner.invoke(main, ["migrate"])
+    assert result.exit_code == 0 and schema_is_current(url)
+
+
+def test_serve_refuses_an_unmigrated_database(runner, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("BRIDGE_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
+    monkeypatch.setenv("BRIDGE_RULES", str(ROOT / "rules.yaml"))
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code == 1 and "run `incident-bridge migrate` first" in result.output
+
+
+def test_bad_setting_is_a_clear_error(runner, monkeypatch):
+    monkeypatch.setenv("BRIDGE_HTTP_WORKERS", "many")
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code == 1 and "BRIDGE_HTTP_WORKERS" in result.output
