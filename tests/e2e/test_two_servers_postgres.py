@@ -1,0 +1,56 @@
+"""Two `serve` processes on one PostgreSQL, fed the same notifications at once (an HA pair)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from bridge.storage import Store
+from tests.conftest import BridgeProcess, empty_tables
+
+pytestmark = pytest.mark.postgres
+TOKEN = "am-token"
+
+
+def notification(fingerprints: list[str], status: str = "firing") -> bytes:
+    start = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    alerts = [{"status": status, "labels": {"alertname": "Storm", "instance": fp, "severity": "critical"},
+               "annotations": {}, "startsAt": start.isoformat(),
+               "endsAt": (start + timedelta(minutes=5)).isoformat() if status == "resolved" else "0001-01-01T00:00:00Z",
+               "generatorURL": "", "fingerprint": fp} for fp in fingerprints]
+    return json.dumps({"version": "4", "status": status, "receiver": "bridge", "groupKey": "{}:{}",
+                       "truncatedAlerts": 0, "alerts": alerts}).encode()
+
+
+def test_two_servers_one_database_make_one_incident_per_fingerprint(pg_database_url: str):
+    store = Store.from_url(pg_database_url)
+    empty_tables(store)
+    fingerprints = [f"{n:016x}" for n in range(40)]
+    batches = [fingerprints[i:i + 10] for i in range(0, 40, 10)]
+    env = {"BRIDGE_TOKEN_ALERTMANAGER": TOKEN, "BRIDGE_RUN_WORKER": "0"}
+    with BridgeProcess(pg_database_url, env=env) as one, BridgeProcess(pg_database_url, env=env) as two:
+        def send(args: tuple[str, bytes]) -> int:
+            url, body = args
+            return requests.post(url + "/api/v1/alerts/alertmanager", data=body, timeout=30,
+                                 headers={"Authorization": f"Bearer {TOKEN}"}).status_code
+
+        # Every batch three times to each server, interleaved, from 16 concurrent senders.
+        jobs = [(server.url, notification(batch)) for _ in range(3) for batch in batches for server in (one, two)]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            assert set(pool.map(send, jobs)) == {200}
+        resolves = [(server.url, notification(batch, "resolved")) for batch in batches for server in (one, two)]
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            assert set(pool.map(send, resolves)) == {200}
+
+    with store.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT dedup_key, count(*), sum(occurrences), min(state), max(state) FROM incidents GROUP BY dedup_key"
+        ).all()
+    store.engine.dispose()
+    assert len(rows) == 40
+    assert {row[0] for row in rows} == {f"alertmanager:{fp}" for fp in fingerprints}
+    assert all(row[1:] == (1, 6, "resolved", "resolved") for row in rows), rows
