@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from bridge.validation import describe
+from bridge.validation import SafeStr, describe
 from bridge.domain import Alert, AlertStatus, ParsedNotification, RejectedAlert
 from bridge.errors import BadPayload
 
@@ -30,8 +30,8 @@ class _Envelope(BaseModel):
     version: Literal["4"]
     status: Literal["firing", "resolved"]
     alerts: list[Any]
-    receiver: str = ""
-    groupKey: str = ""
+    receiver: SafeStr = ""
+    groupKey: SafeStr = ""
     truncatedAlerts: int = Field(default=0, ge=0)
 
 
@@ -39,11 +39,11 @@ class _Alert(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str] = {}
+    labels: dict[SafeStr, SafeStr]
+    annotations: dict[SafeStr, SafeStr] = {}
     startsAt: datetime
     endsAt: datetime | None = None
-    generatorURL: str = ""
+    generatorURL: SafeStr = ""
     fingerprint: str = Field(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z]+$")
 
 

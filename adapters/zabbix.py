@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bridge.validation import describe
+from bridge.validation import SafeStr, describe
 from bridge.domain import Alert, AlertStatus, ParsedNotification
 from bridge.errors import BadPayload
 
@@ -37,8 +37,8 @@ def macro_value(value: str | None) -> str | None:
 class _Tag(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    tag: str = Field(min_length=1)
-    value: str = ""
+    tag: SafeStr = Field(min_length=1)
+    value: SafeStr = ""
 
 
 class _Event(BaseModel):
@@ -48,19 +48,19 @@ class _Event(BaseModel):
     event_value: Literal["0", "1"]
     event_update_status: Literal["0", "1"] = "0"
     event_source: str = "0"
-    event_name: str = Field(min_length=1)
-    severity: str = ""
+    event_name: SafeStr = Field(min_length=1)
+    severity: SafeStr = ""
     nseverity: str = Field(default="", pattern=r"^[0-5]?$")
-    trigger_id: str = ""
-    host: str = ""
+    trigger_id: SafeStr = ""
+    host: SafeStr = ""
     tags: list[_Tag] = []
-    event_date: str = ""
-    event_time: str = ""
-    recovery_event_id: str | None = None
-    event_update_action: str | None = None
-    event_update_message: str | None = None
-    event_update_user: str | None = None
-    zabbix_url: str | None = None
+    event_date: SafeStr = ""
+    event_time: SafeStr = ""
+    recovery_event_id: SafeStr | None = None
+    event_update_action: SafeStr | None = None
+    event_update_message: SafeStr | None = None
+    event_update_user: SafeStr | None = None
+    zabbix_url: SafeStr | None = None
 
     @field_validator("tags", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.domain import IMPACT_LEVELS, URGENCY_LEVELS, Matcher, Route, Rules
 from bridge.validation import message_for
@@ -74,7 +74,7 @@ class MatchModel(_Strict):
 class RouteFields(_Strict):
     """Fields a route may set; unset ones come from `defaults`."""
 
-    line: str | None = None
+    line: str | None = Field(default=None, min_length=1, max_length=64)
     impact: str | None = None
     urgency: str | None = None
     reopen_window: str | None = None
@@ -83,7 +83,7 @@ class RouteFields(_Strict):
 
 
 class RouteModel(RouteFields):
-    name: str
+    name: str = Field(min_length=1, max_length=200)
     match: MatchModel
 
 

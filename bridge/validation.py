@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import Annotated
+
+from pydantic import AfterValidator, ValidationError
 from pydantic_core import ErrorDetails
 
 
@@ -29,3 +31,13 @@ def message_for(error: ErrorDetails) -> str:
 def describe(exc: ValidationError, prefix: str = "") -> list[str]:
     """One line per finding, each starting with the path of the field at fault."""
     return [f"{field_path(prefix, error['loc'])}: {message_for(error)}" for error in exc.errors(include_url=False)]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text and JSONB cannot hold U+0000; refuse it at the edge with a clear message.
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    return value
+
+
+SafeStr = Annotated[str, AfterValidator(_no_nul)]

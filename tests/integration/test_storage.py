@@ -163,3 +163,12 @@ def test_rejected_payload_listing_filters_by_source(store: Store):
             conn.execute(rejected_payloads.insert(), dict(source=source, received_at=T0, reason="r", errors=[],
                                                           partial=False, body="{}", body_truncated=False))
     assert [row["source"] for row in store.list_rejected(10, None, "zabbix").items] == ["zabbix"]
+
+
+def test_nul_characters_in_labels_are_refused_before_the_database(store: Store, example_rules):
+    body = payload("alertmanager-0.25-two-firing.json")
+    body["alerts"][0]["labels"]["instance"] = "a\u0000b"
+    result = ingest(store, example_rules, "alertmanager", __import__("json").dumps(body).encode(), T0)
+    assert [r.outcome for r in result.results] == [Outcome.CREATED]
+    [row] = store.list_rejected(10, None).items
+    assert row["errors"] == ["alerts[0].labels.instance: NUL characters are not allowed"]

@@ -51,6 +51,7 @@ def test_route_inherits_defaults_field_by_field():
     (with_route(match={"labels_regex": {"a": "("}}), 'route "db-team" key match.labels_regex: label \'a\': invalid regex'),
     (with_route(reopen_window="soon"), "route \"db-team\": reopen_window: invalid duration 'soon'"),
     (with_route(auto_close_after="1m"), 'route "db-team": auto_close_after must not be shorter than reopen_window'),
+    (with_route(line="L" * 65), 'route "db-team" key line: String should have at most 64 characters'),
     (with_route(dedup_labels=[]), 'route "db-team": dedup_labels must name at least one label'),
     ({**VALID, "version": 2}, "key version: unsupported version 2"),
     ({**VALID, "extra": 1}, "key extra: unknown key"),
