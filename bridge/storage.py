@@ -59,13 +59,15 @@ class UtcDateTime(sa.TypeDecorator[datetime]):
 
 
 JsonType = sa.JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY columns.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData()
 
 notifications = sa.Table(
     "notifications",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("id", BigId, primary_key=True),
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("received_at", UtcDateTime(), nullable=False),
     sa.Column("alert_count", sa.Integer(), nullable=False),
@@ -78,7 +80,7 @@ notifications = sa.Table(
 incidents = sa.Table(
     "incidents",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("id", BigId, primary_key=True),
     sa.Column("dedup_key", sa.Text(), nullable=False),
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
@@ -116,7 +118,7 @@ incidents = sa.Table(
 rejected_payloads = sa.Table(
     "rejected_payloads",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("id", BigId, primary_key=True),
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("received_at", UtcDateTime(), nullable=False),
     sa.Column("reason", sa.Text(), nullable=False),

@@ -7,14 +7,12 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.storage import JsonType, UtcDateTime
+from bridge.storage import BigId, JsonType, UtcDateTime
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
