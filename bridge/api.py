@@ -12,7 +12,7 @@ from flask import Blueprint, jsonify, request
 
 from bridge.app import bridge
 from bridge.config import Secret
-from bridge.domain import Incident, IncidentState
+from bridge.domain import Incident, IncidentState, ProblemState
 from bridge.errors import BadPayload, NotFound, Unauthorized
 from bridge.services import ingest
 from bridge.storage import IncidentFilter
@@ -80,6 +80,26 @@ def incident_json(incident: Incident) -> dict[str, Any]:
         "closed_at": _iso(incident.closed_at),
         "close_reason": incident.close_reason,
         "problem_id": incident.problem_id,
+    }
+
+
+def problem_json(row: dict[str, Any]) -> dict[str, Any]:
+    """The API shape of a problem."""
+    return {
+        "id": row["id"],
+        "problem_key": row["problem_key"],
+        "rule": row["rule"],
+        "state": row["state"],
+        "summary": row["summary"],
+        "description": row["description"],
+        "jira_key": row["jira_key"],
+        "jira_url": row["jira_url"],
+        "incident_count": row["incident_count"],
+        "opened_at": _iso(row["opened_at"]),
+        "closed_at": _iso(row["closed_at"]),
+        "fixed_in": row["fixed_in"],
+        "regressions": row["regressions"],
+        "conclusion": row["conclusion"],
     }
 
 
@@ -190,3 +210,28 @@ def readyz():  # type: ignore[no-untyped-def]
     """Readiness: the database answers; 503 otherwise."""
     bridge().store.ping()
     return jsonify({"status": "ok", "database": "ok"})
+
+
+@api.get("/api/v1/problems")
+@requires_token("token_api")
+def list_problems():  # type: ignore[no-untyped-def]
+    limit, cursor = _page_args()
+    state = _choice_arg("state", tuple(state.value for state in ProblemState))
+    page = bridge().store.list_problems(state, request.args.get("jira_key") or None, limit, cursor)
+    return jsonify({"items": [problem_json(row) for row in page.items], "next_cursor": page.next_cursor})
+
+
+def _problem_or_404(problem_id: int) -> dict[str, Any]:
+    problem = bridge().store.get_problem(problem_id)
+    if problem is None:
+        raise NotFound(f"no problem {problem_id}")
+    return problem
+
+
+@api.get("/api/v1/problems/<int:problem_id>")
+@requires_token("token_api")
+def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
+    """A problem with its incidents (the newest 500; the incidents API pages through all)."""
+    problem = _problem_or_404(problem_id)
+    page = bridge().store.list_incidents(IncidentFilter(problem_id=problem_id), MAX_PAGE_SIZE, None)
+    return jsonify({**problem_json(problem), "incidents": [incident_json(i) for i in page.items]})

@@ -10,9 +10,10 @@ import dataclasses
 import enum
 import hashlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 IMPACT_LEVELS = ("high", "medium", "low")
 URGENCY_LEVELS = ("high", "medium", "low")
@@ -107,6 +108,7 @@ class Rules:
     routes: tuple[Route, ...]
     default_route: Route
     priority_matrix: Mapping[tuple[str, str], str]
+    problem_rules: tuple[ProblemRule, ...] = ()
 
     def route_for(self, alert: Alert) -> Route:
         for route in self.routes:
@@ -205,6 +207,7 @@ class Incident:
     close_reason: str | None = None
     problem_id: int | None = None
     auto_close_at: datetime | None = None
+    problem_key: str | None = None
 
     def copy(self) -> Incident:
         return dataclasses.replace(self, labels=dict(self.labels), annotations=dict(self.annotations))
@@ -325,11 +328,6 @@ def apply_alert(
     return Outcome.REOPENED, current
 
 
-def route_all(rules: Rules, alerts: Sequence[Alert]) -> list[Routing]:
-    """Routing for each alert, in order."""
-    return [route_alert(rules, alert) for alert in alerts]
-
-
 def apply_notification(
     alerts: Sequence[Alert],
     routings: Sequence[Routing],
@@ -370,3 +368,91 @@ class ParsedNotification:
     rejected: tuple[RejectedAlert, ...] = ()
     truncated_alerts: int = 0
     group_key: str | None = None
+
+
+# Problems --------------------------------------------------------------------------
+
+class ProblemState(str, enum.Enum):
+    OPEN = "open"
+    KNOWN_ERROR = "known_error"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class JiraTarget:
+    """Where and how a problem rule files its Jira issue."""
+
+    create: bool
+    project: str
+    issue_type: str
+    labels: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+    priority_map: Mapping[str, str] = field(default_factory=dict)
+    comment_interval: timedelta = timedelta(hours=1)
+
+
+Renderer = Callable[[Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class ProblemRule:
+    """Groups matching incidents under a root problem keyed by a rendered template."""
+
+    name: str
+    matcher: Matcher
+    key: Renderer
+    summary: Renderer
+    description: Renderer
+    open_after: int
+    window: timedelta
+    jira: JiraTarget | None = None
+
+
+@dataclass(frozen=True)
+class ProblemDecision:
+    """Which problem an incident belongs to: join an open one, open one, or wait for more."""
+
+    action: str  # "join" | "open" | "wait"
+    rule: ProblemRule
+    problem_key: str
+
+
+def template_context(incident: Incident) -> dict[str, Any]:
+    """What problem templates may read: the incident's own data, nothing from the host."""
+    return {
+        "labels": dict(incident.labels),
+        "annotations": dict(incident.annotations),
+        "source": incident.source,
+        "summary": incident.summary,
+        "priority": incident.priority,
+        "line": incident.line,
+        "dedup_key": incident.dedup_key,
+    }
+
+
+def problem_rule_for(problem_rules: Sequence[ProblemRule], incident: Incident) -> ProblemRule | None:
+    """The first problem rule whose matcher fits the incident's source and labels."""
+    probe = Alert(source=incident.source, status=AlertStatus.FIRING, source_id="", labels=incident.labels)
+    for rule in problem_rules:
+        if rule.matcher.matches(probe):
+            return rule
+    return None
+
+
+def decide_problem(rule: ProblemRule, problem_key: str, has_open_problem: bool, matching_in_window: int) -> ProblemDecision:
+    """Join the open problem for the key, or open one once `open_after` incidents fell in the window.
+
+    `matching_in_window` counts incidents with this key, not yet in a problem, inside the
+    rule's window, including the incident being decided.
+    """
+    if has_open_problem:
+        return ProblemDecision("join", rule, problem_key)
+    if matching_in_window >= rule.open_after:
+        return ProblemDecision("open", rule, problem_key)
+    return ProblemDecision("wait", rule, problem_key)
+
+
+def comment_text(new_incidents: int, since: datetime) -> str:
+    """The throttled Jira comment for incidents that joined a known problem."""
+    noun = "incident" if new_incidents == 1 else "incidents"
+    return f"{new_incidents} more {noun} since {since.strftime('%Y-%m-%d %H:%M UTC')}"

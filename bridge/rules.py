@@ -15,7 +15,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bridge.domain import IMPACT_LEVELS, URGENCY_LEVELS, Matcher, Route, Rules
+from bridge.domain import (
+    IMPACT_LEVELS, URGENCY_LEVELS, Alert, JiraTarget, Matcher, ProblemRule, Renderer, Route, Rules,
+)
+from bridge.templates import TemplateError, compile_template, example_alerts
 from bridge.validation import message_for
 
 SOURCES = ("alertmanager", "zabbix")
@@ -87,21 +90,56 @@ class RouteModel(RouteFields):
     match: MatchModel
 
 
+class JiraTargetModel(_Strict):
+    create: bool = False
+    project: str = Field(min_length=1)
+    issue_type: str = Field(default="Bug", min_length=1)
+    labels: list[str] = []
+    components: list[str] = []
+    priority_map: dict[str, str] = {}
+    comment_interval: str = "1h"
+
+    @field_validator("labels")
+    @classmethod
+    def _no_spaces(cls, value: list[str]) -> list[str]:
+        for label in value:
+            if not label or any(ch.isspace() for ch in label):
+                raise ValueError(f"Jira labels cannot be empty or contain spaces: {label!r}")
+        return value
+
+
+class ProblemRuleModel(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    match: MatchModel
+    key: str = Field(min_length=1)
+    open_after: int = Field(default=1, ge=1)
+    window: str = "1h"
+    summary: str = Field(min_length=1)
+    description: str = ""
+    example_labels: dict[str, str] | None = None
+    jira: JiraTargetModel | None = None
+
+
 class RulesModel(_Strict):
     version: int
     defaults: RouteFields
     priority_matrix: dict[str, dict[str, str]]
     routes: list[RouteModel] = []
+    problems: list[ProblemRuleModel] = []
+
+
+_SECTION_NOUN = {"routes": "route", "problems": "problem rule"}
 
 
 def _format_location(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> str:
     """Turn a pydantic location into `route "db-team" key impact` style text."""
-    if len(loc) >= 2 and loc[0] == "routes" and isinstance(loc[1], int):
-        routes = raw.get("routes") or []
+    if len(loc) >= 2 and loc[0] in _SECTION_NOUN and isinstance(loc[1], int):
+        items = raw.get(loc[0]) or []
         name = None
-        if loc[1] < len(routes) and isinstance(routes[loc[1]], Mapping):
-            name = routes[loc[1]].get("name")
-        where = f'route "{name}"' if name else f"route #{loc[1] + 1}"
+        if loc[1] < len(items) and isinstance(items[loc[1]], Mapping):
+            name = items[loc[1]].get("name")
+        noun = _SECTION_NOUN[loc[0]]
+        where = f'{noun} "{name}"' if name else f"{noun} #{loc[1] + 1}"
         rest = ".".join(str(part) for part in loc[2:])
         return f"{where} key {rest}" if rest else where
     return "key " + ".".join(str(part) for part in loc)
@@ -152,6 +190,78 @@ def _build_route(
     )
 
 
+def _matcher(model: MatchModel) -> Matcher:
+    return Matcher(source=model.source, labels=dict(model.labels),
+                   labels_regex={k: re.compile(v) for k, v in model.labels_regex.items()})
+
+
+def _example_contexts(rule: ProblemRuleModel, matcher: Matcher) -> list[dict[str, Any]]:
+    """Template contexts to try a rule on: shipped example alerts it matches, and its example_labels."""
+    contexts = []
+    for alert in example_alerts():
+        if matcher.matches(alert):
+            contexts.append(_alert_context(alert))
+    if rule.example_labels is not None:
+        contexts.append({"labels": dict(rule.example_labels), "annotations": {}, "source": rule.match.source or "",
+                         "summary": "example", "priority": "P3", "line": "L3", "dedup_key": "example"})
+    return contexts
+
+
+def _alert_context(alert: Alert) -> dict[str, Any]:
+    return {"labels": dict(alert.labels), "annotations": dict(alert.annotations), "source": alert.source,
+            "summary": alert.summary, "priority": "P3", "line": "L3", "dedup_key": f"{alert.source}:{alert.source_id}"}
+
+
+def _build_problem_rules(models: list[ProblemRuleModel], problems: list[str]) -> list[ProblemRule]:
+    """Compile templates once and render each against example payloads, so a broken rule fails now."""
+    built = []
+    seen: set[str] = set()
+    for model in models:
+        where = f'problem rule "{model.name}"'
+        if model.name in seen:
+            problems.append(f"{where}: name used twice")
+        seen.add(model.name)
+        renderers: dict[str, Renderer] = {}
+        for key in ("key", "summary", "description"):
+            try:
+                renderers[key] = compile_template(getattr(model, key))
+            except TemplateError as exc:
+                problems.append(f"{where} key {key}: template does not compile: {exc}")
+        try:
+            window = parse_duration(model.window)
+        except ValueError as exc:
+            problems.append(f"{where}: window: {exc}")
+            window = None
+        jira = None
+        if model.jira is not None:
+            try:
+                interval = parse_duration(model.jira.comment_interval)
+            except ValueError as exc:
+                problems.append(f"{where}: jira.comment_interval: {exc}")
+                interval = timedelta(hours=1)
+            jira = JiraTarget(create=model.jira.create, project=model.jira.project, issue_type=model.jira.issue_type,
+                              labels=tuple(model.jira.labels), components=tuple(model.jira.components),
+                              priority_map=dict(model.jira.priority_map), comment_interval=interval)
+        matcher = _matcher(model.match)
+        if len(renderers) < 3 or window is None:
+            continue
+        contexts = _example_contexts(model, matcher)
+        if not contexts:
+            problems.append(f"{where}: no shipped example payload matches it; add example_labels so its "
+                            "templates can be checked")
+        for context in contexts:
+            for key, render in renderers.items():
+                try:
+                    if not render(context).strip() and key != "description":
+                        problems.append(f"{where} key {key}: renders empty for example {context['dedup_key']}")
+                except TemplateError as exc:
+                    problems.append(f"{where} key {key}: fails on example {context['dedup_key']}: {exc}")
+        built.append(ProblemRule(name=model.name, matcher=matcher, key=renderers["key"], summary=renderers["summary"],
+                                 description=renderers["description"], open_after=model.open_after,
+                                 window=window, jira=jira))
+    return built
+
+
 def parse_rules(raw: Any, path: str = "rules.yaml") -> Rules:
     """Validate a parsed YAML document and build `Rules`.
 
@@ -193,18 +303,16 @@ def parse_rules(raw: Any, path: str = "rules.yaml") -> Rules:
         if route_model.name in seen_names:
             problems.append(f"{where}: name used twice")
         seen_names.add(route_model.name)
-        matcher = Matcher(
-            source=route_model.match.source,
-            labels=dict(route_model.match.labels),
-            labels_regex={k: re.compile(v) for k, v in route_model.match.labels_regex.items()},
-        )
+        matcher = _matcher(route_model.match)
         route = _build_route(where, route_model.name, matcher, route_model, model.defaults, problems)
         if route is not None:
             routes.append(route)
+    problem_rules = _build_problem_rules(model.problems, problems)
     if problems:
         raise RulesError(path, problems)
     assert default_route is not None
-    return Rules(routes=tuple(routes), default_route=default_route, priority_matrix=matrix)
+    return Rules(routes=tuple(routes), default_route=default_route, priority_matrix=matrix,
+                 problem_rules=tuple(problem_rules))
 
 
 def load_rules(path: str | Path) -> Rules:

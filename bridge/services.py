@@ -11,9 +11,13 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from adapters import PARSERS
-from bridge.domain import AlertResult, ParsedNotification, Rules, apply_notification, route_alert
+from bridge.domain import (
+    AlertResult, Incident, Outcome, ParsedNotification, ProblemRule, ProblemState, Rules, apply_notification,
+    decide_problem, problem_rule_for, route_alert, template_context,
+)
 from bridge.errors import BadPayload, NotFound
 from bridge.storage import Store
+from bridge.templates import TemplateError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,74 @@ def parse_body(source: str, body: bytes) -> ParsedNotification:
     return parser(payload)
 
 
+JOB_JIRA_CREATE = "jira.create_issue"
+JOB_JIRA_COMMENT = "jira.comment_incidents"
+
+
+def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Incident, ProblemRule]]:
+    """Render problem keys for incidents that just opened or reopened outside a problem.
+
+    A template that fails on a real alert (a label the rule expects is missing) leaves the
+    incident without a problem rather than refusing the alert.
+    """
+    candidates: dict[int, tuple[Incident, ProblemRule]] = {}
+    for result in results:
+        incident = result.incident
+        if incident is None or result.outcome not in (Outcome.CREATED, Outcome.REOPENED):
+            continue
+        if incident.problem_id is not None or id(incident) in candidates:
+            continue
+        rule = problem_rule_for(rules.problem_rules, incident)
+        if rule is None:
+            continue
+        try:
+            incident.problem_key = rule.key(template_context(incident)).strip()
+        except TemplateError as exc:
+            log.warning("problem key template failed; incident left outside problems",
+                        extra={"rule": rule.name, "dedup_key": incident.dedup_key, "error": str(exc)})
+            continue
+        if incident.problem_key:
+            candidates[id(incident)] = (incident, rule)
+    return list(candidates.values())
+
+
+def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incident, ProblemRule]],
+                    now: datetime) -> None:
+    """Join each candidate to the open problem of its key, or open one at the threshold."""
+    for incident, rule in candidates:
+        assert incident.id is not None and incident.problem_key is not None
+        problem = store.open_problem(conn, incident.problem_key)
+        since = now - rule.window
+        count = 0 if problem else store.count_problem_candidates(conn, incident.problem_key, since)
+        decision = decide_problem(rule, incident.problem_key, problem is not None, count)
+        if decision.action == "join":
+            assert problem is not None
+            notify = problem["jira_key"] is not None
+            store.join_problem(conn, problem["id"], incident.id, notify, now)
+            incident.problem_id = problem["id"]
+            if notify and rule.jira is not None:
+                last = problem["last_comment_at"]
+                run_at = max(now, last + rule.jira.comment_interval) if last else now
+                store.enqueue(conn, JOB_JIRA_COMMENT, target="jira", now=now, problem_id=problem["id"],
+                              dedup_key=f"{JOB_JIRA_COMMENT}:{problem['id']}", run_at=run_at)
+        elif decision.action == "open":
+            context = template_context(incident)
+            try:
+                summary, description = rule.summary(context), rule.description(context)
+            except TemplateError as exc:
+                log.warning("problem summary template failed", extra={"rule": rule.name, "error": str(exc)})
+                summary, description = incident.problem_key, ""
+            problem_id, _ = store.open_problem_with_candidates(conn, dict(
+                problem_key=incident.problem_key, rule=rule.name, state=ProblemState.OPEN.value,
+                summary=summary.strip()[:1000] or incident.problem_key, description=description,
+                incident_count=0, opened_at=now, regressions=0, comment_pending=0,
+                jira_project=rule.jira.project if rule.jira else None), since)
+            incident.problem_id = problem_id
+            if rule.jira is not None and rule.jira.create:
+                store.enqueue(conn, JOB_JIRA_CREATE, target="jira", now=now, problem_id=problem_id,
+                              dedup_key=f"{JOB_JIRA_CREATE}:{problem_id}")
+
+
 def ingest(
     store: Store, rules: Rules, source: str, body: bytes, now: datetime,
     content_type: str | None = None, rejected_body_limit: int = 1024 * 1024,
@@ -94,7 +166,9 @@ def ingest(
             truncated_alerts=parsed.truncated_alerts, group_key=parsed.group_key)
         current = store.current_incidents(conn, (routing.dedup_key for routing in routings))
         results, changed = apply_notification(parsed.alerts, routings, current, now)
+        candidates = set_problem_keys(rules, results)
         store.save_incidents(conn, changed, notification_id)
+        assign_problems(conn, store, candidates, now)
         if parsed.rejected:
             store.add_rejected(
                 conn, source, now, body=text, content_type=content_type, partial=True,

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -22,6 +22,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -103,6 +105,7 @@ incidents = sa.Table(
     sa.Column("auto_close_at", UtcDateTime()),
     sa.Column("problem_id", sa.BigInteger()),
     sa.Column("last_notification_id", sa.BigInteger()),
+    sa.Column("problem_key", sa.Text()),
     sa.Index(
         "ux_incidents_firing_dedup_key",
         "dedup_key",
@@ -113,6 +116,60 @@ incidents = sa.Table(
     sa.Index("ix_incidents_dedup_key_state", "dedup_key", "state"),
     sa.Index("ix_incidents_state_auto_close_at", "state", "auto_close_at"),
     sa.Index("ix_incidents_problem_id", "problem_id"),
+    sa.Index("ix_incidents_problem_key_candidates", "problem_key", "last_seen"),
+)
+
+problems = sa.Table(
+    "problems",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("problem_key", sa.Text(), nullable=False),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("incident_count", sa.Integer(), nullable=False),
+    sa.Column("opened_at", UtcDateTime(), nullable=False),
+    sa.Column("closed_at", UtcDateTime()),
+    sa.Column("fixed_in", sa.Text()),
+    sa.Column("regressions", sa.Integer(), nullable=False),
+    sa.Column("jira_project", sa.String(64)),
+    sa.Column("jira_key", sa.String(64)),
+    sa.Column("jira_url", sa.Text()),
+    sa.Column("jira_linked_by", sa.String(16)),
+    sa.Column("conclusion", sa.Text()),
+    sa.Column("conclusion_updated_at", UtcDateTime()),
+    sa.Column("comment_pending", sa.Integer(), nullable=False),
+    sa.Column("comment_pending_since", UtcDateTime()),
+    sa.Column("last_comment_at", UtcDateTime()),
+    sa.Column("last_comment_hash", sa.String(64)),
+    sa.Index("ux_problems_open_key", "problem_key", unique=True,
+             sqlite_where=sa.text("state <> 'closed'"), postgresql_where=sa.text("state <> 'closed'")),
+    sa.Index("ux_problems_live_jira_key", "jira_key", unique=True,
+             sqlite_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'"),
+             postgresql_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'")),
+    sa.Index("ix_problems_state", "state"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(16), nullable=False),
+    sa.Column("problem_id", sa.BigInteger()),
+    sa.Column("payload", JsonType, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
+    sa.Column("locked_until", UtcDateTime()),
+    sa.Column("finished_at", UtcDateTime()),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("dedup_key", sa.Text()),
+    sa.Index("ux_outbox_pending_dedup_key", "dedup_key", unique=True,
+             sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'")),
+    sa.Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
 )
 
 rejected_payloads = sa.Table(
@@ -333,6 +390,130 @@ class Store:
             return ids
 
         return self.run(work)
+
+    # Problems and the outbox, inside a transaction ---------------------------------
+
+    @staticmethod
+    def open_problem(conn: Connection, problem_key: str) -> dict[str, Any] | None:
+        """The live (not closed) problem for a key, locked for update."""
+        row = conn.execute(
+            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state != "closed")
+            .with_for_update()
+        ).mappings().first()
+        return dict(row) if row else None
+
+    @staticmethod
+    def count_problem_candidates(conn: Connection, problem_key: str, since: datetime) -> int:
+        """Incidents with this problem key, in no problem yet, seen since `since`."""
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(incidents).where(
+                incidents.c.problem_key == problem_key, incidents.c.problem_id.is_(None),
+                incidents.c.last_seen >= since)
+        ).scalar_one()
+
+    @staticmethod
+    def open_problem_with_candidates(
+        conn: Connection, values: Mapping[str, Any], since: datetime
+    ) -> tuple[int, int]:
+        """Insert a problem and attach the waiting incidents of its key; returns (id, attached).
+
+        Raises:
+            IntegrityError: another process opened the problem first (the transaction retries).
+        """
+        problem_id = conn.execute(problems.insert().returning(problems.c.id), dict(values)).scalar_one()
+        attached = conn.execute(
+            incidents.update().where(
+                incidents.c.problem_key == values["problem_key"], incidents.c.problem_id.is_(None),
+                incidents.c.last_seen >= since,
+            ).values(problem_id=problem_id)
+        ).rowcount
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(incident_count=attached))
+        return problem_id, attached
+
+    @staticmethod
+    def join_problem(conn: Connection, problem_id: int, incident_id: int, notify_jira: bool, now: datetime) -> None:
+        """Attach an incident to a problem; count it for the next throttled Jira comment."""
+        conn.execute(incidents.update().where(incidents.c.id == incident_id).values(problem_id=problem_id))
+        values: dict[str, Any] = {"incident_count": problems.c.incident_count + 1}
+        if notify_jira:
+            values["comment_pending"] = problems.c.comment_pending + 1
+            values["comment_pending_since"] = sa.func.coalesce(problems.c.comment_pending_since, now)
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
+
+    @staticmethod
+    def enqueue(
+        conn: Connection, kind: str, *, target: str, now: datetime, payload: Mapping[str, Any] | None = None,
+        problem_id: int | None = None, dedup_key: str | None = None, run_at: datetime | None = None,
+    ) -> None:
+        """Add an outbox job in the caller's transaction; a pending job with the same dedup key wins."""
+        values = dict(kind=kind, target=target, problem_id=problem_id, payload=dict(payload or {}),
+                      state="pending", attempts=0, created_at=now, next_attempt_at=run_at or now,
+                      dedup_key=dedup_key)
+        insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(outbox).values(values)
+        if dedup_key is not None:
+            insert = insert.on_conflict_do_nothing(index_elements=["dedup_key"],
+                                                   index_where=outbox.c.state == "pending")
+        conn.execute(insert)
+
+    def claim_jobs(self, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
+        """Lease due jobs to this worker; other workers skip them (SKIP LOCKED on PostgreSQL)."""
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            due = (
+                sa.select(outbox.c.id).where(
+                    outbox.c.state == "pending", outbox.c.next_attempt_at <= now,
+                    sa.or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now))
+                .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(conn.execute(due).scalars())
+            if not ids:
+                return []
+            rows = conn.execute(
+                outbox.update().where(outbox.c.id.in_(ids))
+                .values(locked_until=now + lease, attempts=outbox.c.attempts + 1)
+                .returning(*outbox.columns)
+            ).mappings()
+            return sorted((dict(row) for row in rows), key=lambda job: job["id"])
+
+        return self.run(work)
+
+    def finish_job(self, job_id: int, now: datetime) -> None:
+        self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
+            state="done", finished_at=now, locked_until=None, last_error=None)))
+
+    def retry_job(self, job_id: int, at: datetime, error: str) -> None:
+        self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
+            next_attempt_at=at, locked_until=None, last_error=error[:2000])))
+
+    def bury_job(self, job_id: int, now: datetime, error: str) -> None:
+        """Dead-letter a job: kept and visible, never run again by itself."""
+        self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
+            state="dead", finished_at=now, locked_until=None, last_error=error[:2000])))
+
+    def get_problem(self, problem_id: int, conn: Connection | None = None) -> dict[str, Any] | None:
+        query = sa.select(problems).where(problems.c.id == problem_id)
+        if conn is not None:
+            row = conn.execute(query).mappings().first()
+            return dict(row) if row else None
+        return self.read(lambda c: self.get_problem(problem_id, c))
+
+    def update_problem(self, problem_id: int, **values: Any) -> None:
+        self.run(lambda conn: conn.execute(problems.update().where(problems.c.id == problem_id).values(values)))
+
+    def list_problems(self, state: str | None, jira_key: str | None, limit: int, cursor: int | None) -> Page:
+        query = sa.select(problems)
+        if state is not None:
+            query = query.where(problems.c.state == state)
+        if jira_key is not None:
+            query = query.where(problems.c.jira_key == jira_key)
+        return self._page(query, problems, limit, cursor, dict)
+
+    def list_jobs(self, state: str | None, limit: int, cursor: int | None) -> Page:
+        query = sa.select(outbox)
+        if state is not None:
+            query = query.where(outbox.c.state == state)
+        return self._page(query, outbox, limit, cursor, dict)
 
     # Reads ------------------------------------------------------------------------
 

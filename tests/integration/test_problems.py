@@ -1,0 +1,95 @@
+"""Problems: repeats of one failure gather under one root problem, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from bridge.services import JOB_JIRA_CREATE, ingest
+from bridge.storage import IncidentFilter, Store, outbox, problems
+from tests.conftest import payload
+
+T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
+
+
+def firing(fingerprint: str, alertname: str = "HighErrorRate", service: str = "lkk") -> bytes:
+    body = payload("alertmanager-0.25-two-firing.json")
+    alert = dict(body["alerts"][0], fingerprint=fingerprint)
+    alert["labels"] = dict(alert["labels"], alertname=alertname, service=service, instance=fingerprint)
+    body["alerts"] = [alert]
+    return json.dumps(body).encode()
+
+
+def rows(store: Store, table: sa.Table) -> list[dict]:
+    with store.engine.connect() as conn:
+        return [dict(row) for row in conn.execute(sa.select(table).order_by(table.c.id)).mappings()]
+
+
+def test_problem_opens_at_threshold_and_gathers_earlier_incidents(store: Store, example_rules):
+    ingest(store, example_rules, "alertmanager", firing("0000000000000001"), T0)
+    assert rows(store, problems) == [], "open_after: 2 - one incident waits"
+    ingest(store, example_rules, "alertmanager", firing("0000000000000002"), T0 + timedelta(minutes=5))
+    [problem] = rows(store, problems)
+    assert (problem["problem_key"], problem["state"], problem["incident_count"]) == ("HighErrorRate/lkk", "open", 2)
+    assert problem["summary"] == "HighErrorRate keeps failing on lkk"
+    ingest(store, example_rules, "alertmanager", firing("0000000000000003"), T0 + timedelta(minutes=6))
+    [problem] = rows(store, problems)
+    assert problem["incident_count"] == 3
+    members = store.list_incidents(IncidentFilter(problem_id=problem["id"]), 10, None).items
+    assert len(members) == 3
+    jobs = rows(store, outbox)
+    assert [(j["kind"], j["problem_id"], j["state"]) for j in jobs] == [(JOB_JIRA_CREATE, problem["id"], "pending")]
+
+
+def test_incidents_outside_the_window_do_not_count(store: Store, example_rules):
+    ingest(store, example_rules, "alertmanager", firing("0000000000000001"), T0)
+    ingest(store, example_rules, "alertmanager", firing("0000000000000002"), T0 + timedelta(hours=2))
+    assert rows(store, problems) == []
+
+
+def test_different_failures_make_different_problems(store: Store, example_rules):
+    for n, name in enumerate(["A", "A", "B", "B"]):
+        ingest(store, example_rules, "alertmanager", firing(f"{n:016x}", alertname=name), T0)
+    assert sorted(p["problem_key"] for p in rows(store, problems)) == ["A/lkk", "B/lkk"]
+
+
+def test_zabbix_problem_opens_at_once_by_trigger_without_jira_job(store: Store, example_rules):
+    body = payload("zabbix-6.0.14-problem.json")
+    ingest(store, example_rules, "zabbix", json.dumps(body).encode(), T0)
+    ingest(store, example_rules, "zabbix", json.dumps(dict(body, event_id="3")).encode(), T0)
+    [problem] = rows(store, problems)
+    assert (problem["problem_key"], problem["incident_count"]) == ("zabbix-trigger/23133", 2)
+    assert rows(store, outbox) == [], "the rule does not ask the bridge to create the issue"
+
+
+def test_concurrent_writers_open_one_problem_per_key(database_url: str, example_rules):
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def deliver(worker: int) -> None:
+        store = Store.from_url(database_url)
+        try:
+            start.wait()
+            for n in range(5):
+                ingest(store, example_rules, "alertmanager", firing(f"{worker:08x}{n:08x}"), datetime.now(UTC))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            store.engine.dispose()
+
+    threads = [threading.Thread(target=deliver, args=(w,)) for w in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    store = Store.from_url(database_url)
+    [problem] = rows(store, problems)
+    creates = [j for j in rows(store, outbox) if j["kind"] == JOB_JIRA_CREATE]
+    in_problem = store.list_incidents(IncidentFilter(problem_id=problem["id"]), 100, None).items
+    store.engine.dispose()
+    assert len(creates) == 1
+    assert problem["incident_count"] == len(in_problem) == 30
