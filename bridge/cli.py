@@ -19,7 +19,7 @@ from bridge.errors import BridgeError
 from bridge.rules import RulesError, load_rules
 from bridge.services import parse_body
 from bridge.storage import Store, migrate, schema_is_current
-from bridge.worker import install_stop_signals, run_forever
+from bridge.worker import OutboxRunner, install_stop_signals, run_forever
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,12 @@ def worker_command() -> None:
     """Run the background worker alone (auto-close; later the Jira/Zabbix outbox)."""
     settings = _settings()
     _configure_logging(settings.log_level)
+    rules = _rules_or_exit(settings.rules_path)
+    store = Store.from_url(settings.database_url)
     stop = threading.Event()
     install_stop_signals(stop)
-    run_forever(Store.from_url(settings.database_url), settings.worker_interval_seconds, utc_now, stop)
+    outbox = OutboxRunner.from_settings(store, rules, settings)
+    run_forever(store, settings.worker_interval_seconds, utc_now, stop, outbox)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

@@ -47,6 +47,22 @@ def _flag(text: str) -> bool:
     raise ValueError("must be one of 1, 0, true, false, yes, no")
 
 
+def _optional(text: str) -> str | None:
+    return text or None
+
+
+def _jira_flavour(text: str) -> str:
+    if text not in ("cloud", "datacenter"):
+        raise ValueError("must be cloud or datacenter")
+    return text
+
+
+def _label_safe(text: str) -> str:
+    if not text or any(ch.isspace() for ch in text):
+        raise ValueError("must be non-empty without spaces (it becomes a Jira label)")
+    return text
+
+
 def _secret(text: str) -> Secret | None:
     return Secret(text) if text else None
 
@@ -69,6 +85,20 @@ class Settings:
     token_zabbix: Secret | None = field(default=None, repr=False)
     token_release: Secret | None = field(default=None, repr=False)
     token_api: Secret | None = field(default=None, repr=False)
+    public_url: str = "http://127.0.0.1:8080"
+    outbox_dead_after_seconds: float = 24 * 3600.0
+    outbox_max_backoff_seconds: float = 600.0
+    jira_url: str | None = None
+    jira_flavour: str = "cloud"
+    jira_email: str | None = None
+    jira_api_token: Secret | None = field(default=None, repr=False)
+    jira_pat: Secret | None = field(default=None, repr=False)
+    jira_timeout_seconds: float = 10.0
+    jira_marker_prefix: str = "incident-bridge"
+    jira_webhook_secret: Secret | None = field(default=None, repr=False)
+    jira_sync_interval_seconds: float = 600.0
+    jira_conclusion_field: str | None = None
+    jira_conclusion_marker: str = "Conclusion:"
 
 
 # Environment variable -> (settings field, parser). The README documents each one.
@@ -87,6 +117,20 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_TOKEN_ZABBIX": ("token_zabbix", _secret),
     "BRIDGE_TOKEN_RELEASE": ("token_release", _secret),
     "BRIDGE_TOKEN_API": ("token_api", _secret),
+    "BRIDGE_PUBLIC_URL": ("public_url", str),
+    "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
+    "BRIDGE_OUTBOX_MAX_BACKOFF_SECONDS": ("outbox_max_backoff_seconds", _positive_float),
+    "BRIDGE_JIRA_URL": ("jira_url", _optional),
+    "BRIDGE_JIRA_FLAVOUR": ("jira_flavour", _jira_flavour),
+    "BRIDGE_JIRA_EMAIL": ("jira_email", _optional),
+    "BRIDGE_JIRA_API_TOKEN": ("jira_api_token", _secret),
+    "BRIDGE_JIRA_PAT": ("jira_pat", _secret),
+    "BRIDGE_JIRA_TIMEOUT_SECONDS": ("jira_timeout_seconds", _positive_float),
+    "BRIDGE_JIRA_MARKER_PREFIX": ("jira_marker_prefix", _label_safe),
+    "BRIDGE_JIRA_WEBHOOK_SECRET": ("jira_webhook_secret", _secret),
+    "BRIDGE_JIRA_SYNC_INTERVAL_SECONDS": ("jira_sync_interval_seconds", _positive_float),
+    "BRIDGE_JIRA_CONCLUSION_FIELD": ("jira_conclusion_field", _optional),
+    "BRIDGE_JIRA_CONCLUSION_MARKER": ("jira_conclusion_marker", str),
 }
 
 assert {name for name, _ in ENVIRONMENT.values()} == {f.name for f in fields(Settings)}
@@ -107,4 +151,20 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             except ValueError as exc:
                 raise SettingsError(f"{variable}: {exc}") from exc
     values.update({name: value for name, value in overrides.items() if value is not None})
-    return Settings(**values)
+    settings = Settings(**values)
+    check_jira_settings(settings)
+    return settings
+
+
+def check_jira_settings(settings: Settings) -> None:
+    """Jira needs credentials of its flavour once a URL is set.
+
+    Raises:
+        SettingsError: naming the missing variables.
+    """
+    if settings.jira_url is None:
+        return
+    if settings.jira_flavour == "cloud" and (settings.jira_email is None or settings.jira_api_token is None):
+        raise SettingsError("BRIDGE_JIRA_URL is set: Jira Cloud needs BRIDGE_JIRA_EMAIL and BRIDGE_JIRA_API_TOKEN")
+    if settings.jira_flavour == "datacenter" and settings.jira_pat is None:
+        raise SettingsError("BRIDGE_JIRA_URL is set: Jira Data Center needs BRIDGE_JIRA_PAT")

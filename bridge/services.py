@@ -132,7 +132,7 @@ def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incid
             incident.problem_id = problem_id
             if rule.jira is not None and rule.jira.create:
                 store.enqueue(conn, JOB_JIRA_CREATE, target="jira", now=now, problem_id=problem_id,
-                              dedup_key=f"{JOB_JIRA_CREATE}:{problem_id}")
+                              payload={"priority": incident.priority}, dedup_key=f"{JOB_JIRA_CREATE}:{problem_id}")
 
 
 def ingest(

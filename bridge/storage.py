@@ -491,6 +491,33 @@ class Store:
         self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
             state="dead", finished_at=now, locked_until=None, last_error=error[:2000])))
 
+    def record_jira_link(self, problem_id: int, key: str, url: str, linked_by: str) -> bool:
+        """Link a problem to an issue unless it already has one; the problem becomes a known error.
+
+        Raises:
+            IntegrityError: the issue is already linked to another live problem.
+        """
+
+        def work(conn: Connection) -> bool:
+            state = sa.case((problems.c.state == "open", "known_error"), else_=problems.c.state)
+            return conn.execute(problems.update().where(problems.c.id == problem_id, problems.c.jira_key.is_(None))
+                                .values(jira_key=key, jira_url=url, jira_linked_by=linked_by, state=state)).rowcount == 1
+
+        return self.run(work)
+
+    def record_comment(self, problem_id: int, reported: int, text_hash: str, now: datetime) -> int:
+        """Count `reported` incidents as told to Jira; returns how many joined meanwhile."""
+
+        def work(conn: Connection) -> int:
+            remaining = problems.c.comment_pending - reported
+            row = conn.execute(problems.update().where(problems.c.id == problem_id).values(
+                comment_pending=remaining, last_comment_at=now, last_comment_hash=text_hash,
+                comment_pending_since=sa.case((remaining > 0, now), else_=None),
+            ).returning(problems.c.comment_pending)).first()
+            return row[0] if row else 0
+
+        return self.run(work)
+
     def get_problem(self, problem_id: int, conn: Connection | None = None) -> dict[str, Any] | None:
         query = sa.select(problems).where(problems.c.id == problem_id)
         if conn is not None:

@@ -1,48 +1,205 @@
-"""Background worker: periodic jobs that must not run inside a webhook request.
+"""Background worker: periodic jobs and the outbox, never inside a webhook request.
 
-Today it closes resolved incidents whose `auto_close_after` has passed. Every job is
-an idempotent, set-based statement, so several workers on one database are safe.
+Each pass closes resolved incidents whose `auto_close_after` has passed, then runs due
+outbox jobs (Jira today). Jobs are leased with SKIP LOCKED, so several workers share one
+PostgreSQL queue; every handler is idempotent, so a job run twice has the effect of once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
 import signal
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from types import FrameType
+from typing import Any
 
+import requests
+
+from bridge.config import Settings
+from bridge.domain import JiraTarget, ProblemRule, Rules, comment_text
 from bridge.errors import StoreUnavailable
+from bridge.services import JOB_JIRA_COMMENT, JOB_JIRA_CREATE
 from bridge.storage import Store
+from jira_link.client import JiraClient, JiraError
+from jira_link.linker import LinkOptions, comment_unless_repeated, find_or_create_issue, link_back
 
 log = logging.getLogger(__name__)
 
+JOB_LEASE = timedelta(minutes=5)
+JOBS_PER_PASS = 50
+FIRST_BACKOFF_SECONDS = 2.0
 
-def run_once(store: Store, now: datetime) -> int:
-    """One pass of every periodic job; returns how many incidents changed."""
+
+class JobFailed(Exception):
+    """A job cannot succeed as things stand; retried until its deadline if `retryable`."""
+
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def backoff_seconds(attempt: int, retry_after: float | None, cap: float) -> float:
+    """Delay before the next attempt: the server's Retry-After when given, else capped
+    exponential backoff; both with jitter so workers do not retry in lockstep."""
+    if retry_after is not None:
+        return retry_after + random.uniform(0, min(1.0, retry_after * 0.1))
+    return min(cap, FIRST_BACKOFF_SECONDS * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def jira_client_from_settings(settings: Settings, session: requests.Session | None = None) -> JiraClient | None:
+    """The configured Jira, or None when BRIDGE_JIRA_URL is unset."""
+    if settings.jira_url is None:
+        return None
+    session = session or requests.Session()
+    timeout = settings.jira_timeout_seconds
+    if settings.jira_flavour == "datacenter":
+        assert settings.jira_pat is not None
+        return JiraClient.bearer(session, settings.jira_url, settings.jira_pat.value, timeout=timeout)
+    assert settings.jira_email is not None and settings.jira_api_token is not None
+    return JiraClient.basic(session, settings.jira_url, settings.jira_email, settings.jira_api_token.value,
+                            timeout=timeout)
+
+
+def link_options(settings: Settings) -> LinkOptions:
+    return LinkOptions(marker_prefix=settings.jira_marker_prefix, public_url=settings.public_url,
+                       conclusion_field=settings.jira_conclusion_field,
+                       conclusion_marker=settings.jira_conclusion_marker)
+
+
+@dataclass
+class OutboxRunner:
+    """Runs due outbox jobs with retries, backoff and a dead-letter deadline."""
+
+    store: Store
+    rules: Rules
+    jira: JiraClient | None
+    options: LinkOptions
+    dead_after: timedelta
+    max_backoff_seconds: float
+
+    @classmethod
+    def from_settings(cls, store: Store, rules: Rules, settings: Settings) -> OutboxRunner:
+        return cls(store, rules, jira_client_from_settings(settings), link_options(settings),
+                   timedelta(seconds=settings.outbox_dead_after_seconds), settings.outbox_max_backoff_seconds)
+
+    def run_due(self, now: datetime) -> int:
+        """Run the jobs due now; returns how many were attempted."""
+        jobs = self.store.claim_jobs(now, JOB_LEASE, JOBS_PER_PASS)
+        for job in jobs:
+            self.run_job(job, now)
+        return len(jobs)
+
+    def run_job(self, job: dict[str, Any], now: datetime) -> None:
+        handler = {JOB_JIRA_CREATE: self._create_issue, JOB_JIRA_COMMENT: self._comment}.get(job["kind"])
+        try:
+            if handler is None:
+                raise JobFailed(f"unknown job kind {job['kind']!r}", retryable=False)
+            handler(job, now)
+        except (JobFailed, JiraError) as exc:
+            self._failed(job, now, str(exc), exc.retryable, exc.retry_after)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the queue
+            log.exception("outbox job crashed", extra={"job_id": job["id"], "kind": job["kind"]})
+            self._failed(job, now, f"unexpected error: {type(exc).__name__}", True, None)
+        else:
+            self.store.finish_job(job["id"], now)
+
+    def _failed(self, job: dict[str, Any], now: datetime, error: str, retryable: bool,
+                retry_after: float | None) -> None:
+        if not retryable:
+            log.error("outbox job failed for good", extra={"job_id": job["id"], "kind": job["kind"], "error": error})
+            self.store.bury_job(job["id"], now, error)
+            return
+        if now - job["created_at"] >= self.dead_after:
+            log.error("outbox job past its deadline", extra={"job_id": job["id"], "kind": job["kind"], "error": error})
+            self.store.bury_job(job["id"], now, f"deadline passed; last error: {error}")
+            return
+        delay = backoff_seconds(job["attempts"], retry_after, self.max_backoff_seconds)
+        log.warning("outbox job will be retried", extra={"job_id": job["id"], "kind": job["kind"],
+                                                         "delay_seconds": round(delay, 1), "error": error})
+        self.store.retry_job(job["id"], now + timedelta(seconds=delay), error)
+
+    # Handlers ---------------------------------------------------------------------
+
+    def _jira(self) -> JiraClient:
+        if self.jira is None:
+            raise JobFailed("Jira is not configured (BRIDGE_JIRA_URL)", retryable=True)
+        return self.jira
+
+    def _rule(self, problem: dict[str, Any]) -> tuple[ProblemRule | None, JiraTarget | None]:
+        rule = next((r for r in self.rules.problem_rules if r.name == problem["rule"]), None)
+        return rule, rule.jira if rule else None
+
+    def _create_issue(self, job: dict[str, Any], now: datetime) -> None:
+        """Ensure the problem's issue exists (crash-safe), is linked back, and hears of waiting incidents."""
+        problem = self.store.get_problem(job["problem_id"])
+        if problem is None or problem["state"] == "closed":
+            return
+        jira = self._jira()
+        key = problem["jira_key"]
+        if key is None:
+            _, target = self._rule(problem)
+            if target is None:
+                raise JobFailed(f"problem rule {problem['rule']!r} has no jira target any more", retryable=False)
+            key = find_or_create_issue(jira, problem, target, self.options, job["payload"].get("priority"))
+            if not self.store.record_jira_link(problem["id"], key, jira.issue_url(key), "bridge"):
+                key = self.store.get_problem(problem["id"])["jira_key"]
+        link_back(jira, key, problem, self.options)
+
+    def _comment(self, job: dict[str, Any], now: datetime) -> None:
+        """One throttled comment for the incidents that joined since the last one."""
+        problem = self.store.get_problem(job["problem_id"])
+        if problem is None or problem["jira_key"] is None or problem["comment_pending"] <= 0:
+            return
+        reported = problem["comment_pending"]
+        text = comment_text(reported, problem["comment_pending_since"] or now)
+        text_hash = hashlib.sha256(text.encode()).hexdigest()
+        if text_hash != problem["last_comment_hash"]:
+            comment_unless_repeated(self._jira(), problem["jira_key"], text)
+        remaining = self.store.record_comment(problem["id"], reported, text_hash, now)
+        if remaining > 0:
+            _, target = self._rule(problem)
+            interval = target.comment_interval if target else timedelta(hours=1)
+            self.store.run(lambda conn: self.store.enqueue(
+                conn, JOB_JIRA_COMMENT, target="jira", now=now, problem_id=problem["id"],
+                dedup_key=f"{JOB_JIRA_COMMENT}:{problem['id']}", run_at=now + interval))
+
+
+def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None) -> int:
+    """One pass of every periodic job; returns how many incidents and jobs it handled."""
     closed = store.close_resolved_due(now)
     if closed:
         log.info("auto-closed resolved incidents", extra={"count": len(closed)})
-    return len(closed)
+    return len(closed) + (outbox.run_due(now) if outbox is not None else 0)
 
 
 def run_forever(
-    store: Store, interval_seconds: float, now: Callable[[], datetime], stop: threading.Event
+    store: Store, interval_seconds: float, now: Callable[[], datetime], stop: threading.Event,
+    outbox: OutboxRunner | None = None,
 ) -> None:
     """Run passes until `stop` is set; a database outage is logged and waited out."""
     log.info("worker started", extra={"interval_seconds": interval_seconds})
     while not stop.is_set():
         try:
-            run_once(store, now())
+            busy = run_once(store, now(), outbox)
         except StoreUnavailable:
             log.warning("database unavailable; worker will retry")
-        stop.wait(interval_seconds)
+            busy = 0
+        # A full batch means more is waiting: go again at once.
+        if busy < JOBS_PER_PASS:
+            stop.wait(interval_seconds)
     log.info("worker stopped")
 
 
 def install_stop_signals(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT finish the current pass, then exit."""
+    """SIGTERM and SIGINT finish the current job, then exit."""
 
     def _request_stop(signum: int, _frame: FrameType | None) -> None:
         log.info("stop requested", extra={"signal": signum})

@@ -1,0 +1,200 @@
+"""Jira REST client on `requests`: Cloud (REST v3, ADF) and Data Center (REST v2).
+
+Every call has a timeout and TLS verification stays on. Failures raise `JiraError`,
+classified as retryable (429, 5xx, timeouts, connection errors) or not, with the
+server's `Retry-After` when it gives one. Credentials never appear in messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+log = logging.getLogger(__name__)
+
+CLOUD = "cloud"
+DATACENTER = "datacenter"
+FLAVOURS = (CLOUD, DATACENTER)
+
+
+class JiraError(Exception):
+    """A Jira call failed; `retryable` says whether trying again later can help."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def adf(text: str) -> dict[str, Any]:
+    """Plain text as an Atlassian Document Format document, one paragraph per line."""
+    paragraphs = [{"type": "paragraph", "content": [{"type": "text", "text": line}]} if line
+                  else {"type": "paragraph", "content": []} for line in text.split("\n")]
+    return {"type": "doc", "version": 1, "content": paragraphs}
+
+
+def adf_text(document: Any) -> str:
+    """The plain text of an ADF document (or the string itself, as Data Center sends)."""
+    if document is None:
+        return ""
+    if isinstance(document, str):
+        return document
+    lines = []
+    for block in document.get("content", []):
+        lines.append("".join(node.get("text", "") for node in block.get("content", []) if isinstance(node, dict)))
+    return "\n".join(lines)
+
+
+def jql_string(value: str) -> str:
+    """A JQL string literal: quoted, with backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class JiraIssue:
+    """The fields of an issue the bridge reads."""
+
+    key: str
+    status: str | None = None
+    status_category: str | None = None
+    resolution: str | None = None
+    labels: tuple[str, ...] = ()
+    fields: Mapping[str, Any] | None = None
+
+
+class JiraClient:
+    """One Jira site. Build with `from_settings`; tests pass a session and a fake server URL."""
+
+    def __init__(self, session: requests.Session, base_url: str, *, flavour: str = CLOUD,
+                 authorization: str, timeout: float = 10.0) -> None:
+        if flavour not in FLAVOURS:
+            raise ValueError(f"unknown Jira flavour {flavour!r}; expected one of {', '.join(FLAVOURS)}")
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.flavour = flavour
+        self.timeout = timeout
+        self._authorization = authorization
+        self.api = "/rest/api/3" if flavour == CLOUD else "/rest/api/2"
+
+    @classmethod
+    def basic(cls, session: requests.Session, base_url: str, email: str, api_token: str, **kwargs: Any) -> JiraClient:
+        """Jira Cloud: basic auth with an account email and API token."""
+        token = base64.b64encode(f"{email}:{api_token}".encode()).decode()
+        return cls(session, base_url, flavour=CLOUD, authorization=f"Basic {token}", **kwargs)
+
+    @classmethod
+    def bearer(cls, session: requests.Session, base_url: str, personal_access_token: str, **kwargs: Any) -> JiraClient:
+        """Jira Data Center: a personal access token sent as Bearer."""
+        return cls(session, base_url, flavour=DATACENTER, authorization=f"Bearer {personal_access_token}", **kwargs)
+
+    def __repr__(self) -> str:
+        return f"JiraClient({self.base_url!r}, flavour={self.flavour!r})"
+
+    def issue_url(self, key: str) -> str:
+        return f"{self.base_url}/browse/{key}"
+
+    def text(self, value: str) -> Any:
+        """Description and comment bodies in the flavour's format."""
+        return adf(value) if self.flavour == CLOUD else value
+
+    def _request(self, operation: str, method: str, path: str, *, json: Any = None,
+                 params: Mapping[str, Any] | None = None, not_found_ok: bool = False) -> requests.Response | None:
+        headers = {"Authorization": self._authorization, "Accept": "application/json"}
+        try:
+            response = self.session.request(method, self.base_url + path, json=json, params=params,
+                                            headers=headers, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise JiraError(f"Jira {operation} timed out after {self.timeout}s", retryable=True) from exc
+        except requests.ConnectionError as exc:
+            raise JiraError(f"Jira {operation}: cannot connect to {self.base_url}", retryable=True) from exc
+        status = response.status_code
+        if status == 404 and not_found_ok:
+            return None
+        if status >= 400:
+            raise JiraError(f"Jira {operation} answered HTTP {status}: {self._error_text(response)}",
+                            status=status, retryable=status in (408, 429) or status >= 500,
+                            retry_after=_retry_after(response))
+        return response
+
+    @staticmethod
+    def _error_text(response: requests.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return response.text[:200]
+        messages = list(body.get("errorMessages") or []) + [f"{k}: {v}" for k, v in (body.get("errors") or {}).items()]
+        return "; ".join(messages)[:500] or response.text[:200]
+
+    # Operations ------------------------------------------------------------------
+
+    def search(self, jql: str, fields: Sequence[str] = ("status", "resolution", "labels"),
+               max_results: int = 50) -> list[JiraIssue]:
+        """Issues matching a bounded JQL query (first page).
+
+        Cloud: GET /rest/api/3/search/jql (the old /search is gone, 410).
+        Data Center: GET /rest/api/2/search.
+        """
+        path = f"{self.api}/search/jql" if self.flavour == CLOUD else f"{self.api}/search"
+        response = self._request("search", "GET", path, params={
+            "jql": jql, "fields": ",".join(fields), "maxResults": max_results})
+        assert response is not None
+        return [self._issue(item) for item in response.json().get("issues", [])]
+
+    def get_issue(self, key: str, fields: Sequence[str] = ("status", "resolution", "labels")) -> JiraIssue | None:
+        """One issue, or None when it does not exist (or is not visible to us)."""
+        response = self._request("get_issue", "GET", f"{self.api}/issue/{key}",
+                                 params={"fields": ",".join(fields)}, not_found_ok=True)
+        return self._issue(response.json()) if response is not None else None
+
+    def create_issue(self, fields: Mapping[str, Any]) -> str:
+        """Create an issue; returns its key. POST /rest/api/{2,3}/issue."""
+        response = self._request("create_issue", "POST", f"{self.api}/issue", json={"fields": dict(fields)})
+        assert response is not None
+        return str(response.json()["key"])
+
+    def add_comment(self, key: str, text: str) -> None:
+        """POST /rest/api/{2,3}/issue/{key}/comment."""
+        self._request("add_comment", "POST", f"{self.api}/issue/{key}/comment", json={"body": self.text(text)})
+
+    def recent_comments(self, key: str, limit: int = 20) -> list[str]:
+        """The plain text of the newest comments, newest first."""
+        response = self._request("get_comments", "GET", f"{self.api}/issue/{key}/comment",
+                                 params={"orderBy": "-created", "maxResults": limit})
+        assert response is not None
+        return [adf_text(comment.get("body")) for comment in response.json().get("comments", [])]
+
+    def add_remote_link(self, key: str, global_id: str, url: str, title: str, summary: str = "") -> None:
+        """Create or update (same globalId) a link from the issue back to us."""
+        body = {"globalId": global_id, "application": {"type": "org.incident-bridge", "name": "incident-bridge"},
+                "relationship": "root cause of", "object": {"url": url, "title": title, "summary": summary}}
+        self._request("add_remote_link", "POST", f"{self.api}/issue/{key}/remotelink", json=body)
+
+    @staticmethod
+    def _issue(item: Mapping[str, Any]) -> JiraIssue:
+        fields = item.get("fields") or {}
+        status = fields.get("status") or {}
+        resolution = fields.get("resolution") or {}
+        return JiraIssue(
+            key=str(item.get("key", "")),
+            status=status.get("name"),
+            status_category=(status.get("statusCategory") or {}).get("key"),
+            resolution=resolution.get("name") if isinstance(resolution, Mapping) else None,
+            labels=tuple(fields.get("labels") or ()),
+            fields=fields,
+        )

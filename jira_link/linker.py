@@ -1,0 +1,127 @@
+"""Linking problems to Jira issues: find or create, link back, comment without spam, read conclusions.
+
+Identity lives in our store (problem -> Jira key, unique in the database), never in a
+JQL label search. The one search we make is the crash-safe create: every issue we
+create carries a marker label naming the problem, and a retried create looks for that
+marker first, so a create whose answer was lost does not make a twin.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.domain import JiraTarget
+from jira_link.client import JiraClient, JiraIssue, jql_string
+
+log = logging.getLogger(__name__)
+
+SUMMARY_LIMIT = 255
+DESCRIPTION_LIMIT = 30_000
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """How this bridge marks and links its issues."""
+
+    marker_prefix: str
+    public_url: str
+    conclusion_field: str | None = None
+    conclusion_marker: str = "Conclusion:"
+
+
+def marker_label(options: LinkOptions, problem_id: int) -> str:
+    """The idempotency label on issues the bridge creates for a problem."""
+    return f"{options.marker_prefix}-problem-{problem_id}"
+
+
+def problem_url(options: LinkOptions, problem_id: int) -> str:
+    return f"{options.public_url.rstrip('/')}/api/v1/problems/{problem_id}"
+
+
+def _truncate(text: str, limit: int, what: str, problem_id: int) -> str:
+    if len(text) <= limit:
+        return text
+    log.warning("Jira %s truncated", what, extra={"problem_id": problem_id, "limit": limit})
+    return text[: limit - 1] + "…"
+
+
+def issue_fields(jira: JiraClient, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions,
+                 priority: str | None) -> dict[str, Any]:
+    """The create-issue fields for a problem under a rule's Jira target."""
+    problem_id = problem["id"]
+    description = (problem["description"] or problem["summary"]) + \
+        f"\n\nincident-bridge problem {problem_id} ({problem['problem_key']}): {problem_url(options, problem_id)}"
+    fields: dict[str, Any] = {
+        "project": {"key": target.project},
+        "issuetype": {"name": target.issue_type},
+        "summary": _truncate(problem["summary"].replace("\n", " "), SUMMARY_LIMIT, "summary", problem_id),
+        "description": jira.text(_truncate(description, DESCRIPTION_LIMIT, "description", problem_id)),
+        "labels": [*target.labels, marker_label(options, problem_id)],
+    }
+    if target.components:
+        fields["components"] = [{"name": name} for name in target.components]
+    if priority is not None and priority in target.priority_map:
+        fields["priority"] = {"name": target.priority_map[priority]}
+    return fields
+
+
+def find_or_create_issue(jira: JiraClient, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions,
+                         priority: str | None) -> str:
+    """The key of the problem's issue: found by its marker (a retried create), else created.
+
+    Raises:
+        JiraError: from the search or the create.
+    """
+    marker = marker_label(options, problem["id"])
+    existing = jira.search(f"project = {target.project} AND labels = {jql_string(marker)}", fields=("labels",))
+    if existing:
+        log.info("found issue created earlier for problem", extra={"problem_id": problem["id"], "key": existing[0].key})
+        return existing[0].key
+    return jira.create_issue(issue_fields(jira, problem, target, options, priority))
+
+
+def link_back(jira: JiraClient, key: str, problem: Mapping[str, Any], options: LinkOptions) -> None:
+    """A remote link from the issue to the problem; the globalId makes a repeat an update."""
+    jira.add_remote_link(key, global_id=f"{options.marker_prefix}:problem:{problem['id']}",
+                         url=problem_url(options, problem["id"]),
+                         title=f"incident-bridge problem {problem['id']}", summary=problem["summary"][:255])
+
+
+def comment_unless_repeated(jira: JiraClient, key: str, text: str) -> bool:
+    """Post a comment unless the issue's newest comment already says exactly this.
+
+    Returns whether a comment was posted. Also makes a job retried after a crash between
+    "posted" and "recorded" harmless.
+    """
+    if jira.recent_comments(key, limit=1) == [text]:
+        return False
+    jira.add_comment(key, text)
+    return True
+
+
+def conclusion_of(issue: JiraIssue, options: LinkOptions, comments: list[str] | None = None) -> str | None:
+    """What developers concluded: status and resolution, plus the configured field or marked comment.
+
+    `comments` are newest first; the newest one starting with the marker wins.
+    """
+    parts = []
+    if issue.status:
+        parts.append(f"Status: {issue.status}")
+    if issue.resolution:
+        parts.append(f"Resolution: {issue.resolution}")
+    detail = None
+    if options.conclusion_field and issue.fields:
+        value = issue.fields.get(options.conclusion_field)
+        if isinstance(value, str) and value.strip():
+            detail = value.strip()
+    if detail is None and comments:
+        for comment in comments:
+            if comment.strip().startswith(options.conclusion_marker):
+                detail = comment.strip()[len(options.conclusion_marker):].strip()
+                break
+    if detail:
+        parts.append(detail)
+    return "\n".join(parts) if parts else None

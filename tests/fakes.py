@@ -1,0 +1,345 @@
+"""A fake Jira: a real HTTP server on loopback that behaves as ../shared/contracts.md documents.
+
+It keeps issues in memory, answers the requests our client sends with Jira's shapes and
+status codes, rejects what Jira rejects (unknown project, spaces in labels, plain-text
+bodies on v3, the removed /search, missing remote-link title, bad credentials) and fails
+on demand: 429 with Retry-After, 500, slow answers, and a create whose answer is lost.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.serving import make_server
+
+PROJECTS = {"LKK": "10000", "OPS": "10001"}
+ISSUE_TYPES = {"Bug", "Task", "Incident"}
+PRIORITIES = {"Highest", "High", "Medium", "Low", "Lowest"}
+STATUS_OPEN = {"name": "To Do", "statusCategory": {"key": "new", "name": "To Do"}}
+STATUS_DONE = {"name": "Done", "statusCategory": {"key": "done", "name": "Done"}}
+
+
+@dataclass
+class Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int | None = None
+    retry_after: int | None = None
+    delay: float = 0.0
+    lose_answer: bool = False
+    times: int = 1
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: Any
+    at: float
+    status: int = 0
+
+
+@dataclass
+class FakeJiraState:
+    issues: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    remote_links: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    next_id: int = 10000
+
+
+def _error(status: int, messages: list[str] | None = None, errors: dict[str, str] | None = None) -> Response:
+    response = jsonify({"errorMessages": messages or [], "errors": errors or {}})
+    response.status_code = status
+    return response
+
+
+def _is_adf(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("type") == "doc" and value.get("version") == 1 \
+        and isinstance(value.get("content"), list)
+
+
+class FakeJira:
+    """Start with `with FakeJira() as jira:`; `jira.url` is its base URL."""
+
+    def __init__(self, email: str = "bot@example.com", api_token: str = "jira-token",
+                 personal_access_token: str = "jira-pat") -> None:
+        import base64
+
+        self.accepted_auth = {
+            "Basic " + base64.b64encode(f"{email}:{api_token}".encode()).decode(),
+            f"Bearer {personal_access_token}",
+        }
+        self.state = FakeJiraState()
+        self.lock = threading.Lock()
+        self.app = self._build_app()
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeJira:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+    # Test controls ----------------------------------------------------------------
+
+    def fail(self, method: str, path: str, *, status: int | None = None, retry_after: int | None = None,
+             delay: float = 0.0, lose_answer: bool = False, times: int = 1) -> None:
+        """Make the next `times` matching requests fail, stall or lose their answer."""
+        with self.lock:
+            self.state.faults.append(Fault(method, re.compile(path), status, retry_after, delay, lose_answer, times))
+
+    def calls(self, method: str, path: str) -> list[Call]:
+        pattern = re.compile(path)
+        with self.lock:
+            return [c for c in self.state.calls if c.method == method and pattern.search(c.path)]
+
+    def add_issue(self, key: str, summary: str = "existing", labels: list[str] | None = None,
+                  fix_versions: list[str] | None = None) -> None:
+        project = key.split("-")[0]
+        with self.lock:
+            self.state.issues[key] = {
+                "id": str(self.state.next_id), "key": key,
+                "fields": {"summary": summary, "project": {"key": project}, "labels": labels or [],
+                           "status": dict(STATUS_OPEN), "resolution": None,
+                           "fixVersions": [{"name": v} for v in fix_versions or []]},
+            }
+            self.state.next_id += 1
+
+    def resolve(self, key: str, resolution: str = "Fixed", comment: str | None = None) -> None:
+        with self.lock:
+            fields = self.state.issues[key]["fields"]
+            fields["status"] = dict(STATUS_DONE)
+            fields["resolution"] = {"name": resolution}
+            if comment is not None:
+                self.state.comments.setdefault(key, []).append({"id": str(len(self.state.comments) + 1),
+                                                                "body": comment, "created": time.time()})
+
+    def issue(self, key: str) -> dict[str, Any]:
+        with self.lock:
+            return self.state.issues[key]
+
+    def issues(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.state.issues.values())
+
+    def comments(self, key: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.state.comments.get(key, []))
+
+    def remote_links(self, key: str) -> dict[str, dict[str, Any]]:
+        with self.lock:
+            return dict(self.state.remote_links.get(key, {}))
+
+    # The server ---------------------------------------------------------------------
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.state.faults:
+                if fault.method == method and fault.path.search(path) and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _build_app(self) -> Flask:
+        app = Flask("fake_jira")
+        fake = self
+
+        @app.before_request
+        def _gate():  # type: ignore[no-untyped-def]
+            if request.headers.get("Authorization") not in fake.accepted_auth:
+                return _error(401, ["You are not authenticated. Authentication required to perform this operation."])
+            fault = fake._take_fault(request.method, request.path)
+            request.environ["fake_jira.fault"] = fault
+            if fault is not None and not fault.lose_answer:
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.status is not None:
+                    response = _error(fault.status, [f"injected {fault.status}"])
+                    if fault.retry_after is not None:
+                        response.headers["Retry-After"] = str(fault.retry_after)
+                    return response
+            return None
+
+        @app.after_request
+        def _record(response):  # type: ignore[no-untyped-def]
+            body = request.get_json(silent=True)
+            with fake.lock:
+                fake.state.calls.append(Call(request.method, request.full_path.rstrip("?"), body, time.time(),
+                                             response.status_code))
+            fault = request.environ.get("fake_jira.fault")
+            if fault is not None and fault.lose_answer:
+                # The work is done, but the answer never arrives in time.
+                time.sleep(fault.delay or 5)
+            return response
+
+        def version() -> int:
+            return 3 if request.path.startswith("/rest/api/3/") else 2
+
+        def text_ok(value: Any) -> bool:
+            return _is_adf(value) if version() == 3 else isinstance(value, str)
+
+        @app.post("/rest/api/<int:v>/issue")
+        def create_issue(v: int):  # type: ignore[no-untyped-def]
+            fields = (request.get_json(silent=True) or {}).get("fields")
+            if not isinstance(fields, dict):
+                return _error(400, ["Field 'fields' is required"])
+            errors: dict[str, str] = {}
+            project = (fields.get("project") or {}).get("key")
+            if project not in PROJECTS:
+                errors["project"] = "valid project is required"
+            if (fields.get("issuetype") or {}).get("name") not in ISSUE_TYPES:
+                errors["issuetype"] = "valid issue type is required"
+            summary = fields.get("summary")
+            if not isinstance(summary, str) or not summary.strip():
+                errors["summary"] = "You must specify a summary of the issue."
+            elif len(summary) > 255:
+                errors["summary"] = "Summary must be less than 255 characters."
+            if "description" in fields and not text_ok(fields["description"]):
+                errors["description"] = "Operation value must be an Atlassian Document (see the Atlassian Document Format)" \
+                    if version() == 3 else "Operation value must be a string"
+            for label in fields.get("labels") or []:
+                if not isinstance(label, str) or re.search(r"\s", label):
+                    errors["labels"] = "The label can't contain spaces."
+            if "priority" in fields and (fields["priority"] or {}).get("name") not in PRIORITIES:
+                errors["priority"] = "The priority selected is invalid."
+            if errors:
+                return _error(400, errors=errors)
+            with fake.lock:
+                number = sum(1 for k in fake.state.issues if k.startswith(project + "-")) + 1
+                key = f"{project}-{number}"
+                issue_id = str(fake.state.next_id)
+                fake.state.next_id += 1
+                fake.state.issues[key] = {"id": issue_id, "key": key,
+                                          "fields": {**fields, "status": dict(STATUS_OPEN), "resolution": None,
+                                                     "labels": list(fields.get("labels") or [])}}
+            response = jsonify({"id": issue_id, "key": key, "self": f"{fake.url}/rest/api/{v}/issue/{issue_id}"})
+            response.status_code = 201
+            return response
+
+        def issue_view(issue: dict[str, Any], wanted: str | None) -> dict[str, Any]:
+            if not wanted:
+                return {"id": issue["id"]}
+            names = set(wanted.split(","))
+            fields = issue["fields"] if "*all" in names or "*navigable" in names else \
+                {k: v for k, v in issue["fields"].items() if k in names}
+            return {"id": issue["id"], "key": issue["key"], "fields": fields}
+
+        @app.get("/rest/api/<int:v>/issue/<key>")
+        def get_issue(v: int, key: str):  # type: ignore[no-untyped-def]
+            with fake.lock:
+                issue = fake.state.issues.get(key)
+            if issue is None:
+                return _error(404, ["Issue does not exist or you do not have permission to see it."])
+            return jsonify(issue_view(issue, request.args.get("fields") or "*all"))
+
+        def run_jql(jql: str) -> list[dict[str, Any]] | Response:
+            if not jql.strip():
+                return _error(400, ["Unbounded JQL queries are not allowed here. Please add a search restriction."])
+            clauses = re.split(r"\s+AND\s+", jql.strip(), flags=re.IGNORECASE)
+            with fake.lock:
+                found = list(fake.state.issues.values())
+            for clause in clauses:
+                if m := re.fullmatch(r'labels\s*=\s*"((?:[^"\\]|\\.)*)"', clause):
+                    value = m.group(1).replace('\\"', '"').replace("\\\\", "\\")
+                    found = [i for i in found if value in i["fields"].get("labels", [])]
+                elif m := re.fullmatch(r"project\s*=\s*\"?([A-Z][A-Z0-9]*)\"?", clause):
+                    found = [i for i in found if i["key"].startswith(m.group(1) + "-")]
+                elif m := re.fullmatch(r'fixVersion\s*=\s*"((?:[^"\\]|\\.)*)"', clause):
+                    found = [i for i in found if m.group(1) in [v["name"] for v in i["fields"].get("fixVersions", [])]]
+                elif m := re.fullmatch(r"key\s+in\s*\(([^)]*)\)", clause, flags=re.IGNORECASE):
+                    keys = {k.strip().strip('"') for k in m.group(1).split(",")}
+                    found = [i for i in found if i["key"] in keys]
+                else:
+                    return _error(400, [f"Error in the JQL Query: unsupported clause {clause!r}"])
+            return sorted(found, key=lambda i: int(i["id"]))
+
+        @app.get("/rest/api/<int:v>/search/jql")
+        def search_jql(v: int):  # type: ignore[no-untyped-def]
+            found = run_jql(request.args.get("jql", ""))
+            if isinstance(found, Response):
+                return found
+            limit = int(request.args.get("maxResults", 50))
+            return jsonify({"issues": [issue_view(i, request.args.get("fields")) for i in found[:limit]],
+                            "isLast": len(found) <= limit})
+
+        @app.get("/rest/api/<int:v>/search")
+        def search_legacy(v: int):  # type: ignore[no-untyped-def]
+            if v == 3:
+                return _error(410, ["The requested API has been removed. Please migrate to the /rest/api/3/search/jql API."])
+            found = run_jql(request.args.get("jql", ""))
+            if isinstance(found, Response):
+                return found
+            limit = int(request.args.get("maxResults", 50))
+            return jsonify({"startAt": 0, "maxResults": limit, "total": len(found),
+                            "issues": [issue_view(i, request.args.get("fields") or "*navigable") for i in found[:limit]]})
+
+        @app.post("/rest/api/<int:v>/issue/<key>/comment")
+        def add_comment(v: int, key: str):  # type: ignore[no-untyped-def]
+            body = (request.get_json(silent=True) or {}).get("body")
+            with fake.lock:
+                if key not in fake.state.issues:
+                    return _error(404, ["Issue does not exist or you do not have permission to see it."])
+            if not text_ok(body):
+                return _error(400, errors={"comment": "Comment body must be an Atlassian Document" if v == 3
+                                           else "Comment body can not be empty!"})
+            with fake.lock:
+                comments = fake.state.comments.setdefault(key, [])
+                comment = {"id": str(10000 + len(comments)), "body": body, "created": time.time()}
+                comments.append(comment)
+            response = jsonify(comment)
+            response.status_code = 201
+            return response
+
+        @app.get("/rest/api/<int:v>/issue/<key>/comment")
+        def list_comments(v: int, key: str):  # type: ignore[no-untyped-def]
+            with fake.lock:
+                if key not in fake.state.issues:
+                    return _error(404, ["Issue does not exist or you do not have permission to see it."])
+                comments = list(fake.state.comments.get(key, []))
+            if request.args.get("orderBy") == "-created":
+                comments.reverse()
+            limit = int(request.args.get("maxResults", 50))
+            return jsonify({"comments": comments[:limit], "total": len(comments), "startAt": 0, "maxResults": limit})
+
+        @app.post("/rest/api/<int:v>/issue/<key>/remotelink")
+        def remote_link(v: int, key: str):  # type: ignore[no-untyped-def]
+            body = request.get_json(silent=True) or {}
+            with fake.lock:
+                if key not in fake.state.issues:
+                    return _error(404, ["Issue does not exist or you do not have permission to see it."])
+            if not isinstance(body.get("object"), dict) or not body["object"].get("title"):
+                return _error(400, errors={"title": "'title' is required."})
+            with fake.lock:
+                links = fake.state.remote_links.setdefault(key, {})
+                global_id = body.get("globalId") or f"anonymous-{len(links)}"
+                status = 200 if global_id in links else 201
+                links[global_id] = body
+                link_id = 10000 + list(links).index(global_id)
+            response = jsonify({"id": link_id, "self": f"{fake.url}/rest/api/{v}/issue/{key}/remotelink/{link_id}"})
+            response.status_code = status
+            return response
+
+        return app
+
+
+def iter_texts(value: Any) -> Iterator[str]:
+    """Every text node of an ADF document (or the string itself)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        if value.get("type") == "text":
+            yield value.get("text", "")
+        for child in value.get("content", []):
+            yield from iter_texts(child)
