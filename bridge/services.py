@@ -100,9 +100,13 @@ def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Inc
 
 def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incident, ProblemRule]],
                     now: datetime) -> None:
-    """Join each candidate to the open problem of its key, or open one at the threshold."""
-    for incident, rule in candidates:
+    """Join each candidate to the open problem of its key, or open one at the threshold.
+
+    Keys are locked in sorted order so concurrent writers never deadlock on them.
+    """
+    for incident, rule in sorted(candidates, key=lambda pair: pair[0].problem_key or ""):
         assert incident.id is not None and incident.problem_key is not None
+        store.lock_problem_key(conn, incident.problem_key)
         problem = store.open_problem(conn, incident.problem_key)
         since = now - rule.window
         count = 0 if problem else store.count_problem_candidates(conn, incident.problem_key, since)

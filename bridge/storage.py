@@ -8,6 +8,7 @@ winner wrote.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -392,6 +393,18 @@ class Store:
         return self.run(work)
 
     # Problems and the outbox, inside a transaction ---------------------------------
+
+    @staticmethod
+    def lock_problem_key(conn: Connection, problem_key: str) -> None:
+        """Serialise problem decisions for one key until the transaction ends.
+
+        Without it, two PostgreSQL writers could each decide "not yet a problem" (or "open
+        one") from snapshots that miss the other's uncommitted incident. SQLite needs
+        nothing: BEGIN IMMEDIATE already serialises writers.
+        """
+        if conn.dialect.name == "postgresql":
+            lock_id = int.from_bytes(hashlib.sha256(problem_key.encode()).digest()[:8], "big", signed=True)
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
     @staticmethod
     def open_problem(conn: Connection, problem_key: str) -> dict[str, Any] | None:
