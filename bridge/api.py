@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Callable
 from datetime import datetime
@@ -14,7 +15,7 @@ from bridge.app import bridge
 from bridge.config import Secret
 from bridge.domain import Incident, IncidentState, ProblemState
 from bridge.errors import BadPayload, NotFound, Unauthorized
-from bridge.services import ingest
+from bridge.services import handle_jira_webhook, ingest, link_problem
 from bridge.storage import IncidentFilter
 
 api = Blueprint("api", __name__)
@@ -235,3 +236,68 @@ def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
     problem = _problem_or_404(problem_id)
     page = bridge().store.list_incidents(IncidentFilter(problem_id=problem_id), MAX_PAGE_SIZE, None)
     return jsonify({**problem_json(problem), "incidents": [incident_json(i) for i in page.items]})
+
+
+@api.post("/api/v1/problems/<int:problem_id>/jira")
+@requires_token("token_api")
+def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
+    """Link an existing Jira issue, checked against Jira first."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("jira_key"), str):
+        raise BadPayload("expected a JSON object with jira_key", ["jira_key: required string, e.g. LKK-123"])
+    ctx = bridge()
+    assert ctx.link_options is not None
+    problem = link_problem(ctx.store, ctx.jira, ctx.link_options, problem_id, body["jira_key"].strip(), ctx.now())
+    return jsonify(problem_json(problem))
+
+
+@api.delete("/api/v1/problems/<int:problem_id>/jira")
+@requires_token("token_api")
+def unlink_jira(problem_id: int):  # type: ignore[no-untyped-def]
+    """Forget the link (the Jira issue itself is left alone); idempotent."""
+    _problem_or_404(problem_id)
+    bridge().store.unlink_jira(problem_id)
+    return jsonify(problem_json(_problem_or_404(problem_id)))
+
+
+def check_jira_webhook(secret: Secret | None, body: bytes) -> None:
+    """Accept Jira's HMAC signature (X-Hub-Signature: sha256=...) or the secret in the URL.
+
+    Raises:
+        Unauthorized: neither matches, or no secret is configured (unverified webhooks are refused).
+    """
+    if secret is None:
+        raise Unauthorized("Jira webhook is disabled: set BRIDGE_JIRA_WEBHOOK_SECRET")
+    signature = request.headers.get("X-Hub-Signature", "")
+    if signature.startswith("sha256="):
+        expected = hmac.new(secret.value.encode(), body, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(signature[len("sha256="):].strip().lower(), expected):
+            return
+    given = request.args.get("secret", "")
+    if given and hmac.compare_digest(given.encode(), secret.value.encode()):
+        return
+    raise Unauthorized("invalid Jira webhook signature or secret",
+                       ["X-Hub-Signature: expected sha256=<HMAC of the body>, or ?secret=<shared secret>"])
+
+
+@api.post("/api/v1/jira/webhook")
+def jira_webhook():  # type: ignore[no-untyped-def]
+    """Jira tells us an issue changed; the worker re-reads its conclusion."""
+    ctx = bridge()
+    body = request.get_data(cache=False)
+    check_jira_webhook(ctx.settings.jira_webhook_secret, body)
+    return jsonify({"status": "ok", **handle_jira_webhook(ctx.store, body, ctx.now())}), 202
+
+
+@api.get("/api/v1/outbox")
+@requires_token("token_api")
+def list_outbox():  # type: ignore[no-untyped-def]
+    """Side-effect jobs: what is waiting, done, or dead-lettered and why."""
+    limit, cursor = _page_args()
+    state = _choice_arg("state", ("pending", "done", "dead"))
+    page = bridge().store.list_jobs(state, limit, cursor)
+    items = [{"id": job["id"], "kind": job["kind"], "target": job["target"], "problem_id": job["problem_id"],
+              "state": job["state"], "attempts": job["attempts"], "created_at": _iso(job["created_at"]),
+              "next_attempt_at": _iso(job["next_attempt_at"]), "finished_at": _iso(job["finished_at"]),
+              "last_error": job["last_error"]} for job in page.items]
+    return jsonify({"items": items, "next_cursor": page.next_cursor})

@@ -18,6 +18,8 @@ from bridge.domain import Rules
 from bridge.errors import BridgeError
 from bridge.rules import load_rules
 from bridge.storage import Store
+from jira_link.client import JiraClient
+from jira_link.linker import LinkOptions
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ class Bridge:
     settings: Settings
     rules: Rules
     store: Store
+    jira: JiraClient | None = None
+    link_options: LinkOptions | None = None
     now: Callable[[], datetime] = utc_now
 
 
@@ -88,7 +92,8 @@ def create_app(
     app = Flask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["bridge"] = Bridge(settings, rules, store, now)
+    app.extensions["bridge"] = Bridge(settings, rules, store, JiraClient.from_settings(settings),
+                                      LinkOptions.from_settings(settings), now)
 
     @app.before_request
     def _assign_request_id() -> None:

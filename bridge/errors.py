@@ -40,3 +40,23 @@ class StoreUnavailable(BridgeError):
     """The database cannot be reached; callers such as Alertmanager should retry (503)."""
 
     status = 503
+
+
+class Conflict(BridgeError):
+    """The request clashes with the current state (409)."""
+
+    status = 409
+
+
+class Unprocessable(BridgeError):
+    """Well-formed, but refers to something that cannot be used (422)."""
+
+    status = 422
+
+
+class UpstreamError(BridgeError):
+    """Jira or Zabbix failed while we waited on it: 503 when retrying may help, else 502."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message, status=503 if retryable else 502)
+        self.retryable = retryable

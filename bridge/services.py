@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy.engine import Connection
@@ -15,9 +17,11 @@ from bridge.domain import (
     AlertResult, Incident, Outcome, ParsedNotification, ProblemRule, ProblemState, Rules, apply_notification,
     decide_problem, problem_rule_for, route_alert, template_context,
 )
-from bridge.errors import BadPayload, NotFound
+from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
 from bridge.storage import Store
 from bridge.templates import TemplateError
+from jira_link.client import JiraClient, JiraError
+from jira_link.linker import LinkOptions
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,8 @@ def parse_body(source: str, body: bytes) -> ParsedNotification:
     return parser(payload)
 
 
-JOB_JIRA_CREATE = "jira.create_issue"
+JOB_JIRA_ENSURE_ISSUE = "jira.ensure_issue"
+JOB_JIRA_SYNC = "jira.sync_issue"
 JOB_JIRA_COMMENT = "jira.comment_incidents"
 
 
@@ -135,8 +140,8 @@ def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incid
                 jira_project=rule.jira.project if rule.jira else None), since)
             incident.problem_id = problem_id
             if rule.jira is not None and rule.jira.create:
-                store.enqueue(conn, JOB_JIRA_CREATE, target="jira", now=now, problem_id=problem_id,
-                              payload={"priority": incident.priority}, dedup_key=f"{JOB_JIRA_CREATE}:{problem_id}")
+                store.enqueue(conn, JOB_JIRA_ENSURE_ISSUE, target="jira", now=now, problem_id=problem_id,
+                              payload={"priority": incident.priority}, dedup_key=f"{JOB_JIRA_ENSURE_ISSUE}:{problem_id}")
 
 
 def ingest(
@@ -186,3 +191,81 @@ def ingest(
         log.warning("Alertmanager truncated alerts (max_alerts)",
                     extra={"source": source, "truncated_alerts": parsed.truncated_alerts})
     return result
+
+
+JIRA_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,63}-[1-9][0-9]{0,15}$")
+
+
+def link_problem(store: Store, jira: JiraClient | None, options: LinkOptions, problem_id: int, key: str,
+                 now: datetime) -> dict:
+    """Link an existing Jira issue to a problem by hand, after checking the issue exists.
+
+    Raises:
+        BadPayload: not a Jira key. NotFound: no such problem. Conflict: closed problem,
+        another issue already linked, or the issue is linked to another problem.
+        Unprocessable: the issue does not exist. UpstreamError: Jira failed.
+    """
+    if not JIRA_KEY.match(key):
+        raise BadPayload("invalid Jira key", [f"jira_key: expected a key like LKK-123, got {key!r}"])
+    problem = store.get_problem(problem_id)
+    if problem is None:
+        raise NotFound(f"no problem {problem_id}")
+    if problem["state"] == "closed":
+        raise Conflict(f"problem {problem_id} is closed")
+    if problem["jira_key"] == key:
+        return problem
+    if problem["jira_key"] is not None:
+        raise Conflict(f"problem {problem_id} is already linked to {problem['jira_key']}; unlink it first")
+    others = [p["id"] for p in store.live_problems_for_issue(key) if p["id"] != problem_id]
+    if others:
+        raise Conflict(f"{key} is already linked to problem {others[0]}")
+    if jira is None:
+        raise Conflict("Jira is not configured on this bridge (BRIDGE_JIRA_URL)")
+    try:
+        issue = jira.get_issue(key)
+    except JiraError as exc:
+        raise UpstreamError(f"could not check {key} in Jira: {exc.message}", exc.retryable) from exc
+    if issue is None:
+        raise Unprocessable(f"Jira issue {key} does not exist or is not visible to the bridge",
+                            [f"jira_key: {key} not found in Jira"])
+    store.record_jira_link(problem_id, key, jira.issue_url(key), "manual")
+
+    def queue(conn: Connection) -> None:
+        store.enqueue(conn, JOB_JIRA_ENSURE_ISSUE, target="jira", now=now, problem_id=problem_id,
+                      dedup_key=f"{JOB_JIRA_ENSURE_ISSUE}:{problem_id}")
+        queue_issue_sync(conn, store, key, now)
+
+    store.run(queue)
+    updated = store.get_problem(problem_id)
+    assert updated is not None
+    return updated
+
+
+def queue_issue_sync(conn: Connection, store: Store, key: str, now: datetime) -> None:
+    """Ask the worker to read an issue's conclusion (webhook and periodic sync share this)."""
+    store.enqueue(conn, JOB_JIRA_SYNC, target="jira", now=now, payload={"jira_key": key},
+                  dedup_key=f"{JOB_JIRA_SYNC}:{key}")
+
+
+def handle_jira_webhook(store: Store, body: bytes, now: datetime) -> dict[str, Any]:
+    """React to a Jira webhook: an updated issue linked to a live problem gets its conclusion re-read.
+
+    Raises:
+        BadPayload: not a JSON object with a webhookEvent.
+    """
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadPayload("body is not valid JSON", [f"body: {exc}"]) from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("webhookEvent"), str):
+        raise BadPayload("not a Jira webhook", ["webhookEvent: required field is missing"])
+    event = payload["webhookEvent"]
+    if event not in ("jira:issue_updated", "comment_created", "comment_updated"):
+        return {"event": event, "action": "ignored"}
+    key = (payload.get("issue") or {}).get("key")
+    if not isinstance(key, str) or not JIRA_KEY.match(key):
+        raise BadPayload("Jira webhook without an issue key", ["issue.key: expected a Jira key"])
+    if not store.live_problems_for_issue(key):
+        return {"event": event, "action": "ignored", "jira_key": key}
+    store.run(lambda conn: queue_issue_sync(conn, store, key, now))
+    return {"event": event, "action": "sync_queued", "jira_key": key}

@@ -531,6 +531,33 @@ class Store:
 
         return self.run(work)
 
+    def unlink_jira(self, problem_id: int) -> None:
+        """Forget a problem's Jira issue; a known error becomes an open problem again."""
+        state = sa.case((problems.c.state == "known_error", "open"), else_=problems.c.state)
+        self.run(lambda conn: conn.execute(problems.update().where(problems.c.id == problem_id).values(
+            jira_key=None, jira_url=None, jira_linked_by=None, conclusion=None, conclusion_updated_at=None,
+            state=state)))
+
+    def live_problems_for_issue(self, key: str, conn: Connection | None = None) -> list[dict[str, Any]]:
+        """Problems (not closed) linked to a Jira issue."""
+        query = sa.select(problems).where(problems.c.jira_key == key, problems.c.state != "closed")
+        if conn is not None:
+            return [dict(row) for row in conn.execute(query).mappings()]
+        return self.read(lambda c: self.live_problems_for_issue(key, c))
+
+    def issues_due_for_sync(self, older_than: datetime) -> list[str]:
+        """Jira keys of live linked problems whose conclusion was not read since `older_than`."""
+        query = sa.select(problems.c.jira_key).distinct().where(
+            problems.c.jira_key.is_not(None), problems.c.state != "closed",
+            sa.or_(problems.c.conclusion_updated_at.is_(None), problems.c.conclusion_updated_at < older_than))
+        return self.read(lambda conn: list(conn.execute(query).scalars()))
+
+    def set_conclusion(self, key: str, conclusion: str | None, now: datetime) -> int:
+        """Mirror an issue's conclusion onto its live problems; returns how many changed."""
+        return self.run(lambda conn: conn.execute(problems.update().where(
+            problems.c.jira_key == key, problems.c.state != "closed").values(
+            conclusion=conclusion, conclusion_updated_at=now)).rowcount)
+
     def get_problem(self, problem_id: int, conn: Connection | None = None) -> dict[str, Any] | None:
         query = sa.select(problems).where(problems.c.id == problem_id)
         if conn is not None:

@@ -18,15 +18,15 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
-import requests
+from sqlalchemy.engine import Connection
 
 from bridge.config import Settings
 from bridge.domain import JiraTarget, ProblemRule, Rules, comment_text
 from bridge.errors import StoreUnavailable
-from bridge.services import JOB_JIRA_COMMENT, JOB_JIRA_CREATE
+from bridge.services import JOB_JIRA_COMMENT, JOB_JIRA_ENSURE_ISSUE, JOB_JIRA_SYNC, queue_issue_sync
 from bridge.storage import Store
 from jira_link.client import JiraClient, JiraError
-from jira_link.linker import LinkOptions, comment_unless_repeated, find_or_create_issue, link_back
+from jira_link.linker import LinkOptions, comment_unless_repeated, conclusion_of, find_or_create_issue, link_back
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +52,6 @@ def backoff_seconds(attempt: int, retry_after: float | None, cap: float) -> floa
     return min(cap, FIRST_BACKOFF_SECONDS * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
 
 
-def jira_client_from_settings(settings: Settings, session: requests.Session | None = None) -> JiraClient | None:
-    """The configured Jira, or None when BRIDGE_JIRA_URL is unset."""
-    if settings.jira_url is None:
-        return None
-    session = session or requests.Session()
-    timeout = settings.jira_timeout_seconds
-    if settings.jira_flavour == "datacenter":
-        assert settings.jira_pat is not None
-        return JiraClient.bearer(session, settings.jira_url, settings.jira_pat.value, timeout=timeout)
-    assert settings.jira_email is not None and settings.jira_api_token is not None
-    return JiraClient.basic(session, settings.jira_url, settings.jira_email, settings.jira_api_token.value,
-                            timeout=timeout)
-
-
-def link_options(settings: Settings) -> LinkOptions:
-    return LinkOptions(marker_prefix=settings.jira_marker_prefix, public_url=settings.public_url,
-                       conclusion_field=settings.jira_conclusion_field,
-                       conclusion_marker=settings.jira_conclusion_marker)
-
-
 @dataclass
 class OutboxRunner:
     """Runs due outbox jobs with retries, backoff and a dead-letter deadline."""
@@ -82,21 +62,28 @@ class OutboxRunner:
     options: LinkOptions
     dead_after: timedelta
     max_backoff_seconds: float
+    sync_interval: timedelta = timedelta(minutes=10)
+    _last_sync: datetime | None = None
 
     @classmethod
     def from_settings(cls, store: Store, rules: Rules, settings: Settings) -> OutboxRunner:
-        return cls(store, rules, jira_client_from_settings(settings), link_options(settings),
-                   timedelta(seconds=settings.outbox_dead_after_seconds), settings.outbox_max_backoff_seconds)
+        return cls(store, rules, JiraClient.from_settings(settings), LinkOptions.from_settings(settings),
+                   timedelta(seconds=settings.outbox_dead_after_seconds), settings.outbox_max_backoff_seconds,
+                   timedelta(seconds=settings.jira_sync_interval_seconds))
 
     def run_due(self, now: datetime) -> int:
-        """Run the jobs due now; returns how many were attempted."""
+        """Queue the periodic conclusion sync when due, then run the jobs due now; returns how many ran."""
+        if self._last_sync is None or now - self._last_sync >= self.sync_interval:
+            self.schedule_syncs(now, self.sync_interval)
+            self._last_sync = now
         jobs = self.store.claim_jobs(now, JOB_LEASE, JOBS_PER_PASS)
         for job in jobs:
             self.run_job(job, now)
         return len(jobs)
 
     def run_job(self, job: dict[str, Any], now: datetime) -> None:
-        handler = {JOB_JIRA_CREATE: self._create_issue, JOB_JIRA_COMMENT: self._comment}.get(job["kind"])
+        handler = {JOB_JIRA_ENSURE_ISSUE: self._create_issue, JOB_JIRA_COMMENT: self._comment,
+                   JOB_JIRA_SYNC: self._sync_issue}.get(job["kind"])
         try:
             if handler is None:
                 raise JobFailed(f"unknown job kind {job['kind']!r}", retryable=False)
@@ -170,6 +157,31 @@ class OutboxRunner:
             self.store.run(lambda conn: self.store.enqueue(
                 conn, JOB_JIRA_COMMENT, target="jira", now=now, problem_id=problem["id"],
                 dedup_key=f"{JOB_JIRA_COMMENT}:{problem['id']}", run_at=now + interval))
+
+
+    def _sync_issue(self, job: dict[str, Any], now: datetime) -> None:
+        """Mirror an issue's conclusion (status, resolution, field or marked comment) on its problems."""
+        key = job["payload"]["jira_key"]
+        jira = self._jira()
+        issue = jira.get_issue(key, fields=tuple(filter(None, ("status", "resolution", self.options.conclusion_field))))
+        if issue is None:
+            raise JobFailed(f"Jira issue {key} no longer exists or is not visible", retryable=False)
+        conclusion = conclusion_of(issue, self.options, jira.recent_comments(key))
+        self.store.set_conclusion(key, conclusion, now)
+
+    def schedule_syncs(self, now: datetime, interval: timedelta) -> int:
+        """Queue a conclusion sync for linked problems not read within `interval` (missed webhooks)."""
+        if self.jira is None:
+            return 0
+        keys = self.store.issues_due_for_sync(now - interval)
+
+        def queue(conn: Connection) -> None:
+            for key in keys:
+                queue_issue_sync(conn, self.store, key, now)
+
+        if keys:
+            self.store.run(queue)
+        return len(keys)
 
 
 def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None) -> int:

@@ -11,9 +11,12 @@ import base64
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from bridge.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,20 @@ class JiraClient:
     def bearer(cls, session: requests.Session, base_url: str, personal_access_token: str, **kwargs: Any) -> JiraClient:
         """Jira Data Center: a personal access token sent as Bearer."""
         return cls(session, base_url, flavour=DATACENTER, authorization=f"Bearer {personal_access_token}", **kwargs)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, session: requests.Session | None = None) -> JiraClient | None:
+        """The configured Jira, or None when BRIDGE_JIRA_URL is unset."""
+        if settings.jira_url is None:
+            return None
+        session = session or requests.Session()
+        timeout = settings.jira_timeout_seconds
+        if settings.jira_flavour == DATACENTER:
+            assert settings.jira_pat is not None
+            return cls.bearer(session, settings.jira_url, settings.jira_pat.value, timeout=timeout)
+        assert settings.jira_email is not None and settings.jira_api_token is not None
+        return cls.basic(session, settings.jira_url, settings.jira_email, settings.jira_api_token.value,
+                         timeout=timeout)
 
     def __repr__(self) -> str:
         return f"JiraClient({self.base_url!r}, flavour={self.flavour!r})"

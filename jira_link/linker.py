@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.domain import JiraTarget
 from jira_link.client import JiraClient, JiraIssue, jql_string
+
+if TYPE_CHECKING:
+    from bridge.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,12 @@ class LinkOptions:
     public_url: str
     conclusion_field: str | None = None
     conclusion_marker: str = "Conclusion:"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LinkOptions:
+        return cls(marker_prefix=settings.jira_marker_prefix, public_url=settings.public_url,
+                   conclusion_field=settings.jira_conclusion_field,
+                   conclusion_marker=settings.jira_conclusion_marker)
 
 
 def marker_label(options: LinkOptions, problem_id: int) -> str:

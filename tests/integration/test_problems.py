@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from bridge.services import JOB_JIRA_CREATE, ingest
+from bridge.services import JOB_JIRA_ENSURE_ISSUE, ingest
 from bridge.storage import IncidentFilter, Store, outbox, problems
 from tests.conftest import payload
 
@@ -41,7 +41,7 @@ def test_problem_opens_at_threshold_and_gathers_earlier_incidents(store: Store, 
     members = store.list_incidents(IncidentFilter(problem_id=problem["id"]), 10, None).items
     assert len(members) == 3
     jobs = rows(store, outbox)
-    assert [(j["kind"], j["problem_id"], j["state"]) for j in jobs] == [(JOB_JIRA_CREATE, problem["id"], "pending")]
+    assert [(j["kind"], j["problem_id"], j["state"]) for j in jobs] == [(JOB_JIRA_ENSURE_ISSUE, problem["id"], "pending")]
 
 
 def test_incidents_outside_the_window_do_not_count(store: Store, example_rules):
@@ -88,7 +88,7 @@ def test_concurrent_writers_open_one_problem_per_key(database_url: str, example_
     assert errors == []
     store = Store.from_url(database_url)
     [problem] = rows(store, problems)
-    creates = [j for j in rows(store, outbox) if j["kind"] == JOB_JIRA_CREATE]
+    creates = [j for j in rows(store, outbox) if j["kind"] == JOB_JIRA_ENSURE_ISSUE]
     in_problem = store.list_incidents(IncidentFilter(problem_id=problem["id"]), 100, None).items
     store.engine.dispose()
     assert len(creates) == 1

@@ -1,0 +1,180 @@
+"""Problems over HTTP: listing, linking an existing Jira issue, the Jira webhook and the sync."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bridge.app import create_app
+from bridge.config import load_settings
+from bridge.storage import migrate
+from bridge.worker import OutboxRunner
+from tests.conftest import ROOT, Clock, payload
+from tests.fakes import FakeJira
+
+API = {"Authorization": "Bearer api-token"}
+SECRET = "hook-secret"
+
+
+@pytest.fixture
+def fake_jira() -> Iterator[FakeJira]:
+    with FakeJira() as jira:
+        yield jira
+
+
+@pytest.fixture
+def app(tmp_path: Path, clock: Clock, fake_jira: FakeJira):
+    url = f"sqlite:///{tmp_path / 'problems.db'}"
+    migrate(url)
+    settings = load_settings({
+        "BRIDGE_TOKEN_API": "api-token", "BRIDGE_JIRA_URL": fake_jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com",
+        "BRIDGE_JIRA_API_TOKEN": "jira-token", "BRIDGE_JIRA_WEBHOOK_SECRET": SECRET,
+        "BRIDGE_PUBLIC_URL": "http://bridge.test",
+    }, database_url=url, rules_path=str(ROOT / "rules.yaml"))
+    return create_app(settings, now=clock)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app) -> OutboxRunner:
+    ctx = app.extensions["bridge"]
+    return OutboxRunner.from_settings(ctx.store, ctx.rules, ctx.settings)
+
+
+def open_zabbix_problem(client) -> int:
+    """The zabbix-trigger rule opens a problem at once and does not create a Jira issue itself."""
+    client.post("/api/v1/alerts/zabbix", data=json.dumps(payload("zabbix-6.0.14-problem.json")))
+    [problem] = client.get("/api/v1/problems", headers=API).json["items"]
+    return problem["id"]
+
+
+def webhook(client, body: dict, *, signed: bool = True, query: str = ""):
+    raw = json.dumps(body).encode()
+    headers = {"X-Hub-Signature": "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()} if signed else {}
+    return client.post(f"/api/v1/jira/webhook{query}", data=raw, headers=headers)
+
+
+def test_problem_detail_lists_its_incidents(client):
+    problem_id = open_zabbix_problem(client)
+    detail = client.get(f"/api/v1/problems/{problem_id}", headers=API).json
+    assert set(detail) >= {"id", "problem_key", "state", "summary", "jira_key", "jira_url", "incident_count",
+                           "opened_at", "closed_at", "fixed_in", "regressions", "conclusion", "incidents"}
+    assert (detail["state"], detail["incident_count"], detail["problem_key"]) == ("open", 1, "zabbix-trigger/23133")
+    assert [i["dedup_key"] for i in detail["incidents"]] == ["zabbix:1"]
+    assert client.get("/api/v1/problems?state=open", headers=API).json["items"][0]["id"] == problem_id
+    assert client.get("/api/v1/problems/999", headers=API).status_code == 404
+    assert client.get("/api/v1/problems?state=bogus", headers=API).status_code == 400
+
+
+def test_link_existing_issue_checks_jira_then_links_back(client, runner, fake_jira, clock):
+    fake_jira.add_issue("LKK-42", "Errors on the portal API")
+    problem_id = open_zabbix_problem(client)
+    response = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-42"}, headers=API)
+    assert response.status_code == 200
+    assert (response.json["jira_key"], response.json["state"]) == ("LKK-42", "known_error")
+    assert response.json["jira_url"] == f"{fake_jira.url}/browse/LKK-42"
+    runner.run_due(clock())
+    [link] = fake_jira.remote_links("LKK-42").values()
+    assert link["object"]["url"] == f"http://bridge.test/api/v1/problems/{problem_id}"
+    assert len(fake_jira.issues()) == 1, "linking never creates an issue"
+    again = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-42"}, headers=API)
+    assert again.status_code == 200, "linking the same issue twice is harmless"
+
+
+def test_linking_a_nonexistent_issue_is_refused_clearly(client):
+    problem_id = open_zabbix_problem(client)
+    response = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-999"}, headers=API)
+    assert response.status_code == 422
+    assert response.json["message"] == "Jira issue LKK-999 does not exist or is not visible to the bridge"
+    assert client.get(f"/api/v1/problems/{problem_id}", headers=API).json["jira_key"] is None
+
+
+@pytest.mark.parametrize("body, status, error", [
+    ({"jira_key": "lkk 42"}, 400, "jira_key: expected a key like LKK-123"),
+    ({"key": "LKK-1"}, 400, "jira_key: required string"),
+])
+def test_link_request_shape_is_checked(client, body, status, error):
+    problem_id = open_zabbix_problem(client)
+    response = client.post(f"/api/v1/problems/{problem_id}/jira", json=body, headers=API)
+    assert response.status_code == status and response.json["errors"][0].startswith(error)
+
+
+def test_jira_down_while_linking_is_503(client, fake_jira):
+    fake_jira.fail("GET", r"/issue/LKK-42", status=503)
+    problem_id = open_zabbix_problem(client)
+    response = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-42"}, headers=API)
+    assert response.status_code == 503 and "could not check LKK-42" in response.json["message"]
+
+
+def test_unlink_returns_problem_to_open(client, fake_jira):
+    fake_jira.add_issue("LKK-7")
+    problem_id = open_zabbix_problem(client)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-7"}, headers=API)
+    response = client.delete(f"/api/v1/problems/{problem_id}/jira", headers=API)
+    assert (response.json["jira_key"], response.json["state"]) == (None, "open")
+
+
+def test_conclusion_arrives_after_webhook(client, runner, fake_jira, clock):
+    fake_jira.add_issue("LKK-5")
+    problem_id = open_zabbix_problem(client)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-5"}, headers=API)
+    runner.run_due(clock())
+    fake_jira.resolve("LKK-5", "Fixed", comment="Conclusion: connection pool too small; raised to 50 in 2026.11.2")
+    clock.advance(minutes=1)
+    response = webhook(client, {"webhookEvent": "jira:issue_updated", "issue": {"key": "LKK-5"}})
+    assert response.status_code == 202 and response.json["action"] == "sync_queued"
+    runner.run_due(clock())
+    conclusion = client.get(f"/api/v1/problems/{problem_id}", headers=API).json["conclusion"]
+    assert conclusion == "Status: Done\nResolution: Fixed\nconnection pool too small; raised to 50 in 2026.11.2"
+
+
+def test_conclusion_arrives_by_periodic_sync_without_webhook(client, runner, fake_jira, clock):
+    fake_jira.add_issue("LKK-6")
+    problem_id = open_zabbix_problem(client)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-6"}, headers=API)
+    runner.run_due(clock())
+    fake_jira.resolve("LKK-6", "Won't Fix")
+    clock.advance(minutes=5)
+    runner.run_due(clock())
+    assert client.get(f"/api/v1/problems/{problem_id}", headers=API).json["conclusion"] == "Status: To Do"
+    clock.advance(minutes=10)
+    runner.run_due(clock())
+    runner.run_due(clock())
+    assert client.get(f"/api/v1/problems/{problem_id}", headers=API).json["conclusion"] == \
+        "Status: Done\nResolution: Won't Fix"
+
+
+def test_webhook_accepts_url_secret_and_refuses_bad_signatures(client):
+    body = {"webhookEvent": "jira:issue_updated", "issue": {"key": "LKK-1"}}
+    assert webhook(client, body, signed=False, query=f"?secret={SECRET}").status_code == 202
+    assert webhook(client, body, signed=False, query="?secret=wrong").status_code == 401
+    assert webhook(client, body, signed=False).status_code == 401
+    raw = json.dumps(body).encode()
+    forged = client.post("/api/v1/jira/webhook", data=raw, headers={"X-Hub-Signature": "sha256=" + "0" * 64})
+    assert forged.status_code == 401
+
+
+def test_webhook_for_unlinked_issue_or_other_event_is_ignored(client):
+    assert webhook(client, {"webhookEvent": "jira:issue_updated", "issue": {"key": "LKK-1"}}).json["action"] == "ignored"
+    assert webhook(client, {"webhookEvent": "jira:worklog_updated"}).json["action"] == "ignored"
+    assert webhook(client, {"nothing": 1}).status_code == 400
+
+
+def test_dead_jobs_are_visible_with_their_reason(client, runner, fake_jira, clock):
+    fake_jira.add_issue("LKK-8")
+    problem_id = open_zabbix_problem(client)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-8"}, headers=API)
+    fake_jira.fail("POST", r"/remotelink", status=403, times=5)
+    runner.run_due(clock())
+    [dead] = client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
+    assert dead["kind"] == "jira.ensure_issue" and "HTTP 403" in dead["last_error"]
