@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +19,7 @@ TOKEN = "am-token"
 
 def notification(fingerprints: list[str], status: str = "firing") -> bytes:
     start = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-    alerts = [{"status": status, "labels": {"alertname": "Storm", "instance": fp, "severity": "critical"},
+    alerts = [{"status": status, "labels": {"alertname": "Storm", "service": "lkk", "instance": fp, "severity": "critical"},
                "annotations": {}, "startsAt": start.isoformat(),
                "endsAt": (start + timedelta(minutes=5)).isoformat() if status == "resolved" else "0001-01-01T00:00:00Z",
                "generatorURL": "", "fingerprint": fp} for fp in fingerprints]
@@ -54,3 +55,44 @@ def test_two_servers_one_database_make_one_incident_per_fingerprint(pg_database_
     assert len(rows) == 40
     assert {row[0] for row in rows} == {f"alertmanager:{fp}" for fp in fingerprints}
     assert all(row[1:] == (1, 6, "resolved", "resolved") for row in rows), rows
+
+
+def test_two_servers_and_two_workers_file_exactly_one_jira_issue(pg_database_url: str):
+    from tests.fakes import FakeJira
+
+    store = Store.from_url(pg_database_url)
+    empty_tables(store)
+    with FakeJira() as jira:
+        env = {"BRIDGE_TOKEN_ALERTMANAGER": TOKEN, "BRIDGE_RUN_WORKER": "1", "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2",
+               "BRIDGE_JIRA_URL": jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com", "BRIDGE_JIRA_API_TOKEN": "jira-token"}
+        fingerprints = [f"{n:016x}" for n in range(20)]
+        with BridgeProcess(pg_database_url, env=env) as one, BridgeProcess(pg_database_url, env=env) as two:
+            def send(args: tuple[str, bytes]) -> int:
+                url, body = args
+                return requests.post(url + "/api/v1/alerts/alertmanager", data=body, timeout=30,
+                                     headers={"Authorization": f"Bearer {TOKEN}"}).status_code
+
+            # Alertmanager's group: the same alertname, every alert a distinct instance.
+            jobs = [(server.url, notification([fp])) for _ in range(2) for fp in fingerprints for server in (one, two)]
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                assert set(pool.map(send, jobs)) == {200}
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with store.engine.connect() as conn:
+                    linked = conn.exec_driver_sql("SELECT count(*) FROM problems WHERE jira_key IS NOT NULL").scalar_one()
+                    pending = conn.exec_driver_sql("SELECT count(*) FROM outbox WHERE state = 'pending'").scalar_one()
+                if linked and not pending:
+                    break
+                time.sleep(0.2)
+            time.sleep(1)  # both workers idle a little longer: no late twin may appear
+        with store.engine.connect() as conn:
+            problem_rows = conn.exec_driver_sql("SELECT id, jira_key, incident_count FROM problems").all()
+            in_problem = conn.exec_driver_sql("SELECT count(*) FROM incidents WHERE problem_id IS NOT NULL").scalar_one()
+        store.engine.dispose()
+        [(problem_id, jira_key, incident_count)] = problem_rows
+        issues = jira.issues()
+        assert [i["key"] for i in issues] == [jira_key]
+        assert f"incident-bridge-problem-{problem_id}" in issues[0]["fields"]["labels"]
+        assert incident_count == in_problem == 20
+        assert len(jira.calls("POST", r"/rest/api/3/issue$")) == 1
+        assert len(jira.remote_links(jira_key)) == 1
