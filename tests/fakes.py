@@ -8,6 +8,8 @@ on demand: 429 with Retry-After, 500, slow answers, and a create whose answer is
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import threading
 import time
@@ -15,8 +17,47 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathlib import Path
+
 from flask import Flask, Response, jsonify, request
+from jsonschema import Draft7Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT7
 from werkzeug.serving import make_server
+
+OPENAPI_DOCUMENT = Path(__file__).resolve().parents[2] / "shared" / "jira" / "jira-cloud-platform-v3.openapi.json"
+# Request bodies checked against Atlassian's OpenAPI document (Cloud v3), by path pattern.
+VALIDATED_REQUESTS = {
+    ("POST", re.compile(r"^/rest/api/3/issue$")): "IssueUpdateDetails",
+    ("POST", re.compile(r"^/rest/api/3/issue/[^/]+/comment$")): "Comment",
+    ("POST", re.compile(r"^/rest/api/3/issue/[^/]+/remotelink$")): "RemoteIssueLinkRequest",
+}
+
+
+class OpenApiRequestValidator:
+    """Validates request bodies against component schemas of the Jira OpenAPI document."""
+
+    def __init__(self, document_path: Path) -> None:
+        document = json.loads(document_path.read_text())
+        resource = Resource.from_contents(document, default_specification=DRAFT7)
+        self.registry = Registry().with_resource("urn:jira-openapi", resource)
+
+    def errors(self, method: str, path: str, body: Any) -> list[str]:
+        for (wanted_method, pattern), schema_name in VALIDATED_REQUESTS.items():
+            if method == wanted_method and pattern.match(path):
+                validator = Draft7Validator({"$ref": f"urn:jira-openapi#/components/schemas/{schema_name}"},
+                                            registry=self.registry)
+                return [f"{'/'.join(map(str, e.absolute_path)) or 'body'}: {e.message}"
+                        for e in validator.iter_errors(body)]
+        return []
+
+
+@functools.cache
+def openapi_validator() -> OpenApiRequestValidator:
+    if not OPENAPI_DOCUMENT.exists():
+        raise RuntimeError(f"Jira OpenAPI document missing at {OPENAPI_DOCUMENT} (../shared/jira)")
+    return OpenApiRequestValidator(OPENAPI_DOCUMENT)
+
 
 PROJECTS = {"LKK": "10000", "OPS": "10001"}
 ISSUE_TYPES = {"Bug", "Task", "Incident"}
@@ -52,6 +93,7 @@ class FakeJiraState:
     remote_links: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    schema_violations: list[str] = field(default_factory=list)
     next_id: int = 10000
 
 
@@ -160,6 +202,12 @@ class FakeJira:
         def _gate():  # type: ignore[no-untyped-def]
             if request.headers.get("Authorization") not in fake.accepted_auth:
                 return _error(401, ["You are not authenticated. Authentication required to perform this operation."])
+            if request.method == "POST":
+                problems = openapi_validator().errors(request.method, request.path, request.get_json(silent=True))
+                if problems:
+                    with fake.lock:
+                        fake.state.schema_violations.extend(problems)
+                    return _error(400, ["request does not match the Jira OpenAPI schema"] + problems)
             fault = fake._take_fault(request.method, request.path)
             request.environ["fake_jira.fault"] = fault
             if fault is not None and not fault.lose_answer:
