@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -86,6 +87,34 @@ def store(database_url: str) -> Iterator[Store]:
     store = Store.from_url(database_url)
     yield store
     store.engine.dispose()
+
+
+def ingest_concurrently(database_url: str, rules, bodies_per_writer: list[list[bytes]]) -> None:
+    """Each writer (a thread with its own engine, as separate servers have) ingests its bodies,
+    all starting at once; re-raises the first error any writer met."""
+    from bridge.services import ingest
+
+    start = threading.Barrier(len(bodies_per_writer))
+    errors: list[BaseException] = []
+
+    def deliver(bodies: list[bytes]) -> None:
+        store = Store.from_url(database_url)
+        try:
+            start.wait()
+            for body in bodies:
+                ingest(store, rules, "alertmanager", body, datetime.now(UTC))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+        finally:
+            store.engine.dispose()
+
+    threads = [threading.Thread(target=deliver, args=(bodies,)) for bodies in bodies_per_writer]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 class Clock:

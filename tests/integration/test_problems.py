@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from bridge.services import JOB_JIRA_ENSURE_ISSUE, ingest
 from bridge.storage import IncidentFilter, Store, outbox, problems
-from tests.conftest import payload
+from tests.conftest import ingest_concurrently, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 
@@ -66,26 +65,8 @@ def test_zabbix_problem_opens_at_once_by_trigger_without_jira_job(store: Store, 
 
 
 def test_concurrent_writers_open_one_problem_per_key(database_url: str, example_rules):
-    start = threading.Barrier(6)
-    errors: list[BaseException] = []
-
-    def deliver(worker: int) -> None:
-        store = Store.from_url(database_url)
-        try:
-            start.wait()
-            for n in range(5):
-                ingest(store, example_rules, "alertmanager", firing(f"{worker:08x}{n:08x}"), datetime.now(UTC))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            store.engine.dispose()
-
-    threads = [threading.Thread(target=deliver, args=(w,)) for w in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    writers = [[firing(f"{worker:08x}{n:08x}") for n in range(5)] for worker in range(6)]
+    ingest_concurrently(database_url, example_rules, writers)
     store = Store.from_url(database_url)
     [problem] = rows(store, problems)
     creates = [j for j in rows(store, outbox) if j["kind"] == JOB_JIRA_ENSURE_ISSUE]

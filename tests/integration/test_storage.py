@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
+import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from bridge.domain import IncidentState, Outcome
 from bridge.errors import BadPayload
 from bridge.services import ingest
 from bridge.storage import IncidentFilter, Store, incidents, metadata, notifications, rejected_payloads
-from tests.conftest import payload, payload_bytes
+from tests.conftest import ingest_concurrently, payload, payload_bytes
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 
@@ -45,7 +46,7 @@ def test_database_refuses_a_second_firing_incident_for_a_key(store: Store):
 
 
 def test_datetimes_come_back_as_aware_utc(store: Store):
-    moscow = datetime(2026, 11, 23, 22, 0, tzinfo=UTC).astimezone(__import__("zoneinfo").ZoneInfo("Europe/Moscow"))
+    moscow = datetime(2026, 11, 23, 22, 0, tzinfo=UTC).astimezone(ZoneInfo("Europe/Moscow"))
     with store.engine.begin() as conn:
         conn.execute(incidents.insert(), incident_row(first_seen=moscow, last_seen=moscow))
     [incident] = store.list_incidents(IncidentFilter(), 10, None).items
@@ -87,7 +88,7 @@ def test_refused_payload_is_kept_with_its_reason(store: Store, example_rules):
 def test_good_alerts_survive_a_bad_neighbour(store: Store, example_rules):
     body = payload("alertmanager-0.25-two-firing.json")
     body["alerts"][1]["labels"] = "not a map"
-    result = ingest(store, example_rules, "alertmanager", __import__("json").dumps(body).encode(), T0)
+    result = ingest(store, example_rules, "alertmanager", json.dumps(body).encode(), T0)
     assert [r.outcome for r in result.results] == [Outcome.CREATED]
     assert len(store.list_incidents(IncidentFilter(), 10, None).items) == 1
     [row] = store.list_rejected(10, None).items
@@ -129,27 +130,7 @@ def test_listing_filters_and_pages_newest_first(store: Store):
 
 def test_concurrent_notifications_make_one_incident_per_fingerprint(database_url: str, example_rules):
     """Eight writers (separate engines) deliver the same notifications at once."""
-    bodies = [payload_bytes("alertmanager-0.25-two-firing.json")] * 5
-    errors: list[BaseException] = []
-    start = threading.Barrier(8)
-
-    def deliver() -> None:
-        store = Store.from_url(database_url)
-        try:
-            start.wait()
-            for body in bodies:
-                ingest(store, example_rules, "alertmanager", body, datetime.now(UTC))
-        except BaseException as exc:  # noqa: BLE001 - surfaced to the test below
-            errors.append(exc)
-        finally:
-            store.engine.dispose()
-
-    threads = [threading.Thread(target=deliver) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    ingest_concurrently(database_url, example_rules, [[payload_bytes("alertmanager-0.25-two-firing.json")] * 5] * 8)
     store = Store.from_url(database_url)
     items = store.list_incidents(IncidentFilter(), 50, None).items
     store.engine.dispose()
@@ -168,7 +149,7 @@ def test_rejected_payload_listing_filters_by_source(store: Store):
 def test_nul_characters_in_labels_are_refused_before_the_database(store: Store, example_rules):
     body = payload("alertmanager-0.25-two-firing.json")
     body["alerts"][0]["labels"]["instance"] = "a\u0000b"
-    result = ingest(store, example_rules, "alertmanager", __import__("json").dumps(body).encode(), T0)
+    result = ingest(store, example_rules, "alertmanager", json.dumps(body).encode(), T0)
     assert [r.outcome for r in result.results] == [Outcome.CREATED]
     [row] = store.list_rejected(10, None).items
     assert row["errors"] == ["alerts[0].labels.instance: NUL characters are not allowed"]
