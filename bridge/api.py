@@ -7,15 +7,19 @@ import hmac
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Blueprint, jsonify, request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from bridge.app import bridge
 from bridge.config import Secret
 from bridge.domain import Incident, IncidentState, ProblemState
 from bridge.errors import BadPayload, NotFound, Unauthorized
-from bridge.services import handle_jira_webhook, ingest, link_problem
+from bridge.services import (
+    JIRA_KEY, close_problem_by_hand, close_release, handle_jira_webhook, ingest, link_problem, reopen_problem_by_hand,
+)
+from bridge.validation import describe
 from bridge.storage import IncidentFilter
 
 api = Blueprint("api", __name__)
@@ -235,7 +239,10 @@ def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """A problem with its incidents (the newest 500; the incidents API pages through all)."""
     problem = _problem_or_404(problem_id)
     page = bridge().store.list_incidents(IncidentFilter(problem_id=problem_id), MAX_PAGE_SIZE, None)
-    return jsonify({**problem_json(problem), "incidents": [incident_json(i) for i in page.items]})
+    history = [{"at": _iso(event["at"]), "kind": event["kind"], "detail": event["detail"]}
+               for event in bridge().store.problem_history(problem_id)]
+    return jsonify({**problem_json(problem), "incidents": [incident_json(i) for i in page.items],
+                    "history": history})
 
 
 @api.post("/api/v1/problems/<int:problem_id>/jira")
@@ -286,7 +293,7 @@ def jira_webhook():  # type: ignore[no-untyped-def]
     ctx = bridge()
     body = request.get_data(cache=False)
     check_jira_webhook(ctx.settings.jira_webhook_secret, body)
-    return jsonify({"status": "ok", **handle_jira_webhook(ctx.store, body, ctx.now())}), 202
+    return jsonify({"status": "ok", **handle_jira_webhook(ctx.store, ctx.jira, ctx.rules, body, ctx.now())}), 202
 
 
 @api.get("/api/v1/outbox")
@@ -301,3 +308,70 @@ def list_outbox():  # type: ignore[no-untyped-def]
               "next_attempt_at": _iso(job["next_attempt_at"]), "finished_at": _iso(job["finished_at"]),
               "last_error": job["last_error"]} for job in page.items]
     return jsonify({"items": items, "next_cursor": page.next_cursor})
+
+
+class ReleaseRequest(BaseModel):
+    """The close hook's body, as a release pipeline sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=200)
+    project: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")
+    issues: list[Annotated[str, Field(pattern=JIRA_KEY.pattern)]] | None = Field(default=None, max_length=10_000)
+    released_at: AwareDatetime | None = None
+
+
+class ReasonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+def _validated(model: type[BaseModel]) -> Any:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadPayload("expected a JSON object", ["body: not a JSON object"])
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise BadPayload(f"invalid {model.__name__}", describe(exc)) from exc
+
+
+@api.post("/api/v1/releases")
+@requires_token("token_release")
+def release_shipped():  # type: ignore[no-untyped-def]
+    """The release close hook: close the problems fixed by this release and all their incidents."""
+    ctx = bridge()
+    release = _validated(ReleaseRequest)
+    summary = close_release(ctx.store, ctx.jira, ctx.rules, project=release.project, version=release.version,
+                            issues=release.issues, released_at=release.released_at, now=ctx.now())
+    return jsonify({"status": "ok", **summary})
+
+
+@api.get("/api/v1/releases")
+@requires_token("token_api")
+def list_releases():  # type: ignore[no-untyped-def]
+    limit, cursor = _page_args()
+    page = bridge().store.list_releases(limit, cursor)
+    items = [{"id": row["id"], "project": row["project"], "version": row["version"], "via": row["via"],
+              "released_at": _iso(row["released_at"]), "received_at": _iso(row["received_at"]),
+              "summary": row["summary"]} for row in page.items]
+    return jsonify({"items": items, "next_cursor": page.next_cursor})
+
+
+@api.post("/api/v1/problems/<int:problem_id>/close")
+@requires_token("token_api")
+def close_problem(problem_id: int):  # type: ignore[no-untyped-def]
+    """Close a problem and its incidents by hand, with a reason."""
+    body = _validated(ReasonRequest)
+    close_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now())
+    return jsonify(problem_json(_problem_or_404(problem_id)))
+
+
+@api.post("/api/v1/problems/<int:problem_id>/reopen")
+@requires_token("token_api")
+def reopen_problem(problem_id: int):  # type: ignore[no-untyped-def]
+    """Reopen a closed problem by hand, with a reason."""
+    body = _validated(ReasonRequest)
+    reopen_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now())
+    return jsonify(problem_json(_problem_or_404(problem_id)))

@@ -99,6 +99,9 @@ class Settings:
     jira_sync_interval_seconds: float = 600.0
     jira_conclusion_field: str | None = None
     jira_conclusion_marker: str = "Conclusion:"
+    zabbix_url: str | None = None
+    zabbix_api_token: Secret | None = field(default=None, repr=False)
+    zabbix_timeout_seconds: float = 10.0
 
 
 # Environment variable -> (settings field, parser). The README documents each one.
@@ -131,6 +134,9 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_JIRA_SYNC_INTERVAL_SECONDS": ("jira_sync_interval_seconds", _positive_float),
     "BRIDGE_JIRA_CONCLUSION_FIELD": ("jira_conclusion_field", _optional),
     "BRIDGE_JIRA_CONCLUSION_MARKER": ("jira_conclusion_marker", str),
+    "BRIDGE_ZABBIX_URL": ("zabbix_url", _optional),
+    "BRIDGE_ZABBIX_API_TOKEN": ("zabbix_api_token", _secret),
+    "BRIDGE_ZABBIX_TIMEOUT_SECONDS": ("zabbix_timeout_seconds", _positive_float),
 }
 
 assert {name for name, _ in ENVIRONMENT.values()} == {f.name for f in fields(Settings)}

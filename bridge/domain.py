@@ -109,6 +109,7 @@ class Rules:
     default_route: Route
     priority_matrix: Mapping[tuple[str, str], str]
     problem_rules: tuple[ProblemRule, ...] = ()
+    version_label: str | None = None
 
     def route_for(self, alert: Alert) -> Route:
         for route in self.routes:
@@ -389,6 +390,10 @@ class JiraTarget:
     components: tuple[str, ...] = ()
     priority_map: Mapping[str, str] = field(default_factory=dict)
     comment_interval: timedelta = timedelta(hours=1)
+    close_on_release: bool = True
+    done_transition: str | None = None
+    reopen_on_regression: bool = True
+    reopen_transition: str | None = None
 
 
 Renderer = Callable[[Mapping[str, Any]], str]
@@ -456,3 +461,17 @@ def comment_text(new_incidents: int, since: datetime) -> str:
     """The throttled Jira comment for incidents that joined a known problem."""
     noun = "incident" if new_incidents == 1 else "incidents"
     return f"{new_incidents} more {noun} since {since.strftime('%Y-%m-%d %H:%M UTC')}"
+
+
+def release_comment_text(version: str, problem_ids: Sequence[int], incidents_closed: int) -> str:
+    """The Jira comment a release leaves on each issue it closed."""
+    problems_text = ", ".join(f"#{pid}" for pid in problem_ids)
+    noun = "incident" if incidents_closed == 1 else "incidents"
+    return (f"Released in {version}: incident-bridge closed problem {problems_text} "
+            f"and {incidents_closed} linked {noun}.")
+
+
+def regression_comment_text(fixed_in: str, incident_summary: str, running_version: str | None) -> str:
+    """The Jira comment when a failure fixed in a release comes back."""
+    where = f" on version {running_version}" if running_version else ""
+    return f"Regression: the failure fixed in {fixed_in} came back{where}: {incident_summary}"

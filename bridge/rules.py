@@ -98,6 +98,10 @@ class JiraTargetModel(_Strict):
     components: list[str] = []
     priority_map: dict[str, str] = {}
     comment_interval: str = "1h"
+    close_on_release: bool = True
+    done_transition: str | None = None
+    reopen_on_regression: bool = True
+    reopen_transition: str | None = None
 
     @field_validator("labels")
     @classmethod
@@ -120,12 +124,17 @@ class ProblemRuleModel(_Strict):
     jira: JiraTargetModel | None = None
 
 
+class ReleasesModel(_Strict):
+    version_label: str | None = Field(default=None, min_length=1)
+
+
 class RulesModel(_Strict):
     version: int
     defaults: RouteFields
     priority_matrix: dict[str, dict[str, str]]
     routes: list[RouteModel] = []
     problems: list[ProblemRuleModel] = []
+    releases: ReleasesModel = ReleasesModel()
 
 
 _SECTION_NOUN = {"routes": "route", "problems": "problem rule"}
@@ -241,7 +250,11 @@ def _build_problem_rules(models: list[ProblemRuleModel], problems: list[str]) ->
                 interval = timedelta(hours=1)
             jira = JiraTarget(create=model.jira.create, project=model.jira.project, issue_type=model.jira.issue_type,
                               labels=tuple(model.jira.labels), components=tuple(model.jira.components),
-                              priority_map=dict(model.jira.priority_map), comment_interval=interval)
+                              priority_map=dict(model.jira.priority_map), comment_interval=interval,
+                              close_on_release=model.jira.close_on_release,
+                              done_transition=model.jira.done_transition,
+                              reopen_on_regression=model.jira.reopen_on_regression,
+                              reopen_transition=model.jira.reopen_transition)
         matcher = _matcher(model.match)
         if len(renderers) < 3 or window is None:
             continue
@@ -312,7 +325,7 @@ def parse_rules(raw: Any, path: str = "rules.yaml") -> Rules:
         raise RulesError(path, problems)
     assert default_route is not None
     return Rules(routes=tuple(routes), default_route=default_route, priority_matrix=matrix,
-                 problem_rules=tuple(problem_rules))
+                 problem_rules=tuple(problem_rules), version_label=model.releases.version_label)
 
 
 def load_rules(path: str | Path) -> Rules:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,12 +16,13 @@ from sqlalchemy.engine import Connection
 from adapters import PARSERS
 from bridge.domain import (
     AlertResult, Incident, Outcome, ParsedNotification, ProblemRule, ProblemState, Rules, apply_notification,
-    decide_problem, problem_rule_for, route_alert, template_context,
+    decide_problem, problem_rule_for, regression_comment_text, release_comment_text, route_alert, template_context,
 )
 from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
 from bridge.storage import Store
 from bridge.templates import TemplateError
-from jira_link.client import JiraClient, JiraError
+from bridge.versions import is_older
+from jira_link.client import JiraClient, JiraError, jql_string
 from jira_link.linker import LinkOptions
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,9 @@ def parse_body(source: str, body: bytes) -> ParsedNotification:
 JOB_JIRA_ENSURE_ISSUE = "jira.ensure_issue"
 JOB_JIRA_SYNC = "jira.sync_issue"
 JOB_JIRA_COMMENT = "jira.comment_incidents"
+JOB_JIRA_RELEASE = "jira.release"
+JOB_JIRA_REGRESSION = "jira.regression"
+JOB_ZABBIX_CLOSE = "zabbix.close_problems"
 
 
 def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Incident, ProblemRule]]:
@@ -104,7 +109,7 @@ def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Inc
 
 
 def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incident, ProblemRule]],
-                    now: datetime) -> None:
+                    now: datetime, rules_version_label: str | None = None) -> None:
     """Join each candidate to the open problem of its key, or open one at the threshold.
 
     Keys are locked in sorted order so concurrent writers never deadlock on them.
@@ -113,6 +118,8 @@ def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incid
         assert incident.id is not None and incident.problem_key is not None
         store.lock_problem_key(conn, incident.problem_key)
         problem = store.open_problem(conn, incident.problem_key)
+        if problem is None and handle_recurrence(conn, store, rules_version_label, incident, rule, now):
+            continue
         since = now - rule.window
         count = 0 if problem else store.count_problem_candidates(conn, incident.problem_key, since)
         decision = decide_problem(rule, incident.problem_key, problem is not None, count)
@@ -139,9 +146,43 @@ def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incid
                 incident_count=0, opened_at=now, regressions=0, comment_pending=0,
                 jira_project=rule.jira.project if rule.jira else None), since)
             incident.problem_id = problem_id
+            store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="opened",
+                                                 detail=f"opened by rule {rule.name}")])
             if rule.jira is not None and rule.jira.create:
                 store.enqueue(conn, JOB_JIRA_ENSURE_ISSUE, target="jira", now=now, problem_id=problem_id,
                               payload={"priority": incident.priority}, dedup_key=f"{JOB_JIRA_ENSURE_ISSUE}:{problem_id}")
+
+
+def handle_recurrence(conn: Connection, store: Store, version_label: str | None, incident: Incident,
+                      rule: ProblemRule, now: datetime) -> bool:
+    """A failure whose problem a release closed fires again: a regression, or a target not yet fixed.
+
+    With a version label configured, an incident from a target running a version older
+    than the fix joins the closed problem as "fix not deployed there yet". Otherwise the
+    problem reopens as a regression (counted, recorded, Jira told). Returns whether the
+    incident was placed; False when the key has no released fix.
+    """
+    fixed = store.latest_fixed_problem(conn, incident.problem_key or "")
+    if fixed is None or fixed["fixed_at"] is None or now < fixed["fixed_at"]:
+        return False
+    running = incident.labels.get(version_label) if version_label else None
+    if running and is_older(running, fixed["fixed_in"]):
+        store.attach_incident(conn, fixed["id"], incident.id)
+        incident.problem_id = fixed["id"]
+        store.add_problem_events(conn, [dict(problem_id=fixed["id"], at=now, kind="not_deployed",
+                                             detail=f"incident {incident.id} from version {running}, "
+                                                    f"older than the fix in {fixed['fixed_in']}")])
+        return True
+    store.reopen_problem(conn, fixed["id"], regression=True)
+    store.attach_incident(conn, fixed["id"], incident.id)
+    incident.problem_id = fixed["id"]
+    where = f" on version {running}" if running else ""
+    store.add_problem_events(conn, [dict(problem_id=fixed["id"], at=now, kind="regressed",
+                                         detail=f"incident {incident.id}{where} after the fix in {fixed['fixed_in']}")])
+    if fixed["jira_key"] is not None and rule.jira is not None and rule.jira.reopen_on_regression:
+        store.enqueue(conn, JOB_JIRA_REGRESSION, target="jira", now=now, problem_id=fixed["id"], payload={
+            "jira_key": fixed["jira_key"], "text": regression_comment_text(fixed["fixed_in"], incident.summary, running)})
+    return True
 
 
 def ingest(
@@ -177,7 +218,7 @@ def ingest(
         results, changed = apply_notification(parsed.alerts, routings, current, now)
         candidates = set_problem_keys(rules, results)
         store.save_incidents(conn, changed, notification_id)
-        assign_problems(conn, store, candidates, now)
+        assign_problems(conn, store, candidates, now, rules.version_label)
         if parsed.rejected:
             store.add_rejected(
                 conn, source, now, body=text, content_type=content_type, partial=True,
@@ -231,6 +272,7 @@ def link_problem(store: Store, jira: JiraClient | None, options: LinkOptions, pr
     store.record_jira_link(problem_id, key, jira.issue_url(key), "manual")
 
     def queue(conn: Connection) -> None:
+        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"linked to {key} by hand")])
         store.enqueue(conn, JOB_JIRA_ENSURE_ISSUE, target="jira", now=now, problem_id=problem_id,
                       dedup_key=f"{JOB_JIRA_ENSURE_ISSUE}:{problem_id}")
         queue_issue_sync(conn, store, key, now)
@@ -247,8 +289,10 @@ def queue_issue_sync(conn: Connection, store: Store, key: str, now: datetime) ->
                   dedup_key=f"{JOB_JIRA_SYNC}:{key}")
 
 
-def handle_jira_webhook(store: Store, body: bytes, now: datetime) -> dict[str, Any]:
-    """React to a Jira webhook: an updated issue linked to a live problem gets its conclusion re-read.
+def handle_jira_webhook(store: Store, jira: JiraClient | None, rules: Rules, body: bytes,
+                        now: datetime) -> dict[str, Any]:
+    """React to a Jira webhook: an updated issue linked to a live problem gets its conclusion re-read;
+    a released version runs the release close path.
 
     Raises:
         BadPayload: not a JSON object with a webhookEvent.
@@ -260,6 +304,9 @@ def handle_jira_webhook(store: Store, body: bytes, now: datetime) -> dict[str, A
     if not isinstance(payload, dict) or not isinstance(payload.get("webhookEvent"), str):
         raise BadPayload("not a Jira webhook", ["webhookEvent: required field is missing"])
     event = payload["webhookEvent"]
+    if event == "jira:version_released":
+        return {"event": event, "action": "release_closed",
+                **release_from_jira_version(store, jira, rules, payload.get("version"), now)}
     if event not in ("jira:issue_updated", "comment_created", "comment_updated"):
         return {"event": event, "action": "ignored"}
     key = (payload.get("issue") or {}).get("key")
@@ -269,3 +316,136 @@ def handle_jira_webhook(store: Store, body: bytes, now: datetime) -> dict[str, A
         return {"event": event, "action": "ignored", "jira_key": key}
     store.run(lambda conn: queue_issue_sync(conn, store, key, now))
     return {"event": event, "action": "sync_queued", "jira_key": key}
+
+
+def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, project: str, version: str,
+                  issues: Sequence[str] | None, released_at: datetime | None, now: datetime,
+                  via: str = "pipeline") -> dict[str, Any]:
+    """Close every problem linked to the release's issues and every incident of those problems.
+
+    Without `issues`, Jira is asked which issues carry the fix version. Replaying a release
+    changes nothing and answers the summary recorded the first time.
+
+    Raises:
+        Conflict: no issue list and no Jira to ask. UpstreamError: Jira failed.
+    """
+    replay = store.read(lambda conn: store.get_release(conn, project, version))
+    if replay is not None:
+        return {**replay["summary"], "replay": True}
+    if issues is None:
+        if jira is None:
+            raise Conflict("no issues given and Jira is not configured to find them by fix version")
+        try:
+            found = jira.search(f"project = {project} AND fixVersion = {jql_string(version)}", fields=("status",))
+        except JiraError as exc:
+            raise UpstreamError(f"could not ask Jira for fix version {version}: {exc.message}", exc.retryable) from exc
+        issues = [issue.key for issue in found]
+    keys = sorted(set(issues))
+    shipped_at = released_at or now
+    rules_by_name = {rule.name: rule for rule in rules.problem_rules}
+
+    def work(conn: Connection) -> dict[str, Any]:
+        recorded = store.get_release(conn, project, version)
+        if recorded is not None:
+            return {**recorded["summary"], "replay": True}
+        linked = store.problems_for_issues(conn, keys)
+        to_close = [p for p in linked if p["state"] != "closed"]
+        reason = f"released in {version}"
+        per_problem, zabbix_keys = store.close_problems_and_incidents(
+            conn, [p["id"] for p in to_close], now, reason, fixed_in=version, fixed_at=shipped_at)
+        store.add_problem_events(conn, [dict(problem_id=p["id"], at=now, kind="released",
+                                             detail=f"{reason}: {per_problem.get(p['id'], 0)} incidents closed")
+                                        for p in to_close])
+        by_issue: dict[str, list[dict[str, Any]]] = {}
+        for problem in to_close:
+            by_issue.setdefault(problem["jira_key"], []).append(problem)
+        for key, problems_of_issue in by_issue.items():
+            rule = rules_by_name.get(problems_of_issue[0]["rule"])
+            transition = rule is not None and rule.jira is not None and rule.jira.close_on_release
+            store.enqueue(conn, JOB_JIRA_RELEASE, target="jira", now=now, problem_id=problems_of_issue[0]["id"],
+                          dedup_key=f"{JOB_JIRA_RELEASE}:{project}:{version}:{key}", payload={
+                              "jira_key": key, "transition": transition, "rule": problems_of_issue[0]["rule"],
+                              "text": release_comment_text(version, [p["id"] for p in problems_of_issue],
+                                                           sum(per_problem.get(p["id"], 0) for p in problems_of_issue))})
+        if zabbix_keys:
+            store.enqueue(conn, JOB_ZABBIX_CLOSE, target="zabbix", now=now,
+                          dedup_key=f"{JOB_ZABBIX_CLOSE}:{project}:{version}", payload={
+                              "event_ids": [key.split(":", 1)[1] for key in zabbix_keys],
+                              "message": f"Closed by incident-bridge: fixed in release {version}"})
+        matched = {p["jira_key"] for p in linked}
+        summary = {
+            "project": project, "version": version, "released_at": shipped_at.isoformat(), "issues": keys,
+            "closed_problems": [p["id"] for p in to_close],
+            "closed_incidents": sum(per_problem.values()),
+            "already_closed_problems": [p["id"] for p in linked if p["state"] == "closed"],
+            "unmatched_issues": [key for key in keys if key not in matched],
+        }
+        store.add_release(conn, project=project, version=version, released_at=shipped_at, received_at=now,
+                          via=via, summary=summary)
+        return {**summary, "replay": False}
+
+    return store.run(work)
+
+
+def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:
+    """Close a problem and its incidents for a case the pipeline missed.
+
+    Raises:
+        NotFound: no such problem. Conflict: already closed.
+    """
+
+    def work(conn: Connection) -> None:
+        problem = store.get_problem(problem_id, conn)
+        if problem is None:
+            raise NotFound(f"no problem {problem_id}")
+        if problem["state"] == "closed":
+            raise Conflict(f"problem {problem_id} is already closed")
+        counts, _ = store.close_problems_and_incidents(conn, [problem_id], now, f"problem closed by hand: {reason}")
+        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="closed",
+                                             detail=f"by hand: {reason} ({counts.get(problem_id, 0)} incidents closed)")])
+
+    store.run(work)
+
+
+def reopen_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:
+    """Reopen a closed problem (its closed incidents stay closed; new ones will join it).
+
+    Raises:
+        NotFound: no such problem. Conflict: not closed, or another problem is open for the key.
+    """
+
+    def work(conn: Connection) -> None:
+        problem = store.get_problem(problem_id, conn)
+        if problem is None:
+            raise NotFound(f"no problem {problem_id}")
+        if problem["state"] != "closed":
+            raise Conflict(f"problem {problem_id} is not closed")
+        store.lock_problem_key(conn, problem["problem_key"])
+        other = store.open_problem(conn, problem["problem_key"])
+        if other is not None:
+            raise Conflict(f"problem {other['id']} is already open for {problem['problem_key']!r}")
+        store.reopen_problem(conn, problem_id, regression=False)
+        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="reopened", detail=f"by hand: {reason}")])
+
+    store.run(work)
+
+
+def release_from_jira_version(store: Store, jira: JiraClient | None, rules: Rules, version: Any,
+                              now: datetime) -> dict[str, Any]:
+    """The release close hook, fed by Jira's version-released webhook (which lists no issues).
+
+    Raises:
+        BadPayload: no version name or id. Conflict: Jira is not configured. UpstreamError: Jira failed.
+    """
+    if not isinstance(version, dict) or not version.get("name") or not str(version.get("id", "")).isdigit():
+        raise BadPayload("version_released webhook without a version", ["version: needs id and name"])
+    if jira is None:
+        raise Conflict("Jira is not configured: cannot find the issues of a released version")
+    try:
+        found = jira.search(f"fixVersion = {version['id']}", fields=("status",))
+    except JiraError as exc:
+        raise UpstreamError(f"could not ask Jira for version {version['name']}: {exc.message}", exc.retryable) from exc
+    keys = [issue.key for issue in found]
+    project = keys[0].split("-")[0] if keys else str(version.get("projectId", "unknown"))
+    return close_release(store, jira, rules, project=project, version=str(version["name"]), issues=keys,
+                         released_at=None, now=now, via="jira_webhook")

@@ -144,12 +144,37 @@ problems = sa.Table(
     sa.Column("comment_pending_since", UtcDateTime()),
     sa.Column("last_comment_at", UtcDateTime()),
     sa.Column("last_comment_hash", sa.String(64)),
+    sa.Column("fixed_at", UtcDateTime()),
     sa.Index("ux_problems_open_key", "problem_key", unique=True,
              sqlite_where=sa.text("state <> 'closed'"), postgresql_where=sa.text("state <> 'closed'")),
     sa.Index("ux_problems_live_jira_key", "jira_key", unique=True,
              sqlite_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'"),
              postgresql_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'")),
     sa.Index("ix_problems_state", "state"),
+)
+
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("released_at", UtcDateTime(), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("via", sa.String(32), nullable=False),
+    sa.Column("summary", JsonType, nullable=False),
+    sa.UniqueConstraint("project", "version", name="uq_releases_project_version"),
+)
+
+problem_events = sa.Table(
+    "problem_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("problem_id", sa.BigInteger(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text(), nullable=False),
+    sa.Index("ix_problem_events_problem_id", "problem_id", "id"),
 )
 
 outbox = sa.Table(
@@ -377,9 +402,11 @@ class Store:
         """Close resolved incidents outside any problem whose auto-close time has come."""
 
         def work(conn: Connection) -> list[int]:
+            # Outside any live problem: never linked, or attached to a closed one ("fix not deployed").
+            closed_problems = sa.select(problems.c.id).where(problems.c.state == "closed")
             due = (
                 incidents.c.state == IncidentState.RESOLVED.value,
-                incidents.c.problem_id.is_(None),
+                sa.or_(incidents.c.problem_id.is_(None), incidents.c.problem_id.in_(closed_problems)),
                 incidents.c.auto_close_at <= now,
             )
             ids = list(conn.execute(sa.select(incidents.c.id).where(*due)).scalars())
@@ -530,6 +557,90 @@ class Store:
             return row[0] if row else 0
 
         return self.run(work)
+
+    # Releases, in a transaction ------------------------------------------------------
+
+    @staticmethod
+    def get_release(conn: Connection, project: str, version: str) -> dict[str, Any] | None:
+        row = conn.execute(sa.select(releases).where(releases.c.project == project, releases.c.version == version)
+                           ).mappings().first()
+        return dict(row) if row else None
+
+    @staticmethod
+    def add_release(conn: Connection, **values: Any) -> None:
+        """Record a release; a concurrent replay hits the unique key and retries into the replay path."""
+        conn.execute(releases.insert(), values)
+
+    @staticmethod
+    def problems_for_issues(conn: Connection, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """Every problem (any state) linked to one of the issues, locked."""
+        if not keys:
+            return []
+        query = sa.select(problems).where(problems.c.jira_key.in_(sorted(set(keys)))).order_by(problems.c.id)
+        return [dict(row) for row in conn.execute(query.with_for_update()).mappings()]
+
+    @staticmethod
+    def close_problems_and_incidents(
+        conn: Connection, problem_ids: Sequence[int], now: datetime, close_reason: str, *,
+        fixed_in: str | None = None, fixed_at: datetime | None = None,
+    ) -> tuple[dict[int, int], list[str]]:
+        """Close problems and every incident linked to them, whatever their state, in bulk.
+
+        Returns incidents closed per problem and the dedup keys of closed Zabbix incidents.
+        Three statements however many incidents: no round trip per row.
+        """
+        if not problem_ids:
+            return {}, []
+        open_incidents = (incidents.c.problem_id.in_(problem_ids), incidents.c.state != IncidentState.CLOSED.value)
+        counts = dict(conn.execute(
+            sa.select(incidents.c.problem_id, sa.func.count()).where(*open_incidents).group_by(incidents.c.problem_id)
+        ).all())
+        zabbix_keys = list(conn.execute(
+            sa.select(incidents.c.dedup_key).where(*open_incidents, incidents.c.source == "zabbix")).scalars())
+        conn.execute(incidents.update().where(*open_incidents).values(
+            state=IncidentState.CLOSED.value, closed_at=now, close_reason=close_reason))
+        values: dict[str, Any] = {"state": "closed", "closed_at": now}
+        if fixed_in is not None:
+            values.update(fixed_in=fixed_in, fixed_at=fixed_at)
+        conn.execute(problems.update().where(problems.c.id.in_(problem_ids)).values(values))
+        return {int(pid): int(n) for pid, n in counts.items()}, zabbix_keys
+
+    @staticmethod
+    def add_problem_events(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
+        if events:
+            conn.execute(problem_events.insert(), [dict(e) for e in events])
+
+    @staticmethod
+    def latest_fixed_problem(conn: Connection, problem_key: str) -> dict[str, Any] | None:
+        """The newest closed problem for a key whose fix shipped in a release, locked."""
+        row = conn.execute(
+            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state == "closed",
+                                      problems.c.fixed_in.is_not(None))
+            .order_by(problems.c.id.desc()).limit(1).with_for_update()
+        ).mappings().first()
+        return dict(row) if row else None
+
+    @staticmethod
+    def reopen_problem(conn: Connection, problem_id: int, *, regression: bool) -> None:
+        """A closed problem is live again: known error when it still has its issue, else open."""
+        values: dict[str, Any] = {
+            "state": sa.case((problems.c.jira_key.is_not(None), "known_error"), else_="open"), "closed_at": None}
+        if regression:
+            values["regressions"] = problems.c.regressions + 1
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
+
+    @staticmethod
+    def attach_incident(conn: Connection, problem_id: int, incident_id: int) -> None:
+        conn.execute(incidents.update().where(incidents.c.id == incident_id).values(problem_id=problem_id))
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(
+            incident_count=problems.c.incident_count + 1))
+
+    def problem_history(self, problem_id: int) -> list[dict[str, Any]]:
+        query = sa.select(problem_events).where(problem_events.c.problem_id == problem_id).order_by(problem_events.c.id)
+        return self.read(lambda conn: [dict(row) for row in conn.execute(query).mappings()])
+
+    def list_releases(self, limit: int, cursor: int | None) -> Page:
+        return self._page(sa.select(releases), releases, limit, cursor, dict)
 
     def unlink_jira(self, problem_id: int) -> None:
         """Forget a problem's Jira issue; a known error becomes an open problem again."""

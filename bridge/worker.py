@@ -23,10 +23,16 @@ from sqlalchemy.engine import Connection
 from bridge.config import Settings
 from bridge.domain import JiraTarget, ProblemRule, Rules, comment_text
 from bridge.errors import StoreUnavailable
-from bridge.services import JOB_JIRA_COMMENT, JOB_JIRA_ENSURE_ISSUE, JOB_JIRA_SYNC, queue_issue_sync
+from adapters.zabbix_api import ZabbixApiError, ZabbixClient
+from bridge.services import (
+    JOB_JIRA_COMMENT, JOB_JIRA_ENSURE_ISSUE, JOB_JIRA_REGRESSION, JOB_JIRA_RELEASE, JOB_JIRA_SYNC, JOB_ZABBIX_CLOSE,
+    queue_issue_sync,
+)
 from bridge.storage import Store
 from jira_link.client import JiraClient, JiraError
-from jira_link.linker import LinkOptions, comment_unless_repeated, conclusion_of, find_or_create_issue, link_back
+from jira_link.linker import (
+    LinkOptions, comment_unless_repeated, conclusion_of, find_or_create_issue, link_back, move_issue,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +69,14 @@ class OutboxRunner:
     dead_after: timedelta
     max_backoff_seconds: float
     sync_interval: timedelta = timedelta(minutes=10)
+    zabbix: ZabbixClient | None = None
     _last_sync: datetime | None = None
 
     @classmethod
     def from_settings(cls, store: Store, rules: Rules, settings: Settings) -> OutboxRunner:
         return cls(store, rules, JiraClient.from_settings(settings), LinkOptions.from_settings(settings),
                    timedelta(seconds=settings.outbox_dead_after_seconds), settings.outbox_max_backoff_seconds,
-                   timedelta(seconds=settings.jira_sync_interval_seconds))
+                   timedelta(seconds=settings.jira_sync_interval_seconds), ZabbixClient.from_settings(settings))
 
     def run_due(self, now: datetime) -> int:
         """Queue the periodic conclusion sync when due, then run the jobs due now; returns how many ran."""
@@ -83,13 +90,16 @@ class OutboxRunner:
 
     def run_job(self, job: dict[str, Any], now: datetime) -> None:
         handler = {JOB_JIRA_ENSURE_ISSUE: self._create_issue, JOB_JIRA_COMMENT: self._comment,
-                   JOB_JIRA_SYNC: self._sync_issue}.get(job["kind"])
+                   JOB_JIRA_SYNC: self._sync_issue, JOB_JIRA_RELEASE: self._release,
+                   JOB_JIRA_REGRESSION: self._regression, JOB_ZABBIX_CLOSE: self._zabbix_close}.get(job["kind"])
         try:
             if handler is None:
                 raise JobFailed(f"unknown job kind {job['kind']!r}", retryable=False)
             handler(job, now)
         except (JobFailed, JiraError) as exc:
             self._failed(job, now, str(exc), exc.retryable, exc.retry_after)
+        except ZabbixApiError as exc:
+            self._failed(job, now, exc.message, exc.retryable, None)
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the queue
@@ -168,6 +178,39 @@ class OutboxRunner:
             raise JobFailed(f"Jira issue {key} no longer exists or is not visible", retryable=False)
         conclusion = conclusion_of(issue, self.options, jira.recent_comments(key))
         self.store.set_conclusion(key, conclusion, now)
+
+    def _target_of(self, rule_name: str) -> JiraTarget | None:
+        rule = next((r for r in self.rules.problem_rules if r.name == rule_name), None)
+        return rule.jira if rule else None
+
+    def _release(self, job: dict[str, Any], now: datetime) -> None:
+        """Tell the issue what the release closed, and move it to done when the rule asks."""
+        payload = job["payload"]
+        jira = self._jira()
+        comment_unless_repeated(jira, payload["jira_key"], payload["text"])
+        if payload.get("transition"):
+            target = self._target_of(payload.get("rule", ""))
+            move_issue(jira, payload["jira_key"], name=target.done_transition if target else None,
+                       to_categories=("done",))
+
+    def _regression(self, job: dict[str, Any], now: datetime) -> None:
+        """Reopen the issue of a regressed problem, with a comment saying why."""
+        payload = job["payload"]
+        problem = self.store.get_problem(job["problem_id"])
+        jira = self._jira()
+        comment_unless_repeated(jira, payload["jira_key"], payload["text"])
+        target = self._target_of(problem["rule"]) if problem else None
+        move_issue(jira, payload["jira_key"], name=target.reopen_transition if target else None,
+                   to_categories=("new", "indeterminate"))
+
+    def _zabbix_close(self, job: dict[str, Any], now: datetime) -> None:
+        """Close (or, where the trigger forbids it, acknowledge) the Zabbix problems of closed incidents."""
+        if self.zabbix is None:
+            raise JobFailed("Zabbix API is not configured (BRIDGE_ZABBIX_URL, BRIDGE_ZABBIX_API_TOKEN)", retryable=True)
+        report = self.zabbix.close_problems(job["payload"]["event_ids"], job["payload"]["message"])
+        if report.acknowledged_only:
+            log.warning("Zabbix triggers forbid manual close; problems acknowledged with a message instead",
+                        extra={"event_ids": report.acknowledged_only})
 
     def schedule_syncs(self, now: datetime, interval: timedelta) -> int:
         """Queue a conclusion sync for linked problems not read within `interval` (missed webhooks)."""

@@ -161,17 +161,43 @@ class JiraClient:
     # Operations ------------------------------------------------------------------
 
     def search(self, jql: str, fields: Sequence[str] = ("status", "resolution", "labels"),
-               max_results: int = 50) -> list[JiraIssue]:
-        """Issues matching a bounded JQL query (first page).
+               max_results: int = 100, limit: int = 10_000) -> list[JiraIssue]:
+        """Issues matching a bounded JQL query, every page up to `limit` issues.
 
-        Cloud: GET /rest/api/3/search/jql (the old /search is gone, 410).
-        Data Center: GET /rest/api/2/search.
+        Cloud: GET /rest/api/3/search/jql, paged by nextPageToken (the old /search is gone, 410).
+        Data Center: GET /rest/api/2/search, paged by startAt.
         """
+        issues: list[JiraIssue] = []
+        params: dict[str, Any] = {"jql": jql, "fields": ",".join(fields), "maxResults": max_results}
         path = f"{self.api}/search/jql" if self.flavour == CLOUD else f"{self.api}/search"
-        response = self._request("search", "GET", path, params={
-            "jql": jql, "fields": ",".join(fields), "maxResults": max_results})
+        while len(issues) < limit:
+            response = self._request("search", "GET", path, params=params)
+            assert response is not None
+            body = response.json()
+            page = body.get("issues", [])
+            issues.extend(self._issue(item) for item in page)
+            if self.flavour == CLOUD:
+                token = body.get("nextPageToken")
+                if body.get("isLast", True) or not token:
+                    break
+                params["nextPageToken"] = token
+            else:
+                start = int(body.get("startAt", 0)) + len(page)
+                if not page or start >= int(body.get("total", 0)):
+                    break
+                params["startAt"] = start
+        return issues[:limit]
+
+    def transitions(self, key: str) -> list[dict[str, Any]]:
+        """Transitions valid from the issue's current status (others are simply absent)."""
+        response = self._request("get_transitions", "GET", f"{self.api}/issue/{key}/transitions")
         assert response is not None
-        return [self._issue(item) for item in response.json().get("issues", [])]
+        return list(response.json().get("transitions", []))
+
+    def transition(self, key: str, transition_id: str) -> None:
+        """POST /rest/api/{2,3}/issue/{key}/transitions; 204 on success."""
+        self._request("transition", "POST", f"{self.api}/issue/{key}/transitions",
+                      json={"transition": {"id": transition_id}})
 
     def get_issue(self, key: str, fields: Sequence[str] = ("status", "resolution", "labels")) -> JiraIssue | None:
         """One issue, or None when it does not exist (or is not visible to us)."""

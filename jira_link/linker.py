@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bridge.domain import JiraTarget
-from jira_link.client import JiraClient, JiraIssue, jql_string
+from jira_link.client import JiraClient, JiraError, JiraIssue, jql_string
 
 if TYPE_CHECKING:
     from bridge.config import Settings
@@ -134,3 +134,36 @@ def conclusion_of(issue: JiraIssue, options: LinkOptions, comments: list[str] | 
     if detail:
         parts.append(detail)
     return "\n".join(parts) if parts else None
+
+
+def move_issue(jira: JiraClient, key: str, *, name: str | None, to_categories: tuple[str, ...]) -> str | None:
+    """Transition an issue by name, or to the first status in one of `to_categories`.
+
+    Returns the transition taken, or None when the issue is already in such a status.
+    Checks the result, because Jira answers 204 even when a workflow post-function
+    leaves the issue elsewhere.
+
+    Raises:
+        JiraError: no fitting transition (not retryable), or a failed call.
+    """
+    issue = jira.get_issue(key, fields=("status",))
+    if issue is None:
+        raise JiraError(f"Jira issue {key} does not exist", status=404)
+    if issue.status_category in to_categories:
+        return None
+    options = jira.transitions(key)
+    if name is not None:
+        chosen = next((t for t in options if t.get("name", "").lower() == name.lower()), None)
+    else:
+        chosen = next((t for t in options
+                       if ((t.get("to") or {}).get("statusCategory") or {}).get("key") in to_categories), None)
+    if chosen is None:
+        wanted = f"named {name!r}" if name else f"to a {'/'.join(to_categories)} status"
+        available = ", ".join(t.get("name", "?") for t in options) or "none"
+        raise JiraError(f"no transition {wanted} from {issue.status!r} on {key} (available: {available})")
+    jira.transition(key, str(chosen["id"]))
+    after = jira.get_issue(key, fields=("status",))
+    if after is None or after.status_category not in to_categories:
+        raise JiraError(f"{key} is in {after.status if after else '?'!r} after transition {chosen.get('name')!r}",
+                        retryable=True)
+    return str(chosen.get("name"))

@@ -318,9 +318,43 @@ class FakeJira:
             found = run_jql(request.args.get("jql", ""))
             if isinstance(found, Response):
                 return found
-            limit = int(request.args.get("maxResults", 50))
-            return jsonify({"issues": [issue_view(i, request.args.get("fields")) for i in found[:limit]],
-                            "isLast": len(found) <= limit})
+            limit = min(int(request.args.get("maxResults", 50)), 100)
+            start = int(request.args.get("nextPageToken", "0") or 0)
+            page = found[start:start + limit]
+            body: dict[str, Any] = {"issues": [issue_view(i, request.args.get("fields")) for i in page],
+                                    "isLast": start + limit >= len(found)}
+            if not body["isLast"]:
+                body["nextPageToken"] = str(start + limit)
+            return jsonify(body)
+
+        @app.get("/rest/api/<int:v>/issue/<key>/transitions")
+        def list_transitions(v: int, key: str):  # type: ignore[no-untyped-def]
+            with fake.lock:
+                issue = fake.state.issues.get(key)
+            if issue is None:
+                return _error(404, ["Issue does not exist or you do not have permission to see it."])
+            done = issue["fields"]["status"]["statusCategory"]["key"] == "done"
+            transitions = [{"id": "41", "name": "Reopen", "to": STATUS_OPEN, "isAvailable": True}] if done else [
+                {"id": "21", "name": "In Progress", "isAvailable": True,
+                 "to": {"name": "In Progress", "statusCategory": {"key": "indeterminate"}}},
+                {"id": "31", "name": "Close Issue", "to": STATUS_DONE, "isAvailable": True}]
+            return jsonify({"transitions": transitions})
+
+        @app.post("/rest/api/<int:v>/issue/<key>/transitions")
+        def do_transition(v: int, key: str):  # type: ignore[no-untyped-def]
+            transition_id = ((request.get_json(silent=True) or {}).get("transition") or {}).get("id")
+            with fake.lock:
+                issue = fake.state.issues.get(key)
+                if issue is None:
+                    return _error(404, ["Issue does not exist or you do not have permission to see it."])
+                done = issue["fields"]["status"]["statusCategory"]["key"] == "done"
+                targets = {"41": STATUS_OPEN} if done else {"21": {"name": "In Progress", "statusCategory": {
+                    "key": "indeterminate"}}, "31": STATUS_DONE}
+                if transition_id not in targets:
+                    return _error(400, [f"Transition id '{transition_id}' is not valid for this issue."])
+                issue["fields"]["status"] = dict(targets[transition_id])
+                issue["fields"]["resolution"] = {"name": "Done"} if transition_id == "31" else None
+            return Response(status=204)
 
         @app.get("/rest/api/<int:v>/search")
         def search_legacy(v: int):  # type: ignore[no-untyped-def]
