@@ -425,3 +425,59 @@ def iter_texts(value: Any) -> Iterator[str]:
             yield value.get("text", "")
         for child in value.get("content", []):
             yield from iter_texts(child)
+
+
+class FakeZabbix:
+    """A Zabbix 6.0 JSON-RPC API on loopback: apiinfo.version and event.acknowledge.
+
+    Like 6.0, it reads the token from the `auth` member, refuses a close when a trigger
+    does not allow manual closing (-32500), and fails a whole batch for one such event.
+    """
+
+    VERSION = "6.0.14"
+
+    def __init__(self, api_token: str = "zabbix-token", manual_close_forbidden: set[str] | None = None) -> None:
+        self.api_token = api_token
+        self.manual_close_forbidden = manual_close_forbidden or set()
+        self.acknowledgements: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        app = Flask("fake_zabbix")
+        app.add_url_rule("/api_jsonrpc.php", view_func=self._rpc, methods=["POST"])
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeZabbix:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
+
+    def closed(self) -> set[str]:
+        with self.lock:
+            return {e for ack in self.acknowledgements if ack["action"] & 1 for e in ack["eventids"]}
+
+    def _rpc(self):  # type: ignore[no-untyped-def]
+        call = request.get_json(force=True, silent=True) or {}  # pyzabbix sends application/json-rpc
+        method, params, rpc_id = call.get("method"), call.get("params") or {}, call.get("id")
+
+        def error(code: int, message: str, data: str):  # type: ignore[no-untyped-def]
+            return jsonify({"jsonrpc": "2.0", "error": {"code": code, "message": message, "data": data}, "id": rpc_id})
+
+        if method == "apiinfo.version":
+            if "auth" in call:
+                return error(-32602, "Invalid params.", "The \"apiinfo.version\" method must be called without the \"auth\" parameter.")
+            return jsonify({"jsonrpc": "2.0", "result": self.VERSION, "id": rpc_id})
+        if call.get("auth") != self.api_token:
+            return error(-32602, "Invalid params.", "Not authorised.")
+        if method != "event.acknowledge":
+            return error(-32601, "Method not found.", f"Incorrect API \"{method}\".")
+        event_ids = [str(e) for e in params.get("eventids", [])]
+        action = int(params.get("action", 0))
+        if action & 1 and self.manual_close_forbidden & set(event_ids):
+            return error(-32500, "Application error.", "Cannot close problem: trigger does not allow manual closing.")
+        with self.lock:
+            self.acknowledgements.append({"eventids": event_ids, "action": action, "message": params.get("message")})
+        return jsonify({"jsonrpc": "2.0", "result": {"eventids": event_ids}, "id": rpc_id})

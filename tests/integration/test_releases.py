@@ -1,0 +1,171 @@
+"""The release close hook on SQLite and PostgreSQL, with the fake Jira and the fake Zabbix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from adapters.zabbix_api import ZabbixClient
+from bridge.services import close_release, ingest
+from bridge.storage import Store, incidents, problems
+from bridge.worker import OutboxRunner
+from jira_link.client import JiraClient
+from jira_link.linker import LinkOptions
+from tests.conftest import payload
+from tests.fakes import FakeJira, FakeZabbix, iter_texts
+
+T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
+RELEASED = T0 + timedelta(days=2)
+
+
+@pytest.fixture
+def fakes() -> Iterator[tuple[FakeJira, FakeZabbix]]:
+    with FakeJira() as jira, FakeZabbix(manual_close_forbidden={"3"}) as zabbix:
+        yield jira, zabbix
+
+
+@pytest.fixture
+def world(store: Store, example_rules, fakes):
+    """Two Alertmanager problems with bridge-created issues, and a Zabbix problem linked by hand."""
+    fake_jira, fake_zabbix = fakes
+    jira = JiraClient.basic(requests.Session(), fake_jira.url, "bot@example.com", "jira-token", timeout=2)
+    runner = OutboxRunner(store, example_rules, jira, LinkOptions("incident-bridge", "http://bridge.test"),
+                          timedelta(hours=1), 600, zabbix=ZabbixClient(fake_zabbix.url, "zabbix-token", timeout=2))
+    for name in ("Alpha", "Beta"):
+        for n in range(3):
+            fire(store, example_rules, name, n, T0)
+    for event_id in ("1", "3"):
+        ingest(store, example_rules, "zabbix",
+               json.dumps(dict(payload("zabbix-6.0.14-problem.json"), event_id=event_id)).encode(), T0)
+    runner.run_due(T0)
+    fake_jira.add_issue("LKK-50")
+    zabbix_problem = problem_by_key(store, "zabbix-trigger/23133")
+    store.record_jira_link(zabbix_problem["id"], "LKK-50", f"{fake_jira.url}/browse/LKK-50", "manual")
+    return store, example_rules, jira, runner, fake_jira, fake_zabbix
+
+
+def fire(store: Store, rules, alertname: str, n: int, at: datetime, **labels: str) -> None:
+    body = payload("alertmanager-0.25-two-firing.json")
+    alert = dict(body["alerts"][0], fingerprint=f"{abs(hash((alertname, n, tuple(labels.items())))):016x}"[:16],
+                 startsAt=at.isoformat())
+    alert["labels"] = dict(alert["labels"], alertname=alertname, instance=f"host-{n}", **labels)
+    body["alerts"] = [alert]
+    ingest(store, rules, "alertmanager", json.dumps(body).encode(), at)
+
+
+def problem_by_key(store: Store, key: str) -> dict:
+    with store.engine.connect() as conn:
+        return dict(conn.execute(sa.select(problems).where(problems.c.problem_key == key)
+                                 .order_by(problems.c.id.desc())).mappings().first())
+
+
+def incident_states(store: Store) -> dict[int, tuple[str, str | None, int | None]]:
+    with store.engine.connect() as conn:
+        return {row.id: (row.state, row.close_reason, row.problem_id)
+                for row in conn.execute(sa.select(incidents.c.id, incidents.c.state, incidents.c.close_reason,
+                                                  incidents.c.problem_id))}
+
+
+def release(world, issues, version="2026.11.2"):
+    store, rules, jira, *_ = world
+    return close_release(store, jira, rules, project="LKK", version=version, issues=issues,
+                         released_at=RELEASED, now=RELEASED + timedelta(minutes=1))
+
+
+@pytest.mark.parametrize("mode", ["explicit issues", "fix version from Jira"])
+def test_release_closes_exactly_the_linked_problems_and_all_their_incidents(world, mode):
+    store, rules, jira, runner, fake_jira, fake_zabbix = world
+    alpha, beta = problem_by_key(store, "Alpha/lkk"), problem_by_key(store, "Beta/lkk")
+    zabbix_problem = problem_by_key(store, "zabbix-trigger/23133")
+    before = incident_states(store)
+    if mode == "explicit issues":
+        summary = release(world, [alpha["jira_key"], "LKK-50", "LKK-99"])
+    else:
+        for key in (alpha["jira_key"], "LKK-50"):
+            fake_jira.issue(key)["fields"]["fixVersions"] = [{"name": "2026.11.2"}]
+        summary = release(world, None)
+    assert summary["closed_problems"] == sorted([alpha["id"], zabbix_problem["id"]])
+    assert summary["closed_incidents"] == 5 and summary["already_closed_problems"] == []
+    if mode == "explicit issues":
+        assert summary["unmatched_issues"] == ["LKK-99"]
+    after = incident_states(store)
+    for incident_id, (state, reason, problem_id) in after.items():
+        if problem_id in (alpha["id"], zabbix_problem["id"]):
+            assert (state, reason) == ("closed", "released in 2026.11.2")
+        else:
+            assert (state, reason) == before[incident_id][:2], "nothing else changes"
+    closed = problem_by_key(store, "Alpha/lkk")
+    assert (closed["state"], closed["fixed_in"]) == ("closed", "2026.11.2")
+    assert problem_by_key(store, "Beta/lkk")["state"] == "known_error"
+
+
+def test_replaying_a_release_changes_nothing_and_answers_the_same(world):
+    store = world[0]
+    alpha = problem_by_key(store, "Alpha/lkk")
+    first = release(world, [alpha["jira_key"]])
+    states = incident_states(store)
+    second = release(world, [alpha["jira_key"]])
+    assert second == {**first, "replay": True}
+    assert incident_states(store) == states
+
+
+def test_jira_gets_one_comment_per_issue_and_the_transition_and_zabbix_the_close(world):
+    store, rules, jira, runner, fake_jira, fake_zabbix = world
+    alpha = problem_by_key(store, "Alpha/lkk")
+    release(world, [alpha["jira_key"], "LKK-50"])
+    release(world, [alpha["jira_key"], "LKK-50"])
+    runner.run_due(RELEASED + timedelta(minutes=2))
+    runner.run_due(RELEASED + timedelta(minutes=3))
+    comments = [" ".join(iter_texts(c["body"])) for c in fake_jira.comments(alpha["jira_key"])]
+    assert comments == [f"Released in 2026.11.2: incident-bridge closed problem #{alpha['id']} and 3 linked incidents."]
+    assert fake_jira.issue(alpha["jira_key"])["fields"]["status"]["statusCategory"]["key"] == "done"
+    assert len(fake_jira.comments("LKK-50")) == 1
+    assert fake_zabbix.closed() == {"1"}, "event 1 closed"
+    [ack_only] = [a for a in fake_zabbix.acknowledgements if not a["action"] & 1]
+    assert ack_only["eventids"] == ["3"] and "does not allow manual close" in ack_only["message"]
+
+
+def test_recurrence_after_release_reopens_as_regression_and_reopens_jira(world):
+    store, rules, jira, runner, fake_jira, _ = world
+    alpha = problem_by_key(store, "Alpha/lkk")
+    release(world, [alpha["jira_key"]])
+    runner.run_due(RELEASED + timedelta(minutes=2))
+    later = RELEASED + timedelta(hours=5)
+    fire(store, rules, "Alpha", 10, later, version="2026.11.2")
+    reopened = problem_by_key(store, "Alpha/lkk")
+    assert (reopened["id"], reopened["state"], reopened["regressions"]) == (alpha["id"], "known_error", 1)
+    runner.run_due(later)
+    issue = fake_jira.issue(alpha["jira_key"])
+    assert issue["fields"]["status"]["statusCategory"]["key"] == "new"
+    last = " ".join(iter_texts(fake_jira.comments(alpha["jira_key"])[-1]["body"]))
+    assert last.startswith("Regression: the failure fixed in 2026.11.2 came back on version 2026.11.2")
+    history = [e["kind"] for e in store.problem_history(alpha["id"])]
+    assert history[-2:] == ["released", "regressed"]
+
+
+def test_recurrence_from_a_target_still_on_an_older_version_is_not_a_regression(world):
+    store, rules, *_ = world
+    alpha = problem_by_key(store, "Alpha/lkk")
+    release(world, [alpha["jira_key"]], version="2026.11.10")
+    fire(store, rules, "Alpha", 11, RELEASED + timedelta(hours=1), version="2026.11.9")
+    still = problem_by_key(store, "Alpha/lkk")
+    assert (still["state"], still["regressions"]) == ("closed", 0)
+    assert [e["kind"] for e in store.problem_history(alpha["id"])][-1] == "not_deployed"
+
+
+def test_manual_close_and_reopen(world):
+    from bridge.services import close_problem_by_hand, reopen_problem_by_hand
+
+    store = world[0]
+    beta = problem_by_key(store, "Beta/lkk")
+    close_problem_by_hand(store, beta["id"], "fixed by config change", RELEASED)
+    assert problem_by_key(store, "Beta/lkk")["state"] == "closed"
+    assert {s for s, _, p in incident_states(store).values() if p == beta["id"]} == {"closed"}
+    reopen_problem_by_hand(store, beta["id"], "came back", RELEASED)
+    assert problem_by_key(store, "Beta/lkk")["state"] == "known_error"
+    assert [e["kind"] for e in store.problem_history(beta["id"])][-2:] == ["closed", "reopened"]
