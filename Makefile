@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export BRIDGE_DATABASE_URL ?= sqlite:///bridge.db
 export BRIDGE_RULES ?= rules.yaml
 
-.PHONY: install run test test-env clean
+.PHONY: install run test test-env bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: install test-env
 
 test-env:
 	bash tests/setup-test-env.sh
+
+## Benchmarks (results go to bench/RESULTS.md by hand, with date and commit).
+bench: install test-env
+	PYTHONPATH=. $(BIN)/python bench/release_close.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache bridge.db bridge.db-wal bridge.db-shm

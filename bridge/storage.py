@@ -491,8 +491,10 @@ class Store:
                       dedup_key=dedup_key)
         insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(outbox).values(values)
         if dedup_key is not None:
+            # The predicate must be literal SQL: PostgreSQL cannot match a partial index
+            # against a bound parameter once psycopg prepares the statement.
             insert = insert.on_conflict_do_nothing(index_elements=["dedup_key"],
-                                                   index_where=outbox.c.state == "pending")
+                                                   index_where=sa.text("state = 'pending'"))
         conn.execute(insert)
 
     def claim_jobs(self, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:

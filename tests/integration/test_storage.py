@@ -153,3 +153,15 @@ def test_nul_characters_in_labels_are_refused_before_the_database(store: Store, 
     assert [r.outcome for r in result.results] == [Outcome.CREATED]
     [row] = store.list_rejected(10, None).items
     assert row["errors"] == ["alerts[0].labels.instance: NUL characters are not allowed"]
+
+
+def test_repeated_enqueue_keeps_one_pending_job_even_once_statements_are_prepared(store: Store):
+    """psycopg prepares a statement after a few runs; the partial-index upsert must still match."""
+    from bridge.storage import outbox
+
+    for _ in range(12):
+        store.run(lambda conn: store.enqueue(conn, "test.job", target="jira", now=T0, dedup_key="same"))
+        store.run(lambda conn: store.enqueue(conn, "test.job", target="jira", now=T0, dedup_key=None))
+    with store.engine.connect() as conn:
+        kinds = conn.execute(sa.select(outbox.c.dedup_key)).scalars().all()
+    assert kinds.count("same") == 1 and kinds.count(None) == 12
