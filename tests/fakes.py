@@ -306,6 +306,8 @@ class FakeJira:
                     found = [i for i in found if i["key"].startswith(m.group(1) + "-")]
                 elif m := re.fullmatch(r'fixVersion\s*=\s*"((?:[^"\\]|\\.)*)"', clause):
                     found = [i for i in found if m.group(1) in [v["name"] for v in i["fields"].get("fixVersions", [])]]
+                elif m := re.fullmatch(r"fixVersion\s*=\s*(\d+)", clause):
+                    found = [i for i in found if m.group(1) in [v.get("id") for v in i["fields"].get("fixVersions", [])]]
                 elif m := re.fullmatch(r"key\s+in\s*\(([^)]*)\)", clause, flags=re.IGNORECASE):
                     keys = {k.strip().strip('"') for k in m.group(1).split(",")}
                     found = [i for i in found if i["key"] in keys]

@@ -35,7 +35,7 @@ def app(tmp_path: Path, clock: Clock, fake_jira: FakeJira):
     settings = load_settings({
         "BRIDGE_TOKEN_API": "api-token", "BRIDGE_JIRA_URL": fake_jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com",
         "BRIDGE_JIRA_API_TOKEN": "jira-token", "BRIDGE_JIRA_WEBHOOK_SECRET": SECRET,
-        "BRIDGE_PUBLIC_URL": "http://bridge.test",
+        "BRIDGE_PUBLIC_URL": "http://bridge.test", "BRIDGE_TOKEN_RELEASE": "release-token",
     }, database_url=url, rules_path=str(ROOT / "rules.yaml"))
     return create_app(settings, now=clock)
 
@@ -178,3 +178,60 @@ def test_dead_jobs_are_visible_with_their_reason(client, runner, fake_jira, cloc
     runner.run_due(clock())
     [dead] = client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
     assert dead["kind"] == "jira.ensure_issue" and "HTTP 403" in dead["last_error"]
+
+
+RELEASE = {"Authorization": "Bearer release-token"}
+
+
+def test_release_hook_over_http_closes_and_replays(client, fake_jira):
+    fake_jira.add_issue("LKK-9")
+    problem_id = open_zabbix_problem(client)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-9"}, headers=API)
+    body = {"version": "2026.11.2", "project": "LKK", "issues": ["LKK-9", "LKK-10"], "released_at": "2026-11-25T10:00:00Z"}
+    assert client.post("/api/v1/releases", json=body, headers=API).status_code == 401, "the release hook has its own token"
+    first = client.post("/api/v1/releases", json=body, headers=RELEASE)
+    assert first.status_code == 200
+    assert (first.json["closed_problems"], first.json["closed_incidents"], first.json["unmatched_issues"]) == \
+        ([problem_id], 1, ["LKK-10"])
+    again = client.post("/api/v1/releases", json=body, headers=RELEASE).json
+    assert again["replay"] is True and again["closed_problems"] == [problem_id]
+    detail = client.get(f"/api/v1/problems/{problem_id}", headers=API).json
+    assert (detail["state"], detail["fixed_in"]) == ("closed", "2026.11.2")
+    assert detail["incidents"][0]["close_reason"] == "released in 2026.11.2"
+    assert [h["kind"] for h in detail["history"]] == ["opened", "linked", "released"]
+    [listed] = client.get("/api/v1/releases", headers=API).json["items"]
+    assert listed["version"] == "2026.11.2"
+
+
+@pytest.mark.parametrize("body, error", [
+    ({"project": "LKK"}, "version: required field is missing"),
+    ({"version": "1", "project": "lkk"}, "project: String should match pattern"),
+    ({"version": "1", "project": "LKK", "issues": ["not a key"]}, "issues[0]: String should match pattern"),
+    ({"version": "1", "project": "LKK", "released_at": "2026-11-25T10:00:00"}, "released_at: Input should have timezone info"),
+    ({"version": "1", "project": "LKK", "extra": 1}, "extra: unknown key"),
+])
+def test_release_body_is_validated(client, body, error):
+    response = client.post("/api/v1/releases", json=body, headers=RELEASE)
+    assert response.status_code == 400 and any(e.startswith(error) for e in response.json["errors"]), response.json
+
+
+def test_jira_version_released_webhook_runs_the_close_path(client, fake_jira):
+    fake_jira.add_issue("LKK-11", fix_versions=["2026.12.0"])
+    problem_id = open_zabbix_problem(client)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-11"}, headers=API)
+    fake_jira.issue("LKK-11")["fields"]["fixVersions"] = [{"name": "2026.12.0", "id": "10020"}]
+    response = webhook(client, {"webhookEvent": "jira:version_released",
+                                "version": {"id": "10020", "name": "2026.12.0", "projectId": 10000, "released": True}})
+    assert response.status_code == 202 and response.json["action"] == "release_closed"
+    assert response.json["closed_problems"] == [problem_id]
+    assert client.get(f"/api/v1/problems/{problem_id}", headers=API).json["fixed_in"] == "2026.12.0"
+
+
+def test_manual_close_and_reopen_over_http(client):
+    problem_id = open_zabbix_problem(client)
+    assert client.post(f"/api/v1/problems/{problem_id}/close", json={}, headers=API).status_code == 400
+    closed = client.post(f"/api/v1/problems/{problem_id}/close", json={"reason": "fixed by hand"}, headers=API)
+    assert closed.json["state"] == "closed"
+    assert client.post(f"/api/v1/problems/{problem_id}/close", json={"reason": "x"}, headers=API).status_code == 409
+    reopened = client.post(f"/api/v1/problems/{problem_id}/reopen", json={"reason": "back"}, headers=API)
+    assert reopened.json["state"] == "open"
