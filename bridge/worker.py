@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from bridge.config import Settings
-from bridge.domain import JiraTarget, ProblemRule, Rules, comment_text
+from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
 from bridge.services import (
@@ -130,9 +130,10 @@ class OutboxRunner:
             raise JobFailed("Jira is not configured (BRIDGE_JIRA_URL)", retryable=True)
         return self.jira
 
-    def _rule(self, problem: dict[str, Any]) -> tuple[ProblemRule | None, JiraTarget | None]:
-        rule = next((r for r in self.rules.problem_rules if r.name == problem["rule"]), None)
-        return rule, rule.jira if rule else None
+    def _target_of(self, rule_name: str) -> JiraTarget | None:
+        """The Jira target of a problem rule (None if the rule or its target is gone from rules.yaml)."""
+        rule = next((r for r in self.rules.problem_rules if r.name == rule_name), None)
+        return rule.jira if rule else None
 
     def _create_issue(self, job: dict[str, Any], now: datetime) -> None:
         """Ensure the problem's issue exists (crash-safe), is linked back, and hears of waiting incidents."""
@@ -142,7 +143,7 @@ class OutboxRunner:
         jira = self._jira()
         key = problem["jira_key"]
         if key is None:
-            _, target = self._rule(problem)
+            target = self._target_of(problem["rule"])
             if target is None:
                 raise JobFailed(f"problem rule {problem['rule']!r} has no jira target any more", retryable=False)
             key = find_or_create_issue(jira, problem, target, self.options, job["payload"].get("priority"))
@@ -162,7 +163,7 @@ class OutboxRunner:
             comment_unless_repeated(self._jira(), problem["jira_key"], text)
         remaining = self.store.record_comment(problem["id"], reported, text_hash, now)
         if remaining > 0:
-            _, target = self._rule(problem)
+            target = self._target_of(problem["rule"])
             interval = target.comment_interval if target else timedelta(hours=1)
             self.store.run(lambda conn: self.store.enqueue(
                 conn, JOB_JIRA_COMMENT, target="jira", now=now, problem_id=problem["id"],
@@ -178,10 +179,6 @@ class OutboxRunner:
             raise JobFailed(f"Jira issue {key} no longer exists or is not visible", retryable=False)
         conclusion = conclusion_of(issue, self.options, jira.recent_comments(key))
         self.store.set_conclusion(key, conclusion, now)
-
-    def _target_of(self, rule_name: str) -> JiraTarget | None:
-        rule = next((r for r in self.rules.problem_rules if r.name == rule_name), None)
-        return rule.jira if rule else None
 
     def _release(self, job: dict[str, Any], now: datetime) -> None:
         """Tell the issue what the release closed, and move it to done when the rule asks."""
