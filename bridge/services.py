@@ -318,6 +318,20 @@ def handle_jira_webhook(store: Store, jira: JiraClient | None, rules: Rules, bod
     return {"event": event, "action": "sync_queued", "jira_key": key}
 
 
+def issue_keys_in(jira: JiraClient | None, jql: str, what: str) -> list[str]:
+    """The keys of the issues a release carries, asked of Jira while the caller waits.
+
+    Raises:
+        Conflict: Jira is not configured. UpstreamError: Jira failed (503 when retrying may help).
+    """
+    if jira is None:
+        raise Conflict(f"Jira is not configured: cannot find the issues of {what}; send the issue list")
+    try:
+        return [issue.key for issue in jira.search(jql, fields=("status",))]
+    except JiraError as exc:
+        raise UpstreamError(f"could not ask Jira for the issues of {what}: {exc.message}", exc.retryable) from exc
+
+
 def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, project: str, version: str,
                   issues: Sequence[str] | None, released_at: datetime | None, now: datetime,
                   via: str = "pipeline") -> dict[str, Any]:
@@ -333,13 +347,8 @@ def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, projec
     if replay is not None:
         return {**replay["summary"], "replay": True}
     if issues is None:
-        if jira is None:
-            raise Conflict("no issues given and Jira is not configured to find them by fix version")
-        try:
-            found = jira.search(f"project = {project} AND fixVersion = {jql_string(version)}", fields=("status",))
-        except JiraError as exc:
-            raise UpstreamError(f"could not ask Jira for fix version {version}: {exc.message}", exc.retryable) from exc
-        issues = [issue.key for issue in found]
+        issues = issue_keys_in(jira, f"project = {project} AND fixVersion = {jql_string(version)}",
+                               f"fix version {version}")
     keys = sorted(set(issues))
     shipped_at = released_at or now
     rules_by_name = {rule.name: rule for rule in rules.problem_rules}
@@ -439,13 +448,7 @@ def release_from_jira_version(store: Store, jira: JiraClient | None, rules: Rule
     """
     if not isinstance(version, dict) or not version.get("name") or not str(version.get("id", "")).isdigit():
         raise BadPayload("version_released webhook without a version", ["version: needs id and name"])
-    if jira is None:
-        raise Conflict("Jira is not configured: cannot find the issues of a released version")
-    try:
-        found = jira.search(f"fixVersion = {version['id']}", fields=("status",))
-    except JiraError as exc:
-        raise UpstreamError(f"could not ask Jira for version {version['name']}: {exc.message}", exc.retryable) from exc
-    keys = [issue.key for issue in found]
+    keys = issue_keys_in(jira, f"fixVersion = {version['id']}", f"version {version['name']}")
     project = keys[0].split("-")[0] if keys else str(version.get("projectId", "unknown"))
     return close_release(store, jira, rules, project=project, version=str(version["name"]), issues=keys,
                          released_at=None, now=now, via="jira_webhook")
