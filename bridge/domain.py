@@ -22,18 +22,18 @@ URGENCY_LEVELS = ("high", "medium", "low")
 MAX_READABLE_KEY_LENGTH = 200
 
 
-class AlertStatus(str, enum.Enum):
+class AlertStatus(enum.StrEnum):
     FIRING = "firing"
     RESOLVED = "resolved"
 
 
-class IncidentState(str, enum.Enum):
+class IncidentState(enum.StrEnum):
     FIRING = "firing"
     RESOLVED = "resolved"
     CLOSED = "closed"
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """What one alert did to the incidents; reported per notification."""
 
     CREATED = "created"
@@ -373,7 +373,7 @@ class ParsedNotification:
 
 # Problems --------------------------------------------------------------------------
 
-class ProblemState(str, enum.Enum):
+class ProblemState(enum.StrEnum):
     OPEN = "open"
     KNOWN_ERROR = "known_error"
     CLOSED = "closed"

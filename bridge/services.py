@@ -203,10 +203,11 @@ def ingest(
     try:
         parsed = parse_body(source, body)
     except BadPayload as exc:
+        reason, errors = exc.message, exc.errors
         store.run(lambda conn: store.add_rejected(
-            conn, source, now, reason=exc.message, errors=exc.errors, body=text,
+            conn, source, now, reason=reason, errors=errors, body=text,
             content_type=content_type, partial=False, body_limit=rejected_body_limit))
-        log.info("payload rejected", extra={"source": source, "reason": exc.message})
+        log.info("payload rejected", extra={"source": source, "reason": reason})
         raise
     routings = [route_alert(rules, alert) for alert in parsed.alerts]
 

@@ -129,7 +129,7 @@ def test_body_over_the_limit_is_413_in_the_json_envelope(client):
 def test_unknown_source_and_route_are_404_json(client):
     assert client.post("/api/v1/alerts/nagios", data=b"{}").json["message"] == "unknown source 'nagios'"
     assert client.get("/nothing").status_code == 404
-    assert client.get(f"/api/v1/incidents/999", headers=API).json["message"] == "no incident 999"
+    assert client.get("/api/v1/incidents/999", headers=API).json["message"] == "no incident 999"
     assert client.delete("/api/v1/incidents", headers=API).status_code == 405
 
 

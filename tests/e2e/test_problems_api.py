@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
