@@ -16,6 +16,7 @@ from bridge.app import bridge
 from bridge.config import Secret
 from bridge.domain import Incident, IncidentState, ProblemState
 from bridge.errors import BadPayload, NotFound, Unauthorized
+from bridge.sla import SlaClock, remaining_seconds
 from bridge.services import (
     JIRA_KEY, close_problem_by_hand, close_release, handle_jira_webhook, ingest, link_problem, reopen_problem_by_hand,
 )
@@ -63,7 +64,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
-    """The API shape of an incident."""
+    """The API shape of an incident; SLA time left is in business seconds where the calendar says so."""
+    ctx = bridge()
+    policy = ctx.rules.sla_policies.get(incident.priority)
+    remaining = None
+    if policy is not None and incident.state is not IncidentState.CLOSED:
+        clock = SlaClock(incident.sla_elapsed_seconds, incident.sla_running_since)
+        remaining = round(remaining_seconds(policy, clock, ctx.now()), 3)
     return {
         "id": incident.id,
         "dedup_key": incident.dedup_key,
@@ -85,6 +92,10 @@ def incident_json(incident: Incident) -> dict[str, Any]:
         "closed_at": _iso(incident.closed_at),
         "close_reason": incident.close_reason,
         "problem_id": incident.problem_id,
+        "sla_due": _iso(incident.sla_due),
+        "sla_breached": incident.sla_breached,
+        "sla_breached_at": _iso(incident.sla_breached_at),
+        "sla_remaining_seconds": remaining,
     }
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, restart, stop
+
 IMPACT_LEVELS = ("high", "medium", "low")
 URGENCY_LEVELS = ("high", "medium", "low")
 
@@ -110,6 +112,7 @@ class Rules:
     priority_matrix: Mapping[tuple[str, str], str]
     problem_rules: tuple[ProblemRule, ...] = ()
     version_label: str | None = None
+    sla_policies: Mapping[str, SlaPolicy] = field(default_factory=dict)
 
     def route_for(self, alert: Alert) -> Route:
         for route in self.routes:
@@ -209,6 +212,11 @@ class Incident:
     problem_id: int | None = None
     auto_close_at: datetime | None = None
     problem_key: str | None = None
+    sla_elapsed_seconds: float = 0.0
+    sla_running_since: datetime | None = None
+    sla_due: datetime | None = None
+    sla_breached: bool = False
+    sla_breached_at: datetime | None = None
 
     def copy(self) -> Incident:
         return dataclasses.replace(self, labels=dict(self.labels), annotations=dict(self.annotations))
@@ -329,11 +337,36 @@ def apply_alert(
     return Outcome.REOPENED, current
 
 
+def update_sla(incident: Incident, outcome: Outcome, policy: SlaPolicy | None, now: datetime) -> None:
+    """Keep the incident's SLA clock in step with its lifecycle.
+
+    The clock starts with the incident, stops while it is resolved (keeping the business
+    time used) and restarts where it stopped on reopen; a priority change re-targets it.
+    A resolve after the due time records the breach the worker may not have seen yet.
+    """
+    if policy is None:
+        incident.sla_running_since = incident.sla_due = None
+        return
+    clock = SlaClock(incident.sla_elapsed_seconds, incident.sla_running_since)
+    if outcome is Outcome.CREATED:
+        clock = SlaClock(0.0, incident.first_seen)
+    elif outcome is Outcome.RESOLVED:
+        assert incident.resolved_at is not None
+        if not incident.sla_breached and remaining_seconds(policy, clock, incident.resolved_at) < 0:
+            incident.sla_breached, incident.sla_breached_at = True, due_at(policy, clock)
+        clock = stop(policy, clock, incident.resolved_at)
+    elif outcome is Outcome.REOPENED:
+        clock = restart(clock, now)
+    incident.sla_elapsed_seconds, incident.sla_running_since = clock.elapsed_seconds, clock.running_since
+    incident.sla_due = due_at(policy, clock)
+
+
 def apply_notification(
     alerts: Sequence[Alert],
     routings: Sequence[Routing],
     current: Mapping[str, Incident],
     now: datetime,
+    sla_policies: Mapping[str, SlaPolicy] | None = None,
 ) -> tuple[list[AlertResult], list[Incident]]:
     """Apply a notification's alerts in order against the current incidents by key.
 
@@ -345,6 +378,8 @@ def apply_notification(
     touched: dict[int, Incident] = {}
     for alert, routing in zip(alerts, routings, strict=True):
         outcome, incident = apply_alert(live.get(routing.dedup_key), alert, routing, now)
+        if incident is not None and sla_policies is not None:
+            update_sla(incident, outcome, sla_policies.get(incident.priority), now)
         if incident is not None:
             live[routing.dedup_key] = incident
             touched.setdefault(id(incident), incident)

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any
 
+import holidays
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bridge.domain import (
     IMPACT_LEVELS, URGENCY_LEVELS, Alert, JiraTarget, Matcher, ProblemRule, Renderer, Route, Rules,
 )
+from bridge.sla import TWENTY_FOUR_SEVEN, Calendar, Interval, SlaPolicy
 from bridge.templates import TemplateError, compile_template, example_alerts
 from bridge.validation import message_for
 
@@ -124,6 +127,36 @@ class ProblemRuleModel(_Strict):
     jira: JiraTargetModel | None = None
 
 
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
+HOLIDAY_YEARS = range(2020, 2041)
+
+
+class HolidaysModel(_Strict):
+    country: str = Field(min_length=2, max_length=3)
+    subdivision: str | None = None
+
+
+class CalendarModel(_Strict):
+    timezone: str
+    hours: dict[str, str | list[str]]
+    holidays: HolidaysModel | None = None
+    extra_holidays: list[date] = []
+    working_days: list[date] = []
+    working_day_hours: str | list[str] | None = None
+
+
+class PolicyModel(_Strict):
+    resolution: str
+    calendar: str = "24x7"
+    comment_on_breach: bool = False
+
+
+class SlaModel(_Strict):
+    calendars: dict[str, CalendarModel] = {}
+    policies: dict[str, PolicyModel] = {}
+
+
 class ReleasesModel(_Strict):
     version_label: str | None = Field(default=None, min_length=1)
 
@@ -135,13 +168,26 @@ class RulesModel(_Strict):
     routes: list[RouteModel] = []
     problems: list[ProblemRuleModel] = []
     releases: ReleasesModel = ReleasesModel()
+    sla: SlaModel = SlaModel()
 
 
 _SECTION_NOUN = {"routes": "route", "problems": "problem rule"}
 
 
+def _section_location(loc: tuple[Any, ...]) -> str | None:
+    """`sla calendar "x" key hours` for locations inside the sla section's named maps."""
+    if len(loc) >= 3 and loc[0] == "sla" and loc[1] in ("calendars", "policies"):
+        noun = "sla calendar" if loc[1] == "calendars" else "sla policy"
+        rest = ".".join(str(part) for part in loc[3:])
+        return f'{noun} "{loc[2]}"' + (f" key {rest}" if rest else "")
+    return None
+
+
 def _format_location(loc: tuple[Any, ...], raw: Mapping[str, Any]) -> str:
     """Turn a pydantic location into `route "db-team" key impact` style text."""
+    named = _section_location(loc)
+    if named is not None:
+        return named
     if len(loc) >= 2 and loc[0] in _SECTION_NOUN and isinstance(loc[1], int):
         items = raw.get(loc[0]) or []
         name = None
@@ -275,6 +321,77 @@ def _build_problem_rules(models: list[ProblemRuleModel], problems: list[str]) ->
     return built
 
 
+def _intervals(where: str, value: str | list[str], problems: list[str]) -> tuple[Interval, ...]:
+    intervals = []
+    for text in [value] if isinstance(value, str) else value:
+        match = _HOURS.match(text)
+        if match is None:
+            problems.append(f"{where}: {text!r} is not HH:MM-HH:MM")
+            continue
+        start = time(int(match.group(1)), int(match.group(2)))
+        end = None if match.group(3) == "24" else time(int(match.group(3)), int(match.group(4)))
+        if end is not None and end <= start:
+            problems.append(f"{where}: {text!r} ends before it starts")
+            continue
+        intervals.append((start, end))
+    return tuple(intervals)
+
+
+def _build_calendar(name: str, model: CalendarModel, problems: list[str]) -> Calendar | None:
+    where = f'sla calendar "{name}"'
+    try:
+        zone = ZoneInfo(model.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"{where} key timezone: unknown IANA time zone {model.timezone!r}")
+        return None
+    weekly = {}
+    for day, hours in model.hours.items():
+        if day not in _WEEKDAYS:
+            problems.append(f"{where} key hours.{day}: not a weekday ({', '.join(_WEEKDAYS)})")
+            continue
+        weekly[_WEEKDAYS.index(day)] = _intervals(f"{where} key hours.{day}", hours, problems)
+    if not any(weekly.values()):
+        problems.append(f"{where} key hours: no working hours at all")
+    public: set[date] = set()
+    if model.holidays is not None:
+        try:
+            public = set(holidays.country_holidays(model.holidays.country, subdiv=model.holidays.subdivision,
+                                                   years=HOLIDAY_YEARS))
+        except NotImplementedError:
+            problems.append(f"{where} key holidays.country: no holidays known for {model.holidays.country!r}")
+    default_hours = next((weekly[d] for d in range(7) if weekly.get(d)), ())
+    day_hours = (_intervals(f"{where} key working_day_hours", model.working_day_hours, problems)
+                 if model.working_day_hours is not None else default_hours)
+    return Calendar(name=name, zone=zone, weekly=weekly, holidays=frozenset(public | set(model.extra_holidays)),
+                    working_days=frozenset(model.working_days), working_day_hours=day_hours)
+
+
+def _build_sla(model: SlaModel, priorities: set[str], problems: list[str]) -> dict[str, SlaPolicy]:
+    calendars: dict[str, Calendar] = {"24x7": TWENTY_FOUR_SEVEN}
+    for name, calendar_model in model.calendars.items():
+        if name == "24x7":
+            problems.append('sla calendar "24x7": the name is reserved for the built-in round-the-clock calendar')
+            continue
+        calendar = _build_calendar(name, calendar_model, problems)
+        if calendar is not None:
+            calendars[name] = calendar
+    policies = {}
+    for priority, policy in model.policies.items():
+        where = f'sla policy "{priority}"'
+        if priority not in priorities:
+            problems.append(f"{where}: {priority!r} is not a priority of priority_matrix")
+        if policy.calendar not in calendars:
+            problems.append(f"{where} key calendar: unknown calendar {policy.calendar!r}")
+            continue
+        try:
+            resolution = parse_duration(policy.resolution)
+        except ValueError as exc:
+            problems.append(f"{where} key resolution: {exc}")
+            continue
+        policies[priority] = SlaPolicy(priority, resolution, calendars[policy.calendar], policy.comment_on_breach)
+    return policies
+
+
 def parse_rules(raw: Any, path: str = "rules.yaml") -> Rules:
     """Validate a parsed YAML document and build `Rules`.
 
@@ -321,11 +438,13 @@ def parse_rules(raw: Any, path: str = "rules.yaml") -> Rules:
         if route is not None:
             routes.append(route)
     problem_rules = _build_problem_rules(model.problems, problems)
+    sla_policies = _build_sla(model.sla, set(matrix.values()), problems)
     if problems:
         raise RulesError(path, problems)
     assert default_route is not None
     return Rules(routes=tuple(routes), default_route=default_route, priority_matrix=matrix,
-                 problem_rules=tuple(problem_rules), version_label=model.releases.version_label)
+                 problem_rules=tuple(problem_rules), version_label=model.releases.version_label,
+                 sla_policies=sla_policies)
 
 
 def load_rules(path: str | Path) -> Rules:

@@ -79,6 +79,7 @@ JOB_JIRA_COMMENT = "jira.comment_incidents"
 JOB_JIRA_RELEASE = "jira.release"
 JOB_JIRA_REGRESSION = "jira.regression"
 JOB_ZABBIX_CLOSE = "zabbix.close_problems"
+JOB_JIRA_NOTE = "jira.note"
 
 
 def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Incident, ProblemRule]]:
@@ -216,7 +217,7 @@ def ingest(
             conn, source, now, text, alert_count=len(parsed.alerts), rejected_count=len(parsed.rejected),
             truncated_alerts=parsed.truncated_alerts, group_key=parsed.group_key)
         current = store.current_incidents(conn, (routing.dedup_key for routing in routings))
-        results, changed = apply_notification(parsed.alerts, routings, current, now)
+        results, changed = apply_notification(parsed.alerts, routings, current, now, rules.sla_policies)
         candidates = set_problem_keys(rules, results)
         store.save_incidents(conn, changed, notification_id)
         assign_problems(conn, store, candidates, now, rules.version_label)

@@ -107,6 +107,11 @@ incidents = sa.Table(
     sa.Column("problem_id", sa.BigInteger()),
     sa.Column("last_notification_id", sa.BigInteger()),
     sa.Column("problem_key", sa.Text()),
+    sa.Column("sla_elapsed_seconds", sa.Float(), nullable=False, server_default="0"),
+    sa.Column("sla_running_since", UtcDateTime()),
+    sa.Column("sla_due", UtcDateTime()),
+    sa.Column("sla_breached", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("sla_breached_at", UtcDateTime()),
     sa.Index(
         "ux_incidents_firing_dedup_key",
         "dedup_key",
@@ -118,6 +123,7 @@ incidents = sa.Table(
     sa.Index("ix_incidents_state_auto_close_at", "state", "auto_close_at"),
     sa.Index("ix_incidents_problem_id", "problem_id"),
     sa.Index("ix_incidents_problem_key_candidates", "problem_key", "last_seen"),
+    sa.Index("ix_incidents_sla_watch", "state", "sla_breached", "sla_due"),
 )
 
 problems = sa.Table(
@@ -397,6 +403,20 @@ class Store:
                  content_type=content_type, partial=partial,
                  body=body[:body_limit] if truncated else body, body_truncated=truncated),
         ).scalar_one()
+
+    def mark_sla_breaches(self, now: datetime) -> list[dict[str, Any]]:
+        """Mark firing incidents past their SLA due time as breached, once each; returns them."""
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            due = (incidents.c.state == IncidentState.FIRING.value, incidents.c.sla_breached.is_(False),
+                   incidents.c.sla_due <= now)
+            rows = conn.execute(incidents.update().where(*due).values(
+                sla_breached=True, sla_breached_at=incidents.c.sla_due).returning(
+                incidents.c.id, incidents.c.priority, incidents.c.problem_id, incidents.c.sla_due,
+                incidents.c.summary, incidents.c.source)).mappings()
+            return [dict(row) for row in rows]
+
+        return self.run(work)
 
     def close_resolved_due(self, now: datetime) -> list[int]:
         """Close resolved incidents outside any problem whose auto-close time has come."""

@@ -25,7 +25,8 @@ from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
 from bridge.services import (
-    JOB_JIRA_COMMENT, JOB_JIRA_ENSURE_ISSUE, JOB_JIRA_REGRESSION, JOB_JIRA_RELEASE, JOB_JIRA_SYNC, JOB_ZABBIX_CLOSE,
+    JOB_JIRA_COMMENT, JOB_JIRA_ENSURE_ISSUE, JOB_JIRA_NOTE, JOB_JIRA_REGRESSION, JOB_JIRA_RELEASE, JOB_JIRA_SYNC,
+    JOB_ZABBIX_CLOSE,
     queue_issue_sync,
 )
 from bridge.storage import Store
@@ -91,7 +92,8 @@ class OutboxRunner:
     def run_job(self, job: dict[str, Any], now: datetime) -> None:
         handler = {JOB_JIRA_ENSURE_ISSUE: self._create_issue, JOB_JIRA_COMMENT: self._comment,
                    JOB_JIRA_SYNC: self._sync_issue, JOB_JIRA_RELEASE: self._release,
-                   JOB_JIRA_REGRESSION: self._regression, JOB_ZABBIX_CLOSE: self._zabbix_close}.get(job["kind"])
+                   JOB_JIRA_REGRESSION: self._regression, JOB_ZABBIX_CLOSE: self._zabbix_close,
+                   JOB_JIRA_NOTE: self._note}.get(job["kind"])
         try:
             if handler is None:
                 raise JobFailed(f"unknown job kind {job['kind']!r}", retryable=False)
@@ -200,6 +202,10 @@ class OutboxRunner:
         move_issue(jira, payload["jira_key"], name=target.reopen_transition if target else None,
                    to_categories=("new", "indeterminate"))
 
+    def _note(self, job: dict[str, Any], now: datetime) -> None:
+        """A one-off comment (an SLA breach), never repeated."""
+        comment_unless_repeated(self._jira(), job["payload"]["jira_key"], job["payload"]["text"])
+
     def _zabbix_close(self, job: dict[str, Any], now: datetime) -> None:
         """Close (or, where the trigger forbids it, acknowledge) the Zabbix problems of closed incidents."""
         if self.zabbix is None:
@@ -224,12 +230,38 @@ class OutboxRunner:
         return len(keys)
 
 
+def mark_breaches(store: Store, rules: Rules, now: datetime) -> list[dict[str, Any]]:
+    """Mark SLA breaches when they happen (once per incident) and queue the Jira comments rules ask for."""
+    breached = store.mark_sla_breaches(now)
+    notes = []
+    for incident in breached:
+        log.warning("SLA breached", extra={"incident_id": incident["id"], "priority": incident["priority"]})
+        policy = rules.sla_policies.get(incident["priority"])
+        if policy is not None and policy.comment_on_breach and incident["problem_id"] is not None:
+            notes.append(incident)
+    if notes:
+        def queue(conn: Connection) -> None:
+            for incident in notes:
+                problem = store.get_problem(incident["problem_id"], conn)
+                if problem is None or problem["jira_key"] is None:
+                    continue
+                text = (f"SLA breached: incident {incident['id']} ({incident['priority']}) was due "
+                        f"{incident['sla_due']:%Y-%m-%d %H:%M} UTC: {incident['summary']}")
+                store.enqueue(conn, JOB_JIRA_NOTE, target="jira", now=now, problem_id=problem["id"],
+                              payload={"jira_key": problem["jira_key"], "text": text},
+                              dedup_key=f"{JOB_JIRA_NOTE}:sla:{incident['id']}")
+
+        store.run(queue)
+    return breached
+
+
 def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None) -> int:
     """One pass of every periodic job; returns how many incidents and jobs it handled."""
     closed = store.close_resolved_due(now)
     if closed:
         log.info("auto-closed resolved incidents", extra={"count": len(closed)})
-    return len(closed) + (outbox.run_due(now) if outbox is not None else 0)
+    breached = mark_breaches(store, outbox.rules, now) if outbox is not None else store.mark_sla_breaches(now)
+    return len(closed) + len(breached) + (outbox.run_due(now) if outbox is not None else 0)
 
 
 def run_forever(

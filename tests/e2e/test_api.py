@@ -180,3 +180,16 @@ def test_database_down_answers_503_so_senders_retry(tmp_path: Path, clock: Clock
     response = client.post("/api/v1/alerts/alertmanager", data=payload_bytes("alertmanager-0.25-two-firing.json"))
     assert response.status_code == 503
     assert response.json["message"] == "database unavailable; retry later"
+
+
+def test_incidents_expose_sla_due_breach_and_business_seconds_left(client, clock: Clock):
+    post_am(client, "alertmanager-0.25-two-firing.json")
+    client.post("/api/v1/alerts/zabbix", data=payload_bytes("zabbix-6.0.14-problem.json"), headers=ZBX)
+    clock.advance(hours=1)
+    items = {i["source"]: i for i in client.get("/api/v1/incidents", headers=API).json["items"]}
+    p1, p2 = items["alertmanager"], items["zabbix"]
+    assert (p1["priority"], p1["sla_due"], p1["sla_breached"]) == ("P1", "2026-11-23T23:00:00Z", False)
+    assert p1["sla_remaining_seconds"] == 3 * 3600
+    # P2 on Moscow business hours, opened Monday 22:00 Moscow: nothing used overnight.
+    assert (p2["priority"], p2["sla_remaining_seconds"]) == ("P2", 4 * 3600)
+    assert p2["sla_due"] == "2026-11-24T10:00:00Z"
