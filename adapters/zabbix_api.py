@@ -8,7 +8,7 @@ token as `Authorization: Bearer` from 6.4, or in the JSON-RPC `auth` member befo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -47,18 +47,22 @@ class CloseReport:
 class ZabbixClient:
     """One Zabbix frontend's API."""
 
-    def __init__(self, url: str, api_token: str, timeout: float = 10.0, session: requests.Session | None = None) -> None:
+    def __init__(self, url: str, api_token: str, timeout: float = 10.0, session: requests.Session | None = None,
+                 observe: Callable[[str, str], None] | None = None) -> None:
         self.url = url
+        # Called with (method, outcome) after every call: the bridge's metrics.
+        self._observe = observe or (lambda method, outcome: None)
         self._token = api_token
         self.timeout = timeout
         self.session = session or requests.Session()
         self._api: ZabbixAPI | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ZabbixClient | None:
+    def from_settings(cls, settings: Settings, observe: Callable[[str, str], None] | None = None) -> ZabbixClient | None:
         if settings.zabbix_url is None or settings.zabbix_api_token is None:
             return None
-        return cls(settings.zabbix_url, settings.zabbix_api_token.value, settings.zabbix_timeout_seconds)
+        return cls(settings.zabbix_url, settings.zabbix_api_token.value, settings.zabbix_timeout_seconds,
+                   observe=observe)
 
     def __repr__(self) -> str:
         return f"ZabbixClient({self.url!r})"
@@ -79,7 +83,12 @@ class ZabbixClient:
         try:
             self._connected().event.acknowledge(eventids=list(event_ids), action=action, message=message)
         except requests.RequestException as exc:
+            self._observe("event.acknowledge", "unreachable")
             raise ZabbixApiError(f"Zabbix API request failed: {type(exc).__name__}", True) from exc
+        except ZabbixAPIException:
+            self._observe("event.acknowledge", "api_error")
+            raise
+        self._observe("event.acknowledge", "success")
 
     def close_problems(self, event_ids: Sequence[str], message: str) -> CloseReport:
         """Close problems with a message; where a trigger forbids manual close, acknowledge with a message.

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from typing import Annotated, Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from bridge import metrics
 from bridge.app import bridge
 from bridge.config import Secret
 from bridge.domain import Incident, IncidentState, ProblemState
-from bridge.errors import BadPayload, NotFound, Unauthorized
+from bridge.errors import BadPayload, BridgeError, NotFound, Unauthorized
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.services import (
     JIRA_KEY, close_problem_by_hand, close_release, handle_jira_webhook, ingest, link_problem, reopen_problem_by_hand,
@@ -169,9 +171,18 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     setting = WEBHOOK_TOKENS.get(source)
     if setting is None:
         raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(WEBHOOK_TOKENS)}"])
-    check_bearer(getattr(ctx.settings, setting))
-    result = ingest(ctx.store, ctx.rules, source, request.get_data(cache=False), ctx.now(),
-                    content_type=request.content_type, rejected_body_limit=ctx.settings.rejected_body_limit)
+    started = time.perf_counter()
+    try:
+        check_bearer(getattr(ctx.settings, setting))
+        result = ingest(ctx.store, ctx.rules, source, request.get_data(cache=False), ctx.now(),
+                        content_type=request.content_type, rejected_body_limit=ctx.settings.rejected_body_limit)
+    except BridgeError as exc:
+        metrics.NOTIFICATIONS.labels(source, {400: "rejected", 401: "unauthorized", 503: "unavailable"}.get(
+            exc.status, "error")).inc()
+        raise
+    finally:
+        metrics.WEBHOOK_DURATION.labels(source).observe(time.perf_counter() - started)
+    metrics.record_ingest(source, result)
     return jsonify({
         "status": "ok",
         "notification_id": result.notification_id,
@@ -386,3 +397,10 @@ def reopen_problem(problem_id: int):  # type: ignore[no-untyped-def]
     body = _validated(ReasonRequest)
     reopen_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now())
     return jsonify(problem_json(_problem_or_404(problem_id)))
+
+
+@api.get("/metrics")
+def prometheus_metrics():  # type: ignore[no-untyped-def]
+    """Prometheus exposition: counters summed across processes, gauges from the database."""
+    body, content_type = metrics.exposition(bridge().store)
+    return Response(body, content_type=content_type)

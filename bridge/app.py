@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from bridge import metrics
 from bridge.config import Settings, load_settings
 from bridge.domain import Rules
 from bridge.errors import BridgeError
@@ -92,7 +93,7 @@ def create_app(
     app = Flask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["bridge"] = Bridge(settings, rules, store, JiraClient.from_settings(settings),
+    app.extensions["bridge"] = Bridge(settings, rules, store, JiraClient.from_settings(settings, metrics.observe_jira),
                                       LinkOptions.from_settings(settings), now)
 
     @app.before_request

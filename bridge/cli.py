@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import click
 from gunicorn.app.base import BaseApplication
 
 from bridge.app import create_app, utc_now
+from bridge.metrics import MULTIPROC_ENV, mark_process_dead
 from bridge.config import Settings, SettingsError, load_settings
 from bridge.domain import route_alert
 from bridge.errors import BridgeError
@@ -131,6 +134,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "loglevel": self.settings.log_level.lower(),
             "when_ready": self._start_worker,
             "on_exit": self._stop_worker,
+            "child_exit": lambda _server, worker: mark_process_dead(worker.pid),
         }
         # Several bridges on one host must not fight over gunicorn's (>= 24) control socket.
         if "control_socket_disable" in self.cfg.settings:
@@ -155,6 +159,14 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 self.worker_process.kill()
 
 
+def _wipe_metrics_dir(path: str) -> None:
+    """Values of a previous run must not be summed into this one."""
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
 @main.command("serve")
 @click.option("--bind", default=None, help="host:port (default BRIDGE_BIND)")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="HTTP worker processes")
@@ -166,4 +178,10 @@ def serve(bind: str | None, workers: int | None, no_worker: bool) -> None:
     _rules_or_exit(settings.rules_path)
     if not schema_is_current(settings.database_url):
         raise click.ClickException("the database schema is missing or old; run `incident-bridge migrate` first")
+    if not os.environ.get(MULTIPROC_ENV):
+        # prometheus-client picks its storage when first imported, so start over with the
+        # directory set: every gunicorn worker and the worker child then share it.
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="incident-bridge-metrics-")
+        os.execv(sys.executable, [sys.executable, "-m", "bridge", *sys.argv[1:]])
+    _wipe_metrics_dir(os.environ[MULTIPROC_ENV])
     _Gunicorn(settings).run()

@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy.engine import Connection
 
 from adapters import PARSERS
+from bridge import metrics
 from bridge.domain import (
     AlertResult, Incident, Outcome, ParsedNotification, ProblemRule, ProblemState, Rules, apply_notification,
     decide_problem, problem_rule_for, regression_comment_text, release_comment_text, route_alert, template_context,
@@ -35,6 +36,7 @@ class IngestResult:
     notification_id: int
     parsed: ParsedNotification
     results: list[AlertResult]
+    regressions: int = 0
 
     @property
     def incident_ids(self) -> list[int]:
@@ -110,17 +112,22 @@ def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Inc
 
 
 def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incident, ProblemRule]],
-                    now: datetime, rules_version_label: str | None = None) -> None:
+                    now: datetime, rules_version_label: str | None = None) -> int:
     """Join each candidate to the open problem of its key, or open one at the threshold.
 
     Keys are locked in sorted order so concurrent writers never deadlock on them.
+    Returns how many problems reopened as regressions.
     """
+    regressions = 0
     for incident, rule in sorted(candidates, key=lambda pair: pair[0].problem_key or ""):
         assert incident.id is not None and incident.problem_key is not None
         store.lock_problem_key(conn, incident.problem_key)
         problem = store.open_problem(conn, incident.problem_key)
-        if problem is None and handle_recurrence(conn, store, rules_version_label, incident, rule, now):
-            continue
+        if problem is None:
+            recurrence = handle_recurrence(conn, store, rules_version_label, incident, rule, now)
+            if recurrence is not None:
+                regressions += recurrence == "regressed"
+                continue
         since = now - rule.window
         count = 0 if problem else store.count_problem_candidates(conn, incident.problem_key, since)
         decision = decide_problem(rule, incident.problem_key, problem is not None, count)
@@ -152,20 +159,21 @@ def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incid
             if rule.jira is not None and rule.jira.create:
                 store.enqueue(conn, JOB_JIRA_ENSURE_ISSUE, target="jira", now=now, problem_id=problem_id,
                               payload={"priority": incident.priority}, dedup_key=f"{JOB_JIRA_ENSURE_ISSUE}:{problem_id}")
+    return regressions
 
 
 def handle_recurrence(conn: Connection, store: Store, version_label: str | None, incident: Incident,
-                      rule: ProblemRule, now: datetime) -> bool:
+                      rule: ProblemRule, now: datetime) -> str | None:
     """A failure whose problem a release closed fires again: a regression, or a target not yet fixed.
 
     With a version label configured, an incident from a target running a version older
     than the fix joins the closed problem as "fix not deployed there yet". Otherwise the
-    problem reopens as a regression (counted, recorded, Jira told). Returns whether the
-    incident was placed; False when the key has no released fix.
+    problem reopens as a regression (counted, recorded, Jira told). Returns "not_deployed"
+    or "regressed", or None when the key has no released fix.
     """
     fixed = store.latest_fixed_problem(conn, incident.problem_key or "")
     if fixed is None or fixed["fixed_at"] is None or now < fixed["fixed_at"]:
-        return False
+        return None
     running = incident.labels.get(version_label) if version_label else None
     if running and is_older(running, fixed["fixed_in"]):
         store.attach_incident(conn, fixed["id"], incident.id)
@@ -173,7 +181,7 @@ def handle_recurrence(conn: Connection, store: Store, version_label: str | None,
         store.add_problem_events(conn, [dict(problem_id=fixed["id"], at=now, kind="not_deployed",
                                              detail=f"incident {incident.id} from version {running}, "
                                                     f"older than the fix in {fixed['fixed_in']}")])
-        return True
+        return "not_deployed"
     store.reopen_problem(conn, fixed["id"], regression=True)
     store.attach_incident(conn, fixed["id"], incident.id)
     incident.problem_id = fixed["id"]
@@ -183,7 +191,7 @@ def handle_recurrence(conn: Connection, store: Store, version_label: str | None,
     if fixed["jira_key"] is not None and rule.jira is not None and rule.jira.reopen_on_regression:
         store.enqueue(conn, JOB_JIRA_REGRESSION, target="jira", now=now, problem_id=fixed["id"], payload={
             "jira_key": fixed["jira_key"], "text": regression_comment_text(fixed["fixed_in"], incident.summary, running)})
-    return True
+    return "regressed"
 
 
 def ingest(
@@ -220,14 +228,14 @@ def ingest(
         results, changed = apply_notification(parsed.alerts, routings, current, now, rules.sla_policies)
         candidates = set_problem_keys(rules, results)
         store.save_incidents(conn, changed, notification_id)
-        assign_problems(conn, store, candidates, now, rules.version_label)
+        regressions = assign_problems(conn, store, candidates, now, rules.version_label)
         if parsed.rejected:
             store.add_rejected(
                 conn, source, now, body=text, content_type=content_type, partial=True,
                 body_limit=rejected_body_limit,
                 reason=f"{len(parsed.rejected)} of {len(parsed.rejected) + len(parsed.alerts)} alerts refused",
                 errors=[line for item in parsed.rejected for line in item.errors])
-        return IngestResult(notification_id, parsed, results)
+        return IngestResult(notification_id, parsed, results, regressions)
 
     result = store.run(work)
     if parsed.truncated_alerts:
@@ -393,9 +401,14 @@ def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, projec
         }
         store.add_release(conn, project=project, version=version, released_at=shipped_at, received_at=now,
                           via=via, summary=summary)
+        fix_times[:] = [(shipped_at - p["opened_at"]).total_seconds() for p in to_close]
         return {**summary, "replay": False}
 
-    return store.run(work)
+    fix_times: list[float] = []
+    summary = store.run(work)
+    if not summary["replay"]:
+        metrics.record_release(summary["closed_incidents"], fix_times)
+    return summary
 
 
 def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:
@@ -412,10 +425,13 @@ def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datet
         if problem["state"] == "closed":
             raise Conflict(f"problem {problem_id} is already closed")
         counts, _ = store.close_problems_and_incidents(conn, [problem_id], now, f"problem closed by hand: {reason}")
+        closed[:] = [counts.get(problem_id, 0)]
         store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="closed",
                                              detail=f"by hand: {reason} ({counts.get(problem_id, 0)} incidents closed)")])
 
+    closed: list[int] = []
     store.run(work)
+    metrics.CLOSED.labels("manual").inc(sum(closed))
 
 
 def reopen_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from bridge import metrics
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
@@ -75,9 +76,10 @@ class OutboxRunner:
 
     @classmethod
     def from_settings(cls, store: Store, rules: Rules, settings: Settings) -> OutboxRunner:
-        return cls(store, rules, JiraClient.from_settings(settings), LinkOptions.from_settings(settings),
+        return cls(store, rules, JiraClient.from_settings(settings, metrics.observe_jira), LinkOptions.from_settings(settings),
                    timedelta(seconds=settings.outbox_dead_after_seconds), settings.outbox_max_backoff_seconds,
-                   timedelta(seconds=settings.jira_sync_interval_seconds), ZabbixClient.from_settings(settings))
+                   timedelta(seconds=settings.jira_sync_interval_seconds),
+                   ZabbixClient.from_settings(settings, metrics.observe_zabbix))
 
     def run_due(self, now: datetime) -> int:
         """Queue the periodic conclusion sync when due, then run the jobs due now; returns how many ran."""
@@ -230,13 +232,14 @@ class OutboxRunner:
         return len(keys)
 
 
-def mark_breaches(store: Store, rules: Rules, now: datetime) -> list[dict[str, Any]]:
+def mark_breaches(store: Store, rules: Rules | None, now: datetime) -> list[dict[str, Any]]:
     """Mark SLA breaches when they happen (once per incident) and queue the Jira comments rules ask for."""
     breached = store.mark_sla_breaches(now)
     notes = []
     for incident in breached:
         log.warning("SLA breached", extra={"incident_id": incident["id"], "priority": incident["priority"]})
-        policy = rules.sla_policies.get(incident["priority"])
+        metrics.SLA_BREACHES.labels(incident["priority"]).inc()
+        policy = rules.sla_policies.get(incident["priority"]) if rules is not None else None
         if policy is not None and policy.comment_on_breach and incident["problem_id"] is not None:
             notes.append(incident)
     if notes:
@@ -260,7 +263,8 @@ def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None) ->
     closed = store.close_resolved_due(now)
     if closed:
         log.info("auto-closed resolved incidents", extra={"count": len(closed)})
-    breached = mark_breaches(store, outbox.rules, now) if outbox is not None else store.mark_sla_breaches(now)
+        metrics.CLOSED.labels("auto_closed").inc(len(closed))
+    breached = mark_breaches(store, outbox.rules if outbox is not None else None, now)
     return len(closed) + len(breached) + (outbox.run_due(now) if outbox is not None else 0)
 
 

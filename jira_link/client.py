@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +86,8 @@ class JiraClient:
     """One Jira site. Build with `from_settings`; tests pass a session and a fake server URL."""
 
     def __init__(self, session: requests.Session, base_url: str, *, flavour: str = CLOUD,
-                 authorization: str, timeout: float = 10.0) -> None:
+                 authorization: str, timeout: float = 10.0,
+                 observe: Callable[[str, str, float], None] | None = None) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown Jira flavour {flavour!r}; expected one of {', '.join(FLAVOURS)}")
         self.session = session
@@ -93,6 +95,8 @@ class JiraClient:
         self.flavour = flavour
         self.timeout = timeout
         self._authorization = authorization
+        # Called with (operation, outcome, seconds) after every call: the bridge's metrics.
+        self._observe = observe or (lambda operation, outcome, seconds: None)
         self.api = "/rest/api/3" if flavour == CLOUD else "/rest/api/2"
 
     @classmethod
@@ -107,18 +111,18 @@ class JiraClient:
         return cls(session, base_url, flavour=DATACENTER, authorization=f"Bearer {personal_access_token}", **kwargs)
 
     @classmethod
-    def from_settings(cls, settings: Settings, session: requests.Session | None = None) -> JiraClient | None:
+    def from_settings(cls, settings: Settings, observe: Callable[[str, str, float], None] | None = None,
+                      session: requests.Session | None = None) -> JiraClient | None:
         """The configured Jira, or None when BRIDGE_JIRA_URL is unset."""
         if settings.jira_url is None:
             return None
         session = session or requests.Session()
-        timeout = settings.jira_timeout_seconds
+        options = {"timeout": settings.jira_timeout_seconds, "observe": observe}
         if settings.jira_flavour == DATACENTER:
             assert settings.jira_pat is not None
-            return cls.bearer(session, settings.jira_url, settings.jira_pat.value, timeout=timeout)
+            return cls.bearer(session, settings.jira_url, settings.jira_pat.value, **options)
         assert settings.jira_email is not None and settings.jira_api_token is not None
-        return cls.basic(session, settings.jira_url, settings.jira_email, settings.jira_api_token.value,
-                         timeout=timeout)
+        return cls.basic(session, settings.jira_url, settings.jira_email, settings.jira_api_token.value, **options)
 
     def __repr__(self) -> str:
         return f"JiraClient({self.base_url!r}, flavour={self.flavour!r})"
@@ -133,14 +137,18 @@ class JiraClient:
     def _request(self, operation: str, method: str, path: str, *, json: Any = None,
                  params: Mapping[str, Any] | None = None, not_found_ok: bool = False) -> requests.Response | None:
         headers = {"Authorization": self._authorization, "Accept": "application/json"}
+        started = time.monotonic()
         try:
             response = self.session.request(method, self.base_url + path, json=json, params=params,
                                             headers=headers, timeout=self.timeout)
         except requests.Timeout as exc:
+            self._observe(operation, "timeout", time.monotonic() - started)
             raise JiraError(f"Jira {operation} timed out after {self.timeout}s", retryable=True) from exc
         except requests.ConnectionError as exc:
+            self._observe(operation, "connection_error", time.monotonic() - started)
             raise JiraError(f"Jira {operation}: cannot connect to {self.base_url}", retryable=True) from exc
         status = response.status_code
+        self._observe(operation, "success" if status < 400 else f"http_{status}", time.monotonic() - started)
         if status == 404 and not_found_ok:
             return None
         if status >= 400:

@@ -17,14 +17,20 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
 fi
 pg_isready -h 127.0.0.1 -p 5432 || { echo "setup-test-env: PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
 
-# A real Alertmanager (Debian package) for the end-to-end tests.
-if ! command -v prometheus-alertmanager >/dev/null; then
+# A real Alertmanager (Debian package) for the end-to-end tests, and promtool (package
+# prometheus) to check the alerting rules in dashboards/.
+missing=""
+command -v prometheus-alertmanager >/dev/null || missing="$missing prometheus-alertmanager"
+command -v promtool >/dev/null || missing="$missing prometheus"
+if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -qq
     # policy-rc.d keeps the package from starting a system-wide daemon.
     printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
     as_root chmod +x /usr/sbin/policy-rc.d
-    as_root apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+    # shellcheck disable=SC2086 # a list of package names
+    as_root apt-get install -y -qq --no-install-recommends $missing >/dev/null
     as_root rm -f /usr/sbin/policy-rc.d
 fi
 prometheus-alertmanager --version 2>&1 | head -n 1
+promtool --version 2>&1 | head -n 1

@@ -1,0 +1,146 @@
+"""Prometheus metrics: counters per process (multiprocess mode under gunicorn), system gauges from the database.
+
+Counters and histograms are recorded where things happen, in whichever process (HTTP
+worker or background worker); with PROMETHEUS_MULTIPROC_DIR set, a scrape sums them
+across processes. Gauges that describe the whole system (open incidents, open problems,
+breached incidents, outbox depth) are read from the database at scrape time, so every
+replica reports the same truth.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from bridge.domain import Outcome
+from bridge.storage import Store, incidents, outbox, problems
+
+if TYPE_CHECKING:
+    from bridge.services import IngestResult
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Unlabelled metrics open their files as they are defined below: the directory must exist first.
+if os.environ.get(MULTIPROC_ENV):
+    os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
+
+NOTIFICATIONS = Counter("bridge_notifications_received_total", "Webhook notifications received, by outcome",
+                        ["source", "outcome"])
+ALERTS = Counter("bridge_alerts_received_total", "Alerts received in accepted notifications", ["source", "status"])
+DEDUPLICATED = Counter("bridge_alerts_deduplicated_total",
+                       "Alerts that opened no incident (repeats, HA duplicates, stale deliveries, updates)", ["source"])
+OPENED = Counter("bridge_incidents_opened_total", "Incidents opened", ["source", "line", "priority"])
+REOPENED = Counter("bridge_incidents_reopened_total", "Incidents reopened within their reopen window", ["source"])
+CLOSED = Counter("bridge_incidents_closed_total", "Incidents closed", ["reason"])
+SLA_BREACHES = Counter("bridge_sla_breaches_total", "SLA breaches marked", ["priority"])
+REGRESSIONS = Counter("bridge_regressions_total", "Problems reopened as regressions after their fix shipped")
+RELEASES = Counter("bridge_releases_total", "Releases received by the close hook (replays excluded)")
+JIRA_REQUESTS = Counter("bridge_jira_requests_total", "Jira REST calls", ["operation", "outcome"])
+ZABBIX_REQUESTS = Counter("bridge_zabbix_requests_total", "Zabbix API calls", ["method", "outcome"])
+RESOLUTION = Histogram("bridge_incident_resolution_seconds", "Time from an incident opening to its resolution",
+                       buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800))
+TIME_TO_FIX = Histogram("bridge_problem_time_to_fix_seconds", "Time from a problem opening to its fix being released",
+                        buckets=(3600, 14400, 86400, 259200, 604800, 1209600, 2592000, 7776000, 31536000))
+JIRA_DURATION = Histogram("bridge_jira_request_duration_seconds", "Duration of Jira REST calls", ["operation"])
+WEBHOOK_DURATION = Histogram("bridge_webhook_request_duration_seconds", "Webhook answer time, commit included",
+                             ["source"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+def record_ingest(source: str, result: IngestResult) -> None:
+    """Count what one committed notification did."""
+    NOTIFICATIONS.labels(source, "partial" if result.parsed.rejected else "accepted").inc()
+    for item in result.results:
+        ALERTS.labels(source, item.alert.status.value).inc()
+        if item.outcome is Outcome.CREATED and item.incident is not None:
+            OPENED.labels(source, item.incident.line, item.incident.priority).inc()
+        else:
+            DEDUPLICATED.labels(source).inc()
+        if item.outcome is Outcome.REOPENED:
+            REOPENED.labels(source).inc()
+        if item.outcome is Outcome.RESOLVED and item.incident is not None and item.incident.resolved_at:
+            RESOLUTION.observe((item.incident.resolved_at - item.incident.first_seen).total_seconds())
+    if result.regressions:
+        REGRESSIONS.inc(result.regressions)
+
+
+def record_release(incidents_closed: int, fix_seconds: list[float]) -> None:
+    RELEASES.inc()
+    CLOSED.labels("released").inc(incidents_closed)
+    for seconds in fix_seconds:
+        TIME_TO_FIX.observe(max(0.0, seconds))
+
+
+def observe_jira(operation: str, outcome: str, seconds: float) -> None:
+    JIRA_REQUESTS.labels(operation, outcome).inc()
+    JIRA_DURATION.labels(operation).observe(seconds)
+
+
+def observe_zabbix(method: str, outcome: str) -> None:
+    ZABBIX_REQUESTS.labels(method, outcome).inc()
+
+
+class StoreGauges(Collector):
+    """Gauges read from the database at scrape time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def describe(self) -> list:  # type: ignore[type-arg]
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        open_incidents = GaugeMetricFamily("bridge_incidents_open", "Incidents not closed (firing or resolved)",
+                                           labels=["line", "priority", "source"])
+        breached = GaugeMetricFamily("bridge_incidents_sla_breached", "Incidents not closed whose SLA is breached",
+                                     labels=["priority"])
+        open_problems = GaugeMetricFamily("bridge_problems_open", "Problems not closed", labels=["state"])
+        pending = GaugeMetricFamily("bridge_outbox_pending", "Side effects waiting in the outbox", labels=["target"])
+        dead = GaugeMetricFamily("bridge_outbox_dead", "Side effects given up (dead letters)", labels=["target"])
+
+        def read(conn: sa.Connection) -> None:
+            live = incidents.c.state != "closed"
+            for line, priority, source, count in conn.execute(
+                    sa.select(incidents.c.line, incidents.c.priority, incidents.c.source, sa.func.count())
+                    .where(live).group_by(incidents.c.line, incidents.c.priority, incidents.c.source)):
+                open_incidents.add_metric([line, priority, source], count)
+            for priority, count in conn.execute(
+                    sa.select(incidents.c.priority, sa.func.count()).where(live, incidents.c.sla_breached.is_(True))
+                    .group_by(incidents.c.priority)):
+                breached.add_metric([priority], count)
+            for state, count in conn.execute(
+                    sa.select(problems.c.state, sa.func.count()).where(problems.c.state != "closed")
+                    .group_by(problems.c.state)):
+                open_problems.add_metric([state], count)
+            for state, target, count in conn.execute(
+                    sa.select(outbox.c.state, outbox.c.target, sa.func.count())
+                    .where(outbox.c.state.in_(("pending", "dead"))).group_by(outbox.c.state, outbox.c.target)):
+                (pending if state == "pending" else dead).add_metric([target], count)
+
+        self.store.read(read)
+        yield from (open_incidents, breached, open_problems, pending, dead)
+
+
+def exposition(store: Store) -> tuple[bytes, str]:
+    """The /metrics body: process metrics (summed across processes when multiprocess) and store gauges."""
+    gauges = CollectorRegistry(auto_describe=False)
+    gauges.register(StoreGauges(store))
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    return body + generate_latest(gauges), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    """gunicorn child_exit hook: drop a dead worker's live gauges (counters stay summed)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)
