@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from bridge.validation import SafeStr, describe
+from bridge.validation import LabelMap, SafeStr, describe
 from bridge.domain import Alert, AlertStatus, ParsedNotification, RejectedAlert
 from bridge.errors import BadPayload
 
@@ -39,8 +39,8 @@ class _Alert(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     status: Literal["firing", "resolved"]
-    labels: dict[SafeStr, SafeStr]
-    annotations: dict[SafeStr, SafeStr] = {}
+    labels: LabelMap
+    annotations: LabelMap = {}
     startsAt: datetime
     endsAt: datetime | None = None
     generatorURL: SafeStr = ""

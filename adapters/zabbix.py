@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bridge.validation import SafeStr, describe
+from bridge.validation import MAX_LABEL_NAME_LENGTH, MAX_LABEL_VALUE_LENGTH, MAX_LABELS, SafeStr, describe
 from bridge.domain import Alert, AlertStatus, ParsedNotification
 from bridge.errors import BadPayload
 
@@ -37,8 +37,8 @@ def macro_value(value: str | None) -> str | None:
 class _Tag(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    tag: SafeStr = Field(min_length=1)
-    value: SafeStr = ""
+    tag: SafeStr = Field(min_length=1, max_length=MAX_LABEL_NAME_LENGTH)
+    value: SafeStr = Field(default="", max_length=MAX_LABEL_VALUE_LENGTH)
 
 
 class _Event(BaseModel):
@@ -53,7 +53,7 @@ class _Event(BaseModel):
     nseverity: str = Field(default="", pattern=r"^[0-5]?$")
     trigger_id: SafeStr = ""
     host: SafeStr = ""
-    tags: list[_Tag] = []
+    tags: list[_Tag] = Field(default=[], max_length=MAX_LABELS)
     event_date: SafeStr = ""
     event_time: SafeStr = ""
     recovery_event_id: SafeStr | None = None

@@ -175,7 +175,8 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     try:
         check_bearer(getattr(ctx.settings, setting))
         result = ingest(ctx.store, ctx.rules, source, request.get_data(cache=False), ctx.now(),
-                        content_type=request.content_type, rejected_body_limit=ctx.settings.rejected_body_limit)
+                        content_type=request.content_type, rejected_body_limit=ctx.settings.rejected_body_limit,
+                        max_depth=ctx.settings.max_json_depth, max_alerts=ctx.settings.max_alerts)
     except BridgeError as exc:
         metrics.NOTIFICATIONS.labels(source, {400: "rejected", 401: "unauthorized", 503: "unavailable"}.get(
             exc.status, "error")).inc()

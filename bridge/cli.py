@@ -16,7 +16,7 @@ from gunicorn.app.base import BaseApplication
 
 from bridge.app import create_app, utc_now
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
-from bridge.config import Settings, SettingsError, load_settings
+from bridge.config import Settings, SettingsError, check_exposure, load_settings
 from bridge.domain import route_alert
 from bridge.errors import BridgeError
 from bridge.rules import RulesError, load_rules
@@ -175,6 +175,10 @@ def serve(bind: str | None, workers: int | None, no_worker: bool) -> None:
     """Serve the HTTP API under gunicorn, with the background worker unless told not to."""
     settings = _settings(bind=bind, http_workers=workers, run_worker=False if no_worker else None)
     _configure_logging(settings.log_level)
+    try:
+        check_exposure(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
     _rules_or_exit(settings.rules_path)
     if not schema_is_current(settings.database_url):
         raise click.ClickException("the database schema is missing or old; run `incident-bridge migrate` first")

@@ -80,6 +80,9 @@ class Settings:
     worker_interval_seconds: float = 5.0
     max_body_bytes: int = 5 * 1024 * 1024
     rejected_body_limit: int = 1024 * 1024
+    max_json_depth: int = 32
+    max_alerts: int = 5000
+    allow_anonymous: bool = False
     log_level: str = "INFO"
     token_alertmanager: Secret | None = field(default=None, repr=False)
     token_zabbix: Secret | None = field(default=None, repr=False)
@@ -115,6 +118,9 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_WORKER_INTERVAL_SECONDS": ("worker_interval_seconds", _positive_float),
     "BRIDGE_MAX_BODY_BYTES": ("max_body_bytes", _positive_int),
     "BRIDGE_REJECTED_BODY_LIMIT": ("rejected_body_limit", _positive_int),
+    "BRIDGE_MAX_JSON_DEPTH": ("max_json_depth", _positive_int),
+    "BRIDGE_MAX_ALERTS": ("max_alerts", _positive_int),
+    "BRIDGE_ALLOW_ANONYMOUS": ("allow_anonymous", _flag),
     "BRIDGE_LOG_LEVEL": ("log_level", str.upper),
     "BRIDGE_TOKEN_ALERTMANAGER": ("token_alertmanager", _secret),
     "BRIDGE_TOKEN_ZABBIX": ("token_zabbix", _secret),
@@ -174,3 +180,24 @@ def check_jira_settings(settings: Settings) -> None:
         raise SettingsError("BRIDGE_JIRA_URL is set: Jira Cloud needs BRIDGE_JIRA_EMAIL and BRIDGE_JIRA_API_TOKEN")
     if settings.jira_flavour == "datacenter" and settings.jira_pat is None:
         raise SettingsError("BRIDGE_JIRA_URL is set: Jira Data Center needs BRIDGE_JIRA_PAT")
+
+
+def is_loopback_bind(bind: str) -> bool:
+    """Whether a gunicorn bind address only listens on this machine (or a unix socket)."""
+    if bind.startswith("unix:"):
+        return True
+    host = bind.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve the network with no tokens at all, unless the operator says so.
+
+    Raises:
+        SettingsError: a non-loopback bind, no token set, and BRIDGE_ALLOW_ANONYMOUS unset.
+    """
+    tokens = (settings.token_alertmanager, settings.token_zabbix, settings.token_release, settings.token_api)
+    if not is_loopback_bind(settings.bind) and not any(tokens) and not settings.allow_anonymous:
+        raise SettingsError(
+            f"refusing to listen on {settings.bind} with no BRIDGE_TOKEN_* set: anyone could post alerts and "
+            "read incidents. Set the tokens, or BRIDGE_ALLOW_ANONYMOUS=1 if a proxy in front authenticates.")

@@ -22,6 +22,7 @@ from bridge.domain import (
 from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
 from bridge.storage import Store
 from bridge.templates import TemplateError
+from bridge.validation import nesting_depth_exceeds
 from bridge.versions import is_older
 from jira_link.client import JiraClient, JiraError, jql_string
 from jira_link.linker import LinkOptions
@@ -56,12 +57,12 @@ def body_text(body: bytes) -> str:
     return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
-def parse_body(source: str, body: bytes) -> ParsedNotification:
-    """Decode JSON and run the source's adapter.
+def parse_body(source: str, body: bytes, max_depth: int = 32, max_alerts: int = 5000) -> ParsedNotification:
+    """Decode JSON and run the source's adapter, within the configured limits.
 
     Raises:
         NotFound: unknown source.
-        BadPayload: not JSON, or not a usable notification.
+        BadPayload: not JSON, nested too deep, too many alerts, or not a usable notification.
     """
     parser = PARSERS.get(source)
     if parser is None:
@@ -72,6 +73,13 @@ def parse_body(source: str, body: bytes) -> ParsedNotification:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadPayload("body is not valid JSON", [f"body: {exc}"]) from exc
+    if nesting_depth_exceeds(payload, max_depth):
+        raise BadPayload("JSON nested too deep", [f"body: more than {max_depth} levels of objects and arrays"])
+    alerts = payload.get("alerts") if isinstance(payload, dict) else None
+    if isinstance(alerts, list) and len(alerts) > max_alerts:
+        raise BadPayload("too many alerts in one notification",
+                         [f"alerts: {len(alerts)} alerts, at most {max_alerts} (BRIDGE_MAX_ALERTS; "
+                          "Alertmanager's max_alerts can cap it)"])
     return parser(payload)
 
 
@@ -196,7 +204,8 @@ def handle_recurrence(conn: Connection, store: Store, version_label: str | None,
 
 def ingest(
     store: Store, rules: Rules, source: str, body: bytes, now: datetime,
-    content_type: str | None = None, rejected_body_limit: int = 1024 * 1024,
+    content_type: str | None = None, rejected_body_limit: int = 1024 * 1024, max_depth: int = 32,
+    max_alerts: int = 5000,
 ) -> IngestResult:
     """Turn one webhook into incident changes in a single transaction.
 
@@ -210,7 +219,7 @@ def ingest(
     """
     text = body_text(body)
     try:
-        parsed = parse_body(source, body)
+        parsed = parse_body(source, body, max_depth, max_alerts)
     except BadPayload as exc:
         reason, errors = exc.message, exc.errors
         store.run(lambda conn: store.add_rejected(

@@ -41,3 +41,40 @@ def _no_nul(value: str) -> str:
 
 
 SafeStr = Annotated[str, AfterValidator(_no_nul)]
+
+
+# Bounds on what one alert may carry: far above real use, low enough to keep rows and keys sane.
+MAX_LABELS = 128
+MAX_LABEL_NAME_LENGTH = 256
+MAX_LABEL_VALUE_LENGTH = 16_384
+
+
+def _bounded_labels(labels: dict[str, str]) -> dict[str, str]:
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"more than {MAX_LABELS} entries")
+    for name, value in labels.items():
+        if len(name) > MAX_LABEL_NAME_LENGTH:
+            raise ValueError(f"name longer than {MAX_LABEL_NAME_LENGTH} characters: {name[:40]!r}...")
+        if len(value) > MAX_LABEL_VALUE_LENGTH:
+            raise ValueError(f"value of {name[:40]!r} longer than {MAX_LABEL_VALUE_LENGTH} characters")
+    return labels
+
+
+LabelMap = Annotated[dict[SafeStr, SafeStr], AfterValidator(_bounded_labels)]
+
+
+def nesting_depth_exceeds(value: object, limit: int) -> bool:
+    """True when JSON containers nest deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False

@@ -96,3 +96,15 @@ def test_parse_duration(text, expected):
 def test_parse_duration_refuses_other_forms(text):
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
+
+
+def test_templates_cannot_reach_the_environment_or_python_internals():
+    from bridge.templates import TemplateError, compile_template
+
+    for source in ("{{ cycler.__init__.__globals__.os.environ }}", "{{ ''.__class__.__mro__ }}",
+                   "{{ lipsum.__globals__['os'].popen('id').read() }}"):
+        with pytest.raises(TemplateError):
+            compile_template(source)({"labels": {}})
+    assert compile_template("{{ labels.a }}")({"labels": {"a": "{{ 7*7 }}"}}) == "{{ 7*7 }}"
+    with pytest.raises(TemplateError, match="undefined|has no attribute"):
+        compile_template("{{ labels.missing }}")({"labels": {}})

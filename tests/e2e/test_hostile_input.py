@@ -1,0 +1,114 @@
+"""Hostile payloads (tests/fixtures/hostile/): always a clean 2xx or 4xx, kept when refused, nothing leaks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bridge.app import create_app
+from bridge.config import SettingsError, check_exposure, load_settings
+from bridge.storage import migrate
+from tests.conftest import ROOT, Clock, payload
+
+HOSTILE = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"
+AM = {"Authorization": "Bearer am-token"}
+API = {"Authorization": "Bearer api-token"}
+
+
+@pytest.fixture
+def client(tmp_path: Path, clock: Clock):
+    url = f"sqlite:///{tmp_path / 'hostile.db'}"
+    migrate(url)
+    settings = load_settings({"BRIDGE_TOKEN_ALERTMANAGER": "am-token", "BRIDGE_TOKEN_ZABBIX": "zbx-token",
+                              "BRIDGE_TOKEN_API": "api-token", "BRIDGE_MAX_ALERTS": "50"},
+                             database_url=url, rules_path=str(ROOT / "rules.yaml"))
+    return create_app(settings, now=clock).test_client()
+
+
+# (file, source, expected status, expected message or error start)
+CASES = [
+    ("truncated.json", "alertmanager", 400, "body is not valid JSON"),
+    ("not-json.txt", "alertmanager", 400, "body is not valid JSON"),
+    ("deep-nesting.json", "alertmanager", 400, "JSON nested too deep"),
+    ("orjson-depth-limit.json", "alertmanager", 400, "body is not valid JSON"),
+    ("invalid-utf8.bin", "alertmanager", 400, "body is not valid JSON"),
+    ("raw-nul-bytes.bin", "alertmanager", 400, "body is not valid JSON"),
+    ("wrong-types.json", "alertmanager", 400, "invalid Alertmanager payload"),
+    ("escaped-nul-in-label.json", "alertmanager", 400, "no valid alert in Alertmanager payload"),
+    ("too-many-labels.json", "alertmanager", 400, "no valid alert in Alertmanager payload"),
+    ("huge-label-value.json", "alertmanager", 400, "no valid alert in Alertmanager payload"),
+    ("zabbix-unresolved-macros.json", "zabbix", 400, "invalid Zabbix payload"),
+    ("sql-injection-labels.json", "alertmanager", 200, None),
+    ("template-injection-labels.json", "alertmanager", 200, None),
+    ("unicode-and-rtl.json", "alertmanager", 200, None),
+]
+
+
+@pytest.mark.parametrize("name, source, status, message", CASES, ids=[c[0] for c in CASES])
+def test_hostile_payload_gets_a_clean_answer_and_is_kept_when_refused(client, name, source, status, message):
+    headers = AM if source == "alertmanager" else {"Authorization": "Bearer zbx-token"}
+    response = client.post(f"/api/v1/alerts/{source}", data=(HOSTILE / name).read_bytes(), headers=headers,
+                           content_type="application/json")
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.is_json
+    rejected = client.get("/api/v1/rejected", headers=API).json["items"]
+    if status == 400:
+        assert response.json["message"] == message and response.json["errors"]
+        assert [r["reason"] for r in rejected] == [message]
+    else:
+        assert rejected == []
+        incidents = client.get("/api/v1/incidents", headers=API).json["items"]
+        assert len(incidents) == 1
+
+
+def test_injection_attempts_are_stored_as_plain_data(client):
+    client.post("/api/v1/alerts/alertmanager", data=(HOSTILE / "sql-injection-labels.json").read_bytes(), headers=AM)
+    template_attack = json.loads((HOSTILE / "template-injection-labels.json").read_text())
+    client.post("/api/v1/alerts/alertmanager", data=json.dumps(template_attack), headers=AM)
+    template_attack["alerts"][0].update(fingerprint="7e3a7e3a7e3a0002")
+    template_attack["alerts"][0]["labels"]["instance"] = "second"
+    client.post("/api/v1/alerts/alertmanager", data=json.dumps(template_attack), headers=AM)
+    incidents = client.get("/api/v1/incidents", headers=API).json["items"]
+    assert {i["labels"]["alertname"] for i in incidents} == {
+        "x'); DROP TABLE incidents;--", "{{ cycler.__init__.__globals__.os.environ }}"}
+    [problem] = client.get("/api/v1/problems", headers=API).json["items"]
+    assert problem["problem_key"].startswith("{{ cycler.__init__.__globals__.os.environ }}/"), \
+        "a label value is rendered as text, never evaluated as a template"
+
+
+def test_too_many_alerts_in_one_notification(client):
+    body = payload("alertmanager-0.25-two-firing.json")
+    body["alerts"] = [dict(body["alerts"][0], fingerprint=f"{n:016x}") for n in range(51)]
+    response = client.post("/api/v1/alerts/alertmanager", data=json.dumps(body), headers=AM)
+    assert response.status_code == 400 and response.json["message"] == "too many alerts in one notification"
+
+
+def test_wrong_content_type_is_still_parsed_as_the_json_it_is(client):
+    body = (ROOT / "tests" / "fixtures" / "payloads" / "alertmanager-0.25-two-firing.json").read_bytes()
+    response = client.post("/api/v1/alerts/alertmanager", data=body, headers=AM, content_type="text/plain")
+    assert response.status_code == 200, "Alertmanager always sends JSON; a proxy rewriting the type must not lose alerts"
+
+
+def test_fifty_megabyte_body_is_refused_with_413_before_reading_it(client):
+    response = client.post("/api/v1/alerts/alertmanager", data=b"[" * (50 * 1024 * 1024), headers=AM)
+    assert response.status_code == 413 and response.json["message"].startswith("request body larger than")
+
+
+@pytest.mark.parametrize("bind, tokens, anonymous, refused", [
+    ("0.0.0.0:8080", {}, "0", True),
+    ("10.1.2.3:8080", {}, "0", True),
+    ("0.0.0.0:8080", {"BRIDGE_TOKEN_API": "t"}, "0", False),
+    ("0.0.0.0:8080", {}, "1", False),
+    ("127.0.0.1:8080", {}, "0", False),
+    ("[::1]:8080", {}, "0", False),
+    ("unix:/run/bridge.sock", {}, "0", False),
+])
+def test_no_anonymous_service_on_the_network_unless_asked(bind, tokens, anonymous, refused):
+    settings = load_settings({"BRIDGE_BIND": bind, "BRIDGE_ALLOW_ANONYMOUS": anonymous, **tokens})
+    if refused:
+        with pytest.raises(SettingsError, match="refusing to listen"):
+            check_exposure(settings)
+    else:
+        check_exposure(settings)
