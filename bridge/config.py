@@ -91,6 +91,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     outbox_dead_after_seconds: float = 24 * 3600.0
     outbox_max_backoff_seconds: float = 600.0
+    outbox_lease_seconds: float = 300.0
     jira_url: str | None = None
     jira_flavour: str = "cloud"
     jira_email: str | None = None
@@ -129,6 +130,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_PUBLIC_URL": ("public_url", str),
     "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
     "BRIDGE_OUTBOX_MAX_BACKOFF_SECONDS": ("outbox_max_backoff_seconds", _positive_float),
+    "BRIDGE_OUTBOX_LEASE_SECONDS": ("outbox_lease_seconds", _positive_float),
     "BRIDGE_JIRA_URL": ("jira_url", _optional),
     "BRIDGE_JIRA_FLAVOUR": ("jira_flavour", _jira_flavour),
     "BRIDGE_JIRA_EMAIL": ("jira_email", _optional),

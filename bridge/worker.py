@@ -38,7 +38,6 @@ from jira_link.linker import (
 
 log = logging.getLogger(__name__)
 
-JOB_LEASE = timedelta(minutes=5)
 JOBS_PER_PASS = 50
 FIRST_BACKOFF_SECONDS = 2.0
 
@@ -72,6 +71,8 @@ class OutboxRunner:
     max_backoff_seconds: float
     sync_interval: timedelta = timedelta(minutes=10)
     zabbix: ZabbixClient | None = None
+    # A job leased to a worker that died is run again once its lease expires.
+    lease: timedelta = timedelta(minutes=5)
     _last_sync: datetime | None = None
 
     @classmethod
@@ -79,14 +80,15 @@ class OutboxRunner:
         return cls(store, rules, JiraClient.from_settings(settings, metrics.observe_jira), LinkOptions.from_settings(settings),
                    timedelta(seconds=settings.outbox_dead_after_seconds), settings.outbox_max_backoff_seconds,
                    timedelta(seconds=settings.jira_sync_interval_seconds),
-                   ZabbixClient.from_settings(settings, metrics.observe_zabbix))
+                   ZabbixClient.from_settings(settings, metrics.observe_zabbix),
+                   timedelta(seconds=settings.outbox_lease_seconds))
 
     def run_due(self, now: datetime) -> int:
         """Queue the periodic conclusion sync when due, then run the jobs due now; returns how many ran."""
         if self._last_sync is None or now - self._last_sync >= self.sync_interval:
             self.schedule_syncs(now, self.sync_interval)
             self._last_sync = now
-        jobs = self.store.claim_jobs(now, JOB_LEASE, JOBS_PER_PASS)
+        jobs = self.store.claim_jobs(now, self.lease, JOBS_PER_PASS)
         for job in jobs:
             self.run_job(job, now)
         return len(jobs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -160,7 +161,7 @@ class BridgeProcess:
     def __enter__(self) -> BridgeProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bridge", "serve"], env=self.env, cwd=ROOT,
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -174,11 +175,21 @@ class BridgeProcess:
             time.sleep(0.2)
         raise RuntimeError("bridge did not become ready in 30 s")
 
+    def kill_hard(self) -> None:
+        """kill -9 the whole process tree (master, HTTP workers, background worker)."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
     def __exit__(self, *exc: object) -> None:
         assert self.process is not None
-        self.process.terminate()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
         try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            os.killpg(self.process.pid, signal.SIGKILL)  # nothing may outlive the test
+        except ProcessLookupError:
+            pass
