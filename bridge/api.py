@@ -18,12 +18,13 @@ from bridge.app import bridge
 from bridge.config import Secret
 from bridge.domain import Incident, IncidentState, ProblemState
 from bridge.errors import BadPayload, BridgeError, NotFound, Unauthorized
+from bridge.openapi import build_document
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.services import (
     JIRA_KEY, close_problem_by_hand, close_release, handle_jira_webhook, ingest, link_problem, reopen_problem_by_hand,
 )
 from bridge.validation import describe
-from bridge.storage import IncidentFilter
+from bridge.storage import MAX_ID, IncidentFilter
 
 api = Blueprint("api", __name__)
 
@@ -161,7 +162,7 @@ def _choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
 def _page_args() -> tuple[int, int | None]:
     limit = _int_arg("limit", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     assert limit is not None
-    return limit, _int_arg("cursor")
+    return limit, _int_arg("cursor", maximum=MAX_ID)
 
 
 @api.post("/api/v1/alerts/<source>")
@@ -203,7 +204,7 @@ def list_incidents():  # type: ignore[no-untyped-def]
         state=_choice_arg("state", tuple(state.value for state in IncidentState)),
         source=_choice_arg("source", tuple(WEBHOOK_TOKENS)),
         priority=request.args.get("priority") or None,
-        problem_id=_int_arg("problem_id"),
+        problem_id=_int_arg("problem_id", maximum=MAX_ID),
     )
     page = bridge().store.list_incidents(filters, limit, cursor)
     return jsonify({"items": [incident_json(i) for i in page.items], "next_cursor": page.next_cursor})
@@ -405,3 +406,9 @@ def prometheus_metrics():  # type: ignore[no-untyped-def]
     """Prometheus exposition: counters summed across processes, gauges from the database."""
     body, content_type = metrics.exposition(bridge().store)
     return Response(body, content_type=content_type)
+
+
+@api.get("/api/v1/openapi.json")
+def openapi_document():  # type: ignore[no-untyped-def]
+    """This API, described for clients and for schemathesis."""
+    return jsonify(build_document(ReleaseRequest, ReasonRequest))

@@ -37,6 +37,8 @@ T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MAX_TRANSACTION_ATTEMPTS = 8
+# Ids are 64-bit; a larger number from a URL is simply no id (not an overflow in the driver).
+MAX_ID = 2**63 - 1
 # PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock detected.
 RETRYABLE_PG_STATES = {"40001", "40P01"}
 
@@ -692,6 +694,8 @@ class Store:
             conclusion=conclusion, conclusion_updated_at=now)).rowcount)
 
     def get_problem(self, problem_id: int, conn: Connection | None = None) -> dict[str, Any] | None:
+        if not 0 < problem_id <= MAX_ID:
+            return None
         query = sa.select(problems).where(problems.c.id == problem_id)
         if conn is not None:
             row = conn.execute(query).mappings().first()
@@ -718,6 +722,9 @@ class Store:
     # Reads ------------------------------------------------------------------------
 
     def get_incident(self, incident_id: int) -> Incident | None:
+        if not 0 < incident_id <= MAX_ID:
+            return None
+
         def work(conn: Connection) -> Incident | None:
             row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).mappings().first()
             return _incident_from_row(row) if row else None

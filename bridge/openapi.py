@@ -1,0 +1,147 @@
+"""The OpenAPI 3.1 document of the bridge's own HTTP API, served at /api/v1/openapi.json.
+
+Request bodies of the release hook and the manual paths come from the same pydantic
+models that validate them, so the document cannot drift from the checks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from bridge.storage import MAX_ID
+
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json_body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _responses(*codes: int, ok: dict[str, Any] | None = None) -> dict[str, Any]:
+    described = {200: "OK", 202: "Accepted", 400: "Invalid input; errors name the fields", 401: "Missing or wrong token",
+                 404: "Not found", 409: "Conflicts with the current state", 413: "Body too large",
+                 422: "Refers to something unusable (e.g. an unknown Jira issue)", 502: "Upstream refused",
+                 503: "Database or upstream unavailable; retry"}
+    responses = {}
+    for code in codes:
+        content = ok if code < 300 and ok is not None else ERROR if code >= 400 else {"type": "object"}
+        responses[str(code)] = {"description": described[code], "content": {"application/json": {"schema": content}}}
+    return responses
+
+
+def _id_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+PAGING = [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+          _query("cursor", {"type": "integer", "minimum": 1, "maximum": MAX_ID})]
+BEARER = [{"bearer": []}]
+
+
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema(ref_template="#/components/schemas/{model}")
+
+
+def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]) -> dict[str, Any]:
+    """The whole document; the two models are the API's own request validators."""
+    page = {"type": "object", "required": ["items", "next_cursor"],
+            "properties": {"items": {"type": "array", "items": {"type": "object"}},
+                           "next_cursor": {"type": ["integer", "null"]}}}
+    alert = {"type": "object", "required": ["status", "labels", "startsAt", "fingerprint"], "properties": {
+        "status": {"enum": ["firing", "resolved"]}, "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "startsAt": {"type": "string", "format": "date-time"}, "endsAt": {"type": "string", "format": "date-time"},
+        "generatorURL": {"type": "string"}, "fingerprint": {"type": "string", "pattern": "^[0-9A-Za-z]{1,128}$"}}}
+    notification = {"type": "object", "required": ["version", "status", "alerts"], "properties": {
+        "version": {"const": "4"}, "status": {"enum": ["firing", "resolved"]}, "receiver": {"type": "string"},
+        "groupKey": {"type": "string"}, "truncatedAlerts": {"type": "integer", "minimum": 0},
+        "alerts": {"type": "array", "items": alert}}}
+    zabbix_event = {"type": "object", "required": ["event_id", "event_value", "event_name"], "properties": {
+        "event_id": {"type": "string", "pattern": "^[0-9]{1,20}$"}, "event_value": {"enum": ["0", "1"]},
+        "event_update_status": {"enum": ["0", "1"]}, "event_source": {"type": "string"},
+        "event_name": {"type": "string", "minLength": 1}, "severity": {"type": "string"},
+        "nseverity": {"type": "string"}, "trigger_id": {"type": "string"}, "host": {"type": "string"},
+        "tags": {"type": "array", "items": {"type": "object", "required": ["tag"],
+                                            "properties": {"tag": {"type": "string"}, "value": {"type": "string"}}}}}}
+    ingest_answer = {"type": "object", "required": ["status", "incidents", "outcomes", "rejected"], "properties": {
+        "status": {"const": "ok"}, "notification_id": {"type": "integer"},
+        "incidents": {"type": "array", "items": {"type": "integer"}}, "alerts": {"type": "integer"},
+        "outcomes": {"type": "object"}, "rejected": {"type": "array"}, "truncated_alerts": {"type": "integer"}}}
+    webhook = {"tags": ["webhooks"], "security": BEARER, "responses": _responses(200, 400, 401, 404, 413, 503,
+                                                                                    ok=ingest_answer)}
+    paths: dict[str, Any] = {
+        "/api/v1/alerts/alertmanager": {"post": {**webhook, "operationId": "alertmanagerWebhook",
+                                                 "requestBody": _json_body(notification)}},
+        "/api/v1/alerts/zabbix": {"post": {**webhook, "operationId": "zabbixWebhook",
+                                           "requestBody": _json_body(zabbix_event)}},
+        "/api/v1/incidents": {"get": {"operationId": "listIncidents", "security": BEARER, "parameters": [
+            _query("state", {"enum": ["firing", "resolved", "closed"]}),
+            _query("source", {"enum": ["alertmanager", "zabbix"]}), _query("priority", {"type": "string"}),
+            _query("problem_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}), *PAGING],
+            "responses": _responses(200, 400, 401, 503, ok=page)}},
+        "/api/v1/incidents/{incident_id}": {"get": {"operationId": "getIncident", "security": BEARER,
+                                                    "parameters": [_id_param("incident_id")],
+                                                    "responses": _responses(200, 401, 404, 503)}},
+        "/api/v1/rejected": {"get": {"operationId": "listRejected", "security": BEARER, "parameters": [
+            _query("source", {"enum": ["alertmanager", "zabbix"]}), *PAGING],
+            "responses": _responses(200, 400, 401, 503, ok=page)}},
+        "/api/v1/problems": {"get": {"operationId": "listProblems", "security": BEARER, "parameters": [
+            _query("state", {"enum": ["open", "known_error", "closed"]}), _query("jira_key", {"type": "string"}),
+            *PAGING], "responses": _responses(200, 400, 401, 503, ok=page)}},
+        "/api/v1/problems/{problem_id}": {"get": {"operationId": "getProblem", "security": BEARER,
+                                                  "parameters": [_id_param("problem_id")],
+                                                  "responses": _responses(200, 401, 404, 503)}},
+        "/api/v1/problems/{problem_id}/jira": {
+            "post": {"operationId": "linkJiraIssue", "security": BEARER, "parameters": [_id_param("problem_id")],
+                     "requestBody": _json_body({"type": "object", "required": ["jira_key"],
+                                                "properties": {"jira_key": {"type": "string"}}}),
+                     "responses": _responses(200, 400, 401, 404, 409, 422, 502, 503)},
+            "delete": {"operationId": "unlinkJiraIssue", "security": BEARER, "parameters": [_id_param("problem_id")],
+                       "responses": _responses(200, 401, 404, 503)}},
+        "/api/v1/problems/{problem_id}/close": {"post": {
+            "operationId": "closeProblem", "security": BEARER, "parameters": [_id_param("problem_id")],
+            "requestBody": _json_body(_model_schema(reason_model)), "responses": _responses(200, 400, 401, 404, 409, 503)}},
+        "/api/v1/problems/{problem_id}/reopen": {"post": {
+            "operationId": "reopenProblem", "security": BEARER, "parameters": [_id_param("problem_id")],
+            "requestBody": _json_body(_model_schema(reason_model)), "responses": _responses(200, 400, 401, 404, 409, 503)}},
+        "/api/v1/releases": {
+            "post": {"operationId": "releaseShipped", "security": BEARER, "tags": ["releases"],
+                     "requestBody": _json_body(_model_schema(release_model)),
+                     "responses": _responses(200, 400, 401, 409, 502, 503)},
+            "get": {"operationId": "listReleases", "security": BEARER, "parameters": PAGING,
+                    "responses": _responses(200, 400, 401, 503, ok=page)}},
+        "/api/v1/outbox": {"get": {"operationId": "listOutbox", "security": BEARER, "parameters": [
+            _query("state", {"enum": ["pending", "done", "dead"]}), *PAGING],
+            "responses": _responses(200, 400, 401, 503, ok=page)}},
+        "/api/v1/jira/webhook": {"post": {
+            "operationId": "jiraWebhook", "parameters": [_query("secret", {"type": "string"})],
+            "requestBody": _json_body({"type": "object", "required": ["webhookEvent"],
+                                       "properties": {"webhookEvent": {"type": "string"}}}),
+            "responses": _responses(202, 400, 401, 409, 502, 503)}},
+        "/healthz": {"get": {"operationId": "healthz", "responses": _responses(200)}},
+        "/readyz": {"get": {"operationId": "readyz", "responses": _responses(200, 503)}},
+        "/metrics": {"get": {"operationId": "metrics", "responses": {"200": {
+            "description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "incident-bridge", "version": "1",
+                 "description": "Monitoring webhooks in; incidents, problems, Jira links and releases out."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "BRIDGE_TOKEN_ALERTMANAGER / _ZABBIX / _RELEASE / _API"}},
+            "schemas": {"Error": {"type": "object", "required": ["status", "code", "message", "errors"], "properties": {
+                "status": {"const": "error"}, "code": {"type": "integer"}, "message": {"type": "string"},
+                "errors": {"type": "array", "items": {"type": "string"}},
+                "request_id": {"type": ["string", "null"]}}}},
+        },
+    }
