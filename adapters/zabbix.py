@@ -137,5 +137,6 @@ def parse(payload: Any) -> ParsedNotification:
         annotations=_annotations(event),
         summary=event.event_name,
         is_update=event.event_update_status == "1",
+        repeat_counts=False,  # one event id is one occurrence, however often Zabbix delivers it
     )
     return ParsedNotification(source=SOURCE, alerts=(alert,))

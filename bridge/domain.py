@@ -55,7 +55,9 @@ class Alert:
     fingerprint, Zabbix's problem event id). `starts_at` marks the firing episode: a
     later value means the failure stopped and started again. `is_update` marks
     notifications that change an incident's details without being a repeat (Zabbix
-    acknowledgements, severity changes).
+    acknowledgements, severity changes). `repeat_counts` says whether receiving the alert
+    again is another occurrence (Alertmanager re-sends: yes) or only a redelivery of the
+    same event (Zabbix retries and escalation re-sends: no).
     """
 
     source: str
@@ -67,6 +69,7 @@ class Alert:
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     is_update: bool = False
+    repeat_counts: bool = True
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,8 @@ def apply_alert(
             _refresh_details(current, alert, routing, now)
             if alert.is_update:
                 return Outcome.UPDATED, current
-            current.occurrences += 1
+            if alert.repeat_counts:
+                current.occurrences += 1
             if _is_newer_episode(alert, current):
                 current.episode_started_at = alert.starts_at
             return Outcome.REPEATED, current

@@ -224,3 +224,13 @@ def test_reopen_window_is_taken_from_the_route(window_minutes, expected):
     [result], _ = apply_notification([alert], [route_alert(rules, alert)], {incident.dedup_key: incident},
                                      T0 + timedelta(minutes=10))
     assert result.outcome is expected
+
+
+def test_zabbix_redelivery_of_the_same_event_is_not_another_occurrence():
+    alert = Alert(source="zabbix", status=AlertStatus.FIRING, source_id="7", labels={"severity": "High"},
+                  summary="s", repeat_counts=False)
+    [created], _ = run([alert])
+    incident = created.incident
+    incident.id = 1
+    [again], changed = run([alert], {incident.dedup_key: incident})
+    assert again.outcome is Outcome.REPEATED and changed[0].occurrences == 1
