@@ -30,9 +30,11 @@ test: install test-env
 test-env:
 	bash tests/setup-test-env.sh
 
-## Benchmarks (results go to bench/RESULTS.md by hand, with date and commit).
+## Benchmarks (results go to bench/RESULTS.md by hand, with date and commit). Needs wrk.
 bench: install test-env
+	command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y -qq wrk >/dev/null; }
 	PYTHONPATH=. $(BIN)/python bench/release_close.py
+	PYTHONPATH=. $(BIN)/python bench/storm.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache bridge.db bridge.db-wal bridge.db-shm

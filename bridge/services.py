@@ -121,53 +121,83 @@ def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Inc
 
 def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incident, ProblemRule]],
                     now: datetime, rules_version_label: str | None = None) -> int:
-    """Join each candidate to the open problem of its key, or open one at the threshold.
+    """Join the candidates to the open problem of their key, or open one at the threshold.
 
-    Keys are locked in sorted order so concurrent writers never deadlock on them.
-    Returns how many problems reopened as regressions.
+    Set-based per key (one lock, one lookup, one bulk join, one comment job), so an alert
+    storm of one failure costs a handful of statements, not several per incident. Keys are
+    locked in sorted order so concurrent writers never deadlock on them. Returns how many
+    problems reopened as regressions.
     """
-    regressions = 0
-    for incident, rule in sorted(candidates, key=lambda pair: pair[0].problem_key or ""):
+    by_key: dict[str, list[Incident]] = {}
+    rules_of: dict[str, ProblemRule] = {}
+    for incident, rule in candidates:
         assert incident.id is not None and incident.problem_key is not None
-        store.lock_problem_key(conn, incident.problem_key)
-        problem = store.open_problem(conn, incident.problem_key)
-        if problem is None:
-            recurrence = handle_recurrence(conn, store, rules_version_label, incident, rule, now)
-            if recurrence is not None:
-                regressions += recurrence == "regressed"
-                continue
+        by_key.setdefault(incident.problem_key, []).append(incident)
+        rules_of.setdefault(incident.problem_key, rule)
+    regressions = 0
+    for key in sorted(by_key):
+        rule = rules_of[key]
+        store.lock_problem_key(conn, key)
+        problem = store.open_problem(conn, key)
+        waiting = []
+        for incident in by_key[key]:
+            if problem is None:
+                recurrence = handle_recurrence(conn, store, rules_version_label, incident, rule, now)
+                if recurrence == "regressed":
+                    regressions += 1
+                    problem = store.open_problem(conn, key)
+                if recurrence is not None:
+                    continue
+            waiting.append(incident)
+        if not waiting:
+            continue
+        if problem is not None:
+            join_known_problem(conn, store, problem, waiting, rule, now)
+            continue
         since = now - rule.window
-        count = 0 if problem else store.count_problem_candidates(conn, incident.problem_key, since)
-        decision = decide_problem(rule, incident.problem_key, problem is not None, count)
-        if decision.action == "join":
-            assert problem is not None
-            notify = problem["jira_key"] is not None
-            store.join_problem(conn, problem["id"], incident.id, notify, now)
-            incident.problem_id = problem["id"]
-            if notify and rule.jira is not None:
-                last = problem["last_comment_at"]
-                run_at = max(now, last + rule.jira.comment_interval) if last else now
-                store.enqueue(conn, JOB_JIRA_COMMENT, target="jira", now=now, problem_id=problem["id"],
-                              dedup_key=f"{JOB_JIRA_COMMENT}:{problem['id']}", run_at=run_at)
-        elif decision.action == "open":
-            context = template_context(incident)
-            try:
-                summary, description = rule.summary(context), rule.description(context)
-            except TemplateError as exc:
-                log.warning("problem summary template failed", extra={"rule": rule.name, "error": str(exc)})
-                summary, description = incident.problem_key, ""
-            problem_id, _ = store.open_problem_with_candidates(conn, dict(
-                problem_key=incident.problem_key, rule=rule.name, state=ProblemState.OPEN.value,
-                summary=summary.strip()[:1000] or incident.problem_key, description=description,
-                incident_count=0, opened_at=now, regressions=0, comment_pending=0,
-                jira_project=rule.jira.project if rule.jira else None), since)
-            incident.problem_id = problem_id
-            store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="opened",
-                                                 detail=f"opened by rule {rule.name}")])
-            if rule.jira is not None and rule.jira.create:
-                store.enqueue(conn, JOB_JIRA_ENSURE_ISSUE, target="jira", now=now, problem_id=problem_id,
-                              payload={"priority": incident.priority}, dedup_key=f"{JOB_JIRA_ENSURE_ISSUE}:{problem_id}")
+        decision = decide_problem(rule, key, False, store.count_problem_candidates(conn, key, since))
+        if decision.action == "open":
+            open_new_problem(conn, store, key, waiting, rule, now, since)
     return regressions
+
+
+def join_known_problem(conn: Connection, store: Store, problem: dict[str, Any], joining: list[Incident],
+                       rule: ProblemRule, now: datetime) -> None:
+    """Attach incidents to an open problem; a linked issue hears of them in one throttled comment."""
+    notify = problem["jira_key"] is not None
+    store.join_problem(conn, problem["id"], [incident.id for incident in joining if incident.id is not None],
+                       notify, now)
+    for incident in joining:
+        incident.problem_id = problem["id"]
+    if notify and rule.jira is not None:
+        last = problem["last_comment_at"]
+        run_at = max(now, last + rule.jira.comment_interval) if last else now
+        store.enqueue(conn, JOB_JIRA_COMMENT, target="jira", now=now, problem_id=problem["id"],
+                      dedup_key=f"{JOB_JIRA_COMMENT}:{problem['id']}", run_at=run_at)
+
+
+def open_new_problem(conn: Connection, store: Store, key: str, opening: list[Incident], rule: ProblemRule,
+                     now: datetime, since: datetime) -> None:
+    """Open a problem for a key, gathering every waiting incident of the window, and queue its Jira issue."""
+    first = opening[0]
+    context = template_context(first)
+    try:
+        summary, description = rule.summary(context), rule.description(context)
+    except TemplateError as exc:
+        log.warning("problem summary template failed", extra={"rule": rule.name, "error": str(exc)})
+        summary, description = key, ""
+    problem_id, _ = store.open_problem_with_candidates(conn, dict(
+        problem_key=key, rule=rule.name, state=ProblemState.OPEN.value,
+        summary=summary.strip()[:1000] or key, description=description,
+        incident_count=0, opened_at=now, regressions=0, comment_pending=0,
+        jira_project=rule.jira.project if rule.jira else None), since)
+    for incident in opening:
+        incident.problem_id = problem_id
+    store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="opened",
+                                         detail=f"opened by rule {rule.name}")])
+    if rule.jira is not None and rule.jira.create:
+        store.enqueue(conn, JOB_JIRA_ENSURE_ISSUE, target="jira", now=now, problem_id=problem_id,
+                      payload={"priority": first.priority}, dedup_key=f"{JOB_JIRA_ENSURE_ISSUE}:{problem_id}")
 
 
 def handle_recurrence(conn: Connection, store: Store, version_label: str | None, incident: Incident,
@@ -236,7 +266,7 @@ def ingest(
         current = store.current_incidents(conn, (routing.dedup_key for routing in routings))
         results, changed = apply_notification(parsed.alerts, routings, current, now, rules.sla_policies)
         candidates = set_problem_keys(rules, results)
-        store.save_incidents(conn, changed, notification_id)
+        store.save_incidents(conn, changed, notification_id, current)
         regressions = assign_problems(conn, store, candidates, now, rules.version_label)
         if parsed.rejected:
             store.add_rejected(

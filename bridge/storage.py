@@ -372,25 +372,38 @@ class Store:
         return current
 
     @staticmethod
-    def save_incidents(conn: Connection, changed: Sequence[Incident], notification_id: int | None) -> None:
-        """Insert new incidents (setting their ids) and update changed ones.
+    def save_incidents(conn: Connection, changed: Sequence[Incident], notification_id: int | None,
+                       originals: Mapping[str, Incident] | None = None) -> None:
+        """Insert new incidents (setting their ids) and write only what changed on the others.
 
-        New incidents are inserted in key order so concurrent writers meet the unique
-        index in the same order and do not deadlock.
+        New incidents go in one multi-row INSERT ... RETURNING, in key order so concurrent
+        writers meet the unique index in the same order and do not deadlock. An update
+        writes only the columns that differ from `originals` (a repeat touches occurrences
+        and last_seen, not the labels), grouped into one executemany per column set.
         """
-        existing = [dict(_incident_values(i), b_id=i.id, last_notification_id=notification_id)
-                    for i in changed if i.id is not None]
-        for incident in sorted((i for i in changed if i.id is None), key=lambda i: i.dedup_key):
+        before = {incident.id: incident for incident in (originals or {}).values()}
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for incident in changed:
+            if incident.id is None:
+                continue
             values = _incident_values(incident)
+            old = before.get(incident.id)
+            if old is not None:
+                previous = _incident_values(old)
+                values = {name: value for name, value in values.items() if previous[name] != value}
             values["last_notification_id"] = notification_id
-            incident.id = conn.execute(incidents.insert().returning(incidents.c.id), values).scalar_one()
-        if existing:
-            statement = (
-                incidents.update()
-                .where(incidents.c.id == sa.bindparam("b_id"))
-                .values({name: sa.bindparam(name) for name in [*_INCIDENT_FIELDS, "last_notification_id"]})
-            )
-            conn.execute(statement, existing)
+            groups.setdefault(tuple(sorted(values)), []).append(dict(values, b_id=incident.id))
+        new = sorted((i for i in changed if i.id is None), key=lambda i: i.dedup_key)
+        if new:
+            # One multi-row INSERT ... RETURNING, ids handed back in parameter order.
+            rows = conn.execute(incidents.insert().returning(incidents.c.id, sort_by_parameter_order=True),
+                                [dict(_incident_values(i), last_notification_id=notification_id) for i in new]).all()
+            for incident, row in zip(new, rows, strict=True):
+                incident.id = row.id
+        for columns, rows in groups.items():
+            statement = (incidents.update().where(incidents.c.id == sa.bindparam("b_id"))
+                         .values({name: sa.bindparam(name) for name in columns}))
+            conn.execute(statement, rows)
 
     @staticmethod
     def add_rejected(
@@ -493,12 +506,13 @@ class Store:
         return problem_id, attached
 
     @staticmethod
-    def join_problem(conn: Connection, problem_id: int, incident_id: int, notify_jira: bool, now: datetime) -> None:
-        """Attach an incident to a problem; count it for the next throttled Jira comment."""
-        conn.execute(incidents.update().where(incidents.c.id == incident_id).values(problem_id=problem_id))
-        values: dict[str, Any] = {"incident_count": problems.c.incident_count + 1}
+    def join_problem(conn: Connection, problem_id: int, incident_ids: Sequence[int], notify_jira: bool,
+                     now: datetime) -> None:
+        """Attach incidents to a problem; count them for the next throttled Jira comment."""
+        conn.execute(incidents.update().where(incidents.c.id.in_(incident_ids)).values(problem_id=problem_id))
+        values: dict[str, Any] = {"incident_count": problems.c.incident_count + len(incident_ids)}
         if notify_jira:
-            values["comment_pending"] = problems.c.comment_pending + 1
+            values["comment_pending"] = problems.c.comment_pending + len(incident_ids)
             values["comment_pending_since"] = sa.func.coalesce(problems.c.comment_pending_since, now)
         conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
 
