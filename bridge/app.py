@@ -86,6 +86,7 @@ def create_app(
         RulesError: the rules file is invalid.
     """
     from bridge.api import api
+    from bridge.ui import ui
 
     settings = settings or load_settings()
     rules = rules or load_rules(settings.rules_path)
@@ -108,4 +109,5 @@ def create_app(
 
     _register_error_handlers(app)
     app.register_blueprint(api)
+    app.register_blueprint(ui)
     return app

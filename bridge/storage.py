@@ -677,6 +677,27 @@ class Store:
         query = sa.select(problem_events).where(problem_events.c.problem_id == problem_id).order_by(problem_events.c.id)
         return self.read(lambda conn: [dict(row) for row in conn.execute(query).mappings()])
 
+    def overview_counts(self) -> dict[str, Any]:
+        """Counts for the overview page: incidents by state and open ones by priority, problems by state."""
+
+        def work(conn: Connection) -> dict[str, Any]:
+            by_state = dict(conn.execute(sa.select(incidents.c.state, sa.func.count()).group_by(incidents.c.state)).all())
+            by_priority = dict(conn.execute(sa.select(incidents.c.priority, sa.func.count())
+                                            .where(incidents.c.state != "closed").group_by(incidents.c.priority)).all())
+            problem_states = dict(conn.execute(sa.select(problems.c.state, sa.func.count())
+                                               .group_by(problems.c.state)).all())
+            breached = conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
+                incidents.c.state != "closed", incidents.c.sla_breached.is_(True))).scalar_one()
+            return {"incidents": by_state, "priorities": by_priority, "problems": problem_states, "breached": breached}
+
+        return self.read(work)
+
+    def nearest_sla(self, limit: int) -> list[Incident]:
+        """Firing incidents whose SLA runs out soonest (breached ones first)."""
+        query = (sa.select(incidents).where(incidents.c.state == "firing", incidents.c.sla_due.is_not(None))
+                 .order_by(incidents.c.sla_due, incidents.c.id).limit(limit))
+        return self.read(lambda conn: [_incident_from_row(row) for row in conn.execute(query).mappings()])
+
     def list_releases(self, limit: int, cursor: int | None) -> Page:
         return self._page(sa.select(releases), releases, limit, cursor, dict)
 

@@ -153,7 +153,10 @@ class OutboxRunner:
             if target is None:
                 raise JobFailed(f"problem rule {problem['rule']!r} has no jira target any more", retryable=False)
             key = find_or_create_issue(jira, problem, target, self.options, job["payload"].get("priority"))
-            if not self.store.record_jira_link(problem["id"], key, jira.issue_url(key), "bridge"):
+            if self.store.record_jira_link(problem["id"], key, jira.issue_url(key), "bridge"):
+                self.store.run(lambda conn: self.store.add_problem_events(conn, [dict(
+                    problem_id=problem["id"], at=now, kind="linked", detail=f"{key} created by the bridge")]))
+            else:
                 key = self.store.get_problem(problem["id"])["jira_key"]
         link_back(jira, key, problem, self.options)
 

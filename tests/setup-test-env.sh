@@ -22,6 +22,8 @@ pg_isready -h 127.0.0.1 -p 5432 || { echo "setup-test-env: PostgreSQL is not rea
 missing=""
 command -v prometheus-alertmanager >/dev/null || missing="$missing prometheus-alertmanager"
 command -v promtool >/dev/null || missing="$missing prometheus"
+# Debian's Chromium for the browser tests of /ui/ (Playwright drives it; no browser download).
+command -v chromium >/dev/null || missing="$missing chromium"
 if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -qq
