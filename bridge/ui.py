@@ -15,7 +15,6 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 
 from bridge.app import bridge
 from bridge.domain import IncidentState, ProblemState
-from bridge.errors import BadPayload
 from bridge.storage import IncidentFilter
 
 ui = Blueprint("ui", __name__, template_folder="ui_templates", url_prefix="/ui")

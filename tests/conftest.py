@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,28 @@ def ingest_concurrently(database_url: str, rules, bodies_per_writer: list[list[b
         thread.join()
     if errors:
         raise errors[0]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
+    """Poll until `predicate` returns something truthy (and return it), or fail naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def build_app(tmp_path: Path, environ: dict[str, str], clock: Clock | None = None):
+    """A Flask app on a fresh, migrated SQLite database with the example rules and the given settings."""
+    from bridge.app import create_app
+    from bridge.config import load_settings
+
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    migrate(url)
+    settings = load_settings(environ, database_url=url, rules_path=str(ROOT / "rules.yaml"))
+    return create_app(settings, now=clock) if clock is not None else create_app(settings)
 
 
 class Clock:

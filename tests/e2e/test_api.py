@@ -9,8 +9,7 @@ import pytest
 
 from bridge.app import create_app
 from bridge.config import load_settings
-from bridge.storage import migrate
-from tests.conftest import ROOT, Clock, payload, payload_bytes
+from tests.conftest import ROOT, Clock, build_app, payload, payload_bytes
 
 TOKENS = {"BRIDGE_TOKEN_ALERTMANAGER": "am-token", "BRIDGE_TOKEN_ZABBIX": "zbx-token", "BRIDGE_TOKEN_API": "api-token"}
 API = {"Authorization": "Bearer api-token"}
@@ -20,11 +19,7 @@ ZBX = {"Authorization": "Bearer zbx-token"}
 
 @pytest.fixture
 def app(tmp_path: Path, clock: Clock):
-    url = f"sqlite:///{tmp_path / 'api.db'}"
-    migrate(url)
-    settings = load_settings({**TOKENS, "BRIDGE_MAX_BODY_BYTES": "65536"}, database_url=url,
-                             rules_path=str(ROOT / "rules.yaml"))
-    return create_app(settings, now=clock)
+    return build_app(tmp_path, {**TOKENS, "BRIDGE_MAX_BODY_BYTES": "65536"}, clock)
 
 
 @pytest.fixture

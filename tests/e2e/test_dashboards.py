@@ -13,10 +13,7 @@ import pytest
 import yaml
 from flask.testing import FlaskClient
 
-from bridge.app import create_app
-from bridge.config import load_settings
-from bridge.storage import migrate
-from tests.conftest import ROOT
+from tests.conftest import ROOT, build_app
 
 DASHBOARDS = ROOT / "dashboards"
 PROMTOOL = shutil.which("promtool")
@@ -41,9 +38,7 @@ def exported_names(client: FlaskClient) -> set[str]:
 
 @pytest.fixture
 def client(tmp_path: Path) -> FlaskClient:
-    url = f"sqlite:///{tmp_path / 'dash.db'}"
-    migrate(url)
-    return create_app(load_settings({}, database_url=url, rules_path=str(ROOT / "rules.yaml"))).test_client()
+    return build_app(tmp_path, {}).test_client()
 
 
 def queried_names() -> set[str]:

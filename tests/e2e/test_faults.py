@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,20 +20,12 @@ import sqlalchemy as sa
 from bridge.rules import load_rules
 from bridge.services import ingest
 from bridge.storage import Store, problems
-from tests.conftest import ROOT, BridgeProcess, empty_tables, free_port, payload
+from tests.conftest import ROOT, BridgeProcess, empty_tables, payload, wait_for
 from tests.fakes import FakeJira, FakeZabbix
 
 TOKEN = "am-fault-token"
 API_TOKEN = "api-fault-token"
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def migrated_sqlite(tmp_path: Path, name: str = "faults.db") -> str:

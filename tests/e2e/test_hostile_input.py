@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.app import create_app
 from bridge.config import SettingsError, check_exposure, load_settings
-from bridge.storage import migrate
-from tests.conftest import ROOT, Clock, payload
+from tests.conftest import ROOT, Clock, build_app, payload
 
 HOSTILE = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"
 AM = {"Authorization": "Bearer am-token"}
@@ -19,12 +17,8 @@ API = {"Authorization": "Bearer api-token"}
 
 @pytest.fixture
 def client(tmp_path: Path, clock: Clock):
-    url = f"sqlite:///{tmp_path / 'hostile.db'}"
-    migrate(url)
-    settings = load_settings({"BRIDGE_TOKEN_ALERTMANAGER": "am-token", "BRIDGE_TOKEN_ZABBIX": "zbx-token",
-                              "BRIDGE_TOKEN_API": "api-token", "BRIDGE_MAX_ALERTS": "50"},
-                             database_url=url, rules_path=str(ROOT / "rules.yaml"))
-    return create_app(settings, now=clock).test_client()
+    return build_app(tmp_path, {"BRIDGE_TOKEN_ALERTMANAGER": "am-token", "BRIDGE_TOKEN_ZABBIX": "zbx-token",
+                                "BRIDGE_TOKEN_API": "api-token", "BRIDGE_MAX_ALERTS": "50"}, clock).test_client()
 
 
 # (file, source, expected status, expected message or error start)

@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.app import create_app
-from bridge.config import load_settings
-from bridge.storage import migrate
 from bridge.worker import OutboxRunner
-from tests.conftest import ROOT, Clock, payload
+from tests.conftest import Clock, build_app, payload
 from tests.fakes import FakeJira
 
 API = {"Authorization": "Bearer api-token"}
@@ -29,14 +26,11 @@ def fake_jira() -> Iterator[FakeJira]:
 
 @pytest.fixture
 def app(tmp_path: Path, clock: Clock, fake_jira: FakeJira):
-    url = f"sqlite:///{tmp_path / 'problems.db'}"
-    migrate(url)
-    settings = load_settings({
+    return build_app(tmp_path, {
         "BRIDGE_TOKEN_API": "api-token", "BRIDGE_JIRA_URL": fake_jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com",
         "BRIDGE_JIRA_API_TOKEN": "jira-token", "BRIDGE_JIRA_WEBHOOK_SECRET": SECRET,
         "BRIDGE_PUBLIC_URL": "http://bridge.test", "BRIDGE_TOKEN_RELEASE": "release-token",
-    }, database_url=url, rules_path=str(ROOT / "rules.yaml"))
-    return create_app(settings, now=clock)
+    }, clock)
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import BridgeProcess, free_port
+from tests.conftest import BridgeProcess, free_port, wait_for
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 if ALERTMANAGER is None and os.environ.get("CI"):
@@ -76,14 +75,6 @@ class Alertmanager:
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 # Like Prometheus, always send startsAt: without it Alertmanager takes endsAt as the start.

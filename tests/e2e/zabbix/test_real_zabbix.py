@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from flask import Flask, Response, request
 from pyzabbix import ZabbixAPI
 from werkzeug.serving import make_server
 
-from tests.conftest import ROOT, BridgeProcess
+from tests.conftest import ROOT, BridgeProcess, wait_for
 from tests.fakes import FakeJira
 
 ENV_SCRIPT = Path(__file__).resolve().parent / "zabbix-env.sh"
@@ -40,15 +40,6 @@ if not can_install and os.environ.get("CI"):
     raise RuntimeError("the Zabbix packages cannot be installed here and CI must run the real Zabbix tests")
 pytestmark = pytest.mark.skipif(not can_install, reason="LOUD SKIP: cannot install Zabbix packages (no root, no sudo)")
 
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
