@@ -44,7 +44,7 @@ def check_bearer(expected: Secret | None) -> None:
         return
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.value.encode()):
+    if scheme.lower() != "bearer" or not expected.matches(given.strip()):
         raise Unauthorized("missing or invalid bearer token", ["Authorization: expected 'Bearer <token>'"])
 
 
@@ -305,7 +305,7 @@ def check_jira_webhook(secret: Secret | None, body: bytes) -> None:
         if hmac.compare_digest(signature[len("sha256="):].strip().lower(), expected):
             return
     given = request.args.get("secret", "")
-    if given and hmac.compare_digest(given.encode(), secret.value.encode()):
+    if given and secret.matches(given):
         return
     raise Unauthorized("invalid Jira webhook signature or secret",
                        ["X-Hub-Signature: expected sha256=<HMAC of the body>, or ?secret=<shared secret>"])

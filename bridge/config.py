@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -22,6 +23,10 @@ class Secret:
         return "Secret('***')"
 
     __str__ = __repr__
+
+    def matches(self, given: str) -> bool:
+        """Compare in constant time, so response timing reveals nothing of the secret."""
+        return hmac.compare_digest(given.encode(), self.value.encode())
 
 
 def _positive_int(text: str) -> int:

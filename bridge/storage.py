@@ -737,9 +737,6 @@ class Store:
             return dict(row) if row else None
         return self.read(lambda c: self.get_problem(problem_id, c))
 
-    def update_problem(self, problem_id: int, **values: Any) -> None:
-        self.run(lambda conn: conn.execute(problems.update().where(problems.c.id == problem_id).values(values)))
-
     def list_problems(self, state: str | None, jira_key: str | None, limit: int, cursor: int | None) -> Page:
         query = sa.select(problems)
         if state is not None:

@@ -7,7 +7,6 @@ it as an HttpOnly cookie.
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +26,7 @@ def _authorised() -> bool:
     if expected is None:
         return True
     given = request.cookies.get(COOKIE, "")
-    return bool(given) and hmac.compare_digest(given.encode(), expected.value.encode())
+    return bool(given) and expected.matches(given)
 
 
 @ui.before_request
@@ -66,7 +65,7 @@ def login():  # type: ignore[no-untyped-def]
     if request.method == "POST":
         expected = bridge().settings.token_api
         given = request.form.get("token", "")
-        if expected is None or hmac.compare_digest(given.encode(), expected.value.encode()):
+        if expected is None or expected.matches(given):
             response = redirect(target)
             response.set_cookie(COOKIE, given, httponly=True, samesite="Strict", secure=request.is_secure,
                                 max_age=12 * 3600)
