@@ -37,4 +37,4 @@ bench: install test-env
 	PYTHONPATH=. $(BIN)/python bench/storm.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache bridge.db bridge.db-wal bridge.db-shm
+	rm -rf $(VENV) *.egg-info .pytest_cache bridge.db bridge.db-wal bridge.db-shm bridge.db-writers.lock

@@ -21,7 +21,8 @@ from bridge.errors import BadPayload, BridgeError, NotFound, Unauthorized
 from bridge.openapi import build_document
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.services import (
-    JIRA_KEY, close_problem_by_hand, close_release, handle_jira_webhook, ingest, link_problem, reopen_problem_by_hand,
+    JIRA_KEY, close_problem_by_hand, close_release, handle_jira_webhook, link_problem, prepare_delivery,
+    reopen_problem_by_hand,
 )
 from bridge.validation import describe
 from bridge.storage import MAX_ID, IncidentFilter
@@ -175,9 +176,11 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     try:
         check_bearer(getattr(ctx.settings, setting))
-        result = ingest(ctx.store, ctx.rules, source, request.get_data(cache=False), ctx.now(),
-                        content_type=request.content_type, rejected_body_limit=ctx.settings.rejected_body_limit,
-                        max_depth=ctx.settings.max_json_depth, max_alerts=ctx.settings.max_alerts)
+        delivery = prepare_delivery(ctx.store, ctx.rules, source, request.get_data(cache=False), ctx.now(),
+                                    content_type=request.content_type,
+                                    rejected_body_limit=ctx.settings.rejected_body_limit,
+                                    max_depth=ctx.settings.max_json_depth, max_alerts=ctx.settings.max_alerts)
+        result = ctx.write(delivery)
     except BridgeError as exc:
         metrics.NOTIFICATIONS.labels(source, {400: "rejected", 401: "unauthorized", 503: "unavailable"}.get(
             exc.status, "error")).inc()

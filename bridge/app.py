@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,9 @@ from bridge import metrics
 from bridge.config import Settings, load_settings
 from bridge.domain import Rules
 from bridge.errors import BridgeError
+from bridge.group_commit import GroupCommit
 from bridge.rules import load_rules
+from bridge.services import Delivery, IngestResult, write_deliveries
 from bridge.storage import Store
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
@@ -41,6 +43,12 @@ class Bridge:
     jira: JiraClient | None = None
     link_options: LinkOptions | None = None
     now: Callable[[], datetime] = utc_now
+    deliveries: GroupCommit[Delivery, IngestResult] | None = None
+
+    def write(self, delivery: Delivery) -> IngestResult:
+        """Commit one webhook, sharing the transaction with concurrent ones (group commit)."""
+        assert self.deliveries is not None
+        return self.deliveries.submit(delivery)
 
 
 def bridge() -> Bridge:
@@ -94,8 +102,13 @@ def create_app(
     app = Flask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    def write_group(group: Sequence[Delivery]) -> list[IngestResult]:
+        return store.run(lambda conn: write_deliveries(conn, store, rules, group, settings.rejected_body_limit))
+
     app.extensions["bridge"] = Bridge(settings, rules, store, JiraClient.from_settings(settings, metrics.observe_jira),
-                                      LinkOptions.from_settings(settings), now)
+                                      LinkOptions.from_settings(settings), now,
+                                      GroupCommit(write_group, settings.ingest_batch_max))
 
     @app.before_request
     def _assign_request_id() -> None:

@@ -81,6 +81,7 @@ class Settings:
     bind: str = "127.0.0.1:8080"
     http_workers: int = 2
     http_threads: int = 4
+    ingest_batch_max: int = 64
     run_worker: bool = True
     worker_interval_seconds: float = 5.0
     max_body_bytes: int = 5 * 1024 * 1024
@@ -120,6 +121,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_BIND": ("bind", str),
     "BRIDGE_HTTP_WORKERS": ("http_workers", _positive_int),
     "BRIDGE_HTTP_THREADS": ("http_threads", _positive_int),
+    "BRIDGE_INGEST_BATCH_MAX": ("ingest_batch_max", _positive_int),
     "BRIDGE_RUN_WORKER": ("run_worker", _flag),
     "BRIDGE_WORKER_INTERVAL_SECONDS": ("worker_interval_seconds", _positive_float),
     "BRIDGE_MAX_BODY_BYTES": ("max_body_bytes", _positive_int),

@@ -6,7 +6,7 @@ what becomes an incident can be read and tested alone.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import enum
 import hashlib
 import re
@@ -222,7 +222,9 @@ class Incident:
     sla_breached_at: datetime | None = None
 
     def copy(self) -> Incident:
-        return dataclasses.replace(self, labels=dict(self.labels), annotations=dict(self.annotations))
+        twin = copy.copy(self)
+        twin.labels, twin.annotations = dict(self.labels), dict(self.annotations)
+        return twin
 
 
 @dataclass(frozen=True)
@@ -377,17 +379,36 @@ def apply_notification(
     Returns each alert's result and the distinct incidents to write (each once, in the
     order first touched). Alerts sharing a key see each other's effects.
     """
+    [results], touched = apply_notifications([(alerts, routings, now)], current, sla_policies)
+    return results, [incident for incident, _ in touched]
+
+
+def apply_notifications(
+    notifications: Sequence[tuple[Sequence[Alert], Sequence[Routing], datetime]],
+    current: Mapping[str, Incident],
+    sla_policies: Mapping[str, SlaPolicy] | None = None,
+) -> tuple[list[list[AlertResult]], list[tuple[Incident, int]]]:
+    """Apply several notifications, in arrival order, as if one after the other.
+
+    Group commit writes a few notifications in one transaction; a later one sees what an
+    earlier one did to a shared key. Returns the results per notification and the distinct
+    incidents to write, each with the index of the last notification that touched it.
+    `current` is not changed.
+    """
     live: dict[str, Incident | None] = {key: inc.copy() for key, inc in current.items()}
-    results: list[AlertResult] = []
-    touched: dict[int, Incident] = {}
-    for alert, routing in zip(alerts, routings, strict=True):
-        outcome, incident = apply_alert(live.get(routing.dedup_key), alert, routing, now)
-        if incident is not None and sla_policies is not None:
-            update_sla(incident, outcome, sla_policies.get(incident.priority), now)
-        if incident is not None:
-            live[routing.dedup_key] = incident
-            touched.setdefault(id(incident), incident)
-        results.append(AlertResult(alert, routing, outcome, incident))
+    results: list[list[AlertResult]] = []
+    touched: dict[int, tuple[Incident, int]] = {}
+    for index, (alerts, routings, now) in enumerate(notifications):
+        own: list[AlertResult] = []
+        for alert, routing in zip(alerts, routings, strict=True):
+            outcome, incident = apply_alert(live.get(routing.dedup_key), alert, routing, now)
+            if incident is not None:
+                if sla_policies is not None:
+                    update_sla(incident, outcome, sla_policies.get(incident.priority), now)
+                live[routing.dedup_key] = incident
+                touched[id(incident)] = (incident, index)
+            own.append(AlertResult(alert, routing, outcome, incident))
+        results.append(own)
     return results, list(touched.values())
 
 

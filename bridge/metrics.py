@@ -9,6 +9,7 @@ replica reports the same truth.
 
 from __future__ import annotations
 
+import collections
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -54,18 +55,29 @@ WEBHOOK_DURATION = Histogram("bridge_webhook_request_duration_seconds", "Webhook
 
 
 def record_ingest(source: str, result: IngestResult) -> None:
-    """Count what one committed notification did."""
+    """Count what one committed notification did (summed first: each inc is a write to a shared file)."""
     NOTIFICATIONS.labels(source, "partial" if result.parsed.rejected else "accepted").inc()
+    statuses: collections.Counter[str] = collections.Counter()
+    opened: collections.Counter[tuple[str, str]] = collections.Counter()
+    deduplicated = reopened = 0
     for item in result.results:
-        ALERTS.labels(source, item.alert.status.value).inc()
+        statuses[item.alert.status.value] += 1
         if item.outcome is Outcome.CREATED and item.incident is not None:
-            OPENED.labels(source, item.incident.line, item.incident.priority).inc()
+            opened[item.incident.line, item.incident.priority] += 1
         else:
-            DEDUPLICATED.labels(source).inc()
+            deduplicated += 1
         if item.outcome is Outcome.REOPENED:
-            REOPENED.labels(source).inc()
+            reopened += 1
         if item.outcome is Outcome.RESOLVED and item.incident is not None and item.incident.resolved_at:
             RESOLUTION.observe((item.incident.resolved_at - item.incident.first_seen).total_seconds())
+    for status, count in statuses.items():
+        ALERTS.labels(source, status).inc(count)
+    for (line, priority), count in opened.items():
+        OPENED.labels(source, line, priority).inc(count)
+    if deduplicated:
+        DEDUPLICATED.labels(source).inc(deduplicated)
+    if reopened:
+        REOPENED.labels(source).inc(reopened)
     if result.regressions:
         REGRESSIONS.inc(result.regressions)
 

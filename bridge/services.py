@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from adapters import PARSERS
 from bridge import metrics
 from bridge.domain import (
-    AlertResult, Incident, Outcome, ParsedNotification, ProblemRule, ProblemState, Rules, apply_notification,
+    AlertResult, Incident, Outcome, ParsedNotification, ProblemRule, ProblemState, Routing, Rules, apply_notifications,
     decide_problem, problem_rule_for, regression_comment_text, release_comment_text, route_alert, template_context,
 )
 from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
@@ -73,7 +73,7 @@ def parse_body(source: str, body: bytes, max_depth: int = 32, max_alerts: int = 
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadPayload("body is not valid JSON", [f"body: {exc}"]) from exc
-    if nesting_depth_exceeds(payload, max_depth):
+    if nesting_depth_exceeds(body, max_depth):
         raise BadPayload("JSON nested too deep", [f"body: more than {max_depth} levels of objects and arrays"])
     alerts = payload.get("alerts") if isinstance(payload, dict) else None
     if isinstance(alerts, list) and len(alerts) > max_alerts:
@@ -232,20 +232,29 @@ def handle_recurrence(conn: Connection, store: Store, version_label: str | None,
     return "regressed"
 
 
-def ingest(
-    store: Store, rules: Rules, source: str, body: bytes, now: datetime,
-    content_type: str | None = None, rejected_body_limit: int = 1024 * 1024, max_depth: int = 32,
-    max_alerts: int = 5000,
-) -> IngestResult:
-    """Turn one webhook into incident changes in a single transaction.
+@dataclass(frozen=True)
+class Delivery:
+    """A parsed, routed notification waiting for the transaction that writes it."""
 
-    A payload refused as a whole is kept in `rejected_payloads` before the error is
-    raised; the refused alerts of a partly good notification are kept in the same
-    transaction as the good ones.
+    source: str
+    text: str
+    parsed: ParsedNotification
+    routings: list[Routing]
+    received_at: datetime
+    content_type: str | None = None
+
+
+def prepare_delivery(
+    store: Store, rules: Rules, source: str, body: bytes, now: datetime, content_type: str | None = None,
+    rejected_body_limit: int = 1024 * 1024, max_depth: int = 32, max_alerts: int = 5000,
+) -> Delivery:
+    """Parse and route a webhook body: the work that needs no transaction.
+
+    A payload refused as a whole is kept in `rejected_payloads` before the error is raised.
 
     Raises:
         BadPayload, NotFound: the payload is refused (and recorded).
-        StoreUnavailable: the database is down; nothing was accepted.
+        StoreUnavailable: the database is down, so not even the refusal could be kept.
     """
     text = body_text(body)
     try:
@@ -257,29 +266,61 @@ def ingest(
             content_type=content_type, partial=False, body_limit=rejected_body_limit))
         log.info("payload rejected", extra={"source": source, "reason": reason})
         raise
-    routings = [route_alert(rules, alert) for alert in parsed.alerts]
+    return Delivery(source, text, parsed, [route_alert(rules, alert) for alert in parsed.alerts], now, content_type)
 
-    def work(conn: Connection) -> IngestResult:
-        notification_id = store.add_notification(
-            conn, source, now, text, alert_count=len(parsed.alerts), rejected_count=len(parsed.rejected),
-            truncated_alerts=parsed.truncated_alerts, group_key=parsed.group_key)
-        current = store.current_incidents(conn, (routing.dedup_key for routing in routings))
-        results, changed = apply_notification(parsed.alerts, routings, current, now, rules.sla_policies)
-        candidates = set_problem_keys(rules, results)
-        store.save_incidents(conn, changed, notification_id, current)
-        regressions = assign_problems(conn, store, candidates, now, rules.version_label)
-        if parsed.rejected:
+
+def write_deliveries(conn: Connection, store: Store, rules: Rules, deliveries: Sequence[Delivery],
+                     rejected_body_limit: int = 1024 * 1024) -> list[IngestResult]:
+    """Write several notifications in the caller's transaction, in order, as if one by one.
+
+    Set-based across the whole group: one insert of the raw bodies, one lookup of the
+    current incidents, one write of the changed ones, one problem decision per key, taken
+    at the time of the group's latest notification. The group's regressions are counted
+    on its first result.
+    """
+    notification_ids = store.add_notifications(conn, [dict(
+        source=d.source, received_at=d.received_at, body=d.text, alert_count=len(d.parsed.alerts),
+        rejected_count=len(d.parsed.rejected), truncated_alerts=d.parsed.truncated_alerts,
+        group_key=d.parsed.group_key) for d in deliveries])
+    current = store.current_incidents(conn, (routing.dedup_key for d in deliveries for routing in d.routings))
+    results, touched = apply_notifications(
+        [(d.parsed.alerts, d.routings, d.received_at) for d in deliveries], current, rules.sla_policies)
+    candidates = set_problem_keys(rules, [result for own in results for result in own])
+    store.save_incidents(conn, [(incident, notification_ids[index]) for incident, index in touched], current)
+    now = max(d.received_at for d in deliveries)
+    regressions = assign_problems(conn, store, candidates, now, rules.version_label)
+    for d in deliveries:
+        if d.parsed.rejected:
+            refused = len(d.parsed.rejected)
             store.add_rejected(
-                conn, source, now, body=text, content_type=content_type, partial=True,
+                conn, d.source, d.received_at, body=d.text, content_type=d.content_type, partial=True,
                 body_limit=rejected_body_limit,
-                reason=f"{len(parsed.rejected)} of {len(parsed.rejected) + len(parsed.alerts)} alerts refused",
-                errors=[line for item in parsed.rejected for line in item.errors])
-        return IngestResult(notification_id, parsed, results, regressions)
+                reason=f"{refused} of {refused + len(d.parsed.alerts)} alerts refused",
+                errors=[line for item in d.parsed.rejected for line in item.errors])
+        if d.parsed.truncated_alerts:
+            log.warning("Alertmanager truncated alerts (max_alerts)",
+                        extra={"source": d.source, "truncated_alerts": d.parsed.truncated_alerts})
+    return [IngestResult(notification_id, d.parsed, own, regressions if index == 0 else 0)
+            for index, (notification_id, d, own) in enumerate(zip(notification_ids, deliveries, results, strict=True))]
 
-    result = store.run(work)
-    if parsed.truncated_alerts:
-        log.warning("Alertmanager truncated alerts (max_alerts)",
-                    extra={"source": source, "truncated_alerts": parsed.truncated_alerts})
+
+def ingest(
+    store: Store, rules: Rules, source: str, body: bytes, now: datetime,
+    content_type: str | None = None, rejected_body_limit: int = 1024 * 1024, max_depth: int = 32,
+    max_alerts: int = 5000,
+) -> IngestResult:
+    """Turn one webhook into incident changes in a single transaction.
+
+    The refused alerts of a partly good notification are kept in the same transaction as
+    the good ones.
+
+    Raises:
+        BadPayload, NotFound: the payload is refused (and recorded).
+        StoreUnavailable: the database is down; nothing was accepted.
+    """
+    delivery = prepare_delivery(store, rules, source, body, now, content_type, rejected_body_limit,
+                                max_depth, max_alerts)
+    [result] = store.run(lambda conn: write_deliveries(conn, store, rules, [delivery], rejected_body_limit))
     return result
 
 

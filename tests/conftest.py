@@ -64,6 +64,10 @@ def pg_database_url() -> Iterator[str]:
 
 def empty_tables(store: Store) -> None:
     with store.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+            return
         names = ", ".join(table.name for table in metadata.sorted_tables)
         conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY"))
 

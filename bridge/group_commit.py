@@ -1,0 +1,97 @@
+"""Group commit: concurrent requests of one process share a write transaction.
+
+Under an alert storm most of a webhook's cost is per transaction (begin, lookups,
+statement execution, commit, round trips to PostgreSQL), not per alert. Requests that
+arrive while a transaction is being written queue up; when it ends, the oldest waiting
+request leads the next transaction for everything queued (up to `max_batch`). With no
+concurrency a request writes at once, alone, as before. Every request still returns only
+after the transaction holding its item has committed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from bridge.errors import StoreUnavailable
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Slot(Generic[T, R]):
+    __slots__ = ("item", "result", "error", "ready", "lead")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.result: R | None = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        self.lead = False
+
+    def outcome(self) -> R:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+
+class GroupCommit(Generic[T, R]):
+    """Write items in groups through `write`, which returns one result per item, in order.
+
+    When a group fails for another reason than the database being unavailable, each of its
+    items is written again alone, so one bad item cannot fail its neighbours.
+    """
+
+    def __init__(self, write: Callable[[Sequence[T]], list[R]], max_batch: int) -> None:
+        self._write = write
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: deque[_Slot[T, R]] = deque()
+        self._leading = False
+
+    def submit(self, item: T) -> R:
+        """Write `item` (possibly with others) and return its result once committed."""
+        slot: _Slot[T, R] = _Slot(item)
+        with self._lock:
+            self._queue.append(slot)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            slot.ready.wait()
+            if not slot.lead:
+                return slot.outcome()
+        self._lead()
+        return slot.outcome()
+
+    def _lead(self) -> None:
+        """Write the oldest queued items (the leader's own is first), then pass the lead on."""
+        with self._lock:
+            group = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
+        try:
+            self._write_group(group)
+        finally:
+            with self._lock:
+                if self._queue:
+                    successor = self._queue[0]
+                    successor.lead = True
+                    successor.ready.set()
+                else:
+                    self._leading = False
+            for slot in group:
+                slot.ready.set()
+
+    def _write_group(self, group: list[_Slot[T, R]]) -> None:
+        try:
+            results = self._write([slot.item for slot in group])
+        except BaseException as exc:
+            if len(group) > 1 and isinstance(exc, Exception) and not isinstance(exc, StoreUnavailable):
+                for slot in group:
+                    self._write_group([slot])
+                return
+            for slot in group:
+                slot.error = exc
+            return
+        for slot, result in zip(group, results, strict=True):
+            slot.result = result

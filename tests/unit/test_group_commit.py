@@ -1,0 +1,111 @@
+"""Group commit: requests queued behind a transaction share the next one, each gets its own answer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from bridge.errors import StoreUnavailable
+from bridge.group_commit import GroupCommit
+
+
+class Recorder:
+    """A write function that records its groups and can hold the first one until others queue."""
+
+    def __init__(self, hold_first_until: int = 0, fail_on: set[int] | None = None,
+                 unavailable: bool = False) -> None:
+        self.groups: list[list[int]] = []
+        self.hold_first_until = hold_first_until
+        self.fail_on = fail_on or set()
+        self.unavailable = unavailable
+        self.queued = threading.Semaphore(0)
+        self.release = threading.Event()
+
+    def __call__(self, items: Sequence[int]) -> list[str]:
+        self.groups.append(list(items))
+        if len(self.groups) == 1 and self.hold_first_until:
+            self.release.wait(5)
+        if self.unavailable:
+            raise StoreUnavailable("database unavailable; retry later")
+        if self.fail_on & set(items):
+            raise ValueError(f"bad item in {sorted(self.fail_on & set(items))}")
+        return [f"done {item}" for item in items]
+
+
+def submit_all(commit: GroupCommit[int, str], items: list[int], recorder: Recorder) -> dict[int, object]:
+    """Submit item 0 first; once it is being written, submit the rest and let the write go on."""
+    answers: dict[int, object] = {}
+
+    def submit(item: int) -> None:
+        try:
+            answers[item] = commit.submit(item)
+        except Exception as exc:  # noqa: BLE001 - the answer under test
+            answers[item] = exc
+
+    first = threading.Thread(target=submit, args=(items[0],))
+    first.start()
+    while not recorder.groups:
+        threading.Event().wait(0.001)
+    others = [threading.Thread(target=submit, args=(item,)) for item in items[1:]]
+    for thread in others:
+        thread.start()
+    while len(commit._queue) < len(items) - 1:  # noqa: SLF001 - wait until all are queued
+        threading.Event().wait(0.001)
+    recorder.release.set()
+    for thread in [first, *others]:
+        thread.join(5)
+    return answers
+
+
+def test_requests_queued_behind_a_transaction_share_the_next_one() -> None:
+    recorder = Recorder(hold_first_until=1)
+    commit = GroupCommit(recorder, max_batch=64)
+    answers = submit_all(commit, list(range(9)), recorder)
+
+    assert recorder.groups[0] == [0]
+    assert sorted(recorder.groups[1]) == list(range(1, 9))
+    assert answers == {item: f"done {item}" for item in range(9)}
+
+
+def test_groups_are_capped_at_max_batch() -> None:
+    recorder = Recorder(hold_first_until=1)
+    commit = GroupCommit(recorder, max_batch=3)
+    answers = submit_all(commit, list(range(8)), recorder)
+
+    assert [len(group) for group in recorder.groups] == [1, 3, 3, 1]
+    assert sorted(item for group in recorder.groups for item in group) == list(range(8))
+    assert answers == {item: f"done {item}" for item in range(8)}
+
+
+def test_a_bad_item_fails_alone_and_its_neighbours_are_written_again_alone() -> None:
+    recorder = Recorder(hold_first_until=1, fail_on={4})
+    commit = GroupCommit(recorder, max_batch=64)
+    answers = submit_all(commit, list(range(7)), recorder)
+
+    assert isinstance(answers[4], ValueError)
+    assert {item: answer for item, answer in answers.items() if item != 4} == {
+        item: f"done {item}" for item in range(7) if item != 4}
+    assert len(recorder.groups[1]) == 6
+    assert all(len(group) == 1 for group in recorder.groups[2:])
+
+
+def test_database_unavailable_fails_the_whole_group_without_retrying_each() -> None:
+    recorder = Recorder(hold_first_until=1, unavailable=True)
+    commit = GroupCommit(recorder, max_batch=64)
+    answers = submit_all(commit, list(range(5)), recorder)
+
+    assert all(isinstance(answer, StoreUnavailable) for answer in answers.values())
+    assert [len(group) for group in recorder.groups] == [1, 4]
+
+
+def test_alone_a_request_writes_at_once_and_a_failure_releases_the_lead() -> None:
+    recorder = Recorder(fail_on={2})
+    commit = GroupCommit(recorder, max_batch=64)
+
+    assert commit.submit(1) == "done 1"
+    with pytest.raises(ValueError):
+        commit.submit(2)
+    assert commit.submit(3) == "done 3"
+    assert recorder.groups == [[1], [2], [3]]
