@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -165,3 +168,32 @@ def test_repeated_enqueue_keeps_one_pending_job_even_once_statements_are_prepare
     with store.engine.connect() as conn:
         kinds = conn.execute(sa.select(outbox.c.dedup_key)).scalars().all()
     assert kinds.count("same") == 1 and kinds.count(None) == 12
+
+
+def test_sqlite_writers_of_two_processes_queue_on_the_lock_file(tmp_path):
+    """A second process's write waits for the first's to end, then goes at once (no polling sleeps)."""
+    url = f"sqlite:///{tmp_path}/queue.db"
+    Store.from_url(url).engine.dispose()
+    held, release = multiprocessing.Event(), multiprocessing.Event()
+
+    def hold_the_lock() -> None:
+        store = Store.from_url(url)
+        with store._writers.hold():  # noqa: SLF001 - the lock under test
+            held.set()
+            release.wait(10)
+
+    child = multiprocessing.get_context("fork").Process(target=hold_the_lock)
+    child.start()
+    assert held.wait(10)
+    store = Store.from_url(url)
+    acquired = []
+    waiter = threading.Thread(target=lambda: store.run(lambda conn: acquired.append(time.monotonic())))
+    waiter.start()
+    waiter.join(0.5)
+    assert acquired == [], "the write went ahead while another process held the lock"
+    released_at = time.monotonic()
+    release.set()
+    waiter.join(10)
+    child.join(10)
+    assert acquired and acquired[0] - released_at < 0.05
+    assert (tmp_path / "queue.db-writers.lock").exists()
