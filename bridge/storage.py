@@ -450,8 +450,8 @@ class Store:
         """Insert new incidents (setting their ids) and write only what changed on the others.
 
         `changed` pairs each incident with the notification that last touched it. New
-        incidents go in one multi-row INSERT ... RETURNING, in key order so concurrent
-        writers meet the unique index in the same order and do not deadlock. An update
+        incidents go in one bulk insert, in key order so concurrent writers meet the
+        unique index in the same order and do not deadlock. An update
         writes only the columns that differ from `originals` (a repeat touches occurrences
         and last_seen, not the labels), grouped into one executemany per column set.
         """
