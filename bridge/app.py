@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,14 +41,13 @@ class Bridge:
     settings: Settings
     rules: Rules
     store: Store
+    deliveries: GroupCommit[Delivery, IngestResult]
     jira: JiraClient | None = None
     link_options: LinkOptions | None = None
     now: Callable[[], datetime] = utc_now
-    deliveries: GroupCommit[Delivery, IngestResult] | None = None
 
     def write(self, delivery: Delivery) -> IngestResult:
         """Commit one webhook, sharing the transaction with concurrent ones (group commit)."""
-        assert self.deliveries is not None
         return self.deliveries.submit(delivery)
 
 
@@ -102,13 +102,12 @@ def create_app(
     app = Flask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-
-    def write_group(group: Sequence[Delivery]) -> list[IngestResult]:
-        return store.run(lambda conn: write_deliveries(conn, store, rules, group, settings.rejected_body_limit))
-
-    app.extensions["bridge"] = Bridge(settings, rules, store, JiraClient.from_settings(settings, metrics.observe_jira),
-                                      LinkOptions.from_settings(settings), now,
-                                      GroupCommit(write_group, settings.ingest_batch_max))
+    deliveries = GroupCommit(functools.partial(write_deliveries, store, rules,
+                                               rejected_body_limit=settings.rejected_body_limit),
+                             settings.ingest_batch_max)
+    app.extensions["bridge"] = Bridge(settings, rules, store, deliveries,
+                                      JiraClient.from_settings(settings, metrics.observe_jira),
+                                      LinkOptions.from_settings(settings), now)
 
     @app.before_request
     def _assign_request_id() -> None:

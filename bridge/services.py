@@ -266,42 +266,46 @@ def prepare_delivery(
             content_type=content_type, partial=False, body_limit=rejected_body_limit))
         log.info("payload rejected", extra={"source": source, "reason": reason})
         raise
+    if parsed.truncated_alerts:
+        log.warning("Alertmanager truncated alerts (max_alerts)",
+                    extra={"source": source, "truncated_alerts": parsed.truncated_alerts})
     return Delivery(source, text, parsed, [route_alert(rules, alert) for alert in parsed.alerts], now, content_type)
 
 
-def write_deliveries(conn: Connection, store: Store, rules: Rules, deliveries: Sequence[Delivery],
+def write_deliveries(store: Store, rules: Rules, deliveries: Sequence[Delivery],
                      rejected_body_limit: int = 1024 * 1024) -> list[IngestResult]:
-    """Write several notifications in the caller's transaction, in order, as if one by one.
+    """Write several notifications in one transaction, in order, as if one by one.
 
     Set-based across the whole group: one insert of the raw bodies, one lookup of the
     current incidents, one write of the changed ones, one problem decision per key, taken
     at the time of the group's latest notification. The group's regressions are counted
     on its first result.
     """
-    notification_ids = store.add_notifications(conn, [dict(
-        source=d.source, received_at=d.received_at, body=d.text, alert_count=len(d.parsed.alerts),
-        rejected_count=len(d.parsed.rejected), truncated_alerts=d.parsed.truncated_alerts,
-        group_key=d.parsed.group_key) for d in deliveries])
-    current = store.current_incidents(conn, (routing.dedup_key for d in deliveries for routing in d.routings))
-    results, touched = apply_notifications(
-        [(d.parsed.alerts, d.routings, d.received_at) for d in deliveries], current, rules.sla_policies)
-    candidates = set_problem_keys(rules, [result for own in results for result in own])
-    store.save_incidents(conn, [(incident, notification_ids[index]) for incident, index in touched], current)
-    now = max(d.received_at for d in deliveries)
-    regressions = assign_problems(conn, store, candidates, now, rules.version_label)
-    for d in deliveries:
-        if d.parsed.rejected:
-            refused = len(d.parsed.rejected)
-            store.add_rejected(
-                conn, d.source, d.received_at, body=d.text, content_type=d.content_type, partial=True,
-                body_limit=rejected_body_limit,
-                reason=f"{refused} of {refused + len(d.parsed.alerts)} alerts refused",
-                errors=[line for item in d.parsed.rejected for line in item.errors])
-        if d.parsed.truncated_alerts:
-            log.warning("Alertmanager truncated alerts (max_alerts)",
-                        extra={"source": d.source, "truncated_alerts": d.parsed.truncated_alerts})
-    return [IngestResult(notification_id, d.parsed, own, regressions if index == 0 else 0)
-            for index, (notification_id, d, own) in enumerate(zip(notification_ids, deliveries, results, strict=True))]
+    def work(conn: Connection) -> list[IngestResult]:
+        notification_ids = store.add_notifications(conn, [dict(
+            source=d.source, received_at=d.received_at, body=d.text, alert_count=len(d.parsed.alerts),
+            rejected_count=len(d.parsed.rejected), truncated_alerts=d.parsed.truncated_alerts,
+            group_key=d.parsed.group_key) for d in deliveries])
+        current = store.current_incidents(conn, (routing.dedup_key for d in deliveries for routing in d.routings))
+        results, touched = apply_notifications(
+            [(d.parsed.alerts, d.routings, d.received_at) for d in deliveries], current, rules.sla_policies)
+        candidates = set_problem_keys(rules, [result for own in results for result in own])
+        store.save_incidents(conn, [(incident, notification_ids[index]) for incident, index in touched], current)
+        now = max(d.received_at for d in deliveries)
+        regressions = assign_problems(conn, store, candidates, now, rules.version_label)
+        for d in deliveries:
+            if d.parsed.rejected:
+                refused = len(d.parsed.rejected)
+                store.add_rejected(
+                    conn, d.source, d.received_at, body=d.text, content_type=d.content_type, partial=True,
+                    body_limit=rejected_body_limit,
+                    reason=f"{refused} of {refused + len(d.parsed.alerts)} alerts refused",
+                    errors=[line for item in d.parsed.rejected for line in item.errors])
+        per_notification = zip(notification_ids, deliveries, results, strict=True)
+        return [IngestResult(notification_id, d.parsed, own, regressions if index == 0 else 0)
+                for index, (notification_id, d, own) in enumerate(per_notification)]
+
+    return store.run(work)
 
 
 def ingest(
@@ -320,7 +324,7 @@ def ingest(
     """
     delivery = prepare_delivery(store, rules, source, body, now, content_type, rejected_body_limit,
                                 max_depth, max_alerts)
-    [result] = store.run(lambda conn: write_deliveries(conn, store, rules, [delivery], rejected_body_limit))
+    [result] = write_deliveries(store, rules, [delivery], rejected_body_limit)
     return result
 
 

@@ -475,8 +475,9 @@ class Store:
             groups.setdefault(tuple(sorted(values)), []).append(dict(values, b_id=incident.id))
         if new:
             new.sort(key=lambda pair: pair[0].dedup_key)
-            ids = _insert_returning_ids(conn, incidents, [dict(_incident_values(incident), last_notification_id=notification_id)
-                                                          for incident, notification_id in new])
+            rows = [dict(_incident_values(incident), last_notification_id=notification_id)
+                    for incident, notification_id in new]
+            ids = _insert_returning_ids(conn, incidents, rows)
             for (incident, _), incident_id in zip(new, ids, strict=True):
                 incident.id = incident_id
         for columns, rows in groups.items():

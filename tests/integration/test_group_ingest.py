@@ -73,7 +73,7 @@ def test_a_group_leaves_what_one_by_one_leaves(store: Store, example_rules):
 
     deliveries: list[Delivery] = [prepare_delivery(store, example_rules, source, body, T0 + timedelta(seconds=n))
                                   for n, (source, body) in enumerate(steps)]
-    grouped = store.run(lambda conn: write_deliveries(conn, store, example_rules, deliveries))
+    grouped = write_deliveries(store, example_rules, deliveries)
 
     assert snapshot(store) == expected
     # Problem decisions are taken once for the group, at its latest notification's time.
