@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import requests
 
 from jira_link.client import JiraClient, JiraError, adf
-from tests.fakes import FakeJira, openapi_validator
+from tests.fakes import OPENAPI_DOCUMENT, VALIDATED_REQUESTS, FakeJira, openapi_validator
+from tests.fixtures.jira import extract_subset
 
 
 def client(jira: FakeJira) -> JiraClient:
@@ -54,3 +58,14 @@ def test_real_jira_rules_are_enforced():
         legacy = requests.get(jira.url + "/rest/api/3/search", params={"jql": "project = LKK"},
                               headers={"Authorization": jira_client._authorization}, timeout=2)
         assert legacy.status_code == 410
+
+
+def test_vendored_schemas_are_the_ones_the_fake_validates_and_match_atlassians_document():
+    """The subset holds every schema the fake checks; where ../shared is present, it is
+    exactly what extract_subset.py cuts from Atlassian's full document today."""
+    vendored = json.loads(OPENAPI_DOCUMENT.read_text())
+    assert set(VALIDATED_REQUESTS.values()) == set(extract_subset.ROOT_SCHEMAS)
+    assert set(extract_subset.ROOT_SCHEMAS) <= set(vendored["components"]["schemas"])
+    if not extract_subset.FULL_DOCUMENT.exists():
+        pytest.skip(f"{extract_subset.FULL_DOCUMENT} not here to compare with")
+    assert vendored == extract_subset.subset(json.loads(extract_subset.FULL_DOCUMENT.read_text()))
