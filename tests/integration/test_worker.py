@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from bridge.domain import IncidentState
 from bridge.storage import IncidentFilter, Store, incidents
 from bridge.worker import run_forever
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 from tests.integration.test_storage import incident_row
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -41,8 +41,14 @@ def test_worker_process_stops_on_sigterm(database_url: str):
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "worker"], cwd=ROOT, stderr=subprocess.PIPE,
         env={**os.environ, "BRIDGE_DATABASE_URL": database_url, "BRIDGE_WORKER_INTERVAL_SECONDS": "0.1"})
-    time.sleep(1.5)
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+    reader.start()
+    # Signal only once the handlers are in place ("worker started" is logged after them):
+    # on a loaded machine the interpreter's start-up alone can take longer than a fixed sleep.
+    wait_for(lambda: any(b"worker started" in line for line in lines), 30, "the worker to start", interval=0.05)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=10)
+    process.wait(timeout=10)
+    reader.join(10)
     assert process.returncode == 0
-    assert b"worker stopped" in err
+    assert any(b"worker stopped" in line for line in lines)
