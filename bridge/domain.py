@@ -220,10 +220,13 @@ class Incident:
     sla_due: datetime | None = None
     sla_breached: bool = False
     sla_breached_at: datetime | None = None
+    source_ids: list[str] | None = None
 
     def copy(self) -> Incident:
         twin = copy.copy(self)
         twin.labels, twin.annotations = dict(self.labels), dict(self.annotations)
+        if self.source_ids is not None:
+            twin.source_ids = list(self.source_ids)
         return twin
 
 

@@ -88,6 +88,7 @@ notifications = sa.Table(
     sa.Column("truncated_alerts", sa.Integer(), nullable=False),
     sa.Column("group_key", sa.Text()),
     sa.Column("body", sa.Text(), nullable=False),
+    sa.Index("ix_notifications_received_at", "received_at"),
 )
 
 incidents = sa.Table(
@@ -122,6 +123,8 @@ incidents = sa.Table(
     sa.Column("sla_due", UtcDateTime()),
     sa.Column("sla_breached", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("sla_breached_at", UtcDateTime()),
+    # The source's own ids of the events this incident gathered (Zabbix event ids), for closing them there.
+    sa.Column("source_ids", JsonType),
     sa.Index(
         "ux_incidents_firing_dedup_key",
         "dedup_key",
@@ -185,6 +188,19 @@ releases = sa.Table(
     sa.UniqueConstraint("project", "version", name="uq_releases_project_version"),
 )
 
+# A release is identified per issue: a second call for a version processes the issues it adds.
+release_issues = sa.Table(
+    "release_issues",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("release_id", sa.BigInteger(), nullable=False),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("issue_key", sa.String(64), nullable=False),
+    sa.Column("processed_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("project", "version", "issue_key", name="uq_release_issues_project_version_issue"),
+)
+
 problem_events = sa.Table(
     "problem_events",
     metadata,
@@ -229,6 +245,7 @@ rejected_payloads = sa.Table(
     sa.Column("partial", sa.Boolean(), nullable=False),
     sa.Column("body", sa.Text(), nullable=False),
     sa.Column("body_truncated", sa.Boolean(), nullable=False),
+    sa.Index("ix_rejected_payloads_received_at", "received_at"),
 )
 
 # Built once: building a statement costs more than running it on a small batch.
