@@ -44,6 +44,11 @@ class CloseReport:
     acknowledged_only: list[str] = field(default_factory=list)
 
 
+# The API methods the client calls and what each call can come to, by the names its metrics carry.
+METHODS = ("event.acknowledge",)
+OUTCOMES = ("success", "unreachable", "api_error")
+
+
 class ZabbixClient:
     """One Zabbix frontend's API."""
 

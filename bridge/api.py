@@ -407,7 +407,7 @@ def reopen_problem(problem_id: int):  # type: ignore[no-untyped-def]
 @api.get("/metrics")
 def prometheus_metrics():  # type: ignore[no-untyped-def]
     """Prometheus exposition: counters summed across processes, gauges from the database."""
-    body, content_type = metrics.exposition(bridge().store)
+    body, content_type = metrics.exposition(bridge().store, bridge().rules)
     return Response(body, content_type=content_type)
 
 

@@ -99,6 +99,7 @@ def create_app(
     settings = settings or load_settings()
     rules = rules or load_rules(settings.rules_path)
     store = store or Store.from_url(settings.database_url)
+    metrics.initialise(rules)
     app = Flask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ import click
 from gunicorn.app.base import BaseApplication
 
 from bridge.app import create_app, utc_now
+from bridge import metrics
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
 from bridge.config import Settings, SettingsError, check_exposure, load_settings
 from bridge.domain import route_alert
@@ -107,6 +108,7 @@ def worker_command() -> None:
     settings = _settings()
     _configure_logging(settings.log_level)
     rules = _rules_or_exit(settings.rules_path)
+    metrics.initialise(rules)
     store = Store.from_url(settings.database_url)
     stop = threading.Event()
     install_stop_signals(stop)

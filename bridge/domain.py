@@ -117,6 +117,16 @@ class Rules:
     version_label: str | None = None
     sla_policies: Mapping[str, SlaPolicy] = field(default_factory=dict)
 
+    @property
+    def priorities(self) -> list[str]:
+        """Every priority the matrix can give, in order."""
+        return sorted(set(self.priority_matrix.values()))
+
+    @property
+    def lines(self) -> list[str]:
+        """Every support line a route can assign."""
+        return sorted({route.line for route in (*self.routes, self.default_route)})
+
     def route_for(self, alert: Alert) -> Route:
         for route in self.routes:
             if route.matcher.matches(alert):

@@ -21,8 +21,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from bridge.domain import Outcome
+from adapters import PARSERS, zabbix_api
+from bridge.domain import AlertStatus, Outcome, ProblemState, Rules
 from bridge.storage import Store, incidents, outbox, problems
+from jira_link import client as jira_client
 
 if TYPE_CHECKING:
     from bridge.services import IngestResult
@@ -52,6 +54,41 @@ TIME_TO_FIX = Histogram("bridge_problem_time_to_fix_seconds", "Time from a probl
 JIRA_DURATION = Histogram("bridge_jira_request_duration_seconds", "Duration of Jira REST calls", ["operation"])
 WEBHOOK_DURATION = Histogram("bridge_webhook_request_duration_seconds", "Webhook answer time, commit included",
                              ["source"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+# Outcomes of a webhook notification, as the receiver counts them.
+NOTIFICATION_OUTCOMES = ("accepted", "partial", "rejected", "unauthorized", "unavailable", "error")
+CLOSE_REASONS = ("released", "manual", "auto_closed")
+JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
+OUTBOX_TARGETS = ("jira", "zabbix")
+
+
+def initialise(rules: Rules) -> None:
+    """Create every known label combination at zero, so dashboards and alert rules see the series
+    before the first event (Prometheus' advice for labelled metrics)."""
+    priorities, lines = rules.priorities, rules.lines
+    for source in PARSERS:
+        for outcome in NOTIFICATION_OUTCOMES:
+            NOTIFICATIONS.labels(source, outcome)
+        for status in AlertStatus:
+            ALERTS.labels(source, status.value)
+        DEDUPLICATED.labels(source)
+        REOPENED.labels(source)
+        WEBHOOK_DURATION.labels(source)
+        for line in lines:
+            for priority in priorities:
+                OPENED.labels(source, line, priority)
+    for reason in CLOSE_REASONS:
+        CLOSED.labels(reason)
+    for priority in priorities:
+        SLA_BREACHES.labels(priority)
+    for operation in jira_client.OPERATIONS:
+        JIRA_DURATION.labels(operation)
+        for outcome in JIRA_OUTCOMES:
+            JIRA_REQUESTS.labels(operation, outcome)
+    for method in zabbix_api.METHODS:
+        for outcome in zabbix_api.OUTCOMES:
+            ZABBIX_REQUESTS.labels(method, outcome)
 
 
 def record_ingest(source: str, result: IngestResult) -> None:
@@ -101,48 +138,63 @@ def observe_zabbix(method: str, outcome: str) -> None:
 class StoreGauges(Collector):
     """Gauges read from the database at scrape time."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, rules: Rules | None = None) -> None:
         self.store = store
+        self.rules = rules
 
     def describe(self) -> list:  # type: ignore[type-arg]
         return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        open_incidents = GaugeMetricFamily("bridge_incidents_open", "Incidents not closed (firing or resolved)",
-                                           labels=["line", "priority", "source"])
-        breached = GaugeMetricFamily("bridge_incidents_sla_breached", "Incidents not closed whose SLA is breached",
-                                     labels=["priority"])
-        open_problems = GaugeMetricFamily("bridge_problems_open", "Problems not closed", labels=["state"])
-        pending = GaugeMetricFamily("bridge_outbox_pending", "Side effects waiting in the outbox", labels=["target"])
-        dead = GaugeMetricFamily("bridge_outbox_dead", "Side effects given up (dead letters)", labels=["target"])
+        """Read the counts; known label values the database has no rows for are reported as 0."""
+        priorities = self.rules.priorities if self.rules is not None else []
+        lines = self.rules.lines if self.rules is not None else []
+        open_by: dict[tuple[str, str, str], int] = {
+            (line, priority, source): 0 for line in lines for priority in priorities for source in PARSERS}
+        breached_by: dict[str, int] = dict.fromkeys(priorities, 0)
+        problems_by: dict[str, int] = {state.value: 0 for state in ProblemState if state is not ProblemState.CLOSED}
+        pending_by: dict[str, int] = dict.fromkeys(OUTBOX_TARGETS, 0)
+        dead_by: dict[str, int] = dict.fromkeys(OUTBOX_TARGETS, 0)
 
         def read(conn: sa.Connection) -> None:
             live = incidents.c.state != "closed"
             for line, priority, source, count in conn.execute(
                     sa.select(incidents.c.line, incidents.c.priority, incidents.c.source, sa.func.count())
                     .where(live).group_by(incidents.c.line, incidents.c.priority, incidents.c.source)):
-                open_incidents.add_metric([line, priority, source], count)
-            for priority, count in conn.execute(
-                    sa.select(incidents.c.priority, sa.func.count()).where(live, incidents.c.sla_breached.is_(True))
-                    .group_by(incidents.c.priority)):
-                breached.add_metric([priority], count)
-            for state, count in conn.execute(
-                    sa.select(problems.c.state, sa.func.count()).where(problems.c.state != "closed")
-                    .group_by(problems.c.state)):
-                open_problems.add_metric([state], count)
+                open_by[line, priority, source] = count
+            breached_by.update(conn.execute(
+                sa.select(incidents.c.priority, sa.func.count()).where(live, incidents.c.sla_breached.is_(True))
+                .group_by(incidents.c.priority)).all())
+            problems_by.update(conn.execute(
+                sa.select(problems.c.state, sa.func.count()).where(problems.c.state != "closed")
+                .group_by(problems.c.state)).all())
             for state, target, count in conn.execute(
                     sa.select(outbox.c.state, outbox.c.target, sa.func.count())
                     .where(outbox.c.state.in_(("pending", "dead"))).group_by(outbox.c.state, outbox.c.target)):
-                (pending if state == "pending" else dead).add_metric([target], count)
+                (pending_by if state == "pending" else dead_by)[target] = count
 
         self.store.read(read)
-        yield from (open_incidents, breached, open_problems, pending, dead)
+        open_incidents = GaugeMetricFamily("bridge_incidents_open", "Incidents not closed (firing or resolved)",
+                                           labels=["line", "priority", "source"])
+        for labels, count in open_by.items():
+            open_incidents.add_metric(list(labels), count)
+        yield open_incidents
+        for name, help_text, label, counts in (
+            ("bridge_incidents_sla_breached", "Incidents not closed whose SLA is breached", "priority", breached_by),
+            ("bridge_problems_open", "Problems not closed", "state", problems_by),
+            ("bridge_outbox_pending", "Side effects waiting in the outbox", "target", pending_by),
+            ("bridge_outbox_dead", "Side effects given up (dead letters)", "target", dead_by),
+        ):
+            family = GaugeMetricFamily(name, help_text, labels=[label])
+            for value, count in counts.items():
+                family.add_metric([value], count)
+            yield family
 
 
-def exposition(store: Store) -> tuple[bytes, str]:
+def exposition(store: Store, rules: Rules | None = None) -> tuple[bytes, str]:
     """The /metrics body: process metrics (summed across processes when multiprocess) and store gauges."""
     gauges = CollectorRegistry(auto_describe=False)
-    gauges.register(StoreGauges(store))
+    gauges.register(StoreGauges(store, rules))
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

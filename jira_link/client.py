@@ -82,6 +82,11 @@ class JiraIssue:
     fields: Mapping[str, Any] | None = None
 
 
+# Every REST call the client makes, by the name its metrics carry.
+OPERATIONS = ("search", "get_transitions", "transition", "get_issue", "create_issue", "add_comment",
+              "get_comments", "add_remote_link")
+
+
 class JiraClient:
     """One Jira site. Build with `from_settings`; tests pass a session and a fake server URL."""
 

@@ -69,3 +69,43 @@ def test_metrics_under_two_gunicorn_workers(tmp_path: Path):
         assert value(found, "bridge_incidents_open", line="L3", priority="P1", source="alertmanager") == len(incidents) == 40
         assert value(found, "bridge_problems_open", state="open") == len(problems) == 1
         assert value(found, "bridge_outbox_pending", target="jira") == 1, "the problem's Jira issue waits"
+
+
+def test_known_label_values_exist_at_zero_on_a_fresh_bridge(tmp_path: Path):
+    """Dashboards and alert rules on labelled families need the series before the first event."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    subprocess.run([sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True, cwd=ROOT,
+                   env={**os.environ, "BRIDGE_DATABASE_URL": url})
+    env = {"BRIDGE_RUN_WORKER": "0", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
+    with BridgeProcess(url, env=env, workers=2) as bridge:
+        found = samples(bridge)
+    expected = [
+        ("bridge_sla_breaches_total", {"priority": "P1"}),
+        ("bridge_sla_breaches_total", {"priority": "P5"}),
+        ("bridge_jira_requests_total", {"operation": "create_issue", "outcome": "success"}),
+        ("bridge_jira_requests_total", {"operation": "search", "outcome": "timeout"}),
+        ("bridge_zabbix_requests_total", {"method": "event.acknowledge", "outcome": "api_error"}),
+        ("bridge_notifications_received_total", {"source": "zabbix", "outcome": "rejected"}),
+        ("bridge_incidents_opened_total", {"source": "alertmanager", "line": "L3", "priority": "P2"}),
+        ("bridge_incidents_closed_total", {"reason": "released"}),
+        ("bridge_webhook_request_duration_seconds_count", {"source": "alertmanager"}),
+        ("bridge_incidents_open", {"line": "L3", "priority": "P1", "source": "zabbix"}),
+        ("bridge_incidents_sla_breached", {"priority": "P2"}),
+        ("bridge_problems_open", {"state": "known_error"}),
+        ("bridge_outbox_pending", {"target": "zabbix"}),
+        ("bridge_outbox_dead", {"target": "jira"}),
+    ]
+    for name, labels in expected:
+        key = (name, tuple(sorted(labels.items())))
+        assert key in found, f"{name}{labels} is missing from a fresh bridge's /metrics"
+        assert found[key] == 0
+
+
+def test_every_jira_call_is_among_the_initialised_operations():
+    """A call named outside jira_link.client.OPERATIONS would have no series until it first happens."""
+    import re
+
+    from jira_link import client
+
+    called = set(re.findall(r'self\._request\(\s*"([a-z_]+)"', Path(client.__file__).read_text()))
+    assert called and called == set(client.OPERATIONS)
