@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Connection
 
-from adapters import PARSERS
+from adapters import PARSERS, zabbix
 from bridge import metrics
 from bridge.domain import (
     AlertResult, Incident, Outcome, ParsedNotification, ProblemRule, ProblemState, Routing, Rules, apply_notifications,
@@ -454,7 +454,7 @@ def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, projec
         linked = store.problems_for_issues(conn, keys)
         to_close = [p for p in linked if p["state"] != "closed"]
         reason = f"released in {version}"
-        per_problem, zabbix_keys = store.close_problems_and_incidents(
+        per_problem, zabbix_closed = store.close_problems_and_incidents(
             conn, [p["id"] for p in to_close], now, reason, fixed_in=version, fixed_at=shipped_at)
         store.add_problem_events(conn, [dict(problem_id=p["id"], at=now, kind="released",
                                              detail=f"{reason}: {per_problem.get(p['id'], 0)} incidents closed")
@@ -470,11 +470,9 @@ def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, projec
                               "jira_key": key, "transition": transition, "rule": problems_of_issue[0]["rule"],
                               "text": release_comment_text(version, [p["id"] for p in problems_of_issue],
                                                            sum(per_problem.get(p["id"], 0) for p in problems_of_issue))})
-        if zabbix_keys:
-            store.enqueue(conn, JOB_ZABBIX_CLOSE, target="zabbix", now=now,
-                          dedup_key=f"{JOB_ZABBIX_CLOSE}:{project}:{version}", payload={
-                              "event_ids": [key.split(":", 1)[1] for key in zabbix_keys],
-                              "message": f"Closed by incident-bridge: fixed in release {version}"})
+        queue_zabbix_close(conn, store, [closed for of_problem in zabbix_closed.values() for closed in of_problem],
+                           f"Closed by incident-bridge: fixed in release {version}", now,
+                           dedup_key=f"{JOB_ZABBIX_CLOSE}:{project}:{version}")
         matched = {p["jira_key"] for p in linked}
         summary = {
             "project": project, "version": version, "released_at": shipped_at.isoformat(), "issues": keys,
@@ -495,8 +493,22 @@ def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, projec
     return summary
 
 
+def queue_zabbix_close(conn: Connection, store: Store, closed: Sequence[tuple[str, list[str] | None]], message: str,
+                       now: datetime, dedup_key: str | None = None) -> None:
+    """Ask the worker to close in Zabbix the events of Zabbix incidents just closed here.
+
+    The ids are the events each incident gathered, never text taken from its dedup key
+    (a route with dedup_labels keys an incident by labels).
+    """
+    event_ids = list(dict.fromkeys(event_id for key, source_ids in closed
+                                   for event_id in zabbix.event_ids(key, source_ids)))
+    if event_ids:
+        store.enqueue(conn, JOB_ZABBIX_CLOSE, target="zabbix", now=now, dedup_key=dedup_key,
+                      payload={"event_ids": event_ids, "message": message})
+
+
 def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:
-    """Close a problem and its incidents for a case the pipeline missed.
+    """Close a problem and its incidents for a case the pipeline missed; Zabbix hears of its events too.
 
     Raises:
         NotFound: no such problem. Conflict: already closed.
@@ -508,10 +520,13 @@ def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datet
             raise NotFound(f"no problem {problem_id}")
         if problem["state"] == "closed":
             raise Conflict(f"problem {problem_id} is already closed")
-        counts, _ = store.close_problems_and_incidents(conn, [problem_id], now, f"problem closed by hand: {reason}")
+        counts, zabbix_closed = store.close_problems_and_incidents(conn, [problem_id], now,
+                                                                   f"problem closed by hand: {reason}")
         closed[:] = [counts.get(problem_id, 0)]
         store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="closed",
                                              detail=f"by hand: {reason} ({counts.get(problem_id, 0)} incidents closed)")])
+        queue_zabbix_close(conn, store, zabbix_closed.get(problem_id, []),
+                           f"Closed by incident-bridge: problem closed by hand: {reason}", now)
 
     closed: list[int] = []
     store.run(work)

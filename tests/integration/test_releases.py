@@ -9,14 +9,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 import sqlalchemy as sa
+import yaml
 
 from adapters.zabbix_api import ZabbixClient
-from bridge.services import close_release, ingest
+from bridge.rules import load_rules
+from bridge.services import close_problem_by_hand, close_release, ingest
 from bridge.storage import Store, incidents, problems
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
-from tests.conftest import payload
+from tests.conftest import ROOT, payload
 from tests.fakes import FakeJira, FakeZabbix, iter_texts
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -169,3 +171,72 @@ def test_manual_close_and_reopen(world):
     reopen_problem_by_hand(store, beta["id"], "came back", RELEASED)
     assert problem_by_key(store, "Beta/lkk")["state"] == "known_error"
     assert [e["kind"] for e in store.problem_history(beta["id"])][-2:] == ["closed", "reopened"]
+
+
+@pytest.fixture
+def rules_by_trigger(tmp_path):
+    """The example rules with every Zabbix route keying incidents by trigger: one incident, many events."""
+    document = yaml.safe_load((ROOT / "rules.yaml").read_text())
+    for route in document["routes"]:
+        if route["match"].get("source") == "zabbix":
+            route["dedup_labels"] = ["trigger_id"]
+    path = tmp_path / "rules-by-trigger.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return load_rules(path)
+
+
+@pytest.fixture
+def trigger_world(store: Store, rules_by_trigger, fakes):
+    """Three Zabbix events of one trigger gathered into one incident, its problem linked to LKK-50."""
+    fake_jira, fake_zabbix = fakes
+    jira = JiraClient.basic(requests.Session(), fake_jira.url, "bot@example.com", "jira-token", timeout=2)
+    runner = OutboxRunner(store, rules_by_trigger, jira, LinkOptions("incident-bridge", "http://bridge.test"),
+                          timedelta(hours=1), 600, zabbix=ZabbixClient(fake_zabbix.url, "zabbix-token", timeout=2))
+    for n, event_id in enumerate(("101", "102", "103", "102")):
+        ingest(store, rules_by_trigger, "zabbix",
+               json.dumps(dict(payload("zabbix-6.0.14-problem.json"), event_id=event_id)).encode(),
+               T0 + timedelta(minutes=n))
+    fake_jira.add_issue("LKK-50")
+    problem = problem_by_key(store, "zabbix-trigger/23133")
+    store.record_jira_link(problem["id"], "LKK-50", f"{fake_jira.url}/browse/LKK-50", "manual")
+    return store, rules_by_trigger, jira, runner, fake_zabbix, problem
+
+
+def zabbix_incidents(store: Store) -> list[tuple[str, list[str] | None]]:
+    with store.engine.connect() as conn:
+        return [(row.dedup_key, row.source_ids) for row in conn.execute(
+            sa.select(incidents.c.dedup_key, incidents.c.source_ids).where(incidents.c.source == "zabbix"))]
+
+
+def test_release_closes_in_zabbix_the_events_of_an_incident_keyed_by_labels(trigger_world):
+    store, rules, jira, runner, fake_zabbix, problem = trigger_world
+    assert zabbix_incidents(store) == [('zabbix:labels:{trigger_id="23133"}', ["101", "102", "103"])]
+    summary = close_release(store, jira, rules, project="LKK", version="2026.11.2", issues=["LKK-50"],
+                            released_at=RELEASED, now=RELEASED)
+    assert summary["closed_problems"] == [problem["id"]]
+    runner.run_due(RELEASED + timedelta(minutes=1))
+    assert [ack["eventids"] for ack in fake_zabbix.acknowledgements] == [["101", "102", "103"]]
+
+
+def test_closing_a_problem_by_hand_closes_its_events_in_zabbix_too(trigger_world):
+    store, _, _, runner, fake_zabbix, problem = trigger_world
+    close_problem_by_hand(store, problem["id"], "trigger fixed by a config change", RELEASED)
+    runner.run_due(RELEASED + timedelta(minutes=1))
+    [ack] = fake_zabbix.acknowledgements
+    assert ack["eventids"] == ["101", "102", "103"] and ack["action"] & 1
+    assert ack["message"] == "Closed by incident-bridge: problem closed by hand: trigger fixed by a config change"
+
+
+def test_incidents_stored_before_source_ids_close_only_bare_event_ids(trigger_world, example_rules):
+    """Rows from before migration 0006 have no source ids: a bare event id key still names its
+    event, a label-set key names none, so nothing but event ids ever reaches Zabbix."""
+    store, rules, jira, runner, fake_zabbix, problem = trigger_world
+    event_1 = json.dumps(dict(payload("zabbix-6.0.14-problem.json"), event_id="1")).encode()
+    ingest(store, example_rules, "zabbix", event_1, T0 + timedelta(minutes=10))
+    with store.engine.begin() as conn:
+        conn.execute(incidents.update().values(source_ids=None))
+    summary = close_release(store, jira, rules, project="LKK", version="2026.11.2", issues=["LKK-50"],
+                            released_at=RELEASED, now=RELEASED)
+    assert (summary["closed_problems"], summary["closed_incidents"]) == ([problem["id"]], 2)
+    runner.run_due(RELEASED + timedelta(minutes=1))
+    assert [ack["eventids"] for ack in fake_zabbix.acknowledgements] == [["1"]]
