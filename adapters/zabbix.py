@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,6 +25,7 @@ _UNRESOLVED_MACRO = re.compile(r"^\{[A-Z0-9_.$]+\}$|^\*UNKNOWN\*$")
 PROBLEM_EVENT_SOURCES = {"0": "trigger", "3": "internal", "4": "service"}
 # Labels the adapter sets itself; a Zabbix tag with one of these names becomes tag_<name>.
 BUILTIN_LABELS = ("host", "trigger_id", "severity", "nseverity", "event_source")
+EVENT_ID = re.compile(r"^[0-9]{1,20}$")
 
 
 def macro_value(value: str | None) -> str | None:
@@ -44,7 +45,7 @@ class _Tag(BaseModel):
 class _Event(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    event_id: str = Field(pattern=r"^[0-9]{1,20}$")
+    event_id: str = Field(pattern=EVENT_ID.pattern)
     event_value: Literal["0", "1"]
     event_update_status: Literal["0", "1"] = "0"
     event_source: str = "0"
@@ -74,6 +75,18 @@ class _Event(BaseModel):
             except ValueError as exc:
                 raise ValueError("not a JSON array of {tag, value} objects") from exc
         return value
+
+
+def event_ids(dedup_key: str, source_ids: Sequence[str] | None) -> list[str]:
+    """The Zabbix event ids an incident gathered, whatever its dedup key.
+
+    An incident stored before source ids were kept (migration 0006) has none: its key
+    names its event only when it is a bare event id (`zabbix:<id>`), never a label set.
+    """
+    if source_ids is not None:
+        return list(source_ids)
+    body = dedup_key.removeprefix(f"{SOURCE}:")
+    return [body] if EVENT_ID.fullmatch(body) else []
 
 
 def _labels(event: _Event) -> dict[str, str]:

@@ -22,6 +22,8 @@ URGENCY_LEVELS = ("high", "medium", "low")
 
 # Dedup keys are indexed; PostgreSQL b-tree entries must stay well under 2.7 kB.
 MAX_READABLE_KEY_LENGTH = 200
+# Source ids kept per incident: the newest, so a key gathering events for months stays a small row.
+MAX_SOURCE_IDS = 100
 
 
 class AlertStatus(enum.StrEnum):
@@ -303,6 +305,18 @@ def _is_newer_episode(alert: Alert, incident: Incident) -> bool:
     )
 
 
+def remember_source_id(incident: Incident, source_id: str) -> None:
+    """Keep the source's id of an event the incident gathered, the newest MAX_SOURCE_IDS of them.
+
+    Closing in the source needs its own ids (Zabbix event ids), which a key made of labels
+    does not hold. A known id changes nothing, so a repeat does not rewrite the column.
+    """
+    known = incident.source_ids or []
+    if source_id in known:
+        return
+    incident.source_ids = [*known, source_id][-MAX_SOURCE_IDS:]
+
+
 def apply_alert(
     current: Incident | None, alert: Alert, routing: Routing, now: datetime
 ) -> tuple[Outcome, Incident | None]:
@@ -311,8 +325,18 @@ def apply_alert(
     Returns the outcome and the incident to write: `current` changed in place, a new
     incident (id None), or None when nothing is to be written. Stale deliveries (an HA
     peer's older snapshot arriving after a newer one) never change state: a firing alert
-    only reopens a resolved incident when it belongs to a newer episode.
+    only reopens a resolved incident when it belongs to a newer episode. The incident to
+    write remembers the alert's source id.
     """
+    outcome, incident = _next_state(current, alert, routing, now)
+    if incident is not None:
+        remember_source_id(incident, alert.source_id)
+    return outcome, incident
+
+
+def _next_state(
+    current: Incident | None, alert: Alert, routing: Routing, now: datetime
+) -> tuple[Outcome, Incident | None]:
     if current is None:
         if alert.status is AlertStatus.RESOLVED:
             return Outcome.UNKNOWN_RESOLVED, None

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Connection
 
-from adapters import PARSERS
+from adapters import PARSERS, zabbix
 from bridge import metrics
 from bridge.domain import (
     AlertResult, Incident, Outcome, ParsedNotification, ProblemRule, ProblemState, Routing, Rules, apply_notifications,
@@ -429,17 +429,17 @@ def issue_keys_in(jira: JiraClient | None, jql: str, what: str) -> list[str]:
 def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, project: str, version: str,
                   issues: Sequence[str] | None, released_at: datetime | None, now: datetime,
                   via: str = "pipeline") -> dict[str, Any]:
-    """Close every problem linked to the release's issues and every incident of those problems.
+    """Close every problem linked to the release's new issues and every incident of those problems.
 
-    Without `issues`, Jira is asked which issues carry the fix version. Replaying a release
-    changes nothing and answers the summary recorded the first time.
+    A release is identified per issue: a later call for a version (a hotfix issue added to
+    it) processes only the issues no call processed before, and answers what it did this
+    time. A call whose issues were all processed changes nothing ("replay": true). The
+    version's row keeps the summary of all its calls. Without `issues`, Jira is asked
+    which issues carry the fix version.
 
     Raises:
         Conflict: no issue list and no Jira to ask. UpstreamError: Jira failed.
     """
-    replay = store.read(lambda conn: store.get_release(conn, project, version))
-    if replay is not None:
-        return {**replay["summary"], "replay": True}
     if issues is None:
         issues = issue_keys_in(jira, f"project = {project} AND fixVersion = {jql_string(version)}",
                                f"fix version {version}")
@@ -448,13 +448,26 @@ def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, projec
     rules_by_name = {rule.name: rule for rule in rules.problem_rules}
 
     def work(conn: Connection) -> dict[str, Any]:
-        recorded = store.get_release(conn, project, version)
-        if recorded is not None:
-            return {**recorded["summary"], "replay": True}
-        linked = store.problems_for_issues(conn, keys)
+        # The row lock makes calls for one version take turns; the unique key on
+        # (project, version, issue) backs it, a loser retrying the whole transaction.
+        recorded = store.lock_release(conn, project, version)
+        before: dict[str, Any] = recorded["summary"] if recorded is not None else {}
+        release_id = recorded["id"] if recorded is not None else store.add_release(
+            conn, project=project, version=version, released_at=shipped_at, received_at=now, via=via, summary={})
+        # Releases recorded before per-issue identity (0006) list their issues only in the summary.
+        done = store.processed_release_issues(conn, project, version, keys)
+        done |= set(before.get("issues", ())) & set(keys)
+        new_keys = [key for key in keys if key not in done]
+        answer = {"project": project, "version": version, "released_at": shipped_at.isoformat(), "issues": keys,
+                  "already_processed_issues": sorted(done)}
+        if recorded is not None and not new_keys:
+            return {**answer, "closed_problems": [], "closed_incidents": 0, "already_closed_problems": [],
+                    "unmatched_issues": [], "replay": True}
+        store.add_release_issues(conn, release_id, project, version, new_keys, now)
+        linked = store.problems_for_issues(conn, new_keys)
         to_close = [p for p in linked if p["state"] != "closed"]
         reason = f"released in {version}"
-        per_problem, zabbix_keys = store.close_problems_and_incidents(
+        per_problem, zabbix_closed = store.close_problems_and_incidents(
             conn, [p["id"] for p in to_close], now, reason, fixed_in=version, fixed_at=shipped_at)
         store.add_problem_events(conn, [dict(problem_id=p["id"], at=now, kind="released",
                                              detail=f"{reason}: {per_problem.get(p['id'], 0)} incidents closed")
@@ -470,21 +483,15 @@ def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, projec
                               "jira_key": key, "transition": transition, "rule": problems_of_issue[0]["rule"],
                               "text": release_comment_text(version, [p["id"] for p in problems_of_issue],
                                                            sum(per_problem.get(p["id"], 0) for p in problems_of_issue))})
-        if zabbix_keys:
-            store.enqueue(conn, JOB_ZABBIX_CLOSE, target="zabbix", now=now,
-                          dedup_key=f"{JOB_ZABBIX_CLOSE}:{project}:{version}", payload={
-                              "event_ids": [key.split(":", 1)[1] for key in zabbix_keys],
-                              "message": f"Closed by incident-bridge: fixed in release {version}"})
+            zabbix_of_issue = [closed for p in problems_of_issue for closed in zabbix_closed.get(p["id"], [])]
+            queue_zabbix_close(conn, store, zabbix_of_issue, f"Closed by incident-bridge: fixed in release {version}",
+                               now, dedup_key=f"{JOB_ZABBIX_CLOSE}:{project}:{version}:{key}")
         matched = {p["jira_key"] for p in linked}
-        summary = {
-            "project": project, "version": version, "released_at": shipped_at.isoformat(), "issues": keys,
-            "closed_problems": [p["id"] for p in to_close],
-            "closed_incidents": sum(per_problem.values()),
-            "already_closed_problems": [p["id"] for p in linked if p["state"] == "closed"],
-            "unmatched_issues": [key for key in keys if key not in matched],
-        }
-        store.add_release(conn, project=project, version=version, released_at=shipped_at, received_at=now,
-                          via=via, summary=summary)
+        summary = {**answer, "closed_problems": [p["id"] for p in to_close],
+                   "closed_incidents": sum(per_problem.values()),
+                   "already_closed_problems": [p["id"] for p in linked if p["state"] == "closed"],
+                   "unmatched_issues": [key for key in new_keys if key not in matched]}
+        store.set_release_summary(conn, release_id, release_totals(before, summary))
         fix_times[:] = [(shipped_at - p["opened_at"]).total_seconds() for p in to_close]
         return {**summary, "replay": False}
 
@@ -495,8 +502,37 @@ def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, projec
     return summary
 
 
+def release_totals(before: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:
+    """A version's summary over all its calls, as the release list and the overview show it."""
+    def union(name: str) -> list[Any]:
+        return sorted({*before.get(name, ()), *call[name]})
+
+    return {"project": call["project"], "version": call["version"],
+            "released_at": before.get("released_at", call["released_at"]),
+            "issues": sorted({*before.get("issues", ()), *call["issues"]}),
+            "closed_problems": union("closed_problems"),
+            "closed_incidents": before.get("closed_incidents", 0) + call["closed_incidents"],
+            "already_closed_problems": union("already_closed_problems"),
+            "unmatched_issues": union("unmatched_issues"),
+            "calls": before.get("calls", 1 if before else 0) + 1}
+
+
+def queue_zabbix_close(conn: Connection, store: Store, closed: Sequence[tuple[str, list[str] | None]], message: str,
+                       now: datetime, dedup_key: str | None = None) -> None:
+    """Ask the worker to close in Zabbix the events of Zabbix incidents just closed here.
+
+    The ids are the events each incident gathered, never text taken from its dedup key
+    (a route with dedup_labels keys an incident by labels).
+    """
+    event_ids = list(dict.fromkeys(event_id for key, source_ids in closed
+                                   for event_id in zabbix.event_ids(key, source_ids)))
+    if event_ids:
+        store.enqueue(conn, JOB_ZABBIX_CLOSE, target="zabbix", now=now, dedup_key=dedup_key,
+                      payload={"event_ids": event_ids, "message": message})
+
+
 def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:
-    """Close a problem and its incidents for a case the pipeline missed.
+    """Close a problem and its incidents for a case the pipeline missed; Zabbix hears of its events too.
 
     Raises:
         NotFound: no such problem. Conflict: already closed.
@@ -508,10 +544,13 @@ def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datet
             raise NotFound(f"no problem {problem_id}")
         if problem["state"] == "closed":
             raise Conflict(f"problem {problem_id} is already closed")
-        counts, _ = store.close_problems_and_incidents(conn, [problem_id], now, f"problem closed by hand: {reason}")
+        counts, zabbix_closed = store.close_problems_and_incidents(conn, [problem_id], now,
+                                                                   f"problem closed by hand: {reason}")
         closed[:] = [counts.get(problem_id, 0)]
         store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="closed",
                                              detail=f"by hand: {reason} ({counts.get(problem_id, 0)} incidents closed)")])
+        queue_zabbix_close(conn, store, zabbix_closed.get(problem_id, []),
+                           f"Closed by incident-bridge: problem closed by hand: {reason}", now)
 
     closed: list[int] = []
     store.run(work)

@@ -694,15 +694,45 @@ class Store:
     # Releases, in a transaction ------------------------------------------------------
 
     @staticmethod
-    def get_release(conn: Connection, project: str, version: str) -> dict[str, Any] | None:
+    def lock_release(conn: Connection, project: str, version: str) -> dict[str, Any] | None:
+        """The release row of a version, locked: calls for one version take turns."""
         row = conn.execute(sa.select(releases).where(releases.c.project == project, releases.c.version == version)
-                           ).mappings().first()
+                           .with_for_update()).mappings().first()
         return dict(row) if row else None
 
     @staticmethod
-    def add_release(conn: Connection, **values: Any) -> None:
-        """Record a release; a concurrent replay hits the unique key and retries into the replay path."""
-        conn.execute(releases.insert(), values)
+    def add_release(conn: Connection, **values: Any) -> int:
+        """Record a version's first call; a concurrent first call hits the unique key and retries.
+
+        Raises:
+            IntegrityError: another call recorded the version first (the transaction retries).
+        """
+        return conn.execute(releases.insert().returning(releases.c.id), values).scalar_one()
+
+    @staticmethod
+    def set_release_summary(conn: Connection, release_id: int, summary: Mapping[str, Any]) -> None:
+        conn.execute(releases.update().where(releases.c.id == release_id).values(summary=dict(summary)))
+
+    @staticmethod
+    def processed_release_issues(conn: Connection, project: str, version: str, keys: Sequence[str]) -> set[str]:
+        """Which of these issues an earlier call for the version already processed."""
+        if not keys:
+            return set()
+        return set(conn.execute(sa.select(release_issues.c.issue_key).where(
+            release_issues.c.project == project, release_issues.c.version == version,
+            release_issues.c.issue_key.in_(sorted(set(keys))))).scalars())
+
+    @staticmethod
+    def add_release_issues(conn: Connection, release_id: int, project: str, version: str, keys: Sequence[str],
+                           now: datetime) -> None:
+        """Mark issues of a version processed.
+
+        Raises:
+            IntegrityError: a concurrent call processed one of them first (the transaction retries).
+        """
+        if keys:
+            conn.execute(release_issues.insert(), [dict(release_id=release_id, project=project, version=version,
+                                                        issue_key=key, processed_at=now) for key in keys])
 
     @staticmethod
     def problems_for_issues(conn: Connection, keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -716,27 +746,31 @@ class Store:
     def close_problems_and_incidents(
         conn: Connection, problem_ids: Sequence[int], now: datetime, close_reason: str, *,
         fixed_in: str | None = None, fixed_at: datetime | None = None,
-    ) -> tuple[dict[int, int], list[str]]:
+    ) -> tuple[dict[int, int], dict[int, list[tuple[str, list[str] | None]]]]:
         """Close problems and every incident linked to them, whatever their state, in bulk.
 
-        Returns incidents closed per problem and the dedup keys of closed Zabbix incidents.
-        Three statements however many incidents: no round trip per row.
+        Returns incidents closed per problem and, per problem, the dedup key and source ids
+        of each closed Zabbix incident (to close them in Zabbix). Four statements however
+        many incidents: no round trip per row.
         """
         if not problem_ids:
-            return {}, []
+            return {}, {}
         open_incidents = (incidents.c.problem_id.in_(problem_ids), incidents.c.state != IncidentState.CLOSED.value)
         counts = dict(conn.execute(
             sa.select(incidents.c.problem_id, sa.func.count()).where(*open_incidents).group_by(incidents.c.problem_id)
         ).all())
-        zabbix_keys = list(conn.execute(
-            sa.select(incidents.c.dedup_key).where(*open_incidents, incidents.c.source == "zabbix")).scalars())
+        zabbix: dict[int, list[tuple[str, list[str] | None]]] = {}
+        for row in conn.execute(
+                sa.select(incidents.c.problem_id, incidents.c.dedup_key, incidents.c.source_ids)
+                .where(*open_incidents, incidents.c.source == "zabbix").order_by(incidents.c.id)):
+            zabbix.setdefault(int(row.problem_id), []).append((row.dedup_key, row.source_ids))
         conn.execute(incidents.update().where(*open_incidents).values(
             state=IncidentState.CLOSED.value, closed_at=now, close_reason=close_reason))
         values: dict[str, Any] = {"state": "closed", "closed_at": now}
         if fixed_in is not None:
             values.update(fixed_in=fixed_in, fixed_at=fixed_at)
         conn.execute(problems.update().where(problems.c.id.in_(problem_ids)).values(values))
-        return {int(pid): int(n) for pid, n in counts.items()}, zabbix_keys
+        return {int(pid): int(n) for pid, n in counts.items()}, zabbix
 
     @staticmethod
     def add_problem_events(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:

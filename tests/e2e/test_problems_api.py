@@ -187,13 +187,38 @@ def test_release_hook_over_http_closes_and_replays(client, fake_jira):
     assert (first.json["closed_problems"], first.json["closed_incidents"], first.json["unmatched_issues"]) == \
         ([problem_id], 1, ["LKK-10"])
     again = client.post("/api/v1/releases", json=body, headers=RELEASE).json
-    assert again["replay"] is True and again["closed_problems"] == [problem_id]
+    assert (again["replay"], again["closed_problems"]) == (True, [])
+    assert again["already_processed_issues"] == ["LKK-10", "LKK-9"]
     detail = client.get(f"/api/v1/problems/{problem_id}", headers=API).json
     assert (detail["state"], detail["fixed_in"]) == ("closed", "2026.11.2")
     assert detail["incidents"][0]["close_reason"] == "released in 2026.11.2"
     assert [h["kind"] for h in detail["history"]] == ["opened", "linked", "released"]
     [listed] = client.get("/api/v1/releases", headers=API).json["items"]
-    assert listed["version"] == "2026.11.2"
+    assert (listed["version"], listed["summary"]["closed_problems"]) == ("2026.11.2", [problem_id])
+
+
+def open_linked_zabbix_problem(client, fake_jira, key: str, trigger_id: str) -> int:
+    """A problem of its own (one per trigger) linked to an existing issue."""
+    fake_jira.add_issue(key)
+    client.post("/api/v1/alerts/zabbix", data=json.dumps(dict(payload("zabbix-6.0.14-problem.json"),
+                                                              event_id=trigger_id, trigger_id=trigger_id)))
+    [problem] = [p for p in client.get("/api/v1/problems", headers=API).json["items"]
+                 if p["problem_key"] == f"zabbix-trigger/{trigger_id}"]
+    client.post(f"/api/v1/problems/{problem['id']}/jira", json={"jira_key": key}, headers=API)
+    return problem["id"]
+
+
+def test_release_hook_closes_a_hotfix_issue_added_to_a_shipped_version(client, fake_jira):
+    first_id = open_linked_zabbix_problem(client, fake_jira, "LKK-9", "23301")
+    hotfix_id = open_linked_zabbix_problem(client, fake_jira, "LKK-12", "23302")
+    body = {"version": "2026.11.2", "project": "LKK", "issues": ["LKK-9"]}
+    assert client.post("/api/v1/releases", json=body, headers=RELEASE).json["closed_problems"] == [first_id]
+    hotfix = client.post("/api/v1/releases", json=dict(body, issues=["LKK-9", "LKK-12"]), headers=RELEASE).json
+    assert (hotfix["replay"], hotfix["closed_problems"], hotfix["closed_incidents"]) == (False, [hotfix_id], 1)
+    assert hotfix["already_processed_issues"] == ["LKK-9"]
+    assert client.get(f"/api/v1/problems/{hotfix_id}", headers=API).json["fixed_in"] == "2026.11.2"
+    [listed] = client.get("/api/v1/releases", headers=API).json["items"]
+    assert (listed["summary"]["closed_problems"], listed["summary"]["closed_incidents"]) == ([first_id, hotfix_id], 2)
 
 
 @pytest.mark.parametrize("body, error", [
@@ -218,6 +243,20 @@ def test_jira_version_released_webhook_runs_the_close_path(client, fake_jira):
     assert response.status_code == 202 and response.json["action"] == "release_closed"
     assert response.json["closed_problems"] == [problem_id]
     assert client.get(f"/api/v1/problems/{problem_id}", headers=API).json["fixed_in"] == "2026.12.0"
+
+
+def test_jira_version_released_again_closes_the_issues_added_since(client, fake_jira):
+    first_id = open_linked_zabbix_problem(client, fake_jira, "LKK-11", "23301")
+    added_id = open_linked_zabbix_problem(client, fake_jira, "LKK-13", "23302")
+    released = {"webhookEvent": "jira:version_released",
+                "version": {"id": "10020", "name": "2026.12.0", "projectId": 10000, "released": True}}
+    fake_jira.issue("LKK-11")["fields"]["fixVersions"] = [{"name": "2026.12.0", "id": "10020"}]
+    assert webhook(client, released).json["closed_problems"] == [first_id]
+    fake_jira.issue("LKK-13")["fields"]["fixVersions"] = [{"name": "2026.12.0", "id": "10020"}]
+    again = webhook(client, released).json
+    assert (again["replay"], again["closed_problems"]) == (False, [added_id])
+    assert again["already_processed_issues"] == ["LKK-11"]
+    assert webhook(client, released).json["replay"] is True
 
 
 def test_manual_close_and_reopen_over_http(client):

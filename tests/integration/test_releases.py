@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 import sqlalchemy as sa
+import yaml
 
 from adapters.zabbix_api import ZabbixClient
-from bridge.services import close_release, ingest
-from bridge.storage import Store, incidents, problems
+from bridge.rules import load_rules
+from bridge.services import close_problem_by_hand, close_release, ingest
+from bridge.storage import Store, incidents, outbox, problems, releases
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
-from tests.conftest import payload
+from tests.conftest import ROOT, payload
 from tests.fakes import FakeJira, FakeZabbix, iter_texts
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -104,14 +107,117 @@ def test_release_closes_exactly_the_linked_problems_and_all_their_incidents(worl
     assert problem_by_key(store, "Beta/lkk")["state"] == "known_error"
 
 
-def test_replaying_a_release_changes_nothing_and_answers_the_same(world):
+def outbox_rows(store: Store) -> list[tuple[str, str | None]]:
+    with store.engine.connect() as conn:
+        return [(row.kind, row.dedup_key) for row in conn.execute(sa.select(outbox.c.kind, outbox.c.dedup_key)
+                                                                   .order_by(outbox.c.id))]
+
+
+def release_rows(store: Store) -> list[dict]:
+    with store.engine.connect() as conn:
+        return [dict(row) for row in conn.execute(sa.select(releases)).mappings()]
+
+
+def test_replaying_a_release_changes_nothing_and_says_so(world):
     store = world[0]
     alpha = problem_by_key(store, "Alpha/lkk")
     first = release(world, [alpha["jira_key"]])
-    states = incident_states(store)
+    states, jobs, rows = incident_states(store), outbox_rows(store), release_rows(store)
     second = release(world, [alpha["jira_key"]])
-    assert second == {**first, "replay": True}
-    assert incident_states(store) == states
+    assert second == {**first, "closed_problems": [], "closed_incidents": 0,
+                      "already_processed_issues": [alpha["jira_key"]], "replay": True}
+    assert (incident_states(store), outbox_rows(store), release_rows(store)) == (states, jobs, rows)
+
+
+def test_a_later_call_for_a_version_processes_the_issues_it_adds(world):
+    """A pipeline adds a hotfix issue to a shipped version: the second call closes its problem."""
+    store = world[0]
+    alpha, beta = problem_by_key(store, "Alpha/lkk"), problem_by_key(store, "Beta/lkk")
+    release(world, [alpha["jira_key"]])
+    second = release(world, [alpha["jira_key"], beta["jira_key"], "LKK-77"])
+    assert (second["replay"], second["closed_problems"], second["closed_incidents"]) == (False, [beta["id"]], 3)
+    assert second["already_processed_issues"] == [alpha["jira_key"]] and second["unmatched_issues"] == ["LKK-77"]
+    assert problem_by_key(store, "Beta/lkk")["fixed_in"] == "2026.11.2"
+    assert {s for s, _, p in incident_states(store).values() if p == beta["id"]} == {"closed"}
+    assert [e["kind"] for e in store.problem_history(alpha["id"])].count("released") == 1
+    assert [key for kind, key in outbox_rows(store) if kind == "jira.release"] == [
+        f"jira.release:LKK:2026.11.2:{alpha['jira_key']}", f"jira.release:LKK:2026.11.2:{beta['jira_key']}"]
+    [row] = release_rows(store)
+    assert row["summary"] == {
+        "project": "LKK", "version": "2026.11.2", "released_at": RELEASED.isoformat(),
+        "issues": sorted([alpha["jira_key"], beta["jira_key"], "LKK-77"]),
+        "closed_problems": [alpha["id"], beta["id"]], "closed_incidents": 6, "already_closed_problems": [],
+        "unmatched_issues": ["LKK-77"], "calls": 2}
+
+
+def test_an_issue_already_processed_stays_a_no_op_after_its_problem_regressed(world):
+    store, rules, *_ = world
+    alpha, beta = problem_by_key(store, "Alpha/lkk"), problem_by_key(store, "Beta/lkk")
+    release(world, [alpha["jira_key"]])
+    fire(store, rules, "Alpha", 10, RELEASED + timedelta(hours=1), version="2026.11.2")
+    assert problem_by_key(store, "Alpha/lkk")["state"] == "known_error"
+    again = release(world, [alpha["jira_key"], beta["jira_key"]])
+    assert again["closed_problems"] == [beta["id"]]
+    assert problem_by_key(store, "Alpha/lkk")["state"] == "known_error", "the regression stays open"
+
+
+def test_a_first_call_with_other_issues_does_not_turn_the_real_one_into_a_no_op(world):
+    store = world[0]
+    alpha = problem_by_key(store, "Alpha/lkk")
+    assert release(world, ["LKK-98"])["unmatched_issues"] == ["LKK-98"]
+    real = release(world, [alpha["jira_key"]])
+    assert (real["replay"], real["closed_problems"]) == (False, [alpha["id"]])
+    assert problem_by_key(store, "Alpha/lkk")["state"] == "closed"
+
+
+def test_a_release_recorded_before_per_issue_identity_still_replays(world):
+    """Rows from before migration 0006 name their issues only in the summary."""
+    store = world[0]
+    alpha = problem_by_key(store, "Alpha/lkk")
+    store.run(lambda conn: store.add_release(conn, project="LKK", version="2026.11.2", released_at=RELEASED,
+                                             received_at=RELEASED, via="pipeline", summary={
+                                                 "issues": [alpha["jira_key"]], "closed_problems": [],
+                                                 "closed_incidents": 0}))
+    assert release(world, [alpha["jira_key"]])["replay"] is True
+    assert problem_by_key(store, "Alpha/lkk")["state"] == "known_error"
+
+
+def test_concurrent_calls_for_one_version_process_each_issue_once(world, database_url):
+    """Two pipelines (separate engines, as separate servers have) send overlapping issues at once."""
+    store, rules, jira, *_ = world
+    alpha, beta = problem_by_key(store, "Alpha/lkk"), problem_by_key(store, "Beta/lkk")
+    zabbix_problem = problem_by_key(store, "zabbix-trigger/23133")
+    calls = [[alpha["jira_key"], "LKK-50"], ["LKK-50", beta["jira_key"]]]
+    start = threading.Barrier(len(calls))
+    answers: list[dict] = []
+    errors: list[BaseException] = []
+
+    def call(issues: list[str]) -> None:
+        own = Store.from_url(database_url)
+        try:
+            start.wait()
+            answers.append(close_release(own, jira, rules, project="LKK", version="2026.11.2", issues=issues,
+                                         released_at=RELEASED, now=RELEASED + timedelta(minutes=1)))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(exc)
+        finally:
+            own.engine.dispose()
+
+    threads = [threading.Thread(target=call, args=(issues,)) for issues in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    closed = [pid for answer in answers for pid in answer["closed_problems"]]
+    assert sorted(closed) == sorted([alpha["id"], beta["id"], zabbix_problem["id"]]), "each problem closed once"
+    assert sum(answer["closed_incidents"] for answer in answers) == 8
+    for problem in (alpha, beta, zabbix_problem):
+        assert [e["kind"] for e in store.problem_history(problem["id"])].count("released") == 1
+    assert sorted(key for kind, key in outbox_rows(store) if kind == "jira.release") == sorted(
+        f"jira.release:LKK:2026.11.2:{key}" for key in (alpha["jira_key"], beta["jira_key"], "LKK-50"))
+    [row] = release_rows(store)
+    assert (row["summary"]["closed_incidents"], row["summary"]["calls"]) == (8, 2)
 
 
 def test_jira_gets_one_comment_per_issue_and_the_transition_and_zabbix_the_close(world):
@@ -169,3 +275,72 @@ def test_manual_close_and_reopen(world):
     reopen_problem_by_hand(store, beta["id"], "came back", RELEASED)
     assert problem_by_key(store, "Beta/lkk")["state"] == "known_error"
     assert [e["kind"] for e in store.problem_history(beta["id"])][-2:] == ["closed", "reopened"]
+
+
+@pytest.fixture
+def rules_by_trigger(tmp_path):
+    """The example rules with every Zabbix route keying incidents by trigger: one incident, many events."""
+    document = yaml.safe_load((ROOT / "rules.yaml").read_text())
+    for route in document["routes"]:
+        if route["match"].get("source") == "zabbix":
+            route["dedup_labels"] = ["trigger_id"]
+    path = tmp_path / "rules-by-trigger.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return load_rules(path)
+
+
+@pytest.fixture
+def trigger_world(store: Store, rules_by_trigger, fakes):
+    """Three Zabbix events of one trigger gathered into one incident, its problem linked to LKK-50."""
+    fake_jira, fake_zabbix = fakes
+    jira = JiraClient.basic(requests.Session(), fake_jira.url, "bot@example.com", "jira-token", timeout=2)
+    runner = OutboxRunner(store, rules_by_trigger, jira, LinkOptions("incident-bridge", "http://bridge.test"),
+                          timedelta(hours=1), 600, zabbix=ZabbixClient(fake_zabbix.url, "zabbix-token", timeout=2))
+    for n, event_id in enumerate(("101", "102", "103", "102")):
+        ingest(store, rules_by_trigger, "zabbix",
+               json.dumps(dict(payload("zabbix-6.0.14-problem.json"), event_id=event_id)).encode(),
+               T0 + timedelta(minutes=n))
+    fake_jira.add_issue("LKK-50")
+    problem = problem_by_key(store, "zabbix-trigger/23133")
+    store.record_jira_link(problem["id"], "LKK-50", f"{fake_jira.url}/browse/LKK-50", "manual")
+    return store, rules_by_trigger, jira, runner, fake_zabbix, problem
+
+
+def zabbix_incidents(store: Store) -> list[tuple[str, list[str] | None]]:
+    with store.engine.connect() as conn:
+        return [(row.dedup_key, row.source_ids) for row in conn.execute(
+            sa.select(incidents.c.dedup_key, incidents.c.source_ids).where(incidents.c.source == "zabbix"))]
+
+
+def test_release_closes_in_zabbix_the_events_of_an_incident_keyed_by_labels(trigger_world):
+    store, rules, jira, runner, fake_zabbix, problem = trigger_world
+    assert zabbix_incidents(store) == [('zabbix:labels:{trigger_id="23133"}', ["101", "102", "103"])]
+    summary = close_release(store, jira, rules, project="LKK", version="2026.11.2", issues=["LKK-50"],
+                            released_at=RELEASED, now=RELEASED)
+    assert summary["closed_problems"] == [problem["id"]]
+    runner.run_due(RELEASED + timedelta(minutes=1))
+    assert [ack["eventids"] for ack in fake_zabbix.acknowledgements] == [["101", "102", "103"]]
+
+
+def test_closing_a_problem_by_hand_closes_its_events_in_zabbix_too(trigger_world):
+    store, _, _, runner, fake_zabbix, problem = trigger_world
+    close_problem_by_hand(store, problem["id"], "trigger fixed by a config change", RELEASED)
+    runner.run_due(RELEASED + timedelta(minutes=1))
+    [ack] = fake_zabbix.acknowledgements
+    assert ack["eventids"] == ["101", "102", "103"] and ack["action"] & 1
+    assert ack["message"] == "Closed by incident-bridge: problem closed by hand: trigger fixed by a config change"
+
+
+def test_incidents_stored_before_source_ids_close_only_bare_event_ids(trigger_world, example_rules):
+    """Rows from before migration 0006 have no source ids: a bare event id key still names its
+    event, a label-set key names none, so nothing but event ids ever reaches Zabbix."""
+    store, rules, jira, runner, fake_zabbix, problem = trigger_world
+    event_1 = json.dumps(dict(payload("zabbix-6.0.14-problem.json"), event_id="1")).encode()
+    ingest(store, example_rules, "zabbix", event_1, T0 + timedelta(minutes=10))
+    with store.engine.begin() as conn:
+        conn.execute(incidents.update().values(source_ids=None))
+    summary = close_release(store, jira, rules, project="LKK", version="2026.11.2", issues=["LKK-50"],
+                            released_at=RELEASED, now=RELEASED)
+    assert (summary["closed_problems"], summary["closed_incidents"]) == ([problem["id"]], 2)
+    runner.run_due(RELEASED + timedelta(minutes=1))
+    assert [ack["eventids"] for ack in fake_zabbix.acknowledgements] == [["1"]]

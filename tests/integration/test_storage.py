@@ -197,3 +197,23 @@ def test_sqlite_writers_of_two_processes_queue_on_the_lock_file(tmp_path):
     child.join(10)
     assert acquired and acquired[0] - released_at < 0.05
     assert (tmp_path / "queue.db-writers.lock").exists()
+
+
+def test_a_redelivered_zabbix_event_does_not_rewrite_source_ids(store: Store, example_rules):
+    """Zabbix resends an event on retries and escalations: the repeat writes last_seen, not the id list."""
+    body = payload_bytes("zabbix-6.0.14-problem.json")
+    ingest(store, example_rules, "zabbix", body, T0)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        statements.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        ingest(store, example_rules, "zabbix", body, T0 + timedelta(minutes=1))
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", record)
+    updates = [s for s in statements if s.lstrip().upper().startswith("UPDATE INCIDENTS")]
+    assert updates and not any("source_ids" in s for s in updates)
+    [incident] = store.list_incidents(IncidentFilter(source="zabbix"), 10, None).items
+    assert (incident.source_ids, incident.last_seen) == (["1"], T0 + timedelta(minutes=1))

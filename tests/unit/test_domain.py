@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge.domain import (
-    Alert, AlertStatus, IncidentState, Matcher, Outcome, Route, Rules, apply_notification, dedup_key,
-    route_alert,
+    MAX_SOURCE_IDS, Alert, AlertStatus, IncidentState, Matcher, Outcome, Route, Rules, apply_notification,
+    dedup_key, route_alert,
 )
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -234,3 +234,51 @@ def test_zabbix_redelivery_of_the_same_event_is_not_another_occurrence():
     incident.id = 1
     [again], changed = run([alert], {incident.dedup_key: incident})
     assert again.outcome is Outcome.REPEATED and changed[0].occurrences == 1
+
+
+ZABBIX_BY_TRIGGER = Rules(routes=(make_route("by-trigger", matcher=Matcher(source="zabbix"),
+                                             dedup_labels=("trigger_id",)),),
+                          default_route=make_route(), priority_matrix=MATRIX)
+
+
+def zabbix_event(event_id: str, status: str = "firing") -> Alert:
+    return Alert(source="zabbix", status=AlertStatus(status), source_id=event_id,
+                 labels={"trigger_id": "23133", "severity": "High"}, summary="s", repeat_counts=False)
+
+
+def gather(event_ids, current=None):
+    incident = current
+    for event_id in event_ids:
+        alert = zabbix_event(event_id)
+        known = {incident.dedup_key: incident} if incident is not None else {}
+        [result], _ = apply_notification([alert], [route_alert(ZABBIX_BY_TRIGGER, alert)], known, T0)
+        incident = result.incident
+        incident.id = 1
+    return incident
+
+
+def test_incident_keyed_by_labels_keeps_the_event_ids_it_gathered():
+    incident = gather(["101", "102", "103"])
+    assert incident.dedup_key == 'zabbix:labels:{trigger_id="23133"}'
+    assert incident.source_ids == ["101", "102", "103"]
+
+
+def test_a_known_event_id_leaves_source_ids_untouched():
+    """A redelivery must not rewrite the column: the diff of the incident sees no change."""
+    incident = gather(["101", "102"])
+    redelivered = zabbix_event("101")
+    [again], [written] = apply_notification([redelivered], [route_alert(ZABBIX_BY_TRIGGER, redelivered)],
+                                            {incident.dedup_key: incident}, T0)
+    assert again.outcome is Outcome.REPEATED and written.source_ids == incident.source_ids == ["101", "102"]
+
+
+def test_source_ids_keep_only_the_newest():
+    incident = gather([str(n) for n in range(1, MAX_SOURCE_IDS + 51)])
+    assert len(incident.source_ids) == MAX_SOURCE_IDS
+    assert incident.source_ids[0] == "51" and incident.source_ids[-1] == str(MAX_SOURCE_IDS + 50)
+
+
+def test_incident_written_before_source_ids_starts_its_list_with_the_next_event():
+    legacy = gather(["101"])
+    legacy.source_ids = None
+    assert gather(["102"], legacy).source_ids == ["102"]
