@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +32,7 @@ api = Blueprint("api", __name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
+_INTEGER = re.compile(r"-?[0-9]+")
 # Which token guards which endpoints: webhooks per source, the read API on its own.
 WEBHOOK_TOKENS = {"alertmanager": "token_alertmanager", "zabbix": "token_zabbix"}
 
@@ -137,21 +139,30 @@ def _rejected_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _int_arg(name: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int | None:
+def int_arg(name: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int | None:
+    """An integer query argument in bounds; ASCII digits only (int() would take "1_0" and other scripts' digits).
+
+    Raises:
+        BadPayload: not an integer, or out of bounds.
+    """
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise BadPayload(f"invalid query parameter {name}", [f"{name}: expected an integer, got {raw!r}"]) from exc
-    if value < minimum or (maximum is not None and value > maximum):
+    if not _INTEGER.fullmatch(raw):
+        raise BadPayload(f"invalid query parameter {name}", [f"{name}: expected an integer, got {raw!r}"])
+    value = int(raw) if len(raw) <= 20 else None  # longer is out of any bound here, and int() caps digits
+    if value is None or value < minimum or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise BadPayload(f"invalid query parameter {name}", [f"{name}: must be {bounds}"])
     return value
 
 
-def _choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
+def choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
+    """One of `allowed`, or None when absent.
+
+    Raises:
+        BadPayload: any other value.
+    """
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
@@ -160,10 +171,11 @@ def _choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
     return raw
 
 
-def _page_args() -> tuple[int, int | None]:
-    limit = _int_arg("limit", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+def page_args() -> tuple[int, int | None]:
+    """The `limit` and `cursor` of a listing, validated (the UI pages use them too)."""
+    limit = int_arg("limit", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     assert limit is not None
-    return limit, _int_arg("cursor", maximum=MAX_ID)
+    return limit, int_arg("cursor", maximum=MAX_ID)
 
 
 @api.post("/api/v1/alerts/<source>")
@@ -202,12 +214,12 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
 @api.get("/api/v1/incidents")
 @requires_token("token_api")
 def list_incidents():  # type: ignore[no-untyped-def]
-    limit, cursor = _page_args()
+    limit, cursor = page_args()
     filters = IncidentFilter(
-        state=_choice_arg("state", tuple(state.value for state in IncidentState)),
-        source=_choice_arg("source", tuple(WEBHOOK_TOKENS)),
+        state=choice_arg("state", tuple(state.value for state in IncidentState)),
+        source=choice_arg("source", tuple(WEBHOOK_TOKENS)),
         priority=request.args.get("priority") or None,
-        problem_id=_int_arg("problem_id", maximum=MAX_ID),
+        problem_id=int_arg("problem_id", maximum=MAX_ID),
     )
     page = bridge().store.list_incidents(filters, limit, cursor)
     return jsonify({"items": [incident_json(i) for i in page.items], "next_cursor": page.next_cursor})
@@ -225,8 +237,8 @@ def get_incident(incident_id: int):  # type: ignore[no-untyped-def]
 @api.get("/api/v1/rejected")
 @requires_token("token_api")
 def list_rejected():  # type: ignore[no-untyped-def]
-    limit, cursor = _page_args()
-    source = _choice_arg("source", tuple(WEBHOOK_TOKENS))
+    limit, cursor = page_args()
+    source = choice_arg("source", tuple(WEBHOOK_TOKENS))
     page = bridge().store.list_rejected(limit, cursor, source)
     return jsonify({"items": [_rejected_json(row) for row in page.items], "next_cursor": page.next_cursor})
 
@@ -247,8 +259,8 @@ def readyz():  # type: ignore[no-untyped-def]
 @api.get("/api/v1/problems")
 @requires_token("token_api")
 def list_problems():  # type: ignore[no-untyped-def]
-    limit, cursor = _page_args()
-    state = _choice_arg("state", tuple(state.value for state in ProblemState))
+    limit, cursor = page_args()
+    state = choice_arg("state", tuple(state.value for state in ProblemState))
     page = bridge().store.list_problems(state, request.args.get("jira_key") or None, limit, cursor)
     return jsonify({"items": [problem_json(row) for row in page.items], "next_cursor": page.next_cursor})
 
@@ -304,8 +316,9 @@ def check_jira_webhook(secret: Secret | None, body: bytes) -> None:
         raise Unauthorized("Jira webhook is disabled: set BRIDGE_JIRA_WEBHOOK_SECRET")
     signature = request.headers.get("X-Hub-Signature", "")
     if signature.startswith("sha256="):
-        expected = hmac.new(secret.value.encode(), body, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(signature[len("sha256="):].strip().lower(), expected):
+        expected = hmac.new(secret.value.encode(), body, hashlib.sha256).hexdigest().encode()
+        # Bytes, not str: compare_digest raises TypeError on non-ASCII str, and headers can carry any byte.
+        if hmac.compare_digest(signature[len("sha256="):].strip().lower().encode(), expected):
             return
     given = request.args.get("secret", "")
     if given and secret.matches(given):
@@ -327,8 +340,8 @@ def jira_webhook():  # type: ignore[no-untyped-def]
 @requires_token("token_api")
 def list_outbox():  # type: ignore[no-untyped-def]
     """Side-effect jobs: what is waiting, done, or dead-lettered and why."""
-    limit, cursor = _page_args()
-    state = _choice_arg("state", ("pending", "done", "dead"))
+    limit, cursor = page_args()
+    state = choice_arg("state", ("pending", "done", "dead"))
     page = bridge().store.list_jobs(state, limit, cursor)
     items = [{"id": job["id"], "kind": job["kind"], "target": job["target"], "problem_id": job["problem_id"],
               "state": job["state"], "attempts": job["attempts"], "created_at": _iso(job["created_at"]),
@@ -378,7 +391,7 @@ def release_shipped():  # type: ignore[no-untyped-def]
 @api.get("/api/v1/releases")
 @requires_token("token_api")
 def list_releases():  # type: ignore[no-untyped-def]
-    limit, cursor = _page_args()
+    limit, cursor = page_args()
     page = bridge().store.list_releases(limit, cursor)
     items = [{"id": row["id"], "project": row["project"], "version": row["version"], "via": row["via"],
               "released_at": _iso(row["released_at"]), "received_at": _iso(row["received_at"]),

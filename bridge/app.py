@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from bridge import metrics
 from bridge.config import Settings, load_settings
 from bridge.domain import Rules
-from bridge.errors import BridgeError
+from bridge.errors import BadPayload, BridgeError
 from bridge.group_commit import GroupCommit
 from bridge.rules import load_rules
 from bridge.services import Delivery, IngestResult, write_deliveries
@@ -61,6 +61,18 @@ def error_body(status: int, message: str, errors: list[str] | None = None) -> di
     """The one JSON envelope every error uses."""
     return {"status": "error", "code": status, "message": message, "errors": errors or [],
             "request_id": getattr(g, "request_id", None)}
+
+
+def refuse_unusable_query() -> None:
+    """Refuse a NUL anywhere in the query string, for every endpoint at once: PostgreSQL text cannot hold it.
+
+    Raises:
+        BadPayload: naming the argument.
+    """
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            shown = name.replace("\x00", "\\x00")
+            raise BadPayload(f"invalid query parameter {shown}", [f"{shown}: contains a NUL character"])
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -113,6 +125,8 @@ def create_app(
     def _assign_request_id() -> None:
         given = request.headers.get("X-Request-ID", "")
         g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+    app.before_request(refuse_unusable_query)
 
     @app.after_request
     def _echo_request_id(response):  # type: ignore[no-untyped-def]

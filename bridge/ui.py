@@ -12,13 +12,15 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
+from adapters import PARSERS
+from bridge.api import choice_arg, page_args
 from bridge.app import bridge
+from bridge.errors import BadPayload
 from bridge.domain import IncidentState, ProblemState
 from bridge.storage import IncidentFilter
 
 ui = Blueprint("ui", __name__, template_folder="ui_templates", url_prefix="/ui")
 COOKIE = "bridge_token"
-PAGE_SIZE = 50
 
 
 def _authorised() -> bool:
@@ -46,14 +48,10 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat().replace("+00:00", "Z") if value else ""
 
 
-def _page(limit: int = PAGE_SIZE) -> tuple[int, int | None]:
-    raw = request.args.get("cursor") or None
-    return limit, int(raw) if raw and raw.isdigit() else None
-
-
-def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
-    value = request.args.get(name) or None
-    return value if value in allowed else None
+@ui.errorhandler(BadPayload)
+def _bad_request(exc: BadPayload):  # type: ignore[no-untyped-def]
+    """The API's argument checks refuse; a page says so in HTML."""
+    return render_template("bad_request.html", error=exc), exc.status
 
 
 @ui.route("/login", methods=["GET", "POST"])
@@ -91,8 +89,8 @@ def overview():  # type: ignore[no-untyped-def]
 
 @ui.get("/problems")
 def problems():  # type: ignore[no-untyped-def]
-    limit, cursor = _page()
-    state = _choice("state", tuple(s.value for s in ProblemState))
+    limit, cursor = page_args()
+    state = choice_arg("state", tuple(s.value for s in ProblemState))
     page = bridge().store.list_problems(state, request.args.get("jira_key") or None, limit, cursor)
     return render_template("problems.html", page=page, state=state, states=[s.value for s in ProblemState])
 
@@ -110,9 +108,9 @@ def problem(problem_id: int):  # type: ignore[no-untyped-def]
 
 @ui.get("/incidents")
 def incidents():  # type: ignore[no-untyped-def]
-    limit, cursor = _page()
-    filters = IncidentFilter(state=_choice("state", tuple(s.value for s in IncidentState)),
-                             source=_choice("source", ("alertmanager", "zabbix")),
+    limit, cursor = page_args()
+    filters = IncidentFilter(state=choice_arg("state", tuple(s.value for s in IncidentState)),
+                             source=choice_arg("source", tuple(PARSERS)),
                              priority=request.args.get("priority") or None)
     page = bridge().store.list_incidents(filters, limit, cursor)
     return render_template("incidents.html", page=page, filters=filters, states=[s.value for s in IncidentState],
@@ -121,7 +119,7 @@ def incidents():  # type: ignore[no-untyped-def]
 
 @ui.get("/rejected")
 def rejected():  # type: ignore[no-untyped-def]
-    limit, cursor = _page()
+    limit, cursor = page_args()
     page = bridge().store.list_rejected(limit, cursor)
     return render_template("rejected.html", page=page)
 

@@ -106,3 +106,41 @@ def test_no_anonymous_service_on_the_network_unless_asked(bind, tokens, anonymou
             check_exposure(settings)
     else:
         check_exposure(settings)
+
+
+@pytest.fixture
+def backend_client(database_url: str):
+    """The app on each backend: PostgreSQL refuses NUL in text and ids past bigint where SQLite does not."""
+    from bridge.app import create_app
+
+    settings = load_settings({"BRIDGE_TOKEN_API": "api-token"}, database_url=database_url,
+                             rules_path=str(ROOT / "rules.yaml"))
+    app = create_app(settings)
+    yield app.test_client()
+    app.extensions["bridge"].store.engine.dispose()
+
+
+@pytest.mark.parametrize("query, parameter", [
+    ("/api/v1/incidents?priority=a%00b", "priority"),
+    ("/api/v1/problems?jira_key=LKK-1%00", "jira_key"),
+    ("/api/v1/rejected?x%00y=1", "x\\x00y"),
+    ("/api/v1/incidents?cursor=%C2%B2", "cursor"),
+    ("/api/v1/incidents?cursor=1_0", "cursor"),
+    ("/api/v1/problems?cursor=99999999999999999999999", "cursor"),
+    ("/api/v1/outbox?limit=%D9%A3", "limit"),
+])
+def test_hostile_query_arguments_get_a_400_naming_them(backend_client, query, parameter):
+    response = backend_client.get(query, headers=API)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.json["message"] == f"invalid query parameter {parameter}"
+    assert response.json["errors"][0].startswith(f"{parameter}: ")
+
+
+@pytest.mark.parametrize("page", ["/ui/incidents", "/ui/problems", "/ui/rejected"])
+@pytest.mark.parametrize("cursor", ["%C2%B2", "99999999999999999999999", "-1", "abc", "%00"])
+def test_ui_pages_refuse_odd_cursors_with_a_400_page(backend_client, page, cursor):
+    backend_client.post("/ui/login", data={"token": "api-token"})
+    response = backend_client.get(f"{page}?cursor={cursor}")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.mimetype == "text/html"
+    assert "invalid query parameter cursor" in response.get_data(as_text=True)

@@ -228,3 +228,16 @@ def test_manual_close_and_reopen_over_http(client):
     assert client.post(f"/api/v1/problems/{problem_id}/close", json={"reason": "x"}, headers=API).status_code == 409
     reopened = client.post(f"/api/v1/problems/{problem_id}/reopen", json={"reason": "back"}, headers=API)
     assert reopened.json["state"] == "open"
+
+
+def test_a_non_ascii_signature_is_refused_not_a_crash(client):
+    response = client.post("/api/v1/jira/webhook", data=b'{"webhookEvent": "jira:issue_updated"}',
+                           headers={"X-Hub-Signature": "sha256=\u00e9\u00e9"})
+    assert response.status_code == 401 and response.json["message"] == "invalid Jira webhook signature or secret"
+
+
+@pytest.mark.parametrize("issue", ["LKK-1", ["LKK-1"], 7, True])
+def test_a_signed_webhook_whose_issue_is_not_an_object_is_a_400(client, issue):
+    response = webhook(client, {"webhookEvent": "jira:issue_updated", "issue": issue})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.json["errors"] == ["issue.key: expected a Jira key"]
