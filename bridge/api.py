@@ -11,14 +11,15 @@ from datetime import datetime
 from functools import wraps
 from typing import Annotated, Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge import metrics
 from bridge.app import bridge
 from bridge.config import Secret
 from bridge.domain import Incident, IncidentState, ProblemState
-from bridge.errors import BadPayload, BridgeError, NotFound, Unauthorized
+from bridge.errors import BadPayload, BridgeError, NotFound, Unauthorized, UnsupportedMediaType
 from bridge.openapi import build_document
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.services import (
@@ -63,6 +64,40 @@ def requires_token(setting: str) -> Callable[[Callable[..., Any]], Callable[...,
         return guarded
 
     return decorate
+
+
+@api.before_request
+def _require_json_body() -> None:
+    """Every POST here carries JSON. Demanding the type keeps web pages out: a form or a no-cors fetch
+    cannot send application/json, so a browser on the operator's desk cannot post to a loopback bridge.
+
+    Raises:
+        UnsupportedMediaType: a POST with any other Content-Type (a charset parameter is fine).
+    """
+    if request.method == "POST" and request.mimetype != "application/json":
+        raise UnsupportedMediaType("expected Content-Type: application/json",
+                                   [f"Content-Type: got {request.content_type or 'none'!r}"])
+
+
+def read_body() -> bytes:
+    """The whole body, or 413 when it is past BRIDGE_MAX_BODY_BYTES.
+
+    Werkzeug stops a streamed (chunked) body at the limit without saying so; one more byte
+    from the server's stream tells a body of exactly the limit from a longer one.
+
+    Raises:
+        RequestEntityTooLarge: the body is longer than the limit.
+    """
+    body = request.get_data()
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(body) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return body
+
+
+def _json_object() -> Any:
+    read_body()
+    return request.get_json(silent=True)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -188,7 +223,7 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     try:
         check_bearer(getattr(ctx.settings, setting))
-        delivery = prepare_delivery(ctx.store, ctx.rules, source, request.get_data(cache=False), ctx.now(),
+        delivery = prepare_delivery(ctx.store, ctx.rules, source, read_body(), ctx.now(),
                                     content_type=request.content_type,
                                     rejected_body_limit=ctx.settings.rejected_body_limit,
                                     max_depth=ctx.settings.max_json_depth, max_alerts=ctx.settings.max_alerts)
@@ -288,7 +323,7 @@ def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
 @requires_token("token_api")
 def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
     """Link an existing Jira issue, checked against Jira first."""
-    body = request.get_json(silent=True)
+    body = _json_object()
     if not isinstance(body, dict) or not isinstance(body.get("jira_key"), str):
         raise BadPayload("expected a JSON object with jira_key", ["jira_key: required string, e.g. LKK-123"])
     ctx = bridge()
@@ -331,7 +366,7 @@ def check_jira_webhook(secret: Secret | None, body: bytes) -> None:
 def jira_webhook():  # type: ignore[no-untyped-def]
     """Jira tells us an issue changed; the worker re-reads its conclusion."""
     ctx = bridge()
-    body = request.get_data(cache=False)
+    body = read_body()
     check_jira_webhook(ctx.settings.jira_webhook_secret, body)
     return jsonify({"status": "ok", **handle_jira_webhook(ctx.store, ctx.jira, ctx.rules, body, ctx.now())}), 202
 
@@ -368,7 +403,7 @@ class ReasonRequest(BaseModel):
 
 
 def _validated(model: type[BaseModel]) -> Any:
-    body = request.get_json(silent=True)
+    body = _json_object()
     if not isinstance(body, dict):
         raise BadPayload("expected a JSON object", ["body: not a JSON object"])
     try:

@@ -44,11 +44,13 @@ def bridge(tmp_path_factory) -> Iterator[BridgeProcess]:
         env = {"BRIDGE_TOKEN_API": API_TOKEN, "BRIDGE_JIRA_URL": jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com",
                "BRIDGE_JIRA_API_TOKEN": "jira-token", "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2"}
         with BridgeProcess(url, env=env) as process:
-            for name in ("alertmanager-0.25-two-firing.json", "alertmanager-0.25-one-resolved-one-firing.json"):
-                requests.post(process.url + "/api/v1/alerts/alertmanager", data=payload_bytes(name), timeout=10)
-            requests.post(process.url + "/api/v1/alerts/zabbix", data=payload_bytes("zabbix-6.0.14-problem.json"),
-                          timeout=10)
-            requests.post(process.url + "/api/v1/alerts/alertmanager", data=b"{not json", timeout=10)
+            sent = [("alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), 200),
+                    ("alertmanager", payload_bytes("alertmanager-0.25-one-resolved-one-firing.json"), 200),
+                    ("zabbix", payload_bytes("zabbix-6.0.14-problem.json"), 200), ("alertmanager", b"{not json", 400)]
+            for source, body, status in sent:
+                answer = requests.post(f"{process.url}/api/v1/alerts/{source}", data=body, timeout=10,
+                                       headers={"Content-Type": "application/json"})
+                assert answer.status_code == status, answer.text
             deadline = time.monotonic() + 20
             while not jira.issues() and time.monotonic() < deadline:
                 time.sleep(0.2)
