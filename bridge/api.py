@@ -17,7 +17,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge import metrics
 from bridge.app import bridge
-from bridge.config import Secret
+from adapters import PARSERS
+from bridge.config import TOKEN_GROUPS, Secret
 from bridge.domain import Incident, IncidentState, ProblemState
 from bridge.errors import BadPayload, BridgeError, NotFound, Unauthorized, UnsupportedMediaType
 from bridge.openapi import build_document
@@ -34,8 +35,8 @@ api = Blueprint("api", __name__)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 _INTEGER = re.compile(r"-?[0-9]+")
-# Which token guards which endpoints: webhooks per source, the read API on its own.
-WEBHOOK_TOKENS = {"alertmanager": "token_alertmanager", "zabbix": "token_zabbix"}
+SOURCES = tuple(PARSERS)
+assert set(SOURCES) <= set(TOKEN_GROUPS), "every webhook source needs its token group"
 
 
 def check_bearer(expected: Secret | None) -> None:
@@ -52,13 +53,19 @@ def check_bearer(expected: Secret | None) -> None:
         raise Unauthorized("missing or invalid bearer token", ["Authorization: expected 'Bearer <token>'"])
 
 
-def requires_token(setting: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Guard a view with the bearer token held in the named setting."""
+def group_token(group: str) -> Secret | None:
+    """The token of an endpoint group (config.TOKEN_GROUPS), None when the operator left it open."""
+    return getattr(bridge().settings, TOKEN_GROUPS[group])
+
+
+def requires_token(group: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Guard a view with the bearer token of its endpoint group."""
+    assert group in TOKEN_GROUPS, group
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            check_bearer(getattr(bridge().settings, setting))
+            check_bearer(group_token(group))
             return view(*args, **kwargs)
 
         return guarded
@@ -217,12 +224,11 @@ def page_args() -> tuple[int, int | None]:
 def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     """Webhook receiver: answers 200 only after the notification is committed."""
     ctx = bridge()
-    setting = WEBHOOK_TOKENS.get(source)
-    if setting is None:
-        raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(WEBHOOK_TOKENS)}"])
+    if source not in SOURCES:
+        raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(SOURCES)}"])
     started = time.perf_counter()
     try:
-        check_bearer(getattr(ctx.settings, setting))
+        check_bearer(group_token(source))
         delivery = prepare_delivery(ctx.store, ctx.rules, source, read_body(), ctx.now(),
                                     content_type=request.content_type,
                                     rejected_body_limit=ctx.settings.rejected_body_limit,
@@ -247,12 +253,12 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
 
 
 @api.get("/api/v1/incidents")
-@requires_token("token_api")
+@requires_token("api")
 def list_incidents():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
     filters = IncidentFilter(
         state=choice_arg("state", tuple(state.value for state in IncidentState)),
-        source=choice_arg("source", tuple(WEBHOOK_TOKENS)),
+        source=choice_arg("source", SOURCES),
         priority=request.args.get("priority") or None,
         problem_id=int_arg("problem_id", maximum=MAX_ID),
     )
@@ -261,7 +267,7 @@ def list_incidents():  # type: ignore[no-untyped-def]
 
 
 @api.get("/api/v1/incidents/<int:incident_id>")
-@requires_token("token_api")
+@requires_token("api")
 def get_incident(incident_id: int):  # type: ignore[no-untyped-def]
     incident = bridge().store.get_incident(incident_id)
     if incident is None:
@@ -270,10 +276,10 @@ def get_incident(incident_id: int):  # type: ignore[no-untyped-def]
 
 
 @api.get("/api/v1/rejected")
-@requires_token("token_api")
+@requires_token("api")
 def list_rejected():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
-    source = choice_arg("source", tuple(WEBHOOK_TOKENS))
+    source = choice_arg("source", SOURCES)
     page = bridge().store.list_rejected(limit, cursor, source)
     return jsonify({"items": [_rejected_json(row) for row in page.items], "next_cursor": page.next_cursor})
 
@@ -292,7 +298,7 @@ def readyz():  # type: ignore[no-untyped-def]
 
 
 @api.get("/api/v1/problems")
-@requires_token("token_api")
+@requires_token("api")
 def list_problems():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
     state = choice_arg("state", tuple(state.value for state in ProblemState))
@@ -308,7 +314,7 @@ def _problem_or_404(problem_id: int) -> dict[str, Any]:
 
 
 @api.get("/api/v1/problems/<int:problem_id>")
-@requires_token("token_api")
+@requires_token("api")
 def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """A problem with its incidents (the newest 500; the incidents API pages through all)."""
     problem = _problem_or_404(problem_id)
@@ -320,7 +326,7 @@ def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
 
 
 @api.post("/api/v1/problems/<int:problem_id>/jira")
-@requires_token("token_api")
+@requires_token("api")
 def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
     """Link an existing Jira issue, checked against Jira first."""
     body = _json_object()
@@ -333,7 +339,7 @@ def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
 
 
 @api.delete("/api/v1/problems/<int:problem_id>/jira")
-@requires_token("token_api")
+@requires_token("api")
 def unlink_jira(problem_id: int):  # type: ignore[no-untyped-def]
     """Forget the link (the Jira issue itself is left alone); idempotent."""
     _problem_or_404(problem_id)
@@ -372,7 +378,7 @@ def jira_webhook():  # type: ignore[no-untyped-def]
 
 
 @api.get("/api/v1/outbox")
-@requires_token("token_api")
+@requires_token("api")
 def list_outbox():  # type: ignore[no-untyped-def]
     """Side-effect jobs: what is waiting, done, or dead-lettered and why."""
     limit, cursor = page_args()
@@ -413,7 +419,7 @@ def _validated(model: type[BaseModel]) -> Any:
 
 
 @api.post("/api/v1/releases")
-@requires_token("token_release")
+@requires_token("release")
 def release_shipped():  # type: ignore[no-untyped-def]
     """The release close hook: close the problems fixed by this release and all their incidents."""
     ctx = bridge()
@@ -424,7 +430,7 @@ def release_shipped():  # type: ignore[no-untyped-def]
 
 
 @api.get("/api/v1/releases")
-@requires_token("token_api")
+@requires_token("api")
 def list_releases():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
     page = bridge().store.list_releases(limit, cursor)
@@ -435,7 +441,7 @@ def list_releases():  # type: ignore[no-untyped-def]
 
 
 @api.post("/api/v1/problems/<int:problem_id>/close")
-@requires_token("token_api")
+@requires_token("api")
 def close_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """Close a problem and its incidents by hand, with a reason."""
     body = _validated(ReasonRequest)
@@ -444,7 +450,7 @@ def close_problem(problem_id: int):  # type: ignore[no-untyped-def]
 
 
 @api.post("/api/v1/problems/<int:problem_id>/reopen")
-@requires_token("token_api")
+@requires_token("api")
 def reopen_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """Reopen a closed problem by hand, with a reason."""
     body = _validated(ReasonRequest)

@@ -72,6 +72,13 @@ def _secret(text: str) -> Secret | None:
     return Secret(text) if text else None
 
 
+def _token(text: str) -> Secret:
+    """A bearer token; set but blank is a mistake (a template with an unset variable), never "no token"."""
+    if not text.strip():
+        raise ValueError("is set but empty: set the token, or unset the variable to leave its endpoints open")
+    return Secret(text)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything an operator sets per deployment; see the README's configuration table."""
@@ -130,10 +137,10 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_MAX_ALERTS": ("max_alerts", _positive_int),
     "BRIDGE_ALLOW_ANONYMOUS": ("allow_anonymous", _flag),
     "BRIDGE_LOG_LEVEL": ("log_level", str.upper),
-    "BRIDGE_TOKEN_ALERTMANAGER": ("token_alertmanager", _secret),
-    "BRIDGE_TOKEN_ZABBIX": ("token_zabbix", _secret),
-    "BRIDGE_TOKEN_RELEASE": ("token_release", _secret),
-    "BRIDGE_TOKEN_API": ("token_api", _secret),
+    "BRIDGE_TOKEN_ALERTMANAGER": ("token_alertmanager", _token),
+    "BRIDGE_TOKEN_ZABBIX": ("token_zabbix", _token),
+    "BRIDGE_TOKEN_RELEASE": ("token_release", _token),
+    "BRIDGE_TOKEN_API": ("token_api", _token),
     "BRIDGE_PUBLIC_URL": ("public_url", str),
     "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
     "BRIDGE_OUTBOX_MAX_BACKOFF_SECONDS": ("outbox_max_backoff_seconds", _positive_float),
@@ -155,6 +162,16 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 assert {name for name, _ in ENVIRONMENT.values()} == {f.name for f in fields(Settings)}
+VARIABLE = {name: variable for variable, (name, _) in ENVIRONMENT.items()}
+
+# Endpoint group -> the setting holding its bearer token: the webhook of each source, the release
+# hook, and the read/manage API (with /ui/). api.py guards each group with it; check_exposure wants them all.
+TOKEN_GROUPS: Mapping[str, str] = {
+    "alertmanager": "token_alertmanager",
+    "zabbix": "token_zabbix",
+    "release": "token_release",
+    "api": "token_api",
+}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -200,13 +217,17 @@ def is_loopback_bind(bind: str) -> bool:
 
 
 def check_exposure(settings: Settings) -> None:
-    """Refuse to serve the network with no tokens at all, unless the operator says so.
+    """Refuse to serve the network while any endpoint group has no token, unless the operator says so.
+
+    One token left unset would leave its endpoints open to anyone who can reach the port.
 
     Raises:
-        SettingsError: a non-loopback bind, no token set, and BRIDGE_ALLOW_ANONYMOUS unset.
+        SettingsError: a non-loopback bind, BRIDGE_ALLOW_ANONYMOUS unset, naming every missing token variable.
     """
-    tokens = (settings.token_alertmanager, settings.token_zabbix, settings.token_release, settings.token_api)
-    if not is_loopback_bind(settings.bind) and not any(tokens) and not settings.allow_anonymous:
+    if is_loopback_bind(settings.bind) or settings.allow_anonymous:
+        return
+    missing = [VARIABLE[name] for name in TOKEN_GROUPS.values() if getattr(settings, name) is None]
+    if missing:
         raise SettingsError(
-            f"refusing to listen on {settings.bind} with no BRIDGE_TOKEN_* set: anyone could post alerts and "
-            "read incidents. Set the tokens, or BRIDGE_ALLOW_ANONYMOUS=1 if a proxy in front authenticates.")
+            f"refusing to listen on {settings.bind} without {', '.join(missing)}: anyone could reach those "
+            "endpoints. Set every BRIDGE_TOKEN_*, or BRIDGE_ALLOW_ANONYMOUS=1 if a proxy in front authenticates.")

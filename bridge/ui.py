@@ -12,8 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 
-from adapters import PARSERS
-from bridge.api import choice_arg, page_args
+from bridge.api import SOURCES, choice_arg, page_args
 from bridge.app import bridge
 from bridge.errors import BadPayload
 from bridge.domain import IncidentState, ProblemState
@@ -110,7 +109,7 @@ def problem(problem_id: int):  # type: ignore[no-untyped-def]
 def incidents():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
     filters = IncidentFilter(state=choice_arg("state", tuple(s.value for s in IncidentState)),
-                             source=choice_arg("source", tuple(PARSERS)),
+                             source=choice_arg("source", SOURCES),
                              priority=request.args.get("priority") or None)
     page = bridge().store.list_incidents(filters, limit, cursor)
     return render_template("incidents.html", page=page, filters=filters, states=[s.value for s in IncidentState],

@@ -160,7 +160,9 @@ def test_chunked_body_past_the_limit_is_413_under_gunicorn(tmp_path: Path):
 @pytest.mark.parametrize("bind, tokens, anonymous, refused", [
     ("0.0.0.0:8080", {}, "0", True),
     ("10.1.2.3:8080", {}, "0", True),
-    ("0.0.0.0:8080", {"BRIDGE_TOKEN_API": "t"}, "0", False),
+    ("0.0.0.0:8080", {"BRIDGE_TOKEN_API": "t"}, "0", True),
+    ("0.0.0.0:8080", {f"BRIDGE_TOKEN_{group}": "t" for group in ("ALERTMANAGER", "ZABBIX", "RELEASE", "API")}, "0",
+     False),
     ("0.0.0.0:8080", {}, "1", False),
     ("127.0.0.1:8080", {}, "0", False),
     ("[::1]:8080", {}, "0", False),
