@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -68,6 +69,17 @@ def _label_safe(text: str) -> str:
     return text
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR ranges; a bare address is a range of one."""
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"expected comma-separated IP addresses or CIDR ranges ({exc})") from exc
+
+
 def _secret(text: str) -> Secret | None:
     return Secret(text) if text else None
 
@@ -102,6 +114,7 @@ class Settings:
     token_release: Secret | None = field(default=None, repr=False)
     token_api: Secret | None = field(default=None, repr=False)
     public_url: str = "http://127.0.0.1:8080"
+    trusted_proxies: tuple[Network, ...] = ()
     outbox_dead_after_seconds: float = 24 * 3600.0
     outbox_max_backoff_seconds: float = 600.0
     outbox_lease_seconds: float = 300.0
@@ -142,6 +155,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_TOKEN_RELEASE": ("token_release", _token),
     "BRIDGE_TOKEN_API": ("token_api", _token),
     "BRIDGE_PUBLIC_URL": ("public_url", str),
+    "BRIDGE_TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
     "BRIDGE_OUTBOX_MAX_BACKOFF_SECONDS": ("outbox_max_backoff_seconds", _positive_float),
     "BRIDGE_OUTBOX_LEASE_SECONDS": ("outbox_lease_seconds", _positive_float),

@@ -168,3 +168,26 @@ def test_keyboard_reaches_the_navigation_and_the_skip_link(browser_page, bridge)
     for _ in range(3):
         page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.getAttribute('href')") == "/ui/problems"
+
+
+def test_incident_page_and_the_sign_out_button_end_the_session(browser_page, bridge):
+    context = browser_page[0].context.browser.new_context()  # a browser of its own: signing out ends only this one
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(bridge.url + "/ui/incidents")
+    page.fill("#token", API_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/ui/incidents$"))
+    assert [c["name"] for c in context.cookies()] == ["bridge_session"]
+    assert API_TOKEN not in context.cookies()[0]["value"]
+    page.get_by_role("link", name=re.compile(r"^#\d+$")).first.click()
+    page.wait_for_url(re.compile(r".*/ui/incidents/\d+$"))
+    assert page.locator("h1").inner_text().startswith("Incident #")
+    page.click("#logout")
+    page.wait_for_url(re.compile(r".*/ui/login$"))
+    assert context.cookies() == []
+    page.goto(bridge.url + "/ui/")
+    assert "/ui/login" in page.url
+    assert errors == []
+    context.close()
