@@ -221,7 +221,7 @@ def jira_latency(store: str, workers: int) -> list[str]:
                 alert["labels"]["alertname"] = f"JiraLatency{n}"  # one new problem per notification
             started = time.monotonic()
             answer = requests.post(base + "/api/v1/alerts/alertmanager", data=orjson.dumps(body), timeout=10,
-                                   headers={"Authorization": f"Bearer {TOKEN}"})
+                                   headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
             assert answer.status_code == 200
             while len(jira.issues()) <= n:
                 time.sleep(0.01)

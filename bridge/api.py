@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
 from typing import Annotated, Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge import metrics
 from bridge.app import bridge
-from bridge.config import Secret
+from adapters import PARSERS
+from bridge.config import TOKEN_GROUPS, Secret
 from bridge.domain import Incident, IncidentState, ProblemState
-from bridge.errors import BadPayload, BridgeError, NotFound, Unauthorized
+from bridge.errors import BadPayload, BridgeError, NotFound, Unauthorized, UnsupportedMediaType
 from bridge.openapi import build_document
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.services import (
@@ -31,8 +34,9 @@ api = Blueprint("api", __name__)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-# Which token guards which endpoints: webhooks per source, the read API on its own.
-WEBHOOK_TOKENS = {"alertmanager": "token_alertmanager", "zabbix": "token_zabbix"}
+_INTEGER = re.compile(r"-?[0-9]+")
+SOURCES = tuple(PARSERS)
+assert set(SOURCES) <= set(TOKEN_GROUPS), "every webhook source needs its token group"
 
 
 def check_bearer(expected: Secret | None) -> None:
@@ -49,18 +53,58 @@ def check_bearer(expected: Secret | None) -> None:
         raise Unauthorized("missing or invalid bearer token", ["Authorization: expected 'Bearer <token>'"])
 
 
-def requires_token(setting: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Guard a view with the bearer token held in the named setting."""
+def group_token(group: str) -> Secret | None:
+    """The token of an endpoint group (config.TOKEN_GROUPS), None when the operator left it open."""
+    return getattr(bridge().settings, TOKEN_GROUPS[group])
+
+
+def requires_token(group: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Guard a view with the bearer token of its endpoint group."""
+    assert group in TOKEN_GROUPS, group
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            check_bearer(getattr(bridge().settings, setting))
+            check_bearer(group_token(group))
             return view(*args, **kwargs)
 
         return guarded
 
     return decorate
+
+
+@api.before_request
+def _require_json_body() -> None:
+    """Every POST here carries JSON. Demanding the type keeps web pages out: a form or a no-cors fetch
+    cannot send application/json, so a browser on the operator's desk cannot post to a loopback bridge.
+
+    Raises:
+        UnsupportedMediaType: a POST with any other Content-Type (a charset parameter is fine).
+    """
+    if request.method == "POST" and request.mimetype != "application/json":
+        raise UnsupportedMediaType("expected Content-Type: application/json",
+                                   [f"Content-Type: got {request.content_type or 'none'!r}"])
+
+
+def read_body() -> bytes:
+    """The whole body, or 413 when it is past BRIDGE_MAX_BODY_BYTES.
+
+    Werkzeug stops a streamed (chunked) body at the limit without saying so; one more byte
+    from the server's stream tells a body of exactly the limit from a longer one.
+
+    Raises:
+        RequestEntityTooLarge: the body is longer than the limit.
+    """
+    body = request.get_data()
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(body) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return body
+
+
+def _json_object() -> Any:
+    read_body()
+    return request.get_json(silent=True)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -137,21 +181,30 @@ def _rejected_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _int_arg(name: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int | None:
+def int_arg(name: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int | None:
+    """An integer query argument in bounds; ASCII digits only (int() would take "1_0" and other scripts' digits).
+
+    Raises:
+        BadPayload: not an integer, or out of bounds.
+    """
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise BadPayload(f"invalid query parameter {name}", [f"{name}: expected an integer, got {raw!r}"]) from exc
-    if value < minimum or (maximum is not None and value > maximum):
+    if not _INTEGER.fullmatch(raw):
+        raise BadPayload(f"invalid query parameter {name}", [f"{name}: expected an integer, got {raw!r}"])
+    value = int(raw) if len(raw) <= 20 else None  # longer is out of any bound here, and int() caps digits
+    if value is None or value < minimum or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise BadPayload(f"invalid query parameter {name}", [f"{name}: must be {bounds}"])
     return value
 
 
-def _choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
+def choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
+    """One of `allowed`, or None when absent.
+
+    Raises:
+        BadPayload: any other value.
+    """
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
@@ -160,23 +213,23 @@ def _choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
     return raw
 
 
-def _page_args() -> tuple[int, int | None]:
-    limit = _int_arg("limit", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+def page_args() -> tuple[int, int | None]:
+    """The `limit` and `cursor` of a listing, validated (the UI pages use them too)."""
+    limit = int_arg("limit", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     assert limit is not None
-    return limit, _int_arg("cursor", maximum=MAX_ID)
+    return limit, int_arg("cursor", maximum=MAX_ID)
 
 
 @api.post("/api/v1/alerts/<source>")
 def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     """Webhook receiver: answers 200 only after the notification is committed."""
     ctx = bridge()
-    setting = WEBHOOK_TOKENS.get(source)
-    if setting is None:
-        raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(WEBHOOK_TOKENS)}"])
+    if source not in SOURCES:
+        raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(SOURCES)}"])
     started = time.perf_counter()
     try:
-        check_bearer(getattr(ctx.settings, setting))
-        delivery = prepare_delivery(ctx.store, ctx.rules, source, request.get_data(cache=False), ctx.now(),
+        check_bearer(group_token(source))
+        delivery = prepare_delivery(ctx.store, ctx.rules, source, read_body(), ctx.now(),
                                     content_type=request.content_type,
                                     rejected_body_limit=ctx.settings.rejected_body_limit,
                                     max_depth=ctx.settings.max_json_depth, max_alerts=ctx.settings.max_alerts)
@@ -200,21 +253,21 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
 
 
 @api.get("/api/v1/incidents")
-@requires_token("token_api")
+@requires_token("api")
 def list_incidents():  # type: ignore[no-untyped-def]
-    limit, cursor = _page_args()
+    limit, cursor = page_args()
     filters = IncidentFilter(
-        state=_choice_arg("state", tuple(state.value for state in IncidentState)),
-        source=_choice_arg("source", tuple(WEBHOOK_TOKENS)),
+        state=choice_arg("state", tuple(state.value for state in IncidentState)),
+        source=choice_arg("source", SOURCES),
         priority=request.args.get("priority") or None,
-        problem_id=_int_arg("problem_id", maximum=MAX_ID),
+        problem_id=int_arg("problem_id", maximum=MAX_ID),
     )
     page = bridge().store.list_incidents(filters, limit, cursor)
     return jsonify({"items": [incident_json(i) for i in page.items], "next_cursor": page.next_cursor})
 
 
 @api.get("/api/v1/incidents/<int:incident_id>")
-@requires_token("token_api")
+@requires_token("api")
 def get_incident(incident_id: int):  # type: ignore[no-untyped-def]
     incident = bridge().store.get_incident(incident_id)
     if incident is None:
@@ -223,10 +276,10 @@ def get_incident(incident_id: int):  # type: ignore[no-untyped-def]
 
 
 @api.get("/api/v1/rejected")
-@requires_token("token_api")
+@requires_token("api")
 def list_rejected():  # type: ignore[no-untyped-def]
-    limit, cursor = _page_args()
-    source = _choice_arg("source", tuple(WEBHOOK_TOKENS))
+    limit, cursor = page_args()
+    source = choice_arg("source", SOURCES)
     page = bridge().store.list_rejected(limit, cursor, source)
     return jsonify({"items": [_rejected_json(row) for row in page.items], "next_cursor": page.next_cursor})
 
@@ -245,10 +298,10 @@ def readyz():  # type: ignore[no-untyped-def]
 
 
 @api.get("/api/v1/problems")
-@requires_token("token_api")
+@requires_token("api")
 def list_problems():  # type: ignore[no-untyped-def]
-    limit, cursor = _page_args()
-    state = _choice_arg("state", tuple(state.value for state in ProblemState))
+    limit, cursor = page_args()
+    state = choice_arg("state", tuple(state.value for state in ProblemState))
     page = bridge().store.list_problems(state, request.args.get("jira_key") or None, limit, cursor)
     return jsonify({"items": [problem_json(row) for row in page.items], "next_cursor": page.next_cursor})
 
@@ -261,7 +314,7 @@ def _problem_or_404(problem_id: int) -> dict[str, Any]:
 
 
 @api.get("/api/v1/problems/<int:problem_id>")
-@requires_token("token_api")
+@requires_token("api")
 def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """A problem with its incidents (the newest 500; the incidents API pages through all)."""
     problem = _problem_or_404(problem_id)
@@ -273,10 +326,10 @@ def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
 
 
 @api.post("/api/v1/problems/<int:problem_id>/jira")
-@requires_token("token_api")
+@requires_token("api")
 def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
     """Link an existing Jira issue, checked against Jira first."""
-    body = request.get_json(silent=True)
+    body = _json_object()
     if not isinstance(body, dict) or not isinstance(body.get("jira_key"), str):
         raise BadPayload("expected a JSON object with jira_key", ["jira_key: required string, e.g. LKK-123"])
     ctx = bridge()
@@ -286,7 +339,7 @@ def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
 
 
 @api.delete("/api/v1/problems/<int:problem_id>/jira")
-@requires_token("token_api")
+@requires_token("api")
 def unlink_jira(problem_id: int):  # type: ignore[no-untyped-def]
     """Forget the link (the Jira issue itself is left alone); idempotent."""
     _problem_or_404(problem_id)
@@ -304,8 +357,9 @@ def check_jira_webhook(secret: Secret | None, body: bytes) -> None:
         raise Unauthorized("Jira webhook is disabled: set BRIDGE_JIRA_WEBHOOK_SECRET")
     signature = request.headers.get("X-Hub-Signature", "")
     if signature.startswith("sha256="):
-        expected = hmac.new(secret.value.encode(), body, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(signature[len("sha256="):].strip().lower(), expected):
+        expected = hmac.new(secret.value.encode(), body, hashlib.sha256).hexdigest().encode()
+        # Bytes, not str: compare_digest raises TypeError on non-ASCII str, and headers can carry any byte.
+        if hmac.compare_digest(signature[len("sha256="):].strip().lower().encode(), expected):
             return
     given = request.args.get("secret", "")
     if given and secret.matches(given):
@@ -318,17 +372,17 @@ def check_jira_webhook(secret: Secret | None, body: bytes) -> None:
 def jira_webhook():  # type: ignore[no-untyped-def]
     """Jira tells us an issue changed; the worker re-reads its conclusion."""
     ctx = bridge()
-    body = request.get_data(cache=False)
+    body = read_body()
     check_jira_webhook(ctx.settings.jira_webhook_secret, body)
     return jsonify({"status": "ok", **handle_jira_webhook(ctx.store, ctx.jira, ctx.rules, body, ctx.now())}), 202
 
 
 @api.get("/api/v1/outbox")
-@requires_token("token_api")
+@requires_token("api")
 def list_outbox():  # type: ignore[no-untyped-def]
     """Side-effect jobs: what is waiting, done, or dead-lettered and why."""
-    limit, cursor = _page_args()
-    state = _choice_arg("state", ("pending", "done", "dead"))
+    limit, cursor = page_args()
+    state = choice_arg("state", ("pending", "done", "dead"))
     page = bridge().store.list_jobs(state, limit, cursor)
     items = [{"id": job["id"], "kind": job["kind"], "target": job["target"], "problem_id": job["problem_id"],
               "state": job["state"], "attempts": job["attempts"], "created_at": _iso(job["created_at"]),
@@ -355,7 +409,7 @@ class ReasonRequest(BaseModel):
 
 
 def _validated(model: type[BaseModel]) -> Any:
-    body = request.get_json(silent=True)
+    body = _json_object()
     if not isinstance(body, dict):
         raise BadPayload("expected a JSON object", ["body: not a JSON object"])
     try:
@@ -365,7 +419,7 @@ def _validated(model: type[BaseModel]) -> Any:
 
 
 @api.post("/api/v1/releases")
-@requires_token("token_release")
+@requires_token("release")
 def release_shipped():  # type: ignore[no-untyped-def]
     """The release close hook: close the problems fixed by this release and all their incidents."""
     ctx = bridge()
@@ -376,9 +430,9 @@ def release_shipped():  # type: ignore[no-untyped-def]
 
 
 @api.get("/api/v1/releases")
-@requires_token("token_api")
+@requires_token("api")
 def list_releases():  # type: ignore[no-untyped-def]
-    limit, cursor = _page_args()
+    limit, cursor = page_args()
     page = bridge().store.list_releases(limit, cursor)
     items = [{"id": row["id"], "project": row["project"], "version": row["version"], "via": row["via"],
               "released_at": _iso(row["released_at"]), "received_at": _iso(row["received_at"]),
@@ -387,7 +441,7 @@ def list_releases():  # type: ignore[no-untyped-def]
 
 
 @api.post("/api/v1/problems/<int:problem_id>/close")
-@requires_token("token_api")
+@requires_token("api")
 def close_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """Close a problem and its incidents by hand, with a reason."""
     body = _validated(ReasonRequest)
@@ -396,7 +450,7 @@ def close_problem(problem_id: int):  # type: ignore[no-untyped-def]
 
 
 @api.post("/api/v1/problems/<int:problem_id>/reopen")
-@requires_token("token_api")
+@requires_token("api")
 def reopen_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """Reopen a closed problem by hand, with a reason."""
     body = _validated(ReasonRequest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import re
 import uuid
@@ -13,11 +14,12 @@ from typing import Any
 
 from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import metrics
-from bridge.config import Settings, load_settings
+from bridge.config import Network, Settings, load_settings
 from bridge.domain import Rules
-from bridge.errors import BridgeError
+from bridge.errors import BadPayload, BridgeError
 from bridge.group_commit import GroupCommit
 from bridge.rules import load_rules
 from bridge.services import Delivery, IngestResult, write_deliveries
@@ -28,6 +30,9 @@ from jira_link.linker import LinkOptions
 log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Pages load only our own script and styles; nothing may frame them (clickjacking).
+CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 
 
 def utc_now() -> datetime:
@@ -61,6 +66,40 @@ def error_body(status: int, message: str, errors: list[str] | None = None) -> di
     """The one JSON envelope every error uses."""
     return {"status": "error", "code": status, "message": message, "errors": errors or [],
             "request_id": getattr(g, "request_id", None)}
+
+
+class TrustedProxies:
+    """WSGI middleware: X-Forwarded-For and -Proto count (werkzeug's ProxyFix) only when the peer
+    is one of BRIDGE_TRUSTED_PROXIES; from anyone else they are ignored, so nobody can claim HTTPS."""
+
+    def __init__(self, app: Any, networks: tuple[Network, ...]) -> None:
+        self.app = app
+        self.networks = networks
+        self.fixed = ProxyFix(app, x_for=1, x_proto=1)
+
+    def trusted(self, peer: str | None) -> bool:
+        try:
+            address = ipaddress.ip_address(peer or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if self.trusted(environ.get("REMOTE_ADDR")):
+            return self.fixed(environ, start_response)
+        return self.app(environ, start_response)
+
+
+def refuse_unusable_query() -> None:
+    """Refuse a NUL anywhere in the query string, for every endpoint at once: PostgreSQL text cannot hold it.
+
+    Raises:
+        BadPayload: naming the argument.
+    """
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            shown = name.replace("\x00", "\\x00")
+            raise BadPayload(f"invalid query parameter {shown}", [f"{shown}: contains a NUL character"])
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -115,12 +154,18 @@ def create_app(
         given = request.headers.get("X-Request-ID", "")
         g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
 
+    app.before_request(refuse_unusable_query)
+
     @app.after_request
     def _echo_request_id(response):  # type: ignore[no-untyped-def]
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         return response
 
     _register_error_handlers(app)
     app.register_blueprint(api)
     app.register_blueprint(ui)
+    if settings.trusted_proxies:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -68,8 +69,26 @@ def _label_safe(text: str) -> str:
     return text
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR ranges; a bare address is a range of one."""
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"expected comma-separated IP addresses or CIDR ranges ({exc})") from exc
+
+
 def _secret(text: str) -> Secret | None:
     return Secret(text) if text else None
+
+
+def _token(text: str) -> Secret:
+    """A bearer token; set but blank is a mistake (a template with an unset variable), never "no token"."""
+    if not text.strip():
+        raise ValueError("is set but empty: set the token, or unset the variable to leave its endpoints open")
+    return Secret(text)
 
 
 @dataclass(frozen=True)
@@ -95,6 +114,7 @@ class Settings:
     token_release: Secret | None = field(default=None, repr=False)
     token_api: Secret | None = field(default=None, repr=False)
     public_url: str = "http://127.0.0.1:8080"
+    trusted_proxies: tuple[Network, ...] = ()
     outbox_dead_after_seconds: float = 24 * 3600.0
     outbox_max_backoff_seconds: float = 600.0
     outbox_lease_seconds: float = 300.0
@@ -130,11 +150,12 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_MAX_ALERTS": ("max_alerts", _positive_int),
     "BRIDGE_ALLOW_ANONYMOUS": ("allow_anonymous", _flag),
     "BRIDGE_LOG_LEVEL": ("log_level", str.upper),
-    "BRIDGE_TOKEN_ALERTMANAGER": ("token_alertmanager", _secret),
-    "BRIDGE_TOKEN_ZABBIX": ("token_zabbix", _secret),
-    "BRIDGE_TOKEN_RELEASE": ("token_release", _secret),
-    "BRIDGE_TOKEN_API": ("token_api", _secret),
+    "BRIDGE_TOKEN_ALERTMANAGER": ("token_alertmanager", _token),
+    "BRIDGE_TOKEN_ZABBIX": ("token_zabbix", _token),
+    "BRIDGE_TOKEN_RELEASE": ("token_release", _token),
+    "BRIDGE_TOKEN_API": ("token_api", _token),
     "BRIDGE_PUBLIC_URL": ("public_url", str),
+    "BRIDGE_TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
     "BRIDGE_OUTBOX_MAX_BACKOFF_SECONDS": ("outbox_max_backoff_seconds", _positive_float),
     "BRIDGE_OUTBOX_LEASE_SECONDS": ("outbox_lease_seconds", _positive_float),
@@ -155,6 +176,16 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 assert {name for name, _ in ENVIRONMENT.values()} == {f.name for f in fields(Settings)}
+VARIABLE = {name: variable for variable, (name, _) in ENVIRONMENT.items()}
+
+# Endpoint group -> the setting holding its bearer token: the webhook of each source, the release
+# hook, and the read/manage API (with /ui/). api.py guards each group with it; check_exposure wants them all.
+TOKEN_GROUPS: Mapping[str, str] = {
+    "alertmanager": "token_alertmanager",
+    "zabbix": "token_zabbix",
+    "release": "token_release",
+    "api": "token_api",
+}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -200,13 +231,17 @@ def is_loopback_bind(bind: str) -> bool:
 
 
 def check_exposure(settings: Settings) -> None:
-    """Refuse to serve the network with no tokens at all, unless the operator says so.
+    """Refuse to serve the network while any endpoint group has no token, unless the operator says so.
+
+    One token left unset would leave its endpoints open to anyone who can reach the port.
 
     Raises:
-        SettingsError: a non-loopback bind, no token set, and BRIDGE_ALLOW_ANONYMOUS unset.
+        SettingsError: a non-loopback bind, BRIDGE_ALLOW_ANONYMOUS unset, naming every missing token variable.
     """
-    tokens = (settings.token_alertmanager, settings.token_zabbix, settings.token_release, settings.token_api)
-    if not is_loopback_bind(settings.bind) and not any(tokens) and not settings.allow_anonymous:
+    if is_loopback_bind(settings.bind) or settings.allow_anonymous:
+        return
+    missing = [VARIABLE[name] for name in TOKEN_GROUPS.values() if getattr(settings, name) is None]
+    if missing:
         raise SettingsError(
-            f"refusing to listen on {settings.bind} with no BRIDGE_TOKEN_* set: anyone could post alerts and "
-            "read incidents. Set the tokens, or BRIDGE_ALLOW_ANONYMOUS=1 if a proxy in front authenticates.")
+            f"refusing to listen on {settings.bind} without {', '.join(missing)}: anyone could reach those "
+            "endpoints. Set every BRIDGE_TOKEN_*, or BRIDGE_ALLOW_ANONYMOUS=1 if a proxy in front authenticates.")

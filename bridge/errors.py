@@ -36,6 +36,12 @@ class NotFound(BridgeError):
     status = 404
 
 
+class UnsupportedMediaType(BridgeError):
+    """A body that is not declared as JSON (415): a web page's form or no-cors fetch cannot send that type."""
+
+    status = 415
+
+
 class StoreUnavailable(BridgeError):
     """The database cannot be reached; callers such as Alertmanager should retry (503)."""
 

@@ -22,7 +22,7 @@ def _json_body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
 
 def _responses(*codes: int, ok: dict[str, Any] | None = None) -> dict[str, Any]:
     described = {200: "OK", 202: "Accepted", 400: "Invalid input; errors name the fields", 401: "Missing or wrong token",
-                 404: "Not found", 409: "Conflicts with the current state", 413: "Body too large",
+                 404: "Not found", 409: "Conflicts with the current state", 413: "Body too large", 415: "Body not sent as application/json",
                  422: "Refers to something unusable (e.g. an unknown Jira issue)", 502: "Upstream refused",
                  503: "Database or upstream unavailable; retry"}
     responses = {}
@@ -75,7 +75,7 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
         "status": {"const": "ok"}, "notification_id": {"type": "integer"},
         "incidents": {"type": "array", "items": {"type": "integer"}}, "alerts": {"type": "integer"},
         "outcomes": {"type": "object"}, "rejected": {"type": "array"}, "truncated_alerts": {"type": "integer"}}}
-    webhook = {"tags": ["webhooks"], "security": BEARER, "responses": _responses(200, 400, 401, 404, 413, 503,
+    webhook = {"tags": ["webhooks"], "security": BEARER, "responses": _responses(200, 400, 401, 404, 413, 415, 503,
                                                                                     ok=ingest_answer)}
     paths: dict[str, Any] = {
         "/api/v1/alerts/alertmanager": {"post": {**webhook, "operationId": "alertmanagerWebhook",
@@ -103,19 +103,21 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
             "post": {"operationId": "linkJiraIssue", "security": BEARER, "parameters": [_id_param("problem_id")],
                      "requestBody": _json_body({"type": "object", "required": ["jira_key"],
                                                 "properties": {"jira_key": {"type": "string"}}}),
-                     "responses": _responses(200, 400, 401, 404, 409, 422, 502, 503)},
+                     "responses": _responses(200, 400, 401, 404, 409, 413, 415, 422, 502, 503)},
             "delete": {"operationId": "unlinkJiraIssue", "security": BEARER, "parameters": [_id_param("problem_id")],
                        "responses": _responses(200, 401, 404, 503)}},
         "/api/v1/problems/{problem_id}/close": {"post": {
             "operationId": "closeProblem", "security": BEARER, "parameters": [_id_param("problem_id")],
-            "requestBody": _json_body(_model_schema(reason_model)), "responses": _responses(200, 400, 401, 404, 409, 503)}},
+            "requestBody": _json_body(_model_schema(reason_model)),
+            "responses": _responses(200, 400, 401, 404, 409, 413, 415, 503)}},
         "/api/v1/problems/{problem_id}/reopen": {"post": {
             "operationId": "reopenProblem", "security": BEARER, "parameters": [_id_param("problem_id")],
-            "requestBody": _json_body(_model_schema(reason_model)), "responses": _responses(200, 400, 401, 404, 409, 503)}},
+            "requestBody": _json_body(_model_schema(reason_model)),
+            "responses": _responses(200, 400, 401, 404, 409, 413, 415, 503)}},
         "/api/v1/releases": {
             "post": {"operationId": "releaseShipped", "security": BEARER, "tags": ["releases"],
                      "requestBody": _json_body(_model_schema(release_model)),
-                     "responses": _responses(200, 400, 401, 409, 502, 503)},
+                     "responses": _responses(200, 400, 401, 409, 413, 415, 502, 503)},
             "get": {"operationId": "listReleases", "security": BEARER, "parameters": PAGING,
                     "responses": _responses(200, 400, 401, 503, ok=page)}},
         "/api/v1/outbox": {"get": {"operationId": "listOutbox", "security": BEARER, "parameters": [
@@ -125,7 +127,7 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
             "operationId": "jiraWebhook", "parameters": [_query("secret", {"type": "string"})],
             "requestBody": _json_body({"type": "object", "required": ["webhookEvent"],
                                        "properties": {"webhookEvent": {"type": "string"}}}),
-            "responses": _responses(202, 400, 401, 409, 502, 503)}},
+            "responses": _responses(202, 400, 401, 409, 413, 415, 502, 503)}},
         "/healthz": {"get": {"operationId": "healthz", "responses": _responses(200)}},
         "/readyz": {"get": {"operationId": "readyz", "responses": _responses(200, 503)}},
         "/metrics": {"get": {"operationId": "metrics", "responses": {"200": {

@@ -403,7 +403,8 @@ def handle_jira_webhook(store: Store, jira: JiraClient | None, rules: Rules, bod
                 **release_from_jira_version(store, jira, rules, payload.get("version"), now)}
     if event not in ("jira:issue_updated", "comment_created", "comment_updated"):
         return {"event": event, "action": "ignored"}
-    key = (payload.get("issue") or {}).get("key")
+    issue = payload.get("issue")
+    key = issue.get("key") if isinstance(issue, dict) else None
     if not isinstance(key, str) or not JIRA_KEY.match(key):
         raise BadPayload("Jira webhook without an issue key", ["issue.key: expected a Jira key"])
     if not store.live_problems_for_issue(key):

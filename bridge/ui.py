@@ -1,39 +1,88 @@
 """Read-only pages for the third line under /ui/: what is burning, how close to its SLA, which Jira issue it waits for.
 
 Server-rendered (Jinja2, autoescaped), no build chain; a few lines of plain JavaScript
-count SLA time down and refresh the overview. Behind the read token: a login form sets
-it as an HttpOnly cookie.
+(a served file: the Content-Security-Policy allows no inline script) count SLA time down
+and refresh the overview. Behind the read token: signing in with it starts a signed
+session cookie that never holds the token itself.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import hmac
+import re
+from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
+from flask.blueprints import BlueprintSetupState
+from flask.sessions import SecureCookieSessionInterface
 
+from bridge.api import SOURCES, choice_arg, group_token, page_args
 from bridge.app import bridge
+from bridge.config import Secret
+from bridge.errors import BadPayload
 from bridge.domain import IncidentState, ProblemState
 from bridge.storage import IncidentFilter
 
-ui = Blueprint("ui", __name__, template_folder="ui_templates", url_prefix="/ui")
-COOKIE = "bridge_token"
-PAGE_SIZE = 50
+ui = Blueprint("ui", __name__, template_folder="ui_templates", static_folder="ui_static",
+               static_url_path="/static", url_prefix="/ui")
+SESSION_LIFETIME = timedelta(hours=12)
+OPEN_ENDPOINTS = ("ui.login", "ui.logout", "ui.static")
+_LOCAL_TARGET = re.compile(r"/ui/[!-~]*")  # a page of ours, printable ASCII only: no open redirect, no odd header
 
 
-def _authorised() -> bool:
-    expected = bridge().settings.token_api
-    if expected is None:
-        return True
-    given = request.cookies.get(COOKIE, "")
-    return bool(given) and expected.matches(given)
+def session_key(token: Secret) -> bytes:
+    """The session signing key, derived from the read token: every replica agrees, and rotating
+    the token ends every session (the old signatures no longer verify)."""
+    return hmac.new(token.value.encode(), b"incident-bridge /ui/ session", hashlib.sha256).digest()
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, marked Secure whenever the request came over HTTPS.
+
+    Behind a TLS-terminating proxy the scheme is https only when the proxy is one of
+    BRIDGE_TRUSTED_PROXIES (app.py honours X-Forwarded-Proto from those peers alone).
+    """
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure
+
+
+@ui.record_once
+def _configure_sessions(state: BlueprintSetupState) -> None:
+    token = state.app.extensions["bridge"].settings.token_api
+    state.app.session_interface = _SessionInterface()
+    state.app.secret_key = session_key(token) if token is not None else None
+    state.app.config.update(SESSION_COOKIE_NAME="bridge_session", SESSION_COOKIE_PATH="/ui/",
+                            SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                            PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+                            # 12 hours from signing in, not from the last click: a copied cookie dies too.
+                            SESSION_REFRESH_EACH_REQUEST=False)
+
+
+def _sessions_required() -> bool:
+    return group_token("api") is not None
+
+
+def _signed_in() -> bool:
+    return not _sessions_required() or session.get("signed_in") is True
 
 
 @ui.before_request
-def _require_token():  # type: ignore[no-untyped-def]
-    if request.endpoint not in ("ui.login", "ui.static_files") and not _authorised():
+def _require_session():  # type: ignore[no-untyped-def]
+    # SameSite=Strict keeps the cookie off cross-site posts; refusing them outright also stops
+    # a page elsewhere from signing the browser in or out.
+    if request.method == "POST" and request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        abort(403)
+    if request.endpoint not in OPEN_ENDPOINTS and not _signed_in():
         return redirect(url_for("ui.login", next=request.full_path))
     return None
+
+
+@ui.context_processor
+def _session_state() -> dict[str, Any]:
+    return {"signed_in": _sessions_required() and _signed_in()}
 
 
 @ui.app_template_filter("when")
@@ -46,39 +95,37 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat().replace("+00:00", "Z") if value else ""
 
 
-def _page(limit: int = PAGE_SIZE) -> tuple[int, int | None]:
-    raw = request.args.get("cursor") or None
-    return limit, int(raw) if raw and raw.isdigit() else None
-
-
-def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
-    value = request.args.get(name) or None
-    return value if value in allowed else None
+@ui.errorhandler(BadPayload)
+def _bad_request(exc: BadPayload):  # type: ignore[no-untyped-def]
+    """The API's argument checks refuse; a page says so in HTML."""
+    return render_template("bad_request.html", error=exc), exc.status
 
 
 @ui.route("/login", methods=["GET", "POST"])
 def login():  # type: ignore[no-untyped-def]
     error = None
-    target = request.values.get("next") or url_for("ui.overview")
-    if not target.startswith("/ui/"):
+    target = request.values.get("next") or ""
+    if not _LOCAL_TARGET.fullmatch(target):
         target = url_for("ui.overview")
+    expected = group_token("api")
+    if expected is None:
+        return redirect(target)
     if request.method == "POST":
-        expected = bridge().settings.token_api
-        given = request.form.get("token", "")
-        if expected is None or expected.matches(given):
-            response = redirect(target)
-            response.set_cookie(COOKIE, given, httponly=True, samesite="Strict", secure=request.is_secure,
-                                max_age=12 * 3600)
-            return response
+        if expected.matches(request.form.get("token", "")):
+            session.clear()
+            session.permanent = True
+            session["signed_in"] = True
+            return redirect(target)
         error = "That token is not the read token (BRIDGE_TOKEN_API)."
     return render_template("login.html", error=error, next=target), 401 if error else 200
 
 
 @ui.post("/logout")
 def logout():  # type: ignore[no-untyped-def]
-    response = redirect(url_for("ui.login"))
-    response.delete_cookie(COOKIE)
-    return response
+    """End the session: the cookie is emptied and expired (Flask deletes it once the session is empty)."""
+    if _sessions_required():
+        session.clear()
+    return redirect(url_for("ui.login"))
 
 
 @ui.get("/")
@@ -91,8 +138,8 @@ def overview():  # type: ignore[no-untyped-def]
 
 @ui.get("/problems")
 def problems():  # type: ignore[no-untyped-def]
-    limit, cursor = _page()
-    state = _choice("state", tuple(s.value for s in ProblemState))
+    limit, cursor = page_args()
+    state = choice_arg("state", tuple(s.value for s in ProblemState))
     page = bridge().store.list_problems(state, request.args.get("jira_key") or None, limit, cursor)
     return render_template("problems.html", page=page, state=state, states=[s.value for s in ProblemState])
 
@@ -110,26 +157,28 @@ def problem(problem_id: int):  # type: ignore[no-untyped-def]
 
 @ui.get("/incidents")
 def incidents():  # type: ignore[no-untyped-def]
-    limit, cursor = _page()
-    filters = IncidentFilter(state=_choice("state", tuple(s.value for s in IncidentState)),
-                             source=_choice("source", ("alertmanager", "zabbix")),
+    limit, cursor = page_args()
+    filters = IncidentFilter(state=choice_arg("state", tuple(s.value for s in IncidentState)),
+                             source=choice_arg("source", SOURCES),
                              priority=request.args.get("priority") or None)
     page = bridge().store.list_incidents(filters, limit, cursor)
     return render_template("incidents.html", page=page, filters=filters, states=[s.value for s in IncidentState],
                            priorities=sorted(set(bridge().rules.priority_matrix.values())), now=bridge().now())
 
 
+@ui.get("/incidents/<int:incident_id>")
+def incident(incident_id: int):  # type: ignore[no-untyped-def]
+    found = bridge().store.get_incident(incident_id)
+    if found is None:
+        return render_template("missing.html", what=f"incident {incident_id}"), 404
+    return render_template("incident.html", incident=found, now=bridge().now())
+
+
 @ui.get("/rejected")
 def rejected():  # type: ignore[no-untyped-def]
-    limit, cursor = _page()
+    limit, cursor = page_args()
     page = bridge().store.list_rejected(limit, cursor)
     return render_template("rejected.html", page=page)
-
-
-@ui.get("/static/ui.js")
-def static_files() -> Response:
-    """The countdown and auto-refresh script (kept here: no static build step)."""
-    return Response(render_template("ui.js"), content_type="text/javascript; charset=utf-8")
 
 
 def sla_label(due: datetime | None, now: datetime) -> dict[str, Any]:

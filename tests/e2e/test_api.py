@@ -13,8 +13,8 @@ from tests.conftest import ROOT, Clock, build_app, payload, payload_bytes
 
 TOKENS = {"BRIDGE_TOKEN_ALERTMANAGER": "am-token", "BRIDGE_TOKEN_ZABBIX": "zbx-token", "BRIDGE_TOKEN_API": "api-token"}
 API = {"Authorization": "Bearer api-token"}
-AM = {"Authorization": "Bearer am-token"}
-ZBX = {"Authorization": "Bearer zbx-token"}
+AM = {"Authorization": "Bearer am-token", "Content-Type": "application/json"}
+ZBX = {"Authorization": "Bearer zbx-token", "Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -70,13 +70,13 @@ def test_zabbix_event_lifecycle(client):
     ("/api/v1/rejected", "get", {}),
 ])
 def test_each_endpoint_requires_its_own_token(client, path, method, headers):
-    response = getattr(client, method)(path, headers=headers, data=b"{}")
+    response = getattr(client, method)(path, headers=headers, data=b"{}", content_type="application/json")
     assert response.status_code == 401
     assert response.json["message"] == "missing or invalid bearer token"
 
 
 def test_unauthenticated_junk_is_not_stored(client):
-    client.post("/api/v1/alerts/alertmanager", data=b"junk")
+    client.post("/api/v1/alerts/alertmanager", data=b"junk", content_type="application/json")
     assert client.get("/api/v1/rejected", headers=API).json["items"] == []
 
 
@@ -122,7 +122,7 @@ def test_body_over_the_limit_is_413_in_the_json_envelope(client):
 
 
 def test_unknown_source_and_route_are_404_json(client):
-    assert client.post("/api/v1/alerts/nagios", data=b"{}").json["message"] == "unknown source 'nagios'"
+    assert client.post("/api/v1/alerts/nagios", json={}).json["message"] == "unknown source 'nagios'"
     assert client.get("/nothing").status_code == 404
     assert client.get("/api/v1/incidents/999", headers=API).json["message"] == "no incident 999"
     assert client.delete("/api/v1/incidents", headers=API).status_code == 405
@@ -172,7 +172,8 @@ def test_database_down_answers_503_so_senders_retry(tmp_path: Path, clock: Clock
     settings = load_settings({}, database_url=f"sqlite:///{missing_dir}", rules_path=str(ROOT / "rules.yaml"))
     client = create_app(settings, now=clock).test_client()
     assert client.get("/readyz").status_code == 503
-    response = client.post("/api/v1/alerts/alertmanager", data=payload_bytes("alertmanager-0.25-two-firing.json"))
+    response = client.post("/api/v1/alerts/alertmanager", data=payload_bytes("alertmanager-0.25-two-firing.json"),
+                           content_type="application/json")
     assert response.status_code == 503
     assert response.json["message"] == "database unavailable; retry later"
 

@@ -72,3 +72,19 @@ def test_bad_setting_is_a_clear_error(runner, monkeypatch):
     monkeypatch.setenv("BRIDGE_HTTP_WORKERS", "many")
     result = runner.invoke(main, ["serve"])
     assert result.exit_code == 1 and "BRIDGE_HTTP_WORKERS" in result.output
+
+
+def test_serve_on_the_network_with_a_token_missing_refuses_naming_it(runner, monkeypatch):
+    for name, value in {"BRIDGE_BIND": "0.0.0.0:8080", "BRIDGE_TOKEN_ALERTMANAGER": "a", "BRIDGE_TOKEN_ZABBIX": "z",
+                        "BRIDGE_TOKEN_API": "p"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("BRIDGE_TOKEN_RELEASE", raising=False)
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code == 1
+    assert "refusing to listen on 0.0.0.0:8080 without BRIDGE_TOKEN_RELEASE:" in result.output
+
+
+def test_serve_with_an_empty_token_variable_refuses_naming_it(runner, monkeypatch):
+    monkeypatch.setenv("BRIDGE_TOKEN_API", "")
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code == 1 and "BRIDGE_TOKEN_API: is set but empty" in result.output

@@ -46,7 +46,7 @@ def notification(n: int, per: int = 5) -> tuple[bytes, list[str]]:
 def send(url: str, body: bytes) -> int:
     try:
         return requests.post(url + "/api/v1/alerts/alertmanager", data=body, timeout=10,
-                             headers={"Authorization": f"Bearer {TOKEN}"}).status_code
+                             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).status_code
     except requests.RequestException:
         return 0
 
@@ -241,13 +241,13 @@ def test_no_secret_appears_in_logs_answers_or_the_api(tmp_path: Path):
         jira.fail("GET", r"/search/jql", status=500)  # one failure on the way: errors get logged
         answers = []
         with BridgeProcess(url, env=env) as bridge:
-            am = {"Authorization": f"Bearer {secrets['BRIDGE_TOKEN_ALERTMANAGER']}"}
+            am = {"Authorization": f"Bearer {secrets['BRIDGE_TOKEN_ALERTMANAGER']}", "Content-Type": "application/json"}
             api = {"Authorization": f"Bearer {secrets['BRIDGE_TOKEN_API']}"}
             for n in range(3):
                 answers.append(requests.post(bridge.url + "/api/v1/alerts/alertmanager", headers=am, timeout=10,
                                              data=notification(n, per=1)[0]).text)
             answers.append(requests.post(bridge.url + "/api/v1/alerts/alertmanager", timeout=10, data=b"{}",
-                                         headers={"Authorization": "Bearer wrong"}).text)
+                                         headers={"Authorization": "Bearer wrong", "Content-Type": "application/json"}).text)
             answers.append(requests.post(bridge.url + "/api/v1/alerts/alertmanager", headers=am, data=b"{bad",
                                          timeout=10).text)
             wait_for(lambda: bool(jira.issues()), 30, "the Jira issue")

@@ -47,10 +47,10 @@ def test_metrics_under_two_gunicorn_workers(tmp_path: Path):
         with ThreadPoolExecutor(max_workers=8) as pool:
             statuses = list(pool.map(lambda body: requests.post(
                 bridge.url + "/api/v1/alerts/alertmanager", data=body, timeout=30,
-                headers={"Authorization": f"Bearer {TOKEN}"}).status_code, bodies))
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).status_code, bodies))
         assert set(statuses) == {200}
         requests.post(bridge.url + "/api/v1/alerts/alertmanager", data=b"{}", timeout=5,
-                      headers={"Authorization": f"Bearer {TOKEN}"})
+                      headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
         writers = {p.name.rsplit("_", 1)[-1] for p in metrics_dir.glob("counter_*.db")}
         assert len(writers) >= 2, f"both gunicorn workers served requests: {writers}"
 

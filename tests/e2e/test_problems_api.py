@@ -46,7 +46,7 @@ def runner(app) -> OutboxRunner:
 
 def open_zabbix_problem(client) -> int:
     """The zabbix-trigger rule opens a problem at once and does not create a Jira issue itself."""
-    client.post("/api/v1/alerts/zabbix", data=json.dumps(payload("zabbix-6.0.14-problem.json")))
+    client.post("/api/v1/alerts/zabbix", json=payload("zabbix-6.0.14-problem.json"))
     [problem] = client.get("/api/v1/problems", headers=API).json["items"]
     return problem["id"]
 
@@ -54,7 +54,7 @@ def open_zabbix_problem(client) -> int:
 def webhook(client, body: dict, *, signed: bool = True, query: str = ""):
     raw = json.dumps(body).encode()
     headers = {"X-Hub-Signature": "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()} if signed else {}
-    return client.post(f"/api/v1/jira/webhook{query}", data=raw, headers=headers)
+    return client.post(f"/api/v1/jira/webhook{query}", data=raw, headers=headers, content_type="application/json")
 
 
 def test_problem_detail_lists_its_incidents(client):
@@ -153,7 +153,8 @@ def test_webhook_accepts_url_secret_and_refuses_bad_signatures(client):
     assert webhook(client, body, signed=False, query="?secret=wrong").status_code == 401
     assert webhook(client, body, signed=False).status_code == 401
     raw = json.dumps(body).encode()
-    forged = client.post("/api/v1/jira/webhook", data=raw, headers={"X-Hub-Signature": "sha256=" + "0" * 64})
+    forged = client.post("/api/v1/jira/webhook", data=raw, headers={"X-Hub-Signature": "sha256=" + "0" * 64},
+                         content_type="application/json")
     assert forged.status_code == 401
 
 
@@ -267,3 +268,17 @@ def test_manual_close_and_reopen_over_http(client):
     assert client.post(f"/api/v1/problems/{problem_id}/close", json={"reason": "x"}, headers=API).status_code == 409
     reopened = client.post(f"/api/v1/problems/{problem_id}/reopen", json={"reason": "back"}, headers=API)
     assert reopened.json["state"] == "open"
+
+
+def test_a_non_ascii_signature_is_refused_not_a_crash(client):
+    response = client.post("/api/v1/jira/webhook", data=b'{"webhookEvent": "jira:issue_updated"}',
+                           content_type="application/json",
+                           headers={"X-Hub-Signature": "sha256=\u00e9\u00e9"})
+    assert response.status_code == 401 and response.json["message"] == "invalid Jira webhook signature or secret"
+
+
+@pytest.mark.parametrize("issue", ["LKK-1", ["LKK-1"], 7, True])
+def test_a_signed_webhook_whose_issue_is_not_an_object_is_a_400(client, issue):
+    response = webhook(client, {"webhookEvent": "jira:issue_updated", "issue": issue})
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.json["errors"] == ["issue.key: expected a Jira key"]

@@ -67,7 +67,7 @@ def assert_consistent(app) -> None:
 
 
 def post(app, source: str, body: object) -> None:
-    response = app.test_client().post(f"/api/v1/alerts/{source}", data=json.dumps(body))
+    response = app.test_client().post(f"/api/v1/alerts/{source}", data=json.dumps(body), content_type="application/json")
     assert response.status_code in (200, 400), response.get_data(as_text=True)
     assert response.is_json
     if response.status_code == 400:
@@ -97,7 +97,7 @@ def test_duplicates_in_one_notification_count_as_repeats_of_one_incident(app, la
     fingerprint = f"{abs(hash(tuple(sorted(labels.items())))):016x}"[:16]
     alert = dict(body["alerts"][0], labels=labels, fingerprint=fingerprint)
     body["alerts"] = [alert] * copies
-    response = app.test_client().post("/api/v1/alerts/alertmanager", data=json.dumps(body))
+    response = app.test_client().post("/api/v1/alerts/alertmanager", data=json.dumps(body), content_type="application/json")
     assert response.status_code == 200, response.get_data(as_text=True)
     assert len(response.json["incidents"]) == 1
     outcomes = response.json["outcomes"]

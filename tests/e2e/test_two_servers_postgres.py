@@ -37,7 +37,7 @@ def test_two_servers_one_database_make_one_incident_per_fingerprint(pg_database_
         def send(args: tuple[str, bytes]) -> int:
             url, body = args
             return requests.post(url + "/api/v1/alerts/alertmanager", data=body, timeout=30,
-                                 headers={"Authorization": f"Bearer {TOKEN}"}).status_code
+                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).status_code
 
         # Every batch three times to each server, interleaved, from 16 concurrent senders.
         jobs = [(server.url, notification(batch)) for _ in range(3) for batch in batches for server in (one, two)]
@@ -70,7 +70,7 @@ def test_two_servers_and_two_workers_file_exactly_one_jira_issue(pg_database_url
             def send(args: tuple[str, bytes]) -> int:
                 url, body = args
                 return requests.post(url + "/api/v1/alerts/alertmanager", data=body, timeout=30,
-                                     headers={"Authorization": f"Bearer {TOKEN}"}).status_code
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).status_code
 
             # Alertmanager's group: the same alertname, every alert a distinct instance.
             jobs = [(server.url, notification([fp])) for _ in range(2) for fp in fingerprints for server in (one, two)]

@@ -44,11 +44,13 @@ def bridge(tmp_path_factory) -> Iterator[BridgeProcess]:
         env = {"BRIDGE_TOKEN_API": API_TOKEN, "BRIDGE_JIRA_URL": jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com",
                "BRIDGE_JIRA_API_TOKEN": "jira-token", "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2"}
         with BridgeProcess(url, env=env) as process:
-            for name in ("alertmanager-0.25-two-firing.json", "alertmanager-0.25-one-resolved-one-firing.json"):
-                requests.post(process.url + "/api/v1/alerts/alertmanager", data=payload_bytes(name), timeout=10)
-            requests.post(process.url + "/api/v1/alerts/zabbix", data=payload_bytes("zabbix-6.0.14-problem.json"),
-                          timeout=10)
-            requests.post(process.url + "/api/v1/alerts/alertmanager", data=b"{not json", timeout=10)
+            sent = [("alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), 200),
+                    ("alertmanager", payload_bytes("alertmanager-0.25-one-resolved-one-firing.json"), 200),
+                    ("zabbix", payload_bytes("zabbix-6.0.14-problem.json"), 200), ("alertmanager", b"{not json", 400)]
+            for source, body, status in sent:
+                answer = requests.post(f"{process.url}/api/v1/alerts/{source}", data=body, timeout=10,
+                                       headers={"Content-Type": "application/json"})
+                assert answer.status_code == status, answer.text
             deadline = time.monotonic() + 20
             while not jira.issues() and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -166,3 +168,26 @@ def test_keyboard_reaches_the_navigation_and_the_skip_link(browser_page, bridge)
     for _ in range(3):
         page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.getAttribute('href')") == "/ui/problems"
+
+
+def test_incident_page_and_the_sign_out_button_end_the_session(browser_page, bridge):
+    context = browser_page[0].context.browser.new_context()  # a browser of its own: signing out ends only this one
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(bridge.url + "/ui/incidents")
+    page.fill("#token", API_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/ui/incidents$"))
+    assert [c["name"] for c in context.cookies()] == ["bridge_session"]
+    assert API_TOKEN not in context.cookies()[0]["value"]
+    page.get_by_role("link", name=re.compile(r"^#\d+$")).first.click()
+    page.wait_for_url(re.compile(r".*/ui/incidents/\d+$"))
+    assert page.locator("h1").inner_text().startswith("Incident #")
+    page.click("#logout")
+    page.wait_for_url(re.compile(r".*/ui/login$"))
+    assert context.cookies() == []
+    page.goto(bridge.url + "/ui/")
+    assert "/ui/login" in page.url
+    assert errors == []
+    context.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.config import ENVIRONMENT, Secret, SettingsError, load_settings
+from bridge.config import ENVIRONMENT, Secret, SettingsError, check_exposure, load_settings
 from tests.conftest import ROOT
 
 
@@ -20,7 +20,8 @@ def test_environment_values_are_parsed():
 
 @pytest.mark.parametrize("variable, value", [
     ("BRIDGE_HTTP_WORKERS", "many"), ("BRIDGE_HTTP_WORKERS", "0"), ("BRIDGE_RUN_WORKER", "maybe"),
-    ("BRIDGE_MAX_BODY_BYTES", "-5"),
+    ("BRIDGE_MAX_BODY_BYTES", "-5"), ("BRIDGE_TOKEN_API", ""), ("BRIDGE_TOKEN_ZABBIX", "  "),
+    ("BRIDGE_TOKEN_ALERTMANAGER", ""), ("BRIDGE_TOKEN_RELEASE", ""),
 ])
 def test_bad_values_are_errors_naming_the_variable(variable, value):
     with pytest.raises(SettingsError, match=variable):
@@ -37,3 +38,28 @@ def test_every_variable_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in ENVIRONMENT if name not in readme]
     assert missing == []
+
+
+ALL_TOKENS = {"BRIDGE_TOKEN_ALERTMANAGER": "a", "BRIDGE_TOKEN_ZABBIX": "z", "BRIDGE_TOKEN_RELEASE": "r",
+              "BRIDGE_TOKEN_API": "p"}
+
+
+@pytest.mark.parametrize("unset", sorted(ALL_TOKENS))
+def test_network_bind_with_one_token_unset_is_refused_naming_it(unset):
+    tokens = {name: value for name, value in ALL_TOKENS.items() if name != unset}
+    with pytest.raises(SettingsError) as refused:
+        check_exposure(load_settings({"BRIDGE_BIND": "0.0.0.0:8080", **tokens}))
+    assert f"without {unset}:" in str(refused.value)
+
+
+def test_network_bind_with_no_token_names_all_four():
+    with pytest.raises(SettingsError) as refused:
+        check_exposure(load_settings({"BRIDGE_BIND": "10.1.2.3:8080"}))
+    assert ("without BRIDGE_TOKEN_ALERTMANAGER, BRIDGE_TOKEN_ZABBIX, BRIDGE_TOKEN_RELEASE, BRIDGE_TOKEN_API:"
+            in str(refused.value))
+
+
+def test_network_bind_with_every_token_or_anonymous_allowed_starts():
+    check_exposure(load_settings({"BRIDGE_BIND": "0.0.0.0:8080", **ALL_TOKENS}))
+    check_exposure(load_settings({"BRIDGE_BIND": "0.0.0.0:8080", "BRIDGE_ALLOW_ANONYMOUS": "1",
+                                  "BRIDGE_TOKEN_API": "p"}))

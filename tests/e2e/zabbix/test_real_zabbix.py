@@ -69,7 +69,8 @@ class LossyProxy:
         event = request.get_json(silent=True) or {}
         self.deliveries.append(event)
         answer = requests.post(self.target + "/api/v1/alerts/zabbix", data=body, timeout=20,
-                               headers={"Authorization": request.headers.get("Authorization", "")})
+                               headers={"Authorization": request.headers.get("Authorization", ""),
+                                        "Content-Type": request.headers.get("Content-Type", "")})
         if event.get("event_id") in self.lose_first_for:
             self.lose_first_for.discard(event["event_id"])
             return Response('{"status": "error"}', status=502, content_type="application/json")
