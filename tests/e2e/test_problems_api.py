@@ -201,8 +201,8 @@ def test_release_hook_over_http_closes_and_replays(client, fake_jira):
 def open_linked_zabbix_problem(client, fake_jira, key: str, trigger_id: str) -> int:
     """A problem of its own (one per trigger) linked to an existing issue."""
     fake_jira.add_issue(key)
-    client.post("/api/v1/alerts/zabbix", data=json.dumps(dict(payload("zabbix-6.0.14-problem.json"),
-                                                              event_id=trigger_id, trigger_id=trigger_id)))
+    client.post("/api/v1/alerts/zabbix", json=dict(payload("zabbix-6.0.14-problem.json"),
+                                                   event_id=trigger_id, trigger_id=trigger_id))
     [problem] = [p for p in client.get("/api/v1/problems", headers=API).json["items"]
                  if p["problem_key"] == f"zabbix-trigger/{trigger_id}"]
     client.post(f"/api/v1/problems/{problem['id']}/jira", json={"jira_key": key}, headers=API)
