@@ -124,7 +124,8 @@ def problem_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rejected_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
+    """A refused payload; the body only when the row carries it (single item, not a list page)."""
+    shape = {
         "id": row["id"],
         "source": row["source"],
         "received_at": _iso(row["received_at"]),
@@ -132,9 +133,12 @@ def _rejected_json(row: dict[str, Any]) -> dict[str, Any]:
         "errors": row["errors"],
         "partial": row["partial"],
         "content_type": row["content_type"],
-        "body": row["body"],
+        "body_bytes": row["body_bytes"],
         "body_truncated": row["body_truncated"],
     }
+    if "body" in row:
+        shape["body"] = row["body"]
+    return shape
 
 
 def _int_arg(name: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int | None:
@@ -229,6 +233,16 @@ def list_rejected():  # type: ignore[no-untyped-def]
     source = _choice_arg("source", tuple(WEBHOOK_TOKENS))
     page = bridge().store.list_rejected(limit, cursor, source)
     return jsonify({"items": [_rejected_json(row) for row in page.items], "next_cursor": page.next_cursor})
+
+
+@api.get("/api/v1/rejected/<int:rejected_id>")
+@requires_token("token_api")
+def get_rejected(rejected_id: int):  # type: ignore[no-untyped-def]
+    """One refused payload with its body (as kept: at most BRIDGE_REJECTED_BODY_LIMIT characters)."""
+    row = bridge().store.get_rejected(rejected_id)
+    if row is None:
+        raise NotFound(f"no rejected payload {rejected_id}", ["it never existed or was pruned (BRIDGE_RETENTION)"])
+    return jsonify(_rejected_json(row))
 
 
 @api.get("/healthz")

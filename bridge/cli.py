@@ -16,13 +16,13 @@ from gunicorn.app.base import BaseApplication
 
 from bridge.app import create_app, utc_now
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
-from bridge.config import Settings, SettingsError, check_exposure, load_settings
+from bridge.config import Settings, SettingsError, check_exposure, load_settings, positive_duration
 from bridge.domain import route_alert
 from bridge.errors import BridgeError
 from bridge.rules import RulesError, load_rules
 from bridge.services import parse_body
 from bridge.storage import Store, migrate, schema_is_current
-from bridge.worker import OutboxRunner, install_stop_signals, run_forever
+from bridge.worker import OutboxRunner, Pruner, install_stop_signals, prune, run_forever
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,30 @@ def worker_command() -> None:
     stop = threading.Event()
     install_stop_signals(stop)
     outbox = OutboxRunner.from_settings(store, rules, settings)
-    run_forever(store, settings.worker_interval_seconds, utc_now, stop, outbox)
+    run_forever(store, settings.worker_interval_seconds, utc_now, stop, outbox, Pruner(settings.retention))
+
+
+def _duration(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return positive_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@main.command("prune")
+@click.option("--older-than", default=None, callback=lambda _ctx, _param, value: _duration(value),
+              help="delete what was received longer ago than this, e.g. 30d or 12h (default BRIDGE_RETENTION)")
+def prune_command(older_than: Any) -> None:
+    """Delete raw notifications and refused payloads past retention; incidents and problems stay."""
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    retention = older_than or settings.retention
+    now = utc_now()
+    deleted = prune(Store.from_url(settings.database_url), now, retention)
+    click.echo(f"deleted {deleted['notifications']} notification(s) and {deleted['rejected_payloads']} "
+               f"refused payload(s) received before {now - retention:%Y-%m-%d %H:%M:%S} UTC")
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

@@ -6,7 +6,10 @@ import hmac
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from typing import Any
+
+from bridge.rules import parse_duration
 
 
 class SettingsError(Exception):
@@ -52,6 +55,14 @@ def _flag(text: str) -> bool:
     raise ValueError("must be one of 1, 0, true, false, yes, no")
 
 
+def positive_duration(text: str) -> timedelta:
+    """A duration like `30d` or `12h` (the rules file's syntax), never zero."""
+    value = parse_duration(text)
+    if value <= timedelta(0):
+        raise ValueError("must be a positive duration such as 30d or 12h")
+    return value
+
+
 def _optional(text: str) -> str | None:
     return text or None
 
@@ -90,6 +101,7 @@ class Settings:
     max_alerts: int = 5000
     allow_anonymous: bool = False
     log_level: str = "INFO"
+    retention: timedelta = timedelta(days=30)
     token_alertmanager: Secret | None = field(default=None, repr=False)
     token_zabbix: Secret | None = field(default=None, repr=False)
     token_release: Secret | None = field(default=None, repr=False)
@@ -130,6 +142,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_MAX_ALERTS": ("max_alerts", _positive_int),
     "BRIDGE_ALLOW_ANONYMOUS": ("allow_anonymous", _flag),
     "BRIDGE_LOG_LEVEL": ("log_level", str.upper),
+    "BRIDGE_RETENTION": ("retention", positive_duration),
     "BRIDGE_TOKEN_ALERTMANAGER": ("token_alertmanager", _secret),
     "BRIDGE_TOKEN_ZABBIX": ("token_zabbix", _secret),
     "BRIDGE_TOKEN_RELEASE": ("token_release", _secret),

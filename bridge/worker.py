@@ -263,8 +263,35 @@ def mark_breaches(store: Store, rules: Rules | None, now: datetime) -> list[dict
     return breached
 
 
-def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None) -> int:
+def prune(store: Store, now: datetime, retention: timedelta) -> dict[str, int]:
+    """Delete raw notifications and refused payloads older than `retention`; logs and returns the counts.
+
+    Incidents, problems, releases and their history stay: none of them needs the raw body.
+    """
+    before = now - retention
+    deleted = store.prune(before)
+    log.info("pruned old raw payloads", extra={"before": before.isoformat(), **deleted})
+    return deleted
+
+
+@dataclass
+class Pruner:
+    """Runs the retention prune once per `every` (the first pass prunes at once)."""
+
+    retention: timedelta
+    every: timedelta = timedelta(days=1)
+    _last: datetime | None = None
+
+    def run_due(self, store: Store, now: datetime) -> None:
+        if self._last is None or now - self._last >= self.every:
+            prune(store, now, self.retention)
+            self._last = now
+
+
+def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None, pruner: Pruner | None = None) -> int:
     """One pass of every periodic job; returns how many incidents and jobs it handled."""
+    if pruner is not None:
+        pruner.run_due(store, now)
     closed = store.close_resolved_due(now)
     if closed:
         log.info("auto-closed resolved incidents", extra={"count": len(closed)})
@@ -275,13 +302,13 @@ def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None) ->
 
 def run_forever(
     store: Store, interval_seconds: float, now: Callable[[], datetime], stop: threading.Event,
-    outbox: OutboxRunner | None = None,
+    outbox: OutboxRunner | None = None, pruner: Pruner | None = None,
 ) -> None:
     """Run passes until `stop` is set; a database outage is logged and waited out."""
     log.info("worker started", extra={"interval_seconds": interval_seconds})
     while not stop.is_set():
         try:
-            busy = run_once(store, now(), outbox)
+            busy = run_once(store, now(), outbox, pruner)
         except StoreUnavailable:
             log.warning("database unavailable; worker will retry")
             busy = 0
