@@ -17,7 +17,7 @@ from bridge import metrics
 from bridge.app import bridge
 from bridge.config import Secret
 from bridge.domain import Incident, IncidentState, ProblemState
-from bridge.errors import BadPayload, BridgeError, NotFound, Unauthorized
+from bridge.errors import BadPayload, BridgeError, Conflict, NotFound, Unauthorized
 from bridge.openapi import build_document
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.services import (
@@ -344,11 +344,33 @@ def list_outbox():  # type: ignore[no-untyped-def]
     limit, cursor = _page_args()
     state = _choice_arg("state", ("pending", "done", "dead"))
     page = bridge().store.list_jobs(state, limit, cursor)
-    items = [{"id": job["id"], "kind": job["kind"], "target": job["target"], "problem_id": job["problem_id"],
-              "state": job["state"], "attempts": job["attempts"], "created_at": _iso(job["created_at"]),
-              "next_attempt_at": _iso(job["next_attempt_at"]), "finished_at": _iso(job["finished_at"]),
-              "last_error": job["last_error"]} for job in page.items]
-    return jsonify({"items": items, "next_cursor": page.next_cursor})
+    return jsonify({"items": [_job_json(job) for job in page.items], "next_cursor": page.next_cursor})
+
+
+def _job_json(job: dict[str, Any]) -> dict[str, Any]:
+    return {"id": job["id"], "kind": job["kind"], "target": job["target"], "problem_id": job["problem_id"],
+            "state": job["state"], "attempts": job["attempts"], "created_at": _iso(job["created_at"]),
+            "next_attempt_at": _iso(job["next_attempt_at"]), "finished_at": _iso(job["finished_at"]),
+            "last_error": job["last_error"]}
+
+
+@api.post("/api/v1/outbox/<int:job_id>/retry")
+@requires_token("token_api")
+def retry_job(job_id: int):  # type: ignore[no-untyped-def]
+    """Run a dead-lettered job again, once its cause (a wrong token, a missing project) is fixed."""
+    store = bridge().store
+    job = store.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no outbox job {job_id}")
+    if job["state"] != "dead":
+        raise Conflict(f"outbox job {job_id} is {job['state']}, not dead", ["only dead jobs can be retried"])
+    retried, skipped = store.retry_dead_jobs(bridge().now(), job_id=job_id)
+    if job_id in skipped:
+        raise Conflict(f"outbox job {job_id} not retried: pending job {skipped[job_id]} does the same work",
+                       [f"dedup_key: {job['dedup_key']} already has pending job {skipped[job_id]}"])
+    if not retried:  # retried or finished by another request meanwhile
+        raise Conflict(f"outbox job {job_id} is no longer dead")
+    return jsonify(_job_json(store.get_job(job_id)))
 
 
 class ReleaseRequest(BaseModel):

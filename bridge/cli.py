@@ -137,6 +137,27 @@ def prune_command(older_than: Any) -> None:
                f"refused payload(s) received before {now - retention:%Y-%m-%d %H:%M:%S} UTC")
 
 
+@main.group("outbox")
+def outbox_group() -> None:
+    """The queue of Jira and Zabbix side effects."""
+
+
+@outbox_group.command("retry")
+@click.option("--kind", default=None, help="only dead jobs of this kind, e.g. zabbix.close_problems")
+@click.option("--id", "job_id", type=click.IntRange(min=1), default=None, help="only this job")
+def outbox_retry(kind: str | None, job_id: int | None) -> None:
+    """Queue dead-lettered jobs again (attempts reset, due now) once their cause is fixed."""
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    store = Store.from_url(settings.database_url)
+    retried, skipped = store.retry_dead_jobs(utc_now(), kind=kind, job_id=job_id)
+    for dead_id, twin in sorted(skipped.items()):
+        click.echo(f"job {dead_id} skipped: pending job {twin} has the same dedup key and does the same work")
+    click.echo(f"retried {len(retried)} dead job(s)" + (f": {', '.join(map(str, retried))}" if retried else ""))
+    if job_id is not None and not retried and not skipped:
+        raise click.ClickException(f"no dead outbox job {job_id}")
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     """Gunicorn with our app and options, no config file or argv parsing."""
 

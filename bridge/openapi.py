@@ -124,6 +124,9 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
         "/api/v1/outbox": {"get": {"operationId": "listOutbox", "security": BEARER, "parameters": [
             _query("state", {"enum": ["pending", "done", "dead"]}), *PAGING],
             "responses": _responses(200, 400, 401, 503, ok=page)}},
+        "/api/v1/outbox/{job_id}/retry": {"post": {
+            "operationId": "retryOutboxJob", "security": BEARER, "parameters": [_id_param("job_id")],
+            "responses": _responses(200, 401, 404, 409, 503)}},
         "/api/v1/jira/webhook": {"post": {
             "operationId": "jiraWebhook", "parameters": [_query("secret", {"type": "string"})],
             "requestBody": _json_body({"type": "object", "required": ["webhookEvent"],

@@ -686,6 +686,45 @@ class Store:
         self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
             state="dead", finished_at=now, locked_until=None, last_error=error[:2000])))
 
+    def retry_dead_jobs(self, now: datetime, *, kind: str | None = None,
+                        job_id: int | None = None) -> tuple[list[int], dict[int, int]]:
+        """Put dead jobs back in the queue (once their cause is fixed): pending, due now, attempts reset.
+
+        The dead-letter deadline counts again from now (created_at is reset). A dead job
+        whose dedup key already has a pending job is left dead: that job does the same work
+        (handlers re-read the state), and the pending-dedup unique index allows one.
+        Returns the ids retried and, per skipped id, the pending job that stands for it.
+        """
+
+        def work(conn: Connection) -> tuple[list[int], dict[int, int]]:
+            query = sa.select(outbox.c.id, outbox.c.dedup_key).where(outbox.c.state == "dead")
+            if kind is not None:
+                query = query.where(outbox.c.kind == kind)
+            if job_id is not None:
+                query = query.where(outbox.c.id == job_id)
+            dead = conn.execute(query.order_by(outbox.c.id.desc()).with_for_update()).all()
+            retried: list[int] = []
+            skipped: dict[int, int] = {}
+            for dead_id, dedup_key in dead:
+                twin = None if dedup_key is None else conn.execute(sa.select(outbox.c.id).where(
+                    outbox.c.dedup_key == dedup_key, outbox.c.state == "pending")).scalar()
+                if twin is not None:
+                    skipped[dead_id] = twin
+                    continue
+                conn.execute(outbox.update().where(outbox.c.id == dead_id).values(
+                    state="pending", attempts=0, created_at=now, next_attempt_at=now, locked_until=None,
+                    finished_at=None))
+                retried.append(dead_id)
+            return sorted(retried), skipped
+
+        return self.run(work)
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        if not 0 < job_id <= MAX_ID:
+            return None
+        query = sa.select(outbox).where(outbox.c.id == job_id)
+        return self.read(lambda conn: next((dict(row) for row in conn.execute(query).mappings()), None))
+
     def record_jira_link(self, problem_id: int, key: str, url: str, linked_by: str) -> bool:
         """Link a problem to an issue unless it already has one; the problem becomes a known error.
 
