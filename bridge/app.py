@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,10 +114,16 @@ def create_app(
     def _assign_request_id() -> None:
         given = request.headers.get("X-Request-ID", "")
         g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.started = time.perf_counter()
 
     @app.after_request
     def _echo_request_id(response):  # type: ignore[no-untyped-def]
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        # The path only: a query string can carry a secret (the Jira webhook's ?secret=).
+        log.info("request", extra={
+            "method": request.method, "path": request.path, "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+            "request_id": g.get("request_id")})
         return response
 
     _register_error_handlers(app)

@@ -13,11 +13,13 @@ from typing import Any
 
 import click
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from bridge.app import create_app, utc_now
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
 from bridge.config import Settings, SettingsError, check_exposure, load_settings, positive_duration
 from bridge.domain import route_alert
+from bridge.logs import configure_logging
 from bridge.errors import BridgeError
 from bridge.rules import RulesError, load_rules
 from bridge.services import parse_body
@@ -34,8 +36,8 @@ def _settings(**overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def _rules_or_exit(path: str) -> Any:
@@ -57,7 +59,7 @@ def main() -> None:
 def migrate_command() -> None:
     """Create or upgrade the database schema (BRIDGE_DATABASE_URL)."""
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     migrate(settings.database_url)
     click.echo("database schema is up to date")
 
@@ -105,7 +107,7 @@ def explain(source: str, rules_path: str | None, file: str) -> None:
 def worker_command() -> None:
     """Run the background worker alone (auto-close; later the Jira/Zabbix outbox)."""
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     rules = _rules_or_exit(settings.rules_path)
     store = Store.from_url(settings.database_url)
     stop = threading.Event()
@@ -129,7 +131,7 @@ def _duration(text: str | None) -> Any:
 def prune_command(older_than: Any) -> None:
     """Delete raw notifications and refused payloads past retention; incidents and problems stay."""
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     retention = older_than or settings.retention
     now = utc_now()
     deleted = prune(Store.from_url(settings.database_url), now, retention)
@@ -148,7 +150,7 @@ def outbox_group() -> None:
 def outbox_retry(kind: str | None, job_id: int | None) -> None:
     """Queue dead-lettered jobs again (attempts reset, due now) once their cause is fixed."""
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     store = Store.from_url(settings.database_url)
     retried, skipped = store.retry_dead_jobs(utc_now(), kind=kind, job_id=job_id)
     for dead_id, twin in sorted(skipped.items()):
@@ -156,6 +158,17 @@ def outbox_retry(kind: str | None, job_id: int | None) -> None:
     click.echo(f"retried {len(retried)} dead job(s)" + (f": {', '.join(map(str, retried))}" if retried else ""))
     if job_id is not None and not retried and not skipped:
         raise click.ClickException(f"no dead outbox job {job_id}")
+
+
+class _GunicornToRoot(GunicornLogger):  # type: ignore[misc]
+    """Gunicorn's own lines go through the root logger, so they take BRIDGE_LOG_FORMAT too."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in [h for h in logger.handlers if getattr(h, "_gunicorn", False)]:
+                logger.removeHandler(handler)
+            logger.propagate = True
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -174,7 +187,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "worker_class": "gthread",
             "timeout": 30,
             "graceful_timeout": 30,
-            "accesslog": None,
+            "accesslog": None,  # the app logs each request itself, with its request id
+            "logger_class": _GunicornToRoot,
             "loglevel": self.settings.log_level.lower(),
             "when_ready": self._start_worker,
             "on_exit": self._stop_worker,
@@ -218,7 +232,7 @@ def _wipe_metrics_dir(path: str) -> None:
 def serve(bind: str | None, workers: int | None, no_worker: bool) -> None:
     """Serve the HTTP API under gunicorn, with the background worker unless told not to."""
     settings = _settings(bind=bind, http_workers=workers, run_worker=False if no_worker else None)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     try:
         check_exposure(settings)
     except SettingsError as exc:

@@ -63,6 +63,19 @@ def positive_duration(text: str) -> timedelta:
     return value
 
 
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
+def _log_format(text: str) -> str:
+    if text not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return text
+
+
 def _optional(text: str) -> str | None:
     return text or None
 
@@ -101,6 +114,7 @@ class Settings:
     max_alerts: int = 5000
     allow_anonymous: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"
     retention: timedelta = timedelta(days=30)
     token_alertmanager: Secret | None = field(default=None, repr=False)
     token_zabbix: Secret | None = field(default=None, repr=False)
@@ -141,7 +155,8 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_MAX_JSON_DEPTH": ("max_json_depth", _positive_int),
     "BRIDGE_MAX_ALERTS": ("max_alerts", _positive_int),
     "BRIDGE_ALLOW_ANONYMOUS": ("allow_anonymous", _flag),
-    "BRIDGE_LOG_LEVEL": ("log_level", str.upper),
+    "BRIDGE_LOG_LEVEL": ("log_level", _log_level),
+    "BRIDGE_LOG_FORMAT": ("log_format", _log_format),
     "BRIDGE_RETENTION": ("retention", positive_duration),
     "BRIDGE_TOKEN_ALERTMANAGER": ("token_alertmanager", _secret),
     "BRIDGE_TOKEN_ZABBIX": ("token_zabbix", _secret),

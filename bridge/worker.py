@@ -109,24 +109,25 @@ class OutboxRunner:
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the queue
-            log.exception("outbox job crashed", extra={"job_id": job["id"], "kind": job["kind"]})
+            log.exception("outbox job crashed", extra={"job_id": job["id"], "kind": job["kind"],
+                                                       "attempt": job["attempts"]})
             self._failed(job, now, f"unexpected error: {type(exc).__name__}", True, None)
         else:
             self.store.finish_job(job["id"], now)
 
     def _failed(self, job: dict[str, Any], now: datetime, error: str, retryable: bool,
                 retry_after: float | None) -> None:
+        about = {"job_id": job["id"], "kind": job["kind"], "attempt": job["attempts"], "error": error}
         if not retryable:
-            log.error("outbox job failed for good", extra={"job_id": job["id"], "kind": job["kind"], "error": error})
+            log.error("outbox job failed for good; dead until retried (incident-bridge outbox retry)", extra=about)
             self.store.bury_job(job["id"], now, error)
             return
         if now - job["created_at"] >= self.dead_after:
-            log.error("outbox job past its deadline", extra={"job_id": job["id"], "kind": job["kind"], "error": error})
+            log.error("outbox job past its deadline; dead until retried (incident-bridge outbox retry)", extra=about)
             self.store.bury_job(job["id"], now, f"deadline passed; last error: {error}")
             return
         delay = backoff_seconds(job["attempts"], retry_after, self.max_backoff_seconds)
-        log.warning("outbox job will be retried", extra={"job_id": job["id"], "kind": job["kind"],
-                                                         "delay_seconds": round(delay, 1), "error": error})
+        log.warning("outbox job will be retried", extra={**about, "delay_seconds": round(delay, 1)})
         self.store.retry_job(job["id"], now + timedelta(seconds=delay), error)
 
     # Handlers ---------------------------------------------------------------------

@@ -23,6 +23,7 @@ def test_environment_values_are_parsed():
 @pytest.mark.parametrize("variable, value", [
     ("BRIDGE_HTTP_WORKERS", "many"), ("BRIDGE_HTTP_WORKERS", "0"), ("BRIDGE_RUN_WORKER", "maybe"),
     ("BRIDGE_MAX_BODY_BYTES", "-5"), ("BRIDGE_RETENTION", "0d"), ("BRIDGE_RETENTION", "a month"),
+    ("BRIDGE_LOG_FORMAT", "xml"), ("BRIDGE_LOG_LEVEL", "chatty"),
 ])
 def test_bad_values_are_errors_naming_the_variable(variable, value):
     with pytest.raises(SettingsError, match=variable):
