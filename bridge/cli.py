@@ -19,8 +19,8 @@ from bridge.app import create_app, utc_now
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
 from bridge.config import Settings, SettingsError, check_exposure, load_settings, positive_duration
 from bridge.domain import route_alert
-from bridge.logs import configure_logging
 from bridge.errors import BridgeError
+from bridge.logs import configure_logging
 from bridge.rules import RulesError, load_rules
 from bridge.services import parse_body
 from bridge.storage import Store, migrate, schema_is_current
