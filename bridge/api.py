@@ -20,7 +20,7 @@ from bridge.app import bridge
 from adapters import PARSERS
 from bridge.config import TOKEN_GROUPS, Secret
 from bridge.domain import Incident, IncidentState, ProblemState
-from bridge.errors import BadPayload, BridgeError, NotFound, Unauthorized, UnsupportedMediaType
+from bridge.errors import BadPayload, BridgeError, Conflict, NotFound, Unauthorized, UnsupportedMediaType
 from bridge.openapi import build_document
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.services import (
@@ -75,13 +75,15 @@ def requires_token(group: str) -> Callable[[Callable[..., Any]], Callable[..., A
 
 @api.before_request
 def _require_json_body() -> None:
-    """Every POST here carries JSON. Demanding the type keeps web pages out: a form or a no-cors fetch
-    cannot send application/json, so a browser on the operator's desk cannot post to a loopback bridge.
+    """Every POST here that carries a body carries JSON. Demanding the type keeps web pages out: a form
+    or a no-cors fetch cannot send application/json, so a browser on the operator's desk cannot post to
+    a loopback bridge. A POST without a body (an outbox retry) carries nothing to declare.
 
     Raises:
-        UnsupportedMediaType: a POST with any other Content-Type (a charset parameter is fine).
+        UnsupportedMediaType: a POST with a body of any other Content-Type (a charset parameter is fine).
     """
-    if request.method == "POST" and request.mimetype != "application/json":
+    has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.method == "POST" and has_body and request.mimetype != "application/json":
         raise UnsupportedMediaType("expected Content-Type: application/json",
                                    [f"Content-Type: got {request.content_type or 'none'!r}"])
 
@@ -168,7 +170,8 @@ def problem_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rejected_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {
+    """A refused payload; the body only when the row carries it (single item, not a list page)."""
+    shape = {
         "id": row["id"],
         "source": row["source"],
         "received_at": _iso(row["received_at"]),
@@ -176,9 +179,12 @@ def _rejected_json(row: dict[str, Any]) -> dict[str, Any]:
         "errors": row["errors"],
         "partial": row["partial"],
         "content_type": row["content_type"],
-        "body": row["body"],
+        "body_bytes": row["body_bytes"],
         "body_truncated": row["body_truncated"],
     }
+    if "body" in row:
+        shape["body"] = row["body"]
+    return shape
 
 
 def int_arg(name: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int | None:
@@ -284,6 +290,16 @@ def list_rejected():  # type: ignore[no-untyped-def]
     return jsonify({"items": [_rejected_json(row) for row in page.items], "next_cursor": page.next_cursor})
 
 
+@api.get("/api/v1/rejected/<int:rejected_id>")
+@requires_token("api")
+def get_rejected(rejected_id: int):  # type: ignore[no-untyped-def]
+    """One refused payload with its body (as kept: at most BRIDGE_REJECTED_BODY_LIMIT characters)."""
+    row = bridge().store.get_rejected(rejected_id)
+    if row is None:
+        raise NotFound(f"no rejected payload {rejected_id}", ["it never existed or was pruned (BRIDGE_RETENTION)"])
+    return jsonify(_rejected_json(row))
+
+
 @api.get("/healthz")
 def healthz():  # type: ignore[no-untyped-def]
     """Liveness: the process answers. Never touches the database."""
@@ -384,11 +400,33 @@ def list_outbox():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
     state = choice_arg("state", ("pending", "done", "dead"))
     page = bridge().store.list_jobs(state, limit, cursor)
-    items = [{"id": job["id"], "kind": job["kind"], "target": job["target"], "problem_id": job["problem_id"],
-              "state": job["state"], "attempts": job["attempts"], "created_at": _iso(job["created_at"]),
-              "next_attempt_at": _iso(job["next_attempt_at"]), "finished_at": _iso(job["finished_at"]),
-              "last_error": job["last_error"]} for job in page.items]
-    return jsonify({"items": items, "next_cursor": page.next_cursor})
+    return jsonify({"items": [_job_json(job) for job in page.items], "next_cursor": page.next_cursor})
+
+
+def _job_json(job: dict[str, Any]) -> dict[str, Any]:
+    return {"id": job["id"], "kind": job["kind"], "target": job["target"], "problem_id": job["problem_id"],
+            "state": job["state"], "attempts": job["attempts"], "created_at": _iso(job["created_at"]),
+            "next_attempt_at": _iso(job["next_attempt_at"]), "finished_at": _iso(job["finished_at"]),
+            "last_error": job["last_error"]}
+
+
+@api.post("/api/v1/outbox/<int:job_id>/retry")
+@requires_token("api")
+def retry_job(job_id: int):  # type: ignore[no-untyped-def]
+    """Run a dead-lettered job again, once its cause (a wrong token, a missing project) is fixed."""
+    store = bridge().store
+    job = store.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no outbox job {job_id}")
+    if job["state"] != "dead":
+        raise Conflict(f"outbox job {job_id} is {job['state']}, not dead", ["only dead jobs can be retried"])
+    retried, skipped = store.retry_dead_jobs(bridge().now(), job_id=job_id)
+    if job_id in skipped:
+        raise Conflict(f"outbox job {job_id} not retried: pending job {skipped[job_id]} does the same work",
+                       [f"dedup_key: {job['dedup_key']} already has pending job {skipped[job_id]}"])
+    if not retried:  # retried or finished by another request meanwhile
+        raise Conflict(f"outbox job {job_id} is no longer dead")
+    return jsonify(_job_json(store.get_job(job_id)))
 
 
 class ReleaseRequest(BaseModel):

@@ -6,6 +6,7 @@ import functools
 import ipaddress
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -153,6 +154,7 @@ def create_app(
     def _assign_request_id() -> None:
         given = request.headers.get("X-Request-ID", "")
         g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.started = time.perf_counter()
 
     app.before_request(refuse_unusable_query)
 
@@ -161,6 +163,11 @@ def create_app(
         response.headers["X-Request-ID"] = g.get("request_id", "")
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        # The path only: a query string can carry a secret (the Jira webhook's ?secret=).
+        log.info("request", extra={
+            "method": request.method, "path": request.path, "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+            "request_id": g.get("request_id")})
         return response
 
     _register_error_handlers(app)

@@ -13,17 +13,19 @@ from typing import Any
 
 import click
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
 
 from bridge.app import create_app, utc_now
 from bridge import metrics
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
-from bridge.config import Settings, SettingsError, check_exposure, load_settings
+from bridge.config import Settings, SettingsError, check_exposure, load_settings, positive_duration
 from bridge.domain import route_alert
 from bridge.errors import BridgeError
+from bridge.logs import configure_logging
 from bridge.rules import RulesError, load_rules
 from bridge.services import parse_body
 from bridge.storage import Store, migrate, schema_is_current
-from bridge.worker import OutboxRunner, install_stop_signals, run_forever
+from bridge.worker import OutboxRunner, Pruner, install_stop_signals, prune, run_forever
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,8 @@ def _settings(**overrides: Any) -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def _rules_or_exit(path: str) -> Any:
@@ -58,7 +60,7 @@ def main() -> None:
 def migrate_command() -> None:
     """Create or upgrade the database schema (BRIDGE_DATABASE_URL)."""
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     migrate(settings.database_url)
     click.echo("database schema is up to date")
 
@@ -106,14 +108,69 @@ def explain(source: str, rules_path: str | None, file: str) -> None:
 def worker_command() -> None:
     """Run the background worker alone (auto-close; later the Jira/Zabbix outbox)."""
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     rules = _rules_or_exit(settings.rules_path)
     metrics.initialise(rules)
     store = Store.from_url(settings.database_url)
     stop = threading.Event()
     install_stop_signals(stop)
     outbox = OutboxRunner.from_settings(store, rules, settings)
-    run_forever(store, settings.worker_interval_seconds, utc_now, stop, outbox)
+    run_forever(store, settings.worker_interval_seconds, utc_now, stop, outbox, Pruner(settings.retention))
+
+
+def _duration(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return positive_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@main.command("prune")
+@click.option("--older-than", default=None, callback=lambda _ctx, _param, value: _duration(value),
+              help="delete what was received longer ago than this, e.g. 30d or 12h (default BRIDGE_RETENTION)")
+def prune_command(older_than: Any) -> None:
+    """Delete raw notifications and refused payloads past retention; incidents and problems stay."""
+    settings = _settings()
+    _configure_logging(settings)
+    retention = older_than or settings.retention
+    now = utc_now()
+    deleted = prune(Store.from_url(settings.database_url), now, retention)
+    click.echo(f"deleted {deleted['notifications']} notification(s) and {deleted['rejected_payloads']} "
+               f"refused payload(s) received before {now - retention:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@main.group("outbox")
+def outbox_group() -> None:
+    """The queue of Jira and Zabbix side effects."""
+
+
+@outbox_group.command("retry")
+@click.option("--kind", default=None, help="only dead jobs of this kind, e.g. zabbix.close_problems")
+@click.option("--id", "job_id", type=click.IntRange(min=1), default=None, help="only this job")
+def outbox_retry(kind: str | None, job_id: int | None) -> None:
+    """Queue dead-lettered jobs again (attempts reset, due now) once their cause is fixed."""
+    settings = _settings()
+    _configure_logging(settings)
+    store = Store.from_url(settings.database_url)
+    retried, skipped = store.retry_dead_jobs(utc_now(), kind=kind, job_id=job_id)
+    for dead_id, twin in sorted(skipped.items()):
+        click.echo(f"job {dead_id} skipped: pending job {twin} has the same dedup key and does the same work")
+    click.echo(f"retried {len(retried)} dead job(s)" + (f": {', '.join(map(str, retried))}" if retried else ""))
+    if job_id is not None and not retried and not skipped:
+        raise click.ClickException(f"no dead outbox job {job_id}")
+
+
+class _GunicornToRoot(GunicornLogger):  # type: ignore[misc]
+    """Gunicorn's own lines go through the root logger, so they take BRIDGE_LOG_FORMAT too."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in [h for h in logger.handlers if getattr(h, "_gunicorn", False)]:
+                logger.removeHandler(handler)
+            logger.propagate = True
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -132,7 +189,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "worker_class": "gthread",
             "timeout": 30,
             "graceful_timeout": 30,
-            "accesslog": None,
+            "accesslog": None,  # the app logs each request itself, with its request id
+            "logger_class": _GunicornToRoot,
             "loglevel": self.settings.log_level.lower(),
             "when_ready": self._start_worker,
             "on_exit": self._stop_worker,
@@ -176,7 +234,7 @@ def _wipe_metrics_dir(path: str) -> None:
 def serve(bind: str | None, workers: int | None, no_worker: bool) -> None:
     """Serve the HTTP API under gunicorn, with the background worker unless told not to."""
     settings = _settings(bind=bind, http_workers=workers, run_worker=False if no_worker else None)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     try:
         check_exposure(settings)
     except SettingsError as exc:

@@ -7,7 +7,10 @@ import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from typing import Any
+
+from bridge.rules import parse_duration
 
 
 class SettingsError(Exception):
@@ -51,6 +54,27 @@ def _flag(text: str) -> bool:
     if lowered in ("0", "false", "no", "off", ""):
         return False
     raise ValueError("must be one of 1, 0, true, false, yes, no")
+
+
+def positive_duration(text: str) -> timedelta:
+    """A duration like `30d` or `12h` (the rules file's syntax), never zero."""
+    value = parse_duration(text)
+    if value <= timedelta(0):
+        raise ValueError("must be a positive duration such as 30d or 12h")
+    return value
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
+def _log_format(text: str) -> str:
+    if text not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return text
 
 
 def _optional(text: str) -> str | None:
@@ -109,6 +133,8 @@ class Settings:
     max_alerts: int = 5000
     allow_anonymous: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"
+    retention: timedelta = timedelta(days=30)
     token_alertmanager: Secret | None = field(default=None, repr=False)
     token_zabbix: Secret | None = field(default=None, repr=False)
     token_release: Secret | None = field(default=None, repr=False)
@@ -149,7 +175,9 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_MAX_JSON_DEPTH": ("max_json_depth", _positive_int),
     "BRIDGE_MAX_ALERTS": ("max_alerts", _positive_int),
     "BRIDGE_ALLOW_ANONYMOUS": ("allow_anonymous", _flag),
-    "BRIDGE_LOG_LEVEL": ("log_level", str.upper),
+    "BRIDGE_LOG_LEVEL": ("log_level", _log_level),
+    "BRIDGE_LOG_FORMAT": ("log_format", _log_format),
+    "BRIDGE_RETENTION": ("retention", positive_duration),
     "BRIDGE_TOKEN_ALERTMANAGER": ("token_alertmanager", _token),
     "BRIDGE_TOKEN_ZABBIX": ("token_zabbix", _token),
     "BRIDGE_TOKEN_RELEASE": ("token_release", _token),

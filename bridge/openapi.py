@@ -93,6 +93,9 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
         "/api/v1/rejected": {"get": {"operationId": "listRejected", "security": BEARER, "parameters": [
             _query("source", {"enum": ["alertmanager", "zabbix"]}), *PAGING],
             "responses": _responses(200, 400, 401, 503, ok=page)}},
+        "/api/v1/rejected/{rejected_id}": {"get": {"operationId": "getRejected", "security": BEARER,
+                                                   "parameters": [_id_param("rejected_id")],
+                                                   "responses": _responses(200, 401, 404, 503)}},
         "/api/v1/problems": {"get": {"operationId": "listProblems", "security": BEARER, "parameters": [
             _query("state", {"enum": ["open", "known_error", "closed"]}), _query("jira_key", {"type": "string"}),
             *PAGING], "responses": _responses(200, 400, 401, 503, ok=page)}},
@@ -123,6 +126,9 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
         "/api/v1/outbox": {"get": {"operationId": "listOutbox", "security": BEARER, "parameters": [
             _query("state", {"enum": ["pending", "done", "dead"]}), *PAGING],
             "responses": _responses(200, 400, 401, 503, ok=page)}},
+        "/api/v1/outbox/{job_id}/retry": {"post": {
+            "operationId": "retryOutboxJob", "security": BEARER, "parameters": [_id_param("job_id")],
+            "responses": _responses(200, 401, 404, 409, 503)}},
         "/api/v1/jira/webhook": {"post": {
             "operationId": "jiraWebhook", "parameters": [_query("secret", {"type": "string"})],
             "requestBody": _json_body({"type": "object", "required": ["webhookEvent"],

@@ -33,6 +33,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
 
 from bridge.domain import Incident, IncidentState
 from bridge.errors import StoreUnavailable
@@ -247,6 +249,26 @@ rejected_payloads = sa.Table(
     sa.Column("body_truncated", sa.Boolean(), nullable=False),
     sa.Index("ix_rejected_payloads_received_at", "received_at"),
 )
+
+
+class octet_length(GenericFunction[int]):  # noqa: N801 - SQL function name
+    """Bytes of a text value: PostgreSQL's octet_length, SQLite's length of the text as a blob."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(octet_length, "sqlite")
+def _octet_length_sqlite(element: octet_length, compiler: Any, **kw: Any) -> str:
+    return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
+
+
+# What a listing of refused payloads shows: everything but the body, which can be 1 MB each.
+_REJECTED_SUMMARY = [column for column in rejected_payloads.columns if column.name != "body"] + [
+    octet_length(rejected_payloads.c.body).label("body_bytes")]
+# Tables whose rows age out after BRIDGE_RETENTION; nothing else refers to them by key.
+PRUNED_TABLES = (notifications, rejected_payloads)
+PRUNE_BATCH = 2000
 
 # Built once: building a statement costs more than running it on a small batch.
 _CURRENT_INCIDENTS = (
@@ -664,6 +686,45 @@ class Store:
         self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
             state="dead", finished_at=now, locked_until=None, last_error=error[:2000])))
 
+    def retry_dead_jobs(self, now: datetime, *, kind: str | None = None,
+                        job_id: int | None = None) -> tuple[list[int], dict[int, int]]:
+        """Put dead jobs back in the queue (once their cause is fixed): pending, due now, attempts reset.
+
+        The dead-letter deadline counts again from now (created_at is reset). A dead job
+        whose dedup key already has a pending job is left dead: that job does the same work
+        (handlers re-read the state), and the pending-dedup unique index allows one.
+        Returns the ids retried and, per skipped id, the pending job that stands for it.
+        """
+
+        def work(conn: Connection) -> tuple[list[int], dict[int, int]]:
+            query = sa.select(outbox.c.id, outbox.c.dedup_key).where(outbox.c.state == "dead")
+            if kind is not None:
+                query = query.where(outbox.c.kind == kind)
+            if job_id is not None:
+                query = query.where(outbox.c.id == job_id)
+            dead = conn.execute(query.order_by(outbox.c.id.desc()).with_for_update()).all()
+            retried: list[int] = []
+            skipped: dict[int, int] = {}
+            for dead_id, dedup_key in dead:
+                twin = None if dedup_key is None else conn.execute(sa.select(outbox.c.id).where(
+                    outbox.c.dedup_key == dedup_key, outbox.c.state == "pending")).scalar()
+                if twin is not None:
+                    skipped[dead_id] = twin
+                    continue
+                conn.execute(outbox.update().where(outbox.c.id == dead_id).values(
+                    state="pending", attempts=0, created_at=now, next_attempt_at=now, locked_until=None,
+                    finished_at=None))
+                retried.append(dead_id)
+            return sorted(retried), skipped
+
+        return self.run(work)
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        if not 0 < job_id <= MAX_ID:
+            return None
+        query = sa.select(outbox).where(outbox.c.id == job_id)
+        return self.read(lambda conn: next((dict(row) for row in conn.execute(query).mappings()), None))
+
     def record_jira_link(self, problem_id: int, key: str, url: str, linked_by: str) -> bool:
         """Link a problem to an issue unless it already has one; the problem becomes a known error.
 
@@ -901,10 +962,38 @@ class Store:
         return self._page(query, incidents, limit, cursor, _incident_from_row)
 
     def list_rejected(self, limit: int, cursor: int | None, source: str | None = None) -> Page:
-        query = sa.select(rejected_payloads)
+        """Refused payloads without their bodies (`body_bytes` says how big each is)."""
+        query = sa.select(*_REJECTED_SUMMARY)
         if source is not None:
             query = query.where(rejected_payloads.c.source == source)
         return self._page(query, rejected_payloads, limit, cursor, dict)
+
+    def get_rejected(self, rejected_id: int) -> dict[str, Any] | None:
+        """One refused payload with its body."""
+        if not 0 < rejected_id <= MAX_ID:
+            return None
+        query = sa.select(*_REJECTED_SUMMARY, rejected_payloads.c.body).where(rejected_payloads.c.id == rejected_id)
+        return self.read(lambda conn: next((dict(row) for row in conn.execute(query).mappings()), None))
+
+    def prune(self, before: datetime, batch: int = PRUNE_BATCH) -> dict[str, int]:
+        """Delete raw notifications and refused payloads received before `before`; counts per table.
+
+        Batches of `batch` rows, each its own short transaction, so a prune of months of
+        storms never holds SQLite's write lock (or PostgreSQL row locks) for long and
+        webhooks keep landing in between.
+        """
+        deleted = {}
+        for table in PRUNED_TABLES:
+            oldest = (sa.select(table.c.id).where(table.c.received_at < before)
+                      .order_by(table.c.received_at).limit(batch))
+            statement = table.delete().where(table.c.id.in_(oldest))
+            deleted[table.name] = 0
+            while True:
+                count = self.run(lambda conn: conn.execute(statement).rowcount)
+                deleted[table.name] += count
+                if count < batch:
+                    break
+        return deleted
 
     def _page(
         self, query: sa.Select[Any], table: sa.Table, limit: int, cursor: int | None,

@@ -181,6 +181,15 @@ def rejected():  # type: ignore[no-untyped-def]
     return render_template("rejected.html", page=page)
 
 
+@ui.get("/rejected/<int:rejected_id>")
+def rejected_item(rejected_id: int):  # type: ignore[no-untyped-def]
+    """One refused payload with its body: the list page carries none (each can be 1 MB)."""
+    found = bridge().store.get_rejected(rejected_id)
+    if found is None:
+        return render_template("missing.html", what=f"rejected payload {rejected_id}"), 404
+    return render_template("rejected_item.html", r=found)
+
+
 def sla_label(due: datetime | None, now: datetime) -> dict[str, Any]:
     """Text a page shows before JavaScript takes over the countdown."""
     if due is None:

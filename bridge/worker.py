@@ -109,24 +109,25 @@ class OutboxRunner:
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the queue
-            log.exception("outbox job crashed", extra={"job_id": job["id"], "kind": job["kind"]})
+            log.exception("outbox job crashed", extra={"job_id": job["id"], "kind": job["kind"],
+                                                       "attempt": job["attempts"]})
             self._failed(job, now, f"unexpected error: {type(exc).__name__}", True, None)
         else:
             self.store.finish_job(job["id"], now)
 
     def _failed(self, job: dict[str, Any], now: datetime, error: str, retryable: bool,
                 retry_after: float | None) -> None:
+        about = {"job_id": job["id"], "kind": job["kind"], "attempt": job["attempts"], "error": error}
         if not retryable:
-            log.error("outbox job failed for good", extra={"job_id": job["id"], "kind": job["kind"], "error": error})
+            log.error("outbox job failed for good; dead until retried (incident-bridge outbox retry)", extra=about)
             self.store.bury_job(job["id"], now, error)
             return
         if now - job["created_at"] >= self.dead_after:
-            log.error("outbox job past its deadline", extra={"job_id": job["id"], "kind": job["kind"], "error": error})
+            log.error("outbox job past its deadline; dead until retried (incident-bridge outbox retry)", extra=about)
             self.store.bury_job(job["id"], now, f"deadline passed; last error: {error}")
             return
         delay = backoff_seconds(job["attempts"], retry_after, self.max_backoff_seconds)
-        log.warning("outbox job will be retried", extra={"job_id": job["id"], "kind": job["kind"],
-                                                         "delay_seconds": round(delay, 1), "error": error})
+        log.warning("outbox job will be retried", extra={**about, "delay_seconds": round(delay, 1)})
         self.store.retry_job(job["id"], now + timedelta(seconds=delay), error)
 
     # Handlers ---------------------------------------------------------------------
@@ -263,8 +264,35 @@ def mark_breaches(store: Store, rules: Rules | None, now: datetime) -> list[dict
     return breached
 
 
-def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None) -> int:
+def prune(store: Store, now: datetime, retention: timedelta) -> dict[str, int]:
+    """Delete raw notifications and refused payloads older than `retention`; logs and returns the counts.
+
+    Incidents, problems, releases and their history stay: none of them needs the raw body.
+    """
+    before = now - retention
+    deleted = store.prune(before)
+    log.info("pruned old raw payloads", extra={"before": before.isoformat(), **deleted})
+    return deleted
+
+
+@dataclass
+class Pruner:
+    """Runs the retention prune once per `every` (the first pass prunes at once)."""
+
+    retention: timedelta
+    every: timedelta = timedelta(days=1)
+    _last: datetime | None = None
+
+    def run_due(self, store: Store, now: datetime) -> None:
+        if self._last is None or now - self._last >= self.every:
+            prune(store, now, self.retention)
+            self._last = now
+
+
+def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None, pruner: Pruner | None = None) -> int:
     """One pass of every periodic job; returns how many incidents and jobs it handled."""
+    if pruner is not None:
+        pruner.run_due(store, now)
     closed = store.close_resolved_due(now)
     if closed:
         log.info("auto-closed resolved incidents", extra={"count": len(closed)})
@@ -275,13 +303,13 @@ def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None) ->
 
 def run_forever(
     store: Store, interval_seconds: float, now: Callable[[], datetime], stop: threading.Event,
-    outbox: OutboxRunner | None = None,
+    outbox: OutboxRunner | None = None, pruner: Pruner | None = None,
 ) -> None:
     """Run passes until `stop` is set; a database outage is logged and waited out."""
     log.info("worker started", extra={"interval_seconds": interval_seconds})
     while not stop.is_set():
         try:
-            busy = run_once(store, now(), outbox)
+            busy = run_once(store, now(), outbox, pruner)
         except StoreUnavailable:
             log.warning("database unavailable; worker will retry")
             busy = 0

@@ -100,7 +100,8 @@ def test_bad_input_is_400_with_the_field_named_and_kept(client, body, message, e
     if error:
         assert any(line.startswith(error) for line in response.json["errors"])
     [kept] = client.get("/api/v1/rejected", headers=API).json["items"]
-    assert (kept["reason"], kept["body"]) == (message, body.decode())
+    assert (kept["reason"], kept["body_bytes"]) == (message, len(body))
+    assert client.get(f"/api/v1/rejected/{kept['id']}", headers=API).json["body"] == body.decode()
 
 
 def test_partly_bad_batch_keeps_good_alerts_and_reports_bad_ones(client):

@@ -88,3 +88,30 @@ def test_serve_with_an_empty_token_variable_refuses_naming_it(runner, monkeypatc
     monkeypatch.setenv("BRIDGE_TOKEN_API", "")
     result = runner.invoke(main, ["serve"])
     assert result.exit_code == 1 and "BRIDGE_TOKEN_API: is set but empty" in result.output
+
+
+def test_outbox_retry_requeues_dead_jobs_and_names_skipped_ones(runner, tmp_path: Path, monkeypatch):
+    from datetime import UTC, datetime
+
+    from bridge.storage import Store, migrate
+
+    url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    migrate(url)
+    store = Store.from_url(url)
+    now = datetime.now(UTC)
+    def enqueue(key: str) -> None:
+        store.run(lambda conn: store.enqueue(conn, "jira.sync_issue", target="jira", now=now, dedup_key=key))
+
+    enqueue("jira.sync_issue:LKK-1")
+    enqueue("jira.sync_issue:LKK-2")
+    store.bury_job(1, now, "HTTP 401")
+    store.bury_job(2, now, "HTTP 401")
+    enqueue("jira.sync_issue:LKK-1")  # job 3: the same work, queued again meanwhile
+    store.engine.dispose()
+    monkeypatch.setenv("BRIDGE_DATABASE_URL", url)
+    result = runner.invoke(main, ["outbox", "retry", "--kind", "jira.sync_issue"])
+    assert result.exit_code == 0, result.output
+    assert "job 1 skipped: pending job 3 has the same dedup key" in result.output
+    assert "retried 1 dead job(s): 2" in result.output
+    missing = runner.invoke(main, ["outbox", "retry", "--id", "2"])
+    assert missing.exit_code == 1 and "no dead outbox job 2" in missing.output

@@ -174,6 +174,26 @@ def test_dead_jobs_are_visible_with_their_reason(client, runner, fake_jira, cloc
     assert dead["kind"] == "jira.ensure_issue" and "HTTP 403" in dead["last_error"]
 
 
+
+def test_dead_job_is_retried_by_hand_once_jira_accepts_again(client, runner, fake_jira, clock):
+    fake_jira.add_issue("LKK-8")
+    problem_id = open_zabbix_problem(client)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-8"}, headers=API)
+    fake_jira.fail("POST", r"/remotelink", status=403, times=1)
+    runner.run_due(clock())
+    [dead] = client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
+    assert client.post(f"/api/v1/outbox/{dead['id']}/retry").status_code == 401
+    retried = client.post(f"/api/v1/outbox/{dead['id']}/retry", headers=API)
+    assert retried.status_code == 200
+    assert (retried.json["state"], retried.json["attempts"]) == ("pending", 0)
+    again = client.post(f"/api/v1/outbox/{dead['id']}/retry", headers=API)
+    assert again.status_code == 409 and again.json["message"] == f"outbox job {dead['id']} is pending, not dead"
+    assert client.post("/api/v1/outbox/999/retry", headers=API).json["message"] == "no outbox job 999"
+    runner.run_due(clock())
+    assert dead["id"] in [job["id"] for job in client.get("/api/v1/outbox?state=done", headers=API).json["items"]]
+    assert fake_jira.remote_links("LKK-8"), "the retried job linked the issue back"
+
+
 RELEASE = {"Authorization": "Bearer release-token"}
 
 

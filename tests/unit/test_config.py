@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from bridge.config import ENVIRONMENT, Secret, SettingsError, check_exposure, load_settings
@@ -22,10 +24,17 @@ def test_environment_values_are_parsed():
     ("BRIDGE_HTTP_WORKERS", "many"), ("BRIDGE_HTTP_WORKERS", "0"), ("BRIDGE_RUN_WORKER", "maybe"),
     ("BRIDGE_MAX_BODY_BYTES", "-5"), ("BRIDGE_TOKEN_API", ""), ("BRIDGE_TOKEN_ZABBIX", "  "),
     ("BRIDGE_TOKEN_ALERTMANAGER", ""), ("BRIDGE_TOKEN_RELEASE", ""),
+    ("BRIDGE_MAX_BODY_BYTES", "-5"), ("BRIDGE_RETENTION", "0d"), ("BRIDGE_RETENTION", "a month"),
+    ("BRIDGE_LOG_FORMAT", "xml"), ("BRIDGE_LOG_LEVEL", "chatty"),
 ])
 def test_bad_values_are_errors_naming_the_variable(variable, value):
     with pytest.raises(SettingsError, match=variable):
         load_settings({variable: value})
+
+
+def test_retention_takes_the_rules_duration_syntax():
+    assert load_settings({}).retention == timedelta(days=30)
+    assert load_settings({"BRIDGE_RETENTION": "1d12h"}).retention == timedelta(days=1, hours=12)
 
 
 def test_secrets_never_show_in_repr_or_str():
