@@ -150,3 +150,21 @@ def test_probe_transaction_is_always_rolled_back(store, example_rules):
     delivery = prepare_delivery(store, example_rules, "alertmanager", two_alerts(), T0)
     assert store.refusal(_write_work(store, example_rules, [delivery], 1024)) is None
     assert rows(store, notifications) == [] and rows(store, incidents) == []
+
+
+def test_version_label_of_thousands_of_digits_after_a_fix_is_a_regression_not_a_crash(store, example_rules):
+    """is_older once ran int() on the label: past 4300 digits that raised ValueError and lost the notification."""
+    body = payload("alertmanager-0.25-two-firing.json")
+    write_deliveries(store, example_rules, [prepare_delivery(store, example_rules, "alertmanager",
+                                                             orjson.dumps(body), T0)])
+    [problem] = rows(store, problems)
+    store.run(lambda conn: store.close_problems_and_incidents(conn, [problem["id"]], T0, "released in 2026.11.2",
+                                                              fixed_in="2026.11.2", fixed_at=T0))
+    alert = dict(body["alerts"][0], fingerprint="00000000000000ff", startsAt="2026-11-23T20:00:00Z")
+    alert["labels"] = dict(alert["labels"], version="7" * 5000)
+    later = T0.replace(hour=21)
+    [result] = write_deliveries(store, example_rules, [prepare_delivery(
+        store, example_rules, "alertmanager", orjson.dumps(dict(body, alerts=[alert])), later)])
+    assert result.outcomes == {"created": 1} and result.regressions == 1
+    [reopened] = rows(store, problems)
+    assert reopened["regressions"] == 1 and reopened["state"] != "closed"
