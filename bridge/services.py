@@ -63,7 +63,8 @@ def parse_body(source: str, body: bytes, max_depth: int = 32, max_alerts: int = 
 
     Raises:
         NotFound: unknown source.
-        BadPayload: not JSON, nested too deep, too many alerts, or not a usable notification.
+        BadPayload: not JSON, nested too deep, too many alerts, not a usable notification, or
+            the adapter failed on it (logged with its traceback).
     """
     parser = PARSERS.get(source)
     if parser is None:
@@ -81,7 +82,15 @@ def parse_body(source: str, body: bytes, max_depth: int = 32, max_alerts: int = 
         raise BadPayload("too many alerts in one notification",
                          [f"alerts: {len(alerts)} alerts, at most {max_alerts} (BRIDGE_MAX_ALERTS; "
                           "Alertmanager's max_alerts can cap it)"])
-    return parser(payload)
+    try:
+        return parser(payload)
+    except BadPayload:
+        raise
+    except Exception as exc:
+        # A parser bug must cost one refused (and kept) payload, not a 500 that Alertmanager retries.
+        log.exception("adapter failed on a payload; refused", extra={"source": source})
+        raise BadPayload(f"the {source} adapter could not read this payload", [
+            f"body: unexpected {type(exc).__name__} while parsing; the bridge log has the details"]) from exc
 
 
 JOB_JIRA_ENSURE_ISSUE = "jira.ensure_issue"
