@@ -557,11 +557,15 @@ class Store:
         conn: Connection, source: str, received_at: datetime, *, reason: str, errors: Sequence[str],
         body: str, content_type: str | None, partial: bool, body_limit: int,
     ) -> int:
-        """Keep a refused payload (or the refused part of one) with its reason."""
+        """Keep a refused payload (or the refused part of one) with its reason.
+
+        Findings quote the sender's keys, which may hold NUL: PostgreSQL text and JSONB refuse it.
+        """
         truncated = len(body) > body_limit
         return conn.execute(
             rejected_payloads.insert().returning(rejected_payloads.c.id),
-            dict(source=source, received_at=received_at, reason=reason, errors=list(errors),
+            dict(source=source, received_at=received_at, reason=reason.replace("\x00", "\ufffd"),
+                 errors=[line.replace("\x00", "\ufffd") for line in errors],
                  content_type=content_type, partial=partial,
                  body=body[:body_limit] if truncated else body, body_truncated=truncated),
         ).scalar_one()

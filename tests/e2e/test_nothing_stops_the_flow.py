@@ -110,3 +110,15 @@ def test_unexpected_adapter_exception_is_a_400_kept_in_rejected_and_logged(clien
     [record] = [r for r in caplog.records if r.getMessage() == "adapter failed on a payload; refused"]
     assert record.exc_info is not None, "the traceback goes to the log"
     assert_next_notification_works(client)
+
+
+def test_refused_alert_whose_label_name_holds_nul_is_kept_with_its_neighbour_written(client):
+    """The finding quotes the sender's key; PostgreSQL's JSONB refuses NUL, so it is stored as U+FFFD."""
+    body = payload("alertmanager-0.25-two-firing.json")
+    body["alerts"][1]["labels"]["bad\x00name"] = "x"
+    response = post(client, "alertmanager", body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert [item["index"] for item in response.json["rejected"]] == [1]
+    [kept] = rejected(client)
+    assert kept["partial"] and kept["errors"][0].startswith("alerts[1].labels.bad\ufffdname")
+    assert [i["labels"]["instance"] for i in incidents(client)] == ["a:1"]
