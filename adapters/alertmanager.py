@@ -21,6 +21,8 @@ SOURCE = "alertmanager"
 STATUS_MAP = {"firing": AlertStatus.FIRING, "resolved": AlertStatus.RESOLVED}
 # Alertmanager writes the zero Go time as endsAt of every firing alert.
 GO_ZERO_YEAR = 1
+# notifications.truncated_alerts is a 32-bit integer (PostgreSQL int4).
+MAX_TRUNCATED_ALERTS = 2**31 - 1
 
 
 class _Envelope(BaseModel):
@@ -32,7 +34,7 @@ class _Envelope(BaseModel):
     alerts: list[Any]
     receiver: SafeStr = ""
     groupKey: SafeStr = ""
-    truncatedAlerts: int = Field(default=0, ge=0)
+    truncatedAlerts: int = Field(default=0, ge=0, le=MAX_TRUNCATED_ALERTS)
 
 
 class _Alert(BaseModel):

@@ -8,14 +8,15 @@ literal text (`{EVENT.RECOVERY.ID}`) and are treated as unset.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bridge.validation import MAX_LABEL_NAME_LENGTH, MAX_LABEL_VALUE_LENGTH, MAX_LABELS, SafeStr, describe
+from bridge.validation import (
+    MAX_LABEL_NAME_LENGTH, MAX_LABEL_VALUE_LENGTH, MAX_LABELS, SafeStr, describe, json_in_text,
+)
 from bridge.domain import Alert, AlertStatus, ParsedNotification
 from bridge.errors import BadPayload
 
@@ -23,6 +24,8 @@ SOURCE = "zabbix"
 _UNRESOLVED_MACRO = re.compile(r"^\{[A-Z0-9_.$]+\}$|^\*UNKNOWN\*$")
 # Event sources with a problem/recovery life (trigger, internal, service); see contracts B.3.
 PROBLEM_EVENT_SOURCES = {"0": "trigger", "3": "internal", "4": "service"}
+# {EVENT.TAGSJSON} is a list of {tag, value} objects: two levels; a little room, no more.
+MAX_TAGS_JSON_DEPTH = 4
 # Labels the adapter sets itself; a Zabbix tag with one of these names becomes tag_<name>.
 BUILTIN_LABELS = ("host", "trigger_id", "severity", "nseverity", "event_source")
 EVENT_ID = re.compile(r"^[0-9]{1,20}$")
@@ -50,10 +53,10 @@ class _Event(BaseModel):
     event_update_status: Literal["0", "1"] = "0"
     event_source: str = "0"
     event_name: SafeStr = Field(min_length=1)
-    severity: SafeStr = ""
+    severity: SafeStr = Field(default="", max_length=MAX_LABEL_VALUE_LENGTH)
     nseverity: str = Field(default="", pattern=r"^[0-5]?$")
-    trigger_id: SafeStr = ""
-    host: SafeStr = ""
+    trigger_id: SafeStr = Field(default="", max_length=MAX_LABEL_VALUE_LENGTH)
+    host: SafeStr = Field(default="", max_length=MAX_LABEL_VALUE_LENGTH)
     tags: list[_Tag] = Field(default=[], max_length=MAX_LABELS)
     event_date: SafeStr = ""
     event_time: SafeStr = ""
@@ -71,9 +74,9 @@ class _Event(BaseModel):
             if macro_value(value) is None:
                 return []
             try:
-                return json.loads(value)
+                return json_in_text(value, MAX_TAGS_JSON_DEPTH)
             except ValueError as exc:
-                raise ValueError("not a JSON array of {tag, value} objects") from exc
+                raise ValueError(f"not a JSON array of {{tag, value}} objects ({exc})") from exc
         return value
 
 

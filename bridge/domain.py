@@ -20,7 +20,8 @@ from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, restart, 
 IMPACT_LEVELS = ("high", "medium", "low")
 URGENCY_LEVELS = ("high", "medium", "low")
 
-# Dedup keys are indexed; PostgreSQL b-tree entries must stay well under 2.7 kB.
+# Dedup and problem keys are indexed; PostgreSQL b-tree entries must stay well under 2.7 kB
+# (200 characters are at most 800 bytes of UTF-8).
 MAX_READABLE_KEY_LENGTH = 200
 # Source ids kept per incident: the newest, so a key gathering events for months stays a small row.
 MAX_SOURCE_IDS = 100
@@ -171,15 +172,25 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def bounded_key(text: str, limit: int = MAX_READABLE_KEY_LENGTH) -> str:
+    """`text` itself when short; else a readable prefix and the SHA-256 of the whole text, `limit` long.
+
+    Keys built from what senders choose (label values, rendered templates) are indexed;
+    an unbounded one fails its whole transaction on PostgreSQL's index row limit.
+    """
+    if len(text) <= limit:
+        return text
+    suffix = "…sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return text[:limit - len(suffix)] + suffix
+
+
 def dedup_key(alert: Alert, route: Route) -> str:
     """The incident key: the source's own id, or the route's label set when it names one."""
     if route.dedup_labels:
         body = "labels:" + label_set_key(alert.labels, route.dedup_labels)
     else:
         body = alert.source_id
-    if len(body) > MAX_READABLE_KEY_LENGTH:
-        body = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
-    return f"{alert.source}:{body}"
+    return f"{alert.source}:{bounded_key(body)}"
 
 
 def route_alert(rules: Rules, alert: Alert) -> Routing:
@@ -466,6 +477,11 @@ class ParsedNotification:
     rejected: tuple[RejectedAlert, ...] = ()
     truncated_alerts: int = 0
     group_key: str | None = None
+
+    def payload_indexes(self) -> list[int]:
+        """Where each alert stood in the payload: adapters put every payload item in `alerts` or `rejected`."""
+        refused = {item.index for item in self.rejected}
+        return [index for index in range(len(self.alerts) + len(self.rejected)) if index not in refused]
 
 
 # Problems --------------------------------------------------------------------------

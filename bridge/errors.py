@@ -48,6 +48,12 @@ class StoreUnavailable(BridgeError):
     status = 503
 
 
+class DataRefused(BridgeError):
+    """The database refused a value of this item (too long, out of range, NUL): bad input, not an outage (400)."""
+
+    status = 400
+
+
 class Conflict(BridgeError):
     """The request clashes with the current state (409)."""
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,10 +16,11 @@ from sqlalchemy.engine import Connection
 from adapters import PARSERS, zabbix
 from bridge import metrics
 from bridge.domain import (
-    AlertResult, Incident, Outcome, ParsedNotification, ProblemRule, ProblemState, Routing, Rules, apply_notifications,
-    decide_problem, problem_rule_for, regression_comment_text, release_comment_text, route_alert, template_context,
+    AlertResult, Incident, Outcome, ParsedNotification, ProblemRule, ProblemState, RejectedAlert, Routing, Rules,
+    apply_notifications, bounded_key, decide_problem, problem_rule_for, regression_comment_text, release_comment_text,
+    route_alert, template_context,
 )
-from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
+from bridge.errors import BadPayload, Conflict, DataRefused, NotFound, Unprocessable, UpstreamError
 from bridge.storage import Store
 from bridge.templates import TemplateError
 from bridge.validation import nesting_depth_exceeds
@@ -62,7 +63,8 @@ def parse_body(source: str, body: bytes, max_depth: int = 32, max_alerts: int = 
 
     Raises:
         NotFound: unknown source.
-        BadPayload: not JSON, nested too deep, too many alerts, or not a usable notification.
+        BadPayload: not JSON, nested too deep, too many alerts, not a usable notification, or
+            the adapter failed on it (logged with its traceback).
     """
     parser = PARSERS.get(source)
     if parser is None:
@@ -80,7 +82,15 @@ def parse_body(source: str, body: bytes, max_depth: int = 32, max_alerts: int = 
         raise BadPayload("too many alerts in one notification",
                          [f"alerts: {len(alerts)} alerts, at most {max_alerts} (BRIDGE_MAX_ALERTS; "
                           "Alertmanager's max_alerts can cap it)"])
-    return parser(payload)
+    try:
+        return parser(payload)
+    except BadPayload:
+        raise
+    except Exception as exc:
+        # A parser bug must cost one refused (and kept) payload, not a 500 that Alertmanager retries.
+        log.exception("adapter failed on a payload; refused", extra={"source": source})
+        raise BadPayload(f"the {source} adapter could not read this payload", [
+            f"body: unexpected {type(exc).__name__} while parsing; the bridge log has the details"]) from exc
 
 
 JOB_JIRA_ENSURE_ISSUE = "jira.ensure_issue"
@@ -109,7 +119,7 @@ def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Inc
         if rule is None:
             continue
         try:
-            incident.problem_key = rule.key(template_context(incident)).strip()
+            incident.problem_key = bounded_key(rule.key(template_context(incident)).strip())
         except TemplateError as exc:
             log.warning("problem key template failed; incident left outside problems",
                         extra={"rule": rule.name, "dedup_key": incident.dedup_key, "error": str(exc)})
@@ -279,8 +289,27 @@ def write_deliveries(store: Store, rules: Rules, deliveries: Sequence[Delivery],
     Set-based across the whole group: one insert of the raw bodies, one lookup of the
     current incidents, one write of the changed ones, one problem decision per key, taken
     at the time of the group's latest notification. The group's regressions are counted
-    on its first result.
+    on its first result. A single notification the database refuses a value of is written
+    without the alerts to blame (see `write_without_refused_alerts`).
+
+    Raises:
+        DataRefused: the database refused a value of the group (of more than one
+            notification: the group commit then writes each alone), or of the notification
+            as a whole (recorded in rejected_payloads).
+        StoreUnavailable: the database is down; nothing was written.
     """
+    try:
+        return store.run(_write_work(store, rules, deliveries, rejected_body_limit))
+    except DataRefused as exc:
+        if len(deliveries) > 1:
+            raise
+        return [write_without_refused_alerts(store, rules, deliveries[0], exc, rejected_body_limit)]
+
+
+def _write_work(store: Store, rules: Rules, deliveries: Sequence[Delivery],
+                rejected_body_limit: int) -> Callable[[Connection], list[IngestResult]]:
+    """The transaction body that writes `deliveries` (run by `Store.run`, possibly more than once)."""
+
     def work(conn: Connection) -> list[IngestResult]:
         notification_ids = store.add_notifications(conn, [dict(
             source=d.source, received_at=d.received_at, body=d.text, alert_count=len(d.parsed.alerts),
@@ -305,7 +334,81 @@ def write_deliveries(store: Store, rules: Rules, deliveries: Sequence[Delivery],
         return [IngestResult(notification_id, d.parsed, own, regressions if index == 0 else 0)
                 for index, (notification_id, d, own) in enumerate(per_notification)]
 
-    return store.run(work)
+    return work
+
+
+def _without_alerts(delivery: Delivery, refused: Mapping[int, DataRefused]) -> Delivery:
+    """The delivery without the alerts at these positions, each reported in `rejected` with the database's reason."""
+    indexes = delivery.parsed.payload_indexes()
+    kept = [position for position in range(len(delivery.parsed.alerts)) if position not in refused]
+    rejected = [*delivery.parsed.rejected, *(
+        RejectedAlert(indexes[position], tuple(f"alerts[{indexes[position]}]: {line}" for line in exc.errors))
+        for position, exc in refused.items())]
+    parsed = replace(delivery.parsed, alerts=tuple(delivery.parsed.alerts[position] for position in kept),
+                     rejected=tuple(sorted(rejected, key=lambda item: item.index)))
+    return replace(delivery, parsed=parsed, routings=[delivery.routings[position] for position in kept])
+
+
+def _refused_positions(attempt: Callable[[list[int]], DataRefused | None], positions: list[int],
+                       refusal: DataRefused) -> dict[int, DataRefused]:
+    """The alerts among `positions` (which the database refuses together) that it refuses alone.
+
+    Halving finds each bad alert in a few rolled-back probes, even in a notification of
+    thousands of alerts. Empty when only a combination is refused.
+    """
+    if len(positions) == 1:
+        return {positions[0]: refusal}
+    found: dict[int, DataRefused] = {}
+    half = len(positions) // 2
+    for part in (positions[:half], positions[half:]):
+        part_refusal = attempt(part)
+        if part_refusal is not None:
+            found.update(_refused_positions(attempt, part, part_refusal))
+    return found
+
+
+def write_without_refused_alerts(store: Store, rules: Rules, delivery: Delivery, refusal: DataRefused,
+                                 rejected_body_limit: int = 1024 * 1024) -> IngestResult:
+    """Write a notification the database refused a value of, without the alerts to blame.
+
+    One oversized or out-of-range value must not cost its neighbours (Alertmanager would
+    retry the whole group forever): the alerts the database refuses alone are found in
+    rolled-back probes, reported in `rejected` and kept in rejected_payloads with the good
+    alerts written. Only on this rare path.
+
+    Raises:
+        DataRefused: no alert alone is to blame (the notification's own fields, or a
+            combination): the notification is refused as a whole and recorded.
+    """
+    def attempt(positions: list[int]) -> DataRefused | None:
+        subset = _without_alerts(delivery, {p: refusal for p in range(len(delivery.parsed.alerts)) if p not in positions})
+        return store.refusal(_write_work(store, rules, [subset], rejected_body_limit))
+
+    everything = list(range(len(delivery.parsed.alerts)))
+    envelope_refusal = attempt([])
+    if envelope_refusal is not None:
+        refusal, refused = envelope_refusal, {}
+    else:
+        refused = _refused_positions(attempt, everything, refusal)
+    if refused and len(refused) < len(everything):
+        try:
+            [result] = store.run(_write_work(store, rules, [_without_alerts(delivery, refused)], rejected_body_limit))
+        except DataRefused as exc:
+            refusal, refused = exc, {}
+        else:
+            log.warning("alerts refused by the database; the rest of the notification was written",
+                        extra={"source": delivery.source, "refused": len(refused)})
+            return result
+    if refused:
+        errors = [line for item in _without_alerts(delivery, refused).parsed.rejected for line in item.errors]
+    else:
+        errors = refusal.errors
+    reason = "notification refused by the database"
+    store.run(lambda conn: store.add_rejected(
+        conn, delivery.source, delivery.received_at, reason=reason, errors=errors, body=delivery.text,
+        content_type=delivery.content_type, partial=False, body_limit=rejected_body_limit))
+    log.warning("notification refused by the database", extra={"source": delivery.source})
+    raise DataRefused(reason, errors) from refusal
 
 
 def ingest(
@@ -328,7 +431,8 @@ def ingest(
     return result
 
 
-JIRA_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,63}-[1-9][0-9]{0,15}$")
+# At most 64 characters in all, as the columns holding a key (problems.jira_key, release_issues.issue_key).
+JIRA_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,46}-[1-9][0-9]{0,15}$")
 
 
 def link_problem(store: Store, jira: JiraClient | None, options: LinkOptions, problem_id: int, key: str,

@@ -32,12 +32,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
 from bridge.domain import Incident, IncidentState
-from bridge.errors import StoreUnavailable
+from bridge.errors import DataRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ MAX_TRANSACTION_ATTEMPTS = 8
 MAX_ID = 2**63 - 1
 # PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock detected.
 RETRYABLE_PG_STATES = {"40001", "40P01"}
+# PostgreSQL SQLSTATE classes that blame the data: 22 data exception (value too long, out of
+# range, NUL), 54 program limit exceeded (index row size). Retrying or waiting never helps.
+DATA_PG_STATE_CLASSES = ("22", "54")
 # Execution option marking a read-only connection (SQLite then begins without a write lock).
 READ_ONLY = "bridge_read_only"
 
@@ -389,6 +392,26 @@ def _is_unavailable(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or isinstance(exc, OperationalError)
 
 
+def _data_refusal(exc: DBAPIError | OverflowError) -> DataRefused | None:
+    """The refusal to raise when the database (or its driver) blames a value, else None.
+
+    PostgreSQL reports an index row too large as an OperationalError, which would read as an
+    outage: the SQLSTATE decides. SQLite's driver raises OverflowError for an integer past 64 bits.
+    """
+    if isinstance(exc, OverflowError):
+        return DataRefused("a value is out of range for the database", [f"database: {exc}"])
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or ""
+    if not isinstance(exc, DataError) and not state.startswith(DATA_PG_STATE_CLASSES):
+        return None
+    detail = str(orig).strip().splitlines()[0][:300] if orig is not None else type(exc).__name__
+    return DataRefused("a value was refused by the database", [f"database: {detail}"])
+
+
+class _ProbePassed(Exception):
+    """Ends a probe transaction with a rollback once its work went through."""
+
+
 @dataclass(frozen=True)
 class Page:
     """One page of a listing and the cursor for the next (None on the last page)."""
@@ -420,13 +443,18 @@ class Store:
         """Run `work` in one transaction, retried whole when it loses a race.
 
         Raises:
+            DataRefused: the database refused a value (bad input; the transaction is rolled back).
             StoreUnavailable: the database cannot be reached.
         """
         for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
             try:
                 with self._writers.hold(), self.engine.begin() as conn:
                     return work(conn)
-            except DBAPIError as exc:
+            except (DBAPIError, OverflowError) as exc:
+                refusal = _data_refusal(exc)
+                if refusal is not None:
+                    raise refusal from exc
+                assert isinstance(exc, DBAPIError)
                 if _is_retryable(exc) and attempt < MAX_TRANSACTION_ATTEMPTS:
                     log.info("transaction lost a race, retrying", extra={"attempt": attempt})
                     time.sleep(0.005 * attempt)
@@ -436,16 +464,40 @@ class Store:
                 raise
         raise AssertionError("unreachable")
 
+    def refusal(self, work: Callable[[Connection], object]) -> DataRefused | None:
+        """Run `work` in a transaction that is always rolled back; the data refusal it met, if any.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+
+        def rolled_back(conn: Connection) -> None:
+            work(conn)
+            raise _ProbePassed
+
+        try:
+            self.run(rolled_back)
+        except _ProbePassed:
+            return None
+        except DataRefused as exc:
+            return exc
+        raise AssertionError("unreachable")
+
     def read(self, work: Callable[[Connection], T]) -> T:
         """Run read-only `work`.
 
         Raises:
+            DataRefused: the database refused a value of the query.
             StoreUnavailable: the database cannot be reached.
         """
         try:
             with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
                 return work(conn)
-        except DBAPIError as exc:
+        except (DBAPIError, OverflowError) as exc:
+            refusal = _data_refusal(exc)
+            if refusal is not None:
+                raise refusal from exc
+            assert isinstance(exc, DBAPIError)
             if _is_unavailable(exc):
                 raise StoreUnavailable("database unavailable; retry later") from exc
             raise
@@ -527,11 +579,15 @@ class Store:
         conn: Connection, source: str, received_at: datetime, *, reason: str, errors: Sequence[str],
         body: str, content_type: str | None, partial: bool, body_limit: int,
     ) -> int:
-        """Keep a refused payload (or the refused part of one) with its reason."""
+        """Keep a refused payload (or the refused part of one) with its reason.
+
+        Findings quote the sender's keys, which may hold NUL: PostgreSQL text and JSONB refuse it.
+        """
         truncated = len(body) > body_limit
         return conn.execute(
             rejected_payloads.insert().returning(rejected_payloads.c.id),
-            dict(source=source, received_at=received_at, reason=reason, errors=list(errors),
+            dict(source=source, received_at=received_at, reason=reason.replace("\x00", "\ufffd"),
+                 errors=[line.replace("\x00", "\ufffd") for line in errors],
                  content_type=content_type, partial=partial,
                  body=body[:body_limit] if truncated else body, body_truncated=truncated),
         ).scalar_one()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from pydantic import AfterValidator, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -87,3 +88,18 @@ def nesting_depth_exceeds(body: bytes, limit: int) -> bool:
         else:
             depth -= 1
     return False
+
+
+def json_in_text(text: str, max_depth: int) -> Any:
+    """Parse JSON a sender put inside a string field, refusing what nests deeper than `max_depth`.
+
+    Raises:
+        ValueError: not JSON, or nested too deep (json.loads would hit RecursionError first).
+    """
+    raw = text.encode("utf-8", "surrogatepass")
+    if nesting_depth_exceeds(raw, max_depth):
+        raise ValueError(f"JSON nested more than {max_depth} levels deep")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from exc

@@ -1,29 +1,50 @@
-"""Schemathesis against the bridge's own OpenAPI document: no input yields a 5xx."""
+"""Schemathesis against the bridge's own OpenAPI document, on SQLite and PostgreSQL: no input yields a 5xx."""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import schemathesis
+from flask import Flask
 from hypothesis import HealthCheck, settings
 
 from bridge.app import create_app
 from bridge.config import load_settings
-from bridge.storage import migrate
-from tests.conftest import ROOT
+from bridge.storage import Store, migrate
+from tests.conftest import ROOT, empty_tables
 
 _DB = Path(tempfile.mkdtemp(prefix="bridge-schemathesis-")) / "api.db"
 migrate(f"sqlite:///{_DB}")
 APP = create_app(load_settings({"BRIDGE_JIRA_WEBHOOK_SECRET": "hook"}, database_url=f"sqlite:///{_DB}",
                                rules_path=str(ROOT / "rules.yaml")))
+
+
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", APP)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def app_under_test(request: pytest.FixtureRequest) -> Iterator[Flask]:
+    """The app on each backend: PostgreSQL refuses values (lengths, ranges, NUL) that SQLite takes."""
+    if request.param == "sqlite":
+        yield APP
+        return
+    url = request.getfixturevalue("pg_database_url")
+    store = Store.from_url(url)
+    empty_tables(store)
+    store.engine.dispose()
+    app = create_app(load_settings({"BRIDGE_JIRA_WEBHOOK_SECRET": "hook"}, database_url=url,
+                                   rules_path=str(ROOT / "rules.yaml")))
+    yield app
+    app.extensions["bridge"].store.engine.dispose()
 
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_input_makes_the_api_fail_with_a_server_error(case):
-    response = case.call()
+def test_no_input_makes_the_api_fail_with_a_server_error(case, app_under_test):
+    response = case.call(app=app_under_test)
     assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
     if response.status_code >= 400:
         body = response.json()

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge.domain import (
-    MAX_SOURCE_IDS, Alert, AlertStatus, IncidentState, Matcher, Outcome, Route, Rules, apply_notification,
-    dedup_key, route_alert,
+    MAX_READABLE_KEY_LENGTH, MAX_SOURCE_IDS, Alert, AlertStatus, IncidentState, Matcher, Outcome, Route, Rules, apply_notification,
+    bounded_key, dedup_key, route_alert,
 )
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -172,10 +172,23 @@ def test_dedup_labels_merge_instances_into_one_incident():
     assert len(changed) == 1 and changed[0].occurrences == 2
 
 
-def test_very_long_label_key_is_hashed_to_bounded_length():
+def test_very_long_label_key_is_hashed_to_bounded_length_keeping_a_readable_prefix():
     route = make_route(dedup_labels=("alertname",))
     key = dedup_key(am_alert(alertname="x" * 5000), route)
-    assert key.startswith("alertmanager:sha256:") and len(key) < 100
+    other = dedup_key(am_alert(alertname="x" * 4999 + "y"), route)
+    assert key.startswith('alertmanager:labels:{alertname="xxx') and "…sha256:" in key
+    assert len(key) <= len("alertmanager:") + MAX_READABLE_KEY_LENGTH and key != other
+
+
+def test_bounded_key_keeps_short_keys_and_fits_any_long_one_in_an_index_entry():
+    assert bounded_key("HighErrorRate/lkk") == "HighErrorRate/lkk"
+    exact = "k" * MAX_READABLE_KEY_LENGTH
+    assert bounded_key(exact) == exact
+    long = "🔥" * 3000
+    key = bounded_key(long)
+    assert len(key) == MAX_READABLE_KEY_LENGTH and key.startswith("🔥🔥🔥")
+    assert len(key.encode()) < 1000, "far below PostgreSQL's 2.7 kB b-tree entry limit"
+    assert bounded_key(long + "a") != key and bounded_key(long) == key
 
 
 def test_label_values_with_quotes_do_not_collide():

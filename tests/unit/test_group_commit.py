@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from bridge.errors import StoreUnavailable
+from bridge.errors import DataRefused, StoreUnavailable
 from bridge.group_commit import GroupCommit
 
 
@@ -109,3 +109,26 @@ def test_alone_a_request_writes_at_once_and_a_failure_releases_the_lead() -> Non
         commit.submit(2)
     assert commit.submit(3) == "done 3"
     assert recorder.groups == [[1], [2], [3]]
+
+
+def test_a_value_the_database_refuses_fails_only_its_own_item():
+    """DataRefused (400) is bad input, not an outage: the group is rewritten one item at a time."""
+
+    def write(items: Sequence[int]) -> list[str]:
+        if 2 in items:
+            raise DataRefused("a value was refused by the database", ["database: integer out of range"])
+        return [f"done {item}" for item in items]
+
+    recorder = Recorder(hold_first_until=3)
+    recorder_write = recorder.__call__
+
+    def held(items: Sequence[int]) -> list[str]:
+        recorder_write(items)
+        return write(items)
+
+    commit: GroupCommit[int, str] = GroupCommit(held, max_batch=8)
+    answers = submit_all(commit, [0, 1, 2, 3], recorder)
+    assert answers[0] == "done 0"
+    assert recorder.groups == [[0], [1, 2, 3], [1], [2], [3]]
+    assert answers[1] == "done 1" and answers[3] == "done 3"
+    assert isinstance(answers[2], DataRefused) and answers[2].status == 400
