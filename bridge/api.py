@@ -20,12 +20,14 @@ from bridge.app import bridge
 from adapters import PARSERS
 from bridge.config import TOKEN_GROUPS, Secret
 from bridge.domain import Incident, IncidentState, ProblemState
-from bridge.errors import BadPayload, BridgeError, Conflict, NotFound, Unauthorized, UnsupportedMediaType
+from bridge.errors import (
+    BadPayload, BridgeError, Conflict, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType,
+)
 from bridge.openapi import build_document
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.services import (
-    JIRA_KEY, close_problem_by_hand, close_release, handle_jira_webhook, link_problem, prepare_delivery,
-    reopen_problem_by_hand,
+    JIRA_KEY, body_text, close_problem_by_hand, close_release, handle_jira_webhook, keep_refused, link_problem,
+    prepare_delivery, reopen_problem_by_hand,
 )
 from bridge.validation import describe
 from bridge.storage import MAX_ID, IncidentFilter
@@ -73,14 +75,13 @@ def requires_token(group: str) -> Callable[[Callable[..., Any]], Callable[..., A
     return decorate
 
 
-@api.before_request
-def _require_json_body() -> None:
-    """Every POST here that carries a body carries JSON. Demanding the type keeps web pages out: a form
-    or a no-cors fetch cannot send application/json, so a browser on the operator's desk cannot post to
-    a loopback bridge. A POST without a body (an outbox retry) carries nothing to declare.
+def require_json() -> None:
+    """A POST that carries a body carries JSON. Demanding the type keeps web pages out: a form or a
+    no-cors fetch cannot send application/json, so a browser on the operator's desk cannot post to a
+    loopback bridge. A POST without a body (an outbox retry) carries nothing to declare.
 
     Raises:
-        UnsupportedMediaType: a POST with a body of any other Content-Type (a charset parameter is fine).
+        UnsupportedMediaType: a body of any other Content-Type (a charset parameter is fine).
     """
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if request.method == "POST" and has_body and request.mimetype != "application/json":
@@ -88,19 +89,36 @@ def _require_json_body() -> None:
                                    [f"Content-Type: got {request.content_type or 'none'!r}"])
 
 
+@api.before_request
+def _require_json_body() -> None:
+    """Every JSON endpoint but the webhooks, which authenticate first and keep what they refuse."""
+    if request.endpoint != "api.receive_alerts":
+        require_json()
+
+
+def _unread_head() -> bytes:
+    """The first BRIDGE_REJECTED_BODY_LIMIT bytes of a body nobody read, to keep with its refusal."""
+    return request.environ["wsgi.input"].read(bridge().settings.rejected_body_limit)
+
+
 def read_body() -> bytes:
     """The whole body, or 413 when it is past BRIDGE_MAX_BODY_BYTES.
 
     Werkzeug stops a streamed (chunked) body at the limit without saying so; one more byte
-    from the server's stream tells a body of exactly the limit from a longer one.
+    from the server's stream tells a body of exactly the limit from a longer one. A body
+    declared too long is not read, but its first BRIDGE_REJECTED_BODY_LIMIT bytes are, so a
+    webhook's refusal can be kept.
 
     Raises:
-        RequestEntityTooLarge: the body is longer than the limit.
+        PayloadTooLarge: the body is longer than the limit.
     """
-    body = request.get_data()
     limit = current_app.config["MAX_CONTENT_LENGTH"]
+    try:
+        body = request.get_data()
+    except RequestEntityTooLarge as exc:
+        raise PayloadTooLarge(limit, _unread_head()) from exc
     if request.content_length is None and len(body) >= limit and request.environ["wsgi.input"].read(1):
-        raise RequestEntityTooLarge()
+        raise PayloadTooLarge(limit, body)
     return body
 
 
@@ -226,23 +244,42 @@ def page_args() -> tuple[int, int | None]:
     return limit, int_arg("cursor", maximum=MAX_ID)
 
 
+def _webhook_body(source: str) -> bytes:
+    """The body of an authenticated webhook, declared JSON and within the size limit.
+
+    A refusal here (415, 413) is kept in rejected_payloads like any other: the sender is
+    known, and the operator must be able to see why its alerts did not arrive.
+
+    Raises:
+        UnsupportedMediaType, PayloadTooLarge: refused (and recorded).
+    """
+    ctx = bridge()
+    try:
+        require_json()
+        return read_body()
+    except (UnsupportedMediaType, PayloadTooLarge) as exc:
+        head = exc.head if isinstance(exc, PayloadTooLarge) else _unread_head()
+        keep_refused(ctx.store, source, ctx.now(), exc, body=body_text(head), content_type=request.content_type,
+                     body_limit=ctx.settings.rejected_body_limit)
+        raise
+
+
 @api.post("/api/v1/alerts/<source>")
 def receive_alerts(source: str):  # type: ignore[no-untyped-def]
-    """Webhook receiver: answers 200 only after the notification is committed."""
+    """Webhook receiver: answers 200 only after the notification is committed (see the README's rule of the edge)."""
     ctx = bridge()
     if source not in SOURCES:
         raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(SOURCES)}"])
     started = time.perf_counter()
     try:
         check_bearer(group_token(source))
-        delivery = prepare_delivery(ctx.store, ctx.rules, source, read_body(), ctx.now(),
+        delivery = prepare_delivery(ctx.store, ctx.rules, source, _webhook_body(source), ctx.now(),
                                     content_type=request.content_type,
                                     rejected_body_limit=ctx.settings.rejected_body_limit,
                                     max_depth=ctx.settings.max_json_depth, max_alerts=ctx.settings.max_alerts)
         result = ctx.write(delivery)
     except BridgeError as exc:
-        metrics.NOTIFICATIONS.labels(source, {400: "rejected", 401: "unauthorized", 503: "unavailable"}.get(
-            exc.status, "error")).inc()
+        metrics.NOTIFICATIONS.labels(source, metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")).inc()
         raise
     finally:
         metrics.WEBHOOK_DURATION.labels(source).observe(time.perf_counter() - started)

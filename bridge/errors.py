@@ -36,6 +36,17 @@ class NotFound(BridgeError):
     status = 404
 
 
+class PayloadTooLarge(BridgeError):
+    """The body is past BRIDGE_MAX_BODY_BYTES (413); `head` holds what was read of it, to keep."""
+
+    status = 413
+
+    def __init__(self, limit: int, head: bytes = b"") -> None:
+        super().__init__(f"request body larger than {limit} bytes",
+                         [f"body: at most {limit} bytes (BRIDGE_MAX_BODY_BYTES)"])
+        self.head = head
+
+
 class UnsupportedMediaType(BridgeError):
     """A body that is not declared as JSON (415): a web page's form or no-cors fetch cannot send that type."""
 

@@ -58,6 +58,8 @@ WEBHOOK_DURATION = Histogram("bridge_webhook_request_duration_seconds", "Webhook
 
 # Outcomes of a webhook notification, as the receiver counts them.
 NOTIFICATION_OUTCOMES = ("accepted", "partial", "rejected", "unauthorized", "unavailable", "error")
+# A refused webhook's HTTP status -> its outcome (any other status counts as "error").
+WEBHOOK_OUTCOMES = {400: "rejected", 413: "rejected", 415: "rejected", 401: "unauthorized", 503: "unavailable"}
 CLOSE_REASONS = ("released", "manual", "auto_closed")
 JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
 OUTBOX_TARGETS = ("jira", "zabbix")

@@ -20,7 +20,7 @@ from bridge.domain import (
     apply_notifications, bounded_key, decide_problem, problem_rule_for, regression_comment_text, release_comment_text,
     route_alert, template_context,
 )
-from bridge.errors import BadPayload, Conflict, DataRefused, NotFound, Unprocessable, UpstreamError
+from bridge.errors import BadPayload, BridgeError, Conflict, DataRefused, NotFound, Unprocessable, UpstreamError
 from bridge.storage import Store
 from bridge.templates import TemplateError
 from bridge.validation import nesting_depth_exceeds
@@ -242,6 +242,19 @@ def handle_recurrence(conn: Connection, store: Store, version_label: str | None,
     return "regressed"
 
 
+def keep_refused(store: Store, source: str, received_at: datetime, refusal: BridgeError, *, body: str,
+                 content_type: str | None, body_limit: int) -> None:
+    """Keep a notification refused as a whole (400, 413, 415) with its reason, for the operator to read.
+
+    Raises:
+        StoreUnavailable: the database is down, so not even the refusal could be kept.
+    """
+    store.run(lambda conn: store.add_rejected(
+        conn, source, received_at, reason=refusal.message, errors=refusal.errors, body=body,
+        content_type=content_type, partial=False, body_limit=body_limit))
+    log.info("payload rejected", extra={"source": source, "reason": refusal.message, "status": refusal.status})
+
+
 @dataclass(frozen=True)
 class Delivery:
     """A parsed, routed notification waiting for the transaction that writes it."""
@@ -270,11 +283,7 @@ def prepare_delivery(
     try:
         parsed = parse_body(source, body, max_depth, max_alerts)
     except BadPayload as exc:
-        reason, errors = exc.message, exc.errors
-        store.run(lambda conn: store.add_rejected(
-            conn, source, now, reason=reason, errors=errors, body=text,
-            content_type=content_type, partial=False, body_limit=rejected_body_limit))
-        log.info("payload rejected", extra={"source": source, "reason": reason})
+        keep_refused(store, source, now, exc, body=text, content_type=content_type, body_limit=rejected_body_limit)
         raise
     if parsed.truncated_alerts:
         log.warning("Alertmanager truncated alerts (max_alerts)",
@@ -403,12 +412,10 @@ def write_without_refused_alerts(store: Store, rules: Rules, delivery: Delivery,
         errors = [line for item in _without_alerts(delivery, refused).parsed.rejected for line in item.errors]
     else:
         errors = refusal.errors
-    reason = "notification refused by the database"
-    store.run(lambda conn: store.add_rejected(
-        conn, delivery.source, delivery.received_at, reason=reason, errors=errors, body=delivery.text,
-        content_type=delivery.content_type, partial=False, body_limit=rejected_body_limit))
-    log.warning("notification refused by the database", extra={"source": delivery.source})
-    raise DataRefused(reason, errors) from refusal
+    refused_whole = DataRefused("notification refused by the database", errors)
+    keep_refused(store, delivery.source, delivery.received_at, refused_whole, body=delivery.text,
+                 content_type=delivery.content_type, body_limit=rejected_body_limit)
+    raise refused_whole from refusal
 
 
 def ingest(

@@ -94,6 +94,25 @@ def test_a_body_not_declared_json_is_415_so_web_pages_cannot_post(client, path, 
     assert client.get("/api/v1/incidents", headers=API).json["items"] == []
 
 
+def test_webhook_refused_for_its_type_or_size_is_kept_unless_unauthenticated(small_limit_client):
+    """The rule of the edge: 413 and 415 are refusals like 400, kept with their reason; a 401 is not stored."""
+    client = small_limit_client
+    form = client.post("/api/v1/alerts/alertmanager", data=b"alertname=x", content_type="text/plain",
+                       headers={"Authorization": AM["Authorization"]})
+    too_long = client.post("/api/v1/alerts/alertmanager", data=padded_notification(LIMIT + 10), headers=AM)
+    chunked = post_chunked(client, "/api/v1/alerts/alertmanager", padded_notification(LIMIT + 10))
+    anonymous = client.post("/api/v1/alerts/alertmanager", data=b"alertname=x", content_type="text/plain")
+    assert (form.status_code, too_long.status_code, chunked.status_code, anonymous.status_code) == (415, 413, 413, 401)
+    kept = client.get("/api/v1/rejected", headers=API).json["items"]
+    assert [(item["reason"], item["content_type"]) for item in kept] == [
+        (f"request body larger than {LIMIT} bytes", "application/json"),
+        (f"request body larger than {LIMIT} bytes", "application/json"),
+        ("expected Content-Type: application/json", "text/plain")]
+    bodies = [client.get(f"/api/v1/rejected/{item['id']}", headers=API).json["body"] for item in kept]
+    assert bodies[2] == "alertname=x"
+    assert all('"receiver": "bridge"' in body for body in bodies[:2]), "what was read of an oversized body is kept"
+
+
 def test_json_with_a_charset_parameter_is_accepted(client):
     body = (ROOT / "tests" / "fixtures" / "payloads" / "alertmanager-0.25-two-firing.json").read_bytes()
     response = client.post("/api/v1/alerts/alertmanager", data=body, headers=AM,
@@ -155,6 +174,11 @@ def test_chunked_body_past_the_limit_is_413_under_gunicorn(tmp_path: Path):
         assert too_long.status_code == 413, too_long.text
         assert too_long.json()["message"] == f"request body larger than {LIMIT} bytes"
         assert chunked(padded_notification(LIMIT)).status_code == 200
+        declared = requests.post(bridge.url + "/api/v1/alerts/alertmanager", data=padded_notification(LIMIT + 100),
+                                 headers={**AM, "Content-Type": "application/json"}, timeout=10)
+        assert declared.status_code == 413, declared.text
+        kept = requests.get(bridge.url + "/api/v1/rejected", timeout=10).json()["items"]
+        assert [item["reason"] for item in kept] == [f"request body larger than {LIMIT} bytes"] * 2
 
 
 @pytest.mark.parametrize("bind, tokens, anonymous, refused", [
