@@ -26,6 +26,7 @@ from bridge.rules import load_rules
 from bridge.services import Delivery, IngestResult, write_deliveries
 from bridge.storage import Store
 from jira_link.client import JiraClient
+from jira_link.port import JiraPort
 from jira_link.linker import LinkOptions
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class Bridge:
     rules: Rules
     store: Store
     deliveries: GroupCommit[Delivery, IngestResult]
-    jira: JiraClient | None = None
+    jira: JiraPort | None = None
     link_options: LinkOptions | None = None
     now: Callable[[], datetime] = utc_now
 
