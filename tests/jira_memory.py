@@ -125,7 +125,7 @@ class MemoryJira:
                           + ("an Atlassian Document" if self.flavour == CLOUD else "a string"))
         if errors:
             raise JiraError(f"Jira create_issue answered HTTP 400: {'; '.join(errors)}", status=400)
-        key = f"{project}-{sum(1 for k in self.issues if k.startswith(project + '-')) + 1}"
+        key = f"{project}-{len([k for k in self.issues if k.split('-')[0] == project]) + 1}"
         self.issues[key] = MemoryIssue(key, {**fields, "labels": list(fields.get("labels") or []),
                                              "status": dict(STATUS_OPEN), "resolution": None})
         return self._exit("create_issue", key)
