@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from jira_link.client import DATACENTER, JiraClient, JiraError
+from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError
 from jira_link.port import JiraPort
 from tests.fakes import FakeJira
 from tests.jira_memory import MemoryJira
@@ -27,10 +27,10 @@ class Site:
     links: Callable[[str], dict[str, str]]
 
 
-@pytest.fixture(params=["memory", "http-cloud", "http-datacenter"])
+@pytest.fixture(params=["memory-datacenter", "memory-cloud", "http-cloud", "http-datacenter"])
 def site(request: pytest.FixtureRequest) -> Iterator[Site]:
-    if request.param == "memory":
-        memory = MemoryJira()
+    if request.param.startswith("memory"):
+        memory = MemoryJira(flavour=CLOUD if request.param == "memory-cloud" else DATACENTER)
         yield Site(memory, lambda key: {g: link["url"] for g, link in memory.issues[key].remote_links.items()})
         return
     with FakeJira() as fake:
