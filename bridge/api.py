@@ -16,9 +16,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge import metrics
-from bridge.app import bridge
 from adapters import PARSERS
 from bridge.config import TOKEN_GROUPS, Secret
+from bridge.context import bridge
 from bridge.domain import Incident, IncidentState, ProblemState
 from bridge.errors import (
     BadPayload, BridgeError, Conflict, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType,

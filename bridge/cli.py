@@ -15,10 +15,11 @@ import click
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
-from bridge.app import create_app, utc_now
+from bridge.app import create_app
 from bridge import metrics
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
 from bridge.config import Settings, SettingsError, check_exposure, load_settings, positive_duration
+from bridge.context import utc_now
 from bridge.domain import route_alert
 from bridge.errors import BridgeError
 from bridge.logs import configure_logging

@@ -19,8 +19,8 @@ from flask.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface
 
 from bridge.api import SOURCES, choice_arg, group_token, page_args
-from bridge.app import bridge
 from bridge.config import Secret
+from bridge.context import EXTENSION, bridge
 from bridge.errors import BadPayload
 from bridge.domain import IncidentState, ProblemState
 from bridge.storage import IncidentFilter
@@ -51,7 +51,7 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 @ui.record_once
 def _configure_sessions(state: BlueprintSetupState) -> None:
-    token = state.app.extensions["bridge"].settings.token_api
+    token = state.app.extensions[EXTENSION].settings.token_api
     state.app.session_interface = _SessionInterface()
     state.app.secret_key = session_key(token) if token is not None else None
     state.app.config.update(SESSION_COOKIE_NAME="bridge_session", SESSION_COOKIE_PATH="/ui/",
