@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import sqlalchemy as sa
 from prometheus_client import (
@@ -22,12 +22,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters import PARSERS, zabbix_api
-from bridge.domain import AlertStatus, Outcome, ProblemState, Rules
+from bridge.domain import AlertResult, AlertStatus, Outcome, ParsedNotification, ProblemState, Rules
 from bridge.storage import Store, incidents, outbox, problems
 from jira_link import client as jira_client
-
-if TYPE_CHECKING:
-    from bridge.services import IngestResult
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Unlabelled metrics open their files as they are defined below: the directory must exist first.
@@ -65,6 +62,20 @@ JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
 OUTBOX_TARGETS = ("jira", "zabbix")
 
 
+class Ingested(Protocol):
+    """What record_ingest reads of an accepted notification (services' IngestResult). A protocol, not
+    an import: services records its own metrics here, so metrics must not depend on services."""
+
+    @property
+    def parsed(self) -> ParsedNotification: ...
+
+    @property
+    def results(self) -> Sequence[AlertResult]: ...
+
+    @property
+    def regressions(self) -> int: ...
+
+
 def initialise(rules: Rules) -> None:
     """Create every known label combination at zero, so dashboards and alert rules see the series
     before the first event (Prometheus' advice for labelled metrics)."""
@@ -93,7 +104,7 @@ def initialise(rules: Rules) -> None:
             ZABBIX_REQUESTS.labels(method, outcome)
 
 
-def record_ingest(source: str, result: IngestResult) -> None:
+def record_ingest(source: str, result: Ingested) -> None:
     """Count what one committed notification did (summed first: each inc is a write to a shared file)."""
     NOTIFICATIONS.labels(source, "partial" if result.parsed.rejected else "accepted").inc()
     statuses: collections.Counter[str] = collections.Counter()
