@@ -21,7 +21,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from adapters import PARSERS, zabbix_api
+from adapters import SOURCES, zabbix_api
 from bridge.domain import AlertResult, AlertStatus, Outcome, ParsedNotification, ProblemState, Rules
 from bridge.storage import Store, incidents, outbox, problems
 from jira_link import client as jira_client
@@ -80,7 +80,7 @@ def initialise(rules: Rules) -> None:
     """Create every known label combination at zero, so dashboards and alert rules see the series
     before the first event (Prometheus' advice for labelled metrics)."""
     priorities, lines = rules.priorities, rules.lines
-    for source in PARSERS:
+    for source in SOURCES:
         for outcome in NOTIFICATION_OUTCOMES:
             NOTIFICATIONS.labels(source, outcome)
         for status in AlertStatus:
@@ -163,7 +163,7 @@ class StoreGauges(Collector):
         priorities = self.rules.priorities if self.rules is not None else []
         lines = self.rules.lines if self.rules is not None else []
         open_by: dict[tuple[str, str, str], int] = {
-            (line, priority, source): 0 for line in lines for priority in priorities for source in PARSERS}
+            (line, priority, source): 0 for line in lines for priority in priorities for source in SOURCES}
         breached_by: dict[str, int] = dict.fromkeys(priorities, 0)
         problems_by: dict[str, int] = {state.value: 0 for state in ProblemState if state is not ProblemState.CLOSED}
         pending_by: dict[str, int] = dict.fromkeys(OUTBOX_TARGETS, 0)

@@ -18,7 +18,8 @@ from flask import Blueprint, Flask, abort, redirect, render_template, request, s
 from flask.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface
 
-from bridge.api import SOURCES, choice_arg, group_token, page_args
+from adapters import SOURCES
+from bridge.api import choice_arg, group_token, page_args
 from bridge.config import Secret
 from bridge.context import EXTENSION, bridge
 from bridge.errors import BadPayload
@@ -163,6 +164,7 @@ def incidents():  # type: ignore[no-untyped-def]
                              priority=request.args.get("priority") or None)
     page = bridge().store.list_incidents(filters, limit, cursor)
     return render_template("incidents.html", page=page, filters=filters, states=[s.value for s in IncidentState],
+                           sources=list(SOURCES),
                            priorities=sorted(set(bridge().rules.priority_matrix.values())), now=bridge().now())
 
 
