@@ -19,7 +19,7 @@ from adapters import SOURCES
 from bridge import metrics
 from bridge.config import TOKEN_GROUPS, Secret
 from bridge.context import bridge
-from bridge.domain import Incident, IncidentState, ProblemState
+from bridge.domain import Incident, IncidentState, OutboxState, ProblemState
 from bridge.errors import (
     BadPayload, BridgeError, Conflict, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType,
 )
@@ -299,7 +299,7 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
 def list_incidents():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
     filters = IncidentFilter(
-        state=choice_arg("state", tuple(state.value for state in IncidentState)),
+        state=choice_arg("state", IncidentState),
         source=choice_arg("source", SOURCES),
         priority=request.args.get("priority") or None,
         problem_id=int_arg("problem_id", maximum=MAX_ID),
@@ -353,7 +353,7 @@ def readyz():  # type: ignore[no-untyped-def]
 @requires_token("api")
 def list_problems():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
-    state = choice_arg("state", tuple(state.value for state in ProblemState))
+    state = choice_arg("state", ProblemState)
     page = bridge().store.list_problems(state, request.args.get("jira_key") or None, limit, cursor)
     return jsonify({"items": [problem_json(row) for row in page.items], "next_cursor": page.next_cursor})
 
@@ -434,7 +434,7 @@ def jira_webhook():  # type: ignore[no-untyped-def]
 def list_outbox():  # type: ignore[no-untyped-def]
     """Side-effect jobs: what is waiting, done, or dead-lettered and why."""
     limit, cursor = page_args()
-    state = choice_arg("state", ("pending", "done", "dead"))
+    state = choice_arg("state", OutboxState)
     page = bridge().store.list_jobs(state, limit, cursor)
     return jsonify({"items": [_job_json(job) for job in page.items], "next_cursor": page.next_cursor})
 
@@ -454,7 +454,7 @@ def retry_job(job_id: int):  # type: ignore[no-untyped-def]
     job = store.get_job(job_id)
     if job is None:
         raise NotFound(f"no outbox job {job_id}")
-    if job["state"] != "dead":
+    if job["state"] != OutboxState.DEAD:
         raise Conflict(f"outbox job {job_id} is {job['state']}, not dead", ["only dead jobs can be retried"])
     retried, skipped = store.retry_dead_jobs(bridge().now(), job_id=job_id)
     if job_id in skipped:

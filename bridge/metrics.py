@@ -22,7 +22,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters import SOURCES, zabbix_api
-from bridge.domain import AlertResult, AlertStatus, Outcome, ParsedNotification, ProblemState, Rules
+from bridge.domain import (
+    AlertResult, AlertStatus, IncidentState, OutboxState, Outcome, ParsedNotification, ProblemState, Rules,
+)
 from bridge.storage import Store, incidents, outbox, problems
 from jira_link import client as jira_client
 
@@ -170,7 +172,7 @@ class StoreGauges(Collector):
         dead_by: dict[str, int] = dict.fromkeys(OUTBOX_TARGETS, 0)
 
         def read(conn: sa.Connection) -> None:
-            live = incidents.c.state != "closed"
+            live = incidents.c.state != IncidentState.CLOSED
             for line, priority, source, count in conn.execute(
                     sa.select(incidents.c.line, incidents.c.priority, incidents.c.source, sa.func.count())
                     .where(live).group_by(incidents.c.line, incidents.c.priority, incidents.c.source)):
@@ -179,12 +181,13 @@ class StoreGauges(Collector):
                 sa.select(incidents.c.priority, sa.func.count()).where(live, incidents.c.sla_breached.is_(True))
                 .group_by(incidents.c.priority)).all())
             problems_by.update(conn.execute(
-                sa.select(problems.c.state, sa.func.count()).where(problems.c.state != "closed")
+                sa.select(problems.c.state, sa.func.count()).where(problems.c.state != ProblemState.CLOSED)
                 .group_by(problems.c.state)).all())
             for state, target, count in conn.execute(
                     sa.select(outbox.c.state, outbox.c.target, sa.func.count())
-                    .where(outbox.c.state.in_(("pending", "dead"))).group_by(outbox.c.state, outbox.c.target)):
-                (pending_by if state == "pending" else dead_by)[target] = count
+                    .where(outbox.c.state.in_((OutboxState.PENDING, OutboxState.DEAD)))
+                    .group_by(outbox.c.state, outbox.c.target)):
+                (pending_by if state == OutboxState.PENDING else dead_by)[target] = count
 
         self.store.read(read)
         open_incidents = GaugeMetricFamily("bridge_incidents_open", "Incidents not closed (firing or resolved)",

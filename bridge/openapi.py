@@ -6,12 +6,14 @@ models that validate them, so the document cannot drift from the checks.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
 
 from adapters import SOURCES
 from bridge.config import TOKEN_GROUPS
+from bridge.domain import IncidentState, OutboxState, ProblemState
 from bridge.storage import MAX_ID
 
 
@@ -48,6 +50,10 @@ PAGING = [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
 BEARER = [{"bearer": []}]
 
 
+def _values(states: type[StrEnum]) -> list[str]:
+    return [state.value for state in states]
+
+
 def _token_variables() -> str:
     """`BRIDGE_TOKEN_ALERTMANAGER / _ZABBIX / ...`: every endpoint group's token variable."""
     first, *others = TOKEN_GROUPS.values()
@@ -75,7 +81,7 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
                                                "requestBody": _json_body(dict(source.payload_schema))}}
            for name, source in SOURCES.items()},
         "/api/v1/incidents": {"get": {"operationId": "listIncidents", "security": BEARER, "parameters": [
-            _query("state", {"enum": ["firing", "resolved", "closed"]}),
+            _query("state", {"enum": _values(IncidentState)}),
             _query("source", {"enum": sources}), _query("priority", {"type": "string"}),
             _query("problem_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}), *PAGING],
             "responses": _responses(200, 400, 401, 503, ok=page)}},
@@ -89,7 +95,7 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
                                                    "parameters": [_id_param("rejected_id")],
                                                    "responses": _responses(200, 401, 404, 503)}},
         "/api/v1/problems": {"get": {"operationId": "listProblems", "security": BEARER, "parameters": [
-            _query("state", {"enum": ["open", "known_error", "closed"]}), _query("jira_key", {"type": "string"}),
+            _query("state", {"enum": _values(ProblemState)}), _query("jira_key", {"type": "string"}),
             *PAGING], "responses": _responses(200, 400, 401, 503, ok=page)}},
         "/api/v1/problems/{problem_id}": {"get": {"operationId": "getProblem", "security": BEARER,
                                                   "parameters": [_id_param("problem_id")],
@@ -116,7 +122,7 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
             "get": {"operationId": "listReleases", "security": BEARER, "parameters": PAGING,
                     "responses": _responses(200, 400, 401, 503, ok=page)}},
         "/api/v1/outbox": {"get": {"operationId": "listOutbox", "security": BEARER, "parameters": [
-            _query("state", {"enum": ["pending", "done", "dead"]}), *PAGING],
+            _query("state", {"enum": _values(OutboxState)}), *PAGING],
             "responses": _responses(200, 400, 401, 503, ok=page)}},
         "/api/v1/outbox/{job_id}/retry": {"post": {
             "operationId": "retryOutboxJob", "security": BEARER, "parameters": [_id_param("job_id")],

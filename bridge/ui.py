@@ -140,7 +140,7 @@ def overview():  # type: ignore[no-untyped-def]
 @ui.get("/problems")
 def problems():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
-    state = choice_arg("state", tuple(s.value for s in ProblemState))
+    state = choice_arg("state", ProblemState)
     page = bridge().store.list_problems(state, request.args.get("jira_key") or None, limit, cursor)
     return render_template("problems.html", page=page, state=state, states=[s.value for s in ProblemState])
 
@@ -159,7 +159,7 @@ def problem(problem_id: int):  # type: ignore[no-untyped-def]
 @ui.get("/incidents")
 def incidents():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
-    filters = IncidentFilter(state=choice_arg("state", tuple(s.value for s in IncidentState)),
+    filters = IncidentFilter(state=choice_arg("state", IncidentState),
                              source=choice_arg("source", SOURCES),
                              priority=request.args.get("priority") or None)
     page = bridge().store.list_incidents(filters, limit, cursor)
@@ -205,3 +205,6 @@ def sla_label(due: datetime | None, now: datetime) -> dict[str, Any]:
 
 
 ui.add_app_template_global(sla_label, "sla_label")
+# Pages compare states through the enums, as the code does.
+ui.add_app_template_global(IncidentState, "IncidentState")
+ui.add_app_template_global(ProblemState, "ProblemState")
