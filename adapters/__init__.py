@@ -1,8 +1,45 @@
-"""Source adapters: pure parsers from webhook payloads to normalised domain alerts."""
+"""Source adapters: pure parsers from webhook payloads to normalised domain alerts, and their registry.
+
+`SOURCES` is the one list of webhook senders: the API, CLI, rules, pages, settings, metrics
+and OpenAPI document all read it. Adding a source is one entry here plus its adapter module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
 
 from adapters import alertmanager, zabbix
+from bridge.domain import ParsedNotification
 
-PARSERS = {
-    "alertmanager": alertmanager.parse,
-    "zabbix": zabbix.parse,
+
+@dataclass(frozen=True)
+class Source:
+    """A webhook sender: its parser, the token guarding its endpoint, and what it looks like."""
+
+    name: str  # URL segment /api/v1/alerts/<name>, token group, incidents.source, metric label
+    display_name: str  # for people: CLI notes
+    parse: Callable[[Any], ParsedNotification]
+    token_variable: str  # environment variable of its bearer token
+    examples: tuple[str, ...]  # payload files under adapters/examples/, rendered against rules at start-up
+    payload_schema: Mapping[str, Any]  # JSON Schema of its body, for the OpenAPI document
+
+    def example_payloads(self) -> list[Any]:
+        """The shipped example payloads, decoded."""
+        folder = resources.files("adapters").joinpath("examples")
+        return [json.loads(folder.joinpath(name).read_text()) for name in self.examples]
+
+
+SOURCES: Mapping[str, Source] = {
+    "alertmanager": Source("alertmanager", "Alertmanager", alertmanager.parse, "BRIDGE_TOKEN_ALERTMANAGER",
+                           ("alertmanager.json",), alertmanager.PAYLOAD_SCHEMA),
+    "zabbix": Source("zabbix", "Zabbix", zabbix.parse, "BRIDGE_TOKEN_ZABBIX",
+                     ("zabbix.json",), zabbix.PAYLOAD_SCHEMA),
 }
+assert all(name == source.name for name, source in SOURCES.items()), "a source is registered under its own name"
+
+# Source name -> parser, as services.parse_body looks it up.
+PARSERS: dict[str, Callable[[Any], ParsedNotification]] = {name: source.parse for name, source in SOURCES.items()}

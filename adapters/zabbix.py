@@ -29,6 +29,14 @@ MAX_TAGS_JSON_DEPTH = 4
 # Labels the adapter sets itself; a Zabbix tag with one of these names becomes tag_<name>.
 BUILTIN_LABELS = ("host", "trigger_id", "severity", "nseverity", "event_source")
 EVENT_ID = re.compile(r"^[0-9]{1,20}$")
+# The event as the OpenAPI document describes it (the models below are the real check).
+PAYLOAD_SCHEMA = {"type": "object", "required": ["event_id", "event_value", "event_name"], "properties": {
+    "event_id": {"type": "string", "pattern": "^[0-9]{1,20}$"}, "event_value": {"enum": ["0", "1"]},
+    "event_update_status": {"enum": ["0", "1"]}, "event_source": {"type": "string"},
+    "event_name": {"type": "string", "minLength": 1}, "severity": {"type": "string"},
+    "nseverity": {"type": "string"}, "trigger_id": {"type": "string"}, "host": {"type": "string"},
+    "tags": {"type": "array", "items": {"type": "object", "required": ["tag"],
+                                        "properties": {"tag": {"type": "string"}, "value": {"type": "string"}}}}}}
 
 
 def macro_value(value: str | None) -> str | None:

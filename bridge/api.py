@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import wraps
 from typing import Annotated, Any
@@ -15,11 +15,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from adapters import SOURCES
 from bridge import metrics
-from bridge.app import bridge
-from adapters import PARSERS
 from bridge.config import TOKEN_GROUPS, Secret
-from bridge.domain import Incident, IncidentState, ProblemState
+from bridge.context import bridge
+from bridge.domain import Incident, IncidentState, OutboxState, ProblemState
 from bridge.errors import (
     BadPayload, BridgeError, Conflict, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType,
 )
@@ -37,8 +37,6 @@ api = Blueprint("api", __name__)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 _INTEGER = re.compile(r"-?[0-9]+")
-SOURCES = tuple(PARSERS)
-assert set(SOURCES) <= set(TOKEN_GROUPS), "every webhook source needs its token group"
 
 
 def check_bearer(expected: Secret | None) -> None:
@@ -57,7 +55,7 @@ def check_bearer(expected: Secret | None) -> None:
 
 def group_token(group: str) -> Secret | None:
     """The token of an endpoint group (config.TOKEN_GROUPS), None when the operator left it open."""
-    return getattr(bridge().settings, TOKEN_GROUPS[group])
+    return bridge().settings.token(group)
 
 
 def requires_token(group: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -223,7 +221,7 @@ def int_arg(name: str, default: int | None = None, minimum: int = 1, maximum: in
     return value
 
 
-def choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
+def choice_arg(name: str, allowed: Iterable[str]) -> str | None:
     """One of `allowed`, or None when absent.
 
     Raises:
@@ -232,6 +230,7 @@ def choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
+    allowed = tuple(allowed)
     if raw not in allowed:
         raise BadPayload(f"invalid query parameter {name}", [f"{name}: expected one of {', '.join(allowed)}"])
     return raw
@@ -300,7 +299,7 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
 def list_incidents():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
     filters = IncidentFilter(
-        state=choice_arg("state", tuple(state.value for state in IncidentState)),
+        state=choice_arg("state", IncidentState),
         source=choice_arg("source", SOURCES),
         priority=request.args.get("priority") or None,
         problem_id=int_arg("problem_id", maximum=MAX_ID),
@@ -354,7 +353,7 @@ def readyz():  # type: ignore[no-untyped-def]
 @requires_token("api")
 def list_problems():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
-    state = choice_arg("state", tuple(state.value for state in ProblemState))
+    state = choice_arg("state", ProblemState)
     page = bridge().store.list_problems(state, request.args.get("jira_key") or None, limit, cursor)
     return jsonify({"items": [problem_json(row) for row in page.items], "next_cursor": page.next_cursor})
 
@@ -435,7 +434,7 @@ def jira_webhook():  # type: ignore[no-untyped-def]
 def list_outbox():  # type: ignore[no-untyped-def]
     """Side-effect jobs: what is waiting, done, or dead-lettered and why."""
     limit, cursor = page_args()
-    state = choice_arg("state", ("pending", "done", "dead"))
+    state = choice_arg("state", OutboxState)
     page = bridge().store.list_jobs(state, limit, cursor)
     return jsonify({"items": [_job_json(job) for job in page.items], "next_cursor": page.next_cursor})
 
@@ -455,7 +454,7 @@ def retry_job(job_id: int):  # type: ignore[no-untyped-def]
     job = store.get_job(job_id)
     if job is None:
         raise NotFound(f"no outbox job {job_id}")
-    if job["state"] != "dead":
+    if job["state"] != OutboxState.DEAD:
         raise Conflict(f"outbox job {job_id} is {job['state']}, not dead", ["only dead jobs can be retried"])
     retried, skipped = store.retry_dead_jobs(bridge().now(), job_id=job_id)
     if job_id in skipped:

@@ -1,4 +1,4 @@
-"""Application factory: wires settings, rules, store and the HTTP blueprint together."""
+"""Application factory: wires settings, rules, store and the HTTP blueprints together."""
 
 from __future__ import annotations
 
@@ -9,22 +9,24 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import metrics
+from bridge.api import api
 from bridge.config import Network, Settings, load_settings
+from bridge.context import EXTENSION, Bridge, utc_now
 from bridge.domain import Rules
 from bridge.errors import BadPayload, BridgeError
 from bridge.group_commit import GroupCommit
 from bridge.rules import load_rules
-from bridge.services import Delivery, IngestResult, write_deliveries
+from bridge.services import write_deliveries
 from bridge.storage import Store
+from bridge.ui import ui
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
 
@@ -34,33 +36,6 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Pages load only our own script and styles; nothing may frame them (clickjacking).
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Bridge:
-    """The collaborators a request needs, built once per process."""
-
-    settings: Settings
-    rules: Rules
-    store: Store
-    deliveries: GroupCommit[Delivery, IngestResult]
-    jira: JiraClient | None = None
-    link_options: LinkOptions | None = None
-    now: Callable[[], datetime] = utc_now
-
-    def write(self, delivery: Delivery) -> IngestResult:
-        """Commit one webhook, sharing the transaction with concurrent ones (group commit)."""
-        return self.deliveries.submit(delivery)
-
-
-def bridge() -> Bridge:
-    """The current app's collaborators."""
-
-    return current_app.extensions["bridge"]
 
 
 def error_body(status: int, message: str, errors: list[str] | None = None) -> dict[str, Any]:
@@ -133,9 +108,6 @@ def create_app(
     Raises:
         RulesError: the rules file is invalid.
     """
-    from bridge.api import api
-    from bridge.ui import ui
-
     settings = settings or load_settings()
     rules = rules or load_rules(settings.rules_path)
     store = store or Store.from_url(settings.database_url)
@@ -146,7 +118,7 @@ def create_app(
     deliveries = GroupCommit(functools.partial(write_deliveries, store, rules,
                                                rejected_body_limit=settings.rejected_body_limit),
                              settings.ingest_batch_max)
-    app.extensions["bridge"] = Bridge(settings, rules, store, deliveries,
+    app.extensions[EXTENSION] = Bridge(settings, rules, store, deliveries,
                                       JiraClient.from_settings(settings, metrics.observe_jira),
                                       LinkOptions.from_settings(settings), now)
 

@@ -15,10 +15,12 @@ import click
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
-from bridge.app import create_app, utc_now
+from adapters import SOURCES
+from bridge.app import create_app
 from bridge import metrics
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
 from bridge.config import Settings, SettingsError, check_exposure, load_settings, positive_duration
+from bridge.context import utc_now
 from bridge.domain import route_alert
 from bridge.errors import BridgeError
 from bridge.logs import configure_logging
@@ -75,7 +77,7 @@ def check_rules(path: str | None) -> None:
 
 
 @main.command("explain")
-@click.option("--source", type=click.Choice(["alertmanager", "zabbix"]), required=True)
+@click.option("--source", type=click.Choice(list(SOURCES)), required=True)
 @click.option("--rules", "rules_path", default=None, help="rules file (default BRIDGE_RULES)")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def explain(source: str, rules_path: str | None, file: str) -> None:
@@ -101,7 +103,7 @@ def explain(source: str, rules_path: str | None, file: str) -> None:
         for error in item.errors:
             click.echo(f"  - {error}")
     if parsed.truncated_alerts:
-        click.echo(f"note: Alertmanager truncated {parsed.truncated_alerts} alert(s) (max_alerts)")
+        click.echo(f"note: {SOURCES[source].display_name} truncated {parsed.truncated_alerts} alert(s) (max_alerts)")
 
 
 @main.command("worker")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any
 
+from adapters import SOURCES
 from bridge.rules import parse_duration
 
 
@@ -135,10 +136,8 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     retention: timedelta = timedelta(days=30)
-    token_alertmanager: Secret | None = field(default=None, repr=False)
-    token_zabbix: Secret | None = field(default=None, repr=False)
-    token_release: Secret | None = field(default=None, repr=False)
-    token_api: Secret | None = field(default=None, repr=False)
+    # Endpoint group (TOKEN_GROUPS) -> its bearer token; a group the operator left open has none.
+    tokens: Mapping[str, Secret] = field(default_factory=dict, repr=False, hash=False)
     public_url: str = "http://127.0.0.1:8080"
     trusted_proxies: tuple[Network, ...] = ()
     outbox_dead_after_seconds: float = 24 * 3600.0
@@ -159,6 +158,15 @@ class Settings:
     zabbix_api_token: Secret | None = field(default=None, repr=False)
     zabbix_timeout_seconds: float = 10.0
 
+    def token(self, group: str) -> Secret | None:
+        """The bearer token of an endpoint group, None when the operator left it open."""
+        return self.tokens.get(group)
+
+    @property
+    def token_api(self) -> Secret | None:
+        """The read/manage API's token, which also guards /ui/ and signs its sessions."""
+        return self.token("api")
+
 
 # Environment variable -> (settings field, parser). The README documents each one.
 ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
@@ -178,10 +186,6 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_LOG_LEVEL": ("log_level", _log_level),
     "BRIDGE_LOG_FORMAT": ("log_format", _log_format),
     "BRIDGE_RETENTION": ("retention", positive_duration),
-    "BRIDGE_TOKEN_ALERTMANAGER": ("token_alertmanager", _token),
-    "BRIDGE_TOKEN_ZABBIX": ("token_zabbix", _token),
-    "BRIDGE_TOKEN_RELEASE": ("token_release", _token),
-    "BRIDGE_TOKEN_API": ("token_api", _token),
     "BRIDGE_PUBLIC_URL": ("public_url", str),
     "BRIDGE_TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
@@ -203,17 +207,17 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_ZABBIX_TIMEOUT_SECONDS": ("zabbix_timeout_seconds", _positive_float),
 }
 
-assert {name for name, _ in ENVIRONMENT.values()} == {f.name for f in fields(Settings)}
-VARIABLE = {name: variable for variable, (name, _) in ENVIRONMENT.items()}
-
-# Endpoint group -> the setting holding its bearer token: the webhook of each source, the release
-# hook, and the read/manage API (with /ui/). api.py guards each group with it; check_exposure wants them all.
+# Endpoint group -> the environment variable of its bearer token (Settings.tokens): the webhook of
+# each source (adapters.SOURCES), the release hook, and the read/manage API (with /ui/). api.py
+# guards each group with it; check_exposure wants them all.
 TOKEN_GROUPS: Mapping[str, str] = {
-    "alertmanager": "token_alertmanager",
-    "zabbix": "token_zabbix",
-    "release": "token_release",
-    "api": "token_api",
+    **{name: source.token_variable for name, source in SOURCES.items()},
+    "release": "BRIDGE_TOKEN_RELEASE",
+    "api": "BRIDGE_TOKEN_API",
 }
+
+assert {name for name, _ in ENVIRONMENT.values()} | {"tokens"} == {f.name for f in fields(Settings)}
+assert not set(ENVIRONMENT) & set(TOKEN_GROUPS.values()), "a token is set through TOKEN_GROUPS alone"
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -226,14 +230,20 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     values: dict[str, Any] = {}
     for variable, (name, parse) in ENVIRONMENT.items():
         if variable in environ:
-            try:
-                values[name] = parse(environ[variable])
-            except ValueError as exc:
-                raise SettingsError(f"{variable}: {exc}") from exc
+            values[name] = _parsed(variable, parse, environ[variable])
+    values["tokens"] = {group: _parsed(variable, _token, environ[variable])
+                        for group, variable in TOKEN_GROUPS.items() if variable in environ}
     values.update({name: value for name, value in overrides.items() if value is not None})
     settings = Settings(**values)
     check_jira_settings(settings)
     return settings
+
+
+def _parsed(variable: str, parse: Callable[[str], Any], text: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise SettingsError(f"{variable}: {exc}") from exc
 
 
 def check_jira_settings(settings: Settings) -> None:
@@ -268,7 +278,7 @@ def check_exposure(settings: Settings) -> None:
     """
     if is_loopback_bind(settings.bind) or settings.allow_anonymous:
         return
-    missing = [VARIABLE[name] for name in TOKEN_GROUPS.values() if getattr(settings, name) is None]
+    missing = [variable for group, variable in TOKEN_GROUPS.items() if settings.token(group) is None]
     if missing:
         raise SettingsError(
             f"refusing to listen on {settings.bind} without {', '.join(missing)}: anyone could reach those "

@@ -492,6 +492,14 @@ class ProblemState(enum.StrEnum):
     CLOSED = "closed"
 
 
+class OutboxState(enum.StrEnum):
+    """Where a side-effect job stands: waiting (or being retried), done, or given up (dead letter)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+
+
 @dataclass(frozen=True)
 class JiraTarget:
     """Where and how a problem rule files its Jira issue."""

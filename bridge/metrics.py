@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import sqlalchemy as sa
 from prometheus_client import (
@@ -21,13 +21,12 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from adapters import PARSERS, zabbix_api
-from bridge.domain import AlertStatus, Outcome, ProblemState, Rules
+from adapters import SOURCES, zabbix_api
+from bridge.domain import (
+    AlertResult, AlertStatus, IncidentState, OutboxState, Outcome, ParsedNotification, ProblemState, Rules,
+)
 from bridge.storage import Store, incidents, outbox, problems
 from jira_link import client as jira_client
-
-if TYPE_CHECKING:
-    from bridge.services import IngestResult
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Unlabelled metrics open their files as they are defined below: the directory must exist first.
@@ -65,11 +64,25 @@ JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
 OUTBOX_TARGETS = ("jira", "zabbix")
 
 
+class Ingested(Protocol):
+    """What record_ingest reads of an accepted notification (services' IngestResult). A protocol, not
+    an import: services records its own metrics here, so metrics must not depend on services."""
+
+    @property
+    def parsed(self) -> ParsedNotification: ...
+
+    @property
+    def results(self) -> Sequence[AlertResult]: ...
+
+    @property
+    def regressions(self) -> int: ...
+
+
 def initialise(rules: Rules) -> None:
     """Create every known label combination at zero, so dashboards and alert rules see the series
     before the first event (Prometheus' advice for labelled metrics)."""
     priorities, lines = rules.priorities, rules.lines
-    for source in PARSERS:
+    for source in SOURCES:
         for outcome in NOTIFICATION_OUTCOMES:
             NOTIFICATIONS.labels(source, outcome)
         for status in AlertStatus:
@@ -93,7 +106,7 @@ def initialise(rules: Rules) -> None:
             ZABBIX_REQUESTS.labels(method, outcome)
 
 
-def record_ingest(source: str, result: IngestResult) -> None:
+def record_ingest(source: str, result: Ingested) -> None:
     """Count what one committed notification did (summed first: each inc is a write to a shared file)."""
     NOTIFICATIONS.labels(source, "partial" if result.parsed.rejected else "accepted").inc()
     statuses: collections.Counter[str] = collections.Counter()
@@ -152,14 +165,14 @@ class StoreGauges(Collector):
         priorities = self.rules.priorities if self.rules is not None else []
         lines = self.rules.lines if self.rules is not None else []
         open_by: dict[tuple[str, str, str], int] = {
-            (line, priority, source): 0 for line in lines for priority in priorities for source in PARSERS}
+            (line, priority, source): 0 for line in lines for priority in priorities for source in SOURCES}
         breached_by: dict[str, int] = dict.fromkeys(priorities, 0)
         problems_by: dict[str, int] = {state.value: 0 for state in ProblemState if state is not ProblemState.CLOSED}
         pending_by: dict[str, int] = dict.fromkeys(OUTBOX_TARGETS, 0)
         dead_by: dict[str, int] = dict.fromkeys(OUTBOX_TARGETS, 0)
 
         def read(conn: sa.Connection) -> None:
-            live = incidents.c.state != "closed"
+            live = incidents.c.state != IncidentState.CLOSED
             for line, priority, source, count in conn.execute(
                     sa.select(incidents.c.line, incidents.c.priority, incidents.c.source, sa.func.count())
                     .where(live).group_by(incidents.c.line, incidents.c.priority, incidents.c.source)):
@@ -168,12 +181,13 @@ class StoreGauges(Collector):
                 sa.select(incidents.c.priority, sa.func.count()).where(live, incidents.c.sla_breached.is_(True))
                 .group_by(incidents.c.priority)).all())
             problems_by.update(conn.execute(
-                sa.select(problems.c.state, sa.func.count()).where(problems.c.state != "closed")
+                sa.select(problems.c.state, sa.func.count()).where(problems.c.state != ProblemState.CLOSED)
                 .group_by(problems.c.state)).all())
             for state, target, count in conn.execute(
                     sa.select(outbox.c.state, outbox.c.target, sa.func.count())
-                    .where(outbox.c.state.in_(("pending", "dead"))).group_by(outbox.c.state, outbox.c.target)):
-                (pending_by if state == "pending" else dead_by)[target] = count
+                    .where(outbox.c.state.in_((OutboxState.PENDING, OutboxState.DEAD)))
+                    .group_by(outbox.c.state, outbox.c.target)):
+                (pending_by if state == OutboxState.PENDING else dead_by)[target] = count
 
         self.store.read(read)
         open_incidents = GaugeMetricFamily("bridge_incidents_open", "Incidents not closed (firing or resolved)",

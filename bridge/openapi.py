@@ -6,10 +6,14 @@ models that validate them, so the document cannot drift from the checks.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
 
+from adapters import SOURCES
+from bridge.config import TOKEN_GROUPS
+from bridge.domain import IncidentState, OutboxState, ProblemState
 from bridge.storage import MAX_ID
 
 
@@ -46,6 +50,16 @@ PAGING = [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
 BEARER = [{"bearer": []}]
 
 
+def _values(states: type[StrEnum]) -> list[str]:
+    return [state.value for state in states]
+
+
+def _token_variables() -> str:
+    """`BRIDGE_TOKEN_ALERTMANAGER / _ZABBIX / ...`: every endpoint group's token variable."""
+    first, *others = TOKEN_GROUPS.values()
+    return " / ".join([first, *(variable.removeprefix("BRIDGE_TOKEN") for variable in others)])
+
+
 def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(ref_template="#/components/schemas/{model}")
 
@@ -55,49 +69,33 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
     page = {"type": "object", "required": ["items", "next_cursor"],
             "properties": {"items": {"type": "array", "items": {"type": "object"}},
                            "next_cursor": {"type": ["integer", "null"]}}}
-    alert = {"type": "object", "required": ["status", "labels", "startsAt", "fingerprint"], "properties": {
-        "status": {"enum": ["firing", "resolved"]}, "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-        "startsAt": {"type": "string", "format": "date-time"}, "endsAt": {"type": "string", "format": "date-time"},
-        "generatorURL": {"type": "string"}, "fingerprint": {"type": "string", "pattern": "^[0-9A-Za-z]{1,128}$"}}}
-    notification = {"type": "object", "required": ["version", "status", "alerts"], "properties": {
-        "version": {"const": "4"}, "status": {"enum": ["firing", "resolved"]}, "receiver": {"type": "string"},
-        "groupKey": {"type": "string"}, "truncatedAlerts": {"type": "integer", "minimum": 0},
-        "alerts": {"type": "array", "items": alert}}}
-    zabbix_event = {"type": "object", "required": ["event_id", "event_value", "event_name"], "properties": {
-        "event_id": {"type": "string", "pattern": "^[0-9]{1,20}$"}, "event_value": {"enum": ["0", "1"]},
-        "event_update_status": {"enum": ["0", "1"]}, "event_source": {"type": "string"},
-        "event_name": {"type": "string", "minLength": 1}, "severity": {"type": "string"},
-        "nseverity": {"type": "string"}, "trigger_id": {"type": "string"}, "host": {"type": "string"},
-        "tags": {"type": "array", "items": {"type": "object", "required": ["tag"],
-                                            "properties": {"tag": {"type": "string"}, "value": {"type": "string"}}}}}}
     ingest_answer = {"type": "object", "required": ["status", "incidents", "outcomes", "rejected"], "properties": {
         "status": {"const": "ok"}, "notification_id": {"type": "integer"},
         "incidents": {"type": "array", "items": {"type": "integer"}}, "alerts": {"type": "integer"},
         "outcomes": {"type": "object"}, "rejected": {"type": "array"}, "truncated_alerts": {"type": "integer"}}}
     webhook = {"tags": ["webhooks"], "security": BEARER, "responses": _responses(200, 400, 401, 404, 413, 415, 503,
                                                                                     ok=ingest_answer)}
+    sources = list(SOURCES)
     paths: dict[str, Any] = {
-        "/api/v1/alerts/alertmanager": {"post": {**webhook, "operationId": "alertmanagerWebhook",
-                                                 "requestBody": _json_body(notification)}},
-        "/api/v1/alerts/zabbix": {"post": {**webhook, "operationId": "zabbixWebhook",
-                                           "requestBody": _json_body(zabbix_event)}},
+        **{f"/api/v1/alerts/{name}": {"post": {**webhook, "operationId": f"{name}Webhook",
+                                               "requestBody": _json_body(dict(source.payload_schema))}}
+           for name, source in SOURCES.items()},
         "/api/v1/incidents": {"get": {"operationId": "listIncidents", "security": BEARER, "parameters": [
-            _query("state", {"enum": ["firing", "resolved", "closed"]}),
-            _query("source", {"enum": ["alertmanager", "zabbix"]}), _query("priority", {"type": "string"}),
+            _query("state", {"enum": _values(IncidentState)}),
+            _query("source", {"enum": sources}), _query("priority", {"type": "string"}),
             _query("problem_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID}), *PAGING],
             "responses": _responses(200, 400, 401, 503, ok=page)}},
         "/api/v1/incidents/{incident_id}": {"get": {"operationId": "getIncident", "security": BEARER,
                                                     "parameters": [_id_param("incident_id")],
                                                     "responses": _responses(200, 401, 404, 503)}},
         "/api/v1/rejected": {"get": {"operationId": "listRejected", "security": BEARER, "parameters": [
-            _query("source", {"enum": ["alertmanager", "zabbix"]}), *PAGING],
+            _query("source", {"enum": sources}), *PAGING],
             "responses": _responses(200, 400, 401, 503, ok=page)}},
         "/api/v1/rejected/{rejected_id}": {"get": {"operationId": "getRejected", "security": BEARER,
                                                    "parameters": [_id_param("rejected_id")],
                                                    "responses": _responses(200, 401, 404, 503)}},
         "/api/v1/problems": {"get": {"operationId": "listProblems", "security": BEARER, "parameters": [
-            _query("state", {"enum": ["open", "known_error", "closed"]}), _query("jira_key", {"type": "string"}),
+            _query("state", {"enum": _values(ProblemState)}), _query("jira_key", {"type": "string"}),
             *PAGING], "responses": _responses(200, 400, 401, 503, ok=page)}},
         "/api/v1/problems/{problem_id}": {"get": {"operationId": "getProblem", "security": BEARER,
                                                   "parameters": [_id_param("problem_id")],
@@ -124,7 +122,7 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
             "get": {"operationId": "listReleases", "security": BEARER, "parameters": PAGING,
                     "responses": _responses(200, 400, 401, 503, ok=page)}},
         "/api/v1/outbox": {"get": {"operationId": "listOutbox", "security": BEARER, "parameters": [
-            _query("state", {"enum": ["pending", "done", "dead"]}), *PAGING],
+            _query("state", {"enum": _values(OutboxState)}), *PAGING],
             "responses": _responses(200, 400, 401, 503, ok=page)}},
         "/api/v1/outbox/{job_id}/retry": {"post": {
             "operationId": "retryOutboxJob", "security": BEARER, "parameters": [_id_param("job_id")],
@@ -146,7 +144,7 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "BRIDGE_TOKEN_ALERTMANAGER / _ZABBIX / _RELEASE / _API"}},
+                                           "description": _token_variables()}},
             "schemas": {"Error": {"type": "object", "required": ["status", "code", "message", "errors"], "properties": {
                 "status": {"const": "error"}, "code": {"type": "integer"}, "message": {"type": "string"},
                 "errors": {"type": "array", "items": {"type": "string"}},

@@ -17,6 +17,7 @@ import holidays
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapters import SOURCES
 from bridge.domain import (
     IMPACT_LEVELS, URGENCY_LEVELS, Alert, JiraTarget, Matcher, ProblemRule, Renderer, Route, Rules,
 )
@@ -24,7 +25,6 @@ from bridge.sla import TWENTY_FOUR_SEVEN, Calendar, Interval, SlaPolicy
 from bridge.templates import TemplateError, compile_template, example_alerts
 from bridge.validation import message_for
 
-SOURCES = ("alertmanager", "zabbix")
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 

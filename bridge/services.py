@@ -25,7 +25,8 @@ from bridge.storage import Store
 from bridge.templates import TemplateError
 from bridge.validation import nesting_depth_exceeds
 from bridge.versions import is_older
-from jira_link.client import JiraClient, JiraError, jql_string
+from jira_link.client import JiraError, jql_string
+from jira_link.port import JiraPort
 from jira_link.linker import LinkOptions
 
 log = logging.getLogger(__name__)
@@ -442,7 +443,7 @@ def ingest(
 JIRA_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,46}-[1-9][0-9]{0,15}$")
 
 
-def link_problem(store: Store, jira: JiraClient | None, options: LinkOptions, problem_id: int, key: str,
+def link_problem(store: Store, jira: JiraPort | None, options: LinkOptions, problem_id: int, key: str,
                  now: datetime) -> dict:
     """Link an existing Jira issue to a problem by hand, after checking the issue exists.
 
@@ -494,7 +495,7 @@ def queue_issue_sync(conn: Connection, store: Store, key: str, now: datetime) ->
                   dedup_key=f"{JOB_JIRA_SYNC}:{key}")
 
 
-def handle_jira_webhook(store: Store, jira: JiraClient | None, rules: Rules, body: bytes,
+def handle_jira_webhook(store: Store, jira: JiraPort | None, rules: Rules, body: bytes,
                         now: datetime) -> dict[str, Any]:
     """React to a Jira webhook: an updated issue linked to a live problem gets its conclusion re-read;
     a released version runs the release close path.
@@ -524,7 +525,7 @@ def handle_jira_webhook(store: Store, jira: JiraClient | None, rules: Rules, bod
     return {"event": event, "action": "sync_queued", "jira_key": key}
 
 
-def issue_keys_in(jira: JiraClient | None, jql: str, what: str) -> list[str]:
+def issue_keys_in(jira: JiraPort | None, jql: str, what: str) -> list[str]:
     """The keys of the issues a release carries, asked of Jira while the caller waits.
 
     Raises:
@@ -538,7 +539,7 @@ def issue_keys_in(jira: JiraClient | None, jql: str, what: str) -> list[str]:
         raise UpstreamError(f"could not ask Jira for the issues of {what}: {exc.message}", exc.retryable) from exc
 
 
-def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, project: str, version: str,
+def close_release(store: Store, jira: JiraPort | None, rules: Rules, *, project: str, version: str,
                   issues: Sequence[str] | None, released_at: datetime | None, now: datetime,
                   via: str = "pipeline") -> dict[str, Any]:
     """Close every problem linked to the release's new issues and every incident of those problems.
@@ -692,7 +693,7 @@ def reopen_problem_by_hand(store: Store, problem_id: int, reason: str, now: date
     store.run(work)
 
 
-def release_from_jira_version(store: Store, jira: JiraClient | None, rules: Rules, version: Any,
+def release_from_jira_version(store: Store, jira: JiraPort | None, rules: Rules, version: Any,
                               now: datetime) -> dict[str, Any]:
     """The release close hook, fed by Jira's version-released webhook (which lists no issues).
 

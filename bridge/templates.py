@@ -8,16 +8,14 @@ an empty string.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
 from jinja2 import StrictUndefined
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from adapters import PARSERS
+from adapters import SOURCES
 from bridge.domain import Alert, Renderer
 
 _ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
@@ -56,7 +54,7 @@ def compile_template(source: str) -> Renderer:
 def example_alerts() -> tuple[Alert, ...]:
     """The example payloads shipped in adapters/examples, parsed by their adapters."""
     alerts: list[Alert] = []
-    for source, parse in PARSERS.items():
-        body = json.loads(resources.files("adapters").joinpath("examples", f"{source}.json").read_text())
-        alerts.extend(parse(body).alerts)
+    for source in SOURCES.values():
+        for body in source.example_payloads():
+            alerts.extend(source.parse(body).alerts)
     return tuple(alerts)

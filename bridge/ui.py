@@ -18,9 +18,10 @@ from flask import Blueprint, Flask, abort, redirect, render_template, request, s
 from flask.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface
 
-from bridge.api import SOURCES, choice_arg, group_token, page_args
-from bridge.app import bridge
+from adapters import SOURCES
+from bridge.api import choice_arg, group_token, page_args
 from bridge.config import Secret
+from bridge.context import EXTENSION, bridge
 from bridge.errors import BadPayload
 from bridge.domain import IncidentState, ProblemState
 from bridge.storage import IncidentFilter
@@ -51,7 +52,7 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 @ui.record_once
 def _configure_sessions(state: BlueprintSetupState) -> None:
-    token = state.app.extensions["bridge"].settings.token_api
+    token = state.app.extensions[EXTENSION].settings.token_api
     state.app.session_interface = _SessionInterface()
     state.app.secret_key = session_key(token) if token is not None else None
     state.app.config.update(SESSION_COOKIE_NAME="bridge_session", SESSION_COOKIE_PATH="/ui/",
@@ -139,7 +140,7 @@ def overview():  # type: ignore[no-untyped-def]
 @ui.get("/problems")
 def problems():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
-    state = choice_arg("state", tuple(s.value for s in ProblemState))
+    state = choice_arg("state", ProblemState)
     page = bridge().store.list_problems(state, request.args.get("jira_key") or None, limit, cursor)
     return render_template("problems.html", page=page, state=state, states=[s.value for s in ProblemState])
 
@@ -158,11 +159,12 @@ def problem(problem_id: int):  # type: ignore[no-untyped-def]
 @ui.get("/incidents")
 def incidents():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
-    filters = IncidentFilter(state=choice_arg("state", tuple(s.value for s in IncidentState)),
+    filters = IncidentFilter(state=choice_arg("state", IncidentState),
                              source=choice_arg("source", SOURCES),
                              priority=request.args.get("priority") or None)
     page = bridge().store.list_incidents(filters, limit, cursor)
     return render_template("incidents.html", page=page, filters=filters, states=[s.value for s in IncidentState],
+                           sources=list(SOURCES),
                            priorities=sorted(set(bridge().rules.priority_matrix.values())), now=bridge().now())
 
 
@@ -203,3 +205,6 @@ def sla_label(due: datetime | None, now: datetime) -> dict[str, Any]:
 
 
 ui.add_app_template_global(sla_label, "sla_label")
+# Pages compare states through the enums, as the code does.
+ui.add_app_template_global(IncidentState, "IncidentState")
+ui.add_app_template_global(ProblemState, "ProblemState")

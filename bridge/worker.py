@@ -32,6 +32,7 @@ from bridge.services import (
 )
 from bridge.storage import Store
 from jira_link.client import JiraClient, JiraError
+from jira_link.port import JiraPort
 from jira_link.linker import (
     LinkOptions, comment_unless_repeated, conclusion_of, find_or_create_issue, link_back, move_issue,
 )
@@ -65,7 +66,7 @@ class OutboxRunner:
 
     store: Store
     rules: Rules
-    jira: JiraClient | None
+    jira: JiraPort | None
     options: LinkOptions
     dead_after: timedelta
     max_backoff_seconds: float
@@ -132,7 +133,7 @@ class OutboxRunner:
 
     # Handlers ---------------------------------------------------------------------
 
-    def _jira(self) -> JiraClient:
+    def _jira(self) -> JiraPort:
         if self.jira is None:
             raise JobFailed("Jira is not configured (BRIDGE_JIRA_URL)", retryable=True)
         return self.jira

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bridge.domain import JiraTarget
-from jira_link.client import JiraClient, JiraError, JiraIssue, jql_string
+from jira_link.client import JiraError, JiraIssue, jql_string
+from jira_link.port import JiraPort
 
 if TYPE_CHECKING:
     from bridge.config import Settings
@@ -57,7 +58,7 @@ def _truncate(text: str, limit: int, what: str, problem_id: int) -> str:
     return text[: limit - 1] + "…"
 
 
-def issue_fields(jira: JiraClient, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions,
+def issue_fields(jira: JiraPort, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions,
                  priority: str | None) -> dict[str, Any]:
     """The create-issue fields for a problem under a rule's Jira target."""
     problem_id = problem["id"]
@@ -77,7 +78,7 @@ def issue_fields(jira: JiraClient, problem: Mapping[str, Any], target: JiraTarge
     return fields
 
 
-def find_or_create_issue(jira: JiraClient, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions,
+def find_or_create_issue(jira: JiraPort, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions,
                          priority: str | None) -> str:
     """The key of the problem's issue: found by its marker (a retried create), else created.
 
@@ -92,14 +93,14 @@ def find_or_create_issue(jira: JiraClient, problem: Mapping[str, Any], target: J
     return jira.create_issue(issue_fields(jira, problem, target, options, priority))
 
 
-def link_back(jira: JiraClient, key: str, problem: Mapping[str, Any], options: LinkOptions) -> None:
+def link_back(jira: JiraPort, key: str, problem: Mapping[str, Any], options: LinkOptions) -> None:
     """A remote link from the issue to the problem; the globalId makes a repeat an update."""
     jira.add_remote_link(key, global_id=f"{options.marker_prefix}:problem:{problem['id']}",
                          url=problem_url(options, problem["id"]),
                          title=f"incident-bridge problem {problem['id']}", summary=problem["summary"][:255])
 
 
-def comment_unless_repeated(jira: JiraClient, key: str, text: str) -> bool:
+def comment_unless_repeated(jira: JiraPort, key: str, text: str) -> bool:
     """Post a comment unless the issue's newest comment already says exactly this.
 
     Returns whether a comment was posted. Also makes a job retried after a crash between
@@ -136,7 +137,7 @@ def conclusion_of(issue: JiraIssue, options: LinkOptions, comments: list[str] | 
     return "\n".join(parts) if parts else None
 
 
-def move_issue(jira: JiraClient, key: str, *, name: str | None, to_categories: tuple[str, ...]) -> str | None:
+def move_issue(jira: JiraPort, key: str, *, name: str | None, to_categories: tuple[str, ...]) -> str | None:
     """Transition an issue by name, or to the first status in one of `to_categories`.
 
     Returns the transition taken, or None when the issue is already in such a status.

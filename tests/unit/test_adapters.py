@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from adapters import PARSERS, alertmanager, zabbix
+from adapters import PARSERS, SOURCES, alertmanager, zabbix
+from bridge.config import TOKEN_GROUPS
 from bridge.domain import AlertStatus
 from bridge.errors import BadPayload
 from tests.conftest import payload
@@ -134,3 +135,11 @@ def test_zabbix_discovery_events_are_refused():
     body["event_source"] = "1"
     with pytest.raises(BadPayload, match="unsupported Zabbix event source"):
         zabbix.parse(body)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_registered_source_has_its_token_group_and_parseable_examples(name):
+    source = SOURCES[name]
+    assert TOKEN_GROUPS[name] == source.token_variable
+    alerts = [alert for body in source.example_payloads() for alert in source.parse(body).alerts]
+    assert alerts and {alert.source for alert in alerts} == {name}

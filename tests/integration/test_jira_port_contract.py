@@ -1,0 +1,107 @@
+"""One contract, three Jiras: the in-memory fake answers like JiraClient talking to the HTTP fake.
+
+The linker's unit tests trust MemoryJira; this is what earns that trust. Each test runs
+against MemoryJira and against JiraClient (Cloud and Data Center) on the HTTP FakeJira,
+which is itself checked against Atlassian's OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError
+from jira_link.port import JiraPort
+from tests.fakes import FakeJira
+from tests.jira_memory import MemoryJira
+
+
+@dataclass
+class Site:
+    """A Jira behind the port, and a look at its remote links (which the port cannot read)."""
+
+    jira: JiraPort
+    links: Callable[[str], dict[str, str]]
+
+
+@pytest.fixture(params=["memory-datacenter", "memory-cloud", "http-cloud", "http-datacenter"])
+def site(request: pytest.FixtureRequest) -> Iterator[Site]:
+    if request.param.startswith("memory"):
+        memory = MemoryJira(flavour=CLOUD if request.param == "memory-cloud" else DATACENTER)
+        yield Site(memory, lambda key: {g: link["url"] for g, link in memory.issues[key].remote_links.items()})
+        return
+    with FakeJira() as fake:
+        if request.param == "http-cloud":
+            client = JiraClient.basic(requests.Session(), fake.url, "bot@example.com", "jira-token", timeout=2)
+        else:
+            client = JiraClient.bearer(requests.Session(), fake.url, "jira-pat", timeout=2)
+            assert client.flavour == DATACENTER
+        yield Site(client, lambda key: {g: link["object"]["url"] for g, link in fake.remote_links(key).items()})
+
+
+def create(jira: JiraPort, project: str = "LKK", labels: tuple[str, ...] = ("ours",)) -> str:
+    return jira.create_issue({"project": {"key": project}, "issuetype": {"name": "Bug"}, "summary": "s",
+                              "description": jira.text("d"), "labels": list(labels)})
+
+
+def test_keys_count_per_project_and_a_new_issue_is_open(site):
+    assert [create(site.jira), create(site.jira, "OPS"), create(site.jira)] == ["LKK-1", "OPS-1", "LKK-2"]
+    issue = site.jira.get_issue("LKK-2")
+    assert (issue.key, issue.status, issue.status_category, issue.resolution, issue.labels) == \
+        ("LKK-2", "To Do", "new", None, ("ours",))
+    assert site.jira.get_issue("LKK-99") is None
+
+
+def test_search_by_project_and_label_returns_only_the_requested_fields(site):
+    create(site.jira, labels=("a", "marker-1"))
+    create(site.jira, "OPS", labels=("marker-1",))
+    [found] = site.jira.search('project = LKK AND labels = "marker-1"', fields=("labels",))
+    assert (found.key, found.labels, found.status) == ("LKK-1", ("a", "marker-1"), None)
+    assert site.jira.search('project = LKK AND labels = "marker-2"', fields=("labels",)) == []
+
+
+def test_transitions_depend_on_the_status_and_done_sets_a_resolution(site):
+    key = create(site.jira)
+    offered = {t["name"]: t["to"]["statusCategory"]["key"] for t in site.jira.transitions(key)}
+    assert offered == {"In Progress": "indeterminate", "Close Issue": "done"}
+    done = next(t for t in site.jira.transitions(key) if t["name"] == "Close Issue")
+    site.jira.transition(key, str(done["id"]))
+    issue = site.jira.get_issue(key)
+    assert (issue.status, issue.status_category, issue.resolution) == ("Done", "done", "Done")
+    assert [t["name"] for t in site.jira.transitions(key)] == ["Reopen"]
+    with pytest.raises(JiraError) as refused:
+        site.jira.transition(key, str(done["id"]))
+    assert (refused.value.status, refused.value.retryable) == (400, False)
+
+
+def test_comments_come_back_newest_first_as_plain_text(site):
+    key = create(site.jira)
+    assert site.jira.recent_comments(key) == []
+    site.jira.add_comment(key, "first")
+    site.jira.add_comment(key, "second\nline")
+    assert site.jira.recent_comments(key) == ["second\nline", "first"]
+    assert site.jira.recent_comments(key, limit=1) == ["second\nline"]
+
+
+def test_a_remote_link_with_the_same_global_id_is_updated_not_doubled(site):
+    key = create(site.jira)
+    site.jira.add_remote_link(key, "bridge:problem:1", "http://b/1", "problem 1")
+    site.jira.add_remote_link(key, "bridge:problem:1", "http://b/1-moved", "problem 1")
+    site.jira.add_remote_link(key, "bridge:problem:2", "http://b/2", "problem 2")
+    assert site.links(key) == {"bridge:problem:1": "http://b/1-moved", "bridge:problem:2": "http://b/2"}
+
+
+@pytest.mark.parametrize("call, status", [
+    pytest.param(lambda jira: create(jira, "NOPE"), 400, id="create-in-unknown-project"),
+    pytest.param(lambda jira: create(jira, labels=("has space",)), 400, id="label-with-a-space"),
+    pytest.param(lambda jira: jira.add_comment("LKK-9", "x"), 404, id="comment-on-missing-issue"),
+    pytest.param(lambda jira: jira.transitions("LKK-9"), 404, id="transitions-of-missing-issue"),
+    pytest.param(lambda jira: jira.add_remote_link("LKK-9", "g", "http://b", "t"), 404, id="link-on-missing-issue"),
+])
+def test_what_jira_refuses_is_a_final_error(site, call, status):
+    with pytest.raises(JiraError) as refused:
+        call(site.jira)
+    assert (refused.value.status, refused.value.retryable) == (status, False)

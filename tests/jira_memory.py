@@ -1,0 +1,218 @@
+"""An in-memory Jira implementing `JiraPort`, for unit tests of the linker: no HTTP, no threads.
+
+It behaves as ../shared/contracts.md documents, at the level the linker sees: keys
+PROJECT-N per project, labels without spaces, statuses with a status category,
+transitions that depend on the current status (others are simply absent), comments
+newest first, remote links updated in place by globalId, a resolution set on done.
+It answers the JQL the linker emits (project and labels clauses) and fails on demand:
+a retryable or final `JiraError`, or a call whose work is done but whose answer is
+lost, as a timeout would. tests/integration/test_jira_port_contract.py runs the same
+scenarios against it and against `JiraClient` talking to the HTTP `FakeJira`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError, JiraIssue, adf
+from tests.fakes import PROJECTS, STATUS_DONE, STATUS_OPEN
+
+STATUS_IN_PROGRESS = {"name": "In Progress", "statusCategory": {"key": "indeterminate", "name": "In Progress"}}
+# The HTTP FakeJira's workflow: current status name -> transitions offered from it.
+WORKFLOW: dict[str, list[dict[str, Any]]] = {
+    "To Do": [{"id": "21", "name": "In Progress", "to": STATUS_IN_PROGRESS},
+              {"id": "31", "name": "Close Issue", "to": STATUS_DONE}],
+    "In Progress": [{"id": "21", "name": "In Progress", "to": STATUS_IN_PROGRESS},
+                    {"id": "31", "name": "Close Issue", "to": STATUS_DONE}],
+    "Done": [{"id": "41", "name": "Reopen", "to": STATUS_OPEN}],
+}
+OPERATIONS = ("search", "create_issue", "get_issue", "transitions", "transition", "add_comment",
+              "recent_comments", "add_remote_link")
+
+
+@dataclass
+class Failure:
+    """The next `times` calls of `operation` fail; with `lose_answer`, after doing their work."""
+
+    operation: str
+    retryable: bool = True
+    status: int | None = None
+    lose_answer: bool = False
+    times: int = 1
+
+
+@dataclass
+class MemoryIssue:
+    key: str
+    fields: dict[str, Any]
+    comments: list[str] = field(default_factory=list)  # oldest first, as Jira stores them
+    remote_links: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class MemoryJira:
+    """A Jira site in a dict. `calls` records (operation, arguments) of every call, failed ones too."""
+
+    def __init__(self, *, flavour: str = DATACENTER, workflow: Mapping[str, list[dict[str, Any]]] | None = None,
+                 base_url: str = "https://jira.test") -> None:
+        self.flavour = flavour
+        self.workflow = dict(workflow if workflow is not None else WORKFLOW)
+        self.base_url = base_url
+        self.issues: dict[str, MemoryIssue] = {}
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.failures: list[Failure] = []
+        # Transition ids Jira accepts (204) while a workflow post-function leaves the issue where it was.
+        self.ignored_transitions: set[str] = set()
+
+    # Test controls ----------------------------------------------------------------
+
+    def fail(self, operation: str, *, retryable: bool = True, status: int | None = None,
+             lose_answer: bool = False, times: int = 1) -> None:
+        """Make the next `times` calls of `operation` raise JiraError (after their work, if `lose_answer`)."""
+        if operation not in OPERATIONS:
+            raise ValueError(f"unknown operation {operation!r}")
+        self.failures.append(Failure(operation, retryable, status, lose_answer, times))
+
+    def add_issue(self, key: str, *, status: Mapping[str, Any] = STATUS_OPEN, labels: Sequence[str] = (),
+                  comments: Sequence[str] = (), **fields: Any) -> None:
+        """An issue that exists already (made by a person, or by an earlier create whose answer was lost)."""
+        resolution = {"name": "Done"} if status["statusCategory"]["key"] == "done" else None
+        self.issues[key] = MemoryIssue(key, {"summary": "existing", "project": {"key": key.split("-")[0]},
+                                             "labels": list(labels), "status": dict(status),
+                                             "resolution": resolution, **fields}, list(comments))
+
+    def called(self, operation: str) -> list[tuple[Any, ...]]:
+        """The arguments of every call of `operation`, in order."""
+        return [arguments for name, arguments in self.calls if name == operation]
+
+    def status_of(self, key: str) -> str:
+        return str(self.issues[key].fields["status"]["name"])
+
+    # JiraPort ----------------------------------------------------------------------
+
+    def search(self, jql: str, fields: Sequence[str] = ("status", "resolution", "labels"),
+               max_results: int = 100, limit: int = 10_000) -> list[JiraIssue]:
+        self._enter("search", jql, tuple(fields))
+        found = list(self.issues.values())
+        for clause in re.split(r"\s+AND\s+", jql.strip(), flags=re.IGNORECASE):
+            if m := re.fullmatch(r'labels\s*=\s*"((?:[^"\\]|\\.)*)"', clause):
+                value = re.sub(r"\\(.)", r"\1", m.group(1))
+                found = [i for i in found if value in i.fields["labels"]]
+            elif m := re.fullmatch(r'project\s*=\s*"?([A-Z][A-Z0-9_]*)"?', clause):
+                found = [i for i in found if i.key.startswith(m.group(1) + "-")]
+            else:
+                raise JiraError(f"Jira search answered HTTP 400: Error in the JQL Query: unsupported clause {clause!r}",
+                                status=400)
+        return self._exit("search", [self._view(issue, fields) for issue in found][:limit])
+
+    def create_issue(self, fields: Mapping[str, Any]) -> str:
+        self._enter("create_issue", dict(fields))
+        project = (fields.get("project") or {}).get("key")
+        errors = []
+        if project not in PROJECTS:
+            errors.append("project: valid project is required")
+        summary = fields.get("summary")
+        if not isinstance(summary, str) or not summary.strip():
+            errors.append("summary: You must specify a summary of the issue.")
+        elif len(summary) > 255:
+            errors.append("summary: Summary must be less than 255 characters.")
+        if any(not isinstance(label, str) or re.search(r"\s", label) for label in fields.get("labels") or []):
+            errors.append("labels: The label can't contain spaces.")
+        if "description" in fields and not self._text_ok(fields["description"]):
+            errors.append("description: Operation value must be "
+                          + ("an Atlassian Document" if self.flavour == CLOUD else "a string"))
+        if errors:
+            raise JiraError(f"Jira create_issue answered HTTP 400: {'; '.join(errors)}", status=400)
+        key = f"{project}-{len([k for k in self.issues if k.split('-')[0] == project]) + 1}"
+        self.issues[key] = MemoryIssue(key, {**fields, "labels": list(fields.get("labels") or []),
+                                             "status": dict(STATUS_OPEN), "resolution": None})
+        return self._exit("create_issue", key)
+
+    def get_issue(self, key: str, fields: Sequence[str] = ("status", "resolution", "labels")) -> JiraIssue | None:
+        self._enter("get_issue", key, tuple(fields))
+        issue = self.issues.get(key)
+        return self._exit("get_issue", self._view(issue, fields) if issue is not None else None)
+
+    def transitions(self, key: str) -> list[dict[str, Any]]:
+        self._enter("transitions", key)
+        issue = self._issue("get_transitions", key)
+        return self._exit("transitions", [dict(t) for t in self.workflow.get(issue.fields["status"]["name"], [])])
+
+    def transition(self, key: str, transition_id: str) -> None:
+        self._enter("transition", key, transition_id)
+        issue = self._issue("transition", key)
+        chosen = next((t for t in self.workflow.get(issue.fields["status"]["name"], [])
+                       if t["id"] == transition_id), None)
+        if chosen is None:
+            raise JiraError(f"Jira transition answered HTTP 400: Transition id '{transition_id}' is not valid "
+                            "for this issue.", status=400)
+        if transition_id not in self.ignored_transitions:
+            issue.fields["status"] = dict(chosen["to"])
+            issue.fields["resolution"] = {"name": "Done"} if chosen["to"]["statusCategory"]["key"] == "done" else None
+        self._exit("transition", None)
+
+    def add_comment(self, key: str, text: str) -> None:
+        self._enter("add_comment", key, text)
+        self._issue("add_comment", key).comments.append(text)
+        self._exit("add_comment", None)
+
+    def recent_comments(self, key: str, limit: int = 20) -> list[str]:
+        self._enter("recent_comments", key, limit)
+        return self._exit("recent_comments", list(reversed(self._issue("get_comments", key).comments))[:limit])
+
+    def add_remote_link(self, key: str, global_id: str, url: str, title: str, summary: str = "") -> None:
+        self._enter("add_remote_link", key, global_id, url, title, summary)
+        issue = self._issue("add_remote_link", key)
+        if not title:
+            raise JiraError("Jira add_remote_link answered HTTP 400: title: 'title' is required.", status=400)
+        issue.remote_links[global_id] = {"url": url, "title": title, "summary": summary}
+        self._exit("add_remote_link", None)
+
+    def issue_url(self, key: str) -> str:
+        return f"{self.base_url}/browse/{key}"
+
+    def text(self, value: str) -> Any:
+        return adf(value) if self.flavour == CLOUD else value
+
+    # Internals ---------------------------------------------------------------------
+
+    def _enter(self, operation: str, *arguments: Any) -> None:
+        """Record the call; raise at once for a failure that happens before Jira does the work."""
+        self.calls.append((operation, arguments))
+        failure = self._pending(operation)
+        if failure is not None and not failure.lose_answer:
+            failure.times -= 1
+            raise JiraError(f"Jira {operation} answered HTTP {failure.status or 500}: injected",
+                            status=failure.status or 500, retryable=failure.retryable)
+
+    def _exit(self, operation: str, result: Any) -> Any:
+        """Return the result, unless the answer is to be lost: then the work stands and the caller times out."""
+        failure = self._pending(operation)
+        if failure is not None and failure.lose_answer:
+            failure.times -= 1
+            raise JiraError(f"Jira {operation} timed out after 10.0s", retryable=True)
+        return result
+
+    def _pending(self, operation: str) -> Failure | None:
+        return next((f for f in self.failures if f.operation == operation and f.times > 0), None)
+
+    def _issue(self, operation: str, key: str) -> MemoryIssue:
+        issue = self.issues.get(key)
+        if issue is None:
+            raise JiraError(f"Jira {operation} answered HTTP 404: Issue does not exist or you do not have "
+                            "permission to see it.", status=404)
+        return issue
+
+    def _text_ok(self, value: Any) -> bool:
+        return isinstance(value, dict) and value.get("type") == "doc" if self.flavour == CLOUD \
+            else isinstance(value, str)
+
+    @staticmethod
+    def _view(issue: MemoryIssue, fields: Sequence[str]) -> JiraIssue:
+        """Only the requested fields, read by the client's own parser so both shapes stay alike."""
+        wanted = set(fields)
+        shown = issue.fields if "*all" in wanted else {k: v for k, v in issue.fields.items() if k in wanted}
+        return JiraClient._issue({"key": issue.key, "fields": shown})
+
