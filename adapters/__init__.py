@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from adapters import alertmanager, zabbix
+from adapters import alertmanager, grafana, zabbix
 from bridge.domain import ParsedNotification
 
 
@@ -38,6 +38,8 @@ SOURCES: Mapping[str, Source] = {
                            ("alertmanager.json",), alertmanager.PAYLOAD_SCHEMA),
     "zabbix": Source("zabbix", "Zabbix", zabbix.parse, "BRIDGE_TOKEN_ZABBIX",
                      ("zabbix.json",), zabbix.PAYLOAD_SCHEMA),
+    "grafana": Source("grafana", "Grafana Alerting", grafana.parse, "BRIDGE_TOKEN_GRAFANA",
+                      ("grafana.json",), grafana.PAYLOAD_SCHEMA),
 }
 assert all(name == source.name for name, source in SOURCES.items()), "a source is registered under its own name"
 

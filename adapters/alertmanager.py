@@ -23,7 +23,7 @@ STATUS_MAP = {"firing": AlertStatus.FIRING, "resolved": AlertStatus.RESOLVED}
 GO_ZERO_YEAR = 1
 # notifications.truncated_alerts is a 32-bit integer (PostgreSQL int4).
 MAX_TRUNCATED_ALERTS = 2**31 - 1
-_ALERT_SCHEMA = {"type": "object", "required": ["status", "labels", "startsAt", "fingerprint"], "properties": {
+ALERT_SCHEMA = {"type": "object", "required": ["status", "labels", "startsAt", "fingerprint"], "properties": {
     "status": {"enum": ["firing", "resolved"]}, "labels": {"type": "object", "additionalProperties": {"type": "string"}},
     "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
     "startsAt": {"type": "string", "format": "date-time"}, "endsAt": {"type": "string", "format": "date-time"},
@@ -32,7 +32,7 @@ _ALERT_SCHEMA = {"type": "object", "required": ["status", "labels", "startsAt", 
 PAYLOAD_SCHEMA = {"type": "object", "required": ["version", "status", "alerts"], "properties": {
     "version": {"const": "4"}, "status": {"enum": ["firing", "resolved"]}, "receiver": {"type": "string"},
     "groupKey": {"type": "string"}, "truncatedAlerts": {"type": "integer", "minimum": 0},
-    "alerts": {"type": "array", "items": _ALERT_SCHEMA}}}
+    "alerts": {"type": "array", "items": ALERT_SCHEMA}}}
 
 
 class Envelope(BaseModel):

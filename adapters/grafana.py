@@ -15,13 +15,22 @@ from typing import Any, Literal
 import orjson
 from pydantic import Field
 
-from adapters.alertmanager import AlertModel, Envelope, parse_grouped, to_alert
+from adapters.alertmanager import ALERT_SCHEMA, AlertModel, Envelope, parse_grouped, to_alert
 from bridge.domain import Alert, ParsedNotification
 from bridge.validation import MAX_LABEL_VALUE_LENGTH, SafeStr
 
 SOURCE = "grafana"
 # Grafana's organisation ids are 64-bit.
 MAX_ORG_ID = 2**63 - 1
+_LINKS = {name: {"type": "string"} for name in ("silenceURL", "dashboardURL", "panelURL", "imageURL", "valueString")}
+# The notification as the OpenAPI document describes it (the models below are the real check).
+PAYLOAD_SCHEMA = {"type": "object", "required": ["version", "status", "alerts"], "properties": {
+    "version": {"const": "1"}, "status": {"enum": ["firing", "resolved"]}, "receiver": {"type": "string"},
+    "orgId": {"type": "integer", "minimum": 0}, "title": {"type": "string"}, "state": {"type": "string"},
+    "message": {"type": "string"}, "groupKey": {"type": "string"}, "truncatedAlerts": {"type": "integer", "minimum": 0},
+    "alerts": {"type": "array", "items": {**ALERT_SCHEMA, "properties": {
+        **ALERT_SCHEMA["properties"], **_LINKS,
+        "values": {"type": "object", "additionalProperties": {"type": ["number", "null"]}}}}}}}
 
 
 class _Envelope(Envelope):

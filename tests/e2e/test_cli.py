@@ -75,7 +75,7 @@ def test_bad_setting_is_a_clear_error(runner, monkeypatch):
 
 
 def test_serve_on_the_network_with_a_token_missing_refuses_naming_it(runner, monkeypatch):
-    for name, value in {"BRIDGE_BIND": "0.0.0.0:8080", "BRIDGE_TOKEN_ALERTMANAGER": "a", "BRIDGE_TOKEN_ZABBIX": "z",
+    for name, value in {"BRIDGE_BIND": "0.0.0.0:8080", "BRIDGE_TOKEN_ALERTMANAGER": "a", "BRIDGE_TOKEN_ZABBIX": "z", "BRIDGE_TOKEN_GRAFANA": "g",
                         "BRIDGE_TOKEN_API": "p"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("BRIDGE_TOKEN_RELEASE", raising=False)

@@ -49,8 +49,8 @@ def test_every_variable_is_documented_in_the_readme():
     assert missing == []
 
 
-ALL_TOKENS = {"BRIDGE_TOKEN_ALERTMANAGER": "a", "BRIDGE_TOKEN_ZABBIX": "z", "BRIDGE_TOKEN_RELEASE": "r",
-              "BRIDGE_TOKEN_API": "p"}
+ALL_TOKENS = {"BRIDGE_TOKEN_ALERTMANAGER": "a", "BRIDGE_TOKEN_ZABBIX": "z", "BRIDGE_TOKEN_GRAFANA": "g",
+              "BRIDGE_TOKEN_RELEASE": "r", "BRIDGE_TOKEN_API": "p"}
 
 
 @pytest.mark.parametrize("unset", sorted(ALL_TOKENS))
@@ -61,11 +61,15 @@ def test_network_bind_with_one_token_unset_is_refused_naming_it(unset):
     assert f"without {unset}:" in str(refused.value)
 
 
-def test_network_bind_with_no_token_names_all_four():
+def test_every_token_group_is_in_the_test_table():
+    assert set(ALL_TOKENS) == set(TOKEN_GROUPS.values())
+
+
+def test_network_bind_with_no_token_names_them_all():
     with pytest.raises(SettingsError) as refused:
         check_exposure(load_settings({"BRIDGE_BIND": "10.1.2.3:8080"}))
-    assert ("without BRIDGE_TOKEN_ALERTMANAGER, BRIDGE_TOKEN_ZABBIX, BRIDGE_TOKEN_RELEASE, BRIDGE_TOKEN_API:"
-            in str(refused.value))
+    assert ("without BRIDGE_TOKEN_ALERTMANAGER, BRIDGE_TOKEN_ZABBIX, BRIDGE_TOKEN_GRAFANA, BRIDGE_TOKEN_RELEASE, "
+            "BRIDGE_TOKEN_API:" in str(refused.value))
 
 
 def test_network_bind_with_every_token_or_anonymous_allowed_starts():
