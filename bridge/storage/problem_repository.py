@@ -1,0 +1,210 @@
+"""Problems: grouping decisions, links to Jira issues, closes and reopens, and their history."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bridge.domain import IncidentState
+from bridge.storage.engine import MAX_ID, Database
+from bridge.storage.schema import incidents, problem_events, problems
+
+
+class ProblemRepository(Database):
+    """Reads and writes of problems and their history."""
+
+    @staticmethod
+    def lock_problem_key(conn: Connection, problem_key: str) -> None:
+        """Serialise problem decisions for one key until the transaction ends.
+
+        Without it, two PostgreSQL writers could each decide "not yet a problem" (or "open
+        one") from snapshots that miss the other's uncommitted incident. SQLite needs
+        nothing: BEGIN IMMEDIATE already serialises writers.
+        """
+        if conn.dialect.name == "postgresql":
+            lock_id = int.from_bytes(hashlib.sha256(problem_key.encode()).digest()[:8], "big", signed=True)
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+    @staticmethod
+    def open_problem(conn: Connection, problem_key: str) -> dict[str, Any] | None:
+        """The live (not closed) problem for a key, locked for update."""
+        row = conn.execute(
+            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state != "closed")
+            .with_for_update()
+        ).mappings().first()
+        return dict(row) if row else None
+
+    @staticmethod
+    def count_problem_candidates(conn: Connection, problem_key: str, since: datetime) -> int:
+        """Incidents with this problem key, in no problem yet, seen since `since`."""
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(incidents).where(
+                incidents.c.problem_key == problem_key, incidents.c.problem_id.is_(None),
+                incidents.c.last_seen >= since)
+        ).scalar_one()
+
+    @staticmethod
+    def open_problem_with_candidates(
+        conn: Connection, values: Mapping[str, Any], since: datetime
+    ) -> tuple[int, int]:
+        """Insert a problem and attach the waiting incidents of its key; returns (id, attached).
+
+        Raises:
+            IntegrityError: another process opened the problem first (the transaction retries).
+        """
+        problem_id = conn.execute(problems.insert().returning(problems.c.id), dict(values)).scalar_one()
+        attached = conn.execute(
+            incidents.update().where(
+                incidents.c.problem_key == values["problem_key"], incidents.c.problem_id.is_(None),
+                incidents.c.last_seen >= since,
+            ).values(problem_id=problem_id)
+        ).rowcount
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(incident_count=attached))
+        return problem_id, attached
+
+    @staticmethod
+    def join_problem(conn: Connection, problem_id: int, incident_ids: Sequence[int], notify_jira: bool,
+                     now: datetime) -> None:
+        """Attach incidents to a problem; count them for the next throttled Jira comment."""
+        conn.execute(incidents.update().where(incidents.c.id.in_(incident_ids)).values(problem_id=problem_id))
+        values: dict[str, Any] = {"incident_count": problems.c.incident_count + len(incident_ids)}
+        if notify_jira:
+            values["comment_pending"] = problems.c.comment_pending + len(incident_ids)
+            values["comment_pending_since"] = sa.func.coalesce(problems.c.comment_pending_since, now)
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
+
+    def record_jira_link(self, problem_id: int, key: str, url: str, linked_by: str) -> bool:
+        """Link a problem to an issue unless it already has one; the problem becomes a known error.
+
+        Raises:
+            IntegrityError: the issue is already linked to another live problem.
+        """
+
+        def work(conn: Connection) -> bool:
+            state = sa.case((problems.c.state == "open", "known_error"), else_=problems.c.state)
+            return conn.execute(problems.update().where(problems.c.id == problem_id, problems.c.jira_key.is_(None))
+                                .values(jira_key=key, jira_url=url, jira_linked_by=linked_by, state=state)).rowcount == 1
+
+        return self.run(work)
+
+    def record_comment(self, problem_id: int, reported: int, text_hash: str, now: datetime) -> int:
+        """Count `reported` incidents as told to Jira; returns how many joined meanwhile."""
+
+        def work(conn: Connection) -> int:
+            remaining = problems.c.comment_pending - reported
+            row = conn.execute(problems.update().where(problems.c.id == problem_id).values(
+                comment_pending=remaining, last_comment_at=now, last_comment_hash=text_hash,
+                comment_pending_since=sa.case((remaining > 0, now), else_=None),
+            ).returning(problems.c.comment_pending)).first()
+            return row[0] if row else 0
+
+        return self.run(work)
+
+    @staticmethod
+    def problems_for_issues(conn: Connection, keys: Sequence[str]) -> list[dict[str, Any]]:
+        """Every problem (any state) linked to one of the issues, locked."""
+        if not keys:
+            return []
+        query = sa.select(problems).where(problems.c.jira_key.in_(sorted(set(keys)))).order_by(problems.c.id)
+        return [dict(row) for row in conn.execute(query.with_for_update()).mappings()]
+
+    @staticmethod
+    def close_problems_and_incidents(
+        conn: Connection, problem_ids: Sequence[int], now: datetime, close_reason: str, *,
+        fixed_in: str | None = None, fixed_at: datetime | None = None,
+    ) -> tuple[dict[int, int], dict[int, list[tuple[str, list[str] | None]]]]:
+        """Close problems and every incident linked to them, whatever their state, in bulk.
+
+        Returns incidents closed per problem and, per problem, the dedup key and source ids
+        of each closed Zabbix incident (to close them in Zabbix). Four statements however
+        many incidents: no round trip per row.
+        """
+        if not problem_ids:
+            return {}, {}
+        open_incidents = (incidents.c.problem_id.in_(problem_ids), incidents.c.state != IncidentState.CLOSED.value)
+        counts = dict(conn.execute(
+            sa.select(incidents.c.problem_id, sa.func.count()).where(*open_incidents).group_by(incidents.c.problem_id)
+        ).all())
+        zabbix: dict[int, list[tuple[str, list[str] | None]]] = {}
+        for row in conn.execute(
+                sa.select(incidents.c.problem_id, incidents.c.dedup_key, incidents.c.source_ids)
+                .where(*open_incidents, incidents.c.source == "zabbix").order_by(incidents.c.id)):
+            zabbix.setdefault(int(row.problem_id), []).append((row.dedup_key, row.source_ids))
+        conn.execute(incidents.update().where(*open_incidents).values(
+            state=IncidentState.CLOSED.value, closed_at=now, close_reason=close_reason))
+        values: dict[str, Any] = {"state": "closed", "closed_at": now}
+        if fixed_in is not None:
+            values.update(fixed_in=fixed_in, fixed_at=fixed_at)
+        conn.execute(problems.update().where(problems.c.id.in_(problem_ids)).values(values))
+        return {int(pid): int(n) for pid, n in counts.items()}, zabbix
+
+    @staticmethod
+    def add_problem_events(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
+        if events:
+            conn.execute(problem_events.insert(), [dict(e) for e in events])
+
+    @staticmethod
+    def latest_fixed_problem(conn: Connection, problem_key: str) -> dict[str, Any] | None:
+        """The newest closed problem for a key whose fix shipped in a release, locked."""
+        row = conn.execute(
+            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state == "closed",
+                                      problems.c.fixed_in.is_not(None))
+            .order_by(problems.c.id.desc()).limit(1).with_for_update()
+        ).mappings().first()
+        return dict(row) if row else None
+
+    @staticmethod
+    def reopen_problem(conn: Connection, problem_id: int, *, regression: bool) -> None:
+        """A closed problem is live again: known error when it still has its issue, else open."""
+        values: dict[str, Any] = {
+            "state": sa.case((problems.c.jira_key.is_not(None), "known_error"), else_="open"), "closed_at": None}
+        if regression:
+            values["regressions"] = problems.c.regressions + 1
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
+
+    @staticmethod
+    def attach_incident(conn: Connection, problem_id: int, incident_id: int) -> None:
+        conn.execute(incidents.update().where(incidents.c.id == incident_id).values(problem_id=problem_id))
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(
+            incident_count=problems.c.incident_count + 1))
+
+    def unlink_jira(self, problem_id: int) -> None:
+        """Forget a problem's Jira issue; a known error becomes an open problem again."""
+        state = sa.case((problems.c.state == "known_error", "open"), else_=problems.c.state)
+        self.run(lambda conn: conn.execute(problems.update().where(problems.c.id == problem_id).values(
+            jira_key=None, jira_url=None, jira_linked_by=None, conclusion=None, conclusion_updated_at=None,
+            state=state)))
+
+    def live_problems_for_issue(self, key: str, conn: Connection | None = None) -> list[dict[str, Any]]:
+        """Problems (not closed) linked to a Jira issue."""
+        query = sa.select(problems).where(problems.c.jira_key == key, problems.c.state != "closed")
+        if conn is not None:
+            return [dict(row) for row in conn.execute(query).mappings()]
+        return self.read(lambda c: self.live_problems_for_issue(key, c))
+
+    def issues_due_for_sync(self, older_than: datetime) -> list[str]:
+        """Jira keys of live linked problems whose conclusion was not read since `older_than`."""
+        query = sa.select(problems.c.jira_key).distinct().where(
+            problems.c.jira_key.is_not(None), problems.c.state != "closed",
+            sa.or_(problems.c.conclusion_updated_at.is_(None), problems.c.conclusion_updated_at < older_than))
+        return self.read(lambda conn: list(conn.execute(query).scalars()))
+
+    def set_conclusion(self, key: str, conclusion: str | None, now: datetime) -> int:
+        """Mirror an issue's conclusion onto its live problems; returns how many changed."""
+        return self.run(lambda conn: conn.execute(problems.update().where(
+            problems.c.jira_key == key, problems.c.state != "closed").values(
+            conclusion=conclusion, conclusion_updated_at=now)).rowcount)
+
+    def get_problem(self, problem_id: int, conn: Connection | None = None) -> dict[str, Any] | None:
+        if not 0 < problem_id <= MAX_ID:
+            return None
+        query = sa.select(problems).where(problems.c.id == problem_id)
+        if conn is not None:
+            row = conn.execute(query).mappings().first()
+            return dict(row) if row else None
+        return self.read(lambda c: self.get_problem(problem_id, c))
