@@ -474,18 +474,20 @@ def link_problem(store: Store, jira: JiraClient | None, options: LinkOptions, pr
     if issue is None:
         raise Unprocessable(f"Jira issue {key} does not exist or is not visible to the bridge",
                             [f"jira_key: {key} not found in Jira"])
-    store.record_jira_link(problem_id, key, jira.issue_url(key), "manual")
+    url = jira.issue_url(key)
 
-    def queue(conn: Connection) -> None:
+    def work(conn: Connection) -> dict:
+        # Link, history and sync job commit together: a crash never leaves a link nobody syncs.
+        store.link_issue(conn, problem_id, key, url, "manual")
         store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"linked to {key} by hand")])
         store.enqueue(conn, JOB_JIRA_ENSURE_ISSUE, target="jira", now=now, problem_id=problem_id,
                       dedup_key=f"{JOB_JIRA_ENSURE_ISSUE}:{problem_id}")
         queue_issue_sync(conn, store, key, now)
+        updated = store.get_problem(problem_id, conn)
+        assert updated is not None
+        return updated
 
-    store.run(queue)
-    updated = store.get_problem(problem_id)
-    assert updated is not None
-    return updated
+    return store.run(work)
 
 
 def queue_issue_sync(conn: Connection, store: Store, key: str, now: datetime) -> None:

@@ -154,12 +154,21 @@ class OutboxRunner:
             if target is None:
                 raise JobFailed(f"problem rule {problem['rule']!r} has no jira target any more", retryable=False)
             key = find_or_create_issue(jira, problem, target, self.options, job["payload"].get("priority"))
-            if self.store.record_jira_link(problem["id"], key, jira.issue_url(key), "bridge"):
-                self.store.run(lambda conn: self.store.add_problem_events(conn, [dict(
-                    problem_id=problem["id"], at=now, kind="linked", detail=f"{key} created by the bridge")]))
-            else:
+            if not self.store.run(self._record_link(problem["id"], key, jira.issue_url(key), now)):
                 key = self.store.get_problem(problem["id"])["jira_key"]
         link_back(jira, key, problem, self.options)
+
+    def _record_link(self, problem_id: int, key: str, url: str, now: datetime) -> Callable[[Connection], bool]:
+        """The link to the issue just found or created and its history, in one transaction; False if already linked."""
+
+        def work(conn: Connection) -> bool:
+            linked = self.store.link_issue(conn, problem_id, key, url, "bridge")
+            if linked:
+                self.store.add_problem_events(conn, [dict(
+                    problem_id=problem_id, at=now, kind="linked", detail=f"{key} created by the bridge")])
+            return linked
+
+        return work
 
     def _comment(self, job: dict[str, Any], now: datetime) -> None:
         """One throttled comment for the incidents that joined since the last one."""

@@ -78,19 +78,20 @@ class ProblemRepository(Database):
             values["comment_pending_since"] = sa.func.coalesce(problems.c.comment_pending_since, now)
         conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
 
-    def record_jira_link(self, problem_id: int, key: str, url: str, linked_by: str) -> bool:
+    @staticmethod
+    def link_issue(conn: Connection, problem_id: int, key: str, url: str, linked_by: str) -> bool:
         """Link a problem to an issue unless it already has one; the problem becomes a known error.
 
         Raises:
             IntegrityError: the issue is already linked to another live problem.
         """
+        state = sa.case((problems.c.state == "open", "known_error"), else_=problems.c.state)
+        return conn.execute(problems.update().where(problems.c.id == problem_id, problems.c.jira_key.is_(None))
+                            .values(jira_key=key, jira_url=url, jira_linked_by=linked_by, state=state)).rowcount == 1
 
-        def work(conn: Connection) -> bool:
-            state = sa.case((problems.c.state == "open", "known_error"), else_=problems.c.state)
-            return conn.execute(problems.update().where(problems.c.id == problem_id, problems.c.jira_key.is_(None))
-                                .values(jira_key=key, jira_url=url, jira_linked_by=linked_by, state=state)).rowcount == 1
-
-        return self.run(work)
+    def record_jira_link(self, problem_id: int, key: str, url: str, linked_by: str) -> bool:
+        """`link_issue` in a transaction of its own."""
+        return self.run(lambda conn: self.link_issue(conn, problem_id, key, url, linked_by))
 
     def record_comment(self, problem_id: int, reported: int, text_hash: str, now: datetime) -> int:
         """Count `reported` incidents as told to Jira; returns how many joined meanwhile."""
