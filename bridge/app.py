@@ -23,7 +23,7 @@ from bridge.domain import Rules
 from bridge.errors import BadPayload, BridgeError
 from bridge.group_commit import GroupCommit
 from bridge.rules import load_rules
-from bridge.services import Delivery, IngestResult, write_deliveries
+from bridge.ingest import Delivery, IngestResult, write_deliveries
 from bridge.storage import Store
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions

@@ -27,7 +27,7 @@ from bridge.storage import Store, incidents, outbox, problems
 from jira_link import client as jira_client
 
 if TYPE_CHECKING:
-    from bridge.services import IngestResult
+    from bridge.ingest import IngestResult
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Unlabelled metrics open their files as they are defined below: the directory must exist first.

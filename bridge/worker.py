@@ -25,11 +25,11 @@ from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
-from bridge.services import (
+from bridge.jobs import (
     JOB_JIRA_COMMENT, JOB_JIRA_ENSURE_ISSUE, JOB_JIRA_NOTE, JOB_JIRA_REGRESSION, JOB_JIRA_RELEASE, JOB_JIRA_SYNC,
     JOB_ZABBIX_CLOSE,
-    queue_issue_sync,
 )
+from bridge.problems import queue_issue_sync
 from bridge.storage import Store
 from jira_link.client import JiraClient, JiraError
 from jira_link.linker import (

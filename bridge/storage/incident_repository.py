@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import Incident, IncidentState
+from bridge.domain import Incident, IncidentState, ProblemState
 from bridge.storage.engine import Database, insert_returning_ids
 from bridge.storage.schema import incidents, problems
 
@@ -110,7 +110,7 @@ class IncidentRepository(Database):
 
         def work(conn: Connection) -> list[int]:
             # Outside any live problem: never linked, or attached to a closed one ("fix not deployed").
-            closed_problems = sa.select(problems.c.id).where(problems.c.state == "closed")
+            closed_problems = sa.select(problems.c.id).where(problems.c.state == ProblemState.CLOSED.value)
             due = (
                 incidents.c.state == IncidentState.RESOLVED.value,
                 sa.or_(incidents.c.problem_id.is_(None), incidents.c.problem_id.in_(closed_problems)),

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import IncidentState
+from bridge.domain import IncidentState, Problem, ProblemState
 from bridge.storage.engine import MAX_ID, Database
 from bridge.storage.schema import incidents, problem_events, problems
+
+_CLOSED = ProblemState.CLOSED.value
+_PROBLEM_FIELDS = tuple(column.name for column in problems.columns if column.name != "id")
+
+
+def problem_from_row(row: Mapping[str, Any]) -> Problem:
+    values = {name: row[name] for name in _PROBLEM_FIELDS}
+    values["state"] = ProblemState(row["state"])
+    return Problem(id=row["id"], **values)
+
+
+def problem_values(problem: Problem) -> dict[str, Any]:
+    values = {name: getattr(problem, name) for name in _PROBLEM_FIELDS}
+    values["state"] = problem.state.value
+    return values
 
 
 class ProblemRepository(Database):
@@ -31,13 +46,40 @@ class ProblemRepository(Database):
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
     @staticmethod
-    def open_problem(conn: Connection, problem_key: str) -> dict[str, Any] | None:
+    def open_problem(conn: Connection, problem_key: str) -> Problem | None:
         """The live (not closed) problem for a key, locked for update."""
         row = conn.execute(
-            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state != "closed")
+            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state != _CLOSED)
             .with_for_update()
         ).mappings().first()
-        return dict(row) if row else None
+        return problem_from_row(row) if row else None
+
+    @staticmethod
+    def find_problem(conn: Connection, problem_id: int, *, for_update: bool = False) -> Problem | None:
+        """A problem by id; `for_update` locks it, as a transition must before it writes."""
+        if not 0 < problem_id <= MAX_ID:
+            return None
+        query = sa.select(problems).where(problems.c.id == problem_id)
+        row = conn.execute(query.with_for_update() if for_update else query).mappings().first()
+        return problem_from_row(row) if row else None
+
+    @staticmethod
+    def save_problem(conn: Connection, before: Problem, after: Problem) -> None:
+        """Write what a domain transition changed (only those columns) on a problem locked by the caller."""
+        previous, current = problem_values(before), problem_values(after)
+        changed = {name: value for name, value in current.items() if previous[name] != value}
+        if changed:
+            conn.execute(problems.update().where(problems.c.id == before.id).values(changed))
+
+    def change_problem(self, conn: Connection, problem_id: int,
+                       transition: Callable[[Problem], Problem]) -> Problem | None:
+        """Lock a problem, apply a domain transition and save it; the problem as it became, None if missing."""
+        before = self.find_problem(conn, problem_id, for_update=True)
+        if before is None:
+            return None
+        after = transition(before)
+        self.save_problem(conn, before, after)
+        return after
 
     @staticmethod
     def count_problem_candidates(conn: Connection, problem_key: str, since: datetime) -> int:
@@ -49,18 +91,16 @@ class ProblemRepository(Database):
         ).scalar_one()
 
     @staticmethod
-    def open_problem_with_candidates(
-        conn: Connection, values: Mapping[str, Any], since: datetime
-    ) -> tuple[int, int]:
-        """Insert a problem and attach the waiting incidents of its key; returns (id, attached).
+    def open_problem_with_candidates(conn: Connection, problem: Problem, since: datetime) -> tuple[int, int]:
+        """Insert a new problem and attach the waiting incidents of its key; returns (id, attached).
 
         Raises:
             IntegrityError: another process opened the problem first (the transaction retries).
         """
-        problem_id = conn.execute(problems.insert().returning(problems.c.id), dict(values)).scalar_one()
+        problem_id = conn.execute(problems.insert().returning(problems.c.id), problem_values(problem)).scalar_one()
         attached = conn.execute(
             incidents.update().where(
-                incidents.c.problem_key == values["problem_key"], incidents.c.problem_id.is_(None),
+                incidents.c.problem_key == problem.problem_key, incidents.c.problem_id.is_(None),
                 incidents.c.last_seen >= since,
             ).values(problem_id=problem_id)
         ).rowcount
@@ -78,16 +118,17 @@ class ProblemRepository(Database):
             values["comment_pending_since"] = sa.func.coalesce(problems.c.comment_pending_since, now)
         conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
 
-    @staticmethod
-    def link_issue(conn: Connection, problem_id: int, key: str, url: str, linked_by: str) -> bool:
-        """Link a problem to an issue unless it already has one; the problem becomes a known error.
+    def link_issue(self, conn: Connection, problem_id: int, key: str, url: str, linked_by: str) -> bool:
+        """Link a problem to an issue unless it already has one (see `Problem.link`); False if it had one.
 
         Raises:
             IntegrityError: the issue is already linked to another live problem.
         """
-        state = sa.case((problems.c.state == "open", "known_error"), else_=problems.c.state)
-        return conn.execute(problems.update().where(problems.c.id == problem_id, problems.c.jira_key.is_(None))
-                            .values(jira_key=key, jira_url=url, jira_linked_by=linked_by, state=state)).rowcount == 1
+        problem = self.find_problem(conn, problem_id, for_update=True)
+        if problem is None or problem.jira_key is not None:
+            return False
+        self.save_problem(conn, problem, problem.link(key, url, linked_by))
+        return True
 
     def record_jira_link(self, problem_id: int, key: str, url: str, linked_by: str) -> bool:
         """`link_issue` in a transaction of its own."""
@@ -107,12 +148,12 @@ class ProblemRepository(Database):
         return self.run(work)
 
     @staticmethod
-    def problems_for_issues(conn: Connection, keys: Sequence[str]) -> list[dict[str, Any]]:
+    def problems_for_issues(conn: Connection, keys: Sequence[str]) -> list[Problem]:
         """Every problem (any state) linked to one of the issues, locked."""
         if not keys:
             return []
         query = sa.select(problems).where(problems.c.jira_key.in_(sorted(set(keys)))).order_by(problems.c.id)
-        return [dict(row) for row in conn.execute(query.with_for_update()).mappings()]
+        return [problem_from_row(row) for row in conn.execute(query.with_for_update()).mappings()]
 
     @staticmethod
     def close_problems_and_incidents(
@@ -138,7 +179,8 @@ class ProblemRepository(Database):
             zabbix.setdefault(int(row.problem_id), []).append((row.dedup_key, row.source_ids))
         conn.execute(incidents.update().where(*open_incidents).values(
             state=IncidentState.CLOSED.value, closed_at=now, close_reason=close_reason))
-        values: dict[str, Any] = {"state": "closed", "closed_at": now}
+        # Problem.close for many problems in one statement: a release closes them set-based.
+        values: dict[str, Any] = {"state": _CLOSED, "closed_at": now}
         if fixed_in is not None:
             values.update(fixed_in=fixed_in, fixed_at=fixed_at)
         conn.execute(problems.update().where(problems.c.id.in_(problem_ids)).values(values))
@@ -150,23 +192,14 @@ class ProblemRepository(Database):
             conn.execute(problem_events.insert(), [dict(e) for e in events])
 
     @staticmethod
-    def latest_fixed_problem(conn: Connection, problem_key: str) -> dict[str, Any] | None:
+    def latest_fixed_problem(conn: Connection, problem_key: str) -> Problem | None:
         """The newest closed problem for a key whose fix shipped in a release, locked."""
         row = conn.execute(
-            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state == "closed",
+            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state == _CLOSED,
                                       problems.c.fixed_in.is_not(None))
             .order_by(problems.c.id.desc()).limit(1).with_for_update()
         ).mappings().first()
-        return dict(row) if row else None
-
-    @staticmethod
-    def reopen_problem(conn: Connection, problem_id: int, *, regression: bool) -> None:
-        """A closed problem is live again: known error when it still has its issue, else open."""
-        values: dict[str, Any] = {
-            "state": sa.case((problems.c.jira_key.is_not(None), "known_error"), else_="open"), "closed_at": None}
-        if regression:
-            values["regressions"] = problems.c.regressions + 1
-        conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
+        return problem_from_row(row) if row else None
 
     @staticmethod
     def attach_incident(conn: Connection, problem_id: int, incident_id: int) -> None:
@@ -175,33 +208,31 @@ class ProblemRepository(Database):
             incident_count=problems.c.incident_count + 1))
 
     def unlink_jira(self, problem_id: int) -> None:
-        """Forget a problem's Jira issue; a known error becomes an open problem again."""
-        state = sa.case((problems.c.state == "known_error", "open"), else_=problems.c.state)
-        self.run(lambda conn: conn.execute(problems.update().where(problems.c.id == problem_id).values(
-            jira_key=None, jira_url=None, jira_linked_by=None, conclusion=None, conclusion_updated_at=None,
-            state=state)))
+        """Forget a problem's Jira issue (see `Problem.unlink`); nothing happens to a missing problem."""
+        self.run(lambda conn: self.change_problem(conn, problem_id, Problem.unlink))
 
-    def live_problems_for_issue(self, key: str, conn: Connection | None = None) -> list[dict[str, Any]]:
+    def live_problems_for_issue(self, key: str, conn: Connection | None = None) -> list[Problem]:
         """Problems (not closed) linked to a Jira issue."""
-        query = sa.select(problems).where(problems.c.jira_key == key, problems.c.state != "closed")
+        query = sa.select(problems).where(problems.c.jira_key == key, problems.c.state != _CLOSED)
         if conn is not None:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            return [problem_from_row(row) for row in conn.execute(query).mappings()]
         return self.read(lambda c: self.live_problems_for_issue(key, c))
 
     def issues_due_for_sync(self, older_than: datetime) -> list[str]:
         """Jira keys of live linked problems whose conclusion was not read since `older_than`."""
         query = sa.select(problems.c.jira_key).distinct().where(
-            problems.c.jira_key.is_not(None), problems.c.state != "closed",
+            problems.c.jira_key.is_not(None), problems.c.state != _CLOSED,
             sa.or_(problems.c.conclusion_updated_at.is_(None), problems.c.conclusion_updated_at < older_than))
         return self.read(lambda conn: list(conn.execute(query).scalars()))
 
     def set_conclusion(self, key: str, conclusion: str | None, now: datetime) -> int:
         """Mirror an issue's conclusion onto its live problems; returns how many changed."""
         return self.run(lambda conn: conn.execute(problems.update().where(
-            problems.c.jira_key == key, problems.c.state != "closed").values(
+            problems.c.jira_key == key, problems.c.state != _CLOSED).values(
             conclusion=conclusion, conclusion_updated_at=now)).rowcount)
 
     def get_problem(self, problem_id: int, conn: Connection | None = None) -> dict[str, Any] | None:
+        """A problem as a row: the shape the API, the pages and the Jira linker read."""
         if not 0 < problem_id <= MAX_ID:
             return None
         query = sa.select(problems).where(problems.c.id == problem_id)

@@ -13,7 +13,7 @@ import requests
 
 from adapters.zabbix_api import ZabbixClient
 from bridge.logs import QUIET_LIBRARIES, configure_logging
-from bridge.services import JOB_ZABBIX_CLOSE
+from bridge.jobs import JOB_ZABBIX_CLOSE
 from bridge.storage import Store, migrate
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient

@@ -10,7 +10,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bridge.services import ingest, link_problem
+from bridge.ingest import ingest
+from bridge.problems import link_problem
 from bridge.storage import Store, outbox, problems
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from adapters.zabbix_api import ZabbixClient
-from bridge.services import JOB_JIRA_SYNC, JOB_ZABBIX_CLOSE
+from bridge.jobs import JOB_JIRA_SYNC, JOB_ZABBIX_CLOSE
 from bridge.storage import Store, outbox
 from bridge.worker import OutboxRunner
 from jira_link.linker import LinkOptions

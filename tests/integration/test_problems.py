@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from bridge.services import JOB_JIRA_ENSURE_ISSUE, ingest
+from bridge.ingest import ingest
+from bridge.jobs import JOB_JIRA_ENSURE_ISSUE
 from bridge.storage import IncidentFilter, Store, outbox, problems
 from tests.conftest import ingest_concurrently, payload
 
