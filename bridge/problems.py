@@ -14,14 +14,13 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from adapters import zabbix
 from bridge import metrics
 from bridge.domain import (
     AlertResult, Incident, Outcome, Problem, ProblemRule, ProblemState, Rules, bounded_key, decide_problem, problem_rule_for,
     regression_comment_text, template_context,
 )
 from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
-from bridge.jobs import JOB_JIRA_COMMENT, JOB_JIRA_ENSURE_ISSUE, JOB_JIRA_REGRESSION, JOB_JIRA_SYNC, JOB_ZABBIX_CLOSE
+from bridge.jobs import CommentIncidents, EnsureIssue, RegressionReopen, SyncIssue, ZabbixClose, queue
 from bridge.storage import Store
 from bridge.templates import TemplateError
 from bridge.versions import is_older
@@ -114,8 +113,7 @@ def join_known_problem(conn: Connection, store: Store, problem: Problem, joining
     if notify and rule.jira is not None:
         last = problem.last_comment_at
         run_at = max(now, last + rule.jira.comment_interval) if last else now
-        store.enqueue(conn, JOB_JIRA_COMMENT, target="jira", now=now, problem_id=problem.id,
-                      dedup_key=f"{JOB_JIRA_COMMENT}:{problem.id}", run_at=run_at)
+        queue(conn, store, CommentIncidents(problem.id), now, run_at=run_at)
 
 
 def open_new_problem(conn: Connection, store: Store, key: str, opening: list[Incident], rule: ProblemRule,
@@ -135,8 +133,7 @@ def open_new_problem(conn: Connection, store: Store, key: str, opening: list[Inc
     store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="opened",
                                          detail=f"opened by rule {rule.name}")])
     if rule.jira is not None and rule.jira.create:
-        store.enqueue(conn, JOB_JIRA_ENSURE_ISSUE, target="jira", now=now, problem_id=problem_id,
-                      payload={"priority": first.priority}, dedup_key=f"{JOB_JIRA_ENSURE_ISSUE}:{problem_id}")
+        queue(conn, store, EnsureIssue(problem_id, first.priority), now)
 
 
 def handle_recurrence(conn: Connection, store: Store, version_label: str | None, incident: Incident,
@@ -166,8 +163,8 @@ def handle_recurrence(conn: Connection, store: Store, version_label: str | None,
     store.add_problem_events(conn, [dict(problem_id=fixed.id, at=now, kind="regressed",
                                          detail=f"incident {incident.id}{where} after the fix in {fixed.fixed_in}")])
     if fixed.jira_key is not None and rule.jira is not None and rule.jira.reopen_on_regression:
-        store.enqueue(conn, JOB_JIRA_REGRESSION, target="jira", now=now, problem_id=fixed.id, payload={
-            "jira_key": fixed.jira_key, "text": regression_comment_text(fixed.fixed_in or "", incident.summary, running)})
+        queue(conn, store, RegressionReopen(
+            fixed.id, fixed.jira_key, regression_comment_text(fixed.fixed_in or "", incident.summary, running)), now)
     return "regressed"
 
 
@@ -209,8 +206,7 @@ def link_problem(store: Store, jira: JiraClient | None, options: LinkOptions, pr
         # Link, history and sync job commit together: a crash never leaves a link nobody syncs.
         store.link_issue(conn, problem_id, key, url, "manual")
         store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"linked to {key} by hand")])
-        store.enqueue(conn, JOB_JIRA_ENSURE_ISSUE, target="jira", now=now, problem_id=problem_id,
-                      dedup_key=f"{JOB_JIRA_ENSURE_ISSUE}:{problem_id}")
+        queue(conn, store, EnsureIssue(problem_id), now)
         queue_issue_sync(conn, store, key, now)
         updated = store.get_problem(problem_id, conn)
         assert updated is not None
@@ -221,22 +217,15 @@ def link_problem(store: Store, jira: JiraClient | None, options: LinkOptions, pr
 
 def queue_issue_sync(conn: Connection, store: Store, key: str, now: datetime) -> None:
     """Ask the worker to read an issue's conclusion (webhook and periodic sync share this)."""
-    store.enqueue(conn, JOB_JIRA_SYNC, target="jira", now=now, payload={"jira_key": key},
-                  dedup_key=f"{JOB_JIRA_SYNC}:{key}")
+    queue(conn, store, SyncIssue(key), now)
 
 
 def queue_zabbix_close(conn: Connection, store: Store, closed: Sequence[tuple[str, list[str] | None]], message: str,
-                       now: datetime, dedup_key: str | None = None) -> None:
-    """Ask the worker to close in Zabbix the events of Zabbix incidents just closed here.
-
-    The ids are the events each incident gathered, never text taken from its dedup key
-    (a route with dedup_labels keys an incident by labels).
-    """
-    event_ids = list(dict.fromkeys(event_id for key, source_ids in closed
-                                   for event_id in zabbix.event_ids(key, source_ids)))
-    if event_ids:
-        store.enqueue(conn, JOB_ZABBIX_CLOSE, target="zabbix", now=now, dedup_key=dedup_key,
-                      payload={"event_ids": event_ids, "message": message})
+                       now: datetime, release: str | None = None) -> None:
+    """Ask the worker to close in Zabbix the events of Zabbix incidents just closed here (if any)."""
+    job = ZabbixClose.of_incidents(closed, message, release)
+    if job.event_ids:
+        queue(conn, store, job, now)
 
 
 def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from bridge import metrics
 from bridge.domain import Problem, Rules, release_comment_text
 from bridge.errors import BadPayload, Conflict, UpstreamError
-from bridge.jobs import JOB_JIRA_RELEASE, JOB_ZABBIX_CLOSE
+from bridge.jobs import ReleaseComment, queue
 from bridge.problems import queue_zabbix_close
 from bridge.storage import Store
 from jira_link.client import JiraClient, JiraError, jql_string
@@ -84,14 +84,12 @@ def close_release(store: Store, jira: JiraClient | None, rules: Rules, *, projec
             first = problems_of_issue[0]
             rule = rules_by_name.get(first.rule)
             transition = rule is not None and rule.jira is not None and rule.jira.close_on_release
-            store.enqueue(conn, JOB_JIRA_RELEASE, target="jira", now=now, problem_id=first.id,
-                          dedup_key=f"{JOB_JIRA_RELEASE}:{project}:{version}:{key}", payload={
-                              "jira_key": key, "transition": transition, "rule": first.rule,
-                              "text": release_comment_text(version, [p.id for p in problems_of_issue],
-                                                           sum(per_problem.get(p.id, 0) for p in problems_of_issue))})
+            text = release_comment_text(version, [p.id for p in problems_of_issue],
+                                        sum(per_problem.get(p.id, 0) for p in problems_of_issue))
+            queue(conn, store, ReleaseComment(first.id, key, text, transition, first.rule, project, version), now)
             zabbix_of_issue = [closed for p in problems_of_issue for closed in zabbix_closed.get(p.id, [])]
             queue_zabbix_close(conn, store, zabbix_of_issue, f"Closed by incident-bridge: fixed in release {version}",
-                               now, dedup_key=f"{JOB_ZABBIX_CLOSE}:{project}:{version}:{key}")
+                               now, release=f"{project}:{version}:{key}")
         matched = {p.jira_key for p in linked}
         summary = {**answer, "closed_problems": [p.id for p in to_close],
                    "closed_incidents": sum(per_problem.values()),
