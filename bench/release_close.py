@@ -20,7 +20,7 @@ import psycopg
 import sqlalchemy as sa
 
 from bridge.rules import load_rules
-from bridge.services import close_release
+from bridge.releases import close_release
 from bridge.storage import Store, incidents, migrate, problems
 
 ROOT = Path(__file__).resolve().parent.parent

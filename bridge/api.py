@@ -25,10 +25,10 @@ from bridge.errors import (
 )
 from bridge.openapi import build_document
 from bridge.sla import SlaClock, remaining_seconds
-from bridge.services import (
-    JIRA_KEY, body_text, close_problem_by_hand, close_release, handle_jira_webhook, keep_refused, link_problem,
-    prepare_delivery, reopen_problem_by_hand,
-)
+from bridge.ingest import body_text, keep_refused, prepare_delivery
+from bridge.jira_webhook import handle_jira_webhook
+from bridge.problems import JIRA_KEY, close_problem_by_hand, link_problem, reopen_problem_by_hand
+from bridge.releases import close_release
 from bridge.validation import describe
 from bridge.storage import MAX_ID, IncidentFilter
 

@@ -24,7 +24,7 @@ from bridge.domain import Rules
 from bridge.errors import BadPayload, BridgeError
 from bridge.group_commit import GroupCommit
 from bridge.rules import load_rules
-from bridge.services import write_deliveries
+from bridge.ingest import write_deliveries
 from bridge.storage import Store
 from bridge.ui import ui
 from jira_link.client import JiraClient

@@ -25,7 +25,7 @@ from bridge.domain import route_alert
 from bridge.errors import BridgeError
 from bridge.logs import configure_logging
 from bridge.rules import RulesError, load_rules
-from bridge.services import parse_body
+from bridge.ingest import parse_body
 from bridge.storage import Store, migrate, schema_is_current
 from bridge.worker import OutboxRunner, Pruner, install_stop_signals, prune, run_forever
 

@@ -7,6 +7,7 @@ PostgreSQL queue; every handler is idempotent, so a job run twice has the effect
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
@@ -20,16 +21,12 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from bridge import metrics
+from bridge import jobs, metrics
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
-from bridge.services import (
-    JOB_JIRA_COMMENT, JOB_JIRA_ENSURE_ISSUE, JOB_JIRA_NOTE, JOB_JIRA_REGRESSION, JOB_JIRA_RELEASE, JOB_JIRA_SYNC,
-    JOB_ZABBIX_CLOSE,
-    queue_issue_sync,
-)
+from bridge.problems import queue_issue_sync
 from bridge.storage import Store
 from jira_link.client import JiraClient, JiraError
 from jira_link.port import JiraPort
@@ -95,14 +92,10 @@ class OutboxRunner:
         return len(jobs)
 
     def run_job(self, job: dict[str, Any], now: datetime) -> None:
-        handler = {JOB_JIRA_ENSURE_ISSUE: self._create_issue, JOB_JIRA_COMMENT: self._comment,
-                   JOB_JIRA_SYNC: self._sync_issue, JOB_JIRA_RELEASE: self._release,
-                   JOB_JIRA_REGRESSION: self._regression, JOB_ZABBIX_CLOSE: self._zabbix_close,
-                   JOB_JIRA_NOTE: self._note}.get(job["kind"])
         try:
-            if handler is None:
+            if job["kind"] not in jobs.CATALOGUE:
                 raise JobFailed(f"unknown job kind {job['kind']!r}", retryable=False)
-            handler(job, now)
+            self._handle(jobs.from_row(job), now)
         except (JobFailed, JiraError) as exc:
             self._failed(job, now, str(exc), exc.retryable, exc.retry_after)
         except ZabbixApiError as exc:
@@ -131,7 +124,11 @@ class OutboxRunner:
         log.warning("outbox job will be retried", extra={**about, "delay_seconds": round(delay, 1)})
         self.store.retry_job(job["id"], now + timedelta(seconds=delay), error)
 
-    # Handlers ---------------------------------------------------------------------
+    # Handlers, one per kind of the catalogue (bridge.jobs) ------------------------
+
+    @functools.singledispatchmethod
+    def _handle(self, job: jobs.Job, now: datetime) -> None:
+        raise JobFailed(f"no handler for job kind {job.KIND!r}", retryable=False)
 
     def _jira(self) -> JiraPort:
         if self.jira is None:
@@ -143,9 +140,10 @@ class OutboxRunner:
         rule = next((r for r in self.rules.problem_rules if r.name == rule_name), None)
         return rule.jira if rule else None
 
-    def _create_issue(self, job: dict[str, Any], now: datetime) -> None:
+    @_handle.register
+    def _create_issue(self, job: jobs.EnsureIssue, now: datetime) -> None:
         """Ensure the problem's issue exists (crash-safe), is linked back, and hears of waiting incidents."""
-        problem = self.store.get_problem(job["problem_id"])
+        problem = self.store.get_problem(job.problem_id)
         if problem is None or problem["state"] == "closed":
             return
         jira = self._jira()
@@ -154,17 +152,27 @@ class OutboxRunner:
             target = self._target_of(problem["rule"])
             if target is None:
                 raise JobFailed(f"problem rule {problem['rule']!r} has no jira target any more", retryable=False)
-            key = find_or_create_issue(jira, problem, target, self.options, job["payload"].get("priority"))
-            if self.store.record_jira_link(problem["id"], key, jira.issue_url(key), "bridge"):
-                self.store.run(lambda conn: self.store.add_problem_events(conn, [dict(
-                    problem_id=problem["id"], at=now, kind="linked", detail=f"{key} created by the bridge")]))
-            else:
+            key = find_or_create_issue(jira, problem, target, self.options, job.priority)
+            if not self.store.run(self._record_link(problem["id"], key, jira.issue_url(key), now)):
                 key = self.store.get_problem(problem["id"])["jira_key"]
         link_back(jira, key, problem, self.options)
 
-    def _comment(self, job: dict[str, Any], now: datetime) -> None:
+    def _record_link(self, problem_id: int, key: str, url: str, now: datetime) -> Callable[[Connection], bool]:
+        """The link to the issue just found or created and its history, in one transaction; False if already linked."""
+
+        def work(conn: Connection) -> bool:
+            linked = self.store.link_issue(conn, problem_id, key, url, "bridge")
+            if linked:
+                self.store.add_problem_events(conn, [dict(
+                    problem_id=problem_id, at=now, kind="linked", detail=f"{key} created by the bridge")])
+            return linked
+
+        return work
+
+    @_handle.register
+    def _comment(self, job: jobs.CommentIncidents, now: datetime) -> None:
         """One throttled comment for the incidents that joined since the last one."""
-        problem = self.store.get_problem(job["problem_id"])
+        problem = self.store.get_problem(job.problem_id)
         if problem is None or problem["jira_key"] is None or problem["comment_pending"] <= 0:
             return
         reported = problem["comment_pending"]
@@ -176,14 +184,14 @@ class OutboxRunner:
         if remaining > 0:
             target = self._target_of(problem["rule"])
             interval = target.comment_interval if target else timedelta(hours=1)
-            self.store.run(lambda conn: self.store.enqueue(
-                conn, JOB_JIRA_COMMENT, target="jira", now=now, problem_id=problem["id"],
-                dedup_key=f"{JOB_JIRA_COMMENT}:{problem['id']}", run_at=now + interval))
+            self.store.run(lambda conn: jobs.queue(conn, self.store, jobs.CommentIncidents(problem["id"]), now,
+                                                   run_at=now + interval))
 
 
-    def _sync_issue(self, job: dict[str, Any], now: datetime) -> None:
+    @_handle.register
+    def _sync_issue(self, job: jobs.SyncIssue, now: datetime) -> None:
         """Mirror an issue's conclusion (status, resolution, field or marked comment) on its problems."""
-        key = job["payload"]["jira_key"]
+        key = job.jira_key
         jira = self._jira()
         issue = jira.get_issue(key, fields=tuple(filter(None, ("status", "resolution", self.options.conclusion_field))))
         if issue is None:
@@ -191,35 +199,37 @@ class OutboxRunner:
         conclusion = conclusion_of(issue, self.options, jira.recent_comments(key))
         self.store.set_conclusion(key, conclusion, now)
 
-    def _release(self, job: dict[str, Any], now: datetime) -> None:
+    @_handle.register
+    def _release(self, job: jobs.ReleaseComment, now: datetime) -> None:
         """Tell the issue what the release closed, and move it to done when the rule asks."""
-        payload = job["payload"]
         jira = self._jira()
-        comment_unless_repeated(jira, payload["jira_key"], payload["text"])
-        if payload.get("transition"):
-            target = self._target_of(payload.get("rule", ""))
-            move_issue(jira, payload["jira_key"], name=target.done_transition if target else None,
+        comment_unless_repeated(jira, job.jira_key, job.text)
+        if job.transition:
+            target = self._target_of(job.rule)
+            move_issue(jira, job.jira_key, name=target.done_transition if target else None,
                        to_categories=("done",))
 
-    def _regression(self, job: dict[str, Any], now: datetime) -> None:
+    @_handle.register
+    def _regression(self, job: jobs.RegressionReopen, now: datetime) -> None:
         """Reopen the issue of a regressed problem, with a comment saying why."""
-        payload = job["payload"]
-        problem = self.store.get_problem(job["problem_id"])
+        problem = self.store.get_problem(job.problem_id)
         jira = self._jira()
-        comment_unless_repeated(jira, payload["jira_key"], payload["text"])
+        comment_unless_repeated(jira, job.jira_key, job.text)
         target = self._target_of(problem["rule"]) if problem else None
-        move_issue(jira, payload["jira_key"], name=target.reopen_transition if target else None,
+        move_issue(jira, job.jira_key, name=target.reopen_transition if target else None,
                    to_categories=("new", "indeterminate"))
 
-    def _note(self, job: dict[str, Any], now: datetime) -> None:
+    @_handle.register
+    def _note(self, job: jobs.Note, now: datetime) -> None:
         """A one-off comment (an SLA breach), never repeated."""
-        comment_unless_repeated(self._jira(), job["payload"]["jira_key"], job["payload"]["text"])
+        comment_unless_repeated(self._jira(), job.jira_key, job.text)
 
-    def _zabbix_close(self, job: dict[str, Any], now: datetime) -> None:
+    @_handle.register
+    def _zabbix_close(self, job: jobs.ZabbixClose, now: datetime) -> None:
         """Close (or, where the trigger forbids it, acknowledge) the Zabbix problems of closed incidents."""
         if self.zabbix is None:
             raise JobFailed("Zabbix API is not configured (BRIDGE_ZABBIX_URL, BRIDGE_ZABBIX_API_TOKEN)", retryable=True)
-        report = self.zabbix.close_problems(job["payload"]["event_ids"], job["payload"]["message"])
+        report = self.zabbix.close_problems(job.event_ids, job.message)
         if report.acknowledged_only:
             log.warning("Zabbix triggers forbid manual close; problems acknowledged with a message instead",
                         extra={"event_ids": report.acknowledged_only})
@@ -257,9 +267,7 @@ def mark_breaches(store: Store, rules: Rules | None, now: datetime) -> list[dict
                     continue
                 text = (f"SLA breached: incident {incident['id']} ({incident['priority']}) was due "
                         f"{incident['sla_due']:%Y-%m-%d %H:%M} UTC: {incident['summary']}")
-                store.enqueue(conn, JOB_JIRA_NOTE, target="jira", now=now, problem_id=problem["id"],
-                              payload={"jira_key": problem["jira_key"], "text": text},
-                              dedup_key=f"{JOB_JIRA_NOTE}:sla:{incident['id']}")
+                jobs.queue(conn, store, jobs.Note(problem["id"], problem["jira_key"], text, incident["id"]), now)
 
         store.run(queue)
     return breached

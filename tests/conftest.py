@@ -97,7 +97,7 @@ def store(database_url: str) -> Iterator[Store]:
 def ingest_concurrently(database_url: str, rules, bodies_per_writer: list[list[bytes]]) -> None:
     """Each writer (a thread with its own engine, as separate servers have) ingests its bodies,
     all starting at once; re-raises the first error any writer met."""
-    from bridge.services import ingest
+    from bridge.ingest import ingest
 
     start = threading.Barrier(len(bodies_per_writer))
     errors: list[BaseException] = []

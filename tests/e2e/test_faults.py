@@ -18,7 +18,7 @@ import requests
 import sqlalchemy as sa
 
 from bridge.rules import load_rules
-from bridge.services import ingest
+from bridge.ingest import ingest
 from bridge.storage import Store, problems
 from tests.conftest import ROOT, BridgeProcess, empty_tables, payload, wait_for
 from tests.fakes import FakeJira, FakeZabbix

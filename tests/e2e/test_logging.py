@@ -13,7 +13,7 @@ import requests
 
 from adapters.zabbix_api import ZabbixClient
 from bridge.logs import QUIET_LIBRARIES, configure_logging
-from bridge.services import JOB_ZABBIX_CLOSE
+from bridge.jobs import ZabbixClose
 from bridge.storage import Store, migrate
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
@@ -73,7 +73,7 @@ def test_failing_job_is_logged_with_its_id_kind_attempt_and_error(tmp_path: Path
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     migrate(url)
     store = Store.from_url(url)
-    store.run(lambda conn: store.enqueue(conn, JOB_ZABBIX_CLOSE, target="zabbix", now=T0,
+    store.run(lambda conn: store.enqueue(conn, ZabbixClose.KIND, target="zabbix", now=T0,
                                          payload={"event_ids": ["42"], "message": "m"}))
     configure_logging("INFO", "text")
     OutboxRunner(store, example_rules, None, LinkOptions(marker_prefix="ib", public_url="http://b"),

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from bridge.domain import Matcher, ProblemState
 from bridge.errors import DataRefused, StoreUnavailable
-from bridge.services import _write_work, prepare_delivery, write_deliveries
+from bridge.ingest import _write_work, prepare_delivery, write_deliveries
 from bridge.storage import Store, incidents, notifications, problems, rejected_payloads
 from tests.conftest import empty_tables, payload
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import sqlalchemy as sa
 
-from bridge.services import Delivery, ingest, prepare_delivery, write_deliveries
+from bridge.ingest import Delivery, ingest, prepare_delivery, write_deliveries
 from bridge.storage import Store, incidents, notifications, outbox, problems, rejected_payloads
 from tests.conftest import empty_tables, payload
 

@@ -10,7 +10,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bridge.services import ingest
+from bridge.ingest import ingest
+from bridge.problems import link_problem
 from bridge.storage import Store, outbox, problems
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
@@ -170,3 +171,37 @@ def test_data_center_flavour_creates_with_plain_text_and_v2(store, example_rules
     [issue] = fake_jira.issues()
     assert isinstance(issue["fields"]["description"], str)
     assert fake_jira.calls("GET", r"^/rest/api/2/search\?") and fake_jira.calls("POST", r"^/rest/api/2/issue$")
+
+
+def test_link_by_hand_commits_link_history_and_sync_job_together(store, example_rules, fake_jira, monkeypatch):
+    for n in range(5):
+        fire(store, example_rules, n, T0 + timedelta(minutes=n))
+    fake_jira.add_issue("LKK-42", "Errors on the portal API")
+    problem_id = the_problem(store)["id"]
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("crash before the sync job is queued")
+
+    monkeypatch.setattr(store, "enqueue", crash)
+    with pytest.raises(RuntimeError):
+        link_problem(store, cloud_client(fake_jira), OPTIONS, problem_id, "LKK-42", T0 + timedelta(minutes=6))
+    assert (the_problem(store)["jira_key"], the_problem(store)["state"]) == (None, "open")
+    assert [event["kind"] for event in store.problem_history(problem_id)] == ["opened"]
+
+
+def test_worker_records_the_created_issue_and_its_history_together(store, example_rules, runner, fake_jira,
+                                                                   monkeypatch):
+    for n in range(5):
+        fire(store, example_rules, n, T0 + timedelta(minutes=n))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("crash before the history is written")
+
+    monkeypatch.setattr(store, "add_problem_events", crash)
+    runner.run_due(T0 + timedelta(minutes=5))
+    assert the_problem(store)["jira_key"] is None
+    monkeypatch.undo()
+    runner.run_due(T0 + timedelta(hours=1))
+    [issue] = fake_jira.issues()
+    assert the_problem(store)["jira_key"] == issue["key"], "the retry finds the issue by its marker"
+    assert [event["kind"] for event in store.problem_history(the_problem(store)["id"])] == ["opened", "linked"]

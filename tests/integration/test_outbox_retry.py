@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from adapters.zabbix_api import ZabbixClient
-from bridge.services import JOB_JIRA_SYNC, JOB_ZABBIX_CLOSE
+from bridge.jobs import SyncIssue, ZabbixClose
 from bridge.storage import Store, outbox
 from bridge.worker import OutboxRunner
 from jira_link.linker import LinkOptions
@@ -33,13 +33,13 @@ def zabbix_runner(store: Store, rules, fake: FakeZabbix, token: str) -> OutboxRu
 
 
 def test_dead_close_job_runs_again_once_the_token_is_fixed(store: Store, example_rules):
-    enqueue(store, JOB_ZABBIX_CLOSE, "zabbix.close_problems:LKK:1.0", {"event_ids": ["42"], "message": "fixed in 1.0"})
+    enqueue(store, ZabbixClose.KIND, "zabbix.close_problems:LKK:1.0", {"event_ids": ["42"], "message": "fixed in 1.0"})
     with FakeZabbix(api_token="right-token") as zabbix:
         zabbix_runner(store, example_rules, zabbix, "wrong-token").run_due(T0)
         [dead] = jobs(store)
         assert dead["state"] == "dead" and "Not authorised" in dead["last_error"]
         later = T0 + timedelta(days=2)  # past the one-hour deadline: the retry restarts it
-        assert store.retry_dead_jobs(later, kind=JOB_ZABBIX_CLOSE) == ([dead["id"]], {})
+        assert store.retry_dead_jobs(later, kind=ZabbixClose.KIND) == ([dead["id"]], {})
         [pending] = jobs(store)
         assert (pending["state"], pending["attempts"], pending["next_attempt_at"]) == ("pending", 0, later)
         zabbix_runner(store, example_rules, zabbix, "right-token").run_due(later)
@@ -48,19 +48,19 @@ def test_dead_close_job_runs_again_once_the_token_is_fixed(store: Store, example
 
 def test_retry_filters_by_kind_and_id(store: Store):
     for n in range(3):
-        enqueue(store, JOB_JIRA_SYNC if n < 2 else JOB_ZABBIX_CLOSE, f"key-{n}")
+        enqueue(store, SyncIssue.KIND if n < 2 else ZabbixClose.KIND, f"key-{n}")
         store.bury_job(n + 1, T0, "boom")
-    assert store.retry_dead_jobs(T0, kind=JOB_ZABBIX_CLOSE) == ([3], {})
+    assert store.retry_dead_jobs(T0, kind=ZabbixClose.KIND) == ([3], {})
     assert store.retry_dead_jobs(T0, job_id=1) == ([1], {})
     assert store.retry_dead_jobs(T0, job_id=1) == ([], {}), "no longer dead"
     assert [job["state"] for job in jobs(store)] == ["pending", "dead", "pending"]
 
 
 def test_dead_job_with_a_pending_twin_is_skipped_not_duplicated(store: Store):
-    enqueue(store, JOB_JIRA_SYNC, "jira.sync_issue:LKK-1", {"jira_key": "LKK-1"})
+    enqueue(store, SyncIssue.KIND, "jira.sync_issue:LKK-1", {"jira_key": "LKK-1"})
     store.bury_job(1, T0, "HTTP 401")
-    enqueue(store, JOB_JIRA_SYNC, "jira.sync_issue:LKK-1", {"jira_key": "LKK-1"})  # a new sync, queued meanwhile
-    enqueue(store, JOB_JIRA_SYNC, "jira.sync_issue:LKK-2", {"jira_key": "LKK-2"})
+    enqueue(store, SyncIssue.KIND, "jira.sync_issue:LKK-1", {"jira_key": "LKK-1"})  # a new sync, queued meanwhile
+    enqueue(store, SyncIssue.KIND, "jira.sync_issue:LKK-2", {"jira_key": "LKK-2"})
     store.bury_job(3, T0, "HTTP 401")
     assert store.retry_dead_jobs(T0) == ([3], {1: 2})
     assert [job["state"] for job in jobs(store)] == ["dead", "pending", "pending"]
@@ -70,6 +70,6 @@ def test_dead_job_with_a_pending_twin_is_skipped_not_duplicated(store: Store):
 
 def test_two_dead_twins_give_one_pending_job(store: Store):
     for _ in range(2):
-        enqueue(store, JOB_JIRA_SYNC, "jira.sync_issue:LKK-1", {"jira_key": "LKK-1"})
+        enqueue(store, SyncIssue.KIND, "jira.sync_issue:LKK-1", {"jira_key": "LKK-1"})
         store.bury_job(len(jobs(store)), T0, "HTTP 401")
     assert store.retry_dead_jobs(T0) == ([2], {1: 2})

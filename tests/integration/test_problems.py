@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from bridge.services import JOB_JIRA_ENSURE_ISSUE, ingest
+from bridge.ingest import ingest
+from bridge.jobs import EnsureIssue
 from bridge.storage import IncidentFilter, Store, outbox, problems
 from tests.conftest import ingest_concurrently, payload
 
@@ -40,7 +41,7 @@ def test_problem_opens_at_threshold_and_gathers_earlier_incidents(store: Store, 
     members = store.list_incidents(IncidentFilter(problem_id=problem["id"]), 10, None).items
     assert len(members) == 3
     jobs = rows(store, outbox)
-    assert [(j["kind"], j["problem_id"], j["state"]) for j in jobs] == [(JOB_JIRA_ENSURE_ISSUE, problem["id"], "pending")]
+    assert [(j["kind"], j["problem_id"], j["state"]) for j in jobs] == [(EnsureIssue.KIND, problem["id"], "pending")]
 
 
 def test_incidents_outside_the_window_do_not_count(store: Store, example_rules):
@@ -69,7 +70,7 @@ def test_concurrent_writers_open_one_problem_per_key(database_url: str, example_
     ingest_concurrently(database_url, example_rules, writers)
     store = Store.from_url(database_url)
     [problem] = rows(store, problems)
-    creates = [j for j in rows(store, outbox) if j["kind"] == JOB_JIRA_ENSURE_ISSUE]
+    creates = [j for j in rows(store, outbox) if j["kind"] == EnsureIssue.KIND]
     in_problem = store.list_incidents(IncidentFilter(problem_id=problem["id"]), 100, None).items
     store.engine.dispose()
     assert len(creates) == 1

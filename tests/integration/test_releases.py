@@ -14,7 +14,9 @@ import yaml
 
 from adapters.zabbix_api import ZabbixClient
 from bridge.rules import load_rules
-from bridge.services import close_problem_by_hand, close_release, ingest
+from bridge.ingest import ingest
+from bridge.problems import close_problem_by_hand
+from bridge.releases import close_release
 from bridge.storage import Store, incidents, outbox, problems, releases
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
@@ -265,7 +267,7 @@ def test_recurrence_from_a_target_still_on_an_older_version_is_not_a_regression(
 
 
 def test_manual_close_and_reopen(world):
-    from bridge.services import close_problem_by_hand, reopen_problem_by_hand
+    from bridge.problems import close_problem_by_hand, reopen_problem_by_hand
 
     store = world[0]
     beta = problem_by_key(store, "Beta/lkk")

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.errors import BadPayload
-from bridge.services import ingest
+from bridge.ingest import ingest
 from bridge.storage import IncidentFilter, Store, notifications, rejected_payloads
 from bridge.worker import Pruner, prune, run_once
 from tests.conftest import payload

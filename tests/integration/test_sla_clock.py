@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bridge.domain import IncidentState
-from bridge.services import ingest
+from bridge.ingest import ingest
 from bridge.storage import IncidentFilter, Store
 from bridge.worker import run_once
 from tests.conftest import payload

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge.domain import IncidentState, Outcome
 from bridge.errors import BadPayload
-from bridge.services import ingest
+from bridge.ingest import ingest
 from bridge.storage import IncidentFilter, Store, incidents, metadata, notifications, rejected_payloads
 from tests.conftest import ingest_concurrently, payload, payload_bytes
 

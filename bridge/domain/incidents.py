@@ -1,8 +1,4 @@
-"""The incident domain: normalised alerts, routing, dedup keys and the incident lifecycle.
-
-Pure standard library on purpose: no HTTP, SQL or YAML here, so the rules that decide
-what becomes an incident can be read and tested alone.
-"""
+"""Incidents: normalised alerts, routing, dedup keys and the incident lifecycle."""
 
 from __future__ import annotations
 
@@ -10,12 +6,15 @@ import copy
 import enum
 import hashlib
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, restart, stop
+
+if TYPE_CHECKING:
+    from bridge.domain.problems import ProblemRule
 
 IMPACT_LEVELS = ("high", "medium", "low")
 URGENCY_LEVELS = ("high", "medium", "low")
@@ -482,117 +481,3 @@ class ParsedNotification:
         """Where each alert stood in the payload: adapters put every payload item in `alerts` or `rejected`."""
         refused = {item.index for item in self.rejected}
         return [index for index in range(len(self.alerts) + len(self.rejected)) if index not in refused]
-
-
-# Problems --------------------------------------------------------------------------
-
-class ProblemState(enum.StrEnum):
-    OPEN = "open"
-    KNOWN_ERROR = "known_error"
-    CLOSED = "closed"
-
-
-class OutboxState(enum.StrEnum):
-    """Where a side-effect job stands: waiting (or being retried), done, or given up (dead letter)."""
-
-    PENDING = "pending"
-    DONE = "done"
-    DEAD = "dead"
-
-
-@dataclass(frozen=True)
-class JiraTarget:
-    """Where and how a problem rule files its Jira issue."""
-
-    create: bool
-    project: str
-    issue_type: str
-    labels: tuple[str, ...] = ()
-    components: tuple[str, ...] = ()
-    priority_map: Mapping[str, str] = field(default_factory=dict)
-    comment_interval: timedelta = timedelta(hours=1)
-    close_on_release: bool = True
-    done_transition: str | None = None
-    reopen_on_regression: bool = True
-    reopen_transition: str | None = None
-
-
-Renderer = Callable[[Mapping[str, Any]], str]
-
-
-@dataclass(frozen=True)
-class ProblemRule:
-    """Groups matching incidents under a root problem keyed by a rendered template."""
-
-    name: str
-    matcher: Matcher
-    key: Renderer
-    summary: Renderer
-    description: Renderer
-    open_after: int
-    window: timedelta
-    jira: JiraTarget | None = None
-
-
-@dataclass(frozen=True)
-class ProblemDecision:
-    """Which problem an incident belongs to: join an open one, open one, or wait for more."""
-
-    action: str  # "join" | "open" | "wait"
-    rule: ProblemRule
-    problem_key: str
-
-
-def template_context(incident: Incident) -> dict[str, Any]:
-    """What problem templates may read: the incident's own data, nothing from the host."""
-    return {
-        "labels": dict(incident.labels),
-        "annotations": dict(incident.annotations),
-        "source": incident.source,
-        "summary": incident.summary,
-        "priority": incident.priority,
-        "line": incident.line,
-        "dedup_key": incident.dedup_key,
-    }
-
-
-def problem_rule_for(problem_rules: Sequence[ProblemRule], incident: Incident) -> ProblemRule | None:
-    """The first problem rule whose matcher fits the incident's source and labels."""
-    probe = Alert(source=incident.source, status=AlertStatus.FIRING, source_id="", labels=incident.labels)
-    for rule in problem_rules:
-        if rule.matcher.matches(probe):
-            return rule
-    return None
-
-
-def decide_problem(rule: ProblemRule, problem_key: str, has_open_problem: bool, matching_in_window: int) -> ProblemDecision:
-    """Join the open problem for the key, or open one once `open_after` incidents fell in the window.
-
-    `matching_in_window` counts incidents with this key, not yet in a problem, inside the
-    rule's window, including the incident being decided.
-    """
-    if has_open_problem:
-        return ProblemDecision("join", rule, problem_key)
-    if matching_in_window >= rule.open_after:
-        return ProblemDecision("open", rule, problem_key)
-    return ProblemDecision("wait", rule, problem_key)
-
-
-def comment_text(new_incidents: int, since: datetime) -> str:
-    """The throttled Jira comment for incidents that joined a known problem."""
-    noun = "incident" if new_incidents == 1 else "incidents"
-    return f"{new_incidents} more {noun} since {since.strftime('%Y-%m-%d %H:%M UTC')}"
-
-
-def release_comment_text(version: str, problem_ids: Sequence[int], incidents_closed: int) -> str:
-    """The Jira comment a release leaves on each issue it closed."""
-    problems_text = ", ".join(f"#{pid}" for pid in problem_ids)
-    noun = "incident" if incidents_closed == 1 else "incidents"
-    return (f"Released in {version}: incident-bridge closed problem {problems_text} "
-            f"and {incidents_closed} linked {noun}.")
-
-
-def regression_comment_text(fixed_in: str, incident_summary: str, running_version: str | None) -> str:
-    """The Jira comment when a failure fixed in a release comes back."""
-    where = f" on version {running_version}" if running_version else ""
-    return f"Regression: the failure fixed in {fixed_in} came back{where}: {incident_summary}"

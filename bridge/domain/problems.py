@@ -1,0 +1,202 @@
+"""Problems: the rules that group incidents, and a problem's lifecycle as pure transitions.
+
+A problem is open, becomes a known error once linked to a Jira issue, is closed by a
+release or by hand, and may be reopened (by hand, or as a regression when its failure
+comes back after the fix). The store persists what these functions decide.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from bridge.domain.incidents import Alert, AlertStatus, Incident, Matcher
+
+
+class ProblemState(enum.StrEnum):
+    OPEN = "open"
+    KNOWN_ERROR = "known_error"
+    CLOSED = "closed"
+
+
+class TransitionRefused(ValueError):
+    """A problem cannot make this change in its current state."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A root cause many incidents share; each change returns the problem as it becomes."""
+
+    id: int | None
+    problem_key: str
+    rule: str
+    state: ProblemState
+    summary: str
+    description: str
+    opened_at: datetime
+    incident_count: int = 0
+    closed_at: datetime | None = None
+    fixed_in: str | None = None
+    fixed_at: datetime | None = None
+    regressions: int = 0
+    jira_project: str | None = None
+    jira_key: str | None = None
+    jira_url: str | None = None
+    jira_linked_by: str | None = None
+    conclusion: str | None = None
+    conclusion_updated_at: datetime | None = None
+    comment_pending: int = 0
+    comment_pending_since: datetime | None = None
+    last_comment_at: datetime | None = None
+    last_comment_hash: str | None = None
+
+    @classmethod
+    def open(cls, problem_key: str, rule: str, summary: str, description: str, now: datetime,
+             jira_project: str | None = None) -> Problem:
+        """A new problem, not yet stored (id None); an empty summary falls back to the key."""
+        return cls(id=None, problem_key=problem_key, rule=rule, state=ProblemState.OPEN,
+                   summary=summary.strip()[:1000] or problem_key, description=description, opened_at=now,
+                   jira_project=jira_project)
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state is ProblemState.CLOSED
+
+    def link(self, jira_key: str, jira_url: str, linked_by: str) -> Problem:
+        """Linked to its Jira issue: an open problem becomes a known error (a closed one stays closed).
+
+        Raises:
+            TransitionRefused: already linked to an issue.
+        """
+        if self.jira_key is not None:
+            raise TransitionRefused(f"problem {self.id} is already linked to {self.jira_key}")
+        state = ProblemState.KNOWN_ERROR if self.state is ProblemState.OPEN else self.state
+        return replace(self, jira_key=jira_key, jira_url=jira_url, jira_linked_by=linked_by, state=state)
+
+    def unlink(self) -> Problem:
+        """Its issue forgotten with the conclusion read from it: a known error is an open problem again."""
+        state = ProblemState.OPEN if self.state is ProblemState.KNOWN_ERROR else self.state
+        return replace(self, jira_key=None, jira_url=None, jira_linked_by=None, conclusion=None,
+                       conclusion_updated_at=None, state=state)
+
+    def close(self, now: datetime, *, fixed_in: str | None = None, fixed_at: datetime | None = None) -> Problem:
+        """Closed by hand, or by a release when `fixed_in` names it (the fix is then remembered)."""
+        if fixed_in is None:
+            return replace(self, state=ProblemState.CLOSED, closed_at=now)
+        return replace(self, state=ProblemState.CLOSED, closed_at=now, fixed_in=fixed_in, fixed_at=fixed_at)
+
+    def reopen(self, *, regression: bool) -> Problem:
+        """Live again: a known error while it still has its issue, else open; a regression is counted.
+
+        Raises:
+            TransitionRefused: the problem is not closed.
+        """
+        if not self.is_closed:
+            raise TransitionRefused(f"problem {self.id} is not closed")
+        state = ProblemState.KNOWN_ERROR if self.jira_key is not None else ProblemState.OPEN
+        return replace(self, state=state, closed_at=None, regressions=self.regressions + int(regression))
+
+    def fix_shipped_by(self, now: datetime) -> bool:
+        """Whether a release closed this problem with its fix out by `now` (a recurrence is then a regression)."""
+        return self.is_closed and self.fixed_in is not None and self.fixed_at is not None and now >= self.fixed_at
+
+
+@dataclass(frozen=True)
+class JiraTarget:
+    """Where and how a problem rule files its Jira issue."""
+
+    create: bool
+    project: str
+    issue_type: str
+    labels: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+    priority_map: Mapping[str, str] = field(default_factory=dict)
+    comment_interval: timedelta = timedelta(hours=1)
+    close_on_release: bool = True
+    done_transition: str | None = None
+    reopen_on_regression: bool = True
+    reopen_transition: str | None = None
+
+
+Renderer = Callable[[Mapping[str, Any]], str]
+
+
+@dataclass(frozen=True)
+class ProblemRule:
+    """Groups matching incidents under a root problem keyed by a rendered template."""
+
+    name: str
+    matcher: Matcher
+    key: Renderer
+    summary: Renderer
+    description: Renderer
+    open_after: int
+    window: timedelta
+    jira: JiraTarget | None = None
+
+
+@dataclass(frozen=True)
+class ProblemDecision:
+    """Which problem an incident belongs to: join an open one, open one, or wait for more."""
+
+    action: str  # "join" | "open" | "wait"
+    rule: ProblemRule
+    problem_key: str
+
+
+def template_context(incident: Incident) -> dict[str, Any]:
+    """What problem templates may read: the incident's own data, nothing from the host."""
+    return {
+        "labels": dict(incident.labels),
+        "annotations": dict(incident.annotations),
+        "source": incident.source,
+        "summary": incident.summary,
+        "priority": incident.priority,
+        "line": incident.line,
+        "dedup_key": incident.dedup_key,
+    }
+
+
+def problem_rule_for(problem_rules: Sequence[ProblemRule], incident: Incident) -> ProblemRule | None:
+    """The first problem rule whose matcher fits the incident's source and labels."""
+    probe = Alert(source=incident.source, status=AlertStatus.FIRING, source_id="", labels=incident.labels)
+    for rule in problem_rules:
+        if rule.matcher.matches(probe):
+            return rule
+    return None
+
+
+def decide_problem(rule: ProblemRule, problem_key: str, has_open_problem: bool, matching_in_window: int) -> ProblemDecision:
+    """Join the open problem for the key, or open one once `open_after` incidents fell in the window.
+
+    `matching_in_window` counts incidents with this key, not yet in a problem, inside the
+    rule's window, including the incident being decided.
+    """
+    if has_open_problem:
+        return ProblemDecision("join", rule, problem_key)
+    if matching_in_window >= rule.open_after:
+        return ProblemDecision("open", rule, problem_key)
+    return ProblemDecision("wait", rule, problem_key)
+
+
+def comment_text(new_incidents: int, since: datetime) -> str:
+    """The throttled Jira comment for incidents that joined a known problem."""
+    noun = "incident" if new_incidents == 1 else "incidents"
+    return f"{new_incidents} more {noun} since {since.strftime('%Y-%m-%d %H:%M UTC')}"
+
+
+def release_comment_text(version: str, problem_ids: Sequence[int], incidents_closed: int) -> str:
+    """The Jira comment a release leaves on each issue it closed."""
+    problems_text = ", ".join(f"#{pid}" for pid in problem_ids)
+    noun = "incident" if incidents_closed == 1 else "incidents"
+    return (f"Released in {version}: incident-bridge closed problem {problems_text} "
+            f"and {incidents_closed} linked {noun}.")
+
+
+def regression_comment_text(fixed_in: str, incident_summary: str, running_version: str | None) -> str:
+    """The Jira comment when a failure fixed in a release comes back."""
+    where = f" on version {running_version}" if running_version else ""
+    return f"Regression: the failure fixed in {fixed_in} came back{where}: {incident_summary}"

@@ -1,0 +1,279 @@
+"""Problems as a feature: grouping incidents under problems, and the problem use cases.
+
+Grouping runs inside the webhook's transaction (set-based per key); linking, closing and
+reopening by hand are the operator's use cases. What a problem may become is decided by
+`bridge.domain.Problem`; this module loads, decides, saves and queues the side effects.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from bridge import metrics
+from bridge.domain import (
+    AlertResult, Incident, Outcome, Problem, ProblemRule, ProblemState, Rules, bounded_key, decide_problem, problem_rule_for,
+    regression_comment_text, template_context,
+)
+from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
+from bridge.jobs import CommentIncidents, EnsureIssue, RegressionReopen, SyncIssue, ZabbixClose, queue
+from bridge.storage import Store
+from bridge.templates import TemplateError
+from bridge.versions import is_older
+from jira_link.client import JiraError
+from jira_link.port import JiraPort
+from jira_link.linker import LinkOptions
+
+log = logging.getLogger(__name__)
+
+# At most 64 characters in all, as the columns holding a key (problems.jira_key, release_issues.issue_key).
+JIRA_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,46}-[1-9][0-9]{0,15}$")
+
+
+def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Incident, ProblemRule]]:
+    """Render problem keys for incidents that just opened or reopened outside a problem.
+
+    A template that fails on a real alert (a label the rule expects is missing) leaves the
+    incident without a problem rather than refusing the alert.
+    """
+    candidates: dict[int, tuple[Incident, ProblemRule]] = {}
+    for result in results:
+        incident = result.incident
+        if incident is None or result.outcome not in (Outcome.CREATED, Outcome.REOPENED):
+            continue
+        if incident.problem_id is not None or id(incident) in candidates:
+            continue
+        rule = problem_rule_for(rules.problem_rules, incident)
+        if rule is None:
+            continue
+        try:
+            incident.problem_key = bounded_key(rule.key(template_context(incident)).strip())
+        except TemplateError as exc:
+            log.warning("problem key template failed; incident left outside problems",
+                        extra={"rule": rule.name, "dedup_key": incident.dedup_key, "error": str(exc)})
+            continue
+        if incident.problem_key:
+            candidates[id(incident)] = (incident, rule)
+    return list(candidates.values())
+
+
+def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incident, ProblemRule]],
+                    now: datetime, rules_version_label: str | None = None) -> int:
+    """Join the candidates to the open problem of their key, or open one at the threshold.
+
+    Set-based per key (one lock, one lookup, one bulk join, one comment job), so an alert
+    storm of one failure costs a handful of statements, not several per incident. Keys are
+    locked in sorted order so concurrent writers never deadlock on them. Returns how many
+    problems reopened as regressions.
+    """
+    by_key: dict[str, list[Incident]] = {}
+    rules_of: dict[str, ProblemRule] = {}
+    for incident, rule in candidates:
+        assert incident.id is not None and incident.problem_key is not None
+        by_key.setdefault(incident.problem_key, []).append(incident)
+        rules_of.setdefault(incident.problem_key, rule)
+    regressions = 0
+    for key in sorted(by_key):
+        rule = rules_of[key]
+        store.lock_problem_key(conn, key)
+        problem = store.open_problem(conn, key)
+        waiting = []
+        for incident in by_key[key]:
+            if problem is None:
+                recurrence = handle_recurrence(conn, store, rules_version_label, incident, rule, now)
+                if recurrence == "regressed":
+                    regressions += 1
+                    problem = store.open_problem(conn, key)
+                if recurrence is not None:
+                    continue
+            waiting.append(incident)
+        if not waiting:
+            continue
+        if problem is not None:
+            join_known_problem(conn, store, problem, waiting, rule, now)
+            continue
+        since = now - rule.window
+        decision = decide_problem(rule, key, False, store.count_problem_candidates(conn, key, since))
+        if decision.action == "open":
+            open_new_problem(conn, store, key, waiting, rule, now, since)
+    return regressions
+
+
+def join_known_problem(conn: Connection, store: Store, problem: Problem, joining: list[Incident],
+                       rule: ProblemRule, now: datetime) -> None:
+    """Attach incidents to an open problem; a linked issue hears of them in one throttled comment."""
+    notify = problem.jira_key is not None
+    store.join_problem(conn, problem.id, [incident.id for incident in joining if incident.id is not None],
+                       notify, now)
+    for incident in joining:
+        incident.problem_id = problem.id
+    if notify and rule.jira is not None:
+        last = problem.last_comment_at
+        run_at = max(now, last + rule.jira.comment_interval) if last else now
+        queue(conn, store, CommentIncidents(problem.id), now, run_at=run_at)
+
+
+def open_new_problem(conn: Connection, store: Store, key: str, opening: list[Incident], rule: ProblemRule,
+                     now: datetime, since: datetime) -> None:
+    """Open a problem for a key, gathering every waiting incident of the window, and queue its Jira issue."""
+    first = opening[0]
+    context = template_context(first)
+    try:
+        summary, description = rule.summary(context), rule.description(context)
+    except TemplateError as exc:
+        log.warning("problem summary template failed", extra={"rule": rule.name, "error": str(exc)})
+        summary, description = key, ""
+    problem = Problem.open(key, rule.name, summary, description, now, rule.jira.project if rule.jira else None)
+    problem_id, _ = store.open_problem_with_candidates(conn, problem, since)
+    for incident in opening:
+        incident.problem_id = problem_id
+    store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="opened",
+                                         detail=f"opened by rule {rule.name}")])
+    if rule.jira is not None and rule.jira.create:
+        queue(conn, store, EnsureIssue(problem_id, first.priority), now)
+
+
+def handle_recurrence(conn: Connection, store: Store, version_label: str | None, incident: Incident,
+                      rule: ProblemRule, now: datetime) -> str | None:
+    """A failure whose problem a release closed fires again: a regression, or a target not yet fixed.
+
+    With a version label configured, an incident from a target running a version older
+    than the fix joins the closed problem as "fix not deployed there yet". Otherwise the
+    problem reopens as a regression (counted, recorded, Jira told). Returns "not_deployed"
+    or "regressed", or None when the key has no released fix.
+    """
+    fixed = store.latest_fixed_problem(conn, incident.problem_key or "")
+    if fixed is None or not fixed.fix_shipped_by(now):
+        return None
+    running = incident.labels.get(version_label) if version_label else None
+    if running and is_older(running, fixed.fixed_in or ""):
+        store.attach_incident(conn, fixed.id, incident.id)
+        incident.problem_id = fixed.id
+        store.add_problem_events(conn, [dict(problem_id=fixed.id, at=now, kind="not_deployed",
+                                             detail=f"incident {incident.id} from version {running}, "
+                                                    f"older than the fix in {fixed.fixed_in}")])
+        return "not_deployed"
+    store.save_problem(conn, fixed, fixed.reopen(regression=True))
+    store.attach_incident(conn, fixed.id, incident.id)
+    incident.problem_id = fixed.id
+    where = f" on version {running}" if running else ""
+    store.add_problem_events(conn, [dict(problem_id=fixed.id, at=now, kind="regressed",
+                                         detail=f"incident {incident.id}{where} after the fix in {fixed.fixed_in}")])
+    if fixed.jira_key is not None and rule.jira is not None and rule.jira.reopen_on_regression:
+        queue(conn, store, RegressionReopen(
+            fixed.id, fixed.jira_key, regression_comment_text(fixed.fixed_in or "", incident.summary, running)), now)
+    return "regressed"
+
+
+def link_problem(store: Store, jira: JiraPort | None, options: LinkOptions, problem_id: int, key: str,
+                 now: datetime) -> dict:
+    """Link an existing Jira issue to a problem by hand, after checking the issue exists.
+
+    Raises:
+        BadPayload: not a Jira key. NotFound: no such problem. Conflict: closed problem,
+        another issue already linked, or the issue is linked to another problem.
+        Unprocessable: the issue does not exist. UpstreamError: Jira failed.
+    """
+    if not JIRA_KEY.match(key):
+        raise BadPayload("invalid Jira key", [f"jira_key: expected a key like LKK-123, got {key!r}"])
+    problem = store.get_problem(problem_id)
+    if problem is None:
+        raise NotFound(f"no problem {problem_id}")
+    if problem["state"] == ProblemState.CLOSED:
+        raise Conflict(f"problem {problem_id} is closed")
+    if problem["jira_key"] == key:
+        return problem
+    if problem["jira_key"] is not None:
+        raise Conflict(f"problem {problem_id} is already linked to {problem['jira_key']}; unlink it first")
+    others = [p.id for p in store.live_problems_for_issue(key) if p.id != problem_id]
+    if others:
+        raise Conflict(f"{key} is already linked to problem {others[0]}")
+    if jira is None:
+        raise Conflict("Jira is not configured on this bridge (BRIDGE_JIRA_URL)")
+    try:
+        issue = jira.get_issue(key)
+    except JiraError as exc:
+        raise UpstreamError(f"could not check {key} in Jira: {exc.message}", exc.retryable) from exc
+    if issue is None:
+        raise Unprocessable(f"Jira issue {key} does not exist or is not visible to the bridge",
+                            [f"jira_key: {key} not found in Jira"])
+    url = jira.issue_url(key)
+
+    def work(conn: Connection) -> dict:
+        # Link, history and sync job commit together: a crash never leaves a link nobody syncs.
+        store.link_issue(conn, problem_id, key, url, "manual")
+        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"linked to {key} by hand")])
+        queue(conn, store, EnsureIssue(problem_id), now)
+        queue_issue_sync(conn, store, key, now)
+        updated = store.get_problem(problem_id, conn)
+        assert updated is not None
+        return updated
+
+    return store.run(work)
+
+
+def queue_issue_sync(conn: Connection, store: Store, key: str, now: datetime) -> None:
+    """Ask the worker to read an issue's conclusion (webhook and periodic sync share this)."""
+    queue(conn, store, SyncIssue(key), now)
+
+
+def queue_zabbix_close(conn: Connection, store: Store, closed: Sequence[tuple[str, list[str] | None]], message: str,
+                       now: datetime, release: str | None = None) -> None:
+    """Ask the worker to close in Zabbix the events of Zabbix incidents just closed here (if any)."""
+    job = ZabbixClose.of_incidents(closed, message, release)
+    if job.event_ids:
+        queue(conn, store, job, now)
+
+
+def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:
+    """Close a problem and its incidents for a case the pipeline missed; Zabbix hears of its events too.
+
+    Raises:
+        NotFound: no such problem. Conflict: already closed.
+    """
+
+    def work(conn: Connection) -> None:
+        problem = store.find_problem(conn, problem_id)
+        if problem is None:
+            raise NotFound(f"no problem {problem_id}")
+        if problem.is_closed:
+            raise Conflict(f"problem {problem_id} is already closed")
+        counts, zabbix_closed = store.close_problems_and_incidents(conn, [problem_id], now,
+                                                                   f"problem closed by hand: {reason}")
+        closed[:] = [counts.get(problem_id, 0)]
+        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="closed",
+                                             detail=f"by hand: {reason} ({counts.get(problem_id, 0)} incidents closed)")])
+        queue_zabbix_close(conn, store, zabbix_closed.get(problem_id, []),
+                           f"Closed by incident-bridge: problem closed by hand: {reason}", now)
+
+    closed: list[int] = []
+    store.run(work)
+    metrics.CLOSED.labels("manual").inc(sum(closed))
+
+
+def reopen_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:
+    """Reopen a closed problem (its closed incidents stay closed; new ones will join it).
+
+    Raises:
+        NotFound: no such problem. Conflict: not closed, or another problem is open for the key.
+    """
+
+    def work(conn: Connection) -> None:
+        problem = store.find_problem(conn, problem_id)
+        if problem is None:
+            raise NotFound(f"no problem {problem_id}")
+        if not problem.is_closed:
+            raise Conflict(f"problem {problem_id} is not closed")
+        # The key's lock before the row's, in the order grouping takes them: no deadlock with a webhook.
+        store.lock_problem_key(conn, problem.problem_key)
+        other = store.open_problem(conn, problem.problem_key)
+        if other is not None:
+            raise Conflict(f"problem {other.id} is already open for {problem.problem_key!r}")
+        store.change_problem(conn, problem_id, lambda closed: closed.reopen(regression=False))
+        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="reopened", detail=f"by hand: {reason}")])
+
+    store.run(work)

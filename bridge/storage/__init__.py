@@ -1,0 +1,36 @@
+"""Durable store on SQLAlchemy Core: SQLite (WAL) embedded, PostgreSQL in production.
+
+One package by concern: `schema` (tables and types), `engine` (engine set-up, the
+transaction and retry loop, migrations), one repository per aggregate, and `read_models`
+for what pages show. `Store` gathers the repositories into the one object callers pass
+around, so `from bridge.storage import Store, ...` reads as it always did.
+"""
+
+from __future__ import annotations
+
+from bridge.storage.engine import (
+    MAX_ID, MAX_TRANSACTION_ATTEMPTS, READ_ONLY, SQLITE_BUSY_TIMEOUT_MS, Database, Page, make_engine, migrate,
+    normalise_url, schema_is_current,
+)
+from bridge.storage.incident_repository import IncidentRepository
+from bridge.storage.outbox_repository import OutboxRepository
+from bridge.storage.payload_repository import PRUNE_BATCH, PRUNED_TABLES, PayloadRepository
+from bridge.storage.problem_repository import ProblemRepository
+from bridge.storage.read_models import IncidentFilter, ReadModels
+from bridge.storage.release_repository import ReleaseRepository
+from bridge.storage.schema import (
+    BigId, JsonType, UtcDateTime, incidents, metadata, notifications, outbox, problem_events, problems,
+    rejected_payloads, release_issues, releases,
+)
+
+__all__ = [
+    "MAX_ID", "MAX_TRANSACTION_ATTEMPTS", "PRUNED_TABLES", "PRUNE_BATCH", "READ_ONLY", "SQLITE_BUSY_TIMEOUT_MS",
+    "BigId", "Database", "IncidentFilter", "JsonType", "Page", "Store", "UtcDateTime", "incidents",
+    "make_engine", "metadata", "migrate", "normalise_url", "notifications", "outbox", "problem_events", "problems",
+    "rejected_payloads", "release_issues", "releases", "schema_is_current",
+]
+
+
+class Store(IncidentRepository, ProblemRepository, OutboxRepository, ReleaseRepository, PayloadRepository,
+            ReadModels):
+    """All reads and writes of the bridge's state, one repository per aggregate on one engine."""

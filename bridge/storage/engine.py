@@ -1,0 +1,315 @@
+"""Engine set-up and transactions: SQLite pragmas, the writer queue, the retry loop, migrations.
+
+The database enforces what matters: at most one firing incident per dedup key (a
+partial unique index), so two server processes can never create twin incidents. A
+write that loses such a race is retried as a whole transaction, re-reading what the
+winner wrote.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Self, TypeVar
+
+import orjson
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+
+from bridge.errors import DataRefused, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+MAX_TRANSACTION_ATTEMPTS = 8
+# Ids are 64-bit; a larger number from a URL is simply no id (not an overflow in the driver).
+MAX_ID = 2**63 - 1
+# PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock detected.
+RETRYABLE_PG_STATES = {"40001", "40P01"}
+# PostgreSQL SQLSTATE classes that blame the data: 22 data exception (value too long, out of
+# range, NUL), 54 program limit exceeded (index row size). Retrying or waiting never helps.
+DATA_PG_STATE_CLASSES = ("22", "54")
+# Execution option marking a read-only connection (SQLite then begins without a write lock).
+READ_ONLY = "bridge_read_only"
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for a bare `postgresql://` URL."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings each backend needs for safe concurrent writes."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                                  json_serializer=_json_text, json_deserializer=orjson.loads)
+        _configure_sqlite(engine)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                            json_serializer=_json_text, json_deserializer=orjson.loads)
+
+
+def _json_text(value: Any) -> str:
+    """JSON columns through orjson: labels of every alert go through here, json is several times slower."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout and BEGIN IMMEDIATE so writers queue instead of failing."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take over transaction control from the sqlite3 module (SQLAlchemy recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Readers take no lock in WAL mode; writers take it up front.
+        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+class _WriterQueue:
+    """Queues the SQLite writers of every process on one blocking file lock.
+
+    SQLite's own busy handler polls, sleeping in growing steps up to 100 ms, so under a
+    storm a writer of one process oversleeps while the other process writes again and
+    again; a blocking flock() hands the database to the next writer as soon as the lock is
+    released. Threads of a process queue on a mutex first (flock belongs to the open file,
+    which they share); the file is opened per process, as forked workers must not share it.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._path = path
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        if self._path is None:
+            yield
+            return
+        with self._mutex:
+            if self._pid != os.getpid():
+                try:
+                    self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+                except OSError as exc:  # the database's directory is missing or read-only
+                    raise StoreUnavailable("database unavailable; retry later") from exc
+            assert self._fd is not None
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+def _writer_queue(engine: Engine) -> _WriterQueue:
+    """A writer queue next to a SQLite database file; none for PostgreSQL or in-memory SQLite."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return _WriterQueue(None)
+    return _WriterQueue(database + "-writers.lock")
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return state in RETRYABLE_PG_STATES
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    return exc.connection_invalidated or isinstance(exc, OperationalError)
+
+
+def _data_refusal(exc: DBAPIError | OverflowError) -> DataRefused | None:
+    """The refusal to raise when the database (or its driver) blames a value, else None.
+
+    PostgreSQL reports an index row too large as an OperationalError, which would read as an
+    outage: the SQLSTATE decides. SQLite's driver raises OverflowError for an integer past 64 bits.
+    """
+    if isinstance(exc, OverflowError):
+        return DataRefused("a value is out of range for the database", [f"database: {exc}"])
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or ""
+    if not isinstance(exc, DataError) and not state.startswith(DATA_PG_STATE_CLASSES):
+        return None
+    detail = str(orig).strip().splitlines()[0][:300] if orig is not None else type(exc).__name__
+    return DataRefused("a value was refused by the database", [f"database: {detail}"])
+
+
+class _ProbePassed(Exception):
+    """Ends a probe transaction with a rollback once its work went through."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and the cursor for the next (None on the last page)."""
+
+    items: list[Any]
+    next_cursor: int | None
+
+
+class Database:
+    """Transactions on one engine: the base every repository of the `Store` runs its SQL through."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writers = _writer_queue(engine)
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        return cls(make_engine(url))
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction, retried whole when it loses a race.
+
+        Raises:
+            DataRefused: the database refused a value (bad input; the transaction is rolled back).
+            StoreUnavailable: the database cannot be reached.
+        """
+        for attempt in range(1, MAX_TRANSACTION_ATTEMPTS + 1):
+            try:
+                with self._writers.hold(), self.engine.begin() as conn:
+                    return work(conn)
+            except (DBAPIError, OverflowError) as exc:
+                refusal = _data_refusal(exc)
+                if refusal is not None:
+                    raise refusal from exc
+                assert isinstance(exc, DBAPIError)
+                if _is_retryable(exc) and attempt < MAX_TRANSACTION_ATTEMPTS:
+                    log.info("transaction lost a race, retrying", extra={"attempt": attempt})
+                    time.sleep(0.005 * attempt)
+                    continue
+                if _is_unavailable(exc):
+                    raise StoreUnavailable("database unavailable; retry later") from exc
+                raise
+        raise AssertionError("unreachable")
+
+    def refusal(self, work: Callable[[Connection], object]) -> DataRefused | None:
+        """Run `work` in a transaction that is always rolled back; the data refusal it met, if any.
+
+        Raises:
+            StoreUnavailable: the database cannot be reached.
+        """
+
+        def rolled_back(conn: Connection) -> None:
+            work(conn)
+            raise _ProbePassed
+
+        try:
+            self.run(rolled_back)
+        except _ProbePassed:
+            return None
+        except DataRefused as exc:
+            return exc
+        raise AssertionError("unreachable")
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """Run read-only `work`.
+
+        Raises:
+            DataRefused: the database refused a value of the query.
+            StoreUnavailable: the database cannot be reached.
+        """
+        try:
+            with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+                return work(conn)
+        except (DBAPIError, OverflowError) as exc:
+            refusal = _data_refusal(exc)
+            if refusal is not None:
+                raise refusal from exc
+            assert isinstance(exc, DBAPIError)
+            if _is_unavailable(exc):
+                raise StoreUnavailable("database unavailable; retry later") from exc
+            raise
+
+    def ping(self) -> None:
+        """Check the database answers.
+
+        Raises:
+            StoreUnavailable: it does not.
+        """
+        self.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar_one())
+
+    def _page(
+        self, query: sa.Select[Any], table: sa.Table, limit: int, cursor: int | None,
+        convert: Callable[[Mapping[str, Any]], Any],
+    ) -> Page:
+        """Newest first, keyset pagination on id: stable while rows are being added."""
+        if cursor is not None:
+            query = query.where(table.c.id < cursor)
+        query = query.order_by(table.c.id.desc()).limit(limit + 1)
+
+        def work(conn: Connection) -> Page:
+            rows = list(conn.execute(query).mappings())
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page([convert(row) for row in rows], rows[-1]["id"] if more else None)
+
+        return self.read(work)
+
+
+def insert_returning_ids(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows and return their ids in the order given.
+
+    PostgreSQL: ids drawn from the sequence first, then one pipelined executemany of a
+    short statement. A multi-row INSERT ... RETURNING of a storm's group has thousands of
+    parameters, and psycopg re-parses such a statement on the client each time (it caches
+    only short ones): three times slower. SQLite: one multi-row INSERT ... RETURNING.
+    """
+    if conn.dialect.name != "postgresql":
+        result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
+        return [row.id for row in result]
+    ids = list(conn.execute(_NEXT_IDS, {"table": table.name, "n": len(rows)}).scalars())
+    conn.execute(table.insert(), [dict(row, id=row_id) for row, row_id in zip(rows, ids, strict=True)])
+    return ids
+
+
+_NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
+
+
+def _alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", "bridge:migrations")
+    config.set_main_option("sqlalchemy.url", normalise_url(url))
+    return config
+
+
+def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (Alembic `upgrade head`)."""
+    alembic_command.upgrade(_alembic_config(url), "head")
+
+
+def schema_is_current(url: str) -> bool:
+    """True when the database is migrated to the newest revision this code knows."""
+    head = ScriptDirectory.from_config(_alembic_config(url)).get_current_head()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision() == head
+    finally:
+        engine.dispose()

@@ -1,0 +1,111 @@
+"""The outbox: side effects (Jira, Zabbix) queued in the transaction that caused them, run by the worker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from bridge.storage.engine import MAX_ID, Database
+from bridge.storage.schema import outbox
+
+
+class OutboxRepository(Database):
+    """Queueing, leasing and settling outbox jobs."""
+
+    @staticmethod
+    def enqueue(
+        conn: Connection, kind: str, *, target: str, now: datetime, payload: Mapping[str, Any] | None = None,
+        problem_id: int | None = None, dedup_key: str | None = None, run_at: datetime | None = None,
+    ) -> None:
+        """Add an outbox job in the caller's transaction; a pending job with the same dedup key wins."""
+        values = dict(kind=kind, target=target, problem_id=problem_id, payload=dict(payload or {}),
+                      state="pending", attempts=0, created_at=now, next_attempt_at=run_at or now,
+                      dedup_key=dedup_key)
+        insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(outbox).values(values)
+        if dedup_key is not None:
+            # The predicate must be literal SQL: PostgreSQL cannot match a partial index
+            # against a bound parameter once psycopg prepares the statement.
+            insert = insert.on_conflict_do_nothing(index_elements=["dedup_key"],
+                                                   index_where=sa.text("state = 'pending'"))
+        conn.execute(insert)
+
+    def claim_jobs(self, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
+        """Lease due jobs to this worker; other workers skip them (SKIP LOCKED on PostgreSQL)."""
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            due = (
+                sa.select(outbox.c.id).where(
+                    outbox.c.state == "pending", outbox.c.next_attempt_at <= now,
+                    sa.or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now))
+                .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(conn.execute(due).scalars())
+            if not ids:
+                return []
+            rows = conn.execute(
+                outbox.update().where(outbox.c.id.in_(ids))
+                .values(locked_until=now + lease, attempts=outbox.c.attempts + 1)
+                .returning(*outbox.columns)
+            ).mappings()
+            return sorted((dict(row) for row in rows), key=lambda job: job["id"])
+
+        return self.run(work)
+
+    def finish_job(self, job_id: int, now: datetime) -> None:
+        self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
+            state="done", finished_at=now, locked_until=None, last_error=None)))
+
+    def retry_job(self, job_id: int, at: datetime, error: str) -> None:
+        self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
+            next_attempt_at=at, locked_until=None, last_error=error[:2000])))
+
+    def bury_job(self, job_id: int, now: datetime, error: str) -> None:
+        """Dead-letter a job: kept and visible, never run again by itself."""
+        self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
+            state="dead", finished_at=now, locked_until=None, last_error=error[:2000])))
+
+    def retry_dead_jobs(self, now: datetime, *, kind: str | None = None,
+                        job_id: int | None = None) -> tuple[list[int], dict[int, int]]:
+        """Put dead jobs back in the queue (once their cause is fixed): pending, due now, attempts reset.
+
+        The dead-letter deadline counts again from now (created_at is reset). A dead job
+        whose dedup key already has a pending job is left dead: that job does the same work
+        (handlers re-read the state), and the pending-dedup unique index allows one.
+        Returns the ids retried and, per skipped id, the pending job that stands for it.
+        """
+
+        def work(conn: Connection) -> tuple[list[int], dict[int, int]]:
+            query = sa.select(outbox.c.id, outbox.c.dedup_key).where(outbox.c.state == "dead")
+            if kind is not None:
+                query = query.where(outbox.c.kind == kind)
+            if job_id is not None:
+                query = query.where(outbox.c.id == job_id)
+            dead = conn.execute(query.order_by(outbox.c.id.desc()).with_for_update()).all()
+            retried: list[int] = []
+            skipped: dict[int, int] = {}
+            for dead_id, dedup_key in dead:
+                twin = None if dedup_key is None else conn.execute(sa.select(outbox.c.id).where(
+                    outbox.c.dedup_key == dedup_key, outbox.c.state == "pending")).scalar()
+                if twin is not None:
+                    skipped[dead_id] = twin
+                    continue
+                conn.execute(outbox.update().where(outbox.c.id == dead_id).values(
+                    state="pending", attempts=0, created_at=now, next_attempt_at=now, locked_until=None,
+                    finished_at=None))
+                retried.append(dead_id)
+            return sorted(retried), skipped
+
+        return self.run(work)
+
+    def get_job(self, job_id: int) -> dict[str, Any] | None:
+        if not 0 < job_id <= MAX_ID:
+            return None
+        query = sa.select(outbox).where(outbox.c.id == job_id)
+        return self.read(lambda conn: next((dict(row) for row in conn.execute(query).mappings()), None))

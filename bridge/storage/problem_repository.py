@@ -1,0 +1,242 @@
+"""Problems: grouping decisions, links to Jira issues, closes and reopens, and their history."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bridge.domain import IncidentState, Problem, ProblemState
+from bridge.storage.engine import MAX_ID, Database
+from bridge.storage.schema import incidents, problem_events, problems
+
+_CLOSED = ProblemState.CLOSED.value
+_PROBLEM_FIELDS = tuple(column.name for column in problems.columns if column.name != "id")
+
+
+def problem_from_row(row: Mapping[str, Any]) -> Problem:
+    values = {name: row[name] for name in _PROBLEM_FIELDS}
+    values["state"] = ProblemState(row["state"])
+    return Problem(id=row["id"], **values)
+
+
+def problem_values(problem: Problem) -> dict[str, Any]:
+    values = {name: getattr(problem, name) for name in _PROBLEM_FIELDS}
+    values["state"] = problem.state.value
+    return values
+
+
+class ProblemRepository(Database):
+    """Reads and writes of problems and their history."""
+
+    @staticmethod
+    def lock_problem_key(conn: Connection, problem_key: str) -> None:
+        """Serialise problem decisions for one key until the transaction ends.
+
+        Without it, two PostgreSQL writers could each decide "not yet a problem" (or "open
+        one") from snapshots that miss the other's uncommitted incident. SQLite needs
+        nothing: BEGIN IMMEDIATE already serialises writers.
+        """
+        if conn.dialect.name == "postgresql":
+            lock_id = int.from_bytes(hashlib.sha256(problem_key.encode()).digest()[:8], "big", signed=True)
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+    @staticmethod
+    def open_problem(conn: Connection, problem_key: str) -> Problem | None:
+        """The live (not closed) problem for a key, locked for update."""
+        row = conn.execute(
+            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state != _CLOSED)
+            .with_for_update()
+        ).mappings().first()
+        return problem_from_row(row) if row else None
+
+    @staticmethod
+    def find_problem(conn: Connection, problem_id: int, *, for_update: bool = False) -> Problem | None:
+        """A problem by id; `for_update` locks it, as a transition must before it writes."""
+        if not 0 < problem_id <= MAX_ID:
+            return None
+        query = sa.select(problems).where(problems.c.id == problem_id)
+        row = conn.execute(query.with_for_update() if for_update else query).mappings().first()
+        return problem_from_row(row) if row else None
+
+    @staticmethod
+    def save_problem(conn: Connection, before: Problem, after: Problem) -> None:
+        """Write what a domain transition changed (only those columns) on a problem locked by the caller."""
+        previous, current = problem_values(before), problem_values(after)
+        changed = {name: value for name, value in current.items() if previous[name] != value}
+        if changed:
+            conn.execute(problems.update().where(problems.c.id == before.id).values(changed))
+
+    def change_problem(self, conn: Connection, problem_id: int,
+                       transition: Callable[[Problem], Problem]) -> Problem | None:
+        """Lock a problem, apply a domain transition and save it; the problem as it became, None if missing."""
+        before = self.find_problem(conn, problem_id, for_update=True)
+        if before is None:
+            return None
+        after = transition(before)
+        self.save_problem(conn, before, after)
+        return after
+
+    @staticmethod
+    def count_problem_candidates(conn: Connection, problem_key: str, since: datetime) -> int:
+        """Incidents with this problem key, in no problem yet, seen since `since`."""
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(incidents).where(
+                incidents.c.problem_key == problem_key, incidents.c.problem_id.is_(None),
+                incidents.c.last_seen >= since)
+        ).scalar_one()
+
+    @staticmethod
+    def open_problem_with_candidates(conn: Connection, problem: Problem, since: datetime) -> tuple[int, int]:
+        """Insert a new problem and attach the waiting incidents of its key; returns (id, attached).
+
+        Raises:
+            IntegrityError: another process opened the problem first (the transaction retries).
+        """
+        problem_id = conn.execute(problems.insert().returning(problems.c.id), problem_values(problem)).scalar_one()
+        attached = conn.execute(
+            incidents.update().where(
+                incidents.c.problem_key == problem.problem_key, incidents.c.problem_id.is_(None),
+                incidents.c.last_seen >= since,
+            ).values(problem_id=problem_id)
+        ).rowcount
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(incident_count=attached))
+        return problem_id, attached
+
+    @staticmethod
+    def join_problem(conn: Connection, problem_id: int, incident_ids: Sequence[int], notify_jira: bool,
+                     now: datetime) -> None:
+        """Attach incidents to a problem; count them for the next throttled Jira comment."""
+        conn.execute(incidents.update().where(incidents.c.id.in_(incident_ids)).values(problem_id=problem_id))
+        values: dict[str, Any] = {"incident_count": problems.c.incident_count + len(incident_ids)}
+        if notify_jira:
+            values["comment_pending"] = problems.c.comment_pending + len(incident_ids)
+            values["comment_pending_since"] = sa.func.coalesce(problems.c.comment_pending_since, now)
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
+
+    def link_issue(self, conn: Connection, problem_id: int, key: str, url: str, linked_by: str) -> bool:
+        """Link a problem to an issue unless it already has one (see `Problem.link`); False if it had one.
+
+        Raises:
+            IntegrityError: the issue is already linked to another live problem.
+        """
+        problem = self.find_problem(conn, problem_id, for_update=True)
+        if problem is None or problem.jira_key is not None:
+            return False
+        self.save_problem(conn, problem, problem.link(key, url, linked_by))
+        return True
+
+    def record_jira_link(self, problem_id: int, key: str, url: str, linked_by: str) -> bool:
+        """`link_issue` in a transaction of its own."""
+        return self.run(lambda conn: self.link_issue(conn, problem_id, key, url, linked_by))
+
+    def record_comment(self, problem_id: int, reported: int, text_hash: str, now: datetime) -> int:
+        """Count `reported` incidents as told to Jira; returns how many joined meanwhile."""
+
+        def work(conn: Connection) -> int:
+            remaining = problems.c.comment_pending - reported
+            row = conn.execute(problems.update().where(problems.c.id == problem_id).values(
+                comment_pending=remaining, last_comment_at=now, last_comment_hash=text_hash,
+                comment_pending_since=sa.case((remaining > 0, now), else_=None),
+            ).returning(problems.c.comment_pending)).first()
+            return row[0] if row else 0
+
+        return self.run(work)
+
+    @staticmethod
+    def problems_for_issues(conn: Connection, keys: Sequence[str]) -> list[Problem]:
+        """Every problem (any state) linked to one of the issues, locked."""
+        if not keys:
+            return []
+        query = sa.select(problems).where(problems.c.jira_key.in_(sorted(set(keys)))).order_by(problems.c.id)
+        return [problem_from_row(row) for row in conn.execute(query.with_for_update()).mappings()]
+
+    @staticmethod
+    def close_problems_and_incidents(
+        conn: Connection, problem_ids: Sequence[int], now: datetime, close_reason: str, *,
+        fixed_in: str | None = None, fixed_at: datetime | None = None,
+    ) -> tuple[dict[int, int], dict[int, list[tuple[str, list[str] | None]]]]:
+        """Close problems and every incident linked to them, whatever their state, in bulk.
+
+        Returns incidents closed per problem and, per problem, the dedup key and source ids
+        of each closed Zabbix incident (to close them in Zabbix). Four statements however
+        many incidents: no round trip per row.
+        """
+        if not problem_ids:
+            return {}, {}
+        open_incidents = (incidents.c.problem_id.in_(problem_ids), incidents.c.state != IncidentState.CLOSED.value)
+        counts = dict(conn.execute(
+            sa.select(incidents.c.problem_id, sa.func.count()).where(*open_incidents).group_by(incidents.c.problem_id)
+        ).all())
+        zabbix: dict[int, list[tuple[str, list[str] | None]]] = {}
+        for row in conn.execute(
+                sa.select(incidents.c.problem_id, incidents.c.dedup_key, incidents.c.source_ids)
+                .where(*open_incidents, incidents.c.source == "zabbix").order_by(incidents.c.id)):
+            zabbix.setdefault(int(row.problem_id), []).append((row.dedup_key, row.source_ids))
+        conn.execute(incidents.update().where(*open_incidents).values(
+            state=IncidentState.CLOSED.value, closed_at=now, close_reason=close_reason))
+        # Problem.close for many problems in one statement: a release closes them set-based.
+        values: dict[str, Any] = {"state": _CLOSED, "closed_at": now}
+        if fixed_in is not None:
+            values.update(fixed_in=fixed_in, fixed_at=fixed_at)
+        conn.execute(problems.update().where(problems.c.id.in_(problem_ids)).values(values))
+        return {int(pid): int(n) for pid, n in counts.items()}, zabbix
+
+    @staticmethod
+    def add_problem_events(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
+        if events:
+            conn.execute(problem_events.insert(), [dict(e) for e in events])
+
+    @staticmethod
+    def latest_fixed_problem(conn: Connection, problem_key: str) -> Problem | None:
+        """The newest closed problem for a key whose fix shipped in a release, locked."""
+        row = conn.execute(
+            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state == _CLOSED,
+                                      problems.c.fixed_in.is_not(None))
+            .order_by(problems.c.id.desc()).limit(1).with_for_update()
+        ).mappings().first()
+        return problem_from_row(row) if row else None
+
+    @staticmethod
+    def attach_incident(conn: Connection, problem_id: int, incident_id: int) -> None:
+        conn.execute(incidents.update().where(incidents.c.id == incident_id).values(problem_id=problem_id))
+        conn.execute(problems.update().where(problems.c.id == problem_id).values(
+            incident_count=problems.c.incident_count + 1))
+
+    def unlink_jira(self, problem_id: int) -> None:
+        """Forget a problem's Jira issue (see `Problem.unlink`); nothing happens to a missing problem."""
+        self.run(lambda conn: self.change_problem(conn, problem_id, Problem.unlink))
+
+    def live_problems_for_issue(self, key: str, conn: Connection | None = None) -> list[Problem]:
+        """Problems (not closed) linked to a Jira issue."""
+        query = sa.select(problems).where(problems.c.jira_key == key, problems.c.state != _CLOSED)
+        if conn is not None:
+            return [problem_from_row(row) for row in conn.execute(query).mappings()]
+        return self.read(lambda c: self.live_problems_for_issue(key, c))
+
+    def issues_due_for_sync(self, older_than: datetime) -> list[str]:
+        """Jira keys of live linked problems whose conclusion was not read since `older_than`."""
+        query = sa.select(problems.c.jira_key).distinct().where(
+            problems.c.jira_key.is_not(None), problems.c.state != _CLOSED,
+            sa.or_(problems.c.conclusion_updated_at.is_(None), problems.c.conclusion_updated_at < older_than))
+        return self.read(lambda conn: list(conn.execute(query).scalars()))
+
+    def set_conclusion(self, key: str, conclusion: str | None, now: datetime) -> int:
+        """Mirror an issue's conclusion onto its live problems; returns how many changed."""
+        return self.run(lambda conn: conn.execute(problems.update().where(
+            problems.c.jira_key == key, problems.c.state != _CLOSED).values(
+            conclusion=conclusion, conclusion_updated_at=now)).rowcount)
+
+    def get_problem(self, problem_id: int, conn: Connection | None = None) -> dict[str, Any] | None:
+        """A problem as a row: the shape the API, the pages and the Jira linker read."""
+        if not 0 < problem_id <= MAX_ID:
+            return None
+        query = sa.select(problems).where(problems.c.id == problem_id)
+        if conn is not None:
+            row = conn.execute(query).mappings().first()
+            return dict(row) if row else None
+        return self.read(lambda c: self.get_problem(problem_id, c))

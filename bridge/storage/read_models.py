@@ -1,0 +1,101 @@
+"""Read models: the listings, single items and counts the API, pages and overview show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from bridge.domain import Incident
+from bridge.storage.engine import MAX_ID, Database, Page
+from bridge.storage.incident_repository import incident_from_row
+from bridge.storage.payload_repository import REJECTED_SUMMARY
+from bridge.storage.schema import incidents, outbox, problem_events, problems, rejected_payloads, releases
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    state: str | None = None
+    source: str | None = None
+    priority: str | None = None
+    problem_id: int | None = None
+
+
+class ReadModels(Database):
+    """Reads for people: pages of listings and the overview counts."""
+
+    def problem_history(self, problem_id: int) -> list[dict[str, Any]]:
+        query = sa.select(problem_events).where(problem_events.c.problem_id == problem_id).order_by(problem_events.c.id)
+        return self.read(lambda conn: [dict(row) for row in conn.execute(query).mappings()])
+
+    def overview_counts(self) -> dict[str, Any]:
+        """Counts for the overview page: incidents by state and open ones by priority, problems by state."""
+
+        def work(conn: Connection) -> dict[str, Any]:
+            by_state = dict(conn.execute(sa.select(incidents.c.state, sa.func.count()).group_by(incidents.c.state)).all())
+            by_priority = dict(conn.execute(sa.select(incidents.c.priority, sa.func.count())
+                                            .where(incidents.c.state != "closed").group_by(incidents.c.priority)).all())
+            problem_states = dict(conn.execute(sa.select(problems.c.state, sa.func.count())
+                                               .group_by(problems.c.state)).all())
+            breached = conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
+                incidents.c.state != "closed", incidents.c.sla_breached.is_(True))).scalar_one()
+            return {"incidents": by_state, "priorities": by_priority, "problems": problem_states, "breached": breached}
+
+        return self.read(work)
+
+    def nearest_sla(self, limit: int) -> list[Incident]:
+        """Firing incidents whose SLA runs out soonest (breached ones first)."""
+        query = (sa.select(incidents).where(incidents.c.state == "firing", incidents.c.sla_due.is_not(None))
+                 .order_by(incidents.c.sla_due, incidents.c.id).limit(limit))
+        return self.read(lambda conn: [incident_from_row(row) for row in conn.execute(query).mappings()])
+
+    def list_releases(self, limit: int, cursor: int | None) -> Page:
+        return self._page(sa.select(releases), releases, limit, cursor, dict)
+
+    def list_problems(self, state: str | None, jira_key: str | None, limit: int, cursor: int | None) -> Page:
+        query = sa.select(problems)
+        if state is not None:
+            query = query.where(problems.c.state == state)
+        if jira_key is not None:
+            query = query.where(problems.c.jira_key == jira_key)
+        return self._page(query, problems, limit, cursor, dict)
+
+    def list_jobs(self, state: str | None, limit: int, cursor: int | None) -> Page:
+        query = sa.select(outbox)
+        if state is not None:
+            query = query.where(outbox.c.state == state)
+        return self._page(query, outbox, limit, cursor, dict)
+
+    def get_incident(self, incident_id: int) -> Incident | None:
+        if not 0 < incident_id <= MAX_ID:
+            return None
+
+        def work(conn: Connection) -> Incident | None:
+            row = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).mappings().first()
+            return incident_from_row(row) if row else None
+
+        return self.read(work)
+
+    def list_incidents(self, filters: IncidentFilter, limit: int, cursor: int | None) -> Page:
+        query = sa.select(incidents)
+        for name in ("state", "source", "priority", "problem_id"):
+            value = getattr(filters, name)
+            if value is not None:
+                query = query.where(incidents.c[name] == value)
+        return self._page(query, incidents, limit, cursor, incident_from_row)
+
+    def list_rejected(self, limit: int, cursor: int | None, source: str | None = None) -> Page:
+        """Refused payloads without their bodies (`body_bytes` says how big each is)."""
+        query = sa.select(*REJECTED_SUMMARY)
+        if source is not None:
+            query = query.where(rejected_payloads.c.source == source)
+        return self._page(query, rejected_payloads, limit, cursor, dict)
+
+    def get_rejected(self, rejected_id: int) -> dict[str, Any] | None:
+        """One refused payload with its body."""
+        if not 0 < rejected_id <= MAX_ID:
+            return None
+        query = sa.select(*REJECTED_SUMMARY, rejected_payloads.c.body).where(rejected_payloads.c.id == rejected_id)
+        return self.read(lambda conn: next((dict(row) for row in conn.execute(query).mappings()), None))

@@ -1,0 +1,227 @@
+"""The bridge's tables and the column types both backends share.
+
+Alembic migrations import the types from `bridge.storage`; the tables here are the schema
+the newest migration produces.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import GenericFunction
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite stores naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JsonType = sa.JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments INTEGER PRIMARY KEY columns.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("alert_count", sa.Integer(), nullable=False),
+    sa.Column("rejected_count", sa.Integer(), nullable=False),
+    sa.Column("truncated_alerts", sa.Integer(), nullable=False),
+    sa.Column("group_key", sa.Text()),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Index("ix_notifications_received_at", "received_at"),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("dedup_key", sa.Text(), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("line", sa.String(64), nullable=False),
+    sa.Column("impact", sa.String(16), nullable=False),
+    sa.Column("urgency", sa.String(16), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("route", sa.String(200), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("labels", JsonType, nullable=False),
+    sa.Column("annotations", JsonType, nullable=False),
+    sa.Column("occurrences", sa.Integer(), nullable=False),
+    sa.Column("reopen_count", sa.Integer(), nullable=False),
+    sa.Column("first_seen", UtcDateTime(), nullable=False),
+    sa.Column("last_seen", UtcDateTime(), nullable=False),
+    sa.Column("episode_started_at", UtcDateTime()),
+    sa.Column("resolved_at", UtcDateTime()),
+    sa.Column("closed_at", UtcDateTime()),
+    sa.Column("close_reason", sa.Text()),
+    sa.Column("auto_close_at", UtcDateTime()),
+    sa.Column("problem_id", sa.BigInteger()),
+    sa.Column("last_notification_id", sa.BigInteger()),
+    sa.Column("problem_key", sa.Text()),
+    sa.Column("sla_elapsed_seconds", sa.Float(), nullable=False, server_default="0"),
+    sa.Column("sla_running_since", UtcDateTime()),
+    sa.Column("sla_due", UtcDateTime()),
+    sa.Column("sla_breached", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("sla_breached_at", UtcDateTime()),
+    # The source's own ids of the events this incident gathered (Zabbix event ids), for closing them there.
+    sa.Column("source_ids", JsonType),
+    sa.Index(
+        "ux_incidents_firing_dedup_key",
+        "dedup_key",
+        unique=True,
+        sqlite_where=sa.text("state = 'firing'"),
+        postgresql_where=sa.text("state = 'firing'"),
+    ),
+    sa.Index("ix_incidents_dedup_key_state", "dedup_key", "state"),
+    sa.Index("ix_incidents_state_auto_close_at", "state", "auto_close_at"),
+    sa.Index("ix_incidents_problem_id", "problem_id"),
+    # No index may cover what a repeat changes (occurrences, last_seen): repeats then stay
+    # heap-only updates on PostgreSQL (fillfactor 80, set by migration 0005).
+    sa.Index("ix_incidents_problem_key_waiting", "problem_key",
+             sqlite_where=sa.text("problem_id IS NULL"), postgresql_where=sa.text("problem_id IS NULL")),
+    sa.Index("ix_incidents_sla_watch", "state", "sla_breached", "sla_due"),
+)
+
+problems = sa.Table(
+    "problems",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("problem_key", sa.Text(), nullable=False),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("incident_count", sa.Integer(), nullable=False),
+    sa.Column("opened_at", UtcDateTime(), nullable=False),
+    sa.Column("closed_at", UtcDateTime()),
+    sa.Column("fixed_in", sa.Text()),
+    sa.Column("regressions", sa.Integer(), nullable=False),
+    sa.Column("jira_project", sa.String(64)),
+    sa.Column("jira_key", sa.String(64)),
+    sa.Column("jira_url", sa.Text()),
+    sa.Column("jira_linked_by", sa.String(16)),
+    sa.Column("conclusion", sa.Text()),
+    sa.Column("conclusion_updated_at", UtcDateTime()),
+    sa.Column("comment_pending", sa.Integer(), nullable=False),
+    sa.Column("comment_pending_since", UtcDateTime()),
+    sa.Column("last_comment_at", UtcDateTime()),
+    sa.Column("last_comment_hash", sa.String(64)),
+    sa.Column("fixed_at", UtcDateTime()),
+    sa.Index("ux_problems_open_key", "problem_key", unique=True,
+             sqlite_where=sa.text("state <> 'closed'"), postgresql_where=sa.text("state <> 'closed'")),
+    sa.Index("ux_problems_live_jira_key", "jira_key", unique=True,
+             sqlite_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'"),
+             postgresql_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'")),
+    sa.Index("ix_problems_state", "state"),
+)
+
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("released_at", UtcDateTime(), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("via", sa.String(32), nullable=False),
+    sa.Column("summary", JsonType, nullable=False),
+    sa.UniqueConstraint("project", "version", name="uq_releases_project_version"),
+)
+
+# A release is identified per issue: a second call for a version processes the issues it adds.
+release_issues = sa.Table(
+    "release_issues",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("release_id", sa.BigInteger(), nullable=False),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("issue_key", sa.String(64), nullable=False),
+    sa.Column("processed_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("project", "version", "issue_key", name="uq_release_issues_project_version_issue"),
+)
+
+problem_events = sa.Table(
+    "problem_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("problem_id", sa.BigInteger(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text(), nullable=False),
+    sa.Index("ix_problem_events_problem_id", "problem_id", "id"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(16), nullable=False),
+    sa.Column("problem_id", sa.BigInteger()),
+    sa.Column("payload", JsonType, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
+    sa.Column("locked_until", UtcDateTime()),
+    sa.Column("finished_at", UtcDateTime()),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("dedup_key", sa.Text()),
+    sa.Index("ux_outbox_pending_dedup_key", "dedup_key", unique=True,
+             sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'")),
+    sa.Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+)
+
+rejected_payloads = sa.Table(
+    "rejected_payloads",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("errors", JsonType, nullable=False),
+    sa.Column("content_type", sa.Text()),
+    sa.Column("partial", sa.Boolean(), nullable=False),
+    sa.Column("body", sa.Text(), nullable=False),
+    sa.Column("body_truncated", sa.Boolean(), nullable=False),
+    sa.Index("ix_rejected_payloads_received_at", "received_at"),
+)
+
+
+class octet_length(GenericFunction[int]):  # noqa: N801 - SQL function name
+    """Bytes of a text value: PostgreSQL's octet_length, SQLite's length of the text as a blob."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(octet_length, "sqlite")
+def _octet_length_sqlite(element: octet_length, compiler: Any, **kw: Any) -> str:
+    return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
+
+

@@ -1,0 +1,45 @@
+"""The outbox job catalogue: kinds, dedup keys and payloads as stored, read back as they were queued."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge import jobs
+
+CASES = [
+    (jobs.EnsureIssue(7, "P1"), "jira.ensure_issue", "jira.ensure_issue:7", {"priority": "P1"}),
+    (jobs.EnsureIssue(7), "jira.ensure_issue", "jira.ensure_issue:7", {}),
+    (jobs.SyncIssue("LKK-1"), "jira.sync_issue", "jira.sync_issue:LKK-1", {"jira_key": "LKK-1"}),
+    (jobs.CommentIncidents(7), "jira.comment_incidents", "jira.comment_incidents:7", {}),
+    (jobs.ReleaseComment(7, "LKK-1", "Released", True, "db-team", "LKK", "1.0"), "jira.release",
+     "jira.release:LKK:1.0:LKK-1", {"jira_key": "LKK-1", "text": "Released", "transition": True, "rule": "db-team"}),
+    (jobs.RegressionReopen(7, "LKK-1", "Regression"), "jira.regression", None,
+     {"jira_key": "LKK-1", "text": "Regression"}),
+    (jobs.Note(7, "LKK-1", "SLA breached", 42), "jira.note", "jira.note:sla:42",
+     {"jira_key": "LKK-1", "text": "SLA breached"}),
+    (jobs.ZabbixClose(["1", "2"], "fixed", "LKK:1.0:LKK-1"), "zabbix.close_problems",
+     "zabbix.close_problems:LKK:1.0:LKK-1", {"event_ids": ["1", "2"], "message": "fixed"}),
+    (jobs.ZabbixClose(["1"], "by hand"), "zabbix.close_problems", None, {"event_ids": ["1"], "message": "by hand"}),
+]
+
+
+@pytest.mark.parametrize(("job", "kind", "dedup_key", "payload"), CASES, ids=lambda value: str(value)[:40])
+def test_each_kind_names_itself_and_stores_only_what_the_worker_reads(job, kind, dedup_key, payload):
+    assert (job.KIND, job.dedup_key(), job.payload()) == (kind, dedup_key, payload)
+
+
+@pytest.mark.parametrize(("job", "kind", "dedup_key", "payload"), CASES, ids=lambda value: str(value)[:40])
+def test_a_stored_job_reads_back_as_what_the_worker_needs(job, kind, dedup_key, payload):
+    read = jobs.from_row({"kind": kind, "problem_id": job.problem, "payload": payload})
+    assert type(read) is type(job)
+    assert (read.problem, read.payload()) == (job.problem, job.payload())
+
+
+def test_zabbix_close_gathers_each_event_once_from_the_closed_incidents():
+    job = jobs.ZabbixClose.of_incidents([("zabbix:1", ["1", "5"]), ("zabbix:labels:x", ["5", "9"])], "fixed")
+    assert job.event_ids == ["1", "5", "9"]
+
+
+def test_every_kind_is_in_the_catalogue_once():
+    assert sorted(jobs.CATALOGUE) == sorted({kind.KIND for kind in jobs.CATALOGUE.values()})
+    assert len(jobs.CATALOGUE) == 7
