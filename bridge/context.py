@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bridge.config import Settings
     from bridge.domain import Rules
     from bridge.group_commit import GroupCommit
-    from bridge.services import Delivery, IngestResult
+    from bridge.ingest import Delivery, IngestResult
     from bridge.storage import Store
     from jira_link.port import JiraPort
     from jira_link.linker import LinkOptions

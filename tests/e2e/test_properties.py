@@ -15,7 +15,7 @@ from bridge.storage import Store, incidents, migrate
 from tests.conftest import ROOT, Clock, empty_tables, payload
 
 NO_NUL = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")  # valid Unicode, no NUL
-JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50)
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=50)
 JSON_VALUES = st.recursive(JSON_SCALARS, lambda children: st.lists(children, max_size=3)
                            | st.dictionaries(st.text(max_size=8), children, max_size=3), max_leaves=8)
 # Random (incompressible) values past PostgreSQL's 2.7 kB index row limit: hex, and 3-byte UTF-8 characters.

@@ -8,7 +8,9 @@ from types import ModuleType
 
 import pytest
 
-import bridge.services
+import bridge.jira_webhook
+import bridge.problems
+import bridge.releases
 import bridge.worker
 import jira_link.linker
 from jira_link.client import JiraClient
@@ -38,8 +40,9 @@ def jira_calls(module: ModuleType) -> set[str]:
             and isinstance(node.func.value, ast.Name) and node.func.value.id == "jira"}
 
 
-def test_the_port_holds_exactly_the_methods_the_linker_worker_and_services_call():
-    used = jira_calls(jira_link.linker) | jira_calls(bridge.worker) | jira_calls(bridge.services)
+def test_the_port_holds_exactly_the_methods_the_linker_worker_and_use_cases_call():
+    used = set().union(*(jira_calls(module) for module in (
+        jira_link.linker, bridge.worker, bridge.problems, bridge.releases, bridge.jira_webhook)))
     assert sorted(used) == PORT_METHODS
 
 
