@@ -12,18 +12,20 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from adapters import alertmanager, grafana, zabbix
+from adapters import alertmanager, events, grafana, zabbix
 from bridge.domain import ParsedNotification
 
 
 @dataclass(frozen=True)
 class Source:
-    """A webhook sender: its parser, the token guarding its endpoint, and what it looks like."""
+    """A webhook sender: its parser, the credential guarding its endpoint, and what it looks like."""
 
     name: str  # URL segment /api/v1/alerts/<name>, token group, incidents.source, metric label
     display_name: str  # for people: CLI notes
     parse: Callable[[Any], ParsedNotification]
-    token_variable: str  # environment variable of its bearer token
+    # Environment variable of its bearer token; None for a source whose credential travels in the
+    # body (PagerDuty's routing_key, checked against rules.yaml by its own endpoint).
+    token_variable: str | None
     examples: tuple[str, ...]  # payload files under adapters/examples/, rendered against rules at start-up
     payload_schema: Mapping[str, Any]  # JSON Schema of its body, for the OpenAPI document
 
@@ -40,6 +42,7 @@ SOURCES: Mapping[str, Source] = {
                      ("zabbix.json",), zabbix.PAYLOAD_SCHEMA),
     "grafana": Source("grafana", "Grafana Alerting", grafana.parse, "BRIDGE_TOKEN_GRAFANA",
                       ("grafana.json",), grafana.PAYLOAD_SCHEMA),
+    "events": Source("events", "PagerDuty Events v2", events.parse, None, ("events.json",), events.PAYLOAD_SCHEMA),
 }
 assert all(name == source.name for name, source in SOURCES.items()), "a source is registered under its own name"
 

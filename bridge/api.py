@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from functools import wraps
 from typing import Annotated, Any
 
+import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from adapters import SOURCES
+from adapters import SOURCES, events
 from bridge import metrics
 from bridge.config import TOKEN_GROUPS, Secret
 from bridge.context import bridge
-from bridge.domain import Incident, IncidentState, OutboxState, ProblemState
+from bridge.domain import EventRoutingKey, Incident, IncidentState, OutboxState, ProblemState, route_alert
 from bridge.errors import (
-    BadPayload, BridgeError, Conflict, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType,
+    BadPayload, BridgeError, Conflict, InvalidRoutingKey, NotFound, PayloadTooLarge, SenderShapedError, Unauthorized,
+    UnsupportedMediaType,
 )
 from bridge.openapi import build_document
 from bridge.sla import SlaClock, remaining_seconds
@@ -32,6 +37,7 @@ from bridge.releases import close_release
 from bridge.validation import describe
 from bridge.storage import MAX_ID, IncidentFilter
 
+log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
 
 DEFAULT_PAGE_SIZE = 50
@@ -90,7 +96,7 @@ def require_json() -> None:
 @api.before_request
 def _require_json_body() -> None:
     """Every JSON endpoint but the webhooks, which authenticate first and keep what they refuse."""
-    if request.endpoint != "api.receive_alerts":
+    if request.endpoint not in ("api.receive_alerts", "api.receive_event"):
         require_json()
 
 
@@ -99,8 +105,8 @@ def _unread_head() -> bytes:
     return request.environ["wsgi.input"].read(bridge().settings.rejected_body_limit)
 
 
-def read_body() -> bytes:
-    """The whole body, or 413 when it is past BRIDGE_MAX_BODY_BYTES.
+def read_body(limit_name: str = "BRIDGE_MAX_BODY_BYTES") -> bytes:
+    """The whole body, or 413 when it is past the request's limit (BRIDGE_MAX_BODY_BYTES unless a view lowered it).
 
     Werkzeug stops a streamed (chunked) body at the limit without saying so; one more byte
     from the server's stream tells a body of exactly the limit from a longer one. A body
@@ -110,13 +116,14 @@ def read_body() -> bytes:
     Raises:
         PayloadTooLarge: the body is longer than the limit.
     """
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    limit = request.max_content_length
+    assert limit is not None, "create_app sets MAX_CONTENT_LENGTH"
     try:
         body = request.get_data()
     except RequestEntityTooLarge as exc:
-        raise PayloadTooLarge(limit, _unread_head()) from exc
+        raise PayloadTooLarge(limit, _unread_head(), limit_name) from exc
     if request.content_length is None and len(body) >= limit and request.environ["wsgi.input"].read(1):
-        raise PayloadTooLarge(limit, body)
+        raise PayloadTooLarge(limit, body, limit_name)
     return body
 
 
@@ -243,11 +250,14 @@ def page_args() -> tuple[int, int | None]:
     return limit, int_arg("cursor", maximum=MAX_ID)
 
 
-def _webhook_body(source: str) -> bytes:
+def _webhook_body(source: str, limit_name: str = "BRIDGE_MAX_BODY_BYTES",
+                  kept: Callable[[str], str | None] = lambda text: text) -> bytes:
     """The body of an authenticated webhook, declared JSON and within the size limit.
 
     A refusal here (415, 413) is kept in rejected_payloads like any other: the sender is
-    known, and the operator must be able to see why its alerts did not arrive.
+    known, and the operator must be able to see why its alerts did not arrive. `kept` turns
+    the text read into what may be stored, or None when nothing may be (a sender whose
+    credential is in the body, not found there).
 
     Raises:
         UnsupportedMediaType, PayloadTooLarge: refused (and recorded).
@@ -255,11 +265,12 @@ def _webhook_body(source: str) -> bytes:
     ctx = bridge()
     try:
         require_json()
-        return read_body()
+        return read_body(limit_name)
     except (UnsupportedMediaType, PayloadTooLarge) as exc:
-        head = exc.head if isinstance(exc, PayloadTooLarge) else _unread_head()
-        keep_refused(ctx.store, source, ctx.now(), exc, body=body_text(head), content_type=request.content_type,
-                     body_limit=ctx.settings.rejected_body_limit)
+        text = kept(body_text(exc.head if isinstance(exc, PayloadTooLarge) else _unread_head()))
+        if text is not None:
+            keep_refused(ctx.store, source, ctx.now(), exc, body=text, content_type=request.content_type,
+                         body_limit=ctx.settings.rejected_body_limit)
         raise
 
 
@@ -292,6 +303,95 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
         "rejected": [{"index": item.index, "errors": list(item.errors)} for item in result.parsed.rejected],
         "truncated_alerts": result.parsed.truncated_alerts,
     })
+
+
+def _routing_key(keys: tuple[EventRoutingKey, ...], text: str, event: Any) -> tuple[EventRoutingKey, str] | None:
+    """The configured key a body carries and the key as given: from the event, or, in a body that is no
+    JSON object (cut, or broken), from its text, so a known sender's refusal is kept like any other."""
+    given = event.get("routing_key") if isinstance(event, dict) else events.routing_key_in_text(text)
+    key = events.find_routing_key(keys, given)
+    return (key, given) if key is not None else None
+
+
+def _stored_event_text(text: str, event: Any, given: str) -> str:
+    """The body as stored and parsed: the routing_key "<redacted>" (never kept, never logged).
+
+    Replaced in the text, so everything else stays as sent; when the sender spelt the field
+    with escapes the text replacement misses, the event is written out again instead.
+    """
+    redacted = events.redact(text, given)
+    if isinstance(event, dict):
+        try:
+            still = orjson.loads(redacted).get("routing_key", events.REDACTED)
+        except (orjson.JSONDecodeError, AttributeError):
+            still = None
+        if still != events.REDACTED:
+            redacted = orjson.dumps({**event, "routing_key": events.REDACTED}).decode()
+    return redacted
+
+
+def _accept_event() -> tuple[Any, str]:
+    """Authenticate, parse, route and commit one PagerDuty event; the result and the dedup_key to answer."""
+    ctx = bridge()
+    keys = ctx.rules.event_routing_keys
+    # PagerDuty's own limit, unless the operator's is lower.
+    request.max_content_length = min(events.MAX_BODY_BYTES, ctx.settings.max_body_bytes)
+    limit_name = ("PagerDuty Events API limit" if events.MAX_BODY_BYTES < ctx.settings.max_body_bytes
+                  else "BRIDGE_MAX_BODY_BYTES")
+
+    def kept(head: str) -> str | None:
+        found = _routing_key(keys, head, None)
+        return events.redact(head, found[1]) if found is not None else None
+
+    body = _webhook_body(events.SOURCE, limit_name, kept)
+    text = body_text(body)
+    try:
+        event = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        event = None
+    found = _routing_key(keys, text, event)
+    if found is None:
+        log.info("event refused: unknown or missing routing key", extra={"source": events.SOURCE})
+        raise InvalidRoutingKey("invalid routing key", ["routing_key: Invalid routing key"])
+    key, given = found
+    delivery = prepare_delivery(ctx.store, ctx.rules, events.SOURCE, _stored_event_text(text, event, given).encode(),
+                                ctx.now(), content_type=request.content_type,
+                                rejected_body_limit=ctx.settings.rejected_body_limit,
+                                max_depth=ctx.settings.max_json_depth, max_alerts=ctx.settings.max_alerts)
+    parsed = events.attach_routing_key(delivery.parsed, key, delivery.received_at, uuid.uuid4().hex)
+    delivery = replace(delivery, parsed=parsed, routings=[route_alert(ctx.rules, alert) for alert in parsed.alerts])
+    return ctx.write(delivery), events.accepted_dedup_key(parsed)
+
+
+def pagerduty_error(exc: BridgeError) -> SenderShapedError:
+    """A refusal in PagerDuty's shape too: `{"status": "invalid event", "message": "Event object is invalid"}`."""
+    if exc.status >= 500:
+        return SenderShapedError(exc, {})
+    message = "Event object is invalid" if exc.status == 400 else exc.message
+    return SenderShapedError(exc, {"status": "invalid event", "message": message,
+                                   "errors": exc.errors or [exc.message]})
+
+
+@api.post("/api/v1/alerts/events")
+def receive_event():  # type: ignore[no-untyped-def]
+    """PagerDuty Events API v2: answers 202 like PagerDuty, only after the event is committed.
+
+    The credential is the routing_key inside the body (rules.yaml `events.routing_keys`),
+    so there is no bearer token; an unknown key is a 400, as PagerDuty answers it.
+    """
+    started = time.perf_counter()
+    try:
+        result, dedup_key = _accept_event()
+    except BridgeError as exc:
+        outcome = ("unauthorized" if isinstance(exc, InvalidRoutingKey)
+                   else metrics.WEBHOOK_OUTCOMES.get(exc.status, "error"))
+        metrics.NOTIFICATIONS.labels(events.SOURCE, outcome).inc()
+        raise pagerduty_error(exc) from exc
+    finally:
+        metrics.WEBHOOK_DURATION.labels(events.SOURCE).observe(time.perf_counter() - started)
+    metrics.record_ingest(events.SOURCE, result)
+    return jsonify({"status": "success", "message": "Event processed", "dedup_key": dedup_key,
+                    "incidents": result.incident_ids, "outcomes": result.outcomes}), 202
 
 
 @api.get("/api/v1/incidents")

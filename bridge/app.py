@@ -21,7 +21,7 @@ from bridge.api import api
 from bridge.config import Network, Settings, load_settings
 from bridge.context import EXTENSION, Bridge, utc_now
 from bridge.domain import Rules
-from bridge.errors import BadPayload, BridgeError
+from bridge.errors import BadPayload, BridgeError, SenderShapedError
 from bridge.group_commit import GroupCommit
 from bridge.rules import load_rules
 from bridge.ingest import write_deliveries
@@ -81,7 +81,10 @@ def refuse_unusable_query() -> None:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(BridgeError)
     def _bridge_error(exc: BridgeError):  # type: ignore[no-untyped-def]
-        return jsonify(error_body(exc.status, exc.message, exc.errors)), exc.status
+        body = error_body(exc.status, exc.message, exc.errors)
+        if isinstance(exc, SenderShapedError):
+            body.update(exc.shape)
+        return jsonify(body), exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]

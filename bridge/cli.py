@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
-from adapters import SOURCES
+from adapters import SOURCES, events
 from bridge.app import create_app
 from bridge import metrics
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
@@ -83,13 +84,16 @@ def check_rules(path: str | None) -> None:
 def explain(source: str, rules_path: str | None, file: str) -> None:
     """Dry run: the incident key, line and priority each alert in FILE would get, and why."""
     rules = _rules_or_exit(rules_path or _settings().rules_path)
+    body = Path(file).read_bytes()
     try:
-        parsed = parse_body(source, Path(file).read_bytes())
+        parsed = parse_body(source, body)
     except BridgeError as exc:
         click.echo(f"refused: {exc.message}", err=True)
         for error in exc.errors:
             click.echo(f"  - {error}", err=True)
         sys.exit(1)
+    if source == events.SOURCE:
+        parsed = _with_routing_key(rules, body, parsed)
     for index, alert in enumerate(parsed.alerts):
         routing = route_alert(rules, alert)
         click.echo(f"alert {index}: {alert.status.value} {alert.summary}")
@@ -104,6 +108,21 @@ def explain(source: str, rules_path: str | None, file: str) -> None:
             click.echo(f"  - {error}")
     if parsed.truncated_alerts:
         click.echo(f"note: {SOURCES[source].display_name} truncated {parsed.truncated_alerts} alert(s) (max_alerts)")
+
+
+def _with_routing_key(rules: Any, body: bytes, parsed: Any) -> Any:
+    """An event as the endpoint takes it: under its routing key's name, with its default labels.
+
+    Raises:
+        SystemExit: the file's routing_key is not one of rules.yaml's (the endpoint would answer 400).
+    """
+    given = orjson.loads(body).get("routing_key")
+    key = events.find_routing_key(rules.event_routing_keys, given)
+    if key is None:
+        click.echo("refused: invalid routing key (not in rules.yaml events.routing_keys; the endpoint answers 400)",
+                   err=True)
+        sys.exit(1)
+    return events.attach_routing_key(parsed, key, utc_now(), "<generated on receipt>")
 
 
 @main.command("worker")

@@ -208,10 +208,11 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 # Endpoint group -> the environment variable of its bearer token (Settings.tokens): the webhook of
-# each source (adapters.SOURCES), the release hook, and the read/manage API (with /ui/). api.py
-# guards each group with it; check_exposure wants them all.
+# each source (adapters.SOURCES) that takes a bearer token, the release hook, and the read/manage API
+# (with /ui/). api.py guards each group with it; check_exposure wants them all. A source whose
+# credential is in its body (PagerDuty's routing_key) is no group: with no key configured it refuses all.
 TOKEN_GROUPS: Mapping[str, str] = {
-    **{name: source.token_variable for name, source in SOURCES.items()},
+    **{name: source.token_variable for name, source in SOURCES.items() if source.token_variable is not None},
     "release": "BRIDGE_TOKEN_RELEASE",
     "api": "BRIDGE_TOKEN_API",
 }

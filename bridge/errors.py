@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 class BridgeError(Exception):
@@ -24,6 +25,11 @@ class BadPayload(BridgeError):
     status = 400
 
 
+class InvalidRoutingKey(BadPayload):
+    """A PagerDuty event whose routing_key is missing or unknown: 400 as PagerDuty answers it, and never
+    kept (like a 401: anyone could send it)."""
+
+
 class Unauthorized(BridgeError):
     """The bearer token is missing or wrong (401)."""
 
@@ -41,9 +47,8 @@ class PayloadTooLarge(BridgeError):
 
     status = 413
 
-    def __init__(self, limit: int, head: bytes = b"") -> None:
-        super().__init__(f"request body larger than {limit} bytes",
-                         [f"body: at most {limit} bytes (BRIDGE_MAX_BODY_BYTES)"])
+    def __init__(self, limit: int, head: bytes = b"", limit_name: str = "BRIDGE_MAX_BODY_BYTES") -> None:
+        super().__init__(f"request body larger than {limit} bytes", [f"body: at most {limit} bytes ({limit_name})"])
         self.head = head
 
 
@@ -83,3 +88,12 @@ class UpstreamError(BridgeError):
     def __init__(self, message: str, retryable: bool) -> None:
         super().__init__(message, status=503 if retryable else 502)
         self.retryable = retryable
+
+
+class SenderShapedError(BridgeError):
+    """A refusal answered in the sender's own error shape as well as ours (`shape` overrides our fields),
+    so both kinds of client read it: PagerDuty's senders look for its `status` and `message`."""
+
+    def __init__(self, cause: BridgeError, shape: Mapping[str, Any]) -> None:
+        super().__init__(cause.message, cause.errors, cause.status)
+        self.shape = dict(shape)

@@ -75,9 +75,20 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
         "outcomes": {"type": "object"}, "rejected": {"type": "array"}, "truncated_alerts": {"type": "integer"}}}
     webhook = {"tags": ["webhooks"], "security": BEARER, "responses": _responses(200, 400, 401, 404, 413, 415, 503,
                                                                                     ok=ingest_answer)}
+    # A source whose credential is in its body (PagerDuty's routing_key) answers in its sender's shape.
+    accepted_event = {"type": "object", "required": ["status", "message", "dedup_key"], "properties": {
+        "status": {"const": "success"}, "message": {"type": "string"}, "dedup_key": {"type": "string"},
+        "incidents": {"type": "array", "items": {"type": "integer"}}, "outcomes": {"type": "object"}}}
+    event_error = {"type": "object", "required": ["status", "message", "errors", "code"], "properties": {
+        "status": {"type": "string"}, "message": {"type": "string"}, "errors": {"type": "array", "items": {"type": "string"}},
+        "code": {"type": "integer"}, "request_id": {"type": ["string", "null"]}}}
+    event_webhook = {"tags": ["webhooks"], "security": [], "responses": {
+        code: {**answer, "content": {"application/json": {"schema": accepted_event if code == "202" else event_error}}}
+        for code, answer in _responses(202, 400, 413, 415, 503).items()}}
     sources = list(SOURCES)
     paths: dict[str, Any] = {
-        **{f"/api/v1/alerts/{name}": {"post": {**webhook, "operationId": f"{name}Webhook",
+        **{f"/api/v1/alerts/{name}": {"post": {**(webhook if source.token_variable else event_webhook),
+                                               "operationId": f"{name}Webhook",
                                                "requestBody": _json_body(dict(source.payload_schema))}}
            for name, source in SOURCES.items()},
         "/api/v1/incidents": {"get": {"operationId": "listIncidents", "security": BEARER, "parameters": [

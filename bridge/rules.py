@@ -6,6 +6,7 @@ the key, so a broken file fails at start-up with something an operator can act o
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from datetime import date, time, timedelta
@@ -19,13 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapters import SOURCES
 from bridge.domain import (
-    IMPACT_LEVELS, URGENCY_LEVELS, Alert, JiraTarget, Matcher, ProblemRule, Renderer, Route, Rules,
+    IMPACT_LEVELS, URGENCY_LEVELS, Alert, EventRoutingKey, JiraTarget, Matcher, ProblemRule, Renderer, Route, Rules,
 )
 from bridge.sla import TWENTY_FOUR_SEVEN, Calendar, Interval, SlaPolicy
 from bridge.templates import TemplateError, compile_template, example_alerts
 from bridge.validation import message_for
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class RulesError(Exception):
@@ -48,6 +51,22 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"invalid duration {text!r}: use forms like 90s, 30m, 4h, 1d")
     days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def expand_variables(text: str, environ: Mapping[str, str]) -> str:
+    """`text` with every `${NAME}` replaced by that environment variable, so secrets stay out of the file.
+
+    Raises:
+        ValueError: naming each reference that is not a variable name, or each variable that is unset.
+    """
+    names = _VARIABLE.findall(text)
+    invalid = [name for name in names if not _VARIABLE_NAME.match(name)]
+    if invalid:
+        raise ValueError("not a variable name: " + ", ".join(f"${{{name}}}" for name in invalid))
+    unset = [name for name in names if name not in environ]
+    if unset:
+        raise ValueError("environment variable not set: " + ", ".join(unset))
+    return _VARIABLE.sub(lambda match: environ[match.group(1)], text)
 
 
 class _Strict(BaseModel):
@@ -161,6 +180,16 @@ class ReleasesModel(_Strict):
     version_label: str | None = Field(default=None, min_length=1)
 
 
+class RoutingKeyModel(_Strict):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    key: str = Field(min_length=1)
+    labels: dict[str, str] = {}
+
+
+class EventsModel(_Strict):
+    routing_keys: list[RoutingKeyModel] = []
+
+
 class RulesModel(_Strict):
     version: int
     defaults: RouteFields
@@ -169,6 +198,7 @@ class RulesModel(_Strict):
     problems: list[ProblemRuleModel] = []
     releases: ReleasesModel = ReleasesModel()
     sla: SlaModel = SlaModel()
+    events: EventsModel = EventsModel()
 
 
 _SECTION_NOUN = {"routes": "route", "problems": "problem rule"}
@@ -176,6 +206,9 @@ _SECTION_NOUN = {"routes": "route", "problems": "problem rule"}
 
 def _section_location(loc: tuple[Any, ...]) -> str | None:
     """`sla calendar "x" key hours` for locations inside the sla section's named maps."""
+    if len(loc) >= 3 and loc[0] == "events" and loc[1] == "routing_keys" and isinstance(loc[2], int):
+        rest = ".".join(str(part) for part in loc[3:])
+        return f"events routing key #{loc[2] + 1}" + (f" key {rest}" if rest else "")
     if len(loc) >= 3 and loc[0] == "sla" and loc[1] in ("calendars", "policies"):
         noun = "sla calendar" if loc[1] == "calendars" else "sla policy"
         rest = ".".join(str(part) for part in loc[3:])
@@ -392,8 +425,32 @@ def _build_sla(model: SlaModel, priorities: set[str], problems: list[str]) -> di
     return policies
 
 
-def parse_rules(raw: Any, path: str = "rules.yaml") -> Rules:
-    """Validate a parsed YAML document and build `Rules`.
+def _build_routing_keys(model: EventsModel, environ: Mapping[str, str], problems: list[str]
+                        ) -> tuple[EventRoutingKey, ...]:
+    """The Events v2 routing keys, `${VAR}` expanded; each key and name used once (a key names its sender)."""
+    built: list[EventRoutingKey] = []
+    names: set[str] = set()
+    for entry in model.routing_keys:
+        where = f'events routing key "{entry.name}"'
+        if entry.name in names:
+            problems.append(f"{where}: name used twice")
+        names.add(entry.name)
+        try:
+            key = expand_variables(entry.key, environ)
+        except ValueError as exc:
+            problems.append(f"{where} key key: {exc}")
+            continue
+        if not key.strip():
+            problems.append(f"{where} key key: empty once expanded")
+            continue
+        if any(other.matches(key) for other in built):
+            problems.append(f"{where} key key: the same key as another entry")
+        built.append(EventRoutingKey.of(entry.name, key, entry.labels))
+    return tuple(built)
+
+
+def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] | None = None) -> Rules:
+    """Validate a parsed YAML document and build `Rules`; `${VAR}` values come from `environ` (default os.environ).
 
     Raises:
         RulesError: with every problem found, each naming its rule and key.
@@ -439,12 +496,13 @@ def parse_rules(raw: Any, path: str = "rules.yaml") -> Rules:
             routes.append(route)
     problem_rules = _build_problem_rules(model.problems, problems)
     sla_policies = _build_sla(model.sla, set(matrix.values()), problems)
+    routing_keys = _build_routing_keys(model.events, os.environ if environ is None else environ, problems)
     if problems:
         raise RulesError(path, problems)
     assert default_route is not None
     return Rules(routes=tuple(routes), default_route=default_route, priority_matrix=matrix,
                  problem_rules=tuple(problem_rules), version_label=model.releases.version_label,
-                 sla_policies=sla_policies)
+                 sla_policies=sla_policies, event_routing_keys=routing_keys)
 
 
 def load_rules(path: str | Path) -> Rules:

@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, ValidationError
+from pydantic import AfterValidator, StringConstraints, ValidationError
 from pydantic_core import ErrorDetails
 
 
@@ -43,6 +43,11 @@ def _no_nul(value: str) -> str:
 
 
 SafeStr = Annotated[str, AfterValidator(_no_nul)]
+
+
+def bounded_str(min_length: int = 0, max_length: int | None = None) -> Any:
+    """SafeStr within length bounds, usable inside `X | None` (where Field bounds would count "items")."""
+    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(_no_nul)]
 
 
 # Bounds on what one alert may carry: far above real use, low enough to keep rows and keys sane.

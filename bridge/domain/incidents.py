@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import enum
 import hashlib
+import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +60,9 @@ class Alert:
     notifications that change an incident's details without being a repeat (Zabbix
     acknowledgements, severity changes). `repeat_counts` says whether receiving the alert
     again is another occurrence (Alertmanager re-sends: yes) or only a redelivery of the
-    same event (Zabbix retries and escalation re-sends: no).
+    same event (Zabbix retries and escalation re-sends: no). `note_only` marks a note on
+    the key's firing incident (a PagerDuty acknowledge, which carries no details): its
+    annotations are added and nothing else changes; it never opens or reopens an incident.
     """
 
     source: str
@@ -72,6 +75,33 @@ class Alert:
     ends_at: datetime | None = None
     is_update: bool = False
     repeat_counts: bool = True
+    note_only: bool = False
+
+
+# Annotations a note adds that later details keep while the incident fires: an acknowledgement
+# stands until the incident resolves, whatever the sender re-sends meanwhile.
+NOTE_ANNOTATIONS = ("acknowledged_at", "acknowledged_by")
+
+
+@dataclass(frozen=True)
+class EventRoutingKey:
+    """A routing key the PagerDuty Events v2 endpoint accepts (rules.yaml `events.routing_keys`).
+
+    Only the key's SHA-256 is held, so no repr, log or traceback can show the key; its name
+    is what incidents and logs carry.
+    """
+
+    name: str
+    key_sha256: bytes = field(repr=False)
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, key: str, labels: Mapping[str, str]) -> EventRoutingKey:
+        return cls(name, hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest(), dict(labels))
+
+    def matches(self, given: str) -> bool:
+        """Compare in constant time, so response timing reveals nothing of the key."""
+        return hmac.compare_digest(hashlib.sha256(given.encode("utf-8", "surrogatepass")).digest(), self.key_sha256)
 
 
 @dataclass(frozen=True)
@@ -118,6 +148,7 @@ class Rules:
     problem_rules: tuple[ProblemRule, ...] = ()
     version_label: str | None = None
     sla_policies: Mapping[str, SlaPolicy] = field(default_factory=dict)
+    event_routing_keys: tuple[EventRoutingKey, ...] = ()
 
     @property
     def priorities(self) -> list[str]:
@@ -263,9 +294,10 @@ class AlertResult:
 
 
 def _refresh_details(incident: Incident, alert: Alert, routing: Routing, now: datetime) -> None:
-    """Latest labels, summary and routing win: a Zabbix severity change re-prioritises."""
+    """Latest labels, summary and routing win: a Zabbix severity change re-prioritises. Notes stay."""
     incident.labels = dict(alert.labels)
-    incident.annotations = dict(alert.annotations)
+    notes = {name: incident.annotations[name] for name in NOTE_ANNOTATIONS if name in incident.annotations}
+    incident.annotations = {**notes, **alert.annotations}
     if alert.summary:
         incident.summary = alert.summary
     incident.line = routing.line
@@ -347,6 +379,12 @@ def apply_alert(
 def _next_state(
     current: Incident | None, alert: Alert, routing: Routing, now: datetime
 ) -> tuple[Outcome, Incident | None]:
+    if alert.note_only:
+        if current is None or current.state is not IncidentState.FIRING:
+            return Outcome.STALE, None  # PagerDuty drops an acknowledge of no open alert too
+        current.annotations = {**current.annotations, **alert.annotations}
+        current.last_seen = now
+        return Outcome.UPDATED, current
     if current is None:
         if alert.status is AlertStatus.RESOLVED:
             return Outcome.UNKNOWN_RESOLVED, None
@@ -381,6 +419,8 @@ def _next_state(
     if now - current.resolved_at > routing.route.reopen_window:
         return Outcome.CREATED, open_incident(alert, routing, now)
     _refresh_details(current, alert, routing, now)
+    for name in NOTE_ANNOTATIONS:  # a new episode: no longer acknowledged
+        current.annotations.pop(name, None)
     current.state = IncidentState.FIRING
     current.occurrences += 1
     current.reopen_count += 1

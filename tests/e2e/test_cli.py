@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from bridge.cli import main
@@ -115,3 +116,33 @@ def test_outbox_retry_requeues_dead_jobs_and_names_skipped_ones(runner, tmp_path
     assert "retried 1 dead job(s): 2" in result.output
     missing = runner.invoke(main, ["outbox", "retry", "--id", "2"])
     assert missing.exit_code == 1 and "no dead outbox job 2" in missing.output
+
+
+def _rules_with_routing_key(tmp_path: Path) -> Path:
+    rules = yaml.safe_load((ROOT / "rules.yaml").read_text())
+    rules["events"] = {"routing_keys": [{"name": "portal-uptime", "key": "${BRIDGE_TEST_EVENTS_KEY}",
+                                         "labels": {"service": "portal"}}]}
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    return path
+
+
+def test_check_rules_names_an_unset_routing_key_variable(runner, tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("BRIDGE_TEST_EVENTS_KEY", raising=False)
+    result = runner.invoke(main, ["check-rules", str(_rules_with_routing_key(tmp_path))])
+    assert result.exit_code == 1
+    assert ('events routing key "portal-uptime" key key: environment variable not set: BRIDGE_TEST_EVENTS_KEY'
+            in result.output)
+
+
+def test_explain_events_keys_by_routing_key_name_with_its_labels(runner, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("BRIDGE_TEST_EVENTS_KEY", "e2e0f5b1c8d94a2b9c7d6e5f4a3b2c1d")
+    rules = str(_rules_with_routing_key(tmp_path))
+    result = runner.invoke(main, ["explain", "--source", "events", "--rules", rules,
+                                  str(PAYLOADS / "events-trigger.json")])
+    assert result.exit_code == 0, result.output
+    assert "incident key: events:portal-uptime:samplekeyhere" in result.output
+    monkeypatch.setenv("BRIDGE_TEST_EVENTS_KEY", "another-key")
+    result = runner.invoke(main, ["explain", "--source", "events", "--rules", rules,
+                                  str(PAYLOADS / "events-trigger.json")])
+    assert result.exit_code == 1 and "invalid routing key" in result.output

@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import BridgeProcess, free_port, wait_for
+from tests.conftest import ROOT, BridgeProcess, free_port, wait_for
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 if ALERTMANAGER is None and os.environ.get("CI"):
@@ -30,21 +30,23 @@ pytestmark = [
 ]
 TOKEN = "am-e2e-token"
 API_TOKEN = "api-e2e-token"
+ROUTING_KEY = "0123456789abcdef0123456789abcdef"
 
 
 class Alertmanager:
     """One Alertmanager process on loopback with short group and repeat intervals."""
 
-    def __init__(self, webhook_url: str) -> None:
+    def __init__(self, webhook_url: str, receiver: dict | None = None) -> None:
+        """Deliver to `webhook_url` through webhook_configs, or through the `receiver` given."""
         self.dir = Path(tempfile.mkdtemp(prefix="alertmanager-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
             "route": {"receiver": "bridge", "group_by": ["alertname", "service"], "group_wait": "1s",
                       "group_interval": "2s", "repeat_interval": "2s"},
-            "receivers": [{"name": "bridge", "webhook_configs": [{
+            "receivers": [{"name": "bridge", **(receiver or {"webhook_configs": [{
                 "url": webhook_url, "send_resolved": True,
-                "http_config": {"authorization": {"type": "Bearer", "credentials": TOKEN}}}]}],
+                "http_config": {"authorization": {"type": "Bearer", "credentials": TOKEN}}}]})}],
         }
         (self.dir / "alertmanager.yml").write_text(yaml.safe_dump(config))
         self.log = open(self.dir / "alertmanager.log", "wb")
@@ -154,3 +156,40 @@ def test_alertmanager_ha_pair_duplicates_make_no_twin_incidents(bridge: BridgePr
     finally:
         for manager in managers:
             manager.stop()
+
+
+@pytest.fixture
+def events_bridge(tmp_path: Path) -> Iterator[BridgeProcess]:
+    """A bridge whose rules accept one PagerDuty routing key, given through the environment."""
+    url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    subprocess.run([os.sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True,
+                   env={**os.environ, "BRIDGE_DATABASE_URL": url})
+    rules = yaml.safe_load((ROOT / "rules.yaml").read_text())
+    rules["events"] = {"routing_keys": [{"name": "prometheus", "key": "${BRIDGE_EVENTS_KEY_PROMETHEUS}",
+                                         "labels": {"team": "lkk"}}]}
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    env = {"BRIDGE_TOKEN_API": API_TOKEN, "BRIDGE_RULES": str(tmp_path / "rules.yaml"),
+           "BRIDGE_EVENTS_KEY_PROMETHEUS": ROUTING_KEY}
+    with BridgeProcess(url, env=env, workers=2) as process:
+        yield process
+
+
+def test_pagerduty_configs_fire_and_resolve_one_incident_per_group_through_events_v2(events_bridge: BridgeProcess):
+    events_url = events_bridge.url + "/api/v1/alerts/events"
+    manager = Alertmanager(events_url, receiver={"pagerduty_configs": [{
+        "url": events_url, "routing_key": ROUTING_KEY, "send_resolved": True}]})
+    try:
+        manager.post([alert("a:1", "critical"), alert("b:1", "critical")])
+        [incident] = wait_for(lambda: incidents(events_bridge), 30, "the group's incident")
+        assert incident["source"] == "events" and incident["state"] == "firing"
+        assert incident["dedup_key"].startswith("events:prometheus:") and incident["labels"]["team"] == "lkk"
+        assert incident["summary"].startswith("[FIRING:2] HighErrorRate lkk")
+        wait_for(lambda: incidents(events_bridge)[0]["occurrences"] >= 2, 20, "repeat_interval re-sends counted")
+
+        manager.post([alert("a:1", "critical", resolved=True), alert("b:1", "critical", resolved=True)])
+        wait_for(lambda: incidents(events_bridge)[0]["state"] == "resolved", 20, "the group's incident resolved")
+        assert len(incidents(events_bridge)) == 1
+    finally:
+        manager.stop()
+    output = events_bridge.output()
+    assert "Traceback" not in output and ROUTING_KEY not in output
