@@ -5,7 +5,8 @@ what becomes an incident or a problem can be read and tested alone.
 """
 
 from bridge.domain.incidents import (
-    IMPACT_LEVELS, MAX_READABLE_KEY_LENGTH, MAX_SOURCE_IDS, URGENCY_LEVELS, Alert, AlertResult, AlertStatus, Incident,
+    IMPACT_LEVELS, MAX_READABLE_KEY_LENGTH, MAX_SOURCE_IDS, URGENCY_LEVELS, Alert, AlertResult, AlertStatus,
+    EventRoutingKey, Incident,
     IncidentState, Matcher, Outcome, ParsedNotification, RejectedAlert, Route, Routing, Rules, apply_alert,
     apply_notification, apply_notifications, bounded_key, dedup_key, label_set_key, open_incident,
     remember_source_id, route_alert, update_sla,
@@ -18,7 +19,7 @@ from bridge.domain.problems import (
 
 __all__ = [
     "IMPACT_LEVELS", "MAX_READABLE_KEY_LENGTH", "MAX_SOURCE_IDS", "URGENCY_LEVELS", "Alert", "AlertResult",
-    "AlertStatus", "Incident", "IncidentState", "JiraTarget", "Matcher", "OutboxState", "Outcome", "ParsedNotification", "Problem",
+    "AlertStatus", "EventRoutingKey", "Incident", "IncidentState", "JiraTarget", "Matcher", "OutboxState", "Outcome", "ParsedNotification", "Problem",
     "ProblemDecision", "ProblemRule", "ProblemState", "RejectedAlert", "Renderer", "Route", "Routing", "Rules",
     "TransitionRefused", "apply_alert", "apply_notification", "apply_notifications", "bounded_key", "comment_text",
     "decide_problem", "dedup_key", "label_set_key", "open_incident", "problem_rule_for", "regression_comment_text",
