@@ -18,6 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import metrics
 from bridge.api import api
+from bridge.webhooks import webhooks
 from bridge.config import Network, Settings, load_settings
 from bridge.context import EXTENSION, Bridge, utc_now
 from bridge.domain import Rules
@@ -146,6 +147,7 @@ def create_app(
         return response
 
     _register_error_handlers(app)
+    app.register_blueprint(webhooks)
     app.register_blueprint(api)
     app.register_blueprint(ui)
     if settings.trusted_proxies:

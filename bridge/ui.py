@@ -19,7 +19,7 @@ from flask.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface
 
 from adapters import SOURCES
-from bridge.api import choice_arg, group_token, page_args
+from bridge.edge import choice_arg, group_token, iso, page_args
 from bridge.config import Secret
 from bridge.context import EXTENSION, bridge
 from bridge.errors import BadPayload
@@ -93,7 +93,7 @@ def _when(value: datetime | None) -> str:
 
 @ui.app_template_filter("iso")
 def _iso(value: datetime | None) -> str:
-    return value.isoformat().replace("+00:00", "Z") if value else ""
+    return iso(value) or ""
 
 
 @ui.errorhandler(BadPayload)

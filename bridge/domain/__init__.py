@@ -7,11 +7,12 @@ what becomes an incident or a problem can be read and tested alone.
 from bridge.domain.incidents import (
     IMPACT_LEVELS, MAX_READABLE_KEY_LENGTH, MAX_SOURCE_IDS, URGENCY_LEVELS, Alert, AlertResult, AlertStatus,
     EventRoutingKey, Incident,
-    IncidentState, Matcher, Outcome, ParsedNotification, RejectedAlert, Route, Routing, Rules, apply_alert,
+    IncidentState, Matcher, Outcome, ParsedNotification, RejectedAlert, Route, Routing, apply_alert,
     apply_notification, apply_notifications, bounded_key, dedup_key, label_set_key, open_incident,
-    remember_source_id, route_alert, update_sla,
+    remember_source_id, update_sla,
 )
 from bridge.domain.outbox import OutboxState
+from bridge.domain.rules import Rules, route_alert
 from bridge.domain.problems import (
     JiraTarget, Problem, ProblemDecision, ProblemRule, ProblemState, Renderer, TransitionRefused, comment_text,
     decide_problem, problem_rule_for, regression_comment_text, release_comment_text, template_context,

@@ -10,12 +10,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, restart, stop
 
-if TYPE_CHECKING:
-    from bridge.domain.problems import ProblemRule
 
 IMPACT_LEVELS = ("high", "medium", "low")
 URGENCY_LEVELS = ("high", "medium", "low")
@@ -139,38 +136,6 @@ class Route:
 
 
 @dataclass(frozen=True)
-class Rules:
-    """The operator's rules: ordered routes (first match wins), a fallback and the priority matrix."""
-
-    routes: tuple[Route, ...]
-    default_route: Route
-    priority_matrix: Mapping[tuple[str, str], str]
-    problem_rules: tuple[ProblemRule, ...] = ()
-    version_label: str | None = None
-    sla_policies: Mapping[str, SlaPolicy] = field(default_factory=dict)
-    event_routing_keys: tuple[EventRoutingKey, ...] = ()
-
-    @property
-    def priorities(self) -> list[str]:
-        """Every priority the matrix can give, in order."""
-        return sorted(set(self.priority_matrix.values()))
-
-    @property
-    def lines(self) -> list[str]:
-        """Every support line a route can assign."""
-        return sorted({route.line for route in (*self.routes, self.default_route)})
-
-    def route_for(self, alert: Alert) -> Route:
-        for route in self.routes:
-            if route.matcher.matches(alert):
-                return route
-        return self.default_route
-
-    def priority(self, impact: str, urgency: str) -> str:
-        return self.priority_matrix[(impact, urgency)]
-
-
-@dataclass(frozen=True)
 class Routing:
     """The decision for one alert, with the reasons `explain` prints."""
 
@@ -221,24 +186,6 @@ def dedup_key(alert: Alert, route: Route) -> str:
     else:
         body = alert.source_id
     return f"{alert.source}:{bounded_key(body)}"
-
-
-def route_alert(rules: Rules, alert: Alert) -> Routing:
-    """Decide key, line, impact, urgency and priority for an alert, and say why."""
-    route = rules.route_for(alert)
-    priority = rules.priority(route.impact, route.urgency)
-    reasons = []
-    if route is rules.default_route:
-        reasons.append("no route matched; defaults apply")
-    else:
-        reasons.append(f'route "{route.name}" matched')
-    if route.dedup_labels:
-        reasons.append(f"dedup key from labels {', '.join(route.dedup_labels)}")
-    else:
-        reasons.append(f"dedup key from the {alert.source} id {alert.source_id}")
-    reasons.append(f"line {route.line}")
-    reasons.append(f"priority {priority} = impact {route.impact} x urgency {route.urgency}")
-    return Routing(dedup_key(alert, route), route, priority, tuple(reasons))
 
 
 @dataclass
