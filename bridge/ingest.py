@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import orjson
-from sqlalchemy.engine import Connection
 
 from adapters import PARSERS
 from bridge.domain import (
@@ -21,7 +20,7 @@ from bridge.domain import (
 )
 from bridge.errors import BadPayload, BridgeError, DataRefused, NotFound
 from bridge.problems import assign_problems, set_problem_keys
-from bridge.storage import Store
+from bridge.storage import Connection, Store
 from bridge.validation import nesting_depth_exceeds
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy.engine import Connection
 
 from adapters import zabbix
-from bridge.storage import Store
+from bridge.storage import Connection, Store
 
 _KEY_ONLY = {"stored": False}
 

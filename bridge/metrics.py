@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-import sqlalchemy as sa
 from prometheus_client import (
     CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess,
 )
@@ -23,9 +22,9 @@ from prometheus_client.registry import Collector
 
 from adapters import SOURCES, zabbix_api
 from bridge.domain import (
-    AlertResult, AlertStatus, IncidentState, OutboxState, Outcome, ParsedNotification, ProblemState, Rules,
+    AlertResult, AlertStatus, Outcome, ParsedNotification, ProblemState, Rules,
 )
-from bridge.storage import Store, incidents, outbox, problems
+from bridge.storage import Store
 from jira_link import client as jira_client
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -171,25 +170,12 @@ class StoreGauges(Collector):
         pending_by: dict[str, int] = dict.fromkeys(OUTBOX_TARGETS, 0)
         dead_by: dict[str, int] = dict.fromkeys(OUTBOX_TARGETS, 0)
 
-        def read(conn: sa.Connection) -> None:
-            live = incidents.c.state != IncidentState.CLOSED
-            for line, priority, source, count in conn.execute(
-                    sa.select(incidents.c.line, incidents.c.priority, incidents.c.source, sa.func.count())
-                    .where(live).group_by(incidents.c.line, incidents.c.priority, incidents.c.source)):
-                open_by[line, priority, source] = count
-            breached_by.update(conn.execute(
-                sa.select(incidents.c.priority, sa.func.count()).where(live, incidents.c.sla_breached.is_(True))
-                .group_by(incidents.c.priority)).all())
-            problems_by.update(conn.execute(
-                sa.select(problems.c.state, sa.func.count()).where(problems.c.state != ProblemState.CLOSED)
-                .group_by(problems.c.state)).all())
-            for state, target, count in conn.execute(
-                    sa.select(outbox.c.state, outbox.c.target, sa.func.count())
-                    .where(outbox.c.state.in_((OutboxState.PENDING, OutboxState.DEAD)))
-                    .group_by(outbox.c.state, outbox.c.target)):
-                (pending_by if state == OutboxState.PENDING else dead_by)[target] = count
-
-        self.store.read(read)
+        counts = self.store.gauge_counts()
+        open_by.update(counts.open_incidents)
+        breached_by.update(counts.breached)
+        problems_by.update(counts.live_problems)
+        pending_by.update(counts.pending_jobs)
+        dead_by.update(counts.dead_jobs)
         open_incidents = GaugeMetricFamily("bridge_incidents_open", "Incidents not closed (firing or resolved)",
                                            labels=["line", "priority", "source"])
         for labels, count in open_by.items():

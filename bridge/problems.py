@@ -12,7 +12,6 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy.engine import Connection
 
 from bridge import metrics
 from bridge.domain import (
@@ -21,7 +20,7 @@ from bridge.domain import (
 )
 from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
 from bridge.jobs import CommentIncidents, EnsureIssue, RegressionReopen, SyncIssue, ZabbixClose, queue
-from bridge.storage import Store
+from bridge.storage import Connection, Store
 from bridge.templates import TemplateError
 from bridge.versions import is_older
 from jira_link.client import JiraError

@@ -6,14 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
 
 from bridge import metrics
 from bridge.domain import Problem, Rules, release_comment_text
 from bridge.errors import BadPayload, Conflict, UpstreamError
 from bridge.jobs import ReleaseComment, queue
 from bridge.problems import queue_zabbix_close
-from bridge.storage import Store
+from bridge.storage import Connection, Store
 from jira_link.client import JiraError, jql_string
 from jira_link.port import JiraPort
 

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from sqlalchemy.engine import Connection
 
 from bridge import jobs, metrics
 from bridge.config import Settings
@@ -27,7 +26,7 @@ from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
 from bridge.problems import queue_issue_sync
-from bridge.storage import Store
+from bridge.storage import Connection, Store
 from jira_link.client import JiraClient, JiraError
 from jira_link.port import JiraPort
 from jira_link.linker import (

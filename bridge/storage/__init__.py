@@ -2,11 +2,14 @@
 
 One package by concern: `schema` (tables and types), `engine` (engine set-up, the
 transaction and retry loop, migrations), one repository per aggregate, and `read_models`
-for what pages show. `Store` gathers the repositories into the one object callers pass
+for what pages show. `Connection` is the transaction a use case's work runs in (the only
+SQLAlchemy name the rest of the bridge sees). `Store` gathers the repositories into the one object callers pass
 around, so `from bridge.storage import Store, ...` reads as it always did.
 """
 
 from __future__ import annotations
+
+from sqlalchemy.engine import Connection
 
 from bridge.storage.engine import (
     MAX_ID, MAX_TRANSACTION_ATTEMPTS, READ_ONLY, SQLITE_BUSY_TIMEOUT_MS, Database, Page, make_engine, migrate,
@@ -16,7 +19,7 @@ from bridge.storage.incident_repository import IncidentRepository
 from bridge.storage.outbox_repository import OutboxRepository
 from bridge.storage.payload_repository import PRUNE_BATCH, PRUNED_TABLES, PayloadRepository
 from bridge.storage.problem_repository import ProblemRepository
-from bridge.storage.read_models import IncidentFilter, ReadModels
+from bridge.storage.read_models import GaugeCounts, IncidentFilter, ReadModels
 from bridge.storage.release_repository import ReleaseRepository
 from bridge.storage.schema import (
     BigId, JsonType, UtcDateTime, incidents, metadata, notifications, outbox, problem_events, problems,
@@ -25,7 +28,7 @@ from bridge.storage.schema import (
 
 __all__ = [
     "MAX_ID", "MAX_TRANSACTION_ATTEMPTS", "PRUNED_TABLES", "PRUNE_BATCH", "READ_ONLY", "SQLITE_BUSY_TIMEOUT_MS",
-    "BigId", "Database", "IncidentFilter", "JsonType", "Page", "Store", "UtcDateTime", "incidents",
+    "BigId", "Connection", "Database", "GaugeCounts", "IncidentFilter", "JsonType", "Page", "Store", "UtcDateTime", "incidents",
     "make_engine", "metadata", "migrate", "normalise_url", "notifications", "outbox", "problem_events", "problems",
     "rejected_payloads", "release_issues", "releases", "schema_is_current",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import Incident
+from bridge.domain import Incident, IncidentState, OutboxState, ProblemState
 from bridge.storage.engine import MAX_ID, Database, Page
 from bridge.storage.incident_repository import incident_from_row
 from bridge.storage.payload_repository import REJECTED_SUMMARY
@@ -21,6 +21,17 @@ class IncidentFilter:
     source: str | None = None
     priority: str | None = None
     problem_id: int | None = None
+
+
+@dataclass(frozen=True)
+class GaugeCounts:
+    """Counts behind the system gauges; a label value without rows is absent (the caller fills in 0)."""
+
+    open_incidents: dict[tuple[str, str, str], int]  # (line, priority, source) of incidents not closed
+    breached: dict[str, int]  # priority -> incidents not closed whose SLA is breached
+    live_problems: dict[str, int]  # state -> problems not closed
+    pending_jobs: dict[str, int]  # target -> outbox jobs waiting
+    dead_jobs: dict[str, int]  # target -> dead letters
 
 
 class ReadModels(Database):
@@ -42,6 +53,31 @@ class ReadModels(Database):
             breached = conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
                 incidents.c.state != "closed", incidents.c.sla_breached.is_(True))).scalar_one()
             return {"incidents": by_state, "priorities": by_priority, "problems": problem_states, "breached": breached}
+
+        return self.read(work)
+
+    def gauge_counts(self) -> GaugeCounts:
+        """What the system gauges of /metrics report, read at scrape time so every replica tells the same."""
+
+        def work(conn: Connection) -> GaugeCounts:
+            live = incidents.c.state != IncidentState.CLOSED
+            open_incidents = {(line, priority, source): count for line, priority, source, count in conn.execute(
+                sa.select(incidents.c.line, incidents.c.priority, incidents.c.source, sa.func.count())
+                .where(live).group_by(incidents.c.line, incidents.c.priority, incidents.c.source))}
+            breached = dict(conn.execute(
+                sa.select(incidents.c.priority, sa.func.count()).where(live, incidents.c.sla_breached.is_(True))
+                .group_by(incidents.c.priority)).tuples().all())
+            live_problems = dict(conn.execute(
+                sa.select(problems.c.state, sa.func.count()).where(problems.c.state != ProblemState.CLOSED)
+                .group_by(problems.c.state)).tuples().all())
+            jobs: dict[str, dict[str, int]] = {OutboxState.PENDING: {}, OutboxState.DEAD: {}}
+            for state, target, count in conn.execute(
+                    sa.select(outbox.c.state, outbox.c.target, sa.func.count())
+                    .where(outbox.c.state.in_((OutboxState.PENDING, OutboxState.DEAD)))
+                    .group_by(outbox.c.state, outbox.c.target)):
+                jobs[state][target] = count
+            return GaugeCounts(open_incidents, breached, live_problems, jobs[OutboxState.PENDING],
+                               jobs[OutboxState.DEAD])
 
         return self.read(work)
 
