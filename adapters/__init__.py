@@ -36,12 +36,18 @@ class Source:
 
 
 SOURCES: Mapping[str, Source] = {
-    "alertmanager": Source("alertmanager", "Alertmanager", alertmanager.parse, "BRIDGE_TOKEN_ALERTMANAGER",
-                           ("alertmanager.json",), alertmanager.PAYLOAD_SCHEMA),
-    "zabbix": Source("zabbix", "Zabbix", zabbix.parse, "BRIDGE_TOKEN_ZABBIX",
-                     ("zabbix.json",), zabbix.PAYLOAD_SCHEMA),
-    "grafana": Source("grafana", "Grafana Alerting", grafana.parse, "BRIDGE_TOKEN_GRAFANA",
-                      ("grafana.json",), grafana.PAYLOAD_SCHEMA),
+    "alertmanager": Source(
+        "alertmanager",
+        "Alertmanager",
+        alertmanager.parse,
+        "BRIDGE_TOKEN_ALERTMANAGER",
+        ("alertmanager.json",),
+        alertmanager.PAYLOAD_SCHEMA,
+    ),
+    "zabbix": Source("zabbix", "Zabbix", zabbix.parse, "BRIDGE_TOKEN_ZABBIX", ("zabbix.json",), zabbix.PAYLOAD_SCHEMA),
+    "grafana": Source(
+        "grafana", "Grafana Alerting", grafana.parse, "BRIDGE_TOKEN_GRAFANA", ("grafana.json",), grafana.PAYLOAD_SCHEMA
+    ),
     "events": Source("events", "PagerDuty Events v2", events.parse, None, ("events.json",), events.PAYLOAD_SCHEMA),
 }
 assert all(name == source.name for name, source in SOURCES.items()), "a source is registered under its own name"

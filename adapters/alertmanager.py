@@ -13,9 +13,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.validation import LabelMap, SafeStr, describe
 from bridge.domain import Alert, AlertStatus, ParsedNotification, RejectedAlert
 from bridge.errors import BadPayload
+from bridge.validation import LabelMap, SafeStr, describe
 
 SOURCE = "alertmanager"
 STATUS_MAP = {"firing": AlertStatus.FIRING, "resolved": AlertStatus.RESOLVED}
@@ -23,16 +23,32 @@ STATUS_MAP = {"firing": AlertStatus.FIRING, "resolved": AlertStatus.RESOLVED}
 GO_ZERO_YEAR = 1
 # notifications.truncated_alerts is a 32-bit integer (PostgreSQL int4).
 MAX_TRUNCATED_ALERTS = 2**31 - 1
-ALERT_SCHEMA = {"type": "object", "required": ["status", "labels", "startsAt", "fingerprint"], "properties": {
-    "status": {"enum": ["firing", "resolved"]}, "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-    "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-    "startsAt": {"type": "string", "format": "date-time"}, "endsAt": {"type": "string", "format": "date-time"},
-    "generatorURL": {"type": "string"}, "fingerprint": {"type": "string", "pattern": "^[0-9A-Za-z]{1,128}$"}}}
+ALERT_SCHEMA = {
+    "type": "object",
+    "required": ["status", "labels", "startsAt", "fingerprint"],
+    "properties": {
+        "status": {"enum": ["firing", "resolved"]},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "startsAt": {"type": "string", "format": "date-time"},
+        "endsAt": {"type": "string", "format": "date-time"},
+        "generatorURL": {"type": "string"},
+        "fingerprint": {"type": "string", "pattern": "^[0-9A-Za-z]{1,128}$"},
+    },
+}
 # The notification as the OpenAPI document describes it (the models below are the real check).
-PAYLOAD_SCHEMA = {"type": "object", "required": ["version", "status", "alerts"], "properties": {
-    "version": {"const": "4"}, "status": {"enum": ["firing", "resolved"]}, "receiver": {"type": "string"},
-    "groupKey": {"type": "string"}, "truncatedAlerts": {"type": "integer", "minimum": 0},
-    "alerts": {"type": "array", "items": ALERT_SCHEMA}}}
+PAYLOAD_SCHEMA = {
+    "type": "object",
+    "required": ["version", "status", "alerts"],
+    "properties": {
+        "version": {"const": "4"},
+        "status": {"enum": ["firing", "resolved"]},
+        "receiver": {"type": "string"},
+        "groupKey": {"type": "string"},
+        "truncatedAlerts": {"type": "integer", "minimum": 0},
+        "alerts": {"type": "array", "items": ALERT_SCHEMA},
+    },
+}
 
 
 class Envelope(BaseModel):
@@ -100,8 +116,15 @@ E = TypeVar("E", bound=Envelope)
 M = TypeVar("M", bound=AlertModel)
 
 
-def parse_grouped(payload: Any, *, sender: str, source: str, envelope_model: type[E], alert_model: type[M],
-                  convert: Callable[[E, M], Alert]) -> ParsedNotification:
+def parse_grouped(
+    payload: Any,
+    *,
+    sender: str,
+    source: str,
+    envelope_model: type[E],
+    alert_model: type[M],
+    convert: Callable[[E, M], Alert],
+) -> ParsedNotification:
     """Parse a notification in the Alertmanager webhook shape, each alert on its own.
 
     A bad alert is reported in `rejected` while the good ones go through: the senders of
@@ -143,5 +166,11 @@ def parse(payload: Any) -> ParsedNotification:
     Raises:
         BadPayload: the envelope is unusable, or no alert in it is valid.
     """
-    return parse_grouped(payload, sender="Alertmanager", source=SOURCE, envelope_model=_Envelope,
-                         alert_model=AlertModel, convert=lambda _envelope, alert: to_alert(alert, SOURCE, alert.fingerprint))
+    return parse_grouped(
+        payload,
+        sender="Alertmanager",
+        source=SOURCE,
+        envelope_model=_Envelope,
+        alert_model=AlertModel,
+        convert=lambda _envelope, alert: to_alert(alert, SOURCE, alert.fingerprint),
+    )

@@ -40,16 +40,33 @@ LABEL_FIELDS = ("severity", "source", "component", "group", "class")
 _TEXT = {"type": "string"}
 _CONTEXTS = {"type": "array", "maxItems": MAX_CONTEXTS, "items": {"type": "object"}}
 # The event as the OpenAPI document describes it (the models below are the real check).
-PAYLOAD_SCHEMA = {"type": "object", "required": ["routing_key", "event_action"], "properties": {
-    "routing_key": {"type": "string", "minLength": 1},
-    "event_action": {"enum": list(STATUS_MAP)},
-    "dedup_key": {"type": "string", "maxLength": MAX_DEDUP_KEY_LENGTH},
-    "payload": {"type": "object", "required": ["summary", "source", "severity"], "properties": {
-        "summary": {"type": "string", "minLength": 1, "maxLength": MAX_SUMMARY_LENGTH},
-        "source": {"type": "string", "minLength": 1}, "severity": {"enum": ["critical", "error", "warning", "info"]},
-        "timestamp": {"type": "string", "format": "date-time"}, "component": _TEXT, "group": _TEXT, "class": _TEXT,
-        "custom_details": {}}},
-    "links": _CONTEXTS, "images": _CONTEXTS, "client": _TEXT, "client_url": _TEXT}}
+PAYLOAD_SCHEMA = {
+    "type": "object",
+    "required": ["routing_key", "event_action"],
+    "properties": {
+        "routing_key": {"type": "string", "minLength": 1},
+        "event_action": {"enum": list(STATUS_MAP)},
+        "dedup_key": {"type": "string", "maxLength": MAX_DEDUP_KEY_LENGTH},
+        "payload": {
+            "type": "object",
+            "required": ["summary", "source", "severity"],
+            "properties": {
+                "summary": {"type": "string", "minLength": 1, "maxLength": MAX_SUMMARY_LENGTH},
+                "source": {"type": "string", "minLength": 1},
+                "severity": {"enum": ["critical", "error", "warning", "info"]},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "component": _TEXT,
+                "group": _TEXT,
+                "class": _TEXT,
+                "custom_details": {},
+            },
+        },
+        "links": _CONTEXTS,
+        "images": _CONTEXTS,
+        "client": _TEXT,
+        "client_url": _TEXT,
+    },
+}
 
 _Text = SafeStr
 _Bounded = Field(default="", max_length=MAX_LABEL_VALUE_LENGTH)
@@ -118,8 +135,10 @@ def _details(custom: Any) -> dict[str, str]:
         return {}
     if not isinstance(custom, Mapping):
         return {"details": _detail_text(custom)}
-    return {f"details.{name}"[:256].replace("\x00", "\ufffd"): _detail_text(value)
-            for name, value in list(custom.items())[:MAX_LABELS]}
+    return {
+        f"details.{name}"[:256].replace("\x00", "\ufffd"): _detail_text(value)
+        for name, value in list(custom.items())[:MAX_LABELS]
+    }
 
 
 def _contexts(event: _Event) -> dict[str, str]:
@@ -142,8 +161,13 @@ def _to_alert(event: _Event) -> Alert:
     annotations = _contexts(event)
     summary = ""
     if payload is not None:
-        values = {"severity": payload.severity, "source": payload.source, "component": payload.component,
-                  "group": payload.group, "class": payload.class_}
+        values = {
+            "severity": payload.severity,
+            "source": payload.source,
+            "component": payload.component,
+            "group": payload.group,
+            "class": payload.class_,
+        }
         labels = {name: values[name] for name in LABEL_FIELDS if values[name]}
         annotations.update(_details(payload.custom_details))
         summary = payload.summary
@@ -215,8 +239,9 @@ def accepted_dedup_key(parsed: ParsedNotification) -> str:
     return alert.source_id.split(":", 1)[1]
 
 
-def attach_routing_key(parsed: ParsedNotification, key: EventRoutingKey, received_at: datetime,
-                       new_dedup_key: str) -> ParsedNotification:
+def attach_routing_key(
+    parsed: ParsedNotification, key: EventRoutingKey, received_at: datetime, new_dedup_key: str
+) -> ParsedNotification:
     """The event as the key's sender meant it: keyed within the key's name, with its default labels.
 
     The incident key holds the key's name, never the key. A trigger without dedup_key gets
@@ -232,6 +257,13 @@ def attach_routing_key(parsed: ParsedNotification, key: EventRoutingKey, receive
         annotations = dict(alert.annotations)
         if alert.note_only:
             annotations["acknowledged_at"] = received_at.isoformat().replace("+00:00", "Z")
-        alerts.append(replace(alert, source_id=f"{key.name}:{alert.source_id or new_dedup_key}",
-                              labels={**key.labels, **alert.labels}, annotations=annotations, starts_at=starts_at))
+        alerts.append(
+            replace(
+                alert,
+                source_id=f"{key.name}:{alert.source_id or new_dedup_key}",
+                labels={**key.labels, **alert.labels},
+                annotations=annotations,
+                starts_at=starts_at,
+            )
+        )
     return replace(parsed, alerts=tuple(alerts))

@@ -24,13 +24,32 @@ SOURCE = "grafana"
 MAX_ORG_ID = 2**63 - 1
 _LINKS = {name: {"type": "string"} for name in ("silenceURL", "dashboardURL", "panelURL", "imageURL", "valueString")}
 # The notification as the OpenAPI document describes it (the models below are the real check).
-PAYLOAD_SCHEMA = {"type": "object", "required": ["version", "status", "alerts"], "properties": {
-    "version": {"const": "1"}, "status": {"enum": ["firing", "resolved"]}, "receiver": {"type": "string"},
-    "orgId": {"type": "integer", "minimum": 0}, "title": {"type": "string"}, "state": {"type": "string"},
-    "message": {"type": "string"}, "groupKey": {"type": "string"}, "truncatedAlerts": {"type": "integer", "minimum": 0},
-    "alerts": {"type": "array", "items": {**ALERT_SCHEMA, "properties": {
-        **ALERT_SCHEMA["properties"], **_LINKS,
-        "values": {"type": "object", "additionalProperties": {"type": ["number", "null"]}}}}}}}
+PAYLOAD_SCHEMA = {
+    "type": "object",
+    "required": ["version", "status", "alerts"],
+    "properties": {
+        "version": {"const": "1"},
+        "status": {"enum": ["firing", "resolved"]},
+        "receiver": {"type": "string"},
+        "orgId": {"type": "integer", "minimum": 0},
+        "title": {"type": "string"},
+        "state": {"type": "string"},
+        "message": {"type": "string"},
+        "groupKey": {"type": "string"},
+        "truncatedAlerts": {"type": "integer", "minimum": 0},
+        "alerts": {
+            "type": "array",
+            "items": {
+                **ALERT_SCHEMA,
+                "properties": {
+                    **ALERT_SCHEMA["properties"],
+                    **_LINKS,
+                    "values": {"type": "object", "additionalProperties": {"type": ["number", "null"]}},
+                },
+            },
+        },
+    },
+}
 
 
 class _Envelope(Envelope):
@@ -56,14 +75,19 @@ def _values_text(values: dict[str, float | int | None] | None) -> str:
 
 
 def _to_alert(envelope: _Envelope, alert: _Alert) -> Alert:
-    return to_alert(alert, SOURCE, f"{envelope.orgId}:{alert.fingerprint}", {
-        "grafana_dashboard_url": alert.dashboardURL,
-        "grafana_panel_url": alert.panelURL,
-        "grafana_silence_url": alert.silenceURL,
-        "grafana_image_url": alert.imageURL,
-        "grafana_values": _values_text(alert.values),
-        "grafana_value_string": alert.valueString,
-    })
+    return to_alert(
+        alert,
+        SOURCE,
+        f"{envelope.orgId}:{alert.fingerprint}",
+        {
+            "grafana_dashboard_url": alert.dashboardURL,
+            "grafana_panel_url": alert.panelURL,
+            "grafana_silence_url": alert.silenceURL,
+            "grafana_image_url": alert.imageURL,
+            "grafana_values": _values_text(alert.values),
+            "grafana_value_string": alert.valueString,
+        },
+    )
 
 
 def parse(payload: Any) -> ParsedNotification:
@@ -72,5 +96,6 @@ def parse(payload: Any) -> ParsedNotification:
     Raises:
         BadPayload: the envelope is unusable (not version 1), or no alert in it is valid.
     """
-    return parse_grouped(payload, sender="Grafana", source=SOURCE, envelope_model=_Envelope, alert_model=_Alert,
-                         convert=_to_alert)
+    return parse_grouped(
+        payload, sender="Grafana", source=SOURCE, envelope_model=_Envelope, alert_model=_Alert, convert=_to_alert
+    )

@@ -14,11 +14,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bridge.validation import (
-    MAX_LABEL_NAME_LENGTH, MAX_LABEL_VALUE_LENGTH, MAX_LABELS, SafeStr, describe, json_in_text,
-)
 from bridge.domain import Alert, AlertStatus, ParsedNotification
 from bridge.errors import BadPayload
+from bridge.validation import (
+    MAX_LABEL_NAME_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
+    MAX_LABELS,
+    SafeStr,
+    describe,
+    json_in_text,
+)
 
 SOURCE = "zabbix"
 _UNRESOLVED_MACRO = re.compile(r"^\{[A-Z0-9_.$]+\}$|^\*UNKNOWN\*$")
@@ -30,13 +35,29 @@ MAX_TAGS_JSON_DEPTH = 4
 BUILTIN_LABELS = ("host", "trigger_id", "severity", "nseverity", "event_source")
 EVENT_ID = re.compile(r"^[0-9]{1,20}$")
 # The event as the OpenAPI document describes it (the models below are the real check).
-PAYLOAD_SCHEMA = {"type": "object", "required": ["event_id", "event_value", "event_name"], "properties": {
-    "event_id": {"type": "string", "pattern": "^[0-9]{1,20}$"}, "event_value": {"enum": ["0", "1"]},
-    "event_update_status": {"enum": ["0", "1"]}, "event_source": {"type": "string"},
-    "event_name": {"type": "string", "minLength": 1}, "severity": {"type": "string"},
-    "nseverity": {"type": "string"}, "trigger_id": {"type": "string"}, "host": {"type": "string"},
-    "tags": {"type": "array", "items": {"type": "object", "required": ["tag"],
-                                        "properties": {"tag": {"type": "string"}, "value": {"type": "string"}}}}}}
+PAYLOAD_SCHEMA = {
+    "type": "object",
+    "required": ["event_id", "event_value", "event_name"],
+    "properties": {
+        "event_id": {"type": "string", "pattern": "^[0-9]{1,20}$"},
+        "event_value": {"enum": ["0", "1"]},
+        "event_update_status": {"enum": ["0", "1"]},
+        "event_source": {"type": "string"},
+        "event_name": {"type": "string", "minLength": 1},
+        "severity": {"type": "string"},
+        "nseverity": {"type": "string"},
+        "trigger_id": {"type": "string"},
+        "host": {"type": "string"},
+        "tags": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["tag"],
+                "properties": {"tag": {"type": "string"}, "value": {"type": "string"}},
+            },
+        },
+    },
+}
 
 
 def macro_value(value: str | None) -> str | None:

@@ -52,8 +52,14 @@ OUTCOMES = ("success", "unreachable", "api_error")
 class ZabbixClient:
     """One Zabbix frontend's API."""
 
-    def __init__(self, url: str, api_token: str, timeout: float = 10.0, session: requests.Session | None = None,
-                 observe: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_token: str,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+        observe: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.url = url
         # Called with (method, outcome) after every call: the bridge's metrics.
         self._observe = observe or (lambda method, outcome: None)
@@ -63,11 +69,14 @@ class ZabbixClient:
         self._api: ZabbixAPI | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, observe: Callable[[str, str], None] | None = None) -> ZabbixClient | None:
+    def from_settings(
+        cls, settings: Settings, observe: Callable[[str, str], None] | None = None
+    ) -> ZabbixClient | None:
         if settings.zabbix_url is None or settings.zabbix_api_token is None:
             return None
-        return cls(settings.zabbix_url, settings.zabbix_api_token.value, settings.zabbix_timeout_seconds,
-                   observe=observe)
+        return cls(
+            settings.zabbix_url, settings.zabbix_api_token.value, settings.zabbix_timeout_seconds, observe=observe
+        )
 
     def __repr__(self) -> str:
         return f"ZabbixClient({self.url!r})"
@@ -117,7 +126,10 @@ class ZabbixClient:
             except ZabbixAPIException as exc:
                 if MANUAL_CLOSE_FORBIDDEN not in str(exc):
                     raise ZabbixApiError(f"Zabbix refused event.acknowledge: {exc}", False) from exc
-                self._acknowledge([event_id], ACKNOWLEDGE | ADD_MESSAGE,
-                                  f"{message} (the trigger does not allow manual close; acknowledged instead)")
+                self._acknowledge(
+                    [event_id],
+                    ACKNOWLEDGE | ADD_MESSAGE,
+                    f"{message} (the trigger does not allow manual close; acknowledged instead)",
+                )
                 report.acknowledged_only.append(event_id)
         return report

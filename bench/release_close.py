@@ -10,17 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-import tempfile
 
 import psycopg
 import sqlalchemy as sa
 
-from bridge.rules import load_rules
 from bridge.releases import close_release
+from bridge.rules import load_rules
 from bridge.storage import Store, incidents, migrate, problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,17 +31,49 @@ T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 def seed(store: Store, n_incidents: int, n_problems: int) -> list[str]:
     keys = [f"LKK-{p + 1}" for p in range(n_problems)]
     with store.engine.begin() as conn:
-        conn.execute(problems.insert(), [dict(
-            problem_key=f"bench/{p}", rule="portal-errors", state="known_error", summary="bench", description="",
-            incident_count=0, opened_at=T0, regressions=0, comment_pending=0, jira_key=keys[p]) for p in range(n_problems)])
+        conn.execute(
+            problems.insert(),
+            [
+                dict(
+                    problem_key=f"bench/{p}",
+                    rule="portal-errors",
+                    state="known_error",
+                    summary="bench",
+                    description="",
+                    incident_count=0,
+                    opened_at=T0,
+                    regressions=0,
+                    comment_pending=0,
+                    jira_key=keys[p],
+                )
+                for p in range(n_problems)
+            ],
+        )
         ids = list(conn.execute(sa.select(problems.c.id).order_by(problems.c.id)).scalars())
-        rows = [dict(dedup_key=f"alertmanager:{i:016x}", source="alertmanager" if i % 10 else "zabbix",
-                     state="firing" if i % 3 else "resolved", line="L3", impact="high", urgency="high",
-                     priority="P1", route="bench", summary="bench", labels={"alertname": "Bench"}, annotations={},
-                     occurrences=1, reopen_count=0, first_seen=T0, last_seen=T0, problem_id=ids[i % n_problems],
-                     problem_key=f"bench/{i % n_problems}") for i in range(n_incidents)]
+        rows = [
+            dict(
+                dedup_key=f"alertmanager:{i:016x}",
+                source="alertmanager" if i % 10 else "zabbix",
+                state="firing" if i % 3 else "resolved",
+                line="L3",
+                impact="high",
+                urgency="high",
+                priority="P1",
+                route="bench",
+                summary="bench",
+                labels={"alertname": "Bench"},
+                annotations={},
+                occurrences=1,
+                reopen_count=0,
+                first_seen=T0,
+                last_seen=T0,
+                problem_id=ids[i % n_problems],
+                problem_key=f"bench/{i % n_problems}",
+            )
+            for i in range(n_incidents)
+        ]
         for start in range(0, len(rows), 5000):
-            conn.execute(incidents.insert(), rows[start:start + 5000])
+            conn.execute(incidents.insert(), rows[start : start + 5000])
     return keys
 
 
@@ -58,8 +90,16 @@ def run(url: str, n_incidents: int, n_problems: int, rounds: int) -> list[float]
             conn.execute(sa.text("DELETE FROM problem_events"))
         keys = seed(store, n_incidents, n_problems)
         started = time.perf_counter()
-        summary = close_release(store, None, rules, project="LKK", version=f"bench-{uuid.uuid4().hex[:6]}",
-                                issues=keys, released_at=T0 + timedelta(days=1), now=T0 + timedelta(days=1))
+        summary = close_release(
+            store,
+            None,
+            rules,
+            project="LKK",
+            version=f"bench-{uuid.uuid4().hex[:6]}",
+            issues=keys,
+            released_at=T0 + timedelta(days=1),
+            now=T0 + timedelta(days=1),
+        )
         timings.append(time.perf_counter() - started)
         assert summary["closed_incidents"] == n_incidents, summary["closed_incidents"]
         store.engine.dispose()

@@ -57,17 +57,37 @@ def notification(batch: int, status: str, run: str) -> bytes:
     alerts = []
     for i in range(PER_NOTIFICATION):
         fingerprint = f"{batch:08x}{i:08x}"
-        alerts.append({
-            "status": status, "fingerprint": fingerprint,
-            "labels": {"alertname": "StormDependencyDown", "service": "lkk", "instance": f"host-{batch}-{i}:9100",
-                       "severity": "critical", "job": "node"},
-            "annotations": {"summary": f"Dependency down on host-{batch}-{i}"},
-            "startsAt": "2026-11-25T10:00:00Z",
-            "endsAt": "2026-11-25T10:30:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus.local/graph"})
-    return orjson.dumps({"receiver": "bridge", "status": status, "alerts": alerts, "groupLabels": {},
-                         "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am", "version": "4",
-                         "groupKey": f"{{}}:{{run=\"{run}\", batch=\"{batch}\"}}", "truncatedAlerts": 0})
+        alerts.append(
+            {
+                "status": status,
+                "fingerprint": fingerprint,
+                "labels": {
+                    "alertname": "StormDependencyDown",
+                    "service": "lkk",
+                    "instance": f"host-{batch}-{i}:9100",
+                    "severity": "critical",
+                    "job": "node",
+                },
+                "annotations": {"summary": f"Dependency down on host-{batch}-{i}"},
+                "startsAt": "2026-11-25T10:00:00Z",
+                "endsAt": "2026-11-25T10:30:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.local/graph",
+            }
+        )
+    return orjson.dumps(
+        {
+            "receiver": "bridge",
+            "status": status,
+            "alerts": alerts,
+            "groupLabels": {},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://am",
+            "version": "4",
+            "groupKey": f'{{}}:{{run="{run}", batch="{batch}"}}',
+            "truncatedAlerts": 0,
+        }
+    )
 
 
 @contextmanager
@@ -104,8 +124,11 @@ class RssSampler(threading.Thread):
                     stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                     if int(stat[2]) != self.pgid:
                         continue
-                    rss_kb = next(int(line.split()[1]) for line in (entry / "status").read_text().splitlines()
-                                  if line.startswith("VmRSS:"))
+                    rss_kb = next(
+                        int(line.split()[1])
+                        for line in (entry / "status").read_text().splitlines()
+                        if line.startswith("VmRSS:")
+                    )
                 except (OSError, StopIteration, IndexError, ValueError):
                     continue
                 self.peak[int(entry.name)] = max(self.peak.get(int(entry.name), 0), rss_kb)
@@ -114,15 +137,27 @@ class RssSampler(threading.Thread):
 
 @contextmanager
 def bridge(url: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, RssSampler]]:
-    env = {**os.environ, "BRIDGE_DATABASE_URL": url, "BRIDGE_RULES": str(ROOT / "rules.yaml"),
-           "BRIDGE_TOKEN_ALERTMANAGER": TOKEN, "BRIDGE_LOG_LEVEL": "WARNING", "BRIDGE_HTTP_WORKERS": str(workers),
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "BRIDGE_DATABASE_URL": url,
+        "BRIDGE_RULES": str(ROOT / "rules.yaml"),
+        "BRIDGE_TOKEN_ALERTMANAGER": TOKEN,
+        "BRIDGE_LOG_LEVEL": "WARNING",
+        "BRIDGE_HTTP_WORKERS": str(workers),
+        **(extra_env or {}),
+    }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     subprocess.run([sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True, env=env, cwd=ROOT)
     port = free_port()
     env["BRIDGE_BIND"] = f"127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-m", "bridge", "serve"], env=env, cwd=ROOT, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "serve"],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -143,19 +178,45 @@ def bridge(url: str, workers: int, extra_env: dict[str, str] | None = None) -> I
 def run_wrk(base: str, bodies: list[bytes], threads: int, connections: int, seconds: int, delay_ms: int = 0) -> dict:
     with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as handle:
         handle.write(b"\n".join(bodies) + b"\n")
-    env = {**os.environ, "BENCH_BODIES": handle.name, "BENCH_THREADS": str(threads), "BENCH_TOKEN": TOKEN,
-           "BENCH_DELAY_MS": str(delay_ms)}
-    result = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s",
-                             "-s", str(ROOT / "bench" / "notifications.lua"), base + "/api/v1/alerts/alertmanager"],
-                            capture_output=True, text=True, env=env, check=True)
+    env = {
+        **os.environ,
+        "BENCH_BODIES": handle.name,
+        "BENCH_THREADS": str(threads),
+        "BENCH_TOKEN": TOKEN,
+        "BENCH_DELAY_MS": str(delay_ms),
+    }
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(ROOT / "bench" / "notifications.lua"),
+            base + "/api/v1/alerts/alertmanager",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def counts(url: str) -> tuple[int, int, int]:
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT count(*), coalesce(sum(occurrences), 0), "
-                                   "sum(CASE WHEN state = 'resolved' THEN 1 ELSE 0 END) FROM incidents")).one()
+        row = conn.execute(
+            sa.text(
+                "SELECT count(*), coalesce(sum(occurrences), 0), "
+                "sum(CASE WHEN state = 'resolved' THEN 1 ELSE 0 END) FROM incidents"
+            )
+        ).one()
     engine.dispose()
     return int(row[0]), int(row[1]), int(row[2] or 0)
 
@@ -164,8 +225,10 @@ def row(workload: str, store: str, summary: dict, alerts_per: int, rss: dict[int
     seconds = summary["duration_us"] / 1e6
     rate = summary["requests"] / seconds
     peak = max(rss.values()) / 1024 if rss else 0
-    return (f"| {workload} | {store} | {rate:,.0f} | {rate * alerts_per:,.0f} | {summary['p50_us'] / 1000:.1f} | "
-            f"{summary['p99_us'] / 1000:.1f} | {peak:.0f} | {correct} |")
+    return (
+        f"| {workload} | {store} | {rate:,.0f} | {rate * alerts_per:,.0f} | {summary['p50_us'] / 1000:.1f} | "
+        f"{summary['p99_us'] / 1000:.1f} | {peak:.0f} | {correct} |"
+    )
 
 
 def storm(store: str, workers: int) -> list[str]:
@@ -179,21 +242,41 @@ def storm(store: str, workers: int) -> list[str]:
         time.sleep(1)
         incidents, occurrences, _ = counts(url)
         answered = fire["requests"] - fire["status_errors"]
-        fire_ok = (incidents == ALERTS and fire["status_errors"] == 0
-                   and answered * PER_NOTIFICATION <= occurrences <= (answered + connections) * PER_NOTIFICATION)
+        fire_ok = (
+            incidents == ALERTS
+            and fire["status_errors"] == 0
+            and answered * PER_NOTIFICATION <= occurrences <= (answered + connections) * PER_NOTIFICATION
+        )
         # Long enough for every resolved notification to go out at least once at the firing rate.
         fire_rate = fire["requests"] / (fire["duration_us"] / 1e6)
-        resolve = run_wrk(base, resolved, threads=2, connections=connections,
-                          seconds=max(15, int(3 * len(resolved) / max(fire_rate, 1)) + 1))
+        resolve = run_wrk(
+            base,
+            resolved,
+            threads=2,
+            connections=connections,
+            seconds=max(15, int(3 * len(resolved) / max(fire_rate, 1)) + 1),
+        )
         time.sleep(1)
         incidents_after, _, resolved_count = counts(url)
         resolve_ok = incidents_after == ALERTS and resolved_count == ALERTS and resolve["status_errors"] == 0
         rss = dict(sampler.peak)
     return [
-        row("storm: firing, re-sent", store, fire, PER_NOTIFICATION, rss,
-            f"{'yes' if fire_ok else 'NO'} ({incidents} incidents, {occurrences} occurrences for {answered} answers)"),
-        row("storm: resolve", store, resolve, PER_NOTIFICATION, rss,
-            f"{'yes' if resolve_ok else 'NO'} ({resolved_count} resolved)"),
+        row(
+            "storm: firing, re-sent",
+            store,
+            fire,
+            PER_NOTIFICATION,
+            rss,
+            f"{'yes' if fire_ok else 'NO'} ({incidents} incidents, {occurrences} occurrences for {answered} answers)",
+        ),
+        row(
+            "storm: resolve",
+            store,
+            resolve,
+            PER_NOTIFICATION,
+            rss,
+            f"{'yes' if resolve_ok else 'NO'} ({resolved_count} resolved)",
+        ),
     ]
 
 
@@ -203,8 +286,16 @@ def steady(store: str, workers: int) -> list[str]:
     bodies = [notification(b, "firing", run) for b in range(2_000)]
     with database(store) as url, bridge(url, workers, {"BRIDGE_RUN_WORKER": "0"}) as (base, sampler):
         summary = run_wrk(base, bodies, threads=1, connections=8, seconds=20, delay_ms=15)
-    return [row("steady (paced)", store, summary, PER_NOTIFICATION, sampler.peak,
-                f"{'yes' if summary['status_errors'] == 0 else 'NO'} ({summary['status_errors']} errors)")]
+    return [
+        row(
+            "steady (paced)",
+            store,
+            summary,
+            PER_NOTIFICATION,
+            sampler.peak,
+            f"{'yes' if summary['status_errors'] == 0 else 'NO'} ({summary['status_errors']} errors)",
+        )
+    ]
 
 
 def jira_latency(store: str, workers: int) -> list[str]:
@@ -212,23 +303,41 @@ def jira_latency(store: str, workers: int) -> list[str]:
     from tests.fakes import FakeJira
 
     latencies = []
-    with FakeJira() as jira, database(store) as url, bridge(url, workers, {
-            "BRIDGE_RUN_WORKER": "1", "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2", "BRIDGE_JIRA_URL": jira.url,
-            "BRIDGE_JIRA_EMAIL": "bot@example.com", "BRIDGE_JIRA_API_TOKEN": "jira-token"}) as (base, _):
+    with (
+        FakeJira() as jira,
+        database(store) as url,
+        bridge(
+            url,
+            workers,
+            {
+                "BRIDGE_RUN_WORKER": "1",
+                "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2",
+                "BRIDGE_JIRA_URL": jira.url,
+                "BRIDGE_JIRA_EMAIL": "bot@example.com",
+                "BRIDGE_JIRA_API_TOKEN": "jira-token",
+            },
+        ) as (base, _),
+    ):
         for n in range(20):
             body = orjson.loads(notification(n, "firing", "jira"))
             for alert in body["alerts"]:
                 alert["labels"]["alertname"] = f"JiraLatency{n}"  # one new problem per notification
             started = time.monotonic()
-            answer = requests.post(base + "/api/v1/alerts/alertmanager", data=orjson.dumps(body), timeout=10,
-                                   headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+            answer = requests.post(
+                base + "/api/v1/alerts/alertmanager",
+                data=orjson.dumps(body),
+                timeout=10,
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            )
             assert answer.status_code == 200
             while len(jira.issues()) <= n:
                 time.sleep(0.01)
             latencies.append(time.monotonic() - started)
     latencies.sort()
-    return [f"| alert -> Jira issue | {store} | p50 {latencies[len(latencies) // 2]:.2f} s | "
-            f"max {latencies[-1]:.2f} s | worker interval 0.2 s | | | 20/20 issues created, one each |"]
+    return [
+        f"| alert -> Jira issue | {store} | p50 {latencies[len(latencies) // 2]:.2f} s | "
+        f"max {latencies[-1]:.2f} s | worker interval 0.2 s | | | 20/20 issues created, one each |"
+    ]
 
 
 def main() -> None:

@@ -13,7 +13,14 @@ from bridge import metrics
 from bridge.context import bridge
 from bridge.domain import Incident, IncidentState, OutboxState, ProblemState
 from bridge.edge import (
-    MAX_PAGE_SIZE, choice_arg, int_arg, iso, json_object, page_args, require_json, requires_token,
+    MAX_PAGE_SIZE,
+    choice_arg,
+    int_arg,
+    iso,
+    json_object,
+    page_args,
+    require_json,
+    requires_token,
 )
 from bridge.errors import BadPayload, Conflict, NotFound
 from bridge.openapi import build_document
@@ -184,10 +191,11 @@ def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """A problem with its incidents (the newest 500; the incidents API pages through all)."""
     problem = _problem_or_404(problem_id)
     page = bridge().store.list_incidents(IncidentFilter(problem_id=problem_id), MAX_PAGE_SIZE, None)
-    history = [{"at": iso(event["at"]), "kind": event["kind"], "detail": event["detail"]}
-               for event in bridge().store.problem_history(problem_id)]
-    return jsonify({**problem_json(problem), "incidents": [incident_json(i) for i in page.items],
-                    "history": history})
+    history = [
+        {"at": iso(event["at"]), "kind": event["kind"], "detail": event["detail"]}
+        for event in bridge().store.problem_history(problem_id)
+    ]
+    return jsonify({**problem_json(problem), "incidents": [incident_json(i) for i in page.items], "history": history})
 
 
 @api.post("/api/v1/problems/<int:problem_id>/jira")
@@ -223,10 +231,18 @@ def list_outbox():  # type: ignore[no-untyped-def]
 
 
 def _job_json(job: dict[str, Any]) -> dict[str, Any]:
-    return {"id": job["id"], "kind": job["kind"], "target": job["target"], "problem_id": job["problem_id"],
-            "state": job["state"], "attempts": job["attempts"], "created_at": iso(job["created_at"]),
-            "next_attempt_at": iso(job["next_attempt_at"]), "finished_at": iso(job["finished_at"]),
-            "last_error": job["last_error"]}
+    return {
+        "id": job["id"],
+        "kind": job["kind"],
+        "target": job["target"],
+        "problem_id": job["problem_id"],
+        "state": job["state"],
+        "attempts": job["attempts"],
+        "created_at": iso(job["created_at"]),
+        "next_attempt_at": iso(job["next_attempt_at"]),
+        "finished_at": iso(job["finished_at"]),
+        "last_error": job["last_error"],
+    }
 
 
 @api.post("/api/v1/outbox/<int:job_id>/retry")
@@ -241,8 +257,10 @@ def retry_job(job_id: int):  # type: ignore[no-untyped-def]
         raise Conflict(f"outbox job {job_id} is {job['state']}, not dead", ["only dead jobs can be retried"])
     retried, skipped = store.retry_dead_jobs(bridge().now(), job_id=job_id)
     if job_id in skipped:
-        raise Conflict(f"outbox job {job_id} not retried: pending job {skipped[job_id]} does the same work",
-                       [f"dedup_key: {job['dedup_key']} already has pending job {skipped[job_id]}"])
+        raise Conflict(
+            f"outbox job {job_id} not retried: pending job {skipped[job_id]} does the same work",
+            [f"dedup_key: {job['dedup_key']} already has pending job {skipped[job_id]}"],
+        )
     if not retried:  # retried or finished by another request meanwhile
         raise Conflict(f"outbox job {job_id} is no longer dead")
     return jsonify(_job_json(store.get_job(job_id)))
@@ -281,8 +299,16 @@ def release_shipped():  # type: ignore[no-untyped-def]
     """The release close hook: close the problems fixed by this release and all their incidents."""
     ctx = bridge()
     release = _validated(ReleaseRequest)
-    summary = close_release(ctx.store, ctx.jira, ctx.rules, project=release.project, version=release.version,
-                            issues=release.issues, released_at=release.released_at, now=ctx.now())
+    summary = close_release(
+        ctx.store,
+        ctx.jira,
+        ctx.rules,
+        project=release.project,
+        version=release.version,
+        issues=release.issues,
+        released_at=release.released_at,
+        now=ctx.now(),
+    )
     return jsonify({"status": "ok", **summary})
 
 
@@ -291,9 +317,18 @@ def release_shipped():  # type: ignore[no-untyped-def]
 def list_releases():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
     page = bridge().store.list_releases(limit, cursor)
-    items = [{"id": row["id"], "project": row["project"], "version": row["version"], "via": row["via"],
-              "released_at": iso(row["released_at"]), "received_at": iso(row["received_at"]),
-              "summary": row["summary"]} for row in page.items]
+    items = [
+        {
+            "id": row["id"],
+            "project": row["project"],
+            "version": row["version"],
+            "via": row["via"],
+            "released_at": iso(row["released_at"]),
+            "received_at": iso(row["received_at"]),
+            "summary": row["summary"],
+        }
+        for row in page.items
+    ]
     return jsonify({"items": items, "next_cursor": page.next_cursor})
 
 

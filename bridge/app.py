@@ -18,16 +18,16 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import metrics
 from bridge.api import api
-from bridge.webhooks import webhooks
 from bridge.config import Network, Settings, load_settings
 from bridge.context import EXTENSION, Bridge, utc_now
 from bridge.domain import Rules
 from bridge.errors import BadPayload, BridgeError, SenderShapedError
 from bridge.group_commit import GroupCommit
-from bridge.rules import load_rules
 from bridge.ingest import write_deliveries
+from bridge.rules import load_rules
 from bridge.storage import Store
 from bridge.ui import ui
+from bridge.webhooks import webhooks
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
 
@@ -35,14 +35,21 @@ log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Pages load only our own script and styles; nothing may frame them (clickjacking).
-CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                           "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def error_body(status: int, message: str, errors: list[str] | None = None) -> dict[str, Any]:
     """The one JSON envelope every error uses."""
-    return {"status": "error", "code": status, "message": message, "errors": errors or [],
-            "request_id": getattr(g, "request_id", None)}
+    return {
+        "status": "error",
+        "code": status,
+        "message": message,
+        "errors": errors or [],
+        "request_id": getattr(g, "request_id", None),
+    }
 
 
 class TrustedProxies:
@@ -104,7 +111,10 @@ def _register_error_handlers(app: Flask) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, rules: Rules | None = None, store: Store | None = None,
+    settings: Settings | None = None,
+    *,
+    rules: Rules | None = None,
+    store: Store | None = None,
     now: Callable[[], datetime] = utc_now,
 ) -> Flask:
     """Build the WSGI app. Loads and validates rules, so a broken rules file fails here.
@@ -119,12 +129,19 @@ def create_app(
     app = Flask("bridge")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    deliveries = GroupCommit(functools.partial(write_deliveries, store, rules,
-                                               rejected_body_limit=settings.rejected_body_limit),
-                             settings.ingest_batch_max)
-    app.extensions[EXTENSION] = Bridge(settings, rules, store, deliveries,
-                                      JiraClient.from_settings(settings, metrics.observe_jira),
-                                      LinkOptions.from_settings(settings), now)
+    deliveries = GroupCommit(
+        functools.partial(write_deliveries, store, rules, rejected_body_limit=settings.rejected_body_limit),
+        settings.ingest_batch_max,
+    )
+    app.extensions[EXTENSION] = Bridge(
+        settings,
+        rules,
+        store,
+        deliveries,
+        JiraClient.from_settings(settings, metrics.observe_jira),
+        LinkOptions.from_settings(settings),
+        now,
+    )
 
     @app.before_request
     def _assign_request_id() -> None:
@@ -140,10 +157,16 @@ def create_app(
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         # The path only: a query string can carry a secret (the Jira webhook's ?secret=).
-        log.info("request", extra={
-            "method": request.method, "path": request.path, "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
-            "request_id": g.get("request_id")})
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+                "request_id": g.get("request_id"),
+            },
+        )
         return response
 
     _register_error_handlers(app)

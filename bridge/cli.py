@@ -17,16 +17,16 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
 from adapters import SOURCES, events
-from bridge.app import create_app
 from bridge import metrics
-from bridge.metrics import MULTIPROC_ENV, mark_process_dead
+from bridge.app import create_app
 from bridge.config import Settings, SettingsError, check_exposure, load_settings, positive_duration
 from bridge.context import utc_now
 from bridge.domain import route_alert
 from bridge.errors import BridgeError
-from bridge.logs import configure_logging
-from bridge.rules import RulesError, load_rules
 from bridge.ingest import parse_body
+from bridge.logs import configure_logging
+from bridge.metrics import MULTIPROC_ENV, mark_process_dead
+from bridge.rules import RulesError, load_rules
 from bridge.storage import Store, migrate, schema_is_current
 from bridge.worker import OutboxRunner, Pruner, install_stop_signals, prune, run_forever
 
@@ -98,8 +98,9 @@ def explain(source: str, rules_path: str | None, file: str) -> None:
         routing = route_alert(rules, alert)
         click.echo(f"alert {index}: {alert.status.value} {alert.summary}")
         click.echo(f"  incident key: {routing.dedup_key}")
-        click.echo(f"  line: {routing.line}  priority: {routing.priority} "
-                   f"(impact {routing.impact}, urgency {routing.urgency})")
+        click.echo(
+            f"  line: {routing.line}  priority: {routing.priority} (impact {routing.impact}, urgency {routing.urgency})"
+        )
         for reason in routing.reasons:
             click.echo(f"  because: {reason}")
     for item in parsed.rejected:
@@ -119,8 +120,9 @@ def _with_routing_key(rules: Any, body: bytes, parsed: Any) -> Any:
     given = orjson.loads(body).get("routing_key")
     key = events.find_routing_key(rules.event_routing_keys, given)
     if key is None:
-        click.echo("refused: invalid routing key (not in rules.yaml events.routing_keys; the endpoint answers 400)",
-                   err=True)
+        click.echo(
+            "refused: invalid routing key (not in rules.yaml events.routing_keys; the endpoint answers 400)", err=True
+        )
         sys.exit(1)
     return events.attach_routing_key(parsed, key, utc_now(), "<generated on receipt>")
 
@@ -149,8 +151,12 @@ def _duration(text: str | None) -> Any:
 
 
 @main.command("prune")
-@click.option("--older-than", default=None, callback=lambda _ctx, _param, value: _duration(value),
-              help="delete what was received longer ago than this, e.g. 30d or 12h (default BRIDGE_RETENTION)")
+@click.option(
+    "--older-than",
+    default=None,
+    callback=lambda _ctx, _param, value: _duration(value),
+    help="delete what was received longer ago than this, e.g. 30d or 12h (default BRIDGE_RETENTION)",
+)
 def prune_command(older_than: Any) -> None:
     """Delete raw notifications and refused payloads past retention; incidents and problems stay."""
     settings = _settings()
@@ -158,8 +164,10 @@ def prune_command(older_than: Any) -> None:
     retention = older_than or settings.retention
     now = utc_now()
     deleted = prune(Store.from_url(settings.database_url), now, retention)
-    click.echo(f"deleted {deleted['notifications']} notification(s) and {deleted['rejected_payloads']} "
-               f"refused payload(s) received before {now - retention:%Y-%m-%d %H:%M:%S} UTC")
+    click.echo(
+        f"deleted {deleted['notifications']} notification(s) and {deleted['rejected_payloads']} "
+        f"refused payload(s) received before {now - retention:%Y-%m-%d %H:%M:%S} UTC"
+    )
 
 
 @main.group("outbox")

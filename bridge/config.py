@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from adapters import SOURCES
-from bridge.rules import parse_duration
+from bridge.validation import parse_duration
 
 
 class SettingsError(Exception):
@@ -232,8 +232,11 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     for variable, (name, parse) in ENVIRONMENT.items():
         if variable in environ:
             values[name] = _parsed(variable, parse, environ[variable])
-    values["tokens"] = {group: _parsed(variable, _token, environ[variable])
-                        for group, variable in TOKEN_GROUPS.items() if variable in environ}
+    values["tokens"] = {
+        group: _parsed(variable, _token, environ[variable])
+        for group, variable in TOKEN_GROUPS.items()
+        if variable in environ
+    }
     values.update({name: value for name, value in overrides.items() if value is not None})
     settings = Settings(**values)
     check_jira_settings(settings)
@@ -283,4 +286,5 @@ def check_exposure(settings: Settings) -> None:
     if missing:
         raise SettingsError(
             f"refusing to listen on {settings.bind} without {', '.join(missing)}: anyone could reach those "
-            "endpoints. Set every BRIDGE_TOKEN_*, or BRIDGE_ALLOW_ANONYMOUS=1 if a proxy in front authenticates.")
+            "endpoints. Set every BRIDGE_TOKEN_*, or BRIDGE_ALLOW_ANONYMOUS=1 if a proxy in front authenticates."
+        )

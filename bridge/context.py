@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from bridge.group_commit import GroupCommit
     from bridge.ingest import Delivery, IngestResult
     from bridge.storage import Store
-    from jira_link.port import JiraPort
     from jira_link.linker import LinkOptions
+    from jira_link.port import JiraPort
 
 EXTENSION = "bridge"
 

@@ -68,8 +68,9 @@ def require_json() -> None:
     """
     has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if request.method == "POST" and has_body and request.mimetype != "application/json":
-        raise UnsupportedMediaType("expected Content-Type: application/json",
-                                   [f"Content-Type: got {request.content_type or 'none'!r}"])
+        raise UnsupportedMediaType(
+            "expected Content-Type: application/json", [f"Content-Type: got {request.content_type or 'none'!r}"]
+        )
 
 
 def unread_head() -> bytes:

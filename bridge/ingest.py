@@ -16,7 +16,13 @@ import orjson
 
 from adapters import PARSERS
 from bridge.domain import (
-    AlertResult, ParsedNotification, RejectedAlert, Routing, Rules, apply_notifications, route_alert,
+    AlertResult,
+    ParsedNotification,
+    RejectedAlert,
+    Routing,
+    Rules,
+    apply_notifications,
+    route_alert,
 )
 from bridge.errors import BadPayload, BridgeError, DataRefused, NotFound
 from bridge.problems import assign_problems, set_problem_keys
@@ -74,9 +80,13 @@ def parse_body(source: str, body: bytes, max_depth: int = 32, max_alerts: int = 
         raise BadPayload("JSON nested too deep", [f"body: more than {max_depth} levels of objects and arrays"])
     alerts = payload.get("alerts") if isinstance(payload, dict) else None
     if isinstance(alerts, list) and len(alerts) > max_alerts:
-        raise BadPayload("too many alerts in one notification",
-                         [f"alerts: {len(alerts)} alerts, at most {max_alerts} (BRIDGE_MAX_ALERTS; "
-                          "Alertmanager's max_alerts can cap it)"])
+        raise BadPayload(
+            "too many alerts in one notification",
+            [
+                f"alerts: {len(alerts)} alerts, at most {max_alerts} (BRIDGE_MAX_ALERTS; "
+                "Alertmanager's max_alerts can cap it)"
+            ],
+        )
     try:
         return parser(payload)
     except BadPayload:
@@ -84,20 +94,40 @@ def parse_body(source: str, body: bytes, max_depth: int = 32, max_alerts: int = 
     except Exception as exc:
         # A parser bug must cost one refused (and kept) payload, not a 500 that Alertmanager retries.
         log.exception("adapter failed on a payload; refused", extra={"source": source})
-        raise BadPayload(f"the {source} adapter could not read this payload", [
-            f"body: unexpected {type(exc).__name__} while parsing; the bridge log has the details"]) from exc
+        raise BadPayload(
+            f"the {source} adapter could not read this payload",
+            [f"body: unexpected {type(exc).__name__} while parsing; the bridge log has the details"],
+        ) from exc
 
 
-def keep_refused(store: Store, source: str, received_at: datetime, refusal: BridgeError, *, body: str,
-                 content_type: str | None, body_limit: int) -> None:
+def keep_refused(
+    store: Store,
+    source: str,
+    received_at: datetime,
+    refusal: BridgeError,
+    *,
+    body: str,
+    content_type: str | None,
+    body_limit: int,
+) -> None:
     """Keep a notification refused as a whole (400, 413, 415) with its reason, for the operator to read.
 
     Raises:
         StoreUnavailable: the database is down, so not even the refusal could be kept.
     """
-    store.run(lambda conn: store.add_rejected(
-        conn, source, received_at, reason=refusal.message, errors=refusal.errors, body=body,
-        content_type=content_type, partial=False, body_limit=body_limit))
+    store.run(
+        lambda conn: store.add_rejected(
+            conn,
+            source,
+            received_at,
+            reason=refusal.message,
+            errors=refusal.errors,
+            body=body,
+            content_type=content_type,
+            partial=False,
+            body_limit=body_limit,
+        )
+    )
     log.info("payload rejected", extra={"source": source, "reason": refusal.message, "status": refusal.status})
 
 
@@ -114,8 +144,15 @@ class Delivery:
 
 
 def prepare_delivery(
-    store: Store, rules: Rules, source: str, body: bytes, now: datetime, content_type: str | None = None,
-    rejected_body_limit: int = 1024 * 1024, max_depth: int = 32, max_alerts: int = 5000,
+    store: Store,
+    rules: Rules,
+    source: str,
+    body: bytes,
+    now: datetime,
+    content_type: str | None = None,
+    rejected_body_limit: int = 1024 * 1024,
+    max_depth: int = 32,
+    max_alerts: int = 5000,
 ) -> Delivery:
     """Parse and route a webhook body: the work that needs no transaction.
 
@@ -132,13 +169,16 @@ def prepare_delivery(
         keep_refused(store, source, now, exc, body=text, content_type=content_type, body_limit=rejected_body_limit)
         raise
     if parsed.truncated_alerts:
-        log.warning("Alertmanager truncated alerts (max_alerts)",
-                    extra={"source": source, "truncated_alerts": parsed.truncated_alerts})
+        log.warning(
+            "Alertmanager truncated alerts (max_alerts)",
+            extra={"source": source, "truncated_alerts": parsed.truncated_alerts},
+        )
     return Delivery(source, text, parsed, [route_alert(rules, alert) for alert in parsed.alerts], now, content_type)
 
 
-def write_deliveries(store: Store, rules: Rules, deliveries: Sequence[Delivery],
-                     rejected_body_limit: int = 1024 * 1024) -> list[IngestResult]:
+def write_deliveries(
+    store: Store, rules: Rules, deliveries: Sequence[Delivery], rejected_body_limit: int = 1024 * 1024
+) -> list[IngestResult]:
     """Write several notifications in one transaction, in order, as if one by one.
 
     Set-based across the whole group: one insert of the raw bodies, one lookup of the
@@ -161,18 +201,31 @@ def write_deliveries(store: Store, rules: Rules, deliveries: Sequence[Delivery],
         return [write_without_refused_alerts(store, rules, deliveries[0], exc, rejected_body_limit)]
 
 
-def _write_work(store: Store, rules: Rules, deliveries: Sequence[Delivery],
-                rejected_body_limit: int) -> Callable[[Connection], list[IngestResult]]:
+def _write_work(
+    store: Store, rules: Rules, deliveries: Sequence[Delivery], rejected_body_limit: int
+) -> Callable[[Connection], list[IngestResult]]:
     """The transaction body that writes `deliveries` (run by `Store.run`, possibly more than once)."""
 
     def work(conn: Connection) -> list[IngestResult]:
-        notification_ids = store.add_notifications(conn, [dict(
-            source=d.source, received_at=d.received_at, body=d.text, alert_count=len(d.parsed.alerts),
-            rejected_count=len(d.parsed.rejected), truncated_alerts=d.parsed.truncated_alerts,
-            group_key=d.parsed.group_key) for d in deliveries])
+        notification_ids = store.add_notifications(
+            conn,
+            [
+                dict(
+                    source=d.source,
+                    received_at=d.received_at,
+                    body=d.text,
+                    alert_count=len(d.parsed.alerts),
+                    rejected_count=len(d.parsed.rejected),
+                    truncated_alerts=d.parsed.truncated_alerts,
+                    group_key=d.parsed.group_key,
+                )
+                for d in deliveries
+            ],
+        )
         current = store.current_incidents(conn, (routing.dedup_key for d in deliveries for routing in d.routings))
         results, touched = apply_notifications(
-            [(d.parsed.alerts, d.routings, d.received_at) for d in deliveries], current, rules.sla_policies)
+            [(d.parsed.alerts, d.routings, d.received_at) for d in deliveries], current, rules.sla_policies
+        )
         candidates = set_problem_keys(rules, [result for own in results for result in own])
         store.save_incidents(conn, [(incident, notification_ids[index]) for incident, index in touched], current)
         now = max(d.received_at for d in deliveries)
@@ -181,13 +234,21 @@ def _write_work(store: Store, rules: Rules, deliveries: Sequence[Delivery],
             if d.parsed.rejected:
                 refused = len(d.parsed.rejected)
                 store.add_rejected(
-                    conn, d.source, d.received_at, body=d.text, content_type=d.content_type, partial=True,
+                    conn,
+                    d.source,
+                    d.received_at,
+                    body=d.text,
+                    content_type=d.content_type,
+                    partial=True,
                     body_limit=rejected_body_limit,
                     reason=f"{refused} of {refused + len(d.parsed.alerts)} alerts refused",
-                    errors=[line for item in d.parsed.rejected for line in item.errors])
+                    errors=[line for item in d.parsed.rejected for line in item.errors],
+                )
         per_notification = zip(notification_ids, deliveries, results, strict=True)
-        return [IngestResult(notification_id, d.parsed, own, regressions if index == 0 else 0)
-                for index, (notification_id, d, own) in enumerate(per_notification)]
+        return [
+            IngestResult(notification_id, d.parsed, own, regressions if index == 0 else 0)
+            for index, (notification_id, d, own) in enumerate(per_notification)
+        ]
 
     return work
 
@@ -196,16 +257,24 @@ def _without_alerts(delivery: Delivery, refused: Mapping[int, DataRefused]) -> D
     """The delivery without the alerts at these positions, each reported in `rejected` with the database's reason."""
     indexes = delivery.parsed.payload_indexes()
     kept = [position for position in range(len(delivery.parsed.alerts)) if position not in refused]
-    rejected = [*delivery.parsed.rejected, *(
-        RejectedAlert(indexes[position], tuple(f"alerts[{indexes[position]}]: {line}" for line in exc.errors))
-        for position, exc in refused.items())]
-    parsed = replace(delivery.parsed, alerts=tuple(delivery.parsed.alerts[position] for position in kept),
-                     rejected=tuple(sorted(rejected, key=lambda item: item.index)))
+    rejected = [
+        *delivery.parsed.rejected,
+        *(
+            RejectedAlert(indexes[position], tuple(f"alerts[{indexes[position]}]: {line}" for line in exc.errors))
+            for position, exc in refused.items()
+        ),
+    ]
+    parsed = replace(
+        delivery.parsed,
+        alerts=tuple(delivery.parsed.alerts[position] for position in kept),
+        rejected=tuple(sorted(rejected, key=lambda item: item.index)),
+    )
     return replace(delivery, parsed=parsed, routings=[delivery.routings[position] for position in kept])
 
 
-def _refused_positions(attempt: Callable[[list[int]], DataRefused | None], positions: list[int],
-                       refusal: DataRefused) -> dict[int, DataRefused]:
+def _refused_positions(
+    attempt: Callable[[list[int]], DataRefused | None], positions: list[int], refusal: DataRefused
+) -> dict[int, DataRefused]:
     """The alerts among `positions` (which the database refuses together) that it refuses alone.
 
     Halving finds each bad alert in a few rolled-back probes, even in a notification of
@@ -222,8 +291,9 @@ def _refused_positions(attempt: Callable[[list[int]], DataRefused | None], posit
     return found
 
 
-def write_without_refused_alerts(store: Store, rules: Rules, delivery: Delivery, refusal: DataRefused,
-                                 rejected_body_limit: int = 1024 * 1024) -> IngestResult:
+def write_without_refused_alerts(
+    store: Store, rules: Rules, delivery: Delivery, refusal: DataRefused, rejected_body_limit: int = 1024 * 1024
+) -> IngestResult:
     """Write a notification the database refused a value of, without the alerts to blame.
 
     One oversized or out-of-range value must not cost its neighbours (Alertmanager would
@@ -235,8 +305,11 @@ def write_without_refused_alerts(store: Store, rules: Rules, delivery: Delivery,
         DataRefused: no alert alone is to blame (the notification's own fields, or a
             combination): the notification is refused as a whole and recorded.
     """
+
     def attempt(positions: list[int]) -> DataRefused | None:
-        subset = _without_alerts(delivery, {p: refusal for p in range(len(delivery.parsed.alerts)) if p not in positions})
+        subset = _without_alerts(
+            delivery, {p: refusal for p in range(len(delivery.parsed.alerts)) if p not in positions}
+        )
         return store.refusal(_write_work(store, rules, [subset], rejected_body_limit))
 
     everything = list(range(len(delivery.parsed.alerts)))
@@ -251,22 +324,37 @@ def write_without_refused_alerts(store: Store, rules: Rules, delivery: Delivery,
         except DataRefused as exc:
             refusal, refused = exc, {}
         else:
-            log.warning("alerts refused by the database; the rest of the notification was written",
-                        extra={"source": delivery.source, "refused": len(refused)})
+            log.warning(
+                "alerts refused by the database; the rest of the notification was written",
+                extra={"source": delivery.source, "refused": len(refused)},
+            )
             return result
     if refused:
         errors = [line for item in _without_alerts(delivery, refused).parsed.rejected for line in item.errors]
     else:
         errors = refusal.errors
     refused_whole = DataRefused("notification refused by the database", errors)
-    keep_refused(store, delivery.source, delivery.received_at, refused_whole, body=delivery.text,
-                 content_type=delivery.content_type, body_limit=rejected_body_limit)
+    keep_refused(
+        store,
+        delivery.source,
+        delivery.received_at,
+        refused_whole,
+        body=delivery.text,
+        content_type=delivery.content_type,
+        body_limit=rejected_body_limit,
+    )
     raise refused_whole from refusal
 
 
 def ingest(
-    store: Store, rules: Rules, source: str, body: bytes, now: datetime,
-    content_type: str | None = None, rejected_body_limit: int = 1024 * 1024, max_depth: int = 32,
+    store: Store,
+    rules: Rules,
+    source: str,
+    body: bytes,
+    now: datetime,
+    content_type: str | None = None,
+    rejected_body_limit: int = 1024 * 1024,
+    max_depth: int = 32,
     max_alerts: int = 5000,
 ) -> IngestResult:
     """Turn one webhook into incident changes in a single transaction.
@@ -278,7 +366,8 @@ def ingest(
         BadPayload, NotFound: the payload is refused (and recorded).
         StoreUnavailable: the database is down; nothing was accepted.
     """
-    delivery = prepare_delivery(store, rules, source, body, now, content_type, rejected_body_limit,
-                                max_depth, max_alerts)
+    delivery = prepare_delivery(
+        store, rules, source, body, now, content_type, rejected_body_limit, max_depth, max_alerts
+    )
     [result] = write_deliveries(store, rules, [delivery], rejected_body_limit)
     return result

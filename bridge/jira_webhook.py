@@ -15,8 +15,9 @@ from bridge.storage import Store
 from jira_link.port import JiraPort
 
 
-def handle_jira_webhook(store: Store, jira: JiraPort | None, rules: Rules, body: bytes,
-                        now: datetime) -> dict[str, Any]:
+def handle_jira_webhook(
+    store: Store, jira: JiraPort | None, rules: Rules, body: bytes, now: datetime
+) -> dict[str, Any]:
     """React to a Jira webhook: an updated issue linked to a live problem gets its conclusion re-read;
     a released version runs the release close path.
 
@@ -31,8 +32,11 @@ def handle_jira_webhook(store: Store, jira: JiraPort | None, rules: Rules, body:
         raise BadPayload("not a Jira webhook", ["webhookEvent: required field is missing"])
     event = payload["webhookEvent"]
     if event == "jira:version_released":
-        return {"event": event, "action": "release_closed",
-                **release_from_jira_version(store, jira, rules, payload.get("version"), now)}
+        return {
+            "event": event,
+            "action": "release_closed",
+            **release_from_jira_version(store, jira, rules, payload.get("version"), now),
+        }
     if event not in ("jira:issue_updated", "comment_created", "comment_updated"):
         return {"event": event, "action": "ignored"}
     issue = payload.get("issue")

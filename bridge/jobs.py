@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
-
 from adapters import zabbix
 from bridge.storage import Connection, Store
 
@@ -37,8 +36,11 @@ class Job:
 
     def payload(self) -> dict[str, Any]:
         """The stored payload: every stored field but the problem id (a column of its own), unset ones left out."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name != "problem_id" and f.metadata.get("stored", True) and getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "problem_id" and f.metadata.get("stored", True) and getattr(self, f.name) is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -136,22 +138,34 @@ class ZabbixClose(Job):
         return None if self.release is None else f"{self.KIND}:{self.release}"
 
     @classmethod
-    def of_incidents(cls, closed: Sequence[tuple[str, list[str] | None]], message: str,
-                     release: str | None = None) -> ZabbixClose:
+    def of_incidents(
+        cls, closed: Sequence[tuple[str, list[str] | None]], message: str, release: str | None = None
+    ) -> ZabbixClose:
         """The events of Zabbix incidents just closed: the ids each gathered, never text from a dedup key."""
-        event_ids = list(dict.fromkeys(event_id for key, source_ids in closed
-                                       for event_id in zabbix.event_ids(key, source_ids)))
+        event_ids = list(
+            dict.fromkeys(event_id for key, source_ids in closed for event_id in zabbix.event_ids(key, source_ids))
+        )
         return cls(event_ids, message, release)
 
 
-CATALOGUE: dict[str, type[Job]] = {kind.KIND: kind for kind in (
-    EnsureIssue, SyncIssue, CommentIncidents, ReleaseComment, RegressionReopen, Note, ZabbixClose)}
+CATALOGUE: dict[str, type[Job]] = {
+    kind.KIND: kind
+    for kind in (EnsureIssue, SyncIssue, CommentIncidents, ReleaseComment, RegressionReopen, Note, ZabbixClose)
+}
 
 
 def queue(conn: Connection, store: Store, job: Job, now: datetime, run_at: datetime | None = None) -> None:
     """Add a job to the outbox in the caller's transaction."""
-    store.enqueue(conn, job.KIND, target=job.TARGET, now=now, payload=job.payload(), problem_id=job.problem,
-                  dedup_key=job.dedup_key(), run_at=run_at)
+    store.enqueue(
+        conn,
+        job.KIND,
+        target=job.TARGET,
+        now=now,
+        payload=job.payload(),
+        problem_id=job.problem,
+        dedup_key=job.dedup_key(),
+        run_at=run_at,
+    )
 
 
 def from_row(row: Mapping[str, Any]) -> Job:

@@ -15,14 +15,25 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess,
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters import SOURCES, zabbix_api
 from bridge.domain import (
-    AlertResult, AlertStatus, Outcome, ParsedNotification, ProblemState, Rules,
+    AlertResult,
+    AlertStatus,
+    Outcome,
+    ParsedNotification,
+    ProblemState,
+    Rules,
 )
 from bridge.storage import Store
 from jira_link import client as jira_client
@@ -32,11 +43,15 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 if os.environ.get(MULTIPROC_ENV):
     os.makedirs(os.environ[MULTIPROC_ENV], exist_ok=True)
 
-NOTIFICATIONS = Counter("bridge_notifications_received_total", "Webhook notifications received, by outcome",
-                        ["source", "outcome"])
+NOTIFICATIONS = Counter(
+    "bridge_notifications_received_total", "Webhook notifications received, by outcome", ["source", "outcome"]
+)
 ALERTS = Counter("bridge_alerts_received_total", "Alerts received in accepted notifications", ["source", "status"])
-DEDUPLICATED = Counter("bridge_alerts_deduplicated_total",
-                       "Alerts that opened no incident (repeats, HA duplicates, stale deliveries, updates)", ["source"])
+DEDUPLICATED = Counter(
+    "bridge_alerts_deduplicated_total",
+    "Alerts that opened no incident (repeats, HA duplicates, stale deliveries, updates)",
+    ["source"],
+)
 OPENED = Counter("bridge_incidents_opened_total", "Incidents opened", ["source", "line", "priority"])
 REOPENED = Counter("bridge_incidents_reopened_total", "Incidents reopened within their reopen window", ["source"])
 CLOSED = Counter("bridge_incidents_closed_total", "Incidents closed", ["reason"])
@@ -45,13 +60,23 @@ REGRESSIONS = Counter("bridge_regressions_total", "Problems reopened as regressi
 RELEASES = Counter("bridge_releases_total", "Releases received by the close hook (replays excluded)")
 JIRA_REQUESTS = Counter("bridge_jira_requests_total", "Jira REST calls", ["operation", "outcome"])
 ZABBIX_REQUESTS = Counter("bridge_zabbix_requests_total", "Zabbix API calls", ["method", "outcome"])
-RESOLUTION = Histogram("bridge_incident_resolution_seconds", "Time from an incident opening to its resolution",
-                       buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800))
-TIME_TO_FIX = Histogram("bridge_problem_time_to_fix_seconds", "Time from a problem opening to its fix being released",
-                        buckets=(3600, 14400, 86400, 259200, 604800, 1209600, 2592000, 7776000, 31536000))
+RESOLUTION = Histogram(
+    "bridge_incident_resolution_seconds",
+    "Time from an incident opening to its resolution",
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
+)
+TIME_TO_FIX = Histogram(
+    "bridge_problem_time_to_fix_seconds",
+    "Time from a problem opening to its fix being released",
+    buckets=(3600, 14400, 86400, 259200, 604800, 1209600, 2592000, 7776000, 31536000),
+)
 JIRA_DURATION = Histogram("bridge_jira_request_duration_seconds", "Duration of Jira REST calls", ["operation"])
-WEBHOOK_DURATION = Histogram("bridge_webhook_request_duration_seconds", "Webhook answer time, commit included",
-                             ["source"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+WEBHOOK_DURATION = Histogram(
+    "bridge_webhook_request_duration_seconds",
+    "Webhook answer time, commit included",
+    ["source"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 
 # Outcomes of a webhook notification, as the receiver counts them.
@@ -164,7 +189,8 @@ class StoreGauges(Collector):
         priorities = self.rules.priorities if self.rules is not None else []
         lines = self.rules.lines if self.rules is not None else []
         open_by: dict[tuple[str, str, str], int] = {
-            (line, priority, source): 0 for line in lines for priority in priorities for source in SOURCES}
+            (line, priority, source): 0 for line in lines for priority in priorities for source in SOURCES
+        }
         breached_by: dict[str, int] = dict.fromkeys(priorities, 0)
         problems_by: dict[str, int] = {state.value: 0 for state in ProblemState if state is not ProblemState.CLOSED}
         pending_by: dict[str, int] = dict.fromkeys(OUTBOX_TARGETS, 0)
@@ -176,8 +202,9 @@ class StoreGauges(Collector):
         problems_by.update(counts.live_problems)
         pending_by.update(counts.pending_jobs)
         dead_by.update(counts.dead_jobs)
-        open_incidents = GaugeMetricFamily("bridge_incidents_open", "Incidents not closed (firing or resolved)",
-                                           labels=["line", "priority", "source"])
+        open_incidents = GaugeMetricFamily(
+            "bridge_incidents_open", "Incidents not closed (firing or resolved)", labels=["line", "priority", "source"]
+        )
         for labels, count in open_by.items():
             open_incidents.add_metric(list(labels), count)
         yield open_incidents

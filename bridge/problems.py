@@ -12,11 +12,20 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-
 from bridge import metrics
 from bridge.domain import (
-    AlertResult, Incident, Outcome, Problem, ProblemRule, ProblemState, Rules, bounded_key, decide_problem, problem_rule_for,
-    regression_comment_text, template_context,
+    AlertResult,
+    Incident,
+    Outcome,
+    Problem,
+    ProblemRule,
+    ProblemState,
+    Rules,
+    bounded_key,
+    decide_problem,
+    problem_rule_for,
+    regression_comment_text,
+    template_context,
 )
 from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
 from bridge.jobs import CommentIncidents, EnsureIssue, RegressionReopen, SyncIssue, ZabbixClose, queue
@@ -24,8 +33,8 @@ from bridge.storage import Connection, Store
 from bridge.templates import TemplateError
 from bridge.versions import is_older
 from jira_link.client import JiraError
-from jira_link.port import JiraPort
 from jira_link.linker import LinkOptions
+from jira_link.port import JiraPort
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +61,23 @@ def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Inc
         try:
             incident.problem_key = bounded_key(rule.key(template_context(incident)).strip())
         except TemplateError as exc:
-            log.warning("problem key template failed; incident left outside problems",
-                        extra={"rule": rule.name, "dedup_key": incident.dedup_key, "error": str(exc)})
+            log.warning(
+                "problem key template failed; incident left outside problems",
+                extra={"rule": rule.name, "dedup_key": incident.dedup_key, "error": str(exc)},
+            )
             continue
         if incident.problem_key:
             candidates[id(incident)] = (incident, rule)
     return list(candidates.values())
 
 
-def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incident, ProblemRule]],
-                    now: datetime, rules_version_label: str | None = None) -> int:
+def assign_problems(
+    conn: Connection,
+    store: Store,
+    candidates: list[tuple[Incident, ProblemRule]],
+    now: datetime,
+    rules_version_label: str | None = None,
+) -> int:
     """Join the candidates to the open problem of their key, or open one at the threshold.
 
     Set-based per key (one lock, one lookup, one bulk join, one comment job), so an alert
@@ -102,12 +118,12 @@ def assign_problems(conn: Connection, store: Store, candidates: list[tuple[Incid
     return regressions
 
 
-def join_known_problem(conn: Connection, store: Store, problem: Problem, joining: list[Incident],
-                       rule: ProblemRule, now: datetime) -> None:
+def join_known_problem(
+    conn: Connection, store: Store, problem: Problem, joining: list[Incident], rule: ProblemRule, now: datetime
+) -> None:
     """Attach incidents to an open problem; a linked issue hears of them in one throttled comment."""
     notify = problem.jira_key is not None
-    store.join_problem(conn, problem.id, [incident.id for incident in joining if incident.id is not None],
-                       notify, now)
+    store.join_problem(conn, problem.id, [incident.id for incident in joining if incident.id is not None], notify, now)
     for incident in joining:
         incident.problem_id = problem.id
     if notify and rule.jira is not None:
@@ -116,8 +132,9 @@ def join_known_problem(conn: Connection, store: Store, problem: Problem, joining
         queue(conn, store, CommentIncidents(problem.id), now, run_at=run_at)
 
 
-def open_new_problem(conn: Connection, store: Store, key: str, opening: list[Incident], rule: ProblemRule,
-                     now: datetime, since: datetime) -> None:
+def open_new_problem(
+    conn: Connection, store: Store, key: str, opening: list[Incident], rule: ProblemRule, now: datetime, since: datetime
+) -> None:
     """Open a problem for a key, gathering every waiting incident of the window, and queue its Jira issue."""
     first = opening[0]
     context = template_context(first)
@@ -130,14 +147,16 @@ def open_new_problem(conn: Connection, store: Store, key: str, opening: list[Inc
     problem_id, _ = store.open_problem_with_candidates(conn, problem, since)
     for incident in opening:
         incident.problem_id = problem_id
-    store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="opened",
-                                         detail=f"opened by rule {rule.name}")])
+    store.add_problem_events(
+        conn, [dict(problem_id=problem_id, at=now, kind="opened", detail=f"opened by rule {rule.name}")]
+    )
     if rule.jira is not None and rule.jira.create:
         queue(conn, store, EnsureIssue(problem_id, first.priority), now)
 
 
-def handle_recurrence(conn: Connection, store: Store, version_label: str | None, incident: Incident,
-                      rule: ProblemRule, now: datetime) -> str | None:
+def handle_recurrence(
+    conn: Connection, store: Store, version_label: str | None, incident: Incident, rule: ProblemRule, now: datetime
+) -> str | None:
     """A failure whose problem a release closed fires again: a regression, or a target not yet fixed.
 
     With a version label configured, an incident from a target running a version older
@@ -152,24 +171,48 @@ def handle_recurrence(conn: Connection, store: Store, version_label: str | None,
     if running and is_older(running, fixed.fixed_in or ""):
         store.attach_incident(conn, fixed.id, incident.id)
         incident.problem_id = fixed.id
-        store.add_problem_events(conn, [dict(problem_id=fixed.id, at=now, kind="not_deployed",
-                                             detail=f"incident {incident.id} from version {running}, "
-                                                    f"older than the fix in {fixed.fixed_in}")])
+        store.add_problem_events(
+            conn,
+            [
+                dict(
+                    problem_id=fixed.id,
+                    at=now,
+                    kind="not_deployed",
+                    detail=f"incident {incident.id} from version {running}, older than the fix in {fixed.fixed_in}",
+                )
+            ],
+        )
         return "not_deployed"
     store.save_problem(conn, fixed, fixed.reopen(regression=True))
     store.attach_incident(conn, fixed.id, incident.id)
     incident.problem_id = fixed.id
     where = f" on version {running}" if running else ""
-    store.add_problem_events(conn, [dict(problem_id=fixed.id, at=now, kind="regressed",
-                                         detail=f"incident {incident.id}{where} after the fix in {fixed.fixed_in}")])
+    store.add_problem_events(
+        conn,
+        [
+            dict(
+                problem_id=fixed.id,
+                at=now,
+                kind="regressed",
+                detail=f"incident {incident.id}{where} after the fix in {fixed.fixed_in}",
+            )
+        ],
+    )
     if fixed.jira_key is not None and rule.jira is not None and rule.jira.reopen_on_regression:
-        queue(conn, store, RegressionReopen(
-            fixed.id, fixed.jira_key, regression_comment_text(fixed.fixed_in or "", incident.summary, running)), now)
+        queue(
+            conn,
+            store,
+            RegressionReopen(
+                fixed.id, fixed.jira_key, regression_comment_text(fixed.fixed_in or "", incident.summary, running)
+            ),
+            now,
+        )
     return "regressed"
 
 
-def link_problem(store: Store, jira: JiraPort | None, options: LinkOptions, problem_id: int, key: str,
-                 now: datetime) -> dict:
+def link_problem(
+    store: Store, jira: JiraPort | None, options: LinkOptions, problem_id: int, key: str, now: datetime
+) -> dict:
     """Link an existing Jira issue to a problem by hand, after checking the issue exists.
 
     Raises:
@@ -198,14 +241,17 @@ def link_problem(store: Store, jira: JiraPort | None, options: LinkOptions, prob
     except JiraError as exc:
         raise UpstreamError(f"could not check {key} in Jira: {exc.message}", exc.retryable) from exc
     if issue is None:
-        raise Unprocessable(f"Jira issue {key} does not exist or is not visible to the bridge",
-                            [f"jira_key: {key} not found in Jira"])
+        raise Unprocessable(
+            f"Jira issue {key} does not exist or is not visible to the bridge", [f"jira_key: {key} not found in Jira"]
+        )
     url = jira.issue_url(key)
 
     def work(conn: Connection) -> dict:
         # Link, history and sync job commit together: a crash never leaves a link nobody syncs.
         store.link_issue(conn, problem_id, key, url, "manual")
-        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"linked to {key} by hand")])
+        store.add_problem_events(
+            conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"linked to {key} by hand")]
+        )
         queue(conn, store, EnsureIssue(problem_id), now)
         queue_issue_sync(conn, store, key, now)
         updated = store.get_problem(problem_id, conn)
@@ -220,8 +266,14 @@ def queue_issue_sync(conn: Connection, store: Store, key: str, now: datetime) ->
     queue(conn, store, SyncIssue(key), now)
 
 
-def queue_zabbix_close(conn: Connection, store: Store, closed: Sequence[tuple[str, list[str] | None]], message: str,
-                       now: datetime, release: str | None = None) -> None:
+def queue_zabbix_close(
+    conn: Connection,
+    store: Store,
+    closed: Sequence[tuple[str, list[str] | None]],
+    message: str,
+    now: datetime,
+    release: str | None = None,
+) -> None:
     """Ask the worker to close in Zabbix the events of Zabbix incidents just closed here (if any)."""
     job = ZabbixClose.of_incidents(closed, message, release)
     if job.event_ids:
@@ -241,13 +293,28 @@ def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datet
             raise NotFound(f"no problem {problem_id}")
         if problem.is_closed:
             raise Conflict(f"problem {problem_id} is already closed")
-        counts, zabbix_closed = store.close_problems_and_incidents(conn, [problem_id], now,
-                                                                   f"problem closed by hand: {reason}")
+        counts, zabbix_closed = store.close_problems_and_incidents(
+            conn, [problem_id], now, f"problem closed by hand: {reason}"
+        )
         closed[:] = [counts.get(problem_id, 0)]
-        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="closed",
-                                             detail=f"by hand: {reason} ({counts.get(problem_id, 0)} incidents closed)")])
-        queue_zabbix_close(conn, store, zabbix_closed.get(problem_id, []),
-                           f"Closed by incident-bridge: problem closed by hand: {reason}", now)
+        store.add_problem_events(
+            conn,
+            [
+                dict(
+                    problem_id=problem_id,
+                    at=now,
+                    kind="closed",
+                    detail=f"by hand: {reason} ({counts.get(problem_id, 0)} incidents closed)",
+                )
+            ],
+        )
+        queue_zabbix_close(
+            conn,
+            store,
+            zabbix_closed.get(problem_id, []),
+            f"Closed by incident-bridge: problem closed by hand: {reason}",
+            now,
+        )
 
     closed: list[int] = []
     store.run(work)
@@ -273,6 +340,8 @@ def reopen_problem_by_hand(store: Store, problem_id: int, reason: str, now: date
         if other is not None:
             raise Conflict(f"problem {other.id} is already open for {problem.problem_key!r}")
         store.change_problem(conn, problem_id, lambda closed: closed.reopen(regression=False))
-        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="reopened", detail=f"by hand: {reason}")])
+        store.add_problem_events(
+            conn, [dict(problem_id=problem_id, at=now, kind="reopened", detail=f"by hand: {reason}")]
+        )
 
     store.run(work)

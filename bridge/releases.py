@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-
 from bridge import metrics
 from bridge.domain import Problem, Rules, release_comment_text
 from bridge.errors import BadPayload, Conflict, UpstreamError
@@ -31,9 +30,18 @@ def issue_keys_in(jira: JiraPort | None, jql: str, what: str) -> list[str]:
         raise UpstreamError(f"could not ask Jira for the issues of {what}: {exc.message}", exc.retryable) from exc
 
 
-def close_release(store: Store, jira: JiraPort | None, rules: Rules, *, project: str, version: str,
-                  issues: Sequence[str] | None, released_at: datetime | None, now: datetime,
-                  via: str = "pipeline") -> dict[str, Any]:
+def close_release(
+    store: Store,
+    jira: JiraPort | None,
+    rules: Rules,
+    *,
+    project: str,
+    version: str,
+    issues: Sequence[str] | None,
+    released_at: datetime | None,
+    now: datetime,
+    via: str = "pipeline",
+) -> dict[str, Any]:
     """Close every problem linked to the release's new issues and every incident of those problems.
 
     A release is identified per issue: a later call for a version (a hotfix issue added to
@@ -46,8 +54,9 @@ def close_release(store: Store, jira: JiraPort | None, rules: Rules, *, project:
         Conflict: no issue list and no Jira to ask. UpstreamError: Jira failed.
     """
     if issues is None:
-        issues = issue_keys_in(jira, f"project = {project} AND fixVersion = {jql_string(version)}",
-                               f"fix version {version}")
+        issues = issue_keys_in(
+            jira, f"project = {project} AND fixVersion = {jql_string(version)}", f"fix version {version}"
+        )
     keys = sorted(set(issues))
     shipped_at = released_at or now
     rules_by_name = {rule.name: rule for rule in rules.problem_rules}
@@ -57,26 +66,52 @@ def close_release(store: Store, jira: JiraPort | None, rules: Rules, *, project:
         # (project, version, issue) backs it, a loser retrying the whole transaction.
         recorded = store.lock_release(conn, project, version)
         before: dict[str, Any] = recorded["summary"] if recorded is not None else {}
-        release_id = recorded["id"] if recorded is not None else store.add_release(
-            conn, project=project, version=version, released_at=shipped_at, received_at=now, via=via, summary={})
+        release_id = (
+            recorded["id"]
+            if recorded is not None
+            else store.add_release(
+                conn, project=project, version=version, released_at=shipped_at, received_at=now, via=via, summary={}
+            )
+        )
         # Releases recorded before per-issue identity (0006) list their issues only in the summary.
         done = store.processed_release_issues(conn, project, version, keys)
         done |= set(before.get("issues", ())) & set(keys)
         new_keys = [key for key in keys if key not in done]
-        answer = {"project": project, "version": version, "released_at": shipped_at.isoformat(), "issues": keys,
-                  "already_processed_issues": sorted(done)}
+        answer = {
+            "project": project,
+            "version": version,
+            "released_at": shipped_at.isoformat(),
+            "issues": keys,
+            "already_processed_issues": sorted(done),
+        }
         if recorded is not None and not new_keys:
-            return {**answer, "closed_problems": [], "closed_incidents": 0, "already_closed_problems": [],
-                    "unmatched_issues": [], "replay": True}
+            return {
+                **answer,
+                "closed_problems": [],
+                "closed_incidents": 0,
+                "already_closed_problems": [],
+                "unmatched_issues": [],
+                "replay": True,
+            }
         store.add_release_issues(conn, release_id, project, version, new_keys, now)
         linked = store.problems_for_issues(conn, new_keys)
         to_close = [p for p in linked if not p.is_closed]
         reason = f"released in {version}"
         per_problem, zabbix_closed = store.close_problems_and_incidents(
-            conn, [p.id for p in to_close], now, reason, fixed_in=version, fixed_at=shipped_at)
-        store.add_problem_events(conn, [dict(problem_id=p.id, at=now, kind="released",
-                                             detail=f"{reason}: {per_problem.get(p.id, 0)} incidents closed")
-                                        for p in to_close])
+            conn, [p.id for p in to_close], now, reason, fixed_in=version, fixed_at=shipped_at
+        )
+        store.add_problem_events(
+            conn,
+            [
+                dict(
+                    problem_id=p.id,
+                    at=now,
+                    kind="released",
+                    detail=f"{reason}: {per_problem.get(p.id, 0)} incidents closed",
+                )
+                for p in to_close
+            ],
+        )
         by_issue: dict[str, list[Problem]] = {}
         for problem in to_close:
             by_issue.setdefault(problem.jira_key or "", []).append(problem)
@@ -84,17 +119,27 @@ def close_release(store: Store, jira: JiraPort | None, rules: Rules, *, project:
             first = problems_of_issue[0]
             rule = rules_by_name.get(first.rule)
             transition = rule is not None and rule.jira is not None and rule.jira.close_on_release
-            text = release_comment_text(version, [p.id for p in problems_of_issue],
-                                        sum(per_problem.get(p.id, 0) for p in problems_of_issue))
+            text = release_comment_text(
+                version, [p.id for p in problems_of_issue], sum(per_problem.get(p.id, 0) for p in problems_of_issue)
+            )
             queue(conn, store, ReleaseComment(first.id, key, text, transition, first.rule, project, version), now)
             zabbix_of_issue = [closed for p in problems_of_issue for closed in zabbix_closed.get(p.id, [])]
-            queue_zabbix_close(conn, store, zabbix_of_issue, f"Closed by incident-bridge: fixed in release {version}",
-                               now, release=f"{project}:{version}:{key}")
+            queue_zabbix_close(
+                conn,
+                store,
+                zabbix_of_issue,
+                f"Closed by incident-bridge: fixed in release {version}",
+                now,
+                release=f"{project}:{version}:{key}",
+            )
         matched = {p.jira_key for p in linked}
-        summary = {**answer, "closed_problems": [p.id for p in to_close],
-                   "closed_incidents": sum(per_problem.values()),
-                   "already_closed_problems": [p.id for p in linked if p.is_closed],
-                   "unmatched_issues": [key for key in new_keys if key not in matched]}
+        summary = {
+            **answer,
+            "closed_problems": [p.id for p in to_close],
+            "closed_incidents": sum(per_problem.values()),
+            "already_closed_problems": [p.id for p in linked if p.is_closed],
+            "unmatched_issues": [key for key in new_keys if key not in matched],
+        }
         store.set_release_summary(conn, release_id, release_totals(before, summary))
         fix_times[:] = [(shipped_at - p.opened_at).total_seconds() for p in to_close]
         return {**summary, "replay": False}
@@ -108,21 +153,26 @@ def close_release(store: Store, jira: JiraPort | None, rules: Rules, *, project:
 
 def release_totals(before: dict[str, Any], call: dict[str, Any]) -> dict[str, Any]:
     """A version's summary over all its calls, as the release list and the overview show it."""
+
     def union(name: str) -> list[Any]:
         return sorted({*before.get(name, ()), *call[name]})
 
-    return {"project": call["project"], "version": call["version"],
-            "released_at": before.get("released_at", call["released_at"]),
-            "issues": sorted({*before.get("issues", ()), *call["issues"]}),
-            "closed_problems": union("closed_problems"),
-            "closed_incidents": before.get("closed_incidents", 0) + call["closed_incidents"],
-            "already_closed_problems": union("already_closed_problems"),
-            "unmatched_issues": union("unmatched_issues"),
-            "calls": before.get("calls", 1 if before else 0) + 1}
+    return {
+        "project": call["project"],
+        "version": call["version"],
+        "released_at": before.get("released_at", call["released_at"]),
+        "issues": sorted({*before.get("issues", ()), *call["issues"]}),
+        "closed_problems": union("closed_problems"),
+        "closed_incidents": before.get("closed_incidents", 0) + call["closed_incidents"],
+        "already_closed_problems": union("already_closed_problems"),
+        "unmatched_issues": union("unmatched_issues"),
+        "calls": before.get("calls", 1 if before else 0) + 1,
+    }
 
 
-def release_from_jira_version(store: Store, jira: JiraPort | None, rules: Rules, version: Any,
-                              now: datetime) -> dict[str, Any]:
+def release_from_jira_version(
+    store: Store, jira: JiraPort | None, rules: Rules, version: Any, now: datetime
+) -> dict[str, Any]:
     """The release close hook, fed by Jira's version-released webhook (which lists no issues).
 
     Raises:
@@ -132,5 +182,14 @@ def release_from_jira_version(store: Store, jira: JiraPort | None, rules: Rules,
         raise BadPayload("version_released webhook without a version", ["version: needs id and name"])
     keys = issue_keys_in(jira, f"fixVersion = {version['id']}", f"version {version['name']}")
     project = keys[0].split("-")[0] if keys else str(version.get("projectId", "unknown"))
-    return close_release(store, jira, rules, project=project, version=str(version["name"]), issues=keys,
-                         released_at=None, now=now, via="jira_webhook")
+    return close_release(
+        store,
+        jira,
+        rules,
+        project=project,
+        version=str(version["name"]),
+        issues=keys,
+        released_at=None,
+        now=now,
+        via="jira_webhook",
+    )

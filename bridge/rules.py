@@ -9,24 +9,30 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from datetime import date, time, timedelta
+from datetime import timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any
 
-import holidays
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from adapters import SOURCES
 from bridge.domain import (
-    IMPACT_LEVELS, URGENCY_LEVELS, Alert, EventRoutingKey, JiraTarget, Matcher, ProblemRule, Renderer, Route, Rules,
+    IMPACT_LEVELS,
+    URGENCY_LEVELS,
+    Alert,
+    EventRoutingKey,
+    JiraTarget,
+    Matcher,
+    ProblemRule,
+    Renderer,
+    Route,
+    Rules,
 )
-from bridge.sla import TWENTY_FOUR_SEVEN, Calendar, Interval, SlaPolicy
+from bridge.rules_sla import SlaModel, build_sla
 from bridge.templates import TemplateError, compile_template, example_alerts
-from bridge.validation import message_for
+from bridge.validation import StrictModel, message_for, parse_duration
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -38,19 +44,6 @@ class RulesError(Exception):
         self.path = path
         self.problems = problems
         super().__init__(f"{path}: " + "; ".join(problems))
-
-
-def parse_duration(text: str) -> timedelta:
-    """Parse `90s`, `30m`, `4h`, `1d12h` into a timedelta.
-
-    Raises:
-        ValueError: the text is not such a duration.
-    """
-    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if not text or match is None or not any(match.groups()):
-        raise ValueError(f"invalid duration {text!r}: use forms like 90s, 30m, 4h, 1d")
-    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
 def expand_variables(text: str, environ: Mapping[str, str]) -> str:
@@ -69,11 +62,7 @@ def expand_variables(text: str, environ: Mapping[str, str]) -> str:
     return _VARIABLE.sub(lambda match: environ[match.group(1)], text)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class MatchModel(_Strict):
+class MatchModel(StrictModel):
     source: str | None = None
     labels: dict[str, str] = {}
     labels_regex: dict[str, str] = {}
@@ -96,7 +85,7 @@ class MatchModel(_Strict):
         return value
 
 
-class RouteFields(_Strict):
+class RouteFields(StrictModel):
     """Fields a route may set; unset ones come from `defaults`."""
 
     line: str | None = Field(default=None, min_length=1, max_length=64)
@@ -112,7 +101,7 @@ class RouteModel(RouteFields):
     match: MatchModel
 
 
-class JiraTargetModel(_Strict):
+class JiraTargetModel(StrictModel):
     create: bool = False
     project: str = Field(min_length=1)
     issue_type: str = Field(default="Bug", min_length=1)
@@ -134,7 +123,7 @@ class JiraTargetModel(_Strict):
         return value
 
 
-class ProblemRuleModel(_Strict):
+class ProblemRuleModel(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     match: MatchModel
     key: str = Field(min_length=1)
@@ -146,51 +135,21 @@ class ProblemRuleModel(_Strict):
     jira: JiraTargetModel | None = None
 
 
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
-HOLIDAY_YEARS = range(2020, 2041)
-
-
-class HolidaysModel(_Strict):
-    country: str = Field(min_length=2, max_length=3)
-    subdivision: str | None = None
-
-
-class CalendarModel(_Strict):
-    timezone: str
-    hours: dict[str, str | list[str]]
-    holidays: HolidaysModel | None = None
-    extra_holidays: list[date] = []
-    working_days: list[date] = []
-    working_day_hours: str | list[str] | None = None
-
-
-class PolicyModel(_Strict):
-    resolution: str
-    calendar: str = "24x7"
-    comment_on_breach: bool = False
-
-
-class SlaModel(_Strict):
-    calendars: dict[str, CalendarModel] = {}
-    policies: dict[str, PolicyModel] = {}
-
-
-class ReleasesModel(_Strict):
+class ReleasesModel(StrictModel):
     version_label: str | None = Field(default=None, min_length=1)
 
 
-class RoutingKeyModel(_Strict):
+class RoutingKeyModel(StrictModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     key: str = Field(min_length=1)
     labels: dict[str, str] = {}
 
 
-class EventsModel(_Strict):
+class EventsModel(StrictModel):
     routing_keys: list[RoutingKeyModel] = []
 
 
-class RulesModel(_Strict):
+class RulesModel(StrictModel):
     version: int
     defaults: RouteFields
     priority_matrix: dict[str, dict[str, str]]
@@ -242,10 +201,11 @@ def _build_route(
     where: str, name: str, matcher: Matcher, fields: RouteFields, defaults: RouteFields, problems: list[str]
 ) -> Route | None:
     """Merge a route's fields over the defaults, field by field, and check them."""
-    merged = {key: getattr(fields, key) if getattr(fields, key) is not None else getattr(defaults, key)
-              for key in RouteFields.model_fields}
-    missing = [key for key in ("line", "impact", "urgency", "reopen_window", "auto_close_after")
-               if merged[key] is None]
+    merged = {
+        key: getattr(fields, key) if getattr(fields, key) is not None else getattr(defaults, key)
+        for key in RouteFields.model_fields
+    }
+    missing = [key for key in ("line", "impact", "urgency", "reopen_window", "auto_close_after") if merged[key] is None]
     for key in missing:
         problems.append(f"{where}: missing {key} (set it on the route or in defaults)")
     if missing:
@@ -259,8 +219,9 @@ def _build_route(
         except ValueError as exc:
             problems.append(f"{where}: {key}: {exc}")
     if len(durations) == 2 and durations["auto_close_after"] < durations["reopen_window"]:
-        problems.append(f"{where}: auto_close_after must not be shorter than reopen_window "
-                        "(a closed incident can no longer reopen)")
+        problems.append(
+            f"{where}: auto_close_after must not be shorter than reopen_window (a closed incident can no longer reopen)"
+        )
     dedup_labels = merged["dedup_labels"]
     if dedup_labels is not None and not dedup_labels:
         problems.append(f"{where}: dedup_labels must name at least one label, or be left out")
@@ -279,8 +240,11 @@ def _build_route(
 
 
 def _matcher(model: MatchModel) -> Matcher:
-    return Matcher(source=model.source, labels=dict(model.labels),
-                   labels_regex={k: re.compile(v) for k, v in model.labels_regex.items()})
+    return Matcher(
+        source=model.source,
+        labels=dict(model.labels),
+        labels_regex={k: re.compile(v) for k, v in model.labels_regex.items()},
+    )
 
 
 def _example_contexts(rule: ProblemRuleModel, matcher: Matcher) -> list[dict[str, Any]]:
@@ -290,14 +254,30 @@ def _example_contexts(rule: ProblemRuleModel, matcher: Matcher) -> list[dict[str
         if matcher.matches(alert):
             contexts.append(_alert_context(alert))
     if rule.example_labels is not None:
-        contexts.append({"labels": dict(rule.example_labels), "annotations": {}, "source": rule.match.source or "",
-                         "summary": "example", "priority": "P3", "line": "L3", "dedup_key": "example"})
+        contexts.append(
+            {
+                "labels": dict(rule.example_labels),
+                "annotations": {},
+                "source": rule.match.source or "",
+                "summary": "example",
+                "priority": "P3",
+                "line": "L3",
+                "dedup_key": "example",
+            }
+        )
     return contexts
 
 
 def _alert_context(alert: Alert) -> dict[str, Any]:
-    return {"labels": dict(alert.labels), "annotations": dict(alert.annotations), "source": alert.source,
-            "summary": alert.summary, "priority": "P3", "line": "L3", "dedup_key": f"{alert.source}:{alert.source_id}"}
+    return {
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "source": alert.source,
+        "summary": alert.summary,
+        "priority": "P3",
+        "line": "L3",
+        "dedup_key": f"{alert.source}:{alert.source_id}",
+    }
 
 
 def _build_problem_rules(models: list[ProblemRuleModel], problems: list[str]) -> list[ProblemRule]:
@@ -327,20 +307,27 @@ def _build_problem_rules(models: list[ProblemRuleModel], problems: list[str]) ->
             except ValueError as exc:
                 problems.append(f"{where}: jira.comment_interval: {exc}")
                 interval = timedelta(hours=1)
-            jira = JiraTarget(create=model.jira.create, project=model.jira.project, issue_type=model.jira.issue_type,
-                              labels=tuple(model.jira.labels), components=tuple(model.jira.components),
-                              priority_map=dict(model.jira.priority_map), comment_interval=interval,
-                              close_on_release=model.jira.close_on_release,
-                              done_transition=model.jira.done_transition,
-                              reopen_on_regression=model.jira.reopen_on_regression,
-                              reopen_transition=model.jira.reopen_transition)
+            jira = JiraTarget(
+                create=model.jira.create,
+                project=model.jira.project,
+                issue_type=model.jira.issue_type,
+                labels=tuple(model.jira.labels),
+                components=tuple(model.jira.components),
+                priority_map=dict(model.jira.priority_map),
+                comment_interval=interval,
+                close_on_release=model.jira.close_on_release,
+                done_transition=model.jira.done_transition,
+                reopen_on_regression=model.jira.reopen_on_regression,
+                reopen_transition=model.jira.reopen_transition,
+            )
         matcher = _matcher(model.match)
         if len(renderers) < 3 or window is None:
             continue
         contexts = _example_contexts(model, matcher)
         if not contexts:
-            problems.append(f"{where}: no shipped example payload matches it; add example_labels so its "
-                            "templates can be checked")
+            problems.append(
+                f"{where}: no shipped example payload matches it; add example_labels so its templates can be checked"
+            )
         for context in contexts:
             for key, render in renderers.items():
                 try:
@@ -348,85 +335,24 @@ def _build_problem_rules(models: list[ProblemRuleModel], problems: list[str]) ->
                         problems.append(f"{where} key {key}: renders empty for example {context['dedup_key']}")
                 except TemplateError as exc:
                     problems.append(f"{where} key {key}: fails on example {context['dedup_key']}: {exc}")
-        built.append(ProblemRule(name=model.name, matcher=matcher, key=renderers["key"], summary=renderers["summary"],
-                                 description=renderers["description"], open_after=model.open_after,
-                                 window=window, jira=jira))
+        built.append(
+            ProblemRule(
+                name=model.name,
+                matcher=matcher,
+                key=renderers["key"],
+                summary=renderers["summary"],
+                description=renderers["description"],
+                open_after=model.open_after,
+                window=window,
+                jira=jira,
+            )
+        )
     return built
 
 
-def _intervals(where: str, value: str | list[str], problems: list[str]) -> tuple[Interval, ...]:
-    intervals = []
-    for text in [value] if isinstance(value, str) else value:
-        match = _HOURS.match(text)
-        if match is None:
-            problems.append(f"{where}: {text!r} is not HH:MM-HH:MM")
-            continue
-        start = time(int(match.group(1)), int(match.group(2)))
-        end = None if match.group(3) == "24" else time(int(match.group(3)), int(match.group(4)))
-        if end is not None and end <= start:
-            problems.append(f"{where}: {text!r} ends before it starts")
-            continue
-        intervals.append((start, end))
-    return tuple(intervals)
-
-
-def _build_calendar(name: str, model: CalendarModel, problems: list[str]) -> Calendar | None:
-    where = f'sla calendar "{name}"'
-    try:
-        zone = ZoneInfo(model.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f"{where} key timezone: unknown IANA time zone {model.timezone!r}")
-        return None
-    weekly = {}
-    for day, hours in model.hours.items():
-        if day not in _WEEKDAYS:
-            problems.append(f"{where} key hours.{day}: not a weekday ({', '.join(_WEEKDAYS)})")
-            continue
-        weekly[_WEEKDAYS.index(day)] = _intervals(f"{where} key hours.{day}", hours, problems)
-    if not any(weekly.values()):
-        problems.append(f"{where} key hours: no working hours at all")
-    public: set[date] = set()
-    if model.holidays is not None:
-        try:
-            public = set(holidays.country_holidays(model.holidays.country, subdiv=model.holidays.subdivision,
-                                                   years=HOLIDAY_YEARS))
-        except NotImplementedError:
-            problems.append(f"{where} key holidays.country: no holidays known for {model.holidays.country!r}")
-    default_hours = next((weekly[d] for d in range(7) if weekly.get(d)), ())
-    day_hours = (_intervals(f"{where} key working_day_hours", model.working_day_hours, problems)
-                 if model.working_day_hours is not None else default_hours)
-    return Calendar(name=name, zone=zone, weekly=weekly, holidays=frozenset(public | set(model.extra_holidays)),
-                    working_days=frozenset(model.working_days), working_day_hours=day_hours)
-
-
-def _build_sla(model: SlaModel, priorities: set[str], problems: list[str]) -> dict[str, SlaPolicy]:
-    calendars: dict[str, Calendar] = {"24x7": TWENTY_FOUR_SEVEN}
-    for name, calendar_model in model.calendars.items():
-        if name == "24x7":
-            problems.append('sla calendar "24x7": the name is reserved for the built-in round-the-clock calendar')
-            continue
-        calendar = _build_calendar(name, calendar_model, problems)
-        if calendar is not None:
-            calendars[name] = calendar
-    policies = {}
-    for priority, policy in model.policies.items():
-        where = f'sla policy "{priority}"'
-        if priority not in priorities:
-            problems.append(f"{where}: {priority!r} is not a priority of priority_matrix")
-        if policy.calendar not in calendars:
-            problems.append(f"{where} key calendar: unknown calendar {policy.calendar!r}")
-            continue
-        try:
-            resolution = parse_duration(policy.resolution)
-        except ValueError as exc:
-            problems.append(f"{where} key resolution: {exc}")
-            continue
-        policies[priority] = SlaPolicy(priority, resolution, calendars[policy.calendar], policy.comment_on_breach)
-    return policies
-
-
-def _build_routing_keys(model: EventsModel, environ: Mapping[str, str], problems: list[str]
-                        ) -> tuple[EventRoutingKey, ...]:
+def _build_routing_keys(
+    model: EventsModel, environ: Mapping[str, str], problems: list[str]
+) -> tuple[EventRoutingKey, ...]:
     """The Events v2 routing keys, `${VAR}` expanded; each key and name used once (a key names its sender)."""
     built: list[EventRoutingKey] = []
     names: set[str] = set()
@@ -495,14 +421,20 @@ def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] |
         if route is not None:
             routes.append(route)
     problem_rules = _build_problem_rules(model.problems, problems)
-    sla_policies = _build_sla(model.sla, set(matrix.values()), problems)
+    sla_policies = build_sla(model.sla, set(matrix.values()), problems)
     routing_keys = _build_routing_keys(model.events, os.environ if environ is None else environ, problems)
     if problems:
         raise RulesError(path, problems)
     assert default_route is not None
-    return Rules(routes=tuple(routes), default_route=default_route, priority_matrix=matrix,
-                 problem_rules=tuple(problem_rules), version_label=model.releases.version_label,
-                 sla_policies=sla_policies, event_routing_keys=routing_keys)
+    return Rules(
+        routes=tuple(routes),
+        default_route=default_route,
+        priority_matrix=matrix,
+        problem_rules=tuple(problem_rules),
+        version_label=model.releases.version_label,
+        sla_policies=sla_policies,
+        event_routing_keys=routing_keys,
+    )
 
 
 def load_rules(path: str | Path) -> Rules:

@@ -42,8 +42,11 @@ class Calendar:
         intervals = []
         for start, end in hours:
             begin = datetime.combine(day, start, tzinfo=self.zone).astimezone(UTC)
-            finish = (datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.zone) if end is None
-                      else datetime.combine(day, end, tzinfo=self.zone)).astimezone(UTC)
+            finish = (
+                datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.zone)
+                if end is None
+                else datetime.combine(day, end, tzinfo=self.zone)
+            ).astimezone(UTC)
             if finish > begin:
                 intervals.append((begin, finish))
         return intervals

@@ -19,15 +19,21 @@ from flask.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface
 
 from adapters import SOURCES
-from bridge.edge import choice_arg, group_token, iso, page_args
 from bridge.config import Secret
 from bridge.context import EXTENSION, bridge
-from bridge.errors import BadPayload
 from bridge.domain import IncidentState, ProblemState
+from bridge.edge import choice_arg, group_token, iso, page_args
+from bridge.errors import BadPayload
 from bridge.storage import IncidentFilter
 
-ui = Blueprint("ui", __name__, template_folder="ui_templates", static_folder="ui_static",
-               static_url_path="/static", url_prefix="/ui")
+ui = Blueprint(
+    "ui",
+    __name__,
+    template_folder="ui_templates",
+    static_folder="ui_static",
+    static_url_path="/static",
+    url_prefix="/ui",
+)
 SESSION_LIFETIME = timedelta(hours=12)
 OPEN_ENDPOINTS = ("ui.login", "ui.logout", "ui.static")
 _LOCAL_TARGET = re.compile(r"/ui/[!-~]*")  # a page of ours, printable ASCII only: no open redirect, no odd header
@@ -55,11 +61,15 @@ def _configure_sessions(state: BlueprintSetupState) -> None:
     token = state.app.extensions[EXTENSION].settings.token_api
     state.app.session_interface = _SessionInterface()
     state.app.secret_key = session_key(token) if token is not None else None
-    state.app.config.update(SESSION_COOKIE_NAME="bridge_session", SESSION_COOKIE_PATH="/ui/",
-                            SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
-                            PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
-                            # 12 hours from signing in, not from the last click: a copied cookie dies too.
-                            SESSION_REFRESH_EACH_REQUEST=False)
+    state.app.config.update(
+        SESSION_COOKIE_NAME="bridge_session",
+        SESSION_COOKIE_PATH="/ui/",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # 12 hours from signing in, not from the last click: a copied cookie dies too.
+        SESSION_REFRESH_EACH_REQUEST=False,
+    )
 
 
 def _sessions_required() -> bool:
@@ -133,8 +143,13 @@ def logout():  # type: ignore[no-untyped-def]
 def overview():  # type: ignore[no-untyped-def]
     store = bridge().store
     releases = store.list_releases(5, None).items
-    return render_template("overview.html", counts=store.overview_counts(), nearest=store.nearest_sla(10),
-                           releases=releases, now=bridge().now())
+    return render_template(
+        "overview.html",
+        counts=store.overview_counts(),
+        nearest=store.nearest_sla(10),
+        releases=releases,
+        now=bridge().now(),
+    )
 
 
 @ui.get("/problems")
@@ -152,20 +167,33 @@ def problem(problem_id: int):  # type: ignore[no-untyped-def]
     if found is None:
         return render_template("missing.html", what=f"problem {problem_id}"), 404
     incidents = store.list_incidents(IncidentFilter(problem_id=problem_id), 500, None).items
-    return render_template("problem.html", problem=found, incidents=incidents,
-                           history=store.problem_history(problem_id), now=bridge().now())
+    return render_template(
+        "problem.html",
+        problem=found,
+        incidents=incidents,
+        history=store.problem_history(problem_id),
+        now=bridge().now(),
+    )
 
 
 @ui.get("/incidents")
 def incidents():  # type: ignore[no-untyped-def]
     limit, cursor = page_args()
-    filters = IncidentFilter(state=choice_arg("state", IncidentState),
-                             source=choice_arg("source", SOURCES),
-                             priority=request.args.get("priority") or None)
+    filters = IncidentFilter(
+        state=choice_arg("state", IncidentState),
+        source=choice_arg("source", SOURCES),
+        priority=request.args.get("priority") or None,
+    )
     page = bridge().store.list_incidents(filters, limit, cursor)
-    return render_template("incidents.html", page=page, filters=filters, states=[s.value for s in IncidentState],
-                           sources=list(SOURCES),
-                           priorities=sorted(set(bridge().rules.priority_matrix.values())), now=bridge().now())
+    return render_template(
+        "incidents.html",
+        page=page,
+        filters=filters,
+        states=[s.value for s in IncidentState],
+        sources=list(SOURCES),
+        priorities=sorted(set(bridge().rules.priority_matrix.values())),
+        now=bridge().now(),
+    )
 
 
 @ui.get("/incidents/<int:incident_id>")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 from pydantic_core import ErrorDetails
 
 
@@ -108,3 +109,25 @@ def json_in_text(text: str, max_depth: int) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON: {exc}") from exc
+
+
+class StrictModel(BaseModel):
+    """A section of a configuration file: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `90s`, `30m`, `4h`, `1d12h` into a timedelta.
+
+    Raises:
+        ValueError: the text is not such a duration.
+    """
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    if not text or match is None or not any(match.groups()):
+        raise ValueError(f"invalid duration {text!r}: use forms like 90s, 30m, 4h, 1d")
+    days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)

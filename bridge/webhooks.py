@@ -26,7 +26,13 @@ from bridge.context import bridge
 from bridge.domain import EventRoutingKey, route_alert
 from bridge.edge import check_bearer, group_token, read_body, require_json, unread_head
 from bridge.errors import (
-    BridgeError, InvalidRoutingKey, NotFound, PayloadTooLarge, SenderShapedError, Unauthorized, UnsupportedMediaType,
+    BridgeError,
+    InvalidRoutingKey,
+    NotFound,
+    PayloadTooLarge,
+    SenderShapedError,
+    Unauthorized,
+    UnsupportedMediaType,
 )
 from bridge.ingest import body_text, keep_refused, prepare_delivery
 from bridge.jira_webhook import handle_jira_webhook
@@ -43,8 +49,9 @@ def _require_json_body() -> None:
         require_json()
 
 
-def _webhook_body(source: str, limit_name: str = "BRIDGE_MAX_BODY_BYTES",
-                  kept: Callable[[str], str | None] = lambda text: text) -> bytes:
+def _webhook_body(
+    source: str, limit_name: str = "BRIDGE_MAX_BODY_BYTES", kept: Callable[[str], str | None] = lambda text: text
+) -> bytes:
     """The body of an authenticated webhook, declared JSON and within the size limit.
 
     A refusal here (415, 413) is kept in rejected_payloads like any other: the sender is
@@ -62,8 +69,15 @@ def _webhook_body(source: str, limit_name: str = "BRIDGE_MAX_BODY_BYTES",
     except (UnsupportedMediaType, PayloadTooLarge) as exc:
         text = kept(body_text(exc.head if isinstance(exc, PayloadTooLarge) else unread_head()))
         if text is not None:
-            keep_refused(ctx.store, source, ctx.now(), exc, body=text, content_type=request.content_type,
-                         body_limit=ctx.settings.rejected_body_limit)
+            keep_refused(
+                ctx.store,
+                source,
+                ctx.now(),
+                exc,
+                body=text,
+                content_type=request.content_type,
+                body_limit=ctx.settings.rejected_body_limit,
+            )
         raise
 
 
@@ -76,10 +90,17 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     try:
         check_bearer(group_token(source))
-        delivery = prepare_delivery(ctx.store, ctx.rules, source, _webhook_body(source), ctx.now(),
-                                    content_type=request.content_type,
-                                    rejected_body_limit=ctx.settings.rejected_body_limit,
-                                    max_depth=ctx.settings.max_json_depth, max_alerts=ctx.settings.max_alerts)
+        delivery = prepare_delivery(
+            ctx.store,
+            ctx.rules,
+            source,
+            _webhook_body(source),
+            ctx.now(),
+            content_type=request.content_type,
+            rejected_body_limit=ctx.settings.rejected_body_limit,
+            max_depth=ctx.settings.max_json_depth,
+            max_alerts=ctx.settings.max_alerts,
+        )
         result = ctx.write(delivery)
     except BridgeError as exc:
         metrics.NOTIFICATIONS.labels(source, metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")).inc()
@@ -87,15 +108,17 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     finally:
         metrics.WEBHOOK_DURATION.labels(source).observe(time.perf_counter() - started)
     metrics.record_ingest(source, result)
-    return jsonify({
-        "status": "ok",
-        "notification_id": result.notification_id,
-        "incidents": result.incident_ids,
-        "alerts": len(result.results),
-        "outcomes": result.outcomes,
-        "rejected": [{"index": item.index, "errors": list(item.errors)} for item in result.parsed.rejected],
-        "truncated_alerts": result.parsed.truncated_alerts,
-    })
+    return jsonify(
+        {
+            "status": "ok",
+            "notification_id": result.notification_id,
+            "incidents": result.incident_ids,
+            "alerts": len(result.results),
+            "outcomes": result.outcomes,
+            "rejected": [{"index": item.index, "errors": list(item.errors)} for item in result.parsed.rejected],
+            "truncated_alerts": result.parsed.truncated_alerts,
+        }
+    )
 
 
 def _routing_key(keys: tuple[EventRoutingKey, ...], text: str, event: Any) -> tuple[EventRoutingKey, str] | None:
@@ -129,8 +152,9 @@ def _accept_event() -> tuple[Any, str]:
     keys = ctx.rules.event_routing_keys
     # PagerDuty's own limit, unless the operator's is lower.
     request.max_content_length = min(events.MAX_BODY_BYTES, ctx.settings.max_body_bytes)
-    limit_name = ("PagerDuty Events API limit" if events.MAX_BODY_BYTES < ctx.settings.max_body_bytes
-                  else "BRIDGE_MAX_BODY_BYTES")
+    limit_name = (
+        "PagerDuty Events API limit" if events.MAX_BODY_BYTES < ctx.settings.max_body_bytes else "BRIDGE_MAX_BODY_BYTES"
+    )
 
     def kept(head: str) -> str | None:
         found = _routing_key(keys, head, None)
@@ -147,10 +171,17 @@ def _accept_event() -> tuple[Any, str]:
         log.info("event refused: unknown or missing routing key", extra={"source": events.SOURCE})
         raise InvalidRoutingKey("invalid routing key", ["routing_key: Invalid routing key"])
     key, given = found
-    delivery = prepare_delivery(ctx.store, ctx.rules, events.SOURCE, _stored_event_text(text, event, given).encode(),
-                                ctx.now(), content_type=request.content_type,
-                                rejected_body_limit=ctx.settings.rejected_body_limit,
-                                max_depth=ctx.settings.max_json_depth, max_alerts=ctx.settings.max_alerts)
+    delivery = prepare_delivery(
+        ctx.store,
+        ctx.rules,
+        events.SOURCE,
+        _stored_event_text(text, event, given).encode(),
+        ctx.now(),
+        content_type=request.content_type,
+        rejected_body_limit=ctx.settings.rejected_body_limit,
+        max_depth=ctx.settings.max_json_depth,
+        max_alerts=ctx.settings.max_alerts,
+    )
     parsed = events.attach_routing_key(delivery.parsed, key, delivery.received_at, uuid.uuid4().hex)
     delivery = replace(delivery, parsed=parsed, routings=[route_alert(ctx.rules, alert) for alert in parsed.alerts])
     return ctx.write(delivery), events.accepted_dedup_key(parsed)
@@ -161,8 +192,9 @@ def pagerduty_error(exc: BridgeError) -> SenderShapedError:
     if exc.status >= 500:
         return SenderShapedError(exc, {})
     message = "Event object is invalid" if exc.status == 400 else exc.message
-    return SenderShapedError(exc, {"status": "invalid event", "message": message,
-                                   "errors": exc.errors or [exc.message]})
+    return SenderShapedError(
+        exc, {"status": "invalid event", "message": message, "errors": exc.errors or [exc.message]}
+    )
 
 
 @webhooks.post("/api/v1/alerts/events")
@@ -176,15 +208,23 @@ def receive_event():  # type: ignore[no-untyped-def]
     try:
         result, dedup_key = _accept_event()
     except BridgeError as exc:
-        outcome = ("unauthorized" if isinstance(exc, InvalidRoutingKey)
-                   else metrics.WEBHOOK_OUTCOMES.get(exc.status, "error"))
+        outcome = (
+            "unauthorized" if isinstance(exc, InvalidRoutingKey) else metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")
+        )
         metrics.NOTIFICATIONS.labels(events.SOURCE, outcome).inc()
         raise pagerduty_error(exc) from exc
     finally:
         metrics.WEBHOOK_DURATION.labels(events.SOURCE).observe(time.perf_counter() - started)
     metrics.record_ingest(events.SOURCE, result)
-    return jsonify({"status": "success", "message": "Event processed", "dedup_key": dedup_key,
-                    "incidents": result.incident_ids, "outcomes": result.outcomes}), 202
+    return jsonify(
+        {
+            "status": "success",
+            "message": "Event processed",
+            "dedup_key": dedup_key,
+            "incidents": result.incident_ids,
+            "outcomes": result.outcomes,
+        }
+    ), 202
 
 
 def check_jira_webhook(secret: Secret | None, body: bytes) -> None:
@@ -199,13 +239,15 @@ def check_jira_webhook(secret: Secret | None, body: bytes) -> None:
     if signature.startswith("sha256="):
         expected = hmac.new(secret.value.encode(), body, hashlib.sha256).hexdigest().encode()
         # Bytes, not str: compare_digest raises TypeError on non-ASCII str, and headers can carry any byte.
-        if hmac.compare_digest(signature[len("sha256="):].strip().lower().encode(), expected):
+        if hmac.compare_digest(signature[len("sha256=") :].strip().lower().encode(), expected):
             return
     given = request.args.get("secret", "")
     if given and secret.matches(given):
         return
-    raise Unauthorized("invalid Jira webhook signature or secret",
-                       ["X-Hub-Signature: expected sha256=<HMAC of the body>, or ?secret=<shared secret>"])
+    raise Unauthorized(
+        "invalid Jira webhook signature or secret",
+        ["X-Hub-Signature: expected sha256=<HMAC of the body>, or ?secret=<shared secret>"],
+    )
 
 
 @webhooks.post("/api/v1/jira/webhook")

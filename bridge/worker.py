@@ -19,19 +19,23 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
-
+from adapters.zabbix_api import ZabbixApiError, ZabbixClient
 from bridge import jobs, metrics
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
-from adapters.zabbix_api import ZabbixApiError, ZabbixClient
 from bridge.problems import queue_issue_sync
 from bridge.storage import Connection, Store
 from jira_link.client import JiraClient, JiraError
-from jira_link.port import JiraPort
 from jira_link.linker import (
-    LinkOptions, comment_unless_repeated, conclusion_of, find_or_create_issue, link_back, move_issue,
+    LinkOptions,
+    comment_unless_repeated,
+    conclusion_of,
+    find_or_create_issue,
+    link_back,
+    move_issue,
 )
+from jira_link.port import JiraPort
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +78,17 @@ class OutboxRunner:
 
     @classmethod
     def from_settings(cls, store: Store, rules: Rules, settings: Settings) -> OutboxRunner:
-        return cls(store, rules, JiraClient.from_settings(settings, metrics.observe_jira), LinkOptions.from_settings(settings),
-                   timedelta(seconds=settings.outbox_dead_after_seconds), settings.outbox_max_backoff_seconds,
-                   timedelta(seconds=settings.jira_sync_interval_seconds),
-                   ZabbixClient.from_settings(settings, metrics.observe_zabbix),
-                   timedelta(seconds=settings.outbox_lease_seconds))
+        return cls(
+            store,
+            rules,
+            JiraClient.from_settings(settings, metrics.observe_jira),
+            LinkOptions.from_settings(settings),
+            timedelta(seconds=settings.outbox_dead_after_seconds),
+            settings.outbox_max_backoff_seconds,
+            timedelta(seconds=settings.jira_sync_interval_seconds),
+            ZabbixClient.from_settings(settings, metrics.observe_zabbix),
+            timedelta(seconds=settings.outbox_lease_seconds),
+        )
 
     def run_due(self, now: datetime) -> int:
         """Queue the periodic conclusion sync when due, then run the jobs due now; returns how many ran."""
@@ -101,15 +111,17 @@ class OutboxRunner:
             self._failed(job, now, exc.message, exc.retryable, None)
         except StoreUnavailable:
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the queue
-            log.exception("outbox job crashed", extra={"job_id": job["id"], "kind": job["kind"],
-                                                       "attempt": job["attempts"]})
+        except Exception as exc:
+            log.exception(
+                "outbox job crashed", extra={"job_id": job["id"], "kind": job["kind"], "attempt": job["attempts"]}
+            )
             self._failed(job, now, f"unexpected error: {type(exc).__name__}", True, None)
         else:
             self.store.finish_job(job["id"], now)
 
-    def _failed(self, job: dict[str, Any], now: datetime, error: str, retryable: bool,
-                retry_after: float | None) -> None:
+    def _failed(
+        self, job: dict[str, Any], now: datetime, error: str, retryable: bool, retry_after: float | None
+    ) -> None:
         about = {"job_id": job["id"], "kind": job["kind"], "attempt": job["attempts"], "error": error}
         if not retryable:
             log.error("outbox job failed for good; dead until retried (incident-bridge outbox retry)", extra=about)
@@ -162,8 +174,9 @@ class OutboxRunner:
         def work(conn: Connection) -> bool:
             linked = self.store.link_issue(conn, problem_id, key, url, "bridge")
             if linked:
-                self.store.add_problem_events(conn, [dict(
-                    problem_id=problem_id, at=now, kind="linked", detail=f"{key} created by the bridge")])
+                self.store.add_problem_events(
+                    conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"{key} created by the bridge")]
+                )
             return linked
 
         return work
@@ -183,9 +196,11 @@ class OutboxRunner:
         if remaining > 0:
             target = self._target_of(problem["rule"])
             interval = target.comment_interval if target else timedelta(hours=1)
-            self.store.run(lambda conn: jobs.queue(conn, self.store, jobs.CommentIncidents(problem["id"]), now,
-                                                   run_at=now + interval))
-
+            self.store.run(
+                lambda conn: jobs.queue(
+                    conn, self.store, jobs.CommentIncidents(problem["id"]), now, run_at=now + interval
+                )
+            )
 
     @_handle.register
     def _sync_issue(self, job: jobs.SyncIssue, now: datetime) -> None:
@@ -205,8 +220,7 @@ class OutboxRunner:
         comment_unless_repeated(jira, job.jira_key, job.text)
         if job.transition:
             target = self._target_of(job.rule)
-            move_issue(jira, job.jira_key, name=target.done_transition if target else None,
-                       to_categories=("done",))
+            move_issue(jira, job.jira_key, name=target.done_transition if target else None, to_categories=("done",))
 
     @_handle.register
     def _regression(self, job: jobs.RegressionReopen, now: datetime) -> None:
@@ -215,8 +229,12 @@ class OutboxRunner:
         jira = self._jira()
         comment_unless_repeated(jira, job.jira_key, job.text)
         target = self._target_of(problem["rule"]) if problem else None
-        move_issue(jira, job.jira_key, name=target.reopen_transition if target else None,
-                   to_categories=("new", "indeterminate"))
+        move_issue(
+            jira,
+            job.jira_key,
+            name=target.reopen_transition if target else None,
+            to_categories=("new", "indeterminate"),
+        )
 
     @_handle.register
     def _note(self, job: jobs.Note, now: datetime) -> None:
@@ -230,8 +248,10 @@ class OutboxRunner:
             raise JobFailed("Zabbix API is not configured (BRIDGE_ZABBIX_URL, BRIDGE_ZABBIX_API_TOKEN)", retryable=True)
         report = self.zabbix.close_problems(job.event_ids, job.message)
         if report.acknowledged_only:
-            log.warning("Zabbix triggers forbid manual close; problems acknowledged with a message instead",
-                        extra={"event_ids": report.acknowledged_only})
+            log.warning(
+                "Zabbix triggers forbid manual close; problems acknowledged with a message instead",
+                extra={"event_ids": report.acknowledged_only},
+            )
 
     def schedule_syncs(self, now: datetime, interval: timedelta) -> int:
         """Queue a conclusion sync for linked problems not read within `interval` (missed webhooks)."""
@@ -259,13 +279,16 @@ def mark_breaches(store: Store, rules: Rules | None, now: datetime) -> list[dict
         if policy is not None and policy.comment_on_breach and incident["problem_id"] is not None:
             notes.append(incident)
     if notes:
+
         def queue(conn: Connection) -> None:
             for incident in notes:
                 problem = store.get_problem(incident["problem_id"], conn)
                 if problem is None or problem["jira_key"] is None:
                     continue
-                text = (f"SLA breached: incident {incident['id']} ({incident['priority']}) was due "
-                        f"{incident['sla_due']:%Y-%m-%d %H:%M} UTC: {incident['summary']}")
+                text = (
+                    f"SLA breached: incident {incident['id']} ({incident['priority']}) was due "
+                    f"{incident['sla_due']:%Y-%m-%d %H:%M} UTC: {incident['summary']}"
+                )
                 jobs.queue(conn, store, jobs.Note(problem["id"], problem["jira_key"], text, incident["id"]), now)
 
         store.run(queue)
@@ -310,8 +333,12 @@ def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None, pr
 
 
 def run_forever(
-    store: Store, interval_seconds: float, now: Callable[[], datetime], stop: threading.Event,
-    outbox: OutboxRunner | None = None, pruner: Pruner | None = None,
+    store: Store,
+    interval_seconds: float,
+    now: Callable[[], datetime],
+    stop: threading.Event,
+    outbox: OutboxRunner | None = None,
+    pruner: Pruner | None = None,
 ) -> None:
     """Run passes until `stop` is set; a database outage is logged and waited out."""
     log.info("worker started", extra={"interval_seconds": interval_seconds})

@@ -29,8 +29,9 @@ FLAVOURS = (CLOUD, DATACENTER)
 class JiraError(Exception):
     """A Jira call failed; `retryable` says whether trying again later can help."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
@@ -40,8 +41,12 @@ class JiraError(Exception):
 
 def adf(text: str) -> dict[str, Any]:
     """Plain text as an Atlassian Document Format document, one paragraph per line."""
-    paragraphs = [{"type": "paragraph", "content": [{"type": "text", "text": line}]} if line
-                  else {"type": "paragraph", "content": []} for line in text.split("\n")]
+    paragraphs = [
+        {"type": "paragraph", "content": [{"type": "text", "text": line}]}
+        if line
+        else {"type": "paragraph", "content": []}
+        for line in text.split("\n")
+    ]
     return {"type": "doc", "version": 1, "content": paragraphs}
 
 
@@ -83,16 +88,31 @@ class JiraIssue:
 
 
 # Every REST call the client makes, by the name its metrics carry.
-OPERATIONS = ("search", "get_transitions", "transition", "get_issue", "create_issue", "add_comment",
-              "get_comments", "add_remote_link")
+OPERATIONS = (
+    "search",
+    "get_transitions",
+    "transition",
+    "get_issue",
+    "create_issue",
+    "add_comment",
+    "get_comments",
+    "add_remote_link",
+)
 
 
 class JiraClient:
     """One Jira site. Build with `from_settings`; tests pass a session and a fake server URL."""
 
-    def __init__(self, session: requests.Session, base_url: str, *, flavour: str = CLOUD,
-                 authorization: str, timeout: float = 10.0,
-                 observe: Callable[[str, str, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        session: requests.Session,
+        base_url: str,
+        *,
+        flavour: str = CLOUD,
+        authorization: str,
+        timeout: float = 10.0,
+        observe: Callable[[str, str, float], None] | None = None,
+    ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown Jira flavour {flavour!r}; expected one of {', '.join(FLAVOURS)}")
         self.session = session
@@ -116,8 +136,12 @@ class JiraClient:
         return cls(session, base_url, flavour=DATACENTER, authorization=f"Bearer {personal_access_token}", **kwargs)
 
     @classmethod
-    def from_settings(cls, settings: Settings, observe: Callable[[str, str, float], None] | None = None,
-                      session: requests.Session | None = None) -> JiraClient | None:
+    def from_settings(
+        cls,
+        settings: Settings,
+        observe: Callable[[str, str, float], None] | None = None,
+        session: requests.Session | None = None,
+    ) -> JiraClient | None:
         """The configured Jira, or None when BRIDGE_JIRA_URL is unset."""
         if settings.jira_url is None:
             return None
@@ -139,13 +163,22 @@ class JiraClient:
         """Description and comment bodies in the flavour's format."""
         return adf(value) if self.flavour == CLOUD else value
 
-    def _request(self, operation: str, method: str, path: str, *, json: Any = None,
-                 params: Mapping[str, Any] | None = None, not_found_ok: bool = False) -> requests.Response | None:
+    def _request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        not_found_ok: bool = False,
+    ) -> requests.Response | None:
         headers = {"Authorization": self._authorization, "Accept": "application/json"}
         started = time.monotonic()
         try:
-            response = self.session.request(method, self.base_url + path, json=json, params=params,
-                                            headers=headers, timeout=self.timeout)
+            response = self.session.request(
+                method, self.base_url + path, json=json, params=params, headers=headers, timeout=self.timeout
+            )
         except requests.Timeout as exc:
             self._observe(operation, "timeout", time.monotonic() - started)
             raise JiraError(f"Jira {operation} timed out after {self.timeout}s", retryable=True) from exc
@@ -157,9 +190,12 @@ class JiraClient:
         if status == 404 and not_found_ok:
             return None
         if status >= 400:
-            raise JiraError(f"Jira {operation} answered HTTP {status}: {self._error_text(response)}",
-                            status=status, retryable=status in (408, 429) or status >= 500,
-                            retry_after=_retry_after(response))
+            raise JiraError(
+                f"Jira {operation} answered HTTP {status}: {self._error_text(response)}",
+                status=status,
+                retryable=status in (408, 429) or status >= 500,
+                retry_after=_retry_after(response),
+            )
         return response
 
     @staticmethod
@@ -173,8 +209,13 @@ class JiraClient:
 
     # Operations ------------------------------------------------------------------
 
-    def search(self, jql: str, fields: Sequence[str] = ("status", "resolution", "labels"),
-               max_results: int = 100, limit: int = 10_000) -> list[JiraIssue]:
+    def search(
+        self,
+        jql: str,
+        fields: Sequence[str] = ("status", "resolution", "labels"),
+        max_results: int = 100,
+        limit: int = 10_000,
+    ) -> list[JiraIssue]:
         """Issues matching a bounded JQL query, every page up to `limit` issues.
 
         Cloud: GET /rest/api/3/search/jql, paged by nextPageToken (the old /search is gone, 410).
@@ -209,13 +250,15 @@ class JiraClient:
 
     def transition(self, key: str, transition_id: str) -> None:
         """POST /rest/api/{2,3}/issue/{key}/transitions; 204 on success."""
-        self._request("transition", "POST", f"{self.api}/issue/{key}/transitions",
-                      json={"transition": {"id": transition_id}})
+        self._request(
+            "transition", "POST", f"{self.api}/issue/{key}/transitions", json={"transition": {"id": transition_id}}
+        )
 
     def get_issue(self, key: str, fields: Sequence[str] = ("status", "resolution", "labels")) -> JiraIssue | None:
         """One issue, or None when it does not exist (or is not visible to us)."""
-        response = self._request("get_issue", "GET", f"{self.api}/issue/{key}",
-                                 params={"fields": ",".join(fields)}, not_found_ok=True)
+        response = self._request(
+            "get_issue", "GET", f"{self.api}/issue/{key}", params={"fields": ",".join(fields)}, not_found_ok=True
+        )
         return self._issue(response.json()) if response is not None else None
 
     def create_issue(self, fields: Mapping[str, Any]) -> str:
@@ -230,15 +273,23 @@ class JiraClient:
 
     def recent_comments(self, key: str, limit: int = 20) -> list[str]:
         """The plain text of the newest comments, newest first."""
-        response = self._request("get_comments", "GET", f"{self.api}/issue/{key}/comment",
-                                 params={"orderBy": "-created", "maxResults": limit})
+        response = self._request(
+            "get_comments",
+            "GET",
+            f"{self.api}/issue/{key}/comment",
+            params={"orderBy": "-created", "maxResults": limit},
+        )
         assert response is not None
         return [adf_text(comment.get("body")) for comment in response.json().get("comments", [])]
 
     def add_remote_link(self, key: str, global_id: str, url: str, title: str, summary: str = "") -> None:
         """Create or update (same globalId) a link from the issue back to us."""
-        body = {"globalId": global_id, "application": {"type": "org.incident-bridge", "name": "incident-bridge"},
-                "relationship": "root cause of", "object": {"url": url, "title": title, "summary": summary}}
+        body = {
+            "globalId": global_id,
+            "application": {"type": "org.incident-bridge", "name": "incident-bridge"},
+            "relationship": "root cause of",
+            "object": {"url": url, "title": title, "summary": summary},
+        }
         self._request("add_remote_link", "POST", f"{self.api}/issue/{key}/remotelink", json=body)
 
     @staticmethod

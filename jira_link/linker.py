@@ -37,9 +37,12 @@ class LinkOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkOptions:
-        return cls(marker_prefix=settings.jira_marker_prefix, public_url=settings.public_url,
-                   conclusion_field=settings.jira_conclusion_field,
-                   conclusion_marker=settings.jira_conclusion_marker)
+        return cls(
+            marker_prefix=settings.jira_marker_prefix,
+            public_url=settings.public_url,
+            conclusion_field=settings.jira_conclusion_field,
+            conclusion_marker=settings.jira_conclusion_marker,
+        )
 
 
 def marker_label(options: LinkOptions, problem_id: int) -> str:
@@ -58,12 +61,14 @@ def _truncate(text: str, limit: int, what: str, problem_id: int) -> str:
     return text[: limit - 1] + "…"
 
 
-def issue_fields(jira: JiraPort, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions,
-                 priority: str | None) -> dict[str, Any]:
+def issue_fields(
+    jira: JiraPort, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions, priority: str | None
+) -> dict[str, Any]:
     """The create-issue fields for a problem under a rule's Jira target."""
     problem_id = problem["id"]
-    description = (problem["description"] or problem["summary"]) + \
-        f"\n\nincident-bridge problem {problem_id} ({problem['problem_key']}): {problem_url(options, problem_id)}"
+    description = (
+        problem["description"] or problem["summary"]
+    ) + f"\n\nincident-bridge problem {problem_id} ({problem['problem_key']}): {problem_url(options, problem_id)}"
     fields: dict[str, Any] = {
         "project": {"key": target.project},
         "issuetype": {"name": target.issue_type},
@@ -78,8 +83,9 @@ def issue_fields(jira: JiraPort, problem: Mapping[str, Any], target: JiraTarget,
     return fields
 
 
-def find_or_create_issue(jira: JiraPort, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions,
-                         priority: str | None) -> str:
+def find_or_create_issue(
+    jira: JiraPort, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions, priority: str | None
+) -> str:
     """The key of the problem's issue: found by its marker (a retried create), else created.
 
     Raises:
@@ -95,9 +101,13 @@ def find_or_create_issue(jira: JiraPort, problem: Mapping[str, Any], target: Jir
 
 def link_back(jira: JiraPort, key: str, problem: Mapping[str, Any], options: LinkOptions) -> None:
     """A remote link from the issue to the problem; the globalId makes a repeat an update."""
-    jira.add_remote_link(key, global_id=f"{options.marker_prefix}:problem:{problem['id']}",
-                         url=problem_url(options, problem["id"]),
-                         title=f"incident-bridge problem {problem['id']}", summary=problem["summary"][:255])
+    jira.add_remote_link(
+        key,
+        global_id=f"{options.marker_prefix}:problem:{problem['id']}",
+        url=problem_url(options, problem["id"]),
+        title=f"incident-bridge problem {problem['id']}",
+        summary=problem["summary"][:255],
+    )
 
 
 def comment_unless_repeated(jira: JiraPort, key: str, text: str) -> bool:
@@ -130,7 +140,7 @@ def conclusion_of(issue: JiraIssue, options: LinkOptions, comments: list[str] | 
     if detail is None and comments:
         for comment in comments:
             if comment.strip().startswith(options.conclusion_marker):
-                detail = comment.strip()[len(options.conclusion_marker):].strip()
+                detail = comment.strip()[len(options.conclusion_marker) :].strip()
                 break
     if detail:
         parts.append(detail)
@@ -156,8 +166,9 @@ def move_issue(jira: JiraPort, key: str, *, name: str | None, to_categories: tup
     if name is not None:
         chosen = next((t for t in options if t.get("name", "").lower() == name.lower()), None)
     else:
-        chosen = next((t for t in options
-                       if ((t.get("to") or {}).get("statusCategory") or {}).get("key") in to_categories), None)
+        chosen = next(
+            (t for t in options if ((t.get("to") or {}).get("statusCategory") or {}).get("key") in to_categories), None
+        )
     if chosen is None:
         wanted = f"named {name!r}" if name else f"to a {'/'.join(to_categories)} status"
         available = ", ".join(t.get("name", "?") for t in options) or "none"
@@ -165,6 +176,7 @@ def move_issue(jira: JiraPort, key: str, *, name: str | None, to_categories: tup
     jira.transition(key, str(chosen["id"]))
     after = jira.get_issue(key, fields=("status",))
     if after is None or after.status_category not in to_categories:
-        raise JiraError(f"{key} is in {after.status if after else '?'!r} after transition {chosen.get('name')!r}",
-                        retryable=True)
+        raise JiraError(
+            f"{key} is in {after.status if after else '?'!r} after transition {chosen.get('name')!r}", retryable=True
+        )
     return str(chosen.get("name"))

@@ -16,8 +16,9 @@ from jira_link.client import JiraIssue
 class JiraPort(Protocol):
     """The Jira calls the bridge makes. Every call raises `JiraError` when Jira fails."""
 
-    def search(self, jql: str, fields: Sequence[str] = ..., max_results: int = ...,
-               limit: int = ...) -> list[JiraIssue]:
+    def search(
+        self, jql: str, fields: Sequence[str] = ..., max_results: int = ..., limit: int = ...
+    ) -> list[JiraIssue]:
         """Issues matching a bounded JQL query, with the requested fields only."""
         ...
 

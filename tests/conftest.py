@@ -108,7 +108,7 @@ def ingest_concurrently(database_url: str, rules, bodies_per_writer: list[list[b
             start.wait()
             for body in bodies:
                 ingest(store, rules, "alertmanager", body, datetime.now(UTC))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+        except BaseException as exc:
             errors.append(exc)
         finally:
             store.engine.dispose()
@@ -186,8 +186,12 @@ class BridgeProcess:
 
     def __enter__(self) -> BridgeProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "serve"], env=self.env, cwd=ROOT,
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "bridge", "serve"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

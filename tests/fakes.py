@@ -15,9 +15,8 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from jsonschema import Draft7Validator
@@ -47,10 +46,12 @@ class OpenApiRequestValidator:
     def errors(self, method: str, path: str, body: Any) -> list[str]:
         for (wanted_method, pattern), schema_name in VALIDATED_REQUESTS.items():
             if method == wanted_method and pattern.match(path):
-                validator = Draft7Validator({"$ref": f"urn:jira-openapi#/components/schemas/{schema_name}"},
-                                            registry=self.registry)
-                return [f"{'/'.join(map(str, e.absolute_path)) or 'body'}: {e.message}"
-                        for e in validator.iter_errors(body)]
+                validator = Draft7Validator(
+                    {"$ref": f"urn:jira-openapi#/components/schemas/{schema_name}"}, registry=self.registry
+                )
+                return [
+                    f"{'/'.join(map(str, e.absolute_path)) or 'body'}: {e.message}" for e in validator.iter_errors(body)
+                ]
         return []
 
 
@@ -104,15 +105,20 @@ def _error(status: int, messages: list[str] | None = None, errors: dict[str, str
 
 
 def _is_adf(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("type") == "doc" and value.get("version") == 1 \
+    return (
+        isinstance(value, dict)
+        and value.get("type") == "doc"
+        and value.get("version") == 1
         and isinstance(value.get("content"), list)
+    )
 
 
 class FakeJira:
     """Start with `with FakeJira() as jira:`; `jira.url` is its base URL."""
 
-    def __init__(self, email: str = "bot@example.com", api_token: str = "jira-token",
-                 personal_access_token: str = "jira-pat") -> None:
+    def __init__(
+        self, email: str = "bot@example.com", api_token: str = "jira-token", personal_access_token: str = "jira-pat"
+    ) -> None:
         import base64
 
         self.accepted_auth = {
@@ -136,8 +142,17 @@ class FakeJira:
 
     # Test controls ----------------------------------------------------------------
 
-    def fail(self, method: str, path: str, *, status: int | None = None, retry_after: int | None = None,
-             delay: float = 0.0, lose_answer: bool = False, times: int = 1) -> None:
+    def fail(
+        self,
+        method: str,
+        path: str,
+        *,
+        status: int | None = None,
+        retry_after: int | None = None,
+        delay: float = 0.0,
+        lose_answer: bool = False,
+        times: int = 1,
+    ) -> None:
         """Make the next `times` matching requests fail, stall or lose their answer."""
         with self.lock:
             self.state.faults.append(Fault(method, re.compile(path), status, retry_after, delay, lose_answer, times))
@@ -147,15 +162,26 @@ class FakeJira:
         with self.lock:
             return [c for c in self.state.calls if c.method == method and pattern.search(c.path)]
 
-    def add_issue(self, key: str, summary: str = "existing", labels: list[str] | None = None,
-                  fix_versions: list[str] | None = None) -> None:
+    def add_issue(
+        self,
+        key: str,
+        summary: str = "existing",
+        labels: list[str] | None = None,
+        fix_versions: list[str] | None = None,
+    ) -> None:
         project = key.split("-")[0]
         with self.lock:
             self.state.issues[key] = {
-                "id": str(self.state.next_id), "key": key,
-                "fields": {"summary": summary, "project": {"key": project}, "labels": labels or [],
-                           "status": dict(STATUS_OPEN), "resolution": None,
-                           "fixVersions": [{"name": v} for v in fix_versions or []]},
+                "id": str(self.state.next_id),
+                "key": key,
+                "fields": {
+                    "summary": summary,
+                    "project": {"key": project},
+                    "labels": labels or [],
+                    "status": dict(STATUS_OPEN),
+                    "resolution": None,
+                    "fixVersions": [{"name": v} for v in fix_versions or []],
+                },
             }
             self.state.next_id += 1
 
@@ -165,8 +191,9 @@ class FakeJira:
             fields["status"] = dict(STATUS_DONE)
             fields["resolution"] = {"name": resolution}
             if comment is not None:
-                self.state.comments.setdefault(key, []).append({"id": str(len(self.state.comments) + 1),
-                                                                "body": comment, "created": time.time()})
+                self.state.comments.setdefault(key, []).append(
+                    {"id": str(len(self.state.comments) + 1), "body": comment, "created": time.time()}
+                )
 
     def issue(self, key: str) -> dict[str, Any]:
         with self.lock:
@@ -224,8 +251,9 @@ class FakeJira:
         def _record(response):  # type: ignore[no-untyped-def]
             body = request.get_json(silent=True)
             with fake.lock:
-                fake.state.calls.append(Call(request.method, request.full_path.rstrip("?"), body, time.time(),
-                                             response.status_code))
+                fake.state.calls.append(
+                    Call(request.method, request.full_path.rstrip("?"), body, time.time(), response.status_code)
+                )
             fault = request.environ.get("fake_jira.fault")
             if fault is not None and fault.lose_answer:
                 # The work is done, but the answer never arrives in time.
@@ -255,8 +283,11 @@ class FakeJira:
             elif len(summary) > 255:
                 errors["summary"] = "Summary must be less than 255 characters."
             if "description" in fields and not text_ok(fields["description"]):
-                errors["description"] = "Operation value must be an Atlassian Document (see the Atlassian Document Format)" \
-                    if version() == 3 else "Operation value must be a string"
+                errors["description"] = (
+                    "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+                    if version() == 3
+                    else "Operation value must be a string"
+                )
             for label in fields.get("labels") or []:
                 if not isinstance(label, str) or re.search(r"\s", label):
                     errors["labels"] = "The label can't contain spaces."
@@ -269,9 +300,16 @@ class FakeJira:
                 key = f"{project}-{number}"
                 issue_id = str(fake.state.next_id)
                 fake.state.next_id += 1
-                fake.state.issues[key] = {"id": issue_id, "key": key,
-                                          "fields": {**fields, "status": dict(STATUS_OPEN), "resolution": None,
-                                                     "labels": list(fields.get("labels") or [])}}
+                fake.state.issues[key] = {
+                    "id": issue_id,
+                    "key": key,
+                    "fields": {
+                        **fields,
+                        "status": dict(STATUS_OPEN),
+                        "resolution": None,
+                        "labels": list(fields.get("labels") or []),
+                    },
+                }
             response = jsonify({"id": issue_id, "key": key, "self": f"{fake.url}/rest/api/{v}/issue/{issue_id}"})
             response.status_code = 201
             return response
@@ -280,8 +318,11 @@ class FakeJira:
             if not wanted:
                 return {"id": issue["id"]}
             names = set(wanted.split(","))
-            fields = issue["fields"] if "*all" in names or "*navigable" in names else \
-                {k: v for k, v in issue["fields"].items() if k in names}
+            fields = (
+                issue["fields"]
+                if "*all" in names or "*navigable" in names
+                else {k: v for k, v in issue["fields"].items() if k in names}
+            )
             return {"id": issue["id"], "key": issue["key"], "fields": fields}
 
         @app.get("/rest/api/<int:v>/issue/<key>")
@@ -307,7 +348,9 @@ class FakeJira:
                 elif m := re.fullmatch(r'fixVersion\s*=\s*"((?:[^"\\]|\\.)*)"', clause):
                     found = [i for i in found if m.group(1) in [v["name"] for v in i["fields"].get("fixVersions", [])]]
                 elif m := re.fullmatch(r"fixVersion\s*=\s*(\d+)", clause):
-                    found = [i for i in found if m.group(1) in [v.get("id") for v in i["fields"].get("fixVersions", [])]]
+                    found = [
+                        i for i in found if m.group(1) in [v.get("id") for v in i["fields"].get("fixVersions", [])]
+                    ]
                 elif m := re.fullmatch(r"key\s+in\s*\(([^)]*)\)", clause, flags=re.IGNORECASE):
                     keys = {k.strip().strip('"') for k in m.group(1).split(",")}
                     found = [i for i in found if i["key"] in keys]
@@ -322,9 +365,11 @@ class FakeJira:
                 return found
             limit = min(int(request.args.get("maxResults", 50)), 100)
             start = int(request.args.get("nextPageToken", "0") or 0)
-            page = found[start:start + limit]
-            body: dict[str, Any] = {"issues": [issue_view(i, request.args.get("fields")) for i in page],
-                                    "isLast": start + limit >= len(found)}
+            page = found[start : start + limit]
+            body: dict[str, Any] = {
+                "issues": [issue_view(i, request.args.get("fields")) for i in page],
+                "isLast": start + limit >= len(found),
+            }
             if not body["isLast"]:
                 body["nextPageToken"] = str(start + limit)
             return jsonify(body)
@@ -336,10 +381,19 @@ class FakeJira:
             if issue is None:
                 return _error(404, ["Issue does not exist or you do not have permission to see it."])
             done = issue["fields"]["status"]["statusCategory"]["key"] == "done"
-            transitions = [{"id": "41", "name": "Reopen", "to": STATUS_OPEN, "isAvailable": True}] if done else [
-                {"id": "21", "name": "In Progress", "isAvailable": True,
-                 "to": {"name": "In Progress", "statusCategory": {"key": "indeterminate"}}},
-                {"id": "31", "name": "Close Issue", "to": STATUS_DONE, "isAvailable": True}]
+            transitions = (
+                [{"id": "41", "name": "Reopen", "to": STATUS_OPEN, "isAvailable": True}]
+                if done
+                else [
+                    {
+                        "id": "21",
+                        "name": "In Progress",
+                        "isAvailable": True,
+                        "to": {"name": "In Progress", "statusCategory": {"key": "indeterminate"}},
+                    },
+                    {"id": "31", "name": "Close Issue", "to": STATUS_DONE, "isAvailable": True},
+                ]
+            )
             return jsonify({"transitions": transitions})
 
         @app.post("/rest/api/<int:v>/issue/<key>/transitions")
@@ -350,8 +404,11 @@ class FakeJira:
                 if issue is None:
                     return _error(404, ["Issue does not exist or you do not have permission to see it."])
                 done = issue["fields"]["status"]["statusCategory"]["key"] == "done"
-                targets = {"41": STATUS_OPEN} if done else {"21": {"name": "In Progress", "statusCategory": {
-                    "key": "indeterminate"}}, "31": STATUS_DONE}
+                targets = (
+                    {"41": STATUS_OPEN}
+                    if done
+                    else {"21": {"name": "In Progress", "statusCategory": {"key": "indeterminate"}}, "31": STATUS_DONE}
+                )
                 if transition_id not in targets:
                     return _error(400, [f"Transition id '{transition_id}' is not valid for this issue."])
                 issue["fields"]["status"] = dict(targets[transition_id])
@@ -361,13 +418,21 @@ class FakeJira:
         @app.get("/rest/api/<int:v>/search")
         def search_legacy(v: int):  # type: ignore[no-untyped-def]
             if v == 3:
-                return _error(410, ["The requested API has been removed. Please migrate to the /rest/api/3/search/jql API."])
+                return _error(
+                    410, ["The requested API has been removed. Please migrate to the /rest/api/3/search/jql API."]
+                )
             found = run_jql(request.args.get("jql", ""))
             if isinstance(found, Response):
                 return found
             limit = int(request.args.get("maxResults", 50))
-            return jsonify({"startAt": 0, "maxResults": limit, "total": len(found),
-                            "issues": [issue_view(i, request.args.get("fields") or "*navigable") for i in found[:limit]]})
+            return jsonify(
+                {
+                    "startAt": 0,
+                    "maxResults": limit,
+                    "total": len(found),
+                    "issues": [issue_view(i, request.args.get("fields") or "*navigable") for i in found[:limit]],
+                }
+            )
 
         @app.post("/rest/api/<int:v>/issue/<key>/comment")
         def add_comment(v: int, key: str):  # type: ignore[no-untyped-def]
@@ -376,8 +441,14 @@ class FakeJira:
                 if key not in fake.state.issues:
                     return _error(404, ["Issue does not exist or you do not have permission to see it."])
             if not text_ok(body):
-                return _error(400, errors={"comment": "Comment body must be an Atlassian Document" if v == 3
-                                           else "Comment body can not be empty!"})
+                return _error(
+                    400,
+                    errors={
+                        "comment": "Comment body must be an Atlassian Document"
+                        if v == 3
+                        else "Comment body can not be empty!"
+                    },
+                )
             with fake.lock:
                 comments = fake.state.comments.setdefault(key, [])
                 comment = {"id": str(10000 + len(comments)), "body": body, "created": time.time()}
@@ -470,12 +541,16 @@ class FakeZabbix:
 
         if method == "apiinfo.version":
             if "auth" in call:
-                return error(-32602, "Invalid params.", "The \"apiinfo.version\" method must be called without the \"auth\" parameter.")
+                return error(
+                    -32602,
+                    "Invalid params.",
+                    'The "apiinfo.version" method must be called without the "auth" parameter.',
+                )
             return jsonify({"jsonrpc": "2.0", "result": self.VERSION, "id": rpc_id})
         if call.get("auth") != self.api_token:
             return error(-32602, "Invalid params.", "Not authorised.")
         if method != "event.acknowledge":
-            return error(-32601, "Method not found.", f"Incorrect API \"{method}\".")
+            return error(-32601, "Method not found.", f'Incorrect API "{method}".')
         event_ids = [str(e) for e in params.get("eventids", [])]
         action = int(params.get("action", 0))
         if action & 1 and self.manual_close_forbidden & set(event_ids):

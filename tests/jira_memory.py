@@ -23,14 +23,26 @@ from tests.fakes import PROJECTS, STATUS_DONE, STATUS_OPEN
 STATUS_IN_PROGRESS = {"name": "In Progress", "statusCategory": {"key": "indeterminate", "name": "In Progress"}}
 # The HTTP FakeJira's workflow: current status name -> transitions offered from it.
 WORKFLOW: dict[str, list[dict[str, Any]]] = {
-    "To Do": [{"id": "21", "name": "In Progress", "to": STATUS_IN_PROGRESS},
-              {"id": "31", "name": "Close Issue", "to": STATUS_DONE}],
-    "In Progress": [{"id": "21", "name": "In Progress", "to": STATUS_IN_PROGRESS},
-                    {"id": "31", "name": "Close Issue", "to": STATUS_DONE}],
+    "To Do": [
+        {"id": "21", "name": "In Progress", "to": STATUS_IN_PROGRESS},
+        {"id": "31", "name": "Close Issue", "to": STATUS_DONE},
+    ],
+    "In Progress": [
+        {"id": "21", "name": "In Progress", "to": STATUS_IN_PROGRESS},
+        {"id": "31", "name": "Close Issue", "to": STATUS_DONE},
+    ],
     "Done": [{"id": "41", "name": "Reopen", "to": STATUS_OPEN}],
 }
-OPERATIONS = ("search", "create_issue", "get_issue", "transitions", "transition", "add_comment",
-              "recent_comments", "add_remote_link")
+OPERATIONS = (
+    "search",
+    "create_issue",
+    "get_issue",
+    "transitions",
+    "transition",
+    "add_comment",
+    "recent_comments",
+    "add_remote_link",
+)
 
 
 @dataclass
@@ -55,8 +67,13 @@ class MemoryIssue:
 class MemoryJira:
     """A Jira site in a dict. `calls` records (operation, arguments) of every call, failed ones too."""
 
-    def __init__(self, *, flavour: str = DATACENTER, workflow: Mapping[str, list[dict[str, Any]]] | None = None,
-                 base_url: str = "https://jira.test") -> None:
+    def __init__(
+        self,
+        *,
+        flavour: str = DATACENTER,
+        workflow: Mapping[str, list[dict[str, Any]]] | None = None,
+        base_url: str = "https://jira.test",
+    ) -> None:
         self.flavour = flavour
         self.workflow = dict(workflow if workflow is not None else WORKFLOW)
         self.base_url = base_url
@@ -68,20 +85,43 @@ class MemoryJira:
 
     # Test controls ----------------------------------------------------------------
 
-    def fail(self, operation: str, *, retryable: bool = True, status: int | None = None,
-             lose_answer: bool = False, times: int = 1) -> None:
+    def fail(
+        self,
+        operation: str,
+        *,
+        retryable: bool = True,
+        status: int | None = None,
+        lose_answer: bool = False,
+        times: int = 1,
+    ) -> None:
         """Make the next `times` calls of `operation` raise JiraError (after their work, if `lose_answer`)."""
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
         self.failures.append(Failure(operation, retryable, status, lose_answer, times))
 
-    def add_issue(self, key: str, *, status: Mapping[str, Any] = STATUS_OPEN, labels: Sequence[str] = (),
-                  comments: Sequence[str] = (), **fields: Any) -> None:
+    def add_issue(
+        self,
+        key: str,
+        *,
+        status: Mapping[str, Any] = STATUS_OPEN,
+        labels: Sequence[str] = (),
+        comments: Sequence[str] = (),
+        **fields: Any,
+    ) -> None:
         """An issue that exists already (made by a person, or by an earlier create whose answer was lost)."""
         resolution = {"name": "Done"} if status["statusCategory"]["key"] == "done" else None
-        self.issues[key] = MemoryIssue(key, {"summary": "existing", "project": {"key": key.split("-")[0]},
-                                             "labels": list(labels), "status": dict(status),
-                                             "resolution": resolution, **fields}, list(comments))
+        self.issues[key] = MemoryIssue(
+            key,
+            {
+                "summary": "existing",
+                "project": {"key": key.split("-")[0]},
+                "labels": list(labels),
+                "status": dict(status),
+                "resolution": resolution,
+                **fields,
+            },
+            list(comments),
+        )
 
     def called(self, operation: str) -> list[tuple[Any, ...]]:
         """The arguments of every call of `operation`, in order."""
@@ -92,8 +132,13 @@ class MemoryJira:
 
     # JiraPort ----------------------------------------------------------------------
 
-    def search(self, jql: str, fields: Sequence[str] = ("status", "resolution", "labels"),
-               max_results: int = 100, limit: int = 10_000) -> list[JiraIssue]:
+    def search(
+        self,
+        jql: str,
+        fields: Sequence[str] = ("status", "resolution", "labels"),
+        max_results: int = 100,
+        limit: int = 10_000,
+    ) -> list[JiraIssue]:
         self._enter("search", jql, tuple(fields))
         found = list(self.issues.values())
         for clause in re.split(r"\s+AND\s+", jql.strip(), flags=re.IGNORECASE):
@@ -103,8 +148,9 @@ class MemoryJira:
             elif m := re.fullmatch(r'project\s*=\s*"?([A-Z][A-Z0-9_]*)"?', clause):
                 found = [i for i in found if i.key.startswith(m.group(1) + "-")]
             else:
-                raise JiraError(f"Jira search answered HTTP 400: Error in the JQL Query: unsupported clause {clause!r}",
-                                status=400)
+                raise JiraError(
+                    f"Jira search answered HTTP 400: Error in the JQL Query: unsupported clause {clause!r}", status=400
+                )
         return self._exit("search", [self._view(issue, fields) for issue in found][:limit])
 
     def create_issue(self, fields: Mapping[str, Any]) -> str:
@@ -121,13 +167,16 @@ class MemoryJira:
         if any(not isinstance(label, str) or re.search(r"\s", label) for label in fields.get("labels") or []):
             errors.append("labels: The label can't contain spaces.")
         if "description" in fields and not self._text_ok(fields["description"]):
-            errors.append("description: Operation value must be "
-                          + ("an Atlassian Document" if self.flavour == CLOUD else "a string"))
+            errors.append(
+                "description: Operation value must be "
+                + ("an Atlassian Document" if self.flavour == CLOUD else "a string")
+            )
         if errors:
             raise JiraError(f"Jira create_issue answered HTTP 400: {'; '.join(errors)}", status=400)
         key = f"{project}-{len([k for k in self.issues if k.split('-')[0] == project]) + 1}"
-        self.issues[key] = MemoryIssue(key, {**fields, "labels": list(fields.get("labels") or []),
-                                             "status": dict(STATUS_OPEN), "resolution": None})
+        self.issues[key] = MemoryIssue(
+            key, {**fields, "labels": list(fields.get("labels") or []), "status": dict(STATUS_OPEN), "resolution": None}
+        )
         return self._exit("create_issue", key)
 
     def get_issue(self, key: str, fields: Sequence[str] = ("status", "resolution", "labels")) -> JiraIssue | None:
@@ -143,11 +192,14 @@ class MemoryJira:
     def transition(self, key: str, transition_id: str) -> None:
         self._enter("transition", key, transition_id)
         issue = self._issue("transition", key)
-        chosen = next((t for t in self.workflow.get(issue.fields["status"]["name"], [])
-                       if t["id"] == transition_id), None)
+        chosen = next(
+            (t for t in self.workflow.get(issue.fields["status"]["name"], []) if t["id"] == transition_id), None
+        )
         if chosen is None:
-            raise JiraError(f"Jira transition answered HTTP 400: Transition id '{transition_id}' is not valid "
-                            "for this issue.", status=400)
+            raise JiraError(
+                f"Jira transition answered HTTP 400: Transition id '{transition_id}' is not valid for this issue.",
+                status=400,
+            )
         if transition_id not in self.ignored_transitions:
             issue.fields["status"] = dict(chosen["to"])
             issue.fields["resolution"] = {"name": "Done"} if chosen["to"]["statusCategory"]["key"] == "done" else None
@@ -184,8 +236,11 @@ class MemoryJira:
         failure = self._pending(operation)
         if failure is not None and not failure.lose_answer:
             failure.times -= 1
-            raise JiraError(f"Jira {operation} answered HTTP {failure.status or 500}: injected",
-                            status=failure.status or 500, retryable=failure.retryable)
+            raise JiraError(
+                f"Jira {operation} answered HTTP {failure.status or 500}: injected",
+                status=failure.status or 500,
+                retryable=failure.retryable,
+            )
 
     def _exit(self, operation: str, result: Any) -> Any:
         """Return the result, unless the answer is to be lost: then the work stands and the caller times out."""
@@ -201,13 +256,16 @@ class MemoryJira:
     def _issue(self, operation: str, key: str) -> MemoryIssue:
         issue = self.issues.get(key)
         if issue is None:
-            raise JiraError(f"Jira {operation} answered HTTP 404: Issue does not exist or you do not have "
-                            "permission to see it.", status=404)
+            raise JiraError(
+                f"Jira {operation} answered HTTP 404: Issue does not exist or you do not have permission to see it.",
+                status=404,
+            )
         return issue
 
     def _text_ok(self, value: Any) -> bool:
-        return isinstance(value, dict) and value.get("type") == "doc" if self.flavour == CLOUD \
-            else isinstance(value, str)
+        return (
+            isinstance(value, dict) and value.get("type") == "doc" if self.flavour == CLOUD else isinstance(value, str)
+        )
 
     @staticmethod
     def _view(issue: MemoryIssue, fields: Sequence[str]) -> JiraIssue:
@@ -215,4 +273,3 @@ class MemoryJira:
         wanted = set(fields)
         shown = issue.fields if "*all" in wanted else {k: v for k, v in issue.fields.items() if k in wanted}
         return JiraClient._issue({"key": issue.key, "fields": shown})
-

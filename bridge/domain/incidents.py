@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 
 from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, restart, stop
 
-
 IMPACT_LEVELS = ("high", "medium", "low")
 URGENCY_LEVELS = ("high", "medium", "low")
 
@@ -176,7 +175,7 @@ def bounded_key(text: str, limit: int = MAX_READABLE_KEY_LENGTH) -> str:
     if len(text) <= limit:
         return text
     suffix = "…sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return text[:limit - len(suffix)] + suffix
+    return text[: limit - len(suffix)] + suffix
 
 
 def dedup_key(alert: Alert, route: Route) -> str:

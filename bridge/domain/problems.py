@@ -54,12 +54,20 @@ class Problem:
     last_comment_hash: str | None = None
 
     @classmethod
-    def open(cls, problem_key: str, rule: str, summary: str, description: str, now: datetime,
-             jira_project: str | None = None) -> Problem:
+    def open(
+        cls, problem_key: str, rule: str, summary: str, description: str, now: datetime, jira_project: str | None = None
+    ) -> Problem:
         """A new problem, not yet stored (id None); an empty summary falls back to the key."""
-        return cls(id=None, problem_key=problem_key, rule=rule, state=ProblemState.OPEN,
-                   summary=summary.strip()[:1000] or problem_key, description=description, opened_at=now,
-                   jira_project=jira_project)
+        return cls(
+            id=None,
+            problem_key=problem_key,
+            rule=rule,
+            state=ProblemState.OPEN,
+            summary=summary.strip()[:1000] or problem_key,
+            description=description,
+            opened_at=now,
+            jira_project=jira_project,
+        )
 
     @property
     def is_closed(self) -> bool:
@@ -79,8 +87,15 @@ class Problem:
     def unlink(self) -> Problem:
         """Its issue forgotten with the conclusion read from it: a known error is an open problem again."""
         state = ProblemState.OPEN if self.state is ProblemState.KNOWN_ERROR else self.state
-        return replace(self, jira_key=None, jira_url=None, jira_linked_by=None, conclusion=None,
-                       conclusion_updated_at=None, state=state)
+        return replace(
+            self,
+            jira_key=None,
+            jira_url=None,
+            jira_linked_by=None,
+            conclusion=None,
+            conclusion_updated_at=None,
+            state=state,
+        )
 
     def close(self, now: datetime, *, fixed_in: str | None = None, fixed_at: datetime | None = None) -> Problem:
         """Closed by hand, or by a release when `fixed_in` names it (the fix is then remembered)."""
@@ -169,7 +184,9 @@ def problem_rule_for(problem_rules: Sequence[ProblemRule], incident: Incident) -
     return None
 
 
-def decide_problem(rule: ProblemRule, problem_key: str, has_open_problem: bool, matching_in_window: int) -> ProblemDecision:
+def decide_problem(
+    rule: ProblemRule, problem_key: str, has_open_problem: bool, matching_in_window: int
+) -> ProblemDecision:
     """Join the open problem for the key, or open one once `open_after` incidents fell in the window.
 
     `matching_in_window` counts incidents with this key, not yet in a problem, inside the
@@ -192,8 +209,9 @@ def release_comment_text(version: str, problem_ids: Sequence[int], incidents_clo
     """The Jira comment a release leaves on each issue it closed."""
     problems_text = ", ".join(f"#{pid}" for pid in problem_ids)
     noun = "incident" if incidents_closed == 1 else "incidents"
-    return (f"Released in {version}: incident-bridge closed problem {problems_text} "
-            f"and {incidents_closed} linked {noun}.")
+    return (
+        f"Released in {version}: incident-bridge closed problem {problems_text} and {incidents_closed} linked {noun}."
+    )
 
 
 def regression_comment_text(fixed_in: str, incident_summary: str, running_version: str | None) -> str:

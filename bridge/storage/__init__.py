@@ -12,8 +12,16 @@ from __future__ import annotations
 from sqlalchemy.engine import Connection
 
 from bridge.storage.engine import (
-    MAX_ID, MAX_TRANSACTION_ATTEMPTS, READ_ONLY, SQLITE_BUSY_TIMEOUT_MS, Database, Page, make_engine, migrate,
-    normalise_url, schema_is_current,
+    MAX_ID,
+    MAX_TRANSACTION_ATTEMPTS,
+    READ_ONLY,
+    SQLITE_BUSY_TIMEOUT_MS,
+    Database,
+    Page,
+    make_engine,
+    migrate,
+    normalise_url,
+    schema_is_current,
 )
 from bridge.storage.incident_repository import IncidentRepository
 from bridge.storage.outbox_repository import OutboxRepository
@@ -22,18 +30,51 @@ from bridge.storage.problem_repository import ProblemRepository
 from bridge.storage.read_models import GaugeCounts, IncidentFilter, ReadModels
 from bridge.storage.release_repository import ReleaseRepository
 from bridge.storage.schema import (
-    BigId, JsonType, UtcDateTime, incidents, metadata, notifications, outbox, problem_events, problems,
-    rejected_payloads, release_issues, releases,
+    BigId,
+    JsonType,
+    UtcDateTime,
+    incidents,
+    metadata,
+    notifications,
+    outbox,
+    problem_events,
+    problems,
+    rejected_payloads,
+    release_issues,
+    releases,
 )
 
 __all__ = [
-    "MAX_ID", "MAX_TRANSACTION_ATTEMPTS", "PRUNED_TABLES", "PRUNE_BATCH", "READ_ONLY", "SQLITE_BUSY_TIMEOUT_MS",
-    "BigId", "Connection", "Database", "GaugeCounts", "IncidentFilter", "JsonType", "Page", "Store", "UtcDateTime", "incidents",
-    "make_engine", "metadata", "migrate", "normalise_url", "notifications", "outbox", "problem_events", "problems",
-    "rejected_payloads", "release_issues", "releases", "schema_is_current",
+    "MAX_ID",
+    "MAX_TRANSACTION_ATTEMPTS",
+    "PRUNED_TABLES",
+    "PRUNE_BATCH",
+    "READ_ONLY",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "BigId",
+    "Connection",
+    "Database",
+    "GaugeCounts",
+    "IncidentFilter",
+    "JsonType",
+    "Page",
+    "Store",
+    "UtcDateTime",
+    "incidents",
+    "make_engine",
+    "metadata",
+    "migrate",
+    "normalise_url",
+    "notifications",
+    "outbox",
+    "problem_events",
+    "problems",
+    "rejected_payloads",
+    "release_issues",
+    "releases",
+    "schema_is_current",
 ]
 
 
-class Store(IncidentRepository, ProblemRepository, OutboxRepository, ReleaseRepository, PayloadRepository,
-            ReadModels):
+class Store(IncidentRepository, ProblemRepository, OutboxRepository, ReleaseRepository, PayloadRepository, ReadModels):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""

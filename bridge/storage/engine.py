@@ -49,7 +49,7 @@ READ_ONLY = "bridge_read_only"
 
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for a bare `postgresql://` URL."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
@@ -58,12 +58,17 @@ def make_engine(url: str) -> Engine:
     """An engine with the settings each backend needs for safe concurrent writes."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                                  json_serializer=_json_text, json_deserializer=orjson.loads)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            json_serializer=_json_text,
+            json_deserializer=orjson.loads,
+        )
         _configure_sqlite(engine)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
-                            json_serializer=_json_text, json_deserializer=orjson.loads)
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=_json_text, json_deserializer=orjson.loads
+    )
 
 
 def _json_text(value: Any) -> str:
@@ -256,7 +261,11 @@ class Database:
         self.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar_one())
 
     def _page(
-        self, query: sa.Select[Any], table: sa.Table, limit: int, cursor: int | None,
+        self,
+        query: sa.Select[Any],
+        table: sa.Table,
+        limit: int,
+        cursor: int | None,
         convert: Callable[[Mapping[str, Any]], Any],
     ) -> Page:
         """Newest first, keyset pagination on id: stable while rows are being added."""

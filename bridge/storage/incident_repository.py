@@ -17,8 +17,9 @@ from bridge.storage.schema import incidents, problems
 # Built once: building a statement costs more than running it on a small batch.
 _CURRENT_INCIDENTS = (
     sa.select(incidents)
-    .where(incidents.c.dedup_key.in_(sa.bindparam("keys", expanding=True)),
-           incidents.c.state != IncidentState.CLOSED.value)
+    .where(
+        incidents.c.dedup_key.in_(sa.bindparam("keys", expanding=True)), incidents.c.state != IncidentState.CLOSED.value
+    )
     .order_by(incidents.c.dedup_key, incidents.c.id.desc())
     .with_for_update()
 )
@@ -26,10 +27,14 @@ _CURRENT_INCIDENTS = (
 # say. An IN list over a table that grew since its last ANALYZE (the first storm on a new
 # install) was planned as a sequential scan, once per transaction.
 _KEYS = sa.func.unnest(sa.bindparam("keys", type_=sa.ARRAY(sa.Text()))).table_valued("key").render_derived(name="k")
-_LIVE = (sa.select(incidents)
-         .where(incidents.c.dedup_key == _KEYS.c.key, incidents.c.state != IncidentState.CLOSED.value)
-         .order_by((incidents.c.state == IncidentState.FIRING.value).desc(), incidents.c.id.desc())
-         .limit(1).with_for_update().lateral("live"))
+_LIVE = (
+    sa.select(incidents)
+    .where(incidents.c.dedup_key == _KEYS.c.key, incidents.c.state != IncidentState.CLOSED.value)
+    .order_by((incidents.c.state == IncidentState.FIRING.value).desc(), incidents.c.id.desc())
+    .limit(1)
+    .with_for_update()
+    .lateral("live")
+)
 _LIVE_INCIDENT_PER_KEY = sa.select(_LIVE).select_from(_KEYS).join(_LIVE, sa.true())
 _INCIDENT_FIELDS = [column.name for column in incidents.columns if column.name not in ("id", "last_notification_id")]
 _INCIDENT_COLUMNS = frozenset(_INCIDENT_FIELDS)
@@ -48,13 +53,18 @@ class IncidentRepository(Database):
         query = _LIVE_INCIDENT_PER_KEY if conn.dialect.name == "postgresql" else _CURRENT_INCIDENTS
         for row in conn.execute(query, {"keys": keys}).mappings():
             known = current.get(row["dedup_key"])
-            if known is None or (row["state"] == IncidentState.FIRING.value and known.state is not IncidentState.FIRING):
+            if known is None or (
+                row["state"] == IncidentState.FIRING.value and known.state is not IncidentState.FIRING
+            ):
                 current[row["dedup_key"]] = incident_from_row(row)
         return current
 
     @staticmethod
-    def save_incidents(conn: Connection, changed: Sequence[tuple[Incident, int | None]],
-                       originals: Mapping[str, Incident] | None = None) -> None:
+    def save_incidents(
+        conn: Connection,
+        changed: Sequence[tuple[Incident, int | None]],
+        originals: Mapping[str, Incident] | None = None,
+    ) -> None:
         """Insert new incidents (setting their ids) and write only what changed on the others.
 
         `changed` pairs each incident with the notification that last touched it. New
@@ -75,16 +85,21 @@ class IncidentRepository(Database):
                 values = _incident_values(incident)
             else:
                 previous = vars(old)
-                values = {name: value for name, value in vars(incident).items()
-                          if name in _INCIDENT_COLUMNS and previous[name] != value}
+                values = {
+                    name: value
+                    for name, value in vars(incident).items()
+                    if name in _INCIDENT_COLUMNS and previous[name] != value
+                }
                 if "state" in values:
                     values["state"] = incident.state.value
             values["last_notification_id"] = notification_id
             groups.setdefault(tuple(sorted(values)), []).append(dict(values, b_id=incident.id))
         if new:
             new.sort(key=lambda pair: pair[0].dedup_key)
-            rows = [dict(_incident_values(incident), last_notification_id=notification_id)
-                    for incident, notification_id in new]
+            rows = [
+                dict(_incident_values(incident), last_notification_id=notification_id)
+                for incident, notification_id in new
+            ]
             ids = insert_returning_ids(conn, incidents, rows)
             for (incident, _), incident_id in zip(new, ids, strict=True):
                 incident.id = incident_id
@@ -95,12 +110,24 @@ class IncidentRepository(Database):
         """Mark firing incidents past their SLA due time as breached, once each; returns them."""
 
         def work(conn: Connection) -> list[dict[str, Any]]:
-            due = (incidents.c.state == IncidentState.FIRING.value, incidents.c.sla_breached.is_(False),
-                   incidents.c.sla_due <= now)
-            rows = conn.execute(incidents.update().where(*due).values(
-                sla_breached=True, sla_breached_at=incidents.c.sla_due).returning(
-                incidents.c.id, incidents.c.priority, incidents.c.problem_id, incidents.c.sla_due,
-                incidents.c.summary, incidents.c.source)).mappings()
+            due = (
+                incidents.c.state == IncidentState.FIRING.value,
+                incidents.c.sla_breached.is_(False),
+                incidents.c.sla_due <= now,
+            )
+            rows = conn.execute(
+                incidents.update()
+                .where(*due)
+                .values(sla_breached=True, sla_breached_at=incidents.c.sla_due)
+                .returning(
+                    incidents.c.id,
+                    incidents.c.priority,
+                    incidents.c.problem_id,
+                    incidents.c.sla_due,
+                    incidents.c.summary,
+                    incidents.c.source,
+                )
+            ).mappings()
             return [dict(row) for row in rows]
 
         return self.run(work)
@@ -119,8 +146,9 @@ class IncidentRepository(Database):
             ids = list(conn.execute(sa.select(incidents.c.id).where(*due)).scalars())
             if ids:
                 conn.execute(
-                    incidents.update().where(incidents.c.id.in_(ids), *due).values(
-                        state=IncidentState.CLOSED.value, closed_at=now, close_reason="auto_closed")
+                    incidents.update()
+                    .where(incidents.c.id.in_(ids), *due)
+                    .values(state=IncidentState.CLOSED.value, closed_at=now, close_reason="auto_closed")
                 )
             return ids
 
@@ -130,8 +158,11 @@ class IncidentRepository(Database):
 @functools.lru_cache(maxsize=64)
 def _incident_update(columns: tuple[str, ...]) -> sa.Update:
     """UPDATE of these columns by id, built once per column set (statement building is costly)."""
-    return (incidents.update().where(incidents.c.id == sa.bindparam("b_id"))
-            .values({name: sa.bindparam(name) for name in columns}))
+    return (
+        incidents.update()
+        .where(incidents.c.id == sa.bindparam("b_id"))
+        .values({name: sa.bindparam(name) for name in columns})
+    )
 
 
 def _incident_values(incident: Incident) -> dict[str, Any]:

@@ -20,19 +20,35 @@ class OutboxRepository(Database):
 
     @staticmethod
     def enqueue(
-        conn: Connection, kind: str, *, target: str, now: datetime, payload: Mapping[str, Any] | None = None,
-        problem_id: int | None = None, dedup_key: str | None = None, run_at: datetime | None = None,
+        conn: Connection,
+        kind: str,
+        *,
+        target: str,
+        now: datetime,
+        payload: Mapping[str, Any] | None = None,
+        problem_id: int | None = None,
+        dedup_key: str | None = None,
+        run_at: datetime | None = None,
     ) -> None:
         """Add an outbox job in the caller's transaction; a pending job with the same dedup key wins."""
-        values = dict(kind=kind, target=target, problem_id=problem_id, payload=dict(payload or {}),
-                      state="pending", attempts=0, created_at=now, next_attempt_at=run_at or now,
-                      dedup_key=dedup_key)
+        values = dict(
+            kind=kind,
+            target=target,
+            problem_id=problem_id,
+            payload=dict(payload or {}),
+            state="pending",
+            attempts=0,
+            created_at=now,
+            next_attempt_at=run_at or now,
+            dedup_key=dedup_key,
+        )
         insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(outbox).values(values)
         if dedup_key is not None:
             # The predicate must be literal SQL: PostgreSQL cannot match a partial index
             # against a bound parameter once psycopg prepares the statement.
-            insert = insert.on_conflict_do_nothing(index_elements=["dedup_key"],
-                                                   index_where=sa.text("state = 'pending'"))
+            insert = insert.on_conflict_do_nothing(
+                index_elements=["dedup_key"], index_where=sa.text("state = 'pending'")
+            )
         conn.execute(insert)
 
     def claim_jobs(self, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
@@ -40,17 +56,22 @@ class OutboxRepository(Database):
 
         def work(conn: Connection) -> list[dict[str, Any]]:
             due = (
-                sa.select(outbox.c.id).where(
-                    outbox.c.state == "pending", outbox.c.next_attempt_at <= now,
-                    sa.or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now))
-                .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
+                sa.select(outbox.c.id)
+                .where(
+                    outbox.c.state == "pending",
+                    outbox.c.next_attempt_at <= now,
+                    sa.or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
+                )
+                .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                .limit(limit)
                 .with_for_update(skip_locked=True)
             )
             ids = list(conn.execute(due).scalars())
             if not ids:
                 return []
             rows = conn.execute(
-                outbox.update().where(outbox.c.id.in_(ids))
+                outbox.update()
+                .where(outbox.c.id.in_(ids))
                 .values(locked_until=now + lease, attempts=outbox.c.attempts + 1)
                 .returning(*outbox.columns)
             ).mappings()
@@ -59,20 +80,36 @@ class OutboxRepository(Database):
         return self.run(work)
 
     def finish_job(self, job_id: int, now: datetime) -> None:
-        self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
-            state="done", finished_at=now, locked_until=None, last_error=None)))
+        self.run(
+            lambda conn: conn.execute(
+                outbox.update()
+                .where(outbox.c.id == job_id)
+                .values(state="done", finished_at=now, locked_until=None, last_error=None)
+            )
+        )
 
     def retry_job(self, job_id: int, at: datetime, error: str) -> None:
-        self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
-            next_attempt_at=at, locked_until=None, last_error=error[:2000])))
+        self.run(
+            lambda conn: conn.execute(
+                outbox.update()
+                .where(outbox.c.id == job_id)
+                .values(next_attempt_at=at, locked_until=None, last_error=error[:2000])
+            )
+        )
 
     def bury_job(self, job_id: int, now: datetime, error: str) -> None:
         """Dead-letter a job: kept and visible, never run again by itself."""
-        self.run(lambda conn: conn.execute(outbox.update().where(outbox.c.id == job_id).values(
-            state="dead", finished_at=now, locked_until=None, last_error=error[:2000])))
+        self.run(
+            lambda conn: conn.execute(
+                outbox.update()
+                .where(outbox.c.id == job_id)
+                .values(state="dead", finished_at=now, locked_until=None, last_error=error[:2000])
+            )
+        )
 
-    def retry_dead_jobs(self, now: datetime, *, kind: str | None = None,
-                        job_id: int | None = None) -> tuple[list[int], dict[int, int]]:
+    def retry_dead_jobs(
+        self, now: datetime, *, kind: str | None = None, job_id: int | None = None
+    ) -> tuple[list[int], dict[int, int]]:
         """Put dead jobs back in the queue (once their cause is fixed): pending, due now, attempts reset.
 
         The dead-letter deadline counts again from now (created_at is reset). A dead job
@@ -91,14 +128,28 @@ class OutboxRepository(Database):
             retried: list[int] = []
             skipped: dict[int, int] = {}
             for dead_id, dedup_key in dead:
-                twin = None if dedup_key is None else conn.execute(sa.select(outbox.c.id).where(
-                    outbox.c.dedup_key == dedup_key, outbox.c.state == "pending")).scalar()
+                twin = (
+                    None
+                    if dedup_key is None
+                    else conn.execute(
+                        sa.select(outbox.c.id).where(outbox.c.dedup_key == dedup_key, outbox.c.state == "pending")
+                    ).scalar()
+                )
                 if twin is not None:
                     skipped[dead_id] = twin
                     continue
-                conn.execute(outbox.update().where(outbox.c.id == dead_id).values(
-                    state="pending", attempts=0, created_at=now, next_attempt_at=now, locked_until=None,
-                    finished_at=None))
+                conn.execute(
+                    outbox.update()
+                    .where(outbox.c.id == dead_id)
+                    .values(
+                        state="pending",
+                        attempts=0,
+                        created_at=now,
+                        next_attempt_at=now,
+                        locked_until=None,
+                        finished_at=None,
+                    )
+                )
                 retried.append(dead_id)
             return sorted(retried), skipped
 

@@ -14,7 +14,8 @@ from bridge.storage.schema import notifications, octet_length, rejected_payloads
 
 # What a listing of refused payloads shows: everything but the body, which can be 1 MB each.
 REJECTED_SUMMARY = [column for column in rejected_payloads.columns if column.name != "body"] + [
-    octet_length(rejected_payloads.c.body).label("body_bytes")]
+    octet_length(rejected_payloads.c.body).label("body_bytes")
+]
 # Tables whose rows age out after BRIDGE_RETENTION; nothing else refers to them by key.
 PRUNED_TABLES = (notifications, rejected_payloads)
 PRUNE_BATCH = 2000
@@ -34,8 +35,16 @@ class PayloadRepository(Database):
 
     @staticmethod
     def add_rejected(
-        conn: Connection, source: str, received_at: datetime, *, reason: str, errors: Sequence[str],
-        body: str, content_type: str | None, partial: bool, body_limit: int,
+        conn: Connection,
+        source: str,
+        received_at: datetime,
+        *,
+        reason: str,
+        errors: Sequence[str],
+        body: str,
+        content_type: str | None,
+        partial: bool,
+        body_limit: int,
     ) -> int:
         """Keep a refused payload (or the refused part of one) with its reason.
 
@@ -44,10 +53,16 @@ class PayloadRepository(Database):
         truncated = len(body) > body_limit
         return conn.execute(
             rejected_payloads.insert().returning(rejected_payloads.c.id),
-            dict(source=source, received_at=received_at, reason=reason.replace("\x00", "\ufffd"),
-                 errors=[line.replace("\x00", "\ufffd") for line in errors],
-                 content_type=content_type, partial=partial,
-                 body=body[:body_limit] if truncated else body, body_truncated=truncated),
+            dict(
+                source=source,
+                received_at=received_at,
+                reason=reason.replace("\x00", "\ufffd"),
+                errors=[line.replace("\x00", "\ufffd") for line in errors],
+                content_type=content_type,
+                partial=partial,
+                body=body[:body_limit] if truncated else body,
+                body_truncated=truncated,
+            ),
         ).scalar_one()
 
     def prune(self, before: datetime, batch: int = PRUNE_BATCH) -> dict[str, int]:
@@ -59,12 +74,13 @@ class PayloadRepository(Database):
         """
         deleted = {}
         for table in PRUNED_TABLES:
-            oldest = (sa.select(table.c.id).where(table.c.received_at < before)
-                      .order_by(table.c.received_at).limit(batch))
+            oldest = (
+                sa.select(table.c.id).where(table.c.received_at < before).order_by(table.c.received_at).limit(batch)
+            )
             statement = table.delete().where(table.c.id.in_(oldest))
             deleted[table.name] = 0
             while True:
-                count = self.run(lambda conn: conn.execute(statement).rowcount)
+                count = self.run(lambda conn, statement=statement: conn.execute(statement).rowcount)
                 deleted[table.name] += count
                 if count < batch:
                     break

@@ -48,10 +48,15 @@ class ProblemRepository(Database):
     @staticmethod
     def open_problem(conn: Connection, problem_key: str) -> Problem | None:
         """The live (not closed) problem for a key, locked for update."""
-        row = conn.execute(
-            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state != _CLOSED)
-            .with_for_update()
-        ).mappings().first()
+        row = (
+            conn.execute(
+                sa.select(problems)
+                .where(problems.c.problem_key == problem_key, problems.c.state != _CLOSED)
+                .with_for_update()
+            )
+            .mappings()
+            .first()
+        )
         return problem_from_row(row) if row else None
 
     @staticmethod
@@ -71,8 +76,9 @@ class ProblemRepository(Database):
         if changed:
             conn.execute(problems.update().where(problems.c.id == before.id).values(changed))
 
-    def change_problem(self, conn: Connection, problem_id: int,
-                       transition: Callable[[Problem], Problem]) -> Problem | None:
+    def change_problem(
+        self, conn: Connection, problem_id: int, transition: Callable[[Problem], Problem]
+    ) -> Problem | None:
         """Lock a problem, apply a domain transition and save it; the problem as it became, None if missing."""
         before = self.find_problem(conn, problem_id, for_update=True)
         if before is None:
@@ -85,9 +91,11 @@ class ProblemRepository(Database):
     def count_problem_candidates(conn: Connection, problem_key: str, since: datetime) -> int:
         """Incidents with this problem key, in no problem yet, seen since `since`."""
         return conn.execute(
-            sa.select(sa.func.count()).select_from(incidents).where(
-                incidents.c.problem_key == problem_key, incidents.c.problem_id.is_(None),
-                incidents.c.last_seen >= since)
+            sa.select(sa.func.count())
+            .select_from(incidents)
+            .where(
+                incidents.c.problem_key == problem_key, incidents.c.problem_id.is_(None), incidents.c.last_seen >= since
+            )
         ).scalar_one()
 
     @staticmethod
@@ -99,17 +107,21 @@ class ProblemRepository(Database):
         """
         problem_id = conn.execute(problems.insert().returning(problems.c.id), problem_values(problem)).scalar_one()
         attached = conn.execute(
-            incidents.update().where(
-                incidents.c.problem_key == problem.problem_key, incidents.c.problem_id.is_(None),
+            incidents.update()
+            .where(
+                incidents.c.problem_key == problem.problem_key,
+                incidents.c.problem_id.is_(None),
                 incidents.c.last_seen >= since,
-            ).values(problem_id=problem_id)
+            )
+            .values(problem_id=problem_id)
         ).rowcount
         conn.execute(problems.update().where(problems.c.id == problem_id).values(incident_count=attached))
         return problem_id, attached
 
     @staticmethod
-    def join_problem(conn: Connection, problem_id: int, incident_ids: Sequence[int], notify_jira: bool,
-                     now: datetime) -> None:
+    def join_problem(
+        conn: Connection, problem_id: int, incident_ids: Sequence[int], notify_jira: bool, now: datetime
+    ) -> None:
         """Attach incidents to a problem; count them for the next throttled Jira comment."""
         conn.execute(incidents.update().where(incidents.c.id.in_(incident_ids)).values(problem_id=problem_id))
         values: dict[str, Any] = {"incident_count": problems.c.incident_count + len(incident_ids)}
@@ -139,10 +151,17 @@ class ProblemRepository(Database):
 
         def work(conn: Connection) -> int:
             remaining = problems.c.comment_pending - reported
-            row = conn.execute(problems.update().where(problems.c.id == problem_id).values(
-                comment_pending=remaining, last_comment_at=now, last_comment_hash=text_hash,
-                comment_pending_since=sa.case((remaining > 0, now), else_=None),
-            ).returning(problems.c.comment_pending)).first()
+            row = conn.execute(
+                problems.update()
+                .where(problems.c.id == problem_id)
+                .values(
+                    comment_pending=remaining,
+                    last_comment_at=now,
+                    last_comment_hash=text_hash,
+                    comment_pending_since=sa.case((remaining > 0, now), else_=None),
+                )
+                .returning(problems.c.comment_pending)
+            ).first()
             return row[0] if row else 0
 
         return self.run(work)
@@ -157,8 +176,13 @@ class ProblemRepository(Database):
 
     @staticmethod
     def close_problems_and_incidents(
-        conn: Connection, problem_ids: Sequence[int], now: datetime, close_reason: str, *,
-        fixed_in: str | None = None, fixed_at: datetime | None = None,
+        conn: Connection,
+        problem_ids: Sequence[int],
+        now: datetime,
+        close_reason: str,
+        *,
+        fixed_in: str | None = None,
+        fixed_at: datetime | None = None,
     ) -> tuple[dict[int, int], dict[int, list[tuple[str, list[str] | None]]]]:
         """Close problems and every incident linked to them, whatever their state, in bulk.
 
@@ -169,16 +193,25 @@ class ProblemRepository(Database):
         if not problem_ids:
             return {}, {}
         open_incidents = (incidents.c.problem_id.in_(problem_ids), incidents.c.state != IncidentState.CLOSED.value)
-        counts = dict(conn.execute(
-            sa.select(incidents.c.problem_id, sa.func.count()).where(*open_incidents).group_by(incidents.c.problem_id)
-        ).all())
+        counts = dict(
+            conn.execute(
+                sa.select(incidents.c.problem_id, sa.func.count())
+                .where(*open_incidents)
+                .group_by(incidents.c.problem_id)
+            ).all()
+        )
         zabbix: dict[int, list[tuple[str, list[str] | None]]] = {}
         for row in conn.execute(
-                sa.select(incidents.c.problem_id, incidents.c.dedup_key, incidents.c.source_ids)
-                .where(*open_incidents, incidents.c.source == "zabbix").order_by(incidents.c.id)):
+            sa.select(incidents.c.problem_id, incidents.c.dedup_key, incidents.c.source_ids)
+            .where(*open_incidents, incidents.c.source == "zabbix")
+            .order_by(incidents.c.id)
+        ):
             zabbix.setdefault(int(row.problem_id), []).append((row.dedup_key, row.source_ids))
-        conn.execute(incidents.update().where(*open_incidents).values(
-            state=IncidentState.CLOSED.value, closed_at=now, close_reason=close_reason))
+        conn.execute(
+            incidents.update()
+            .where(*open_incidents)
+            .values(state=IncidentState.CLOSED.value, closed_at=now, close_reason=close_reason)
+        )
         # Problem.close for many problems in one statement: a release closes them set-based.
         values: dict[str, Any] = {"state": _CLOSED, "closed_at": now}
         if fixed_in is not None:
@@ -194,18 +227,27 @@ class ProblemRepository(Database):
     @staticmethod
     def latest_fixed_problem(conn: Connection, problem_key: str) -> Problem | None:
         """The newest closed problem for a key whose fix shipped in a release, locked."""
-        row = conn.execute(
-            sa.select(problems).where(problems.c.problem_key == problem_key, problems.c.state == _CLOSED,
-                                      problems.c.fixed_in.is_not(None))
-            .order_by(problems.c.id.desc()).limit(1).with_for_update()
-        ).mappings().first()
+        row = (
+            conn.execute(
+                sa.select(problems)
+                .where(
+                    problems.c.problem_key == problem_key, problems.c.state == _CLOSED, problems.c.fixed_in.is_not(None)
+                )
+                .order_by(problems.c.id.desc())
+                .limit(1)
+                .with_for_update()
+            )
+            .mappings()
+            .first()
+        )
         return problem_from_row(row) if row else None
 
     @staticmethod
     def attach_incident(conn: Connection, problem_id: int, incident_id: int) -> None:
         conn.execute(incidents.update().where(incidents.c.id == incident_id).values(problem_id=problem_id))
-        conn.execute(problems.update().where(problems.c.id == problem_id).values(
-            incident_count=problems.c.incident_count + 1))
+        conn.execute(
+            problems.update().where(problems.c.id == problem_id).values(incident_count=problems.c.incident_count + 1)
+        )
 
     def unlink_jira(self, problem_id: int) -> None:
         """Forget a problem's Jira issue (see `Problem.unlink`); nothing happens to a missing problem."""
@@ -220,16 +262,28 @@ class ProblemRepository(Database):
 
     def issues_due_for_sync(self, older_than: datetime) -> list[str]:
         """Jira keys of live linked problems whose conclusion was not read since `older_than`."""
-        query = sa.select(problems.c.jira_key).distinct().where(
-            problems.c.jira_key.is_not(None), problems.c.state != _CLOSED,
-            sa.or_(problems.c.conclusion_updated_at.is_(None), problems.c.conclusion_updated_at < older_than))
+        query = (
+            sa.select(problems.c.jira_key)
+            .distinct()
+            .where(
+                problems.c.jira_key.is_not(None),
+                problems.c.state != _CLOSED,
+                sa.or_(problems.c.conclusion_updated_at.is_(None), problems.c.conclusion_updated_at < older_than),
+            )
+        )
         return self.read(lambda conn: list(conn.execute(query).scalars()))
 
     def set_conclusion(self, key: str, conclusion: str | None, now: datetime) -> int:
         """Mirror an issue's conclusion onto its live problems; returns how many changed."""
-        return self.run(lambda conn: conn.execute(problems.update().where(
-            problems.c.jira_key == key, problems.c.state != _CLOSED).values(
-            conclusion=conclusion, conclusion_updated_at=now)).rowcount)
+        return self.run(
+            lambda conn: (
+                conn.execute(
+                    problems.update()
+                    .where(problems.c.jira_key == key, problems.c.state != _CLOSED)
+                    .values(conclusion=conclusion, conclusion_updated_at=now)
+                ).rowcount
+            )
+        )
 
     def get_problem(self, problem_id: int, conn: Connection | None = None) -> dict[str, Any] | None:
         """A problem as a row: the shape the API, the pages and the Jira linker read."""

@@ -45,13 +45,24 @@ class ReadModels(Database):
         """Counts for the overview page: incidents by state and open ones by priority, problems by state."""
 
         def work(conn: Connection) -> dict[str, Any]:
-            by_state = dict(conn.execute(sa.select(incidents.c.state, sa.func.count()).group_by(incidents.c.state)).all())
-            by_priority = dict(conn.execute(sa.select(incidents.c.priority, sa.func.count())
-                                            .where(incidents.c.state != "closed").group_by(incidents.c.priority)).all())
-            problem_states = dict(conn.execute(sa.select(problems.c.state, sa.func.count())
-                                               .group_by(problems.c.state)).all())
-            breached = conn.execute(sa.select(sa.func.count()).select_from(incidents).where(
-                incidents.c.state != "closed", incidents.c.sla_breached.is_(True))).scalar_one()
+            by_state = dict(
+                conn.execute(sa.select(incidents.c.state, sa.func.count()).group_by(incidents.c.state)).all()
+            )
+            by_priority = dict(
+                conn.execute(
+                    sa.select(incidents.c.priority, sa.func.count())
+                    .where(incidents.c.state != "closed")
+                    .group_by(incidents.c.priority)
+                ).all()
+            )
+            problem_states = dict(
+                conn.execute(sa.select(problems.c.state, sa.func.count()).group_by(problems.c.state)).all()
+            )
+            breached = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(incidents)
+                .where(incidents.c.state != "closed", incidents.c.sla_breached.is_(True))
+            ).scalar_one()
             return {"incidents": by_state, "priorities": by_priority, "problems": problem_states, "breached": breached}
 
         return self.read(work)
@@ -61,30 +72,53 @@ class ReadModels(Database):
 
         def work(conn: Connection) -> GaugeCounts:
             live = incidents.c.state != IncidentState.CLOSED
-            open_incidents = {(line, priority, source): count for line, priority, source, count in conn.execute(
-                sa.select(incidents.c.line, incidents.c.priority, incidents.c.source, sa.func.count())
-                .where(live).group_by(incidents.c.line, incidents.c.priority, incidents.c.source))}
-            breached = dict(conn.execute(
-                sa.select(incidents.c.priority, sa.func.count()).where(live, incidents.c.sla_breached.is_(True))
-                .group_by(incidents.c.priority)).tuples().all())
-            live_problems = dict(conn.execute(
-                sa.select(problems.c.state, sa.func.count()).where(problems.c.state != ProblemState.CLOSED)
-                .group_by(problems.c.state)).tuples().all())
+            open_incidents = {
+                (line, priority, source): count
+                for line, priority, source, count in conn.execute(
+                    sa.select(incidents.c.line, incidents.c.priority, incidents.c.source, sa.func.count())
+                    .where(live)
+                    .group_by(incidents.c.line, incidents.c.priority, incidents.c.source)
+                )
+            }
+            breached = dict(
+                conn.execute(
+                    sa.select(incidents.c.priority, sa.func.count())
+                    .where(live, incidents.c.sla_breached.is_(True))
+                    .group_by(incidents.c.priority)
+                )
+                .tuples()
+                .all()
+            )
+            live_problems = dict(
+                conn.execute(
+                    sa.select(problems.c.state, sa.func.count())
+                    .where(problems.c.state != ProblemState.CLOSED)
+                    .group_by(problems.c.state)
+                )
+                .tuples()
+                .all()
+            )
             jobs: dict[str, dict[str, int]] = {OutboxState.PENDING: {}, OutboxState.DEAD: {}}
             for state, target, count in conn.execute(
-                    sa.select(outbox.c.state, outbox.c.target, sa.func.count())
-                    .where(outbox.c.state.in_((OutboxState.PENDING, OutboxState.DEAD)))
-                    .group_by(outbox.c.state, outbox.c.target)):
+                sa.select(outbox.c.state, outbox.c.target, sa.func.count())
+                .where(outbox.c.state.in_((OutboxState.PENDING, OutboxState.DEAD)))
+                .group_by(outbox.c.state, outbox.c.target)
+            ):
                 jobs[state][target] = count
-            return GaugeCounts(open_incidents, breached, live_problems, jobs[OutboxState.PENDING],
-                               jobs[OutboxState.DEAD])
+            return GaugeCounts(
+                open_incidents, breached, live_problems, jobs[OutboxState.PENDING], jobs[OutboxState.DEAD]
+            )
 
         return self.read(work)
 
     def nearest_sla(self, limit: int) -> list[Incident]:
         """Firing incidents whose SLA runs out soonest (breached ones first)."""
-        query = (sa.select(incidents).where(incidents.c.state == "firing", incidents.c.sla_due.is_not(None))
-                 .order_by(incidents.c.sla_due, incidents.c.id).limit(limit))
+        query = (
+            sa.select(incidents)
+            .where(incidents.c.state == "firing", incidents.c.sla_due.is_not(None))
+            .order_by(incidents.c.sla_due, incidents.c.id)
+            .limit(limit)
+        )
         return self.read(lambda conn: [incident_from_row(row) for row in conn.execute(query).mappings()])
 
     def list_releases(self, limit: int, cursor: int | None) -> Page:

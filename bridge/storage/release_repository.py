@@ -19,8 +19,15 @@ class ReleaseRepository(Database):
     @staticmethod
     def lock_release(conn: Connection, project: str, version: str) -> dict[str, Any] | None:
         """The release row of a version, locked: calls for one version take turns."""
-        row = conn.execute(sa.select(releases).where(releases.c.project == project, releases.c.version == version)
-                           .with_for_update()).mappings().first()
+        row = (
+            conn.execute(
+                sa.select(releases)
+                .where(releases.c.project == project, releases.c.version == version)
+                .with_for_update()
+            )
+            .mappings()
+            .first()
+        )
         return dict(row) if row else None
 
     @staticmethod
@@ -41,18 +48,30 @@ class ReleaseRepository(Database):
         """Which of these issues an earlier call for the version already processed."""
         if not keys:
             return set()
-        return set(conn.execute(sa.select(release_issues.c.issue_key).where(
-            release_issues.c.project == project, release_issues.c.version == version,
-            release_issues.c.issue_key.in_(sorted(set(keys))))).scalars())
+        return set(
+            conn.execute(
+                sa.select(release_issues.c.issue_key).where(
+                    release_issues.c.project == project,
+                    release_issues.c.version == version,
+                    release_issues.c.issue_key.in_(sorted(set(keys))),
+                )
+            ).scalars()
+        )
 
     @staticmethod
-    def add_release_issues(conn: Connection, release_id: int, project: str, version: str, keys: Sequence[str],
-                           now: datetime) -> None:
+    def add_release_issues(
+        conn: Connection, release_id: int, project: str, version: str, keys: Sequence[str], now: datetime
+    ) -> None:
         """Mark issues of a version processed.
 
         Raises:
             IntegrityError: a concurrent call processed one of them first (the transaction retries).
         """
         if keys:
-            conn.execute(release_issues.insert(), [dict(release_id=release_id, project=project, version=version,
-                                                        issue_key=key, processed_at=now) for key in keys])
+            conn.execute(
+                release_issues.insert(),
+                [
+                    dict(release_id=release_id, project=project, version=version, issue_key=key, processed_at=now)
+                    for key in keys
+                ],
+            )

@@ -101,8 +101,12 @@ incidents = sa.Table(
     sa.Index("ix_incidents_problem_id", "problem_id"),
     # No index may cover what a repeat changes (occurrences, last_seen): repeats then stay
     # heap-only updates on PostgreSQL (fillfactor 80, set by migration 0005).
-    sa.Index("ix_incidents_problem_key_waiting", "problem_key",
-             sqlite_where=sa.text("problem_id IS NULL"), postgresql_where=sa.text("problem_id IS NULL")),
+    sa.Index(
+        "ix_incidents_problem_key_waiting",
+        "problem_key",
+        sqlite_where=sa.text("problem_id IS NULL"),
+        postgresql_where=sa.text("problem_id IS NULL"),
+    ),
     sa.Index("ix_incidents_sla_watch", "state", "sla_breached", "sla_due"),
 )
 
@@ -131,11 +135,20 @@ problems = sa.Table(
     sa.Column("last_comment_at", UtcDateTime()),
     sa.Column("last_comment_hash", sa.String(64)),
     sa.Column("fixed_at", UtcDateTime()),
-    sa.Index("ux_problems_open_key", "problem_key", unique=True,
-             sqlite_where=sa.text("state <> 'closed'"), postgresql_where=sa.text("state <> 'closed'")),
-    sa.Index("ux_problems_live_jira_key", "jira_key", unique=True,
-             sqlite_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'"),
-             postgresql_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'")),
+    sa.Index(
+        "ux_problems_open_key",
+        "problem_key",
+        unique=True,
+        sqlite_where=sa.text("state <> 'closed'"),
+        postgresql_where=sa.text("state <> 'closed'"),
+    ),
+    sa.Index(
+        "ux_problems_live_jira_key",
+        "jira_key",
+        unique=True,
+        sqlite_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'"),
+        postgresql_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'"),
+    ),
     sa.Index("ix_problems_state", "state"),
 )
 
@@ -192,8 +205,13 @@ outbox = sa.Table(
     sa.Column("finished_at", UtcDateTime()),
     sa.Column("last_error", sa.Text()),
     sa.Column("dedup_key", sa.Text()),
-    sa.Index("ux_outbox_pending_dedup_key", "dedup_key", unique=True,
-             sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'")),
+    sa.Index(
+        "ux_outbox_pending_dedup_key",
+        "dedup_key",
+        unique=True,
+        sqlite_where=sa.text("state = 'pending'"),
+        postgresql_where=sa.text("state = 'pending'"),
+    ),
     sa.Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
 )
 
@@ -213,7 +231,7 @@ rejected_payloads = sa.Table(
 )
 
 
-class octet_length(GenericFunction[int]):  # noqa: N801 - SQL function name
+class octet_length(GenericFunction[int]):
     """Bytes of a text value: PostgreSQL's octet_length, SQLite's length of the text as a blob."""
 
     type = sa.Integer()
@@ -223,5 +241,3 @@ class octet_length(GenericFunction[int]):  # noqa: N801 - SQL function name
 @compiles(octet_length, "sqlite")
 def _octet_length_sqlite(element: octet_length, compiler: Any, **kw: Any) -> str:
     return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
-
-

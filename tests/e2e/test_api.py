@@ -46,29 +46,51 @@ def test_alert_to_incident_round_trip(client, clock: Clock):
     assert resolved["dedup_key"] == "alertmanager:3d64f6474bce3ff4"
     assert resolved["resolved_at"] == "2026-11-23T19:00:04.629639Z"
     detail = client.get(f"/api/v1/incidents/{resolved['id']}", headers=API).json
-    assert set(detail) >= {"id", "dedup_key", "source", "state", "line", "impact", "urgency", "priority", "summary",
-                           "labels", "occurrences", "reopen_count", "first_seen", "last_seen", "resolved_at",
-                           "closed_at", "close_reason", "problem_id"}
+    assert set(detail) >= {
+        "id",
+        "dedup_key",
+        "source",
+        "state",
+        "line",
+        "impact",
+        "urgency",
+        "priority",
+        "summary",
+        "labels",
+        "occurrences",
+        "reopen_count",
+        "first_seen",
+        "last_seen",
+        "resolved_at",
+        "closed_at",
+        "close_reason",
+        "problem_id",
+    }
     assert (detail["line"], detail["priority"], detail["labels"]["instance"]) == ("L3", "P1", "a:1")
 
 
 def test_zabbix_event_lifecycle(client):
-    ids = {client.post("/api/v1/alerts/zabbix", data=payload_bytes(name), headers=ZBX).json["incidents"][0]
-           for name in ["zabbix-6.0.14-problem.json", "zabbix-6.0.14-update-ack.json", "zabbix-6.0.14-recovery.json"]}
+    ids = {
+        client.post("/api/v1/alerts/zabbix", data=payload_bytes(name), headers=ZBX).json["incidents"][0]
+        for name in ["zabbix-6.0.14-problem.json", "zabbix-6.0.14-update-ack.json", "zabbix-6.0.14-recovery.json"]
+    }
     assert len(ids) == 1
     incident = client.get(f"/api/v1/incidents/{ids.pop()}", headers=API).json
     assert (incident["state"], incident["priority"], incident["source"]) == ("resolved", "P2", "zabbix")
 
 
-@pytest.mark.parametrize("path, method, headers", [
-    ("/api/v1/alerts/alertmanager", "post", {}),
-    ("/api/v1/alerts/alertmanager", "post", {"Authorization": "Bearer zbx-token"}),
-    ("/api/v1/alerts/alertmanager", "post", {"Authorization": "am-token"}),
-    ("/api/v1/alerts/zabbix", "post", AM),
-    ("/api/v1/incidents", "get", AM),
-    ("/api/v1/incidents/1", "get", {}),
-    ("/api/v1/rejected", "get", {}),
-])
+@pytest.mark.parametrize(
+    "path, method, headers",
+    [
+        ("/api/v1/alerts/alertmanager", "post", {}),
+        ("/api/v1/alerts/alertmanager", "post", {"Authorization": "Bearer zbx-token"}),
+        ("/api/v1/alerts/alertmanager", "post", {"Authorization": "am-token"}),
+        ("/api/v1/alerts/zabbix", "post", AM),
+        ("/api/v1/incidents", "get", AM),
+        ("/api/v1/incidents/1", "get", {}),
+        ("/api/v1/rejected", "get", {}),
+    ],
+)
 def test_each_endpoint_requires_its_own_token(client, path, method, headers):
     response = getattr(client, method)(path, headers=headers, data=b"{}", content_type="application/json")
     assert response.status_code == 401
@@ -85,13 +107,16 @@ def test_health_endpoints_need_no_token(client):
     assert client.get("/readyz").json == {"status": "ok", "database": "ok"}
 
 
-@pytest.mark.parametrize("body, message, error", [
-    (b"", "empty body; expected a JSON object", None),
-    (b"{not json", "body is not valid JSON", "body:"),
-    (b"[1, 2]", "Alertmanager payload must be a JSON object", None),
-    (b'{"version": "4", "status": "firing", "alerts": []}', "no alerts in Alertmanager payload", "alerts:"),
-    (b'{"status": "firing", "alerts": [{}]}', "invalid Alertmanager payload", "version: required field is missing"),
-])
+@pytest.mark.parametrize(
+    "body, message, error",
+    [
+        (b"", "empty body; expected a JSON object", None),
+        (b"{not json", "body is not valid JSON", "body:"),
+        (b"[1, 2]", "Alertmanager payload must be a JSON object", None),
+        (b'{"version": "4", "status": "firing", "alerts": []}', "no alerts in Alertmanager payload", "alerts:"),
+        (b'{"status": "firing", "alerts": [{}]}', "invalid Alertmanager payload", "version: required field is missing"),
+    ],
+)
 def test_bad_input_is_400_with_the_field_named_and_kept(client, body, message, error):
     response = client.post("/api/v1/alerts/alertmanager", data=body, headers=AM)
     assert response.status_code == 400
@@ -129,13 +154,16 @@ def test_unknown_source_and_route_are_404_json(client):
     assert client.delete("/api/v1/incidents", headers=API).status_code == 405
 
 
-@pytest.mark.parametrize("query, error", [
-    ("state=open", "state: expected one of firing, resolved, closed"),
-    ("source=nagios", "source: expected one of alertmanager, zabbix, grafana, events"),
-    ("limit=0", "limit: must be between 1 and 500"),
-    ("limit=lots", "limit: expected an integer, got 'lots'"),
-    ("problem_id=x", "problem_id: expected an integer, got 'x'"),
-])
+@pytest.mark.parametrize(
+    "query, error",
+    [
+        ("state=open", "state: expected one of firing, resolved, closed"),
+        ("source=nagios", "source: expected one of alertmanager, zabbix, grafana, events"),
+        ("limit=0", "limit: must be between 1 and 500"),
+        ("limit=lots", "limit: expected an integer, got 'lots'"),
+        ("problem_id=x", "problem_id: expected an integer, got 'x'"),
+    ],
+)
 def test_bad_query_parameters_are_named(client, query, error):
     response = client.get(f"/api/v1/incidents?{query}", headers=API)
     assert response.status_code == 400 and response.json["errors"] == [error]
@@ -173,8 +201,11 @@ def test_database_down_answers_503_so_senders_retry(tmp_path: Path, clock: Clock
     settings = load_settings({}, database_url=f"sqlite:///{missing_dir}", rules_path=str(ROOT / "rules.yaml"))
     client = create_app(settings, now=clock).test_client()
     assert client.get("/readyz").status_code == 503
-    response = client.post("/api/v1/alerts/alertmanager", data=payload_bytes("alertmanager-0.25-two-firing.json"),
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/alerts/alertmanager",
+        data=payload_bytes("alertmanager-0.25-two-firing.json"),
+        content_type="application/json",
+    )
     assert response.status_code == 503
     assert response.json["message"] == "database unavailable; retry later"
 

@@ -25,16 +25,29 @@ def test_check_rules_accepts_the_example(runner):
 
 def test_check_rules_lists_every_problem_and_exits_1(runner, tmp_path: Path):
     bad = tmp_path / "rules.yaml"
-    bad.write_text((ROOT / "rules.yaml").read_text().replace("urgency: low\n", "urgency: whenever\n", 1)
-                   .replace("impact: high\n", "impakt: high\n", 1))
+    bad.write_text(
+        (ROOT / "rules.yaml")
+        .read_text()
+        .replace("urgency: low\n", "urgency: whenever\n", 1)
+        .replace("impact: high\n", "impakt: high\n", 1)
+    )
     result = runner.invoke(main, ["check-rules", str(bad)])
     assert result.exit_code == 1
     assert 'route "portal-critical" key impakt: unknown key' in result.output
 
 
 def test_explain_prints_key_line_priority_and_reasons(runner):
-    result = runner.invoke(main, ["explain", "--source", "alertmanager", "--rules", str(ROOT / "rules.yaml"),
-                                  str(PAYLOADS / "alertmanager-0.25-two-firing.json")])
+    result = runner.invoke(
+        main,
+        [
+            "explain",
+            "--source",
+            "alertmanager",
+            "--rules",
+            str(ROOT / "rules.yaml"),
+            str(PAYLOADS / "alertmanager-0.25-two-firing.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "incident key: alertmanager:3d64f6474bce3ff4" in result.output
     assert "line: L3  priority: P1 (impact high, urgency high)" in result.output
@@ -42,15 +55,26 @@ def test_explain_prints_key_line_priority_and_reasons(runner):
 
 
 def test_explain_zabbix_uses_problem_event_id(runner):
-    result = runner.invoke(main, ["explain", "--source", "zabbix", "--rules", str(ROOT / "rules.yaml"),
-                                  str(PAYLOADS / "zabbix-6.0.14-recovery.json")])
+    result = runner.invoke(
+        main,
+        [
+            "explain",
+            "--source",
+            "zabbix",
+            "--rules",
+            str(ROOT / "rules.yaml"),
+            str(PAYLOADS / "zabbix-6.0.14-recovery.json"),
+        ],
+    )
     assert "incident key: zabbix:1" in result.output and "priority: P2" in result.output
 
 
 def test_explain_refused_payload_exits_1_with_reasons(runner, tmp_path: Path):
     body = tmp_path / "bad.json"
     body.write_text('{"version": "3"}')
-    result = runner.invoke(main, ["explain", "--source", "alertmanager", "--rules", str(ROOT / "rules.yaml"), str(body)])
+    result = runner.invoke(
+        main, ["explain", "--source", "alertmanager", "--rules", str(ROOT / "rules.yaml"), str(body)]
+    )
     assert result.exit_code == 1 and "version: Input should be '4'" in result.output
 
 
@@ -76,8 +100,13 @@ def test_bad_setting_is_a_clear_error(runner, monkeypatch):
 
 
 def test_serve_on_the_network_with_a_token_missing_refuses_naming_it(runner, monkeypatch):
-    for name, value in {"BRIDGE_BIND": "0.0.0.0:8080", "BRIDGE_TOKEN_ALERTMANAGER": "a", "BRIDGE_TOKEN_ZABBIX": "z", "BRIDGE_TOKEN_GRAFANA": "g",
-                        "BRIDGE_TOKEN_API": "p"}.items():
+    for name, value in {
+        "BRIDGE_BIND": "0.0.0.0:8080",
+        "BRIDGE_TOKEN_ALERTMANAGER": "a",
+        "BRIDGE_TOKEN_ZABBIX": "z",
+        "BRIDGE_TOKEN_GRAFANA": "g",
+        "BRIDGE_TOKEN_API": "p",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("BRIDGE_TOKEN_RELEASE", raising=False)
     result = runner.invoke(main, ["serve"])
@@ -100,6 +129,7 @@ def test_outbox_retry_requeues_dead_jobs_and_names_skipped_ones(runner, tmp_path
     migrate(url)
     store = Store.from_url(url)
     now = datetime.now(UTC)
+
     def enqueue(key: str) -> None:
         store.run(lambda conn: store.enqueue(conn, "jira.sync_issue", target="jira", now=now, dedup_key=key))
 
@@ -120,8 +150,9 @@ def test_outbox_retry_requeues_dead_jobs_and_names_skipped_ones(runner, tmp_path
 
 def _rules_with_routing_key(tmp_path: Path) -> Path:
     rules = yaml.safe_load((ROOT / "rules.yaml").read_text())
-    rules["events"] = {"routing_keys": [{"name": "portal-uptime", "key": "${BRIDGE_TEST_EVENTS_KEY}",
-                                         "labels": {"service": "portal"}}]}
+    rules["events"] = {
+        "routing_keys": [{"name": "portal-uptime", "key": "${BRIDGE_TEST_EVENTS_KEY}", "labels": {"service": "portal"}}]
+    }
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rules))
     return path
@@ -131,18 +162,22 @@ def test_check_rules_names_an_unset_routing_key_variable(runner, tmp_path: Path,
     monkeypatch.delenv("BRIDGE_TEST_EVENTS_KEY", raising=False)
     result = runner.invoke(main, ["check-rules", str(_rules_with_routing_key(tmp_path))])
     assert result.exit_code == 1
-    assert ('events routing key "portal-uptime" key key: environment variable not set: BRIDGE_TEST_EVENTS_KEY'
-            in result.output)
+    assert (
+        'events routing key "portal-uptime" key key: environment variable not set: BRIDGE_TEST_EVENTS_KEY'
+        in result.output
+    )
 
 
 def test_explain_events_keys_by_routing_key_name_with_its_labels(runner, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("BRIDGE_TEST_EVENTS_KEY", "e2e0f5b1c8d94a2b9c7d6e5f4a3b2c1d")
     rules = str(_rules_with_routing_key(tmp_path))
-    result = runner.invoke(main, ["explain", "--source", "events", "--rules", rules,
-                                  str(PAYLOADS / "events-trigger.json")])
+    result = runner.invoke(
+        main, ["explain", "--source", "events", "--rules", rules, str(PAYLOADS / "events-trigger.json")]
+    )
     assert result.exit_code == 0, result.output
     assert "incident key: events:portal-uptime:samplekeyhere" in result.output
     monkeypatch.setenv("BRIDGE_TEST_EVENTS_KEY", "another-key")
-    result = runner.invoke(main, ["explain", "--source", "events", "--rules", rules,
-                                  str(PAYLOADS / "events-trigger.json")])
+    result = runner.invoke(
+        main, ["explain", "--source", "events", "--rules", rules, str(PAYLOADS / "events-trigger.json")]
+    )
     assert result.exit_code == 1 and "invalid routing key" in result.output

@@ -69,7 +69,8 @@ def test_metric_names_follow_the_conventions(client):
 
 @pytest.mark.skipif(PROMTOOL is None, reason="LOUD SKIP: promtool missing; run `make test` to install it")
 def test_alerting_rules_pass_promtool():
-    result = subprocess.run([PROMTOOL, "check", "rules", str(DASHBOARDS / "bridge-alerts.rules.yml")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [PROMTOOL, "check", "rules", str(DASHBOARDS / "bridge-alerts.rules.yml")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 6 rules found" in result.stdout

@@ -34,14 +34,31 @@ def rules_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("BRIDGE_TEST_EVENTS_KEY", KEY)
     monkeypatch.setenv("BRIDGE_TEST_AM_KEY", ALERTMANAGER_KEY)
     rules = yaml.safe_load((ROOT / "rules.yaml").read_text())
-    rules["events"] = {"routing_keys": [
-        {"name": "portal-uptime", "key": "${BRIDGE_TEST_EVENTS_KEY}", "labels": {"service": "portal"}},
-        {"name": "alertmanager-pd", "key": "${BRIDGE_TEST_AM_KEY}"}]}
-    rules["routes"].insert(0, {"name": "portal-events", "match": {"source": "events", "labels": {"service": "portal"}},
-                               "impact": "high", "urgency": "medium"})
-    rules["problems"].insert(0, {"name": "portal-events", "match": {"source": "events", "labels": {"service": "portal"}},
-                                 "key": "events/{{ labels.service }}", "summary": "{{ labels.service }} is failing",
-                                 "example_labels": {"service": "portal"}})
+    rules["events"] = {
+        "routing_keys": [
+            {"name": "portal-uptime", "key": "${BRIDGE_TEST_EVENTS_KEY}", "labels": {"service": "portal"}},
+            {"name": "alertmanager-pd", "key": "${BRIDGE_TEST_AM_KEY}"},
+        ]
+    }
+    rules["routes"].insert(
+        0,
+        {
+            "name": "portal-events",
+            "match": {"source": "events", "labels": {"service": "portal"}},
+            "impact": "high",
+            "urgency": "medium",
+        },
+    )
+    rules["problems"].insert(
+        0,
+        {
+            "name": "portal-events",
+            "match": {"source": "events", "labels": {"service": "portal"}},
+            "key": "events/{{ labels.service }}",
+            "summary": "{{ labels.service }} is failing",
+            "example_labels": {"service": "portal"},
+        },
+    )
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rules))
     return path
@@ -49,8 +66,7 @@ def rules_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def app(database_url: str, rules_path: Path, clock: Clock):
-    settings = load_settings({"BRIDGE_TOKEN_API": "api-token"}, database_url=database_url,
-                             rules_path=str(rules_path))
+    settings = load_settings({"BRIDGE_TOKEN_API": "api-token"}, database_url=database_url, rules_path=str(rules_path))
     app = create_app(settings, now=clock)
     yield app
     app.extensions["bridge"].store.engine.dispose()
@@ -67,7 +83,9 @@ def send(client, body: object):
 
 
 def incidents(client) -> dict[str, dict]:
-    return {item["dedup_key"]: item for item in client.get("/api/v1/incidents?source=events", headers=API).json["items"]}
+    return {
+        item["dedup_key"]: item for item in client.get("/api/v1/incidents?source=events", headers=API).json["items"]
+    }
 
 
 def rejected(client) -> list[dict]:
@@ -78,15 +96,22 @@ def rejected(client) -> list[dict]:
 def stored_bodies(app) -> list[str]:
     store: Store = app.extensions["bridge"].store
     with store.engine.connect() as conn:
-        return [row[0] for row in conn.execute(sa.text("SELECT body FROM notifications UNION ALL "
-                                                       "SELECT body FROM rejected_payloads"))]
+        return [
+            row[0]
+            for row in conn.execute(
+                sa.text("SELECT body FROM notifications UNION ALL SELECT body FROM rejected_payloads")
+            )
+        ]
 
 
 def test_trigger_repeat_acknowledge_resolve_make_one_incident(client, clock):
     first = send(client, payload("events-trigger.json"))
     assert first.status_code == 202, first.json
     assert {k: first.json[k] for k in ("status", "message", "dedup_key")} == {
-        "status": "success", "message": "Event processed", "dedup_key": "samplekeyhere"}
+        "status": "success",
+        "message": "Event processed",
+        "dedup_key": "samplekeyhere",
+    }
     assert first.json["outcomes"] == {"created": 1}
     clock.advance(minutes=1)
     assert send(client, payload("events-trigger.json")).json["outcomes"] == {"repeated": 1}
@@ -99,10 +124,14 @@ def test_trigger_repeat_acknowledge_resolve_make_one_incident(client, clock):
     assert (incident["state"], incident["occurrences"], incident["source"]) == ("firing", 2, "events")
     assert (incident["route"], incident["priority"]) == ("portal-events", "P2")
     assert incident["summary"] == "Example alert on host1.example.com"
-    assert incident["labels"] == {"service": "portal", "severity": "info", "component": "postgres",
-                                  "group": "prod-datapipe", "class": "deploy",
-                                  "source": "monitoringtool:cloudvendor:central-region-dc-01:852559987:"
-                                            "cluster/api-stats-prod-003"}
+    assert incident["labels"] == {
+        "service": "portal",
+        "severity": "info",
+        "component": "postgres",
+        "group": "prod-datapipe",
+        "class": "deploy",
+        "source": "monitoringtool:cloudvendor:central-region-dc-01:852559987:cluster/api-stats-prod-003",
+    }
     annotations = incident["annotations"]
     assert annotations["acknowledged_by"] == "events" and annotations["acknowledged_at"] == "2026-11-23T19:02:00Z"
     assert (annotations["details.ping time"], annotations["details.load avg"]) == ("1500ms", "0.75")
@@ -143,30 +172,42 @@ def test_a_trigger_after_a_resolve_is_a_new_episode_and_acknowledging_nothing_ch
 
 
 def test_unknown_or_missing_routing_key_is_a_400_like_pagerduty_and_not_kept(client):
-    for body in [payload("events-trigger.json") | {"routing_key": "not-a-configured-key"},
-                 {k: v for k, v in payload("events-trigger.json").items() if k != "routing_key"},
-                 payload("events-trigger.json") | {"routing_key": 42}, "not json at all"]:
+    for body in [
+        payload("events-trigger.json") | {"routing_key": "not-a-configured-key"},
+        {k: v for k, v in payload("events-trigger.json").items() if k != "routing_key"},
+        payload("events-trigger.json") | {"routing_key": 42},
+        "not json at all",
+    ]:
         answer = send(client, body)
         assert answer.status_code == 400
         assert {k: answer.json[k] for k in ("status", "message", "errors", "code")} == {
-            "status": "invalid event", "message": "Event object is invalid",
-            "errors": ["routing_key: Invalid routing key"], "code": 400}
+            "status": "invalid event",
+            "message": "Event object is invalid",
+            "errors": ["routing_key: Invalid routing key"],
+            "code": 400,
+        }
         assert answer.json["request_id"]
     assert rejected(client) == [] and incidents(client) == {}
 
 
-@pytest.mark.parametrize(("change", "error"), [
-    (lambda e: e.pop("payload"), "payload: required for a trigger event"),
-    (lambda e: e["payload"].pop("summary"), "payload.summary: required field is missing"),
-    (lambda e: e["payload"].pop("source"), "payload.source: required field is missing"),
-    (lambda e: e["payload"].update(severity="disaster"), "payload.severity: Input should be 'critical'"),
-    (lambda e: e.update(event_action="escalate"), "event_action: Input should be 'trigger'"),
-    (lambda e: e.update(event_action="acknowledge", dedup_key=None), "dedup_key: required to acknowledge"),
-    (lambda e: e.pop("dedup_key") and e.update(event_action="resolve"), "dedup_key: required to resolve"),
-    (lambda e: e["payload"].update(summary="x" * 1025), "payload.summary: String should have at most 1024 characters"),
-    (lambda e: e.update(dedup_key="k" * 256), "dedup_key: String should have at most 255 characters"),
-    (lambda e: e["payload"].update(timestamp="yesterday"), "payload.timestamp: Input should be a valid datetime"),
-])
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda e: e.pop("payload"), "payload: required for a trigger event"),
+        (lambda e: e["payload"].pop("summary"), "payload.summary: required field is missing"),
+        (lambda e: e["payload"].pop("source"), "payload.source: required field is missing"),
+        (lambda e: e["payload"].update(severity="disaster"), "payload.severity: Input should be 'critical'"),
+        (lambda e: e.update(event_action="escalate"), "event_action: Input should be 'trigger'"),
+        (lambda e: e.update(event_action="acknowledge", dedup_key=None), "dedup_key: required to acknowledge"),
+        (lambda e: e.pop("dedup_key") and e.update(event_action="resolve"), "dedup_key: required to resolve"),
+        (
+            lambda e: e["payload"].update(summary="x" * 1025),
+            "payload.summary: String should have at most 1024 characters",
+        ),
+        (lambda e: e.update(dedup_key="k" * 256), "dedup_key: String should have at most 255 characters"),
+        (lambda e: e["payload"].update(timestamp="yesterday"), "payload.timestamp: Input should be a valid datetime"),
+    ],
+)
 def test_bad_event_is_a_400_naming_the_field_and_kept_without_its_key(app, client, change, error):
     body = payload("events-trigger.json")
     change(body)
@@ -201,8 +242,9 @@ def test_body_not_declared_json_is_a_415_kept_only_for_a_known_key(client):
     answer = client.post("/api/v1/alerts/events", data=body, headers={"Content-Type": "text/plain"})
     assert answer.status_code == 415 and answer.json["status"] == "invalid event"
     stranger = body.replace(KEY, "someone-else")
-    assert client.post("/api/v1/alerts/events", data=stranger,
-                       headers={"Content-Type": "text/plain"}).status_code == 415
+    assert (
+        client.post("/api/v1/alerts/events", data=stranger, headers={"Content-Type": "text/plain"}).status_code == 415
+    )
     [kept] = rejected(client)
     assert kept["content_type"] == "text/plain" and KEY not in kept["body"]
 
@@ -244,8 +286,13 @@ def test_events_group_under_a_problem_and_close_like_the_others(client):
 
 def counters(client) -> Counter:
     text = client.get("/metrics").get_data(as_text=True)
-    return Counter({(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-                    for family in text_string_to_metric_families(text) for sample in family.samples})
+    return Counter(
+        {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+    )
 
 
 def test_events_are_counted_and_shown_like_the_others(client):

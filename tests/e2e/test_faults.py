@@ -17,8 +17,8 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-from bridge.rules import load_rules
 from bridge.ingest import ingest
+from bridge.rules import load_rules
 from bridge.storage import Store, problems
 from tests.conftest import ROOT, BridgeProcess, empty_tables, payload, wait_for
 from tests.fakes import FakeJira, FakeZabbix
@@ -27,11 +27,15 @@ TOKEN = "am-fault-token"
 API_TOKEN = "api-fault-token"
 
 
-
 def migrated_sqlite(tmp_path: Path, name: str = "faults.db") -> str:
     url = f"sqlite:///{tmp_path / name}"
-    subprocess.run([sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True, cwd=ROOT,
-                   env={**os.environ, "BRIDGE_DATABASE_URL": url})
+    subprocess.run(
+        [sys.executable, "-m", "bridge", "migrate"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "BRIDGE_DATABASE_URL": url},
+    )
     return url
 
 
@@ -39,14 +43,20 @@ def notification(n: int, per: int = 5) -> tuple[bytes, list[str]]:
     body = payload("alertmanager-0.25-two-firing.json")
     template = body["alerts"][0]
     fingerprints = [f"{n:08x}{i:08x}" for i in range(per)]
-    body["alerts"] = [dict(template, fingerprint=fp, labels=dict(template["labels"], instance=fp)) for fp in fingerprints]
+    body["alerts"] = [
+        dict(template, fingerprint=fp, labels=dict(template["labels"], instance=fp)) for fp in fingerprints
+    ]
     return json.dumps(body).encode(), fingerprints
 
 
 def send(url: str, body: bytes) -> int:
     try:
-        return requests.post(url + "/api/v1/alerts/alertmanager", data=body, timeout=10,
-                             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).status_code
+        return requests.post(
+            url + "/api/v1/alerts/alertmanager",
+            data=body,
+            timeout=10,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        ).status_code
     except requests.RequestException:
         return 0
 
@@ -66,6 +76,7 @@ def test_kill_9_mid_storm_loses_no_acknowledged_alert_and_resends_land_once(tmp_
     acknowledged: list[str] = []
     lock = threading.Lock()
     with BridgeProcess(url, env=env) as bridge:
+
         def deliver(item: tuple[bytes, list[str]]) -> None:
             if send(bridge.url, item[0]) == 200:
                 with lock:
@@ -170,10 +181,20 @@ def test_database_down_answers_503_and_recovers_without_restart(pg_database_url:
 
 
 def worker_process(url: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "bridge", "worker"], cwd=ROOT, start_new_session=True,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            env={**os.environ, "BRIDGE_DATABASE_URL": url, "BRIDGE_RULES": str(ROOT / "rules.yaml"),
-                                 "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2", **env})
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", "worker"],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env={
+            **os.environ,
+            "BRIDGE_DATABASE_URL": url,
+            "BRIDGE_RULES": str(ROOT / "rules.yaml"),
+            "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2",
+            **env,
+        },
+    )
 
 
 def open_problem_with_create_job(url: str) -> None:
@@ -196,8 +217,13 @@ def test_worker_killed_between_jira_create_and_record_makes_no_twin(tmp_path: Pa
     url = migrated_sqlite(tmp_path)
     open_problem_with_create_job(url)
     with FakeJira() as jira:
-        env = {"BRIDGE_JIRA_URL": jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com", "BRIDGE_JIRA_API_TOKEN": "jira-token",
-               "BRIDGE_JIRA_TIMEOUT_SECONDS": "60", "BRIDGE_OUTBOX_LEASE_SECONDS": "2"}
+        env = {
+            "BRIDGE_JIRA_URL": jira.url,
+            "BRIDGE_JIRA_EMAIL": "bot@example.com",
+            "BRIDGE_JIRA_API_TOKEN": "jira-token",
+            "BRIDGE_JIRA_TIMEOUT_SECONDS": "60",
+            "BRIDGE_OUTBOX_LEASE_SECONDS": "2",
+        }
         jira.fail("POST", r"/rest/api/3/issue$", lose_answer=True, delay=30)
         first = worker_process(url, env, tmp_path / "worker.log")
         wait_for(lambda: len(jira.issues()) == 1, 20, "Jira to create the issue")
@@ -219,7 +245,11 @@ def test_sigterm_lets_the_worker_finish_its_current_job(tmp_path: Path):
     open_problem_with_create_job(url)
     with FakeJira() as jira:
         jira.fail("POST", r"/rest/api/3/issue$", delay=3)  # slow, but answered
-        env = {"BRIDGE_JIRA_URL": jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com", "BRIDGE_JIRA_API_TOKEN": "jira-token"}
+        env = {
+            "BRIDGE_JIRA_URL": jira.url,
+            "BRIDGE_JIRA_EMAIL": "bot@example.com",
+            "BRIDGE_JIRA_API_TOKEN": "jira-token",
+        }
         worker = worker_process(url, env, tmp_path / "worker.log")
         wait_for(lambda: bool(jira.calls("GET", r"/search/jql")), 20, "the create job to start")
         time.sleep(0.5)
@@ -229,34 +259,72 @@ def test_sigterm_lets_the_worker_finish_its_current_job(tmp_path: Path):
 
 
 def test_no_secret_appears_in_logs_answers_or_the_api(tmp_path: Path):
-    secrets = {"BRIDGE_TOKEN_ALERTMANAGER": "am-SECRET-1a2b", "BRIDGE_TOKEN_ZABBIX": "zbx-SECRET-3c4d",
-               "BRIDGE_TOKEN_RELEASE": "rel-SECRET-5e6f", "BRIDGE_TOKEN_API": "api-SECRET-7a8b",
-               "BRIDGE_JIRA_API_TOKEN": "jira-SECRET-9c0d", "BRIDGE_ZABBIX_API_TOKEN": "zabbix-SECRET-e1f2",
-               "BRIDGE_JIRA_WEBHOOK_SECRET": "hook-SECRET-3a4b"}
+    secrets = {
+        "BRIDGE_TOKEN_ALERTMANAGER": "am-SECRET-1a2b",
+        "BRIDGE_TOKEN_ZABBIX": "zbx-SECRET-3c4d",
+        "BRIDGE_TOKEN_RELEASE": "rel-SECRET-5e6f",
+        "BRIDGE_TOKEN_API": "api-SECRET-7a8b",
+        "BRIDGE_JIRA_API_TOKEN": "jira-SECRET-9c0d",
+        "BRIDGE_ZABBIX_API_TOKEN": "zabbix-SECRET-e1f2",
+        "BRIDGE_JIRA_WEBHOOK_SECRET": "hook-SECRET-3a4b",
+    }
     url = migrated_sqlite(tmp_path)
-    with FakeJira(api_token=secrets["BRIDGE_JIRA_API_TOKEN"]) as jira, \
-            FakeZabbix(api_token=secrets["BRIDGE_ZABBIX_API_TOKEN"]) as zabbix:
-        env = {**secrets, "BRIDGE_JIRA_URL": jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com",
-               "BRIDGE_ZABBIX_URL": zabbix.url, "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2", "BRIDGE_LOG_LEVEL": "DEBUG"}
+    with (
+        FakeJira(api_token=secrets["BRIDGE_JIRA_API_TOKEN"]) as jira,
+        FakeZabbix(api_token=secrets["BRIDGE_ZABBIX_API_TOKEN"]) as zabbix,
+    ):
+        env = {
+            **secrets,
+            "BRIDGE_JIRA_URL": jira.url,
+            "BRIDGE_JIRA_EMAIL": "bot@example.com",
+            "BRIDGE_ZABBIX_URL": zabbix.url,
+            "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2",
+            "BRIDGE_LOG_LEVEL": "DEBUG",
+        }
         jira.fail("GET", r"/search/jql", status=500)  # one failure on the way: errors get logged
         answers = []
         with BridgeProcess(url, env=env) as bridge:
             am = {"Authorization": f"Bearer {secrets['BRIDGE_TOKEN_ALERTMANAGER']}", "Content-Type": "application/json"}
             api = {"Authorization": f"Bearer {secrets['BRIDGE_TOKEN_API']}"}
             for n in range(3):
-                answers.append(requests.post(bridge.url + "/api/v1/alerts/alertmanager", headers=am, timeout=10,
-                                             data=notification(n, per=1)[0]).text)
-            answers.append(requests.post(bridge.url + "/api/v1/alerts/alertmanager", timeout=10, data=b"{}",
-                                         headers={"Authorization": "Bearer wrong", "Content-Type": "application/json"}).text)
-            answers.append(requests.post(bridge.url + "/api/v1/alerts/alertmanager", headers=am, data=b"{bad",
-                                         timeout=10).text)
+                answers.append(
+                    requests.post(
+                        bridge.url + "/api/v1/alerts/alertmanager",
+                        headers=am,
+                        timeout=10,
+                        data=notification(n, per=1)[0],
+                    ).text
+                )
+            answers.append(
+                requests.post(
+                    bridge.url + "/api/v1/alerts/alertmanager",
+                    timeout=10,
+                    data=b"{}",
+                    headers={"Authorization": "Bearer wrong", "Content-Type": "application/json"},
+                ).text
+            )
+            answers.append(
+                requests.post(bridge.url + "/api/v1/alerts/alertmanager", headers=am, data=b"{bad", timeout=10).text
+            )
             wait_for(lambda: bool(jira.issues()), 30, "the Jira issue")
             key = jira.issues()[0]["key"]
             release = {"Authorization": f"Bearer {secrets['BRIDGE_TOKEN_RELEASE']}"}
-            answers.append(requests.post(bridge.url + "/api/v1/releases", headers=release, timeout=10,
-                                         json={"version": "1.0", "project": "LKK", "issues": [key]}).text)
-            for path in ("/api/v1/incidents", "/api/v1/problems", "/api/v1/outbox", "/api/v1/rejected",
-                         "/api/v1/releases", "/metrics"):
+            answers.append(
+                requests.post(
+                    bridge.url + "/api/v1/releases",
+                    headers=release,
+                    timeout=10,
+                    json={"version": "1.0", "project": "LKK", "issues": [key]},
+                ).text
+            )
+            for path in (
+                "/api/v1/incidents",
+                "/api/v1/problems",
+                "/api/v1/outbox",
+                "/api/v1/rejected",
+                "/api/v1/releases",
+                "/metrics",
+            ):
                 answers.append(requests.get(bridge.url + path, headers=api, timeout=10).text)
             time.sleep(1)
             log = bridge.output()
@@ -270,17 +338,32 @@ def test_no_secret_appears_in_logs_answers_or_the_api(tmp_path: Path):
 def test_sigterm_drains_requests_in_flight(tmp_path: Path):
     url = migrated_sqlite(tmp_path)
     store = Store.from_url(url)
-    ingest(store, load_rules(ROOT / "rules.yaml"), "zabbix",
-           json.dumps(payload("zabbix-6.0.14-problem.json")).encode(), datetime.now(UTC))
+    ingest(
+        store,
+        load_rules(ROOT / "rules.yaml"),
+        "zabbix",
+        json.dumps(payload("zabbix-6.0.14-problem.json")).encode(),
+        datetime.now(UTC),
+    )
     store.engine.dispose()
     with FakeJira() as jira:
         jira.add_issue("LKK-77")
         jira.fail("GET", r"/issue/LKK-77", delay=3)  # the link check waits on a slow Jira
-        env = {"BRIDGE_TOKEN_API": API_TOKEN, "BRIDGE_RUN_WORKER": "0", "BRIDGE_JIRA_URL": jira.url,
-               "BRIDGE_JIRA_EMAIL": "bot@example.com", "BRIDGE_JIRA_API_TOKEN": "jira-token"}
+        env = {
+            "BRIDGE_TOKEN_API": API_TOKEN,
+            "BRIDGE_RUN_WORKER": "0",
+            "BRIDGE_JIRA_URL": jira.url,
+            "BRIDGE_JIRA_EMAIL": "bot@example.com",
+            "BRIDGE_JIRA_API_TOKEN": "jira-token",
+        }
         with BridgeProcess(url, env=env) as bridge, ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(requests.post, bridge.url + "/api/v1/problems/1/jira", json={"jira_key": "LKK-77"},
-                                  headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30)
+            pending = pool.submit(
+                requests.post,
+                bridge.url + "/api/v1/problems/1/jira",
+                json={"jira_key": "LKK-77"},
+                headers={"Authorization": f"Bearer {API_TOKEN}"},
+                timeout=30,
+            )
             time.sleep(1)  # the request is inside the 3 s Jira call now
             bridge.process.send_signal(signal.SIGTERM)
             response = pending.result()

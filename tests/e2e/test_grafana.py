@@ -21,11 +21,25 @@ API = {"Authorization": "Bearer api-token"}
 def rules_path(tmp_path: Path) -> Path:
     """The example rules plus a problem rule for Grafana alerts of one team."""
     rules = yaml.safe_load((ROOT / "rules.yaml").read_text())
-    rules["routes"].insert(0, {"name": "grafana-blue", "match": {"source": "grafana", "labels": {"team": "blue"}},
-                               "impact": "high", "urgency": "high"})
-    rules["problems"].insert(0, {"name": "grafana-team", "match": {"source": "grafana"},
-                                 "key": "grafana/{{ labels.team }}", "summary": "Team {{ labels.team }} alerts",
-                                 "open_after": 2})
+    rules["routes"].insert(
+        0,
+        {
+            "name": "grafana-blue",
+            "match": {"source": "grafana", "labels": {"team": "blue"}},
+            "impact": "high",
+            "urgency": "high",
+        },
+    )
+    rules["problems"].insert(
+        0,
+        {
+            "name": "grafana-team",
+            "match": {"source": "grafana"},
+            "key": "grafana/{{ labels.team }}",
+            "summary": "Team {{ labels.team }} alerts",
+            "open_after": 2,
+        },
+    )
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump(rules))
     return path
@@ -33,8 +47,11 @@ def rules_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(database_url: str, rules_path: Path, clock: Clock) -> Iterator:
-    settings = load_settings({"BRIDGE_TOKEN_GRAFANA": "grafana-token", "BRIDGE_TOKEN_API": "api-token"},
-                             database_url=database_url, rules_path=str(rules_path))
+    settings = load_settings(
+        {"BRIDGE_TOKEN_GRAFANA": "grafana-token", "BRIDGE_TOKEN_API": "api-token"},
+        database_url=database_url,
+        rules_path=str(rules_path),
+    )
     app = create_app(settings, now=clock)
     yield app.test_client()
     app.extensions["bridge"].store.engine.dispose()
@@ -79,8 +96,9 @@ def test_grafana_alerts_group_under_a_problem_by_rule(client):
 
 def test_grafana_needs_its_own_token_and_refuses_other_shapes(client):
     assert post(client, "grafana-11-values.json", {"Content-Type": "application/json"}).status_code == 401
-    wrong = client.post("/api/v1/alerts/grafana", data=json.dumps(payload("alertmanager-0.25-two-firing.json")),
-                        headers=GRAFANA)
+    wrong = client.post(
+        "/api/v1/alerts/grafana", data=json.dumps(payload("alertmanager-0.25-two-firing.json")), headers=GRAFANA
+    )
     assert wrong.status_code == 400 and wrong.json["message"] == "invalid Grafana payload"
     assert "version: Input should be '1'" in wrong.json["errors"]
     [kept] = client.get("/api/v1/rejected?source=grafana", headers=API).json["items"]
@@ -92,6 +110,9 @@ def test_the_incident_page_links_grafana_dashboards_and_silences(client):
     incident = incidents(client)["grafana:1:c6eadffa33fcdf37"]
     client.post("/ui/login", data={"token": "api-token"})
     page = client.get(f"/ui/incidents/{incident['id']}").get_data(as_text=True)
-    assert '<a href="https://play.grafana.org/alerting/silence/new?alertmanager=grafana" rel="noopener noreferrer">' in page
+    assert (
+        '<a href="https://play.grafana.org/alerting/silence/new?alertmanager=grafana" rel="noopener noreferrer">'
+        in page
+    )
     listing = client.get("/ui/incidents?source=grafana")
     assert listing.status_code == 200 and "This alert was triggered for zone us-1" in listing.get_data(as_text=True)

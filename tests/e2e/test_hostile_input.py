@@ -20,8 +20,16 @@ API = {"Authorization": "Bearer api-token"}
 
 @pytest.fixture
 def client(tmp_path: Path, clock: Clock):
-    return build_app(tmp_path, {"BRIDGE_TOKEN_ALERTMANAGER": "am-token", "BRIDGE_TOKEN_ZABBIX": "zbx-token",
-                                "BRIDGE_TOKEN_API": "api-token", "BRIDGE_MAX_ALERTS": "50"}, clock).test_client()
+    return build_app(
+        tmp_path,
+        {
+            "BRIDGE_TOKEN_ALERTMANAGER": "am-token",
+            "BRIDGE_TOKEN_ZABBIX": "zbx-token",
+            "BRIDGE_TOKEN_API": "api-token",
+            "BRIDGE_MAX_ALERTS": "50",
+        },
+        clock,
+    ).test_client()
 
 
 # (file, source, expected status, expected message or error start)
@@ -46,8 +54,9 @@ CASES = [
 @pytest.mark.parametrize("name, source, status, message", CASES, ids=[c[0] for c in CASES])
 def test_hostile_payload_gets_a_clean_answer_and_is_kept_when_refused(client, name, source, status, message):
     headers = AM if source == "alertmanager" else {"Authorization": "Bearer zbx-token"}
-    response = client.post(f"/api/v1/alerts/{source}", data=(HOSTILE / name).read_bytes(), headers=headers,
-                           content_type="application/json")
+    response = client.post(
+        f"/api/v1/alerts/{source}", data=(HOSTILE / name).read_bytes(), headers=headers, content_type="application/json"
+    )
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.is_json
     rejected = client.get("/api/v1/rejected", headers=API).json["items"]
@@ -69,10 +78,13 @@ def test_injection_attempts_are_stored_as_plain_data(client):
     client.post("/api/v1/alerts/alertmanager", data=json.dumps(template_attack), headers=AM)
     incidents = client.get("/api/v1/incidents", headers=API).json["items"]
     assert {i["labels"]["alertname"] for i in incidents} == {
-        "x'); DROP TABLE incidents;--", "{{ cycler.__init__.__globals__.os.environ }}"}
+        "x'); DROP TABLE incidents;--",
+        "{{ cycler.__init__.__globals__.os.environ }}",
+    }
     [problem] = client.get("/api/v1/problems", headers=API).json["items"]
-    assert problem["problem_key"].startswith("{{ cycler.__init__.__globals__.os.environ }}/"), \
+    assert problem["problem_key"].startswith("{{ cycler.__init__.__globals__.os.environ }}/"), (
         "a label value is rendered as text, never evaluated as a template"
+    )
 
 
 def test_too_many_alerts_in_one_notification(client):
@@ -82,10 +94,12 @@ def test_too_many_alerts_in_one_notification(client):
     assert response.status_code == 400 and response.json["message"] == "too many alerts in one notification"
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=x"])
-@pytest.mark.parametrize("path", ["/api/v1/alerts/alertmanager", "/api/v1/releases", "/api/v1/jira/webhook",
-                                  "/api/v1/problems/1/close"])
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
+@pytest.mark.parametrize(
+    "path", ["/api/v1/alerts/alertmanager", "/api/v1/releases", "/api/v1/jira/webhook", "/api/v1/problems/1/close"]
+)
 def test_a_body_not_declared_json_is_415_so_web_pages_cannot_post(client, path, content_type):
     body = (ROOT / "tests" / "fixtures" / "payloads" / "alertmanager-0.25-two-firing.json").read_bytes()
     response = client.post(path, data=body, headers={"Authorization": AM["Authorization"]}, content_type=content_type)
@@ -97,8 +111,12 @@ def test_a_body_not_declared_json_is_415_so_web_pages_cannot_post(client, path, 
 def test_webhook_refused_for_its_type_or_size_is_kept_unless_unauthenticated(small_limit_client):
     """The rule of the edge: 413 and 415 are refusals like 400, kept with their reason; a 401 is not stored."""
     client = small_limit_client
-    form = client.post("/api/v1/alerts/alertmanager", data=b"alertname=x", content_type="text/plain",
-                       headers={"Authorization": AM["Authorization"]})
+    form = client.post(
+        "/api/v1/alerts/alertmanager",
+        data=b"alertname=x",
+        content_type="text/plain",
+        headers={"Authorization": AM["Authorization"]},
+    )
     too_long = client.post("/api/v1/alerts/alertmanager", data=padded_notification(LIMIT + 10), headers=AM)
     chunked = post_chunked(client, "/api/v1/alerts/alertmanager", padded_notification(LIMIT + 10))
     anonymous = client.post("/api/v1/alerts/alertmanager", data=b"alertname=x", content_type="text/plain")
@@ -107,7 +125,8 @@ def test_webhook_refused_for_its_type_or_size_is_kept_unless_unauthenticated(sma
     assert [(item["reason"], item["content_type"]) for item in kept] == [
         (f"request body larger than {LIMIT} bytes", "application/json"),
         (f"request body larger than {LIMIT} bytes", "application/json"),
-        ("expected Content-Type: application/json", "text/plain")]
+        ("expected Content-Type: application/json", "text/plain"),
+    ]
     bodies = [client.get(f"/api/v1/rejected/{item['id']}", headers=API).json["body"] for item in kept]
     assert bodies[2] == "alertname=x"
     assert all('"receiver": "bridge"' in body for body in bodies[:2]), "what was read of an oversized body is kept"
@@ -115,14 +134,16 @@ def test_webhook_refused_for_its_type_or_size_is_kept_unless_unauthenticated(sma
 
 def test_json_with_a_charset_parameter_is_accepted(client):
     body = (ROOT / "tests" / "fixtures" / "payloads" / "alertmanager-0.25-two-firing.json").read_bytes()
-    response = client.post("/api/v1/alerts/alertmanager", data=body, headers=AM,
-                           content_type="application/json; charset=utf-8")
+    response = client.post(
+        "/api/v1/alerts/alertmanager", data=body, headers=AM, content_type="application/json; charset=utf-8"
+    )
     assert response.status_code == 200
 
 
 def test_fifty_megabyte_body_is_refused_with_413_before_reading_it(client):
-    response = client.post("/api/v1/alerts/alertmanager", data=b"[" * (50 * 1024 * 1024), headers=AM,
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/alerts/alertmanager", data=b"[" * (50 * 1024 * 1024), headers=AM, content_type="application/json"
+    )
     assert response.status_code == 413 and response.json["message"].startswith("request body larger than")
 
 
@@ -138,14 +159,22 @@ def padded_notification(size: int) -> bytes:
 
 @pytest.fixture
 def small_limit_client(tmp_path: Path, clock: Clock):
-    return build_app(tmp_path, {"BRIDGE_TOKEN_ALERTMANAGER": "am-token", "BRIDGE_TOKEN_API": "api-token",
-                                "BRIDGE_MAX_BODY_BYTES": str(LIMIT)}, clock).test_client()
+    return build_app(
+        tmp_path,
+        {"BRIDGE_TOKEN_ALERTMANAGER": "am-token", "BRIDGE_TOKEN_API": "api-token", "BRIDGE_MAX_BODY_BYTES": str(LIMIT)},
+        clock,
+    ).test_client()
 
 
 def post_chunked(client, path: str, body: bytes):
     """As gunicorn hands a chunked body over: no Content-Length, the server terminates the stream."""
-    return client.post(path, input_stream=io.BytesIO(body), content_type="application/json",
-                       headers={**AM, "Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={**AM, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
 
 
 @pytest.mark.parametrize("path", ["/api/v1/alerts/alertmanager", "/api/v1/jira/webhook", "/api/v1/releases"])
@@ -165,33 +194,45 @@ def test_chunked_body_past_the_limit_is_413_under_gunicorn(tmp_path: Path):
     migrate(url)
     env = {"BRIDGE_TOKEN_ALERTMANAGER": "am-token", "BRIDGE_MAX_BODY_BYTES": str(LIMIT), "BRIDGE_RUN_WORKER": "0"}
     with BridgeProcess(url, env=env, workers=1) as bridge:
+
         def chunked(body: bytes):
-            return requests.post(bridge.url + "/api/v1/alerts/alertmanager", data=iter([body[:1000], body[1000:]]),
-                                 headers={**AM, "Content-Type": "application/json"}, timeout=10)
+            return requests.post(
+                bridge.url + "/api/v1/alerts/alertmanager",
+                data=iter([body[:1000], body[1000:]]),
+                headers={**AM, "Content-Type": "application/json"},
+                timeout=10,
+            )
 
         too_long = chunked(padded_notification(LIMIT + 100))
         assert too_long.request.headers["Transfer-Encoding"] == "chunked"
         assert too_long.status_code == 413, too_long.text
         assert too_long.json()["message"] == f"request body larger than {LIMIT} bytes"
         assert chunked(padded_notification(LIMIT)).status_code == 200
-        declared = requests.post(bridge.url + "/api/v1/alerts/alertmanager", data=padded_notification(LIMIT + 100),
-                                 headers={**AM, "Content-Type": "application/json"}, timeout=10)
+        declared = requests.post(
+            bridge.url + "/api/v1/alerts/alertmanager",
+            data=padded_notification(LIMIT + 100),
+            headers={**AM, "Content-Type": "application/json"},
+            timeout=10,
+        )
         assert declared.status_code == 413, declared.text
         kept = requests.get(bridge.url + "/api/v1/rejected", timeout=10).json()["items"]
         assert [item["reason"] for item in kept] == [f"request body larger than {LIMIT} bytes"] * 2
 
 
-@pytest.mark.parametrize("bind, tokens, anonymous, refused", [
-    ("0.0.0.0:8080", {}, "0", True),
-    ("10.1.2.3:8080", {}, "0", True),
-    ("0.0.0.0:8080", {"BRIDGE_TOKEN_API": "t"}, "0", True),
-    # Every bearer token (none for PagerDuty events: their routing key is in rules.yaml).
-    ("0.0.0.0:8080", {variable: "t" for variable in TOKEN_GROUPS.values()}, "0", False),
-    ("0.0.0.0:8080", {}, "1", False),
-    ("127.0.0.1:8080", {}, "0", False),
-    ("[::1]:8080", {}, "0", False),
-    ("unix:/run/bridge.sock", {}, "0", False),
-])
+@pytest.mark.parametrize(
+    "bind, tokens, anonymous, refused",
+    [
+        ("0.0.0.0:8080", {}, "0", True),
+        ("10.1.2.3:8080", {}, "0", True),
+        ("0.0.0.0:8080", {"BRIDGE_TOKEN_API": "t"}, "0", True),
+        # Every bearer token (none for PagerDuty events: their routing key is in rules.yaml).
+        ("0.0.0.0:8080", {variable: "t" for variable in TOKEN_GROUPS.values()}, "0", False),
+        ("0.0.0.0:8080", {}, "1", False),
+        ("127.0.0.1:8080", {}, "0", False),
+        ("[::1]:8080", {}, "0", False),
+        ("unix:/run/bridge.sock", {}, "0", False),
+    ],
+)
 def test_no_anonymous_service_on_the_network_unless_asked(bind, tokens, anonymous, refused):
     settings = load_settings({"BRIDGE_BIND": bind, "BRIDGE_ALLOW_ANONYMOUS": anonymous, **tokens})
     if refused:
@@ -206,22 +247,26 @@ def backend_client(database_url: str):
     """The app on each backend: PostgreSQL refuses NUL in text and ids past bigint where SQLite does not."""
     from bridge.app import create_app
 
-    settings = load_settings({"BRIDGE_TOKEN_API": "api-token"}, database_url=database_url,
-                             rules_path=str(ROOT / "rules.yaml"))
+    settings = load_settings(
+        {"BRIDGE_TOKEN_API": "api-token"}, database_url=database_url, rules_path=str(ROOT / "rules.yaml")
+    )
     app = create_app(settings)
     yield app.test_client()
     app.extensions["bridge"].store.engine.dispose()
 
 
-@pytest.mark.parametrize("query, parameter", [
-    ("/api/v1/incidents?priority=a%00b", "priority"),
-    ("/api/v1/problems?jira_key=LKK-1%00", "jira_key"),
-    ("/api/v1/rejected?x%00y=1", "x\\x00y"),
-    ("/api/v1/incidents?cursor=%C2%B2", "cursor"),
-    ("/api/v1/incidents?cursor=1_0", "cursor"),
-    ("/api/v1/problems?cursor=99999999999999999999999", "cursor"),
-    ("/api/v1/outbox?limit=%D9%A3", "limit"),
-])
+@pytest.mark.parametrize(
+    "query, parameter",
+    [
+        ("/api/v1/incidents?priority=a%00b", "priority"),
+        ("/api/v1/problems?jira_key=LKK-1%00", "jira_key"),
+        ("/api/v1/rejected?x%00y=1", "x\\x00y"),
+        ("/api/v1/incidents?cursor=%C2%B2", "cursor"),
+        ("/api/v1/incidents?cursor=1_0", "cursor"),
+        ("/api/v1/problems?cursor=99999999999999999999999", "cursor"),
+        ("/api/v1/outbox?limit=%D9%A3", "limit"),
+    ],
+)
 def test_hostile_query_arguments_get_a_400_naming_them(backend_client, query, parameter):
     response = backend_client.get(query, headers=API)
     assert response.status_code == 400, response.get_data(as_text=True)

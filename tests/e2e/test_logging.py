@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from adapters.zabbix_api import ZabbixClient
-from bridge.logs import QUIET_LIBRARIES, configure_logging
 from bridge.jobs import ZabbixClose
+from bridge.logs import QUIET_LIBRARIES, configure_logging
 from bridge.storage import Store, migrate
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
@@ -51,8 +51,12 @@ def test_a_500_names_a_request_id_that_the_log_has(tmp_path: Path, monkeypatch, 
     [error] = [line for line in lines if line["message"] == "unhandled error"]
     assert error["request_id"] == request_id and "ZeroDivisionError" in error["exception"]
     [logged] = [line for line in lines if line["message"] == "request"]
-    assert (logged["method"], logged["path"], logged["status"], logged["request_id"]) == \
-        ("GET", "/api/v1/incidents", 500, request_id)
+    assert (logged["method"], logged["path"], logged["status"], logged["request_id"]) == (
+        "GET",
+        "/api/v1/incidents",
+        500,
+        request_id,
+    )
     assert logged["duration_ms"] >= 0
 
 
@@ -68,19 +72,24 @@ def test_debug_logs_show_no_zabbix_or_jira_token(capsys, configured_logging):
     assert "zbx-SECRET-in-body" not in logged and "jira-SECRET-9" not in logged
 
 
-def test_failing_job_is_logged_with_its_id_kind_attempt_and_error(tmp_path: Path, capsys, configured_logging,
-                                                                  example_rules):
+def test_failing_job_is_logged_with_its_id_kind_attempt_and_error(
+    tmp_path: Path, capsys, configured_logging, example_rules
+):
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     migrate(url)
     store = Store.from_url(url)
-    store.run(lambda conn: store.enqueue(conn, ZabbixClose.KIND, target="zabbix", now=T0,
-                                         payload={"event_ids": ["42"], "message": "m"}))
+    store.run(
+        lambda conn: store.enqueue(
+            conn, ZabbixClose.KIND, target="zabbix", now=T0, payload={"event_ids": ["42"], "message": "m"}
+        )
+    )
     configure_logging("INFO", "text")
-    OutboxRunner(store, example_rules, None, LinkOptions(marker_prefix="ib", public_url="http://b"),
-                 timedelta(hours=1), 600).run_due(T0)
+    OutboxRunner(
+        store, example_rules, None, LinkOptions(marker_prefix="ib", public_url="http://b"), timedelta(hours=1), 600
+    ).run_due(T0)
     store.engine.dispose()
     [line] = [line for line in capsys.readouterr().err.splitlines() if "outbox job will be retried" in line]
-    assert "job_id=1 kind=zabbix.close_problems attempt=1 error=\"Zabbix API is not configured" in line
+    assert 'job_id=1 kind=zabbix.close_problems attempt=1 error="Zabbix API is not configured' in line
 
 
 def test_serve_logs_json_lines_for_gunicorn_and_each_request(tmp_path: Path):

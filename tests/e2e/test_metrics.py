@@ -19,8 +19,11 @@ TOKEN = "am-token"
 
 def samples(bridge: BridgeProcess) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = requests.get(bridge.url + "/metrics", timeout=5).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(found: dict, name: str, **labels: str) -> float:
@@ -37,20 +40,43 @@ def notification(n: int) -> bytes:
 
 def test_metrics_under_two_gunicorn_workers(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'metrics.db'}"
-    subprocess.run([sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True, cwd=ROOT,
-                   env={**os.environ, "BRIDGE_DATABASE_URL": url})
+    subprocess.run(
+        [sys.executable, "-m", "bridge", "migrate"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "BRIDGE_DATABASE_URL": url},
+    )
     metrics_dir = tmp_path / "prometheus"
-    env = {"BRIDGE_TOKEN_ALERTMANAGER": TOKEN, "BRIDGE_RUN_WORKER": "0", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-           "BRIDGE_HTTP_THREADS": "1"}
+    env = {
+        "BRIDGE_TOKEN_ALERTMANAGER": TOKEN,
+        "BRIDGE_RUN_WORKER": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "BRIDGE_HTTP_THREADS": "1",
+    }
     with BridgeProcess(url, env=env, workers=2) as bridge:
         bodies = [notification(n % 20) for n in range(60)]  # 20 distinct notifications, each 3 times
         with ThreadPoolExecutor(max_workers=8) as pool:
-            statuses = list(pool.map(lambda body: requests.post(
-                bridge.url + "/api/v1/alerts/alertmanager", data=body, timeout=30,
-                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).status_code, bodies))
+            statuses = list(
+                pool.map(
+                    lambda body: (
+                        requests.post(
+                            bridge.url + "/api/v1/alerts/alertmanager",
+                            data=body,
+                            timeout=30,
+                            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+                        ).status_code
+                    ),
+                    bodies,
+                )
+            )
         assert set(statuses) == {200}
-        requests.post(bridge.url + "/api/v1/alerts/alertmanager", data=b"{}", timeout=5,
-                      headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        requests.post(
+            bridge.url + "/api/v1/alerts/alertmanager",
+            data=b"{}",
+            timeout=5,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
         writers = {p.name.rsplit("_", 1)[-1] for p in metrics_dir.glob("counter_*.db")}
         assert len(writers) >= 2, f"both gunicorn workers served requests: {writers}"
 
@@ -66,7 +92,11 @@ def test_metrics_under_two_gunicorn_workers(tmp_path: Path):
         incidents = requests.get(bridge.url + "/api/v1/incidents?limit=500", timeout=5).json()["items"]
         problems = requests.get(bridge.url + "/api/v1/problems", timeout=5).json()["items"]
         found = samples(bridge)
-        assert value(found, "bridge_incidents_open", line="L3", priority="P1", source="alertmanager") == len(incidents) == 40
+        assert (
+            value(found, "bridge_incidents_open", line="L3", priority="P1", source="alertmanager")
+            == len(incidents)
+            == 40
+        )
         assert value(found, "bridge_problems_open", state="open") == len(problems) == 1
         assert value(found, "bridge_outbox_pending", target="jira") == 1, "the problem's Jira issue waits"
 
@@ -74,8 +104,13 @@ def test_metrics_under_two_gunicorn_workers(tmp_path: Path):
 def test_known_label_values_exist_at_zero_on_a_fresh_bridge(tmp_path: Path):
     """Dashboards and alert rules on labelled families need the series before the first event."""
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    subprocess.run([sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True, cwd=ROOT,
-                   env={**os.environ, "BRIDGE_DATABASE_URL": url})
+    subprocess.run(
+        [sys.executable, "-m", "bridge", "migrate"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "BRIDGE_DATABASE_URL": url},
+    )
     env = {"BRIDGE_RUN_WORKER": "0", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
     with BridgeProcess(url, env=env, workers=2) as bridge:
         found = samples(bridge)

@@ -81,8 +81,9 @@ def test_zabbix_tags_json_text_nested_very_deep_is_a_400_kept_in_rejected(client
     body["tags"] = "[" * 100_000 + "]" * 100_000
     response = post(client, "zabbix", body)
     assert response.status_code == 400, response.get_data(as_text=True)
-    assert response.json["errors"] == ["tags: not a JSON array of {tag, value} objects "
-                                       "(JSON nested more than 4 levels deep)"]
+    assert response.json["errors"] == [
+        "tags: not a JSON array of {tag, value} objects (JSON nested more than 4 levels deep)"
+    ]
     assert [r["reason"] for r in rejected(client)] == ["invalid Zabbix payload"]
     assert_next_notification_works(client)
 

@@ -18,8 +18,11 @@ from tests.conftest import ROOT, empty_tables
 
 _DB = Path(tempfile.mkdtemp(prefix="bridge-schemathesis-")) / "api.db"
 migrate(f"sqlite:///{_DB}")
-APP = create_app(load_settings({"BRIDGE_JIRA_WEBHOOK_SECRET": "hook"}, database_url=f"sqlite:///{_DB}",
-                               rules_path=str(ROOT / "rules.yaml")))
+APP = create_app(
+    load_settings(
+        {"BRIDGE_JIRA_WEBHOOK_SECRET": "hook"}, database_url=f"sqlite:///{_DB}", rules_path=str(ROOT / "rules.yaml")
+    )
+)
 
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", APP)
@@ -35,8 +38,9 @@ def app_under_test(request: pytest.FixtureRequest) -> Iterator[Flask]:
     store = Store.from_url(url)
     empty_tables(store)
     store.engine.dispose()
-    app = create_app(load_settings({"BRIDGE_JIRA_WEBHOOK_SECRET": "hook"}, database_url=url,
-                                   rules_path=str(ROOT / "rules.yaml")))
+    app = create_app(
+        load_settings({"BRIDGE_JIRA_WEBHOOK_SECRET": "hook"}, database_url=url, rules_path=str(ROOT / "rules.yaml"))
+    )
     yield app
     app.extensions["bridge"].store.engine.dispose()
 
@@ -56,7 +60,10 @@ def test_no_input_makes_the_api_fail_with_a_server_error(case, app_under_test):
 
 def test_the_document_covers_every_route():
     documented = set(APP.test_client().get("/api/v1/openapi.json").json["paths"])
-    routes = {rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}") for rule in APP.url_map.iter_rules()
-              if rule.endpoint != "static" and not rule.rule.startswith("/ui/")}  # /ui/ is HTML, not the API
+    routes = {
+        rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+        for rule in APP.url_map.iter_rules()
+        if rule.endpoint != "static" and not rule.rule.startswith("/ui/")
+    }  # /ui/ is HTML, not the API
     assert routes - documented == {"/api/v1/openapi.json", "/api/v1/alerts/{source}"}
     assert {"/api/v1/alerts/alertmanager", "/api/v1/alerts/zabbix"} <= documented

@@ -26,11 +26,19 @@ def fake_jira() -> Iterator[FakeJira]:
 
 @pytest.fixture
 def app(tmp_path: Path, clock: Clock, fake_jira: FakeJira):
-    return build_app(tmp_path, {
-        "BRIDGE_TOKEN_API": "api-token", "BRIDGE_JIRA_URL": fake_jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com",
-        "BRIDGE_JIRA_API_TOKEN": "jira-token", "BRIDGE_JIRA_WEBHOOK_SECRET": SECRET,
-        "BRIDGE_PUBLIC_URL": "http://bridge.test", "BRIDGE_TOKEN_RELEASE": "release-token",
-    }, clock)
+    return build_app(
+        tmp_path,
+        {
+            "BRIDGE_TOKEN_API": "api-token",
+            "BRIDGE_JIRA_URL": fake_jira.url,
+            "BRIDGE_JIRA_EMAIL": "bot@example.com",
+            "BRIDGE_JIRA_API_TOKEN": "jira-token",
+            "BRIDGE_JIRA_WEBHOOK_SECRET": SECRET,
+            "BRIDGE_PUBLIC_URL": "http://bridge.test",
+            "BRIDGE_TOKEN_RELEASE": "release-token",
+        },
+        clock,
+    )
 
 
 @pytest.fixture
@@ -53,15 +61,30 @@ def open_zabbix_problem(client) -> int:
 
 def webhook(client, body: dict, *, signed: bool = True, query: str = ""):
     raw = json.dumps(body).encode()
-    headers = {"X-Hub-Signature": "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()} if signed else {}
+    headers = (
+        {"X-Hub-Signature": "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()} if signed else {}
+    )
     return client.post(f"/api/v1/jira/webhook{query}", data=raw, headers=headers, content_type="application/json")
 
 
 def test_problem_detail_lists_its_incidents(client):
     problem_id = open_zabbix_problem(client)
     detail = client.get(f"/api/v1/problems/{problem_id}", headers=API).json
-    assert set(detail) >= {"id", "problem_key", "state", "summary", "jira_key", "jira_url", "incident_count",
-                           "opened_at", "closed_at", "fixed_in", "regressions", "conclusion", "incidents"}
+    assert set(detail) >= {
+        "id",
+        "problem_key",
+        "state",
+        "summary",
+        "jira_key",
+        "jira_url",
+        "incident_count",
+        "opened_at",
+        "closed_at",
+        "fixed_in",
+        "regressions",
+        "conclusion",
+        "incidents",
+    }
     assert (detail["state"], detail["incident_count"], detail["problem_key"]) == ("open", 1, "zabbix-trigger/23133")
     assert [i["dedup_key"] for i in detail["incidents"]] == ["zabbix:1"]
     assert client.get("/api/v1/problems?state=open", headers=API).json["items"][0]["id"] == problem_id
@@ -92,10 +115,13 @@ def test_linking_a_nonexistent_issue_is_refused_clearly(client):
     assert client.get(f"/api/v1/problems/{problem_id}", headers=API).json["jira_key"] is None
 
 
-@pytest.mark.parametrize("body, status, error", [
-    ({"jira_key": "lkk 42"}, 400, "jira_key: expected a key like LKK-123"),
-    ({"key": "LKK-1"}, 400, "jira_key: required string"),
-])
+@pytest.mark.parametrize(
+    "body, status, error",
+    [
+        ({"jira_key": "lkk 42"}, 400, "jira_key: expected a key like LKK-123"),
+        ({"key": "LKK-1"}, 400, "jira_key: required string"),
+    ],
+)
 def test_link_request_shape_is_checked(client, body, status, error):
     problem_id = open_zabbix_problem(client)
     response = client.post(f"/api/v1/problems/{problem_id}/jira", json=body, headers=API)
@@ -143,8 +169,10 @@ def test_conclusion_arrives_by_periodic_sync_without_webhook(client, runner, fak
     clock.advance(minutes=10)
     runner.run_due(clock())
     runner.run_due(clock())
-    assert client.get(f"/api/v1/problems/{problem_id}", headers=API).json["conclusion"] == \
-        "Status: Done\nResolution: Won't Fix"
+    assert (
+        client.get(f"/api/v1/problems/{problem_id}", headers=API).json["conclusion"]
+        == "Status: Done\nResolution: Won't Fix"
+    )
 
 
 def test_webhook_accepts_url_secret_and_refuses_bad_signatures(client):
@@ -153,13 +181,19 @@ def test_webhook_accepts_url_secret_and_refuses_bad_signatures(client):
     assert webhook(client, body, signed=False, query="?secret=wrong").status_code == 401
     assert webhook(client, body, signed=False).status_code == 401
     raw = json.dumps(body).encode()
-    forged = client.post("/api/v1/jira/webhook", data=raw, headers={"X-Hub-Signature": "sha256=" + "0" * 64},
-                         content_type="application/json")
+    forged = client.post(
+        "/api/v1/jira/webhook",
+        data=raw,
+        headers={"X-Hub-Signature": "sha256=" + "0" * 64},
+        content_type="application/json",
+    )
     assert forged.status_code == 401
 
 
 def test_webhook_for_unlinked_issue_or_other_event_is_ignored(client):
-    assert webhook(client, {"webhookEvent": "jira:issue_updated", "issue": {"key": "LKK-1"}}).json["action"] == "ignored"
+    assert (
+        webhook(client, {"webhookEvent": "jira:issue_updated", "issue": {"key": "LKK-1"}}).json["action"] == "ignored"
+    )
     assert webhook(client, {"webhookEvent": "jira:worklog_updated"}).json["action"] == "ignored"
     assert webhook(client, {"nothing": 1}).status_code == 400
 
@@ -172,7 +206,6 @@ def test_dead_jobs_are_visible_with_their_reason(client, runner, fake_jira, cloc
     runner.run_due(clock())
     [dead] = client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
     assert dead["kind"] == "jira.ensure_issue" and "HTTP 403" in dead["last_error"]
-
 
 
 def test_dead_job_is_retried_by_hand_once_jira_accepts_again(client, runner, fake_jira, clock):
@@ -201,12 +234,22 @@ def test_release_hook_over_http_closes_and_replays(client, fake_jira):
     fake_jira.add_issue("LKK-9")
     problem_id = open_zabbix_problem(client)
     client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-9"}, headers=API)
-    body = {"version": "2026.11.2", "project": "LKK", "issues": ["LKK-9", "LKK-10"], "released_at": "2026-11-25T10:00:00Z"}
-    assert client.post("/api/v1/releases", json=body, headers=API).status_code == 401, "the release hook has its own token"
+    body = {
+        "version": "2026.11.2",
+        "project": "LKK",
+        "issues": ["LKK-9", "LKK-10"],
+        "released_at": "2026-11-25T10:00:00Z",
+    }
+    assert client.post("/api/v1/releases", json=body, headers=API).status_code == 401, (
+        "the release hook has its own token"
+    )
     first = client.post("/api/v1/releases", json=body, headers=RELEASE)
     assert first.status_code == 200
-    assert (first.json["closed_problems"], first.json["closed_incidents"], first.json["unmatched_issues"]) == \
-        ([problem_id], 1, ["LKK-10"])
+    assert (first.json["closed_problems"], first.json["closed_incidents"], first.json["unmatched_issues"]) == (
+        [problem_id],
+        1,
+        ["LKK-10"],
+    )
     again = client.post("/api/v1/releases", json=body, headers=RELEASE).json
     assert (again["replay"], again["closed_problems"]) == (True, [])
     assert again["already_processed_issues"] == ["LKK-10", "LKK-9"]
@@ -221,10 +264,15 @@ def test_release_hook_over_http_closes_and_replays(client, fake_jira):
 def open_linked_zabbix_problem(client, fake_jira, key: str, trigger_id: str) -> int:
     """A problem of its own (one per trigger) linked to an existing issue."""
     fake_jira.add_issue(key)
-    client.post("/api/v1/alerts/zabbix", json=dict(payload("zabbix-6.0.14-problem.json"),
-                                                   event_id=trigger_id, trigger_id=trigger_id))
-    [problem] = [p for p in client.get("/api/v1/problems", headers=API).json["items"]
-                 if p["problem_key"] == f"zabbix-trigger/{trigger_id}"]
+    client.post(
+        "/api/v1/alerts/zabbix",
+        json=dict(payload("zabbix-6.0.14-problem.json"), event_id=trigger_id, trigger_id=trigger_id),
+    )
+    [problem] = [
+        p
+        for p in client.get("/api/v1/problems", headers=API).json["items"]
+        if p["problem_key"] == f"zabbix-trigger/{trigger_id}"
+    ]
     client.post(f"/api/v1/problems/{problem['id']}/jira", json={"jira_key": key}, headers=API)
     return problem["id"]
 
@@ -242,13 +290,19 @@ def test_release_hook_closes_a_hotfix_issue_added_to_a_shipped_version(client, f
     assert (listed["summary"]["closed_problems"], listed["summary"]["closed_incidents"]) == ([first_id, hotfix_id], 2)
 
 
-@pytest.mark.parametrize("body, error", [
-    ({"project": "LKK"}, "version: required field is missing"),
-    ({"version": "1", "project": "lkk"}, "project: String should match pattern"),
-    ({"version": "1", "project": "LKK", "issues": ["not a key"]}, "issues[0]: String should match pattern"),
-    ({"version": "1", "project": "LKK", "released_at": "2026-11-25T10:00:00"}, "released_at: Input should have timezone info"),
-    ({"version": "1", "project": "LKK", "extra": 1}, "extra: unknown key"),
-])
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        ({"project": "LKK"}, "version: required field is missing"),
+        ({"version": "1", "project": "lkk"}, "project: String should match pattern"),
+        ({"version": "1", "project": "LKK", "issues": ["not a key"]}, "issues[0]: String should match pattern"),
+        (
+            {"version": "1", "project": "LKK", "released_at": "2026-11-25T10:00:00"},
+            "released_at: Input should have timezone info",
+        ),
+        ({"version": "1", "project": "LKK", "extra": 1}, "extra: unknown key"),
+    ],
+)
 def test_release_body_is_validated(client, body, error):
     response = client.post("/api/v1/releases", json=body, headers=RELEASE)
     assert response.status_code == 400 and any(e.startswith(error) for e in response.json["errors"]), response.json
@@ -259,8 +313,13 @@ def test_jira_version_released_webhook_runs_the_close_path(client, fake_jira):
     problem_id = open_zabbix_problem(client)
     client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-11"}, headers=API)
     fake_jira.issue("LKK-11")["fields"]["fixVersions"] = [{"name": "2026.12.0", "id": "10020"}]
-    response = webhook(client, {"webhookEvent": "jira:version_released",
-                                "version": {"id": "10020", "name": "2026.12.0", "projectId": 10000, "released": True}})
+    response = webhook(
+        client,
+        {
+            "webhookEvent": "jira:version_released",
+            "version": {"id": "10020", "name": "2026.12.0", "projectId": 10000, "released": True},
+        },
+    )
     assert response.status_code == 202 and response.json["action"] == "release_closed"
     assert response.json["closed_problems"] == [problem_id]
     assert client.get(f"/api/v1/problems/{problem_id}", headers=API).json["fixed_in"] == "2026.12.0"
@@ -269,8 +328,10 @@ def test_jira_version_released_webhook_runs_the_close_path(client, fake_jira):
 def test_jira_version_released_again_closes_the_issues_added_since(client, fake_jira):
     first_id = open_linked_zabbix_problem(client, fake_jira, "LKK-11", "23301")
     added_id = open_linked_zabbix_problem(client, fake_jira, "LKK-13", "23302")
-    released = {"webhookEvent": "jira:version_released",
-                "version": {"id": "10020", "name": "2026.12.0", "projectId": 10000, "released": True}}
+    released = {
+        "webhookEvent": "jira:version_released",
+        "version": {"id": "10020", "name": "2026.12.0", "projectId": 10000, "released": True},
+    }
     fake_jira.issue("LKK-11")["fields"]["fixVersions"] = [{"name": "2026.12.0", "id": "10020"}]
     assert webhook(client, released).json["closed_problems"] == [first_id]
     fake_jira.issue("LKK-13")["fields"]["fixVersions"] = [{"name": "2026.12.0", "id": "10020"}]
@@ -291,9 +352,12 @@ def test_manual_close_and_reopen_over_http(client):
 
 
 def test_a_non_ascii_signature_is_refused_not_a_crash(client):
-    response = client.post("/api/v1/jira/webhook", data=b'{"webhookEvent": "jira:issue_updated"}',
-                           content_type="application/json",
-                           headers={"X-Hub-Signature": "sha256=\u00e9\u00e9"})
+    response = client.post(
+        "/api/v1/jira/webhook",
+        data=b'{"webhookEvent": "jira:issue_updated"}',
+        content_type="application/json",
+        headers={"X-Hub-Signature": "sha256=\u00e9\u00e9"},
+    )
     assert response.status_code == 401 and response.json["message"] == "invalid Jira webhook signature or secret"
 
 

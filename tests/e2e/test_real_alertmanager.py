@@ -25,8 +25,11 @@ if ALERTMANAGER is None and os.environ.get("CI"):
     raise RuntimeError("prometheus-alertmanager is missing in CI; tests/setup-test-env.sh installs it")
 pytestmark = [
     pytest.mark.alertmanager,
-    pytest.mark.skipif(ALERTMANAGER is None, reason="LOUD SKIP: prometheus-alertmanager not installed; "
-                                                    "run `make test` (tests/setup-test-env.sh installs it)"),
+    pytest.mark.skipif(
+        ALERTMANAGER is None,
+        reason="LOUD SKIP: prometheus-alertmanager not installed; "
+        "run `make test` (tests/setup-test-env.sh installs it)",
+    ),
 ]
 TOKEN = "am-e2e-token"
 API_TOKEN = "api-e2e-token"
@@ -42,18 +45,45 @@ class Alertmanager:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
-            "route": {"receiver": "bridge", "group_by": ["alertname", "service"], "group_wait": "1s",
-                      "group_interval": "2s", "repeat_interval": "2s"},
-            "receivers": [{"name": "bridge", **(receiver or {"webhook_configs": [{
-                "url": webhook_url, "send_resolved": True,
-                "http_config": {"authorization": {"type": "Bearer", "credentials": TOKEN}}}]})}],
+            "route": {
+                "receiver": "bridge",
+                "group_by": ["alertname", "service"],
+                "group_wait": "1s",
+                "group_interval": "2s",
+                "repeat_interval": "2s",
+            },
+            "receivers": [
+                {
+                    "name": "bridge",
+                    **(
+                        receiver
+                        or {
+                            "webhook_configs": [
+                                {
+                                    "url": webhook_url,
+                                    "send_resolved": True,
+                                    "http_config": {"authorization": {"type": "Bearer", "credentials": TOKEN}},
+                                }
+                            ]
+                        }
+                    ),
+                }
+            ],
         }
         (self.dir / "alertmanager.yml").write_text(yaml.safe_dump(config))
         self.log = open(self.dir / "alertmanager.log", "wb")
         self.process = subprocess.Popen(
-            [ALERTMANAGER, f"--config.file={self.dir / 'alertmanager.yml'}", f"--storage.path={self.dir}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                ALERTMANAGER,
+                f"--config.file={self.dir / 'alertmanager.yml'}",
+                f"--storage.path={self.dir}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         wait_for(lambda: self._ready(), 20, "Alertmanager ready")
 
     def _ready(self) -> bool:
@@ -78,7 +108,6 @@ class Alertmanager:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-
 # Like Prometheus, always send startsAt: without it Alertmanager takes endsAt as the start.
 EPISODE_START = datetime.now(UTC) - timedelta(minutes=1)
 
@@ -86,25 +115,33 @@ EPISODE_START = datetime.now(UTC) - timedelta(minutes=1)
 def alert(instance: str, severity: str, *, resolved: bool = False, starts_at: datetime = EPISODE_START) -> dict:
     now = datetime.now(UTC)
     ends = now - timedelta(seconds=1) if resolved else now + timedelta(hours=1)
-    return {"labels": {"alertname": "HighErrorRate", "service": "lkk", "instance": instance, "severity": severity},
-            "annotations": {"summary": f"HighErrorRate on {instance}"},
-            "startsAt": starts_at.isoformat(), "endsAt": ends.isoformat(),
-            "generatorURL": "http://prometheus.local/graph"}
+    return {
+        "labels": {"alertname": "HighErrorRate", "service": "lkk", "instance": instance, "severity": severity},
+        "annotations": {"summary": f"HighErrorRate on {instance}"},
+        "startsAt": starts_at.isoformat(),
+        "endsAt": ends.isoformat(),
+        "generatorURL": "http://prometheus.local/graph",
+    }
 
 
 @pytest.fixture
 def bridge(tmp_path: Path) -> Iterator[BridgeProcess]:
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
-    subprocess.run([os.sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True,
-                   env={**os.environ, "BRIDGE_DATABASE_URL": url})
+    subprocess.run(
+        [os.sys.executable, "-m", "bridge", "migrate"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "BRIDGE_DATABASE_URL": url},
+    )
     env = {"BRIDGE_TOKEN_ALERTMANAGER": TOKEN, "BRIDGE_TOKEN_API": API_TOKEN}
     with BridgeProcess(url, env=env, workers=2) as process:
         yield process
 
 
 def incidents(bridge: BridgeProcess) -> list[dict]:
-    response = requests.get(bridge.url + "/api/v1/incidents?limit=500",
-                            headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=5)
+    response = requests.get(
+        bridge.url + "/api/v1/incidents?limit=500", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=5
+    )
     response.raise_for_status()
     return response.json()["items"]
 
@@ -117,8 +154,11 @@ def test_fire_repeat_resolve_and_reopen_through_real_alertmanager(bridge: Bridge
     manager = Alertmanager(bridge.url + "/api/v1/alerts/alertmanager")
     try:
         manager.post([alert("a:1", "critical"), alert("b:1", "warning"), alert("c:1", "none")])
-        wait_for(lambda: len(incidents(bridge)) == 3 and all(i["occurrences"] >= 3 for i in incidents(bridge)),
-                 30, "three incidents repeated at least three times")
+        wait_for(
+            lambda: len(incidents(bridge)) == 3 and all(i["occurrences"] >= 3 for i in incidents(bridge)),
+            30,
+            "three incidents repeated at least three times",
+        )
         fingerprints = manager.fingerprints()
 
         manager.post([alert("a:1", "critical", resolved=True)])
@@ -148,8 +188,11 @@ def test_alertmanager_ha_pair_duplicates_make_no_twin_incidents(bridge: BridgePr
         batch = [alert(f"host-{n}:9100", "critical") for n in range(10)]
         for manager in managers:
             manager.post(batch)
-        wait_for(lambda: len(incidents(bridge)) == 10 and all(i["occurrences"] >= 4 for i in incidents(bridge)),
-                 30, "ten incidents each delivered by both peers")
+        wait_for(
+            lambda: len(incidents(bridge)) == 10 and all(i["occurrences"] >= 4 for i in incidents(bridge)),
+            30,
+            "ten incidents each delivered by both peers",
+        )
         items = incidents(bridge)
         assert len({i["dedup_key"] for i in items}) == len(items) == 10
         assert {i["dedup_key"] for i in items} == {f"alertmanager:{fp}" for fp in managers[0].fingerprints().values()}
@@ -162,22 +205,32 @@ def test_alertmanager_ha_pair_duplicates_make_no_twin_incidents(bridge: BridgePr
 def events_bridge(tmp_path: Path) -> Iterator[BridgeProcess]:
     """A bridge whose rules accept one PagerDuty routing key, given through the environment."""
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
-    subprocess.run([os.sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True,
-                   env={**os.environ, "BRIDGE_DATABASE_URL": url})
+    subprocess.run(
+        [os.sys.executable, "-m", "bridge", "migrate"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "BRIDGE_DATABASE_URL": url},
+    )
     rules = yaml.safe_load((ROOT / "rules.yaml").read_text())
-    rules["events"] = {"routing_keys": [{"name": "prometheus", "key": "${BRIDGE_EVENTS_KEY_PROMETHEUS}",
-                                         "labels": {"team": "lkk"}}]}
+    rules["events"] = {
+        "routing_keys": [{"name": "prometheus", "key": "${BRIDGE_EVENTS_KEY_PROMETHEUS}", "labels": {"team": "lkk"}}]
+    }
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
-    env = {"BRIDGE_TOKEN_API": API_TOKEN, "BRIDGE_RULES": str(tmp_path / "rules.yaml"),
-           "BRIDGE_EVENTS_KEY_PROMETHEUS": ROUTING_KEY}
+    env = {
+        "BRIDGE_TOKEN_API": API_TOKEN,
+        "BRIDGE_RULES": str(tmp_path / "rules.yaml"),
+        "BRIDGE_EVENTS_KEY_PROMETHEUS": ROUTING_KEY,
+    }
     with BridgeProcess(url, env=env, workers=2) as process:
         yield process
 
 
 def test_pagerduty_configs_fire_and_resolve_one_incident_per_group_through_events_v2(events_bridge: BridgeProcess):
     events_url = events_bridge.url + "/api/v1/alerts/events"
-    manager = Alertmanager(events_url, receiver={"pagerduty_configs": [{
-        "url": events_url, "routing_key": ROUTING_KEY, "send_resolved": True}]})
+    manager = Alertmanager(
+        events_url,
+        receiver={"pagerduty_configs": [{"url": events_url, "routing_key": ROUTING_KEY, "send_resolved": True}]},
+    )
     try:
         manager.post([alert("a:1", "critical"), alert("b:1", "critical")])
         [incident] = wait_for(lambda: incidents(events_bridge), 30, "the group's incident")

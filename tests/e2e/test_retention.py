@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from click.testing import CliRunner
 
 from bridge.cli import main
 from bridge.storage import Store, migrate, notifications, rejected_payloads
-from tests.conftest import Clock, build_app, payload_bytes
+from tests.conftest import Clock, build_app
 
 API = {"Authorization": "Bearer api-token"}
 AM = {"Authorization": "Bearer am-token", "Content-Type": "application/json"}
@@ -19,8 +18,9 @@ AM = {"Authorization": "Bearer am-token", "Content-Type": "application/json"}
 
 @pytest.fixture
 def client(tmp_path: Path, clock: Clock):
-    return build_app(tmp_path, {"BRIDGE_TOKEN_API": "api-token", "BRIDGE_TOKEN_ALERTMANAGER": "am-token"},
-                     clock).test_client()
+    return build_app(
+        tmp_path, {"BRIDGE_TOKEN_API": "api-token", "BRIDGE_TOKEN_ALERTMANAGER": "am-token"}, clock
+    ).test_client()
 
 
 def test_rejected_list_has_no_bodies_and_the_item_has_its_body(client):
@@ -54,15 +54,35 @@ def test_prune_command_reports_what_it_deleted(tmp_path: Path, monkeypatch):
     now = datetime.now(UTC)
     with store.engine.begin() as conn:
         for age in (timedelta(days=3), timedelta(hours=1)):
-            conn.execute(notifications.insert(), dict(source="alertmanager", received_at=now - age, alert_count=1,
-                                                      rejected_count=0, truncated_alerts=0, body="{}"))
-        conn.execute(rejected_payloads.insert(), dict(source="zabbix", received_at=now - timedelta(days=3), reason="r",
-                                                      errors=[], partial=False, body="x", body_truncated=False))
+            conn.execute(
+                notifications.insert(),
+                dict(
+                    source="alertmanager",
+                    received_at=now - age,
+                    alert_count=1,
+                    rejected_count=0,
+                    truncated_alerts=0,
+                    body="{}",
+                ),
+            )
+        conn.execute(
+            rejected_payloads.insert(),
+            dict(
+                source="zabbix",
+                received_at=now - timedelta(days=3),
+                reason="r",
+                errors=[],
+                partial=False,
+                body="x",
+                body_truncated=False,
+            ),
+        )
     monkeypatch.setenv("BRIDGE_DATABASE_URL", url)
     runner = CliRunner()
     result = runner.invoke(main, ["prune"])
-    assert result.exit_code == 0 and "deleted 0 notification(s) and 0 refused" in result.output, \
+    assert result.exit_code == 0 and "deleted 0 notification(s) and 0 refused" in result.output, (
         "BRIDGE_RETENTION defaults to 30 days"
+    )
     result = runner.invoke(main, ["prune", "--older-than", "2d"])
     assert result.exit_code == 0, result.output
     assert "deleted 1 notification(s) and 1 refused payload(s) received before " in result.output

@@ -19,25 +19,46 @@ TOKEN = "am-token"
 
 def notification(fingerprints: list[str], status: str = "firing") -> bytes:
     start = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-    alerts = [{"status": status, "labels": {"alertname": "Storm", "service": "lkk", "instance": fp, "severity": "critical"},
-               "annotations": {}, "startsAt": start.isoformat(),
-               "endsAt": (start + timedelta(minutes=5)).isoformat() if status == "resolved" else "0001-01-01T00:00:00Z",
-               "generatorURL": "", "fingerprint": fp} for fp in fingerprints]
-    return json.dumps({"version": "4", "status": status, "receiver": "bridge", "groupKey": "{}:{}",
-                       "truncatedAlerts": 0, "alerts": alerts}).encode()
+    alerts = [
+        {
+            "status": status,
+            "labels": {"alertname": "Storm", "service": "lkk", "instance": fp, "severity": "critical"},
+            "annotations": {},
+            "startsAt": start.isoformat(),
+            "endsAt": (start + timedelta(minutes=5)).isoformat() if status == "resolved" else "0001-01-01T00:00:00Z",
+            "generatorURL": "",
+            "fingerprint": fp,
+        }
+        for fp in fingerprints
+    ]
+    return json.dumps(
+        {
+            "version": "4",
+            "status": status,
+            "receiver": "bridge",
+            "groupKey": "{}:{}",
+            "truncatedAlerts": 0,
+            "alerts": alerts,
+        }
+    ).encode()
 
 
 def test_two_servers_one_database_make_one_incident_per_fingerprint(pg_database_url: str):
     store = Store.from_url(pg_database_url)
     empty_tables(store)
     fingerprints = [f"{n:016x}" for n in range(40)]
-    batches = [fingerprints[i:i + 10] for i in range(0, 40, 10)]
+    batches = [fingerprints[i : i + 10] for i in range(0, 40, 10)]
     env = {"BRIDGE_TOKEN_ALERTMANAGER": TOKEN, "BRIDGE_RUN_WORKER": "0"}
     with BridgeProcess(pg_database_url, env=env) as one, BridgeProcess(pg_database_url, env=env) as two:
+
         def send(args: tuple[str, bytes]) -> int:
             url, body = args
-            return requests.post(url + "/api/v1/alerts/alertmanager", data=body, timeout=30,
-                                 headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).status_code
+            return requests.post(
+                url + "/api/v1/alerts/alertmanager",
+                data=body,
+                timeout=30,
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            ).status_code
 
         # Every batch three times to each server, interleaved, from 16 concurrent senders.
         jobs = [(server.url, notification(batch)) for _ in range(3) for batch in batches for server in (one, two)]
@@ -63,14 +84,25 @@ def test_two_servers_and_two_workers_file_exactly_one_jira_issue(pg_database_url
     store = Store.from_url(pg_database_url)
     empty_tables(store)
     with FakeJira() as jira:
-        env = {"BRIDGE_TOKEN_ALERTMANAGER": TOKEN, "BRIDGE_RUN_WORKER": "1", "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2",
-               "BRIDGE_JIRA_URL": jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com", "BRIDGE_JIRA_API_TOKEN": "jira-token"}
+        env = {
+            "BRIDGE_TOKEN_ALERTMANAGER": TOKEN,
+            "BRIDGE_RUN_WORKER": "1",
+            "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2",
+            "BRIDGE_JIRA_URL": jira.url,
+            "BRIDGE_JIRA_EMAIL": "bot@example.com",
+            "BRIDGE_JIRA_API_TOKEN": "jira-token",
+        }
         fingerprints = [f"{n:016x}" for n in range(20)]
         with BridgeProcess(pg_database_url, env=env) as one, BridgeProcess(pg_database_url, env=env) as two:
+
             def send(args: tuple[str, bytes]) -> int:
                 url, body = args
-                return requests.post(url + "/api/v1/alerts/alertmanager", data=body, timeout=30,
-                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).status_code
+                return requests.post(
+                    url + "/api/v1/alerts/alertmanager",
+                    data=body,
+                    timeout=30,
+                    headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+                ).status_code
 
             # Alertmanager's group: the same alertname, every alert a distinct instance.
             jobs = [(server.url, notification([fp])) for _ in range(2) for fp in fingerprints for server in (one, two)]
@@ -79,7 +111,9 @@ def test_two_servers_and_two_workers_file_exactly_one_jira_issue(pg_database_url
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 with store.engine.connect() as conn:
-                    linked = conn.exec_driver_sql("SELECT count(*) FROM problems WHERE jira_key IS NOT NULL").scalar_one()
+                    linked = conn.exec_driver_sql(
+                        "SELECT count(*) FROM problems WHERE jira_key IS NOT NULL"
+                    ).scalar_one()
                     pending = conn.exec_driver_sql("SELECT count(*) FROM outbox WHERE state = 'pending'").scalar_one()
                 if linked and not pending:
                     break
@@ -87,7 +121,9 @@ def test_two_servers_and_two_workers_file_exactly_one_jira_issue(pg_database_url
             time.sleep(1)  # both workers idle a little longer: no late twin may appear
         with store.engine.connect() as conn:
             problem_rows = conn.exec_driver_sql("SELECT id, jira_key, incident_count FROM problems").all()
-            in_problem = conn.exec_driver_sql("SELECT count(*) FROM incidents WHERE problem_id IS NOT NULL").scalar_one()
+            in_problem = conn.exec_driver_sql(
+                "SELECT count(*) FROM incidents WHERE problem_id IS NOT NULL"
+            ).scalar_one()
         store.engine.dispose()
         [(problem_id, jira_key, incident_count)] = problem_rows
         issues = jira.issues()

@@ -27,29 +27,54 @@ from tests.fakes import FakeJira
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists() and os.environ.get("CI"):
     raise RuntimeError("Debian's chromium is missing in CI; tests/setup-test-env.sh installs it")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="LOUD SKIP: Debian's chromium is not installed; run `make test`")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="LOUD SKIP: Debian's chromium is not installed; run `make test`"
+)
 API_TOKEN = "ui-read-token"
 DOCS = ROOT / "docs"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory) -> Iterator[BridgeProcess]:
     url = f"sqlite:///{tmp_path_factory.mktemp('ui') / 'ui.db'}"
-    subprocess.run([sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True, cwd=ROOT,
-                   env={**os.environ, "BRIDGE_DATABASE_URL": url})
+    subprocess.run(
+        [sys.executable, "-m", "bridge", "migrate"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "BRIDGE_DATABASE_URL": url},
+    )
     with FakeJira() as jira:
-        env = {"BRIDGE_TOKEN_API": API_TOKEN, "BRIDGE_JIRA_URL": jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com",
-               "BRIDGE_JIRA_API_TOKEN": "jira-token", "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2"}
+        env = {
+            "BRIDGE_TOKEN_API": API_TOKEN,
+            "BRIDGE_JIRA_URL": jira.url,
+            "BRIDGE_JIRA_EMAIL": "bot@example.com",
+            "BRIDGE_JIRA_API_TOKEN": "jira-token",
+            "BRIDGE_WORKER_INTERVAL_SECONDS": "0.2",
+        }
         with BridgeProcess(url, env=env) as process:
-            sent = [("alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), 200),
-                    ("alertmanager", payload_bytes("alertmanager-0.25-one-resolved-one-firing.json"), 200),
-                    ("zabbix", payload_bytes("zabbix-6.0.14-problem.json"), 200), ("alertmanager", b"{not json", 400)]
+            sent = [
+                ("alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), 200),
+                ("alertmanager", payload_bytes("alertmanager-0.25-one-resolved-one-firing.json"), 200),
+                ("zabbix", payload_bytes("zabbix-6.0.14-problem.json"), 200),
+                ("alertmanager", b"{not json", 400),
+            ]
             for source, body, status in sent:
-                answer = requests.post(f"{process.url}/api/v1/alerts/{source}", data=body, timeout=10,
-                                       headers={"Content-Type": "application/json"})
+                answer = requests.post(
+                    f"{process.url}/api/v1/alerts/{source}",
+                    data=body,
+                    timeout=10,
+                    headers={"Content-Type": "application/json"},
+                )
                 assert answer.status_code == status, answer.text
             deadline = time.monotonic() + 20
             while not jira.issues() and time.monotonic() < deadline:

@@ -24,8 +24,9 @@ def make_app(tmp_path: Path, clock: Clock, token: str = TOKEN, **extra: str):
 @pytest.fixture
 def app(tmp_path: Path, clock: Clock):
     app = make_app(tmp_path, clock)
-    sent = app.test_client().post("/api/v1/alerts/alertmanager", headers=AM,
-                                  data=payload_bytes("alertmanager-0.25-two-firing.json"))
+    sent = app.test_client().post(
+        "/api/v1/alerts/alertmanager", headers=AM, data=payload_bytes("alertmanager-0.25-two-firing.json")
+    )
     assert sent.status_code == 200
     return app
 
@@ -44,11 +45,14 @@ def test_the_session_cookie_is_signed_and_never_holds_the_token(app):
     assert client.get("/ui/incidents").status_code == 200
 
 
-@pytest.mark.parametrize("name, value", [
-    ("bridge_token", TOKEN),  # the old cookie, the raw token: no longer a way in
-    ("bridge_session", '{"signed_in": true}'),
-    ("bridge_session", "eyJzaWduZWRfaW4iOnRydWV9.aaaaaa.forgedsignatureforgedsignature"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("bridge_token", TOKEN),  # the old cookie, the raw token: no longer a way in
+        ("bridge_session", '{"signed_in": true}'),
+        ("bridge_session", "eyJzaWduZWRfaW4iOnRydWV9.aaaaaa.forgedsignatureforgedsignature"),
+    ],
+)
 def test_a_forged_or_raw_token_cookie_does_not_open_the_pages(app, name, value):
     client = app.test_client()
     client.set_cookie(name, value, path="/ui/")
@@ -73,8 +77,9 @@ def test_every_page_has_a_logout_button_and_logout_ends_the_session(app):
     sign_in(client)
     for page in PAGES:
         html = client.get(page).get_data(as_text=True)
-        assert re.search(r'<form class="logout" method="post" action="/ui/logout"><button type="submit" id="logout">',
-                         html), page
+        assert re.search(
+            r'<form class="logout" method="post" action="/ui/logout"><button type="submit" id="logout">', html
+        ), page
     assert client.get("/ui/logout").status_code == 405, "a link or an image cannot sign anyone out"
     response = client.post("/ui/logout")
     assert response.status_code == 302 and response.headers["Location"] == "/ui/login"
@@ -92,8 +97,19 @@ def test_a_cross_site_post_cannot_sign_in_or_out(app):
     assert client.get("/ui/").status_code == 200
 
 
-@pytest.mark.parametrize("path", [*PAGES, "/ui/login", "/ui/incidents?cursor=x", "/ui/static/ui.js",
-                                  "/api/v1/incidents", "/healthz", "/nothing", "/api/v1/openapi.json"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        *PAGES,
+        "/ui/login",
+        "/ui/incidents?cursor=x",
+        "/ui/static/ui.js",
+        "/api/v1/incidents",
+        "/healthz",
+        "/nothing",
+        "/api/v1/openapi.json",
+    ],
+)
 def test_every_response_forbids_framing_and_sniffing(app, path):
     client = app.test_client()
     sign_in(client)
@@ -128,8 +144,12 @@ def test_incident_links_open_an_incident_page_not_json(app):
 def test_secure_cookie_from_forwarded_proto_only_behind_trusted_proxies(tmp_path: Path, clock: Clock, peer, trusted):
     app = make_app(tmp_path, clock, BRIDGE_TRUSTED_PROXIES="10.0.0.0/24, 2001:db8::1")
     client = app.test_client()
-    response = client.post("/ui/login", data={"token": TOKEN}, environ_base={"REMOTE_ADDR": peer},
-                           headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
+    response = client.post(
+        "/ui/login",
+        data={"token": TOKEN},
+        environ_base={"REMOTE_ADDR": peer},
+        headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"},
+    )
     flags = {part.strip() for part in response.headers["Set-Cookie"].split(";")}
     assert ("Secure" in flags) is trusted
 

@@ -22,8 +22,12 @@ T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 
 def overlong_line_rules(rules):
     """Rules whose first route writes a support line longer than the column (a value PostgreSQL refuses)."""
-    route = replace(rules.routes[0], name="overlong-line", line="L" * 80,
-                    matcher=Matcher(source="alertmanager", labels={"team": "overlong"}))
+    route = replace(
+        rules.routes[0],
+        name="overlong-line",
+        line="L" * 80,
+        matcher=Matcher(source="alertmanager", labels={"team": "overlong"}),
+    )
     return replace(rules, routes=(route, *rules.routes))
 
 
@@ -41,8 +45,15 @@ def rows(store: Store, table: sa.Table) -> list[dict]:
 
 def test_out_of_range_value_is_a_data_refusal_not_an_outage(store):
     """SQLite's driver overflows past 64 bits, PostgreSQL refuses past its column type: both say 400."""
-    row = dict(source="alertmanager", received_at=T0, body="{}", alert_count=1, rejected_count=0,
-               truncated_alerts=2**70, group_key=None)
+    row = dict(
+        source="alertmanager",
+        received_at=T0,
+        body="{}",
+        alert_count=1,
+        rejected_count=0,
+        truncated_alerts=2**70,
+        group_key=None,
+    )
     with pytest.raises(DataRefused) as refused:
         store.run(lambda conn: conn.execute(notifications.insert(), row))
     assert refused.value.status == 400 and refused.value.errors[0].startswith("database: ")
@@ -56,8 +67,17 @@ def test_index_row_too_large_is_a_data_refusal_not_an_outage(pg_database_url):
     """PostgreSQL reports an oversized index entry as an OperationalError: the SQLSTATE (54000) decides."""
     store = Store.from_url(pg_database_url)
     try:
-        values = dict(problem_key=secrets.token_hex(3000), rule="r", state="open", summary="s", description="",
-                      incident_count=0, opened_at=T0, regressions=0, comment_pending=0)
+        values = dict(
+            problem_key=secrets.token_hex(3000),
+            rule="r",
+            state="open",
+            summary="s",
+            description="",
+            incident_count=0,
+            opened_at=T0,
+            regressions=0,
+            comment_pending=0,
+        )
         with pytest.raises(DataRefused) as refused:
             store.run(lambda conn: conn.execute(problems.insert(), values))
         assert not isinstance(refused.value, StoreUnavailable)
@@ -155,16 +175,23 @@ def test_probe_transaction_is_always_rolled_back(store, example_rules):
 def test_version_label_of_thousands_of_digits_after_a_fix_is_a_regression_not_a_crash(store, example_rules):
     """is_older once ran int() on the label: past 4300 digits that raised ValueError and lost the notification."""
     body = payload("alertmanager-0.25-two-firing.json")
-    write_deliveries(store, example_rules, [prepare_delivery(store, example_rules, "alertmanager",
-                                                             orjson.dumps(body), T0)])
+    write_deliveries(
+        store, example_rules, [prepare_delivery(store, example_rules, "alertmanager", orjson.dumps(body), T0)]
+    )
     [problem] = rows(store, problems)
-    store.run(lambda conn: store.close_problems_and_incidents(conn, [problem["id"]], T0, "released in 2026.11.2",
-                                                              fixed_in="2026.11.2", fixed_at=T0))
+    store.run(
+        lambda conn: store.close_problems_and_incidents(
+            conn, [problem["id"]], T0, "released in 2026.11.2", fixed_in="2026.11.2", fixed_at=T0
+        )
+    )
     alert = dict(body["alerts"][0], fingerprint="00000000000000ff", startsAt="2026-11-23T20:00:00Z")
     alert["labels"] = dict(alert["labels"], version="7" * 5000)
     later = T0.replace(hour=21)
-    [result] = write_deliveries(store, example_rules, [prepare_delivery(
-        store, example_rules, "alertmanager", orjson.dumps(dict(body, alerts=[alert])), later)])
+    [result] = write_deliveries(
+        store,
+        example_rules,
+        [prepare_delivery(store, example_rules, "alertmanager", orjson.dumps(dict(body, alerts=[alert])), later)],
+    )
     assert result.outcomes == {"created": 1} and result.regressions == 1
     [reopened] = rows(store, problems)
     assert reopened["regressions"] == 1 and reopened["state"] != "closed"

@@ -26,8 +26,15 @@ def test_openapi_schema_rejects_a_malformed_create_body():
 def test_our_requests_match_the_jira_openapi_document():
     with FakeJira() as jira:
         jira_client = client(jira)
-        key = jira_client.create_issue({"project": {"key": "LKK"}, "issuetype": {"name": "Bug"}, "summary": "s",
-                                        "description": adf("d"), "labels": ["a"]})
+        key = jira_client.create_issue(
+            {
+                "project": {"key": "LKK"},
+                "issuetype": {"name": "Bug"},
+                "summary": "s",
+                "description": adf("d"),
+                "labels": ["a"],
+            }
+        )
         jira_client.add_comment(key, "hello")
         jira_client.add_remote_link(key, "g-1", "http://bridge.test/p/1", "problem 1")
         assert jira.state.schema_violations == []
@@ -55,8 +62,12 @@ def test_real_jira_rules_are_enforced():
             assert exc.status == 401
         else:
             raise AssertionError("fake Jira accepted bad credentials")
-        legacy = requests.get(jira.url + "/rest/api/3/search", params={"jql": "project = LKK"},
-                              headers={"Authorization": jira_client._authorization}, timeout=2)
+        legacy = requests.get(
+            jira.url + "/rest/api/3/search",
+            params={"jql": "project = LKK"},
+            headers={"Authorization": jira_client._authorization},
+            timeout=2,
+        )
         assert legacy.status_code == 410
 
 

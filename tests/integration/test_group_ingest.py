@@ -38,41 +38,64 @@ def sequence() -> list[tuple[str, bytes]]:
 def snapshot(store: Store) -> dict[str, object]:
     """What the tables hold, with database ids replaced by order of appearance."""
     with store.engine.connect() as conn:
-        notification_order = {row.id: n for n, row in enumerate(conn.execute(
-            sa.select(notifications.c.id).order_by(notifications.c.id)))}
-        problem_order = {row.id: n for n, row in enumerate(conn.execute(
-            sa.select(problems.c.id).order_by(problems.c.id)))}
+        notification_order = {
+            row.id: n for n, row in enumerate(conn.execute(sa.select(notifications.c.id).order_by(notifications.c.id)))
+        }
+        problem_order = {
+            row.id: n for n, row in enumerate(conn.execute(sa.select(problems.c.id).order_by(problems.c.id)))
+        }
         incident_rows = [
-            (row.dedup_key, row.state, row.occurrences, row.reopen_count, row.priority, row.first_seen,
-             row.last_seen, row.resolved_at, row.sla_due, problem_order.get(row.problem_id),
-             notification_order.get(row.last_notification_id))
-            for row in conn.execute(sa.select(incidents).order_by(incidents.c.dedup_key, incidents.c.first_seen))]
-        problem_rows = [(row.problem_key, row.state, row.incident_count)
-                        for row in conn.execute(sa.select(problems).order_by(problems.c.id))]
+            (
+                row.dedup_key,
+                row.state,
+                row.occurrences,
+                row.reopen_count,
+                row.priority,
+                row.first_seen,
+                row.last_seen,
+                row.resolved_at,
+                row.sla_due,
+                problem_order.get(row.problem_id),
+                notification_order.get(row.last_notification_id),
+            )
+            for row in conn.execute(sa.select(incidents).order_by(incidents.c.dedup_key, incidents.c.first_seen))
+        ]
+        problem_rows = [
+            (row.problem_key, row.state, row.incident_count)
+            for row in conn.execute(sa.select(problems).order_by(problems.c.id))
+        ]
         jobs = sorted((row.kind, problem_order.get(row.problem_id)) for row in conn.execute(sa.select(outbox)))
-        bodies = [(row.source, row.received_at, row.alert_count, row.rejected_count)
-                  for row in conn.execute(sa.select(notifications).order_by(notifications.c.id))]
-        refused = [(row.source, row.reason, row.partial)
-                   for row in conn.execute(sa.select(rejected_payloads).order_by(rejected_payloads.c.id))]
+        bodies = [
+            (row.source, row.received_at, row.alert_count, row.rejected_count)
+            for row in conn.execute(sa.select(notifications).order_by(notifications.c.id))
+        ]
+        refused = [
+            (row.source, row.reason, row.partial)
+            for row in conn.execute(sa.select(rejected_payloads).order_by(rejected_payloads.c.id))
+        ]
     return dict(incidents=incident_rows, problems=problem_rows, jobs=jobs, notifications=bodies, rejected=refused)
 
 
 def decision_times(store: Store) -> set[datetime]:
     """When problems were opened and their jobs queued."""
     with store.engine.connect() as conn:
-        return ({row.opened_at for row in conn.execute(sa.select(problems.c.opened_at))}
-                | {row.next_attempt_at for row in conn.execute(sa.select(outbox.c.next_attempt_at))})
+        return {row.opened_at for row in conn.execute(sa.select(problems.c.opened_at))} | {
+            row.next_attempt_at for row in conn.execute(sa.select(outbox.c.next_attempt_at))
+        }
 
 
 def test_a_group_leaves_what_one_by_one_leaves(store: Store, example_rules):
     steps = sequence()
-    one_by_one = [ingest(store, example_rules, source, body, T0 + timedelta(seconds=n))
-                  for n, (source, body) in enumerate(steps)]
+    one_by_one = [
+        ingest(store, example_rules, source, body, T0 + timedelta(seconds=n)) for n, (source, body) in enumerate(steps)
+    ]
     expected = snapshot(store)
     empty_tables(store)
 
-    deliveries: list[Delivery] = [prepare_delivery(store, example_rules, source, body, T0 + timedelta(seconds=n))
-                                  for n, (source, body) in enumerate(steps)]
+    deliveries: list[Delivery] = [
+        prepare_delivery(store, example_rules, source, body, T0 + timedelta(seconds=n))
+        for n, (source, body) in enumerate(steps)
+    ]
     grouped = write_deliveries(store, example_rules, deliveries)
 
     assert snapshot(store) == expected

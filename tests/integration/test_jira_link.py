@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -16,8 +16,8 @@ from bridge.storage import Store, outbox, problems
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
-from tests.fakes import FakeJira, iter_texts
 from tests.conftest import payload
+from tests.fakes import FakeJira, iter_texts
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 OPTIONS = LinkOptions(marker_prefix="incident-bridge", public_url="http://bridge.test")
@@ -189,8 +189,9 @@ def test_link_by_hand_commits_link_history_and_sync_job_together(store, example_
     assert [event["kind"] for event in store.problem_history(problem_id)] == ["opened"]
 
 
-def test_worker_records_the_created_issue_and_its_history_together(store, example_rules, runner, fake_jira,
-                                                                   monkeypatch):
+def test_worker_records_the_created_issue_and_its_history_together(
+    store, example_rules, runner, fake_jira, monkeypatch
+):
     for n in range(5):
         fire(store, example_rules, n, T0 + timedelta(minutes=n))
 

@@ -43,15 +43,27 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
 
 
 def create(jira: JiraPort, project: str = "LKK", labels: tuple[str, ...] = ("ours",)) -> str:
-    return jira.create_issue({"project": {"key": project}, "issuetype": {"name": "Bug"}, "summary": "s",
-                              "description": jira.text("d"), "labels": list(labels)})
+    return jira.create_issue(
+        {
+            "project": {"key": project},
+            "issuetype": {"name": "Bug"},
+            "summary": "s",
+            "description": jira.text("d"),
+            "labels": list(labels),
+        }
+    )
 
 
 def test_keys_count_per_project_and_a_new_issue_is_open(site):
     assert [create(site.jira), create(site.jira, "OPS"), create(site.jira)] == ["LKK-1", "OPS-1", "LKK-2"]
     issue = site.jira.get_issue("LKK-2")
-    assert (issue.key, issue.status, issue.status_category, issue.resolution, issue.labels) == \
-        ("LKK-2", "To Do", "new", None, ("ours",))
+    assert (issue.key, issue.status, issue.status_category, issue.resolution, issue.labels) == (
+        "LKK-2",
+        "To Do",
+        "new",
+        None,
+        ("ours",),
+    )
     assert site.jira.get_issue("LKK-99") is None
 
 
@@ -94,13 +106,16 @@ def test_a_remote_link_with_the_same_global_id_is_updated_not_doubled(site):
     assert site.links(key) == {"bridge:problem:1": "http://b/1-moved", "bridge:problem:2": "http://b/2"}
 
 
-@pytest.mark.parametrize("call, status", [
-    pytest.param(lambda jira: create(jira, "NOPE"), 400, id="create-in-unknown-project"),
-    pytest.param(lambda jira: create(jira, labels=("has space",)), 400, id="label-with-a-space"),
-    pytest.param(lambda jira: jira.add_comment("LKK-9", "x"), 404, id="comment-on-missing-issue"),
-    pytest.param(lambda jira: jira.transitions("LKK-9"), 404, id="transitions-of-missing-issue"),
-    pytest.param(lambda jira: jira.add_remote_link("LKK-9", "g", "http://b", "t"), 404, id="link-on-missing-issue"),
-])
+@pytest.mark.parametrize(
+    "call, status",
+    [
+        pytest.param(lambda jira: create(jira, "NOPE"), 400, id="create-in-unknown-project"),
+        pytest.param(lambda jira: create(jira, labels=("has space",)), 400, id="label-with-a-space"),
+        pytest.param(lambda jira: jira.add_comment("LKK-9", "x"), 404, id="comment-on-missing-issue"),
+        pytest.param(lambda jira: jira.transitions("LKK-9"), 404, id="transitions-of-missing-issue"),
+        pytest.param(lambda jira: jira.add_remote_link("LKK-9", "g", "http://b", "t"), 404, id="link-on-missing-issue"),
+    ],
+)
 def test_what_jira_refuses_is_a_final_error(site, call, status):
     with pytest.raises(JiraError) as refused:
         call(site.jira)

@@ -18,8 +18,9 @@ OPTIONS = LinkOptions(marker_prefix="incident-bridge", public_url="http://bridge
 
 
 def enqueue(store: Store, kind: str, dedup_key: str | None, payload: dict | None = None) -> None:
-    store.run(lambda conn: store.enqueue(conn, kind, target=kind.split(".")[0], now=T0, payload=payload,
-                                         dedup_key=dedup_key))
+    store.run(
+        lambda conn: store.enqueue(conn, kind, target=kind.split(".")[0], now=T0, payload=payload, dedup_key=dedup_key)
+    )
 
 
 def jobs(store: Store) -> list[dict]:
@@ -28,8 +29,9 @@ def jobs(store: Store) -> list[dict]:
 
 
 def zabbix_runner(store: Store, rules, fake: FakeZabbix, token: str) -> OutboxRunner:
-    return OutboxRunner(store, rules, None, OPTIONS, timedelta(hours=1), 600,
-                        zabbix=ZabbixClient(fake.url, token, timeout=5))
+    return OutboxRunner(
+        store, rules, None, OPTIONS, timedelta(hours=1), 600, zabbix=ZabbixClient(fake.url, token, timeout=5)
+    )
 
 
 def test_dead_close_job_runs_again_once_the_token_is_fixed(store: Store, example_rules):

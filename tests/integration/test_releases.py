@@ -13,10 +13,10 @@ import sqlalchemy as sa
 import yaml
 
 from adapters.zabbix_api import ZabbixClient
-from bridge.rules import load_rules
 from bridge.ingest import ingest
 from bridge.problems import close_problem_by_hand
 from bridge.releases import close_release
+from bridge.rules import load_rules
 from bridge.storage import Store, incidents, outbox, problems, releases
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
@@ -39,14 +39,26 @@ def world(store: Store, example_rules, fakes):
     """Two Alertmanager problems with bridge-created issues, and a Zabbix problem linked by hand."""
     fake_jira, fake_zabbix = fakes
     jira = JiraClient.basic(requests.Session(), fake_jira.url, "bot@example.com", "jira-token", timeout=2)
-    runner = OutboxRunner(store, example_rules, jira, LinkOptions("incident-bridge", "http://bridge.test"),
-                          timedelta(hours=1), 600, zabbix=ZabbixClient(fake_zabbix.url, "zabbix-token", timeout=2))
+    runner = OutboxRunner(
+        store,
+        example_rules,
+        jira,
+        LinkOptions("incident-bridge", "http://bridge.test"),
+        timedelta(hours=1),
+        600,
+        zabbix=ZabbixClient(fake_zabbix.url, "zabbix-token", timeout=2),
+    )
     for name in ("Alpha", "Beta"):
         for n in range(3):
             fire(store, example_rules, name, n, T0)
     for event_id in ("1", "3"):
-        ingest(store, example_rules, "zabbix",
-               json.dumps(dict(payload("zabbix-6.0.14-problem.json"), event_id=event_id)).encode(), T0)
+        ingest(
+            store,
+            example_rules,
+            "zabbix",
+            json.dumps(dict(payload("zabbix-6.0.14-problem.json"), event_id=event_id)).encode(),
+            T0,
+        )
     runner.run_due(T0)
     fake_jira.add_issue("LKK-50")
     zabbix_problem = problem_by_key(store, "zabbix-trigger/23133")
@@ -56,8 +68,11 @@ def world(store: Store, example_rules, fakes):
 
 def fire(store: Store, rules, alertname: str, n: int, at: datetime, **labels: str) -> None:
     body = payload("alertmanager-0.25-two-firing.json")
-    alert = dict(body["alerts"][0], fingerprint=f"{abs(hash((alertname, n, tuple(labels.items())))):016x}"[:16],
-                 startsAt=at.isoformat())
+    alert = dict(
+        body["alerts"][0],
+        fingerprint=f"{abs(hash((alertname, n, tuple(labels.items())))):016x}"[:16],
+        startsAt=at.isoformat(),
+    )
     alert["labels"] = dict(alert["labels"], alertname=alertname, instance=f"host-{n}", **labels)
     body["alerts"] = [alert]
     ingest(store, rules, "alertmanager", json.dumps(body).encode(), at)
@@ -65,21 +80,35 @@ def fire(store: Store, rules, alertname: str, n: int, at: datetime, **labels: st
 
 def problem_by_key(store: Store, key: str) -> dict:
     with store.engine.connect() as conn:
-        return dict(conn.execute(sa.select(problems).where(problems.c.problem_key == key)
-                                 .order_by(problems.c.id.desc())).mappings().first())
+        return dict(
+            conn.execute(sa.select(problems).where(problems.c.problem_key == key).order_by(problems.c.id.desc()))
+            .mappings()
+            .first()
+        )
 
 
 def incident_states(store: Store) -> dict[int, tuple[str, str | None, int | None]]:
     with store.engine.connect() as conn:
-        return {row.id: (row.state, row.close_reason, row.problem_id)
-                for row in conn.execute(sa.select(incidents.c.id, incidents.c.state, incidents.c.close_reason,
-                                                  incidents.c.problem_id))}
+        return {
+            row.id: (row.state, row.close_reason, row.problem_id)
+            for row in conn.execute(
+                sa.select(incidents.c.id, incidents.c.state, incidents.c.close_reason, incidents.c.problem_id)
+            )
+        }
 
 
 def release(world, issues, version="2026.11.2"):
     store, rules, jira, *_ = world
-    return close_release(store, jira, rules, project="LKK", version=version, issues=issues,
-                         released_at=RELEASED, now=RELEASED + timedelta(minutes=1))
+    return close_release(
+        store,
+        jira,
+        rules,
+        project="LKK",
+        version=version,
+        issues=issues,
+        released_at=RELEASED,
+        now=RELEASED + timedelta(minutes=1),
+    )
 
 
 @pytest.mark.parametrize("mode", ["explicit issues", "fix version from Jira"])
@@ -111,8 +140,10 @@ def test_release_closes_exactly_the_linked_problems_and_all_their_incidents(worl
 
 def outbox_rows(store: Store) -> list[tuple[str, str | None]]:
     with store.engine.connect() as conn:
-        return [(row.kind, row.dedup_key) for row in conn.execute(sa.select(outbox.c.kind, outbox.c.dedup_key)
-                                                                   .order_by(outbox.c.id))]
+        return [
+            (row.kind, row.dedup_key)
+            for row in conn.execute(sa.select(outbox.c.kind, outbox.c.dedup_key).order_by(outbox.c.id))
+        ]
 
 
 def release_rows(store: Store) -> list[dict]:
@@ -126,8 +157,13 @@ def test_replaying_a_release_changes_nothing_and_says_so(world):
     first = release(world, [alpha["jira_key"]])
     states, jobs, rows = incident_states(store), outbox_rows(store), release_rows(store)
     second = release(world, [alpha["jira_key"]])
-    assert second == {**first, "closed_problems": [], "closed_incidents": 0,
-                      "already_processed_issues": [alpha["jira_key"]], "replay": True}
+    assert second == {
+        **first,
+        "closed_problems": [],
+        "closed_incidents": 0,
+        "already_processed_issues": [alpha["jira_key"]],
+        "replay": True,
+    }
     assert (incident_states(store), outbox_rows(store), release_rows(store)) == (states, jobs, rows)
 
 
@@ -143,13 +179,21 @@ def test_a_later_call_for_a_version_processes_the_issues_it_adds(world):
     assert {s for s, _, p in incident_states(store).values() if p == beta["id"]} == {"closed"}
     assert [e["kind"] for e in store.problem_history(alpha["id"])].count("released") == 1
     assert [key for kind, key in outbox_rows(store) if kind == "jira.release"] == [
-        f"jira.release:LKK:2026.11.2:{alpha['jira_key']}", f"jira.release:LKK:2026.11.2:{beta['jira_key']}"]
+        f"jira.release:LKK:2026.11.2:{alpha['jira_key']}",
+        f"jira.release:LKK:2026.11.2:{beta['jira_key']}",
+    ]
     [row] = release_rows(store)
     assert row["summary"] == {
-        "project": "LKK", "version": "2026.11.2", "released_at": RELEASED.isoformat(),
+        "project": "LKK",
+        "version": "2026.11.2",
+        "released_at": RELEASED.isoformat(),
         "issues": sorted([alpha["jira_key"], beta["jira_key"], "LKK-77"]),
-        "closed_problems": [alpha["id"], beta["id"]], "closed_incidents": 6, "already_closed_problems": [],
-        "unmatched_issues": ["LKK-77"], "calls": 2}
+        "closed_problems": [alpha["id"], beta["id"]],
+        "closed_incidents": 6,
+        "already_closed_problems": [],
+        "unmatched_issues": ["LKK-77"],
+        "calls": 2,
+    }
 
 
 def test_an_issue_already_processed_stays_a_no_op_after_its_problem_regressed(world):
@@ -176,10 +220,17 @@ def test_a_release_recorded_before_per_issue_identity_still_replays(world):
     """Rows from before migration 0006 name their issues only in the summary."""
     store = world[0]
     alpha = problem_by_key(store, "Alpha/lkk")
-    store.run(lambda conn: store.add_release(conn, project="LKK", version="2026.11.2", released_at=RELEASED,
-                                             received_at=RELEASED, via="pipeline", summary={
-                                                 "issues": [alpha["jira_key"]], "closed_problems": [],
-                                                 "closed_incidents": 0}))
+    store.run(
+        lambda conn: store.add_release(
+            conn,
+            project="LKK",
+            version="2026.11.2",
+            released_at=RELEASED,
+            received_at=RELEASED,
+            via="pipeline",
+            summary={"issues": [alpha["jira_key"]], "closed_problems": [], "closed_incidents": 0},
+        )
+    )
     assert release(world, [alpha["jira_key"]])["replay"] is True
     assert problem_by_key(store, "Alpha/lkk")["state"] == "known_error"
 
@@ -198,9 +249,19 @@ def test_concurrent_calls_for_one_version_process_each_issue_once(world, databas
         own = Store.from_url(database_url)
         try:
             start.wait()
-            answers.append(close_release(own, jira, rules, project="LKK", version="2026.11.2", issues=issues,
-                                         released_at=RELEASED, now=RELEASED + timedelta(minutes=1)))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            answers.append(
+                close_release(
+                    own,
+                    jira,
+                    rules,
+                    project="LKK",
+                    version="2026.11.2",
+                    issues=issues,
+                    released_at=RELEASED,
+                    now=RELEASED + timedelta(minutes=1),
+                )
+            )
+        except BaseException as exc:
             errors.append(exc)
         finally:
             own.engine.dispose()
@@ -217,7 +278,8 @@ def test_concurrent_calls_for_one_version_process_each_issue_once(world, databas
     for problem in (alpha, beta, zabbix_problem):
         assert [e["kind"] for e in store.problem_history(problem["id"])].count("released") == 1
     assert sorted(key for kind, key in outbox_rows(store) if kind == "jira.release") == sorted(
-        f"jira.release:LKK:2026.11.2:{key}" for key in (alpha["jira_key"], beta["jira_key"], "LKK-50"))
+        f"jira.release:LKK:2026.11.2:{key}" for key in (alpha["jira_key"], beta["jira_key"], "LKK-50")
+    )
     [row] = release_rows(store)
     assert (row["summary"]["closed_incidents"], row["summary"]["calls"]) == (8, 2)
 
@@ -296,12 +358,23 @@ def trigger_world(store: Store, rules_by_trigger, fakes):
     """Three Zabbix events of one trigger gathered into one incident, its problem linked to LKK-50."""
     fake_jira, fake_zabbix = fakes
     jira = JiraClient.basic(requests.Session(), fake_jira.url, "bot@example.com", "jira-token", timeout=2)
-    runner = OutboxRunner(store, rules_by_trigger, jira, LinkOptions("incident-bridge", "http://bridge.test"),
-                          timedelta(hours=1), 600, zabbix=ZabbixClient(fake_zabbix.url, "zabbix-token", timeout=2))
+    runner = OutboxRunner(
+        store,
+        rules_by_trigger,
+        jira,
+        LinkOptions("incident-bridge", "http://bridge.test"),
+        timedelta(hours=1),
+        600,
+        zabbix=ZabbixClient(fake_zabbix.url, "zabbix-token", timeout=2),
+    )
     for n, event_id in enumerate(("101", "102", "103", "102")):
-        ingest(store, rules_by_trigger, "zabbix",
-               json.dumps(dict(payload("zabbix-6.0.14-problem.json"), event_id=event_id)).encode(),
-               T0 + timedelta(minutes=n))
+        ingest(
+            store,
+            rules_by_trigger,
+            "zabbix",
+            json.dumps(dict(payload("zabbix-6.0.14-problem.json"), event_id=event_id)).encode(),
+            T0 + timedelta(minutes=n),
+        )
     fake_jira.add_issue("LKK-50")
     problem = problem_by_key(store, "zabbix-trigger/23133")
     store.record_jira_link(problem["id"], "LKK-50", f"{fake_jira.url}/browse/LKK-50", "manual")
@@ -310,15 +383,20 @@ def trigger_world(store: Store, rules_by_trigger, fakes):
 
 def zabbix_incidents(store: Store) -> list[tuple[str, list[str] | None]]:
     with store.engine.connect() as conn:
-        return [(row.dedup_key, row.source_ids) for row in conn.execute(
-            sa.select(incidents.c.dedup_key, incidents.c.source_ids).where(incidents.c.source == "zabbix"))]
+        return [
+            (row.dedup_key, row.source_ids)
+            for row in conn.execute(
+                sa.select(incidents.c.dedup_key, incidents.c.source_ids).where(incidents.c.source == "zabbix")
+            )
+        ]
 
 
 def test_release_closes_in_zabbix_the_events_of_an_incident_keyed_by_labels(trigger_world):
     store, rules, jira, runner, fake_zabbix, problem = trigger_world
     assert zabbix_incidents(store) == [('zabbix:labels:{trigger_id="23133"}', ["101", "102", "103"])]
-    summary = close_release(store, jira, rules, project="LKK", version="2026.11.2", issues=["LKK-50"],
-                            released_at=RELEASED, now=RELEASED)
+    summary = close_release(
+        store, jira, rules, project="LKK", version="2026.11.2", issues=["LKK-50"], released_at=RELEASED, now=RELEASED
+    )
     assert summary["closed_problems"] == [problem["id"]]
     runner.run_due(RELEASED + timedelta(minutes=1))
     assert [ack["eventids"] for ack in fake_zabbix.acknowledgements] == [["101", "102", "103"]]
@@ -341,8 +419,9 @@ def test_incidents_stored_before_source_ids_close_only_bare_event_ids(trigger_wo
     ingest(store, example_rules, "zabbix", event_1, T0 + timedelta(minutes=10))
     with store.engine.begin() as conn:
         conn.execute(incidents.update().values(source_ids=None))
-    summary = close_release(store, jira, rules, project="LKK", version="2026.11.2", issues=["LKK-50"],
-                            released_at=RELEASED, now=RELEASED)
+    summary = close_release(
+        store, jira, rules, project="LKK", version="2026.11.2", issues=["LKK-50"], released_at=RELEASED, now=RELEASED
+    )
     assert (summary["closed_problems"], summary["closed_incidents"]) == ([problem["id"]], 2)
     runner.run_due(RELEASED + timedelta(minutes=1))
     assert [ack["eventids"] for ack in fake_zabbix.acknowledgements] == [["1"]]

@@ -16,15 +16,29 @@ MOSCOW = ZoneInfo("Europe/Moscow")
 FRIDAY_1730 = datetime(2026, 11, 27, 17, 30, tzinfo=MOSCOW)
 
 
-def zabbix(event_id: str = "1", severity: str = "High", nseverity: str = "4", update: str = "0", value: str = "1") -> bytes:
-    return json.dumps(dict(payload("zabbix-6.0.14-problem.json"), event_id=event_id, severity=severity,
-                           nseverity=nseverity, event_update_status=update, event_value=value)).encode()
+def zabbix(
+    event_id: str = "1", severity: str = "High", nseverity: str = "4", update: str = "0", value: str = "1"
+) -> bytes:
+    return json.dumps(
+        dict(
+            payload("zabbix-6.0.14-problem.json"),
+            event_id=event_id,
+            severity=severity,
+            nseverity=nseverity,
+            event_update_status=update,
+            event_value=value,
+        )
+    ).encode()
 
 
 def am(status: str, starts_at: datetime, ends_at: datetime | None = None) -> bytes:
     body = payload("alertmanager-0.25-two-firing.json")
-    alert = dict(body["alerts"][0], status=status, startsAt=starts_at.isoformat(),
-                 endsAt=(ends_at or datetime(1, 1, 1, tzinfo=UTC)).isoformat())
+    alert = dict(
+        body["alerts"][0],
+        status=status,
+        startsAt=starts_at.isoformat(),
+        endsAt=(ends_at or datetime(1, 1, 1, tzinfo=UTC)).isoformat(),
+    )
     body["alerts"] = [alert]
     return json.dumps(body).encode()
 
@@ -78,8 +92,13 @@ def test_resolving_after_the_due_time_records_the_breach(store: Store, example_r
 
 def test_severity_change_reprioritises_and_recomputes_the_due_time(store: Store, example_rules):
     ingest(store, example_rules, "zabbix", zabbix(), FRIDAY_1730)
-    ingest(store, example_rules, "zabbix", zabbix(severity="Disaster", nseverity="5", update="1"),
-           FRIDAY_1730 + timedelta(minutes=10))
+    ingest(
+        store,
+        example_rules,
+        "zabbix",
+        zabbix(severity="Disaster", nseverity="5", update="1"),
+        FRIDAY_1730 + timedelta(minutes=10),
+    )
     incident = only(store)
     assert incident.priority == "P1"
     assert incident.sla_due == FRIDAY_1730 + timedelta(hours=4), "24x7 from when it opened"

@@ -25,10 +25,30 @@ T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 
 
 def incident_row(**values):
-    row = dict(dedup_key="k", source="alertmanager", state="firing", line="L3", impact="low", urgency="low",
-               priority="P5", route="defaults", summary="s", labels={}, annotations={}, occurrences=1,
-               reopen_count=0, first_seen=T0, last_seen=T0, episode_started_at=None, resolved_at=None,
-               closed_at=None, close_reason=None, auto_close_at=None, problem_id=None, last_notification_id=None)
+    row = dict(
+        dedup_key="k",
+        source="alertmanager",
+        state="firing",
+        line="L3",
+        impact="low",
+        urgency="low",
+        priority="P5",
+        route="defaults",
+        summary="s",
+        labels={},
+        annotations={},
+        occurrences=1,
+        reopen_count=0,
+        first_seen=T0,
+        last_seen=T0,
+        episode_started_at=None,
+        resolved_at=None,
+        closed_at=None,
+        close_reason=None,
+        auto_close_at=None,
+        problem_id=None,
+        last_notification_id=None,
+    )
     row.update(values)
     return row
 
@@ -57,10 +77,16 @@ def test_datetimes_come_back_as_aware_utc(store: Store):
 
 
 def test_recorded_alertmanager_sequence_makes_one_incident_per_fingerprint(store: Store, example_rules):
-    names = ["alertmanager-0.25-two-firing.json", "alertmanager-0.25-one-resolved-one-firing.json",
-             "alertmanager-0.25-repeat-after-resolve.json", "alertmanager-0.25-repeat-after-resolve.json"]
-    outcomes = [ingest(store, example_rules, "alertmanager", payload_bytes(name), T0 + timedelta(seconds=i)).outcomes
-                for i, name in enumerate(names)]
+    names = [
+        "alertmanager-0.25-two-firing.json",
+        "alertmanager-0.25-one-resolved-one-firing.json",
+        "alertmanager-0.25-repeat-after-resolve.json",
+        "alertmanager-0.25-repeat-after-resolve.json",
+    ]
+    outcomes = [
+        ingest(store, example_rules, "alertmanager", payload_bytes(name), T0 + timedelta(seconds=i)).outcomes
+        for i, name in enumerate(names)
+    ]
     assert outcomes == [{"created": 2}, {"resolved": 1, "repeated": 1}, {"repeated": 1}, {"repeated": 1}]
     items = {i.dedup_key: i for i in store.list_incidents(IncidentFilter(), 10, None).items}
     assert set(items) == {"alertmanager:3d64f6474bce3ff4", "alertmanager:11e44d6c5771e52b"}
@@ -72,8 +98,12 @@ def test_recorded_alertmanager_sequence_makes_one_incident_per_fingerprint(store
 
 
 def test_zabbix_problem_update_recovery_on_one_incident(store: Store, example_rules):
-    for name in ["zabbix-6.0.14-problem.json", "zabbix-6.0.14-update-ack.json", "zabbix-6.0.14-recovery.json",
-                 "zabbix-6.0.14-problem.json"]:
+    for name in [
+        "zabbix-6.0.14-problem.json",
+        "zabbix-6.0.14-update-ack.json",
+        "zabbix-6.0.14-recovery.json",
+        "zabbix-6.0.14-problem.json",
+    ]:
         ingest(store, example_rules, "zabbix", payload_bytes(name), T0)
     [incident] = store.list_incidents(IncidentFilter(source="zabbix"), 10, None).items
     assert (incident.dedup_key, incident.state, incident.occurrences) == ("zabbix:1", IncidentState.RESOLVED, 1)
@@ -108,18 +138,32 @@ def test_rejected_body_is_truncated_to_the_limit(store: Store, example_rules):
 
 def test_auto_close_closes_only_resolved_incidents_outside_problems_when_due(store: Store):
     with store.engine.begin() as conn:
-        conn.execute(incidents.insert(), [
-            incident_row(dedup_key="due", state="resolved", resolved_at=T0, auto_close_at=T0 + timedelta(hours=1)),
-            incident_row(dedup_key="later", state="resolved", resolved_at=T0, auto_close_at=T0 + timedelta(hours=3)),
-            incident_row(dedup_key="in-problem", state="resolved", resolved_at=T0,
-                         auto_close_at=T0 + timedelta(hours=1), problem_id=5),
-            incident_row(dedup_key="firing"),
-        ])
+        conn.execute(
+            incidents.insert(),
+            [
+                incident_row(dedup_key="due", state="resolved", resolved_at=T0, auto_close_at=T0 + timedelta(hours=1)),
+                incident_row(
+                    dedup_key="later", state="resolved", resolved_at=T0, auto_close_at=T0 + timedelta(hours=3)
+                ),
+                incident_row(
+                    dedup_key="in-problem",
+                    state="resolved",
+                    resolved_at=T0,
+                    auto_close_at=T0 + timedelta(hours=1),
+                    problem_id=5,
+                ),
+                incident_row(dedup_key="firing"),
+            ],
+        )
     closed = store.close_resolved_due(T0 + timedelta(hours=2))
     assert len(closed) == 1
     states = {i.dedup_key: (i.state, i.close_reason) for i in store.list_incidents(IncidentFilter(), 10, None).items}
-    assert states == {"due": (IncidentState.CLOSED, "auto_closed"), "later": (IncidentState.RESOLVED, None),
-                      "in-problem": (IncidentState.RESOLVED, None), "firing": (IncidentState.FIRING, None)}
+    assert states == {
+        "due": (IncidentState.CLOSED, "auto_closed"),
+        "later": (IncidentState.RESOLVED, None),
+        "in-problem": (IncidentState.RESOLVED, None),
+        "firing": (IncidentState.FIRING, None),
+    }
     assert store.close_resolved_due(T0 + timedelta(hours=2)) == [], "a second pass changes nothing"
 
 
@@ -145,8 +189,12 @@ def test_concurrent_notifications_make_one_incident_per_fingerprint(database_url
 def test_rejected_payload_listing_filters_by_source(store: Store):
     with store.engine.begin() as conn:
         for source in ("zabbix", "alertmanager"):
-            conn.execute(rejected_payloads.insert(), dict(source=source, received_at=T0, reason="r", errors=[],
-                                                          partial=False, body="{}", body_truncated=False))
+            conn.execute(
+                rejected_payloads.insert(),
+                dict(
+                    source=source, received_at=T0, reason="r", errors=[], partial=False, body="{}", body_truncated=False
+                ),
+            )
     assert [row["source"] for row in store.list_rejected(10, None, "zabbix").items] == ["zabbix"]
 
 
@@ -179,7 +227,7 @@ def test_sqlite_writers_of_two_processes_queue_on_the_lock_file(tmp_path):
 
     def hold_the_lock() -> None:
         store = Store.from_url(url)
-        with store._writers.hold():  # noqa: SLF001 - the lock under test
+        with store._writers.hold():
             held.set()
             release.wait(10)
 
@@ -206,7 +254,7 @@ def test_a_redelivered_zabbix_event_does_not_rewrite_source_ids(store: Store, ex
     ingest(store, example_rules, "zabbix", body, T0)
     statements: list[str] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
         statements.append(statement)
 
     sa.event.listen(store.engine, "before_cursor_execute", record)

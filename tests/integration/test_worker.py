@@ -39,8 +39,11 @@ def test_worker_loop_closes_due_incidents_without_being_asked(store: Store):
 
 def test_worker_process_stops_on_sigterm(database_url: str):
     process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "worker"], cwd=ROOT, stderr=subprocess.PIPE,
-        env={**os.environ, "BRIDGE_DATABASE_URL": database_url, "BRIDGE_WORKER_INTERVAL_SECONDS": "0.1"})
+        [sys.executable, "-m", "bridge", "worker"],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "BRIDGE_DATABASE_URL": database_url, "BRIDGE_WORKER_INTERVAL_SECONDS": "0.1"},
+    )
     lines: list[bytes] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
     reader.start()

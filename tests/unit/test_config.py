@@ -12,7 +12,11 @@ from tests.conftest import ROOT
 
 def test_defaults_match_the_documented_ones():
     settings = load_settings({})
-    assert (settings.database_url, settings.rules_path, settings.token_api) == ("sqlite:///bridge.db", "rules.yaml", None)
+    assert (settings.database_url, settings.rules_path, settings.token_api) == (
+        "sqlite:///bridge.db",
+        "rules.yaml",
+        None,
+    )
 
 
 def test_environment_values_are_parsed():
@@ -20,13 +24,24 @@ def test_environment_values_are_parsed():
     assert (settings.http_workers, settings.run_worker, settings.token_api) == (4, False, Secret("t0k"))
 
 
-@pytest.mark.parametrize("variable, value", [
-    ("BRIDGE_HTTP_WORKERS", "many"), ("BRIDGE_HTTP_WORKERS", "0"), ("BRIDGE_RUN_WORKER", "maybe"),
-    ("BRIDGE_MAX_BODY_BYTES", "-5"), ("BRIDGE_TOKEN_API", ""), ("BRIDGE_TOKEN_ZABBIX", "  "),
-    ("BRIDGE_TOKEN_ALERTMANAGER", ""), ("BRIDGE_TOKEN_RELEASE", ""),
-    ("BRIDGE_MAX_BODY_BYTES", "-5"), ("BRIDGE_RETENTION", "0d"), ("BRIDGE_RETENTION", "a month"),
-    ("BRIDGE_LOG_FORMAT", "xml"), ("BRIDGE_LOG_LEVEL", "chatty"),
-])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("BRIDGE_HTTP_WORKERS", "many"),
+        ("BRIDGE_HTTP_WORKERS", "0"),
+        ("BRIDGE_RUN_WORKER", "maybe"),
+        ("BRIDGE_MAX_BODY_BYTES", "-5"),
+        ("BRIDGE_TOKEN_API", ""),
+        ("BRIDGE_TOKEN_ZABBIX", "  "),
+        ("BRIDGE_TOKEN_ALERTMANAGER", ""),
+        ("BRIDGE_TOKEN_RELEASE", ""),
+        ("BRIDGE_MAX_BODY_BYTES", "-5"),
+        ("BRIDGE_RETENTION", "0d"),
+        ("BRIDGE_RETENTION", "a month"),
+        ("BRIDGE_LOG_FORMAT", "xml"),
+        ("BRIDGE_LOG_LEVEL", "chatty"),
+    ],
+)
 def test_bad_values_are_errors_naming_the_variable(variable, value):
     with pytest.raises(SettingsError, match=variable):
         load_settings({variable: value})
@@ -49,8 +64,13 @@ def test_every_variable_is_documented_in_the_readme():
     assert missing == []
 
 
-ALL_TOKENS = {"BRIDGE_TOKEN_ALERTMANAGER": "a", "BRIDGE_TOKEN_ZABBIX": "z", "BRIDGE_TOKEN_GRAFANA": "g",
-              "BRIDGE_TOKEN_RELEASE": "r", "BRIDGE_TOKEN_API": "p"}
+ALL_TOKENS = {
+    "BRIDGE_TOKEN_ALERTMANAGER": "a",
+    "BRIDGE_TOKEN_ZABBIX": "z",
+    "BRIDGE_TOKEN_GRAFANA": "g",
+    "BRIDGE_TOKEN_RELEASE": "r",
+    "BRIDGE_TOKEN_API": "p",
+}
 
 
 @pytest.mark.parametrize("unset", sorted(ALL_TOKENS))
@@ -68,11 +88,14 @@ def test_every_token_group_is_in_the_test_table():
 def test_network_bind_with_no_token_names_them_all():
     with pytest.raises(SettingsError) as refused:
         check_exposure(load_settings({"BRIDGE_BIND": "10.1.2.3:8080"}))
-    assert ("without BRIDGE_TOKEN_ALERTMANAGER, BRIDGE_TOKEN_ZABBIX, BRIDGE_TOKEN_GRAFANA, BRIDGE_TOKEN_RELEASE, "
-            "BRIDGE_TOKEN_API:" in str(refused.value))
+    assert (
+        "without BRIDGE_TOKEN_ALERTMANAGER, BRIDGE_TOKEN_ZABBIX, BRIDGE_TOKEN_GRAFANA, BRIDGE_TOKEN_RELEASE, "
+        "BRIDGE_TOKEN_API:" in str(refused.value)
+    )
 
 
 def test_network_bind_with_every_token_or_anonymous_allowed_starts():
     check_exposure(load_settings({"BRIDGE_BIND": "0.0.0.0:8080", **ALL_TOKENS}))
-    check_exposure(load_settings({"BRIDGE_BIND": "0.0.0.0:8080", "BRIDGE_ALLOW_ANONYMOUS": "1",
-                                  "BRIDGE_TOKEN_API": "p"}))
+    check_exposure(
+        load_settings({"BRIDGE_BIND": "0.0.0.0:8080", "BRIDGE_ALLOW_ANONYMOUS": "1", "BRIDGE_TOKEN_API": "p"})
+    )

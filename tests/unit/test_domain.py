@@ -8,8 +8,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge.domain import (
-    MAX_READABLE_KEY_LENGTH, MAX_SOURCE_IDS, Alert, AlertStatus, IncidentState, Matcher, Outcome, Route, Rules, apply_notification,
-    bounded_key, dedup_key, route_alert,
+    MAX_READABLE_KEY_LENGTH,
+    MAX_SOURCE_IDS,
+    Alert,
+    AlertStatus,
+    IncidentState,
+    Matcher,
+    Outcome,
+    Route,
+    Rules,
+    apply_notification,
+    bounded_key,
+    dedup_key,
+    route_alert,
 )
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -18,30 +29,54 @@ EPISODE_2 = datetime(2026, 11, 23, 19, 20, tzinfo=UTC)
 
 
 def make_route(name: str = "defaults", **overrides) -> Route:
-    values = dict(name=name, matcher=Matcher(), line="L3", impact="medium", urgency="medium",
-                  reopen_window=timedelta(minutes=30), auto_close_after=timedelta(hours=24))
+    values = dict(
+        name=name,
+        matcher=Matcher(),
+        line="L3",
+        impact="medium",
+        urgency="medium",
+        reopen_window=timedelta(minutes=30),
+        auto_close_after=timedelta(hours=24),
+    )
     values.update(overrides)
     return Route(**values)
 
 
-MATRIX = {(i, u): f"P{min(5, 1 + a + b)}" for a, i in enumerate(("high", "medium", "low"))
-          for b, u in enumerate(("high", "medium", "low"))}
+MATRIX = {
+    (i, u): f"P{min(5, 1 + a + b)}"
+    for a, i in enumerate(("high", "medium", "low"))
+    for b, u in enumerate(("high", "medium", "low"))
+}
 RULES = Rules(
     routes=(
         make_route("critical", matcher=Matcher(labels={"severity": "critical"}), impact="high", urgency="high"),
-        make_route("dependency", matcher=Matcher(labels_regex={"alertname": re.compile("Dependency.*")}),
-                   dedup_labels=("alertname", "service")),
+        make_route(
+            "dependency",
+            matcher=Matcher(labels_regex={"alertname": re.compile("Dependency.*")}),
+            dedup_labels=("alertname", "service"),
+        ),
     ),
     default_route=make_route(),
     priority_matrix=MATRIX,
 )
 
 
-def am_alert(status: str = "firing", fingerprint: str = "fp1", starts_at: datetime = EPISODE_1,
-             ends_at: datetime | None = None, **labels: str) -> Alert:
-    return Alert(source="alertmanager", status=AlertStatus(status), source_id=fingerprint,
-                 labels={"alertname": "HighErrorRate", **labels}, summary="errors", starts_at=starts_at,
-                 ends_at=ends_at)
+def am_alert(
+    status: str = "firing",
+    fingerprint: str = "fp1",
+    starts_at: datetime = EPISODE_1,
+    ends_at: datetime | None = None,
+    **labels: str,
+) -> Alert:
+    return Alert(
+        source="alertmanager",
+        status=AlertStatus(status),
+        source_id=fingerprint,
+        labels={"alertname": "HighErrorRate", **labels},
+        summary="errors",
+        starts_at=starts_at,
+        ends_at=ends_at,
+    )
 
 
 def run(alerts, current=None, now=T0):
@@ -90,7 +125,9 @@ def test_repeat_raises_occurrences_and_last_seen_without_new_incident():
 def test_resolved_alert_resolves_with_its_end_time():
     incident = firing_incident()
     ended = T0 + timedelta(minutes=3)
-    result, _ = single(am_alert("resolved", ends_at=ended), {incident.dedup_key: incident}, now=T0 + timedelta(minutes=4))
+    result, _ = single(
+        am_alert("resolved", ends_at=ended), {incident.dedup_key: incident}, now=T0 + timedelta(minutes=4)
+    )
     assert result.outcome is Outcome.RESOLVED
     assert (result.incident.state, result.incident.resolved_at) == (IncidentState.RESOLVED, ended)
     assert result.incident.auto_close_at == ended + timedelta(hours=24)
@@ -114,7 +151,9 @@ def test_new_episode_within_reopen_window_reopens_same_incident():
 
 def test_new_episode_after_reopen_window_opens_new_incident():
     incident = resolved_incident()
-    result, changed = single(am_alert(starts_at=EPISODE_2), {incident.dedup_key: incident}, now=T0 + timedelta(minutes=31))
+    result, changed = single(
+        am_alert(starts_at=EPISODE_2), {incident.dedup_key: incident}, now=T0 + timedelta(minutes=31)
+    )
     assert result.outcome is Outcome.CREATED
     assert result.incident.id is None and result.incident.reopen_count == 0
     assert changed == [result.incident]
@@ -123,7 +162,9 @@ def test_new_episode_after_reopen_window_opens_new_incident():
 def test_ha_peer_late_firing_snapshot_after_resolve_is_stale():
     """Alertmanager HA: the second peer's older snapshot must not reopen the incident."""
     incident = resolved_incident()
-    result, changed = single(am_alert(starts_at=EPISODE_1), {incident.dedup_key: incident}, now=T0 + timedelta(seconds=15))
+    result, changed = single(
+        am_alert(starts_at=EPISODE_1), {incident.dedup_key: incident}, now=T0 + timedelta(seconds=15)
+    )
     assert result.outcome is Outcome.STALE
     assert changed == []
 
@@ -147,7 +188,11 @@ def test_repeated_resolve_only_touches_last_seen():
     later = T0 + timedelta(minutes=1)
     result, _ = single(am_alert("resolved", ends_at=T0), {incident.dedup_key: incident}, now=later)
     assert result.outcome is Outcome.REPEATED
-    assert (result.incident.state, result.incident.resolved_at, result.incident.last_seen) == (IncidentState.RESOLVED, T0, later)
+    assert (result.incident.state, result.incident.resolved_at, result.incident.last_seen) == (
+        IncidentState.RESOLVED,
+        T0,
+        later,
+    )
 
 
 def test_alerts_sharing_a_key_in_one_notification_see_each_other():
@@ -167,8 +212,11 @@ def test_dedup_labels_merge_instances_into_one_incident():
     a = am_alert(fingerprint="fp-a", alertname="DependencyDown", service="db", instance="a")
     b = am_alert(fingerprint="fp-b", alertname="DependencyDown", service="db", instance="b")
     results, changed = run([a, b])
-    assert results[0].routing.dedup_key == results[1].routing.dedup_key == \
-        'alertmanager:labels:{alertname="DependencyDown", service="db"}'
+    assert (
+        results[0].routing.dedup_key
+        == results[1].routing.dedup_key
+        == 'alertmanager:labels:{alertname="DependencyDown", service="db"}'
+    )
     assert len(changed) == 1 and changed[0].occurrences == 2
 
 
@@ -199,14 +247,24 @@ def test_label_values_with_quotes_do_not_collide():
 
 
 def zabbix_alert(status: str = "firing", severity: str = "High", is_update: bool = False) -> Alert:
-    return Alert(source="zabbix", status=AlertStatus(status), source_id="1", labels={"severity": severity},
-                 summary="LKK API errors", is_update=is_update)
+    return Alert(
+        source="zabbix",
+        status=AlertStatus(status),
+        source_id="1",
+        labels={"severity": severity},
+        summary="LKK API errors",
+        is_update=is_update,
+    )
 
 
 def test_zabbix_update_changes_details_without_counting_a_repeat():
-    zrules = Rules(routes=(make_route("disaster", matcher=Matcher(labels={"severity": "Disaster"}),
-                                      impact="high", urgency="high"),),
-                   default_route=make_route(), priority_matrix=MATRIX)
+    zrules = Rules(
+        routes=(
+            make_route("disaster", matcher=Matcher(labels={"severity": "Disaster"}), impact="high", urgency="high"),
+        ),
+        default_route=make_route(),
+        priority_matrix=MATRIX,
+    )
     first = zabbix_alert()
     routing = route_alert(zrules, first)
     [created], _ = apply_notification([first], [routing], {}, T0)
@@ -230,18 +288,26 @@ def test_zabbix_problem_redelivered_after_recovery_does_not_reopen():
 
 @pytest.mark.parametrize("window_minutes, expected", [(0, Outcome.CREATED), (60, Outcome.REOPENED)])
 def test_reopen_window_is_taken_from_the_route(window_minutes, expected):
-    rules = Rules(routes=(), default_route=make_route(reopen_window=timedelta(minutes=window_minutes)),
-                  priority_matrix=MATRIX)
+    rules = Rules(
+        routes=(), default_route=make_route(reopen_window=timedelta(minutes=window_minutes)), priority_matrix=MATRIX
+    )
     incident = resolved_incident()
     alert = am_alert(starts_at=EPISODE_2)
-    [result], _ = apply_notification([alert], [route_alert(rules, alert)], {incident.dedup_key: incident},
-                                     T0 + timedelta(minutes=10))
+    [result], _ = apply_notification(
+        [alert], [route_alert(rules, alert)], {incident.dedup_key: incident}, T0 + timedelta(minutes=10)
+    )
     assert result.outcome is expected
 
 
 def test_zabbix_redelivery_of_the_same_event_is_not_another_occurrence():
-    alert = Alert(source="zabbix", status=AlertStatus.FIRING, source_id="7", labels={"severity": "High"},
-                  summary="s", repeat_counts=False)
+    alert = Alert(
+        source="zabbix",
+        status=AlertStatus.FIRING,
+        source_id="7",
+        labels={"severity": "High"},
+        summary="s",
+        repeat_counts=False,
+    )
     [created], _ = run([alert])
     incident = created.incident
     incident.id = 1
@@ -249,14 +315,22 @@ def test_zabbix_redelivery_of_the_same_event_is_not_another_occurrence():
     assert again.outcome is Outcome.REPEATED and changed[0].occurrences == 1
 
 
-ZABBIX_BY_TRIGGER = Rules(routes=(make_route("by-trigger", matcher=Matcher(source="zabbix"),
-                                             dedup_labels=("trigger_id",)),),
-                          default_route=make_route(), priority_matrix=MATRIX)
+ZABBIX_BY_TRIGGER = Rules(
+    routes=(make_route("by-trigger", matcher=Matcher(source="zabbix"), dedup_labels=("trigger_id",)),),
+    default_route=make_route(),
+    priority_matrix=MATRIX,
+)
 
 
 def zabbix_event(event_id: str, status: str = "firing") -> Alert:
-    return Alert(source="zabbix", status=AlertStatus(status), source_id=event_id,
-                 labels={"trigger_id": "23133", "severity": "High"}, summary="s", repeat_counts=False)
+    return Alert(
+        source="zabbix",
+        status=AlertStatus(status),
+        source_id=event_id,
+        labels={"trigger_id": "23133", "severity": "High"},
+        summary="s",
+        repeat_counts=False,
+    )
 
 
 def gather(event_ids, current=None):
@@ -280,8 +354,9 @@ def test_a_known_event_id_leaves_source_ids_untouched():
     """A redelivery must not rewrite the column: the diff of the incident sees no change."""
     incident = gather(["101", "102"])
     redelivered = zabbix_event("101")
-    [again], [written] = apply_notification([redelivered], [route_alert(ZABBIX_BY_TRIGGER, redelivered)],
-                                            {incident.dedup_key: incident}, T0)
+    [again], [written] = apply_notification(
+        [redelivered], [route_alert(ZABBIX_BY_TRIGGER, redelivered)], {incident.dedup_key: incident}, T0
+    )
     assert again.outcome is Outcome.REPEATED and written.source_ids == incident.source_ids == ["101", "102"]
 
 

@@ -10,7 +10,13 @@ import pytest
 from adapters import events
 from bridge.config import check_exposure, load_settings
 from bridge.domain import (
-    AlertStatus, EventRoutingKey, IncidentState, Outcome, Rules, apply_alert, route_alert,
+    AlertStatus,
+    EventRoutingKey,
+    IncidentState,
+    Outcome,
+    Rules,
+    apply_alert,
+    route_alert,
 )
 from bridge.errors import BadPayload
 from bridge.rules import RulesError, expand_variables, load_rules, parse_rules
@@ -54,8 +60,9 @@ def test_free_form_custom_details_are_bounded_not_refused():
 
 
 def test_attaching_the_key_names_the_incident_by_the_key_name_never_the_key():
-    [trigger] = events.attach_routing_key(events.parse(payload("events-trigger-without-dedup-key.json")), KEY, NOW,
-                                          "generated").alerts
+    [trigger] = events.attach_routing_key(
+        events.parse(payload("events-trigger-without-dedup-key.json")), KEY, NOW, "generated"
+    ).alerts
     assert trigger.source_id == "portal-uptime:generated" and trigger.starts_at == NOW
     assert trigger.labels == {"service": "portal", "severity": "critical", "source": "host1.example.com"}
     assert "s3cret" not in repr(KEY) and "s3cret" not in repr(trigger)
@@ -70,20 +77,32 @@ def test_routing_keys_are_compared_whole_and_only_as_strings():
         assert events.find_routing_key(keys, given) is None
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('{"routing_key": "s3cret-routing-key", "a": 1}', '{"routing_key": "<redacted>", "a": 1}'),
-    ('{"routing_key" :"s3cret\\"x", "routing_key":"two"}', '{"routing_key": "<redacted>", "routing_key": "<redacted>"}'),
-    ('{"routing_key": "s3cret-rout', '{"routing_key": "<redacted>"'),
-    ('{"other": "s3cret-routing-key"}', '{"other": "<redacted>"}'),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"routing_key": "s3cret-routing-key", "a": 1}', '{"routing_key": "<redacted>", "a": 1}'),
+        (
+            '{"routing_key" :"s3cret\\"x", "routing_key":"two"}',
+            '{"routing_key": "<redacted>", "routing_key": "<redacted>"}',
+        ),
+        ('{"routing_key": "s3cret-rout', '{"routing_key": "<redacted>"'),
+        ('{"other": "s3cret-routing-key"}', '{"other": "<redacted>"}'),
+    ],
+)
 def test_redaction_covers_cut_bodies_duplicates_and_stray_copies(text, expected):
     assert events.redact(text, "s3cret-routing-key") == expected
 
 
 def test_routing_key_values_are_expanded_from_the_environment():
-    document = {**VALID, "events": {"routing_keys": [
-        {"name": "portal-uptime", "key": "${PORTAL_KEY}", "labels": {"service": "portal"}},
-        {"name": "ci", "key": "ci-${CI_KEY}"}]}}
+    document = {
+        **VALID,
+        "events": {
+            "routing_keys": [
+                {"name": "portal-uptime", "key": "${PORTAL_KEY}", "labels": {"service": "portal"}},
+                {"name": "ci", "key": "ci-${CI_KEY}"},
+            ]
+        },
+    }
     rules = parse_rules(document, environ={"PORTAL_KEY": "s3cret", "CI_KEY": "42"})
     portal, ci = rules.event_routing_keys
     assert (portal.name, portal.labels, portal.matches("s3cret")) == ("portal-uptime", {"service": "portal"}, True)
@@ -91,15 +110,30 @@ def test_routing_key_values_are_expanded_from_the_environment():
     assert "s3cret" not in repr(rules)
 
 
-@pytest.mark.parametrize(("entries", "environ", "problem"), [
-    ([{"name": "p", "key": "${UNSET_KEY}"}], {}, 'events routing key "p" key key: environment variable not set: UNSET_KEY'),
-    ([{"name": "p", "key": "${not valid}"}], {}, 'events routing key "p" key key: not a variable name: ${not valid}'),
-    ([{"name": "p", "key": "${EMPTY}"}], {"EMPTY": " "}, 'events routing key "p" key key: empty once expanded'),
-    ([{"name": "p", "key": "a"}, {"name": "p", "key": "b"}], {}, 'events routing key "p": name used twice'),
-    ([{"name": "p", "key": "a"}, {"name": "q", "key": "a"}], {}, 'events routing key "q" key key: the same key as another entry'),
-    ([{"name": "p"}], {}, "events routing key #1 key key: required field is missing"),
-    ([{"name": "has space", "key": "a"}], {}, "events routing key #1 key name: String should match pattern"),
-])
+@pytest.mark.parametrize(
+    ("entries", "environ", "problem"),
+    [
+        (
+            [{"name": "p", "key": "${UNSET_KEY}"}],
+            {},
+            'events routing key "p" key key: environment variable not set: UNSET_KEY',
+        ),
+        (
+            [{"name": "p", "key": "${not valid}"}],
+            {},
+            'events routing key "p" key key: not a variable name: ${not valid}',
+        ),
+        ([{"name": "p", "key": "${EMPTY}"}], {"EMPTY": " "}, 'events routing key "p" key key: empty once expanded'),
+        ([{"name": "p", "key": "a"}, {"name": "p", "key": "b"}], {}, 'events routing key "p": name used twice'),
+        (
+            [{"name": "p", "key": "a"}, {"name": "q", "key": "a"}],
+            {},
+            'events routing key "q" key key: the same key as another entry',
+        ),
+        ([{"name": "p"}], {}, "events routing key #1 key key: required field is missing"),
+        ([{"name": "has space", "key": "a"}], {}, "events routing key #1 key name: String should match pattern"),
+    ],
+)
 def test_bad_routing_keys_are_rules_errors_naming_the_entry(entries, environ, problem):
     with pytest.raises(RulesError) as caught:
         parse_rules({**VALID, "events": {"routing_keys": entries}}, environ=environ)
@@ -134,8 +168,9 @@ def test_an_acknowledgement_notes_the_firing_incident_and_survives_repeats_until
     outcome, incident = _apply(example_rules, incident, "events-resolve.json", NOW + timedelta(minutes=3))
     assert outcome is Outcome.RESOLVED and incident.state is IncidentState.RESOLVED
     assert _apply(example_rules, incident, "events-acknowledge.json", NOW + timedelta(minutes=4))[0] is Outcome.STALE
-    outcome, incident = _apply(example_rules, incident, "events-trigger-without-dedup-key.json",
-                               NOW + timedelta(minutes=5))
+    outcome, incident = _apply(
+        example_rules, incident, "events-trigger-without-dedup-key.json", NOW + timedelta(minutes=5)
+    )
     assert outcome is Outcome.REOPENED, "no timestamp: the trigger starts a new episode on receipt"
     assert "acknowledged_at" not in incident.annotations and "acknowledged_by" not in incident.annotations
 
@@ -143,6 +178,8 @@ def test_an_acknowledgement_notes_the_firing_incident_and_survives_repeats_until
 def test_a_bad_event_names_its_fields():
     with pytest.raises(BadPayload) as caught:
         events.parse({"routing_key": "x", "event_action": "trigger", "payload": {"severity": "fatal"}})
-    assert caught.value.errors == ["payload.summary: required field is missing",
-                                   "payload.source: required field is missing",
-                                   "payload.severity: Input should be 'critical', 'error', 'warning' or 'info'"]
+    assert caught.value.errors == [
+        "payload.summary: required field is missing",
+        "payload.source: required field is missing",
+        "payload.severity: Input should be 'critical', 'error', 'warning' or 'info'",
+    ]

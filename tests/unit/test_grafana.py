@@ -12,14 +12,19 @@ from bridge.errors import BadPayload
 from tests.conftest import payload
 
 
-@pytest.mark.parametrize("name, value_annotation, value", [
-    ("grafana-11-values.json", "grafana_values", '{"B":44.23943737541908,"C":1}'),
-    ("grafana-9-valuestring.json", "grafana_value_string", "[ metric='' labels={} value=14151.331895396988 ]"),
-])
+@pytest.mark.parametrize(
+    "name, value_annotation, value",
+    [
+        ("grafana-11-values.json", "grafana_values", '{"B":44.23943737541908,"C":1}'),
+        ("grafana-9-valuestring.json", "grafana_value_string", "[ metric='' labels={} value=14151.331895396988 ]"),
+    ],
+)
 def test_each_grafana_shape_keeps_links_and_values_as_annotations(name, value_annotation, value):
     parsed = grafana.parse(payload(name))
     assert [(a.source, a.source_id, a.status) for a in parsed.alerts] == [
-        ("grafana", "1:c6eadffa33fcdf37", AlertStatus.FIRING), ("grafana", "1:bc97ff14869b13e3", AlertStatus.FIRING)]
+        ("grafana", "1:c6eadffa33fcdf37", AlertStatus.FIRING),
+        ("grafana", "1:bc97ff14869b13e3", AlertStatus.FIRING),
+    ]
     first = parsed.alerts[0]
     assert first.annotations[value_annotation] == value
     assert first.annotations["grafana_silence_url"].startswith("https://play.grafana.org/alerting/silence/new")
@@ -46,12 +51,15 @@ def test_the_sender_own_annotations_win_over_the_links():
     assert grafana.parse(body).alerts[0].annotations["grafana_values"] == "set by the rule"
 
 
-@pytest.mark.parametrize("change, error", [
-    ({"version": "4"}, "version: Input should be '1'"),
-    ({"orgId": 2**64}, "orgId: Input should be less than or equal to"),
-    ({"orgId": "one"}, "orgId: Input should be a valid integer"),
-    ({"alerts": []}, "alerts: must hold at least one alert"),
-])
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"version": "4"}, "version: Input should be '1'"),
+        ({"orgId": 2**64}, "orgId: Input should be less than or equal to"),
+        ({"orgId": "one"}, "orgId: Input should be a valid integer"),
+        ({"alerts": []}, "alerts: must hold at least one alert"),
+    ],
+)
 def test_unusable_envelopes_are_refused_naming_the_field(change, error):
     with pytest.raises(BadPayload) as refused:
         grafana.parse(dict(payload("grafana-11-values.json"), **change))

@@ -14,8 +14,7 @@ from bridge.group_commit import GroupCommit
 class Recorder:
     """A write function that records its groups and can hold the first one until others queue."""
 
-    def __init__(self, hold_first_until: int = 0, fail_on: set[int] | None = None,
-                 unavailable: bool = False) -> None:
+    def __init__(self, hold_first_until: int = 0, fail_on: set[int] | None = None, unavailable: bool = False) -> None:
         self.groups: list[list[int]] = []
         self.hold_first_until = hold_first_until
         self.fail_on = fail_on or set()
@@ -41,7 +40,7 @@ def submit_all(commit: GroupCommit[int, str], items: list[int], recorder: Record
     def submit(item: int) -> None:
         try:
             answers[item] = commit.submit(item)
-        except Exception as exc:  # noqa: BLE001 - the answer under test
+        except Exception as exc:
             answers[item] = exc
 
     first = threading.Thread(target=submit, args=(items[0],))
@@ -51,7 +50,7 @@ def submit_all(commit: GroupCommit[int, str], items: list[int], recorder: Record
     others = [threading.Thread(target=submit, args=(item,)) for item in items[1:]]
     for thread in others:
         thread.start()
-    while len(commit._queue) < len(items) - 1:  # noqa: SLF001 - wait until all are queued
+    while len(commit._queue) < len(items) - 1:
         threading.Event().wait(0.001)
     recorder.release.set()
     for thread in [first, *others]:
@@ -86,7 +85,8 @@ def test_a_bad_item_fails_alone_and_its_neighbours_are_written_again_alone() -> 
 
     assert isinstance(answers[4], ValueError)
     assert {item: answer for item, answer in answers.items() if item != 4} == {
-        item: f"done {item}" for item in range(7) if item != 4}
+        item: f"done {item}" for item in range(7) if item != 4
+    }
     assert len(recorder.groups[1]) == 6
     assert all(len(group) == 1 for group in recorder.groups[2:])
 

@@ -11,14 +11,30 @@ CASES = [
     (jobs.EnsureIssue(7), "jira.ensure_issue", "jira.ensure_issue:7", {}),
     (jobs.SyncIssue("LKK-1"), "jira.sync_issue", "jira.sync_issue:LKK-1", {"jira_key": "LKK-1"}),
     (jobs.CommentIncidents(7), "jira.comment_incidents", "jira.comment_incidents:7", {}),
-    (jobs.ReleaseComment(7, "LKK-1", "Released", True, "db-team", "LKK", "1.0"), "jira.release",
-     "jira.release:LKK:1.0:LKK-1", {"jira_key": "LKK-1", "text": "Released", "transition": True, "rule": "db-team"}),
-    (jobs.RegressionReopen(7, "LKK-1", "Regression"), "jira.regression", None,
-     {"jira_key": "LKK-1", "text": "Regression"}),
-    (jobs.Note(7, "LKK-1", "SLA breached", 42), "jira.note", "jira.note:sla:42",
-     {"jira_key": "LKK-1", "text": "SLA breached"}),
-    (jobs.ZabbixClose(["1", "2"], "fixed", "LKK:1.0:LKK-1"), "zabbix.close_problems",
-     "zabbix.close_problems:LKK:1.0:LKK-1", {"event_ids": ["1", "2"], "message": "fixed"}),
+    (
+        jobs.ReleaseComment(7, "LKK-1", "Released", True, "db-team", "LKK", "1.0"),
+        "jira.release",
+        "jira.release:LKK:1.0:LKK-1",
+        {"jira_key": "LKK-1", "text": "Released", "transition": True, "rule": "db-team"},
+    ),
+    (
+        jobs.RegressionReopen(7, "LKK-1", "Regression"),
+        "jira.regression",
+        None,
+        {"jira_key": "LKK-1", "text": "Regression"},
+    ),
+    (
+        jobs.Note(7, "LKK-1", "SLA breached", 42),
+        "jira.note",
+        "jira.note:sla:42",
+        {"jira_key": "LKK-1", "text": "SLA breached"},
+    ),
+    (
+        jobs.ZabbixClose(["1", "2"], "fixed", "LKK:1.0:LKK-1"),
+        "zabbix.close_problems",
+        "zabbix.close_problems:LKK:1.0:LKK-1",
+        {"event_ids": ["1", "2"], "message": "fixed"},
+    ),
     (jobs.ZabbixClose(["1"], "by hand"), "zabbix.close_problems", None, {"event_ids": ["1"], "message": "by hand"}),
 ]
 

@@ -19,13 +19,20 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def sources(*skip: str) -> list[Path]:
-    return [path for package in PACKAGES for path in sorted((ROOT / package).rglob("*.py"))
-            if not any(part in path.relative_to(ROOT).parts for part in skip)]
+    return [
+        path
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if not any(part in path.relative_to(ROOT).parts for part in skip)
+    ]
 
 
 def test_only_the_storage_package_and_migrations_import_sqlalchemy():
-    offenders = [str(path.relative_to(ROOT)) for path in sources("storage", "migrations")
-                 if any(name.split(".")[0] == "sqlalchemy" for name in imported_modules(path))]
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in sources("storage", "migrations")
+        if any(name.split(".")[0] == "sqlalchemy" for name in imported_modules(path))
+    ]
     assert offenders == []
 
 
@@ -41,6 +48,9 @@ def test_the_domain_imports_only_the_standard_library_and_itself():
 
 
 def test_no_module_is_much_over_five_hundred_lines():
-    long = {str(path.relative_to(ROOT)): n for path in sources("migrations")
-            if (n := len(path.read_text().splitlines())) > 550}
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in sources("migrations")
+        if (n := len(path.read_text().splitlines())) > 550
+    }
     assert long == {}

@@ -9,16 +9,28 @@ from bridge.logs import JsonFormatter, TextFormatter
 
 
 def record(extra: dict, exc_info=None) -> logging.LogRecord:
-    made = logging.LogRecord("bridge.worker", logging.WARNING, __file__, 1, "outbox job will be retried", None, exc_info)
+    made = logging.LogRecord(
+        "bridge.worker", logging.WARNING, __file__, 1, "outbox job will be retried", None, exc_info
+    )
     made.__dict__.update(extra)
     return made
 
 
 def test_text_appends_extras_as_key_value_pairs_quoting_spaces():
-    line = TextFormatter().format(record({"job_id": 7, "kind": "jira.comment_incidents",
-                                          "error": 'Jira answered HTTP 500: "down"', "event_ids": ["1", "2"]}))
-    assert line.endswith('WARNING bridge.worker outbox job will be retried job_id=7 kind=jira.comment_incidents '
-                         'error="Jira answered HTTP 500: \\"down\\"" event_ids=["1","2"]')
+    line = TextFormatter().format(
+        record(
+            {
+                "job_id": 7,
+                "kind": "jira.comment_incidents",
+                "error": 'Jira answered HTTP 500: "down"',
+                "event_ids": ["1", "2"],
+            }
+        )
+    )
+    assert line.endswith(
+        "WARNING bridge.worker outbox job will be retried job_id=7 kind=jira.comment_incidents "
+        'error="Jira answered HTTP 500: \\"down\\"" event_ids=["1","2"]'
+    )
 
 
 def test_json_is_one_object_per_line_with_extras_and_traceback():
@@ -30,7 +42,10 @@ def test_json_is_one_object_per_line_with_extras_and_traceback():
         line = JsonFormatter().format(record({"request_id": "abc", "status": 500}, sys.exc_info()))
     assert "\n" not in line
     parsed = json.loads(line)
-    assert (parsed["level"], parsed["logger"], parsed["message"]) == ("WARNING", "bridge.worker",
-                                                                      "outbox job will be retried")
+    assert (parsed["level"], parsed["logger"], parsed["message"]) == (
+        "WARNING",
+        "bridge.worker",
+        "outbox job will be retried",
+    )
     assert (parsed["request_id"], parsed["status"]) == ("abc", 500)
     assert "RuntimeError: boom" in parsed["exception"]

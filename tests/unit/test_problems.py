@@ -19,7 +19,11 @@ def new_problem() -> Problem:
 def test_a_new_problem_is_open_with_nothing_counted():
     problem = new_problem()
     assert (problem.id, problem.state, problem.summary, problem.jira_project) == (
-        None, ProblemState.OPEN, "Errors on the portal API", "LKK")
+        None,
+        ProblemState.OPEN,
+        "Errors on the portal API",
+        "LKK",
+    )
     assert (problem.incident_count, problem.regressions, problem.comment_pending) == (0, 0, 0)
 
 
@@ -30,7 +34,11 @@ def test_an_empty_summary_falls_back_to_the_key():
 def test_linking_makes_an_open_problem_a_known_error():
     linked = new_problem().link("LKK-42", URL, "manual")
     assert (linked.state, linked.jira_key, linked.jira_url, linked.jira_linked_by) == (
-        ProblemState.KNOWN_ERROR, "LKK-42", URL, "manual")
+        ProblemState.KNOWN_ERROR,
+        "LKK-42",
+        URL,
+        "manual",
+    )
 
 
 def test_a_problem_already_linked_refuses_a_second_issue():
@@ -47,7 +55,11 @@ def test_unlinking_returns_a_known_error_to_open_and_forgets_the_conclusion():
     concluded = Problem(**{**vars(linked), "conclusion": "Done: fixed", "conclusion_updated_at": T0})
     unlinked = concluded.unlink()
     assert (unlinked.state, unlinked.jira_key, unlinked.jira_url, unlinked.jira_linked_by) == (
-        ProblemState.OPEN, None, None, None)
+        ProblemState.OPEN,
+        None,
+        None,
+        None,
+    )
     assert (unlinked.conclusion, unlinked.conclusion_updated_at) == (None, None)
 
 

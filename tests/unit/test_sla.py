@@ -15,11 +15,17 @@ MOSCOW = ZoneInfo("Europe/Moscow")
 BERLIN = ZoneInfo("Europe/Berlin")
 OFFICE = {d: ((time(9), time(18)),) for d in range(5)}
 RUSSIAN_HOLIDAYS = frozenset(holidays.country_holidays("RU", years=range(2025, 2029)))
-MOSCOW_BUSINESS = Calendar("moscow", zone=MOSCOW, weekly=OFFICE, holidays=RUSSIAN_HOLIDAYS,
-                           working_day_hours=((time(9), time(18)),))
-BERLIN_BUSINESS = Calendar("berlin", zone=BERLIN, weekly={**OFFICE, 6: ((time(0), time(6)),)},
-                           holidays=frozenset({date(2026, 12, 25)}), working_days=frozenset({date(2026, 3, 28)}),
-                           working_day_hours=((time(1), time(4)),))
+MOSCOW_BUSINESS = Calendar(
+    "moscow", zone=MOSCOW, weekly=OFFICE, holidays=RUSSIAN_HOLIDAYS, working_day_hours=((time(9), time(18)),)
+)
+BERLIN_BUSINESS = Calendar(
+    "berlin",
+    zone=BERLIN,
+    weekly={**OFFICE, 6: ((time(0), time(6)),)},
+    holidays=frozenset({date(2026, 12, 25)}),
+    working_days=frozenset({date(2026, 3, 28)}),
+    working_day_hours=((time(1), time(4)),),
+)
 FOUR_HOURS = 4 * 3600
 
 
@@ -88,8 +94,9 @@ def last_working_minute_end(calendar: Calendar, start: datetime, minutes: int) -
         current += timedelta(minutes=1)
 
 
-starts = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31),
-                      timezones=st.just(UTC)).map(lambda d: d.replace(second=0, microsecond=0))
+starts = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)).map(
+    lambda d: d.replace(second=0, microsecond=0)
+)
 calendars = st.sampled_from([MOSCOW_BUSINESS, BERLIN_BUSINESS, TWENTY_FOUR_SEVEN])
 
 

@@ -54,8 +54,12 @@ def upgrade() -> None:
         sa.Column("last_notification_id", sa.BigInteger()),
     )
     op.create_index(
-        "ux_incidents_firing_dedup_key", "incidents", ["dedup_key"], unique=True,
-        sqlite_where=sa.text("state = 'firing'"), postgresql_where=sa.text("state = 'firing'"),
+        "ux_incidents_firing_dedup_key",
+        "incidents",
+        ["dedup_key"],
+        unique=True,
+        sqlite_where=sa.text("state = 'firing'"),
+        postgresql_where=sa.text("state = 'firing'"),
     )
     op.create_index("ix_incidents_dedup_key_state", "incidents", ["dedup_key", "state"])
     op.create_index("ix_incidents_state_auto_close_at", "incidents", ["state", "auto_close_at"])

@@ -44,11 +44,23 @@ def upgrade() -> None:
         sa.Column("last_comment_hash", sa.String(64)),
     )
     live = "state <> 'closed'"
-    op.create_index("ux_problems_open_key", "problems", ["problem_key"], unique=True,
-                    sqlite_where=sa.text(live), postgresql_where=sa.text(live))
+    op.create_index(
+        "ux_problems_open_key",
+        "problems",
+        ["problem_key"],
+        unique=True,
+        sqlite_where=sa.text(live),
+        postgresql_where=sa.text(live),
+    )
     live_jira = "jira_key IS NOT NULL AND state <> 'closed'"
-    op.create_index("ux_problems_live_jira_key", "problems", ["jira_key"], unique=True,
-                    sqlite_where=sa.text(live_jira), postgresql_where=sa.text(live_jira))
+    op.create_index(
+        "ux_problems_live_jira_key",
+        "problems",
+        ["jira_key"],
+        unique=True,
+        sqlite_where=sa.text(live_jira),
+        postgresql_where=sa.text(live_jira),
+    )
     op.create_index("ix_problems_state", "problems", ["state"])
     op.create_table(
         "outbox",
@@ -67,8 +79,14 @@ def upgrade() -> None:
         sa.Column("dedup_key", sa.Text()),
     )
     pending = "state = 'pending'"
-    op.create_index("ux_outbox_pending_dedup_key", "outbox", ["dedup_key"], unique=True,
-                    sqlite_where=sa.text(pending), postgresql_where=sa.text(pending))
+    op.create_index(
+        "ux_outbox_pending_dedup_key",
+        "outbox",
+        ["dedup_key"],
+        unique=True,
+        sqlite_where=sa.text(pending),
+        postgresql_where=sa.text(pending),
+    )
     op.create_index("ix_outbox_state_next_attempt_at", "outbox", ["state", "next_attempt_at"])
 
 

@@ -22,8 +22,9 @@ WAITING = sa.text("problem_id IS NULL")
 
 def upgrade() -> None:
     op.drop_index("ix_incidents_problem_key_candidates", "incidents")
-    op.create_index("ix_incidents_problem_key_waiting", "incidents", ["problem_key"],
-                    sqlite_where=WAITING, postgresql_where=WAITING)
+    op.create_index(
+        "ix_incidents_problem_key_waiting", "incidents", ["problem_key"], sqlite_where=WAITING, postgresql_where=WAITING
+    )
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE incidents SET (fillfactor = 80)")
 

@@ -41,7 +41,6 @@ if not can_install and os.environ.get("CI"):
 pytestmark = pytest.mark.skipif(not can_install, reason="LOUD SKIP: cannot install Zabbix packages (no root, no sudo)")
 
 
-
 @pytest.fixture(scope="module")
 def zabbix_env() -> Iterator[dict[str, str]]:
     started = subprocess.run(["bash", str(ENV_SCRIPT), "start"], capture_output=True, text=True, timeout=600)
@@ -68,9 +67,15 @@ class LossyProxy:
         body = request.get_data()
         event = request.get_json(silent=True) or {}
         self.deliveries.append(event)
-        answer = requests.post(self.target + "/api/v1/alerts/zabbix", data=body, timeout=20,
-                               headers={"Authorization": request.headers.get("Authorization", ""),
-                                        "Content-Type": request.headers.get("Content-Type", "")})
+        answer = requests.post(
+            self.target + "/api/v1/alerts/zabbix",
+            data=body,
+            timeout=20,
+            headers={
+                "Authorization": request.headers.get("Authorization", ""),
+                "Content-Type": request.headers.get("Content-Type", ""),
+            },
+        )
         if event.get("event_id") in self.lose_first_for:
             self.lose_first_for.discard(event["event_id"])
             return Response('{"status": "error"}', status=502, content_type="application/json")
@@ -86,17 +91,32 @@ def world(zabbix_env: dict[str, str], tmp_path_factory) -> Iterator[dict]:
     proxy = LossyProxy()
 
     # The media type we ship, imported as an operator would.
-    admin.configuration["import"](format="yaml", source=MEDIA_TYPE.read_text(),
-                                  rules={"mediaTypes": {"createMissing": True, "updateExisting": True}})
+    admin.configuration["import"](
+        format="yaml",
+        source=MEDIA_TYPE.read_text(),
+        rules={"mediaTypes": {"createMissing": True, "updateExisting": True}},
+    )
     [media] = admin.mediatype.get(filter={"name": "incident-bridge"}, output="extend")
-    parameters = [dict(p, value={"bridge_url": proxy.url + "/api/v1/alerts/zabbix", "bridge_token": ZABBIX_TOKEN}
-                       .get(p["name"], p["value"])) for p in media["parameters"]]
-    admin.mediatype.update(mediatypeid=media["mediatypeid"], parameters=parameters, status="0",
-                           maxattempts="3", attempt_interval="2s")
+    parameters = [
+        dict(
+            p,
+            value={"bridge_url": proxy.url + "/api/v1/alerts/zabbix", "bridge_token": ZABBIX_TOKEN}.get(
+                p["name"], p["value"]
+            ),
+        )
+        for p in media["parameters"]
+    ]
+    admin.mediatype.update(
+        mediatypeid=media["mediatypeid"], parameters=parameters, status="0", maxattempts="3", attempt_interval="2s"
+    )
 
     # An API user (not the notified one) with a token for the bridge.
-    [api_user] = admin.user.create(username=f"bridge-api-{suffix}", passwd=f"Pw-{uuid.uuid4().hex}",
-                                   roleid=SUPER_ADMIN_ROLE, usrgrps=[{"usrgrpid": ZABBIX_ADMINISTRATORS}])["userids"]
+    [api_user] = admin.user.create(
+        username=f"bridge-api-{suffix}",
+        passwd=f"Pw-{uuid.uuid4().hex}",
+        roleid=SUPER_ADMIN_ROLE,
+        usrgrps=[{"usrgrpid": ZABBIX_ADMINISTRATORS}],
+    )["userids"]
     [token_id] = admin.token.create(name=f"incident-bridge-{suffix}", userid=api_user)["tokenids"]
     api_token = admin.token.generate(token_id)[0]["token"]
 
@@ -108,59 +128,121 @@ def world(zabbix_env: dict[str, str], tmp_path_factory) -> Iterator[dict]:
     for key, manual_close in (("lkk.errors", "1"), ("lkk.latency", "0")):
         admin.item.create(hostid=host_id, name=key, key_=key, type=2, value_type=3)
         [triggers[key]] = admin.trigger.create(
-            description=f"LKK {key} high on {{HOST.NAME}}", expression=f"last(/{host}/{key})>10", priority=4,
-            manual_close=manual_close, tags=[{"tag": "service", "value": "lkk"}, {"tag": "component", "value": "api"}],
+            description=f"LKK {key} high on {{HOST.NAME}}",
+            expression=f"last(/{host}/{key})>10",
+            priority=4,
+            manual_close=manual_close,
+            tags=[{"tag": "service", "value": "lkk"}, {"tag": "component", "value": "api"}],
         )["triggerids"]
 
     # The recipient's media and an action with problem, recovery and update operations.
-    admin.user.update(userid=ADMIN_USER, medias=[{"mediatypeid": media["mediatypeid"], "sendto": "l3", "active": 0,
-                                                  "severity": 63, "period": "1-7,00:00-24:00"}])
+    admin.user.update(
+        userid=ADMIN_USER,
+        medias=[
+            {
+                "mediatypeid": media["mediatypeid"],
+                "sendto": "l3",
+                "active": 0,
+                "severity": 63,
+                "period": "1-7,00:00-24:00",
+            }
+        ],
+    )
     admin.action.create(
-        name=f"incident-bridge-e2e-{suffix}", eventsource=0, status=0, esc_period="1h",
+        name=f"incident-bridge-e2e-{suffix}",
+        eventsource=0,
+        status=0,
+        esc_period="1h",
         filter={"evaltype": 0, "conditions": [{"conditiontype": 1, "operator": 0, "value": host_id}]},
-        operations=[{"operationtype": 0, "esc_step_from": 1, "esc_step_to": 1,
-                     "opmessage": {"default_msg": 1, "mediatypeid": media["mediatypeid"]},
-                     "opmessage_usr": [{"userid": ADMIN_USER}]}],
+        operations=[
+            {
+                "operationtype": 0,
+                "esc_step_from": 1,
+                "esc_step_to": 1,
+                "opmessage": {"default_msg": 1, "mediatypeid": media["mediatypeid"]},
+                "opmessage_usr": [{"userid": ADMIN_USER}],
+            }
+        ],
         recovery_operations=[{"operationtype": 11, "opmessage": {"default_msg": 1}}],
         update_operations=[{"operationtype": 12, "opmessage": {"default_msg": 1}}],
     )
 
     url = f"sqlite:///{tmp_path_factory.mktemp('zabbix-bridge') / 'bridge.db'}"
-    subprocess.run([sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True, cwd=ROOT,
-                   env={**os.environ, "BRIDGE_DATABASE_URL": url})
+    subprocess.run(
+        [sys.executable, "-m", "bridge", "migrate"],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "BRIDGE_DATABASE_URL": url},
+    )
     with FakeJira() as jira:
-        env = {"BRIDGE_TOKEN_ZABBIX": ZABBIX_TOKEN, "BRIDGE_TOKEN_API": API_TOKEN, "BRIDGE_TOKEN_RELEASE": RELEASE_TOKEN,
-               "BRIDGE_ZABBIX_URL": zabbix_env["ZABBIX_API_URL"], "BRIDGE_ZABBIX_API_TOKEN": api_token,
-               "BRIDGE_JIRA_URL": jira.url, "BRIDGE_JIRA_EMAIL": "bot@example.com", "BRIDGE_JIRA_API_TOKEN": "jira-token",
-               "BRIDGE_WORKER_INTERVAL_SECONDS": "0.5"}
+        env = {
+            "BRIDGE_TOKEN_ZABBIX": ZABBIX_TOKEN,
+            "BRIDGE_TOKEN_API": API_TOKEN,
+            "BRIDGE_TOKEN_RELEASE": RELEASE_TOKEN,
+            "BRIDGE_ZABBIX_URL": zabbix_env["ZABBIX_API_URL"],
+            "BRIDGE_ZABBIX_API_TOKEN": api_token,
+            "BRIDGE_JIRA_URL": jira.url,
+            "BRIDGE_JIRA_EMAIL": "bot@example.com",
+            "BRIDGE_JIRA_API_TOKEN": "jira-token",
+            "BRIDGE_WORKER_INTERVAL_SECONDS": "0.5",
+        }
         with BridgeProcess(url, env=env) as bridge:
             proxy.target = bridge.url
-            yield {"admin": admin, "api_token": api_token, "host": host, "triggers": triggers, "bridge": bridge,
-                   "jira": jira, "proxy": proxy, "zabbix": zabbix_env}
+            yield {
+                "admin": admin,
+                "api_token": api_token,
+                "host": host,
+                "triggers": triggers,
+                "bridge": bridge,
+                "jira": jira,
+                "proxy": proxy,
+                "zabbix": zabbix_env,
+            }
     proxy.server.shutdown()
 
 
 def send_value(world: dict, key: str, value: int) -> None:
     """zabbix_sender, retried while the server's configuration cache learns the new item."""
+
     def sent() -> bool:
-        result = subprocess.run(["zabbix_sender", "-z", "127.0.0.1", "-p", world["zabbix"]["ZABBIX_SERVER_PORT"],
-                                 "-s", world["host"], "-k", key, "-o", str(value)], capture_output=True, text=True)
+        result = subprocess.run(
+            [
+                "zabbix_sender",
+                "-z",
+                "127.0.0.1",
+                "-p",
+                world["zabbix"]["ZABBIX_SERVER_PORT"],
+                "-s",
+                world["host"],
+                "-k",
+                key,
+                "-o",
+                str(value),
+            ],
+            capture_output=True,
+            text=True,
+        )
         return "processed: 1" in result.stdout
 
     wait_for(sent, 60, f"Zabbix to accept {key}={value}")
 
 
 def bridge_incidents(world: dict) -> list[dict]:
-    response = requests.get(world["bridge"].url + "/api/v1/incidents?source=zabbix&limit=500", timeout=10,
-                            headers={"Authorization": f"Bearer {API_TOKEN}"})
+    response = requests.get(
+        world["bridge"].url + "/api/v1/incidents?source=zabbix&limit=500",
+        timeout=10,
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+    )
     return [i for i in response.json()["items"] if i["labels"].get("host") == world["host"]]
 
 
 def incident_for(world: dict, trigger: str, **expected) -> dict:
     def found() -> dict | None:
         for incident in bridge_incidents(world):
-            if incident["labels"]["trigger_id"] == world["triggers"][trigger] and \
-                    all(incident.get(k) == v for k, v in expected.items()):
+            if incident["labels"]["trigger_id"] == world["triggers"][trigger] and all(
+                incident.get(k) == v for k, v in expected.items()
+            ):
                 return incident
         return None
 
@@ -171,8 +253,12 @@ def test_problem_update_and_recovery_through_our_media_type(world):
     send_value(world, "lkk.errors", 50)
     incident = incident_for(world, "lkk.errors", state="firing")
     labels = incident["labels"]
-    assert (labels["host"], labels["severity"], labels["service"], labels["component"]) == \
-        (world["host"], "High", "lkk", "api")
+    assert (labels["host"], labels["severity"], labels["service"], labels["component"]) == (
+        world["host"],
+        "High",
+        "lkk",
+        "api",
+    )
     assert incident["priority"] == "P2" and incident["summary"] == f"LKK lkk.errors high on {world['host']}"
     event_id = incident["dedup_key"].split(":", 1)[1]
 
@@ -197,9 +283,18 @@ def test_a_retried_delivery_doubles_nothing(world):
     send_value(world, "lkk.errors", 60)
     incident = incident_for(world, "lkk.errors", state="firing")
     event_id = incident["dedup_key"].split(":", 1)[1]
-    wait_for(lambda: sum(1 for d in proxy.deliveries if d.get("event_id") == event_id
-                         and d.get("event_update_status") == "0" and d.get("event_value") == "1") >= 2,
-             60, "Zabbix to retry the delivery whose answer was lost")
+    wait_for(
+        lambda: (
+            sum(
+                1
+                for d in proxy.deliveries
+                if d.get("event_id") == event_id and d.get("event_update_status") == "0" and d.get("event_value") == "1"
+            )
+            >= 2
+        ),
+        60,
+        "Zabbix to retry the delivery whose answer was lost",
+    )
     time.sleep(2)
     again = [i for i in bridge_incidents(world) if i["dedup_key"] == incident["dedup_key"]]
     assert len(again) == 1 and again[0]["occurrences"] == 1, "the retry counted nothing twice"
@@ -234,13 +329,20 @@ def test_release_closes_the_zabbix_problem_or_acknowledges_where_close_is_forbid
         jira.add_issue(f"LKK-{number}")
         problem_id = incident["problem_id"]
         assert problem_id, "the zabbix-trigger rule opens a problem at once"
-        linked = requests.post(f"{world['bridge'].url}/api/v1/problems/{problem_id}/jira", headers=api, timeout=10,
-                               json={"jira_key": f"LKK-{number}"})
+        linked = requests.post(
+            f"{world['bridge'].url}/api/v1/problems/{problem_id}/jira",
+            headers=api,
+            timeout=10,
+            json={"jira_key": f"LKK-{number}"},
+        )
         assert linked.status_code == 200, linked.text
         expected_closed += linked.json()["incident_count"]  # every incident of the problem, earlier ones too
-    released = requests.post(world["bridge"].url + "/api/v1/releases", timeout=10,
-                             headers={"Authorization": f"Bearer {RELEASE_TOKEN}"},
-                             json={"version": "2026.11.9", "project": "LKK", "issues": ["LKK-101", "LKK-102"]})
+    released = requests.post(
+        world["bridge"].url + "/api/v1/releases",
+        timeout=10,
+        headers={"Authorization": f"Bearer {RELEASE_TOKEN}"},
+        json={"version": "2026.11.9", "project": "LKK", "issues": ["LKK-101", "LKK-102"]},
+    )
     assert released.status_code == 200, released.text
     assert released.json()["closed_incidents"] == expected_closed >= 2
 
@@ -252,7 +354,8 @@ def test_release_closes_the_zabbix_problem_or_acknowledges_where_close_is_forbid
     def acknowledged() -> bool:
         [problem] = admin.problem.get(eventids=[kept_event], selectAcknowledges="extend")
         return problem["acknowledged"] == "1" and any(
-            "does not allow manual close" in a["message"] for a in problem["acknowledges"])
+            "does not allow manual close" in a["message"] for a in problem["acknowledges"]
+        )
 
     wait_for(acknowledged, 60, "Zabbix to show the acknowledgement where close is forbidden")
     closed = requests.get(f"{world['bridge'].url}/api/v1/incidents/{closable['id']}", headers=api, timeout=10).json()
