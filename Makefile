@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 export BRIDGE_DATABASE_URL ?= sqlite:///bridge.db
 export BRIDGE_RULES ?= rules.yaml
 
-.PHONY: install run test test-env bench clean
+.PHONY: install run test test-env lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,15 @@ run: install
 	$(BIN)/incident-bridge migrate
 	$(BIN)/incident-bridge serve
 
-## Start what the tests need (PostgreSQL, a real Alertmanager), then run the whole suite.
-test: install test-env
+## Lint, format check and type check, start what the tests need (PostgreSQL, a real Alertmanager), run the whole suite.
+test: install lint test-env
 	$(BIN)/python -m pytest
+
+## ruff (lint and format) and mypy, configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test-env:
 	bash tests/setup-test-env.sh

@@ -23,7 +23,7 @@ STATUS_MAP = {"firing": AlertStatus.FIRING, "resolved": AlertStatus.RESOLVED}
 GO_ZERO_YEAR = 1
 # notifications.truncated_alerts is a 32-bit integer (PostgreSQL int4).
 MAX_TRUNCATED_ALERTS = 2**31 - 1
-ALERT_SCHEMA = {
+ALERT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["status", "labels", "startsAt", "fingerprint"],
     "properties": {

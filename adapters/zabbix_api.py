@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import requests
-from pyzabbix import ZabbixAPI, ZabbixAPIException
+from pyzabbix.api import ZabbixAPI, ZabbixAPIException
 
 if TYPE_CHECKING:
     from bridge.config import Settings

@@ -263,7 +263,10 @@ def retry_job(job_id: int):  # type: ignore[no-untyped-def]
         )
     if not retried:  # retried or finished by another request meanwhile
         raise Conflict(f"outbox job {job_id} is no longer dead")
-    return jsonify(_job_json(store.get_job(job_id)))
+    retried_job = store.get_job(job_id)
+    if retried_job is None:
+        raise NotFound(f"no outbox job {job_id}")
+    return jsonify(_job_json(retried_job))
 
 
 class ReleaseRequest(BaseModel):

@@ -48,4 +48,5 @@ class Bridge:
 
 def bridge() -> Bridge:
     """The current app's collaborators."""
-    return current_app.extensions[EXTENSION]
+    found: Bridge = current_app.extensions[EXTENSION]
+    return found

@@ -75,7 +75,8 @@ def require_json() -> None:
 
 def unread_head() -> bytes:
     """The first BRIDGE_REJECTED_BODY_LIMIT bytes of a body nobody read, to keep with its refusal."""
-    return request.environ["wsgi.input"].read(bridge().settings.rejected_body_limit)
+    head: bytes = request.environ["wsgi.input"].read(bridge().settings.rejected_body_limit)
+    return head
 
 
 def read_body(limit_name: str = "BRIDGE_MAX_BODY_BYTES") -> bytes:

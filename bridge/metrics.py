@@ -208,14 +208,14 @@ class StoreGauges(Collector):
         for labels, count in open_by.items():
             open_incidents.add_metric(list(labels), count)
         yield open_incidents
-        for name, help_text, label, counts in (
+        for name, help_text, label, by_value in (
             ("bridge_incidents_sla_breached", "Incidents not closed whose SLA is breached", "priority", breached_by),
             ("bridge_problems_open", "Problems not closed", "state", problems_by),
             ("bridge_outbox_pending", "Side effects waiting in the outbox", "target", pending_by),
             ("bridge_outbox_dead", "Side effects given up (dead letters)", "target", dead_by),
         ):
             family = GaugeMetricFamily(name, help_text, labels=[label])
-            for value, count in counts.items():
+            for value, count in by_value.items():
                 family.add_metric([value], count)
             yield family
 
@@ -226,7 +226,7 @@ def exposition(store: Store, rules: Rules | None = None) -> tuple[bytes, str]:
     gauges.register(StoreGauges(store, rules))
     if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         body = generate_latest(registry)
     else:
         body = generate_latest(REGISTRY)
@@ -236,4 +236,4 @@ def exposition(store: Store, rules: Rules | None = None) -> tuple[bytes, str]:
 def mark_process_dead(pid: int) -> None:
     """gunicorn child_exit hook: drop a dead worker's live gauges (counters stay summed)."""
     if os.environ.get(MULTIPROC_ENV):
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -61,7 +61,7 @@ PAGING = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
     _query("cursor", {"type": "integer", "minimum": 1, "maximum": MAX_ID}),
 ]
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _values(states: type[StrEnum]) -> list[str]:

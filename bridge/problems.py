@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from bridge import metrics
 from bridge.domain import (
@@ -123,13 +124,13 @@ def join_known_problem(
 ) -> None:
     """Attach incidents to an open problem; a linked issue hears of them in one throttled comment."""
     notify = problem.jira_key is not None
-    store.join_problem(conn, problem.id, [incident.id for incident in joining if incident.id is not None], notify, now)
+    store.join_problem(conn, problem.stored_id, [incident.stored_id for incident in joining], notify, now)
     for incident in joining:
         incident.problem_id = problem.id
     if notify and rule.jira is not None:
         last = problem.last_comment_at
         run_at = max(now, last + rule.jira.comment_interval) if last else now
-        queue(conn, store, CommentIncidents(problem.id), now, run_at=run_at)
+        queue(conn, store, CommentIncidents(problem.stored_id), now, run_at=run_at)
 
 
 def open_new_problem(
@@ -169,7 +170,7 @@ def handle_recurrence(
         return None
     running = incident.labels.get(version_label) if version_label else None
     if running and is_older(running, fixed.fixed_in or ""):
-        store.attach_incident(conn, fixed.id, incident.id)
+        store.attach_incident(conn, fixed.stored_id, incident.stored_id)
         incident.problem_id = fixed.id
         store.add_problem_events(
             conn,
@@ -184,7 +185,7 @@ def handle_recurrence(
         )
         return "not_deployed"
     store.save_problem(conn, fixed, fixed.reopen(regression=True))
-    store.attach_incident(conn, fixed.id, incident.id)
+    store.attach_incident(conn, fixed.stored_id, incident.stored_id)
     incident.problem_id = fixed.id
     where = f" on version {running}" if running else ""
     store.add_problem_events(
@@ -203,7 +204,9 @@ def handle_recurrence(
             conn,
             store,
             RegressionReopen(
-                fixed.id, fixed.jira_key, regression_comment_text(fixed.fixed_in or "", incident.summary, running)
+                fixed.stored_id,
+                fixed.jira_key,
+                regression_comment_text(fixed.fixed_in or "", incident.summary, running),
             ),
             now,
         )
@@ -212,7 +215,7 @@ def handle_recurrence(
 
 def link_problem(
     store: Store, jira: JiraPort | None, options: LinkOptions, problem_id: int, key: str, now: datetime
-) -> dict:
+) -> dict[str, Any]:
     """Link an existing Jira issue to a problem by hand, after checking the issue exists.
 
     Raises:
@@ -246,7 +249,7 @@ def link_problem(
         )
     url = jira.issue_url(key)
 
-    def work(conn: Connection) -> dict:
+    def work(conn: Connection) -> dict[str, Any]:
         # Link, history and sync job commit together: a crash never leaves a link nobody syncs.
         store.link_issue(conn, problem_id, key, url, "manual")
         store.add_problem_events(

@@ -98,16 +98,16 @@ def close_release(
         to_close = [p for p in linked if not p.is_closed]
         reason = f"released in {version}"
         per_problem, zabbix_closed = store.close_problems_and_incidents(
-            conn, [p.id for p in to_close], now, reason, fixed_in=version, fixed_at=shipped_at
+            conn, [p.stored_id for p in to_close], now, reason, fixed_in=version, fixed_at=shipped_at
         )
         store.add_problem_events(
             conn,
             [
                 dict(
-                    problem_id=p.id,
+                    problem_id=p.stored_id,
                     at=now,
                     kind="released",
-                    detail=f"{reason}: {per_problem.get(p.id, 0)} incidents closed",
+                    detail=f"{reason}: {per_problem.get(p.stored_id, 0)} incidents closed",
                 )
                 for p in to_close
             ],
@@ -120,10 +120,14 @@ def close_release(
             rule = rules_by_name.get(first.rule)
             transition = rule is not None and rule.jira is not None and rule.jira.close_on_release
             text = release_comment_text(
-                version, [p.id for p in problems_of_issue], sum(per_problem.get(p.id, 0) for p in problems_of_issue)
+                version,
+                [p.stored_id for p in problems_of_issue],
+                sum(per_problem.get(p.stored_id, 0) for p in problems_of_issue),
             )
-            queue(conn, store, ReleaseComment(first.id, key, text, transition, first.rule, project, version), now)
-            zabbix_of_issue = [closed for p in problems_of_issue for closed in zabbix_closed.get(p.id, [])]
+            queue(
+                conn, store, ReleaseComment(first.stored_id, key, text, transition, first.rule, project, version), now
+            )
+            zabbix_of_issue = [closed for p in problems_of_issue for closed in zabbix_closed.get(p.stored_id, [])]
             queue_zabbix_close(
                 conn,
                 store,

@@ -386,8 +386,8 @@ def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] |
     try:
         model = RulesModel.model_validate(raw)
     except ValidationError as exc:
-        problems = [f"{_format_location(error['loc'], raw)}: {message_for(error)}" for error in exc.errors()]
-        raise RulesError(path, problems) from exc
+        findings = [f"{_format_location(error['loc'], raw)}: {message_for(error)}" for error in exc.errors()]
+        raise RulesError(path, findings) from exc
 
     problems: list[str] = []
     if model.version != 1:

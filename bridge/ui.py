@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
 from flask.blueprints import BlueprintSetupState
@@ -59,9 +59,10 @@ class _SessionInterface(SecureCookieSessionInterface):
 @ui.record_once
 def _configure_sessions(state: BlueprintSetupState) -> None:
     token = state.app.extensions[EXTENSION].settings.token_api
-    state.app.session_interface = _SessionInterface()
-    state.app.secret_key = session_key(token) if token is not None else None
-    state.app.config.update(
+    app = cast(Flask, state.app)
+    app.session_interface = _SessionInterface()
+    app.secret_key = session_key(token) if token is not None else None
+    app.config.update(
         SESSION_COOKIE_NAME="bridge_session",
         SESSION_COOKIE_PATH="/ui/",
         SESSION_COOKIE_HTTPONLY=True,

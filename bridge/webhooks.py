@@ -126,7 +126,7 @@ def _routing_key(keys: tuple[EventRoutingKey, ...], text: str, event: Any) -> tu
     JSON object (cut, or broken), from its text, so a known sender's refusal is kept like any other."""
     given = event.get("routing_key") if isinstance(event, dict) else events.routing_key_in_text(text)
     key = events.find_routing_key(keys, given)
-    return (key, given) if key is not None else None
+    return (key, given) if key is not None and isinstance(given, str) else None
 
 
 def _stored_event_text(text: str, event: Any, given: str) -> str:

@@ -56,8 +56,9 @@ def backoff_seconds(attempt: int, retry_after: float | None, cap: float) -> floa
     """Delay before the next attempt: the server's Retry-After when given, else capped
     exponential backoff; both with jitter so workers do not retry in lockstep."""
     if retry_after is not None:
-        return retry_after + random.uniform(0, min(1.0, retry_after * 0.1))
-    return min(cap, FIRST_BACKOFF_SECONDS * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0)
+        return float(retry_after) + random.uniform(0, min(1.0, retry_after * 0.1))
+    exponential = FIRST_BACKOFF_SECONDS * 2.0 ** max(0, attempt - 1)
+    return min(cap, exponential) * random.uniform(0.5, 1.0)
 
 
 @dataclass
@@ -165,7 +166,10 @@ class OutboxRunner:
                 raise JobFailed(f"problem rule {problem['rule']!r} has no jira target any more", retryable=False)
             key = find_or_create_issue(jira, problem, target, self.options, job.priority)
             if not self.store.run(self._record_link(problem["id"], key, jira.issue_url(key), now)):
-                key = self.store.get_problem(problem["id"])["jira_key"]
+                linked = self.store.get_problem(problem["id"])
+                if linked is None or linked["jira_key"] is None:
+                    raise JobFailed(f"problem {problem['id']} lost its link while its issue was created")
+                key = linked["jira_key"]
         link_back(jira, key, problem, self.options)
 
     def _record_link(self, problem_id: int, key: str, url: str, now: datetime) -> Callable[[Connection], bool]:

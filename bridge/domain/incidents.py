@@ -221,6 +221,13 @@ class Incident:
     sla_breached_at: datetime | None = None
     source_ids: list[str] | None = None
 
+    @property
+    def stored_id(self) -> int:
+        """The id of an incident the store has written (every one a use case reads back has it)."""
+        if self.id is None:
+            raise ValueError("an incident not written yet has no id")
+        return self.id
+
     def copy(self) -> Incident:
         twin = copy.copy(self)
         twin.labels, twin.annotations = dict(self.labels), dict(self.annotations)

@@ -53,6 +53,13 @@ class Problem:
     last_comment_at: datetime | None = None
     last_comment_hash: str | None = None
 
+    @property
+    def stored_id(self) -> int:
+        """The id of a problem the store has written (every one a use case reads back has it)."""
+        if self.id is None:
+            raise ValueError("a problem not written yet has no id")
+        return self.id
+
     @classmethod
     def open(
         cls, problem_key: str, rule: str, summary: str, description: str, now: datetime, jira_project: str | None = None

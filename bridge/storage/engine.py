@@ -266,7 +266,7 @@ class Database:
         table: sa.Table,
         limit: int,
         cursor: int | None,
-        convert: Callable[[Mapping[str, Any]], Any],
+        convert: Callable[[Mapping[Any, Any]], Any],
     ) -> Page:
         """Newest first, keyset pagination on id: stable while rows are being added."""
         if cursor is not None:

@@ -171,7 +171,7 @@ def _incident_values(incident: Incident) -> dict[str, Any]:
     return values
 
 
-def incident_from_row(row: Mapping[str, Any]) -> Incident:
+def incident_from_row(row: Mapping[Any, Any]) -> Incident:
     values = {name: row[name] for name in _INCIDENT_FIELDS}
     values["state"] = IncidentState(row["state"])
     return Incident(id=row["id"], **values)

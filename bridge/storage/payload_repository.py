@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -51,7 +52,7 @@ class PayloadRepository(Database):
         Findings quote the sender's keys, which may hold NUL: PostgreSQL text and JSONB refuse it.
         """
         truncated = len(body) > body_limit
-        return conn.execute(
+        rejected_id: int = conn.execute(
             rejected_payloads.insert().returning(rejected_payloads.c.id),
             dict(
                 source=source,
@@ -64,6 +65,7 @@ class PayloadRepository(Database):
                 body_truncated=truncated,
             ),
         ).scalar_one()
+        return rejected_id
 
     def prune(self, before: datetime, batch: int = PRUNE_BATCH) -> dict[str, int]:
         """Delete raw notifications and refused payloads received before `before`; counts per table.
@@ -80,8 +82,13 @@ class PayloadRepository(Database):
             statement = table.delete().where(table.c.id.in_(oldest))
             deleted[table.name] = 0
             while True:
-                count = self.run(lambda conn, statement=statement: conn.execute(statement).rowcount)
+                count = self.run(functools.partial(_delete_count, statement))
                 deleted[table.name] += count
                 if count < batch:
                     break
         return deleted
+
+
+def _delete_count(statement: sa.Delete, conn: Connection) -> int:
+    """Run one batch of a prune; how many rows it deleted."""
+    return conn.execute(statement).rowcount

@@ -18,7 +18,7 @@ _CLOSED = ProblemState.CLOSED.value
 _PROBLEM_FIELDS = tuple(column.name for column in problems.columns if column.name != "id")
 
 
-def problem_from_row(row: Mapping[str, Any]) -> Problem:
+def problem_from_row(row: Mapping[Any, Any]) -> Problem:
     values = {name: row[name] for name in _PROBLEM_FIELDS}
     values["state"] = ProblemState(row["state"])
     return Problem(id=row["id"], **values)
@@ -193,7 +193,7 @@ class ProblemRepository(Database):
         if not problem_ids:
             return {}, {}
         open_incidents = (incidents.c.problem_id.in_(problem_ids), incidents.c.state != IncidentState.CLOSED.value)
-        counts = dict(
+        counts: dict[int, int] = dict(
             conn.execute(
                 sa.select(incidents.c.problem_id, sa.func.count())
                 .where(*open_incidents)

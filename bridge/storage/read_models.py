@@ -45,17 +45,17 @@ class ReadModels(Database):
         """Counts for the overview page: incidents by state and open ones by priority, problems by state."""
 
         def work(conn: Connection) -> dict[str, Any]:
-            by_state = dict(
+            by_state: dict[str, int] = dict(
                 conn.execute(sa.select(incidents.c.state, sa.func.count()).group_by(incidents.c.state)).all()
             )
-            by_priority = dict(
+            by_priority: dict[str, int] = dict(
                 conn.execute(
                     sa.select(incidents.c.priority, sa.func.count())
                     .where(incidents.c.state != "closed")
                     .group_by(incidents.c.priority)
                 ).all()
             )
-            problem_states = dict(
+            problem_states: dict[str, int] = dict(
                 conn.execute(sa.select(problems.c.state, sa.func.count()).group_by(problems.c.state)).all()
             )
             breached = conn.execute(
@@ -80,7 +80,7 @@ class ReadModels(Database):
                     .group_by(incidents.c.line, incidents.c.priority, incidents.c.source)
                 )
             }
-            breached = dict(
+            breached: dict[str, int] = dict(
                 conn.execute(
                     sa.select(incidents.c.priority, sa.func.count())
                     .where(live, incidents.c.sla_breached.is_(True))
@@ -89,7 +89,7 @@ class ReadModels(Database):
                 .tuples()
                 .all()
             )
-            live_problems = dict(
+            live_problems: dict[str, int] = dict(
                 conn.execute(
                     sa.select(problems.c.state, sa.func.count())
                     .where(problems.c.state != ProblemState.CLOSED)

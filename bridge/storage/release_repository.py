@@ -37,7 +37,8 @@ class ReleaseRepository(Database):
         Raises:
             IntegrityError: another call recorded the version first (the transaction retries).
         """
-        return conn.execute(releases.insert().returning(releases.c.id), values).scalar_one()
+        release_id: int = conn.execute(releases.insert().returning(releases.c.id), values).scalar_one()
+        return release_id
 
     @staticmethod
     def set_release_summary(conn: Connection, release_id: int, summary: Mapping[str, Any]) -> None:
