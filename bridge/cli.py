@@ -129,7 +129,7 @@ def _with_routing_key(rules: Any, body: bytes, parsed: Any) -> Any:
 
 @main.command("worker")
 def worker_command() -> None:
-    """Run the background worker alone (auto-close; later the Jira/Zabbix outbox)."""
+    """Run the background worker alone: auto-close, SLA breaches, retention, the Jira and Zabbix outbox."""
     settings = _settings()
     _configure_logging(settings)
     rules = _rules_or_exit(settings.rules_path)

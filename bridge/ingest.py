@@ -344,30 +344,3 @@ def write_without_refused_alerts(
         body_limit=rejected_body_limit,
     )
     raise refused_whole from refusal
-
-
-def ingest(
-    store: Store,
-    rules: Rules,
-    source: str,
-    body: bytes,
-    now: datetime,
-    content_type: str | None = None,
-    rejected_body_limit: int = 1024 * 1024,
-    max_depth: int = 32,
-    max_alerts: int = 5000,
-) -> IngestResult:
-    """Turn one webhook into incident changes in a single transaction.
-
-    The refused alerts of a partly good notification are kept in the same transaction as
-    the good ones.
-
-    Raises:
-        BadPayload, NotFound: the payload is refused (and recorded).
-        StoreUnavailable: the database is down; nothing was accepted.
-    """
-    delivery = prepare_delivery(
-        store, rules, source, body, now, content_type, rejected_body_limit, max_depth, max_alerts
-    )
-    [result] = write_deliveries(store, rules, [delivery], rejected_body_limit)
-    return result

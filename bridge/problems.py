@@ -23,7 +23,7 @@ from bridge.domain import (
     ProblemState,
     Rules,
     bounded_key,
-    decide_problem,
+    opens_problem,
     problem_rule_for,
     regression_comment_text,
     template_context,
@@ -113,8 +113,7 @@ def assign_problems(
             join_known_problem(conn, store, problem, waiting, rule, now)
             continue
         since = now - rule.window
-        decision = decide_problem(rule, key, False, store.count_problem_candidates(conn, key, since))
-        if decision.action == "open":
+        if opens_problem(rule, store.count_problem_candidates(conn, key, since)):
             open_new_problem(conn, store, key, waiting, rule, now, since)
     return regressions
 

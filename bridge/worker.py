@@ -1,7 +1,8 @@
 """Background worker: periodic jobs and the outbox, never inside a webhook request.
 
-Each pass closes resolved incidents whose `auto_close_after` has passed, then runs due
-outbox jobs (Jira today). Jobs are leased with SKIP LOCKED, so several workers share one
+Each pass closes resolved incidents whose `auto_close_after` has passed, marks SLA
+breaches, prunes raw payloads once a day, then runs due outbox jobs (Jira and Zabbix, kinds
+in bridge/jobs.py). Jobs are leased with SKIP LOCKED, so several workers share one
 PostgreSQL queue; every handler is idempotent, so a job run twice has the effect of once.
 """
 

@@ -94,11 +94,26 @@ def store(database_url: str) -> Iterator[Store]:
     store.engine.dispose()
 
 
+def ingest(
+    store: Store,
+    rules,
+    source: str,
+    body: bytes,
+    now: datetime,
+    content_type: str | None = None,
+    rejected_body_limit: int = 1024 * 1024,
+):
+    """One webhook body through the bridge's own path (prepare, then write), as the receiver does it."""
+    from bridge.ingest import prepare_delivery, write_deliveries
+
+    delivery = prepare_delivery(store, rules, source, body, now, content_type, rejected_body_limit)
+    [result] = write_deliveries(store, rules, [delivery], rejected_body_limit)
+    return result
+
+
 def ingest_concurrently(database_url: str, rules, bodies_per_writer: list[list[bytes]]) -> None:
     """Each writer (a thread with its own engine, as separate servers have) ingests its bodies,
     all starting at once; re-raises the first error any writer met."""
-    from bridge.ingest import ingest
-
     start = threading.Barrier(len(bodies_per_writer))
     errors: list[BaseException] = []
 

@@ -407,22 +407,6 @@ def update_sla(incident: Incident, outcome: Outcome, policy: SlaPolicy | None, n
     incident.sla_due = due_at(policy, clock)
 
 
-def apply_notification(
-    alerts: Sequence[Alert],
-    routings: Sequence[Routing],
-    current: Mapping[str, Incident],
-    now: datetime,
-    sla_policies: Mapping[str, SlaPolicy] | None = None,
-) -> tuple[list[AlertResult], list[Incident]]:
-    """Apply a notification's alerts in order against the current incidents by key.
-
-    Returns each alert's result and the distinct incidents to write (each once, in the
-    order first touched). Alerts sharing a key see each other's effects.
-    """
-    [results], touched = apply_notifications([(alerts, routings, now)], current, sla_policies)
-    return results, [incident for incident, _ in touched]
-
-
 def apply_notifications(
     notifications: Sequence[tuple[Sequence[Alert], Sequence[Routing], datetime]],
     current: Mapping[str, Incident],

@@ -160,15 +160,6 @@ class ProblemRule:
     jira: JiraTarget | None = None
 
 
-@dataclass(frozen=True)
-class ProblemDecision:
-    """Which problem an incident belongs to: join an open one, open one, or wait for more."""
-
-    action: str  # "join" | "open" | "wait"
-    rule: ProblemRule
-    problem_key: str
-
-
 def template_context(incident: Incident) -> dict[str, Any]:
     """What problem templates may read: the incident's own data, nothing from the host."""
     return {
@@ -191,19 +182,13 @@ def problem_rule_for(problem_rules: Sequence[ProblemRule], incident: Incident) -
     return None
 
 
-def decide_problem(
-    rule: ProblemRule, problem_key: str, has_open_problem: bool, matching_in_window: int
-) -> ProblemDecision:
-    """Join the open problem for the key, or open one once `open_after` incidents fell in the window.
+def opens_problem(rule: ProblemRule, matching_in_window: int) -> bool:
+    """Whether a key with no live problem opens one: once `open_after` incidents fell in the window.
 
     `matching_in_window` counts incidents with this key, not yet in a problem, inside the
-    rule's window, including the incident being decided.
+    rule's window, including the incidents being decided.
     """
-    if has_open_problem:
-        return ProblemDecision("join", rule, problem_key)
-    if matching_in_window >= rule.open_after:
-        return ProblemDecision("open", rule, problem_key)
-    return ProblemDecision("wait", rule, problem_key)
+    return matching_in_window >= rule.open_after
 
 
 def comment_text(new_incidents: int, since: datetime) -> str:

@@ -85,18 +85,14 @@ class ReadModels(Database):
                     sa.select(incidents.c.priority, sa.func.count())
                     .where(live, incidents.c.sla_breached.is_(True))
                     .group_by(incidents.c.priority)
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             live_problems: dict[str, int] = dict(
                 conn.execute(
                     sa.select(problems.c.state, sa.func.count())
                     .where(problems.c.state != ProblemState.CLOSED)
                     .group_by(problems.c.state)
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             jobs: dict[str, dict[str, int]] = {OutboxState.PENDING: {}, OutboxState.DEAD: {}}
             for state, target, count in conn.execute(

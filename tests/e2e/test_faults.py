@@ -17,10 +17,9 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-from bridge.ingest import ingest
 from bridge.rules import load_rules
 from bridge.storage import Store, problems
-from tests.conftest import ROOT, BridgeProcess, empty_tables, payload, wait_for
+from tests.conftest import ROOT, BridgeProcess, empty_tables, ingest, payload, wait_for
 from tests.fakes import FakeJira, FakeZabbix
 
 TOKEN = "am-fault-token"

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import sqlalchemy as sa
 
-from bridge.ingest import Delivery, ingest, prepare_delivery, write_deliveries
+from bridge.ingest import Delivery, prepare_delivery, write_deliveries
 from bridge.storage import Store, incidents, notifications, outbox, problems, rejected_payloads
-from tests.conftest import empty_tables, payload
+from tests.conftest import empty_tables, ingest, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 

@@ -10,13 +10,12 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bridge.ingest import ingest
 from bridge.problems import link_problem
 from bridge.storage import Store, outbox, problems
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
-from tests.conftest import payload
+from tests.conftest import ingest, payload
 from tests.fakes import FakeJira, iter_texts
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)

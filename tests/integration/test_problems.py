@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from bridge.ingest import ingest
 from bridge.jobs import EnsureIssue
 from bridge.storage import IncidentFilter, Store, outbox, problems
-from tests.conftest import ingest_concurrently, payload
+from tests.conftest import ingest, ingest_concurrently, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 

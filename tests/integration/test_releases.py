@@ -13,7 +13,6 @@ import sqlalchemy as sa
 import yaml
 
 from adapters.zabbix_api import ZabbixClient
-from bridge.ingest import ingest
 from bridge.problems import close_problem_by_hand
 from bridge.releases import close_release
 from bridge.rules import load_rules
@@ -21,7 +20,7 @@ from bridge.storage import Store, incidents, outbox, problems, releases
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
-from tests.conftest import ROOT, payload
+from tests.conftest import ROOT, ingest, payload
 from tests.fakes import FakeJira, FakeZabbix, iter_texts
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)

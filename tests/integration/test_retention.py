@@ -9,10 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.errors import BadPayload
-from bridge.ingest import ingest
 from bridge.storage import IncidentFilter, Store, notifications, rejected_payloads
 from bridge.worker import Pruner, prune, run_once
-from tests.conftest import payload
+from tests.conftest import ingest, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 

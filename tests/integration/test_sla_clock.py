@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bridge.domain import IncidentState
-from bridge.ingest import ingest
 from bridge.storage import IncidentFilter, Store
 from bridge.worker import run_once
-from tests.conftest import payload
+from tests.conftest import ingest, payload
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 FRIDAY_1730 = datetime(2026, 11, 27, 17, 30, tzinfo=MOSCOW)

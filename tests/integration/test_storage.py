@@ -17,9 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge.domain import IncidentState, Outcome
 from bridge.errors import BadPayload
-from bridge.ingest import ingest
 from bridge.storage import IncidentFilter, Store, incidents, metadata, notifications, rejected_payloads
-from tests.conftest import ingest_concurrently, payload, payload_bytes
+from tests.conftest import ingest, ingest_concurrently, payload, payload_bytes
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 

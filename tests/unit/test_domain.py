@@ -17,11 +17,22 @@ from bridge.domain import (
     Outcome,
     Route,
     Rules,
-    apply_notification,
+    apply_notifications,
     bounded_key,
     dedup_key,
     route_alert,
 )
+
+
+def apply_notification(alerts, routings, current, now, sla_policies=None):
+    """One notification through `apply_notifications`, as most tests need it.
+
+    Returns each alert's result and the distinct incidents to write (each once, in the
+    order first touched). Alerts sharing a key see each other's effects.
+    """
+    [results], touched = apply_notifications([(alerts, routings, now)], current, sla_policies)
+    return results, [incident for incident, _ in touched]
+
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 EPISODE_1 = datetime(2026, 11, 23, 18, 59, tzinfo=UTC)
