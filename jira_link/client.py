@@ -27,16 +27,27 @@ FLAVOURS = (CLOUD, DATACENTER)
 
 
 class JiraError(Exception):
-    """A Jira call failed; `retryable` says whether trying again later can help."""
+    """A Jira call failed; `retryable` says whether trying again later can help.
+
+    `field_errors` is Jira's `errors` map (field id -> message) when it named fields at fault,
+    so a caller can say which fields to supply.
+    """
 
     def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        field_errors: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+        self.field_errors = dict(field_errors or {})
 
 
 def adf(text: str) -> dict[str, Any]:
@@ -195,8 +206,17 @@ class JiraClient:
                 status=status,
                 retryable=status in (408, 429) or status >= 500,
                 retry_after=_retry_after(response),
+                field_errors=self._field_errors(response),
             )
         return response
+
+    @staticmethod
+    def _field_errors(response: requests.Response) -> dict[str, str]:
+        try:
+            errors = response.json().get("errors")
+        except (ValueError, AttributeError):
+            return {}
+        return {str(k): str(v) for k, v in errors.items()} if isinstance(errors, Mapping) else {}
 
     @staticmethod
     def _error_text(response: requests.Response) -> str:
@@ -248,11 +268,16 @@ class JiraClient:
         assert response is not None
         return list(response.json().get("transitions", []))
 
-    def transition(self, key: str, transition_id: str) -> None:
-        """POST /rest/api/{2,3}/issue/{key}/transitions; 204 on success."""
-        self._request(
-            "transition", "POST", f"{self.api}/issue/{key}/transitions", json={"transition": {"id": transition_id}}
-        )
+    def transition(self, key: str, transition_id: str, fields: Mapping[str, Any] | None = None) -> None:
+        """POST /rest/api/{2,3}/issue/{key}/transitions, with the transition screen's `fields`; 204 on success.
+
+        A screen's required field left out is a 400 whose `errors` name the fields (`JiraError.field_errors`).
+        https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issues/#api-rest-api-3-issue-issueidorkey-transitions-post
+        """
+        body: dict[str, Any] = {"transition": {"id": transition_id}}
+        if fields:
+            body["fields"] = dict(fields)
+        self._request("transition", "POST", f"{self.api}/issue/{key}/transitions", json=body)
 
     def get_issue(self, key: str, fields: Sequence[str] = ("status", "resolution", "labels")) -> JiraIssue | None:
         """One issue, or None when it does not exist (or is not visible to us)."""

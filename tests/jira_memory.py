@@ -82,6 +82,8 @@ class MemoryJira:
         self.failures: list[Failure] = []
         # Transition ids Jira accepts (204) while a workflow post-function leaves the issue where it was.
         self.ignored_transitions: set[str] = set()
+        # Transition id -> fields its screen requires, as FakeJira.require_fields.
+        self.required_fields: dict[str, tuple[str, ...]] = {}
 
     # Test controls ----------------------------------------------------------------
 
@@ -98,6 +100,10 @@ class MemoryJira:
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
         self.failures.append(Failure(operation, retryable, status, lose_answer, times))
+
+    def require_fields(self, transition_id: str, *names: str) -> None:
+        """Give a transition a screen whose fields are required: refused (400, `errors`) without them."""
+        self.required_fields[transition_id] = names
 
     def add_issue(
         self,
@@ -189,8 +195,8 @@ class MemoryJira:
         issue = self._issue("get_transitions", key)
         return self._exit("transitions", [dict(t) for t in self.workflow.get(issue.fields["status"]["name"], [])])
 
-    def transition(self, key: str, transition_id: str) -> None:
-        self._enter("transition", key, transition_id)
+    def transition(self, key: str, transition_id: str, fields: Mapping[str, Any] | None = None) -> None:
+        self._enter("transition", key, transition_id, dict(fields or {}))
         issue = self._issue("transition", key)
         chosen = next(
             (t for t in self.workflow.get(issue.fields["status"]["name"], []) if t["id"] == transition_id), None
@@ -200,9 +206,19 @@ class MemoryJira:
                 f"Jira transition answered HTTP 400: Transition id '{transition_id}' is not valid for this issue.",
                 status=400,
             )
+        given = fields or {}
+        missing = [name for name in self.required_fields.get(transition_id, ()) if name not in given]
+        if missing:
+            errors = {name: f"{name} is required." for name in missing}
+            raise JiraError(
+                "Jira transition answered HTTP 400: " + "; ".join(f"{k}: {v}" for k, v in errors.items()),
+                status=400,
+                field_errors=errors,
+            )
         if transition_id not in self.ignored_transitions:
             issue.fields["status"] = dict(chosen["to"])
-            issue.fields["resolution"] = {"name": "Done"} if chosen["to"]["statusCategory"]["key"] == "done" else None
+            done = chosen["to"]["statusCategory"]["key"] == "done"
+            issue.fields["resolution"] = (given.get("resolution") or {"name": "Done"}) if done else None
         self._exit("transition", None)
 
     def add_comment(self, key: str, text: str) -> None:

@@ -21,17 +21,22 @@ from tests.jira_memory import MemoryJira
 
 @dataclass
 class Site:
-    """A Jira behind the port, and a look at its remote links (which the port cannot read)."""
+    """A Jira behind the port, a look at its remote links (which the port cannot read), a workflow switch."""
 
     jira: JiraPort
     links: Callable[[str], dict[str, str]]
+    require_fields: Callable[..., None]
 
 
 @pytest.fixture(params=["memory-datacenter", "memory-cloud", "http-cloud", "http-datacenter"])
 def site(request: pytest.FixtureRequest) -> Iterator[Site]:
     if request.param.startswith("memory"):
         memory = MemoryJira(flavour=CLOUD if request.param == "memory-cloud" else DATACENTER)
-        yield Site(memory, lambda key: {g: link["url"] for g, link in memory.issues[key].remote_links.items()})
+        yield Site(
+            memory,
+            lambda key: {g: link["url"] for g, link in memory.issues[key].remote_links.items()},
+            memory.require_fields,
+        )
         return
     with FakeJira() as fake:
         if request.param == "http-cloud":
@@ -39,7 +44,11 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
         else:
             client = JiraClient.bearer(requests.Session(), fake.url, "jira-pat", timeout=2)
             assert client.flavour == DATACENTER
-        yield Site(client, lambda key: {g: link["object"]["url"] for g, link in fake.remote_links(key).items()})
+        yield Site(
+            client,
+            lambda key: {g: link["object"]["url"] for g, link in fake.remote_links(key).items()},
+            fake.require_fields,
+        )
 
 
 def create(jira: JiraPort, project: str = "LKK", labels: tuple[str, ...] = ("ours",)) -> str:
@@ -87,6 +96,19 @@ def test_transitions_depend_on_the_status_and_done_sets_a_resolution(site):
     with pytest.raises(JiraError) as refused:
         site.jira.transition(key, str(done["id"]))
     assert (refused.value.status, refused.value.retryable) == (400, False)
+
+
+def test_a_transition_screen_with_required_fields_names_them_and_takes_them(site):
+    key = create(site.jira)
+    site.require_fields("31", "resolution", "customfield_10050")
+    with pytest.raises(JiraError) as refused:
+        site.jira.transition(key, "31")
+    assert (refused.value.status, refused.value.retryable) == (400, False)
+    assert sorted(refused.value.field_errors) == ["customfield_10050", "resolution"]
+    assert site.jira.get_issue(key).status == "To Do"
+    site.jira.transition(key, "31", {"resolution": {"name": "Fixed"}, "customfield_10050": "deploy rolled back"})
+    issue = site.jira.get_issue(key)
+    assert (issue.status, issue.resolution) == ("Done", "Fixed")
 
 
 def test_comments_come_back_newest_first_as_plain_text(site):
