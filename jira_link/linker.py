@@ -147,15 +147,23 @@ def conclusion_of(issue: JiraIssue, options: LinkOptions, comments: list[str] | 
     return "\n".join(parts) if parts else None
 
 
-def move_issue(jira: JiraPort, key: str, *, name: str | None, to_categories: tuple[str, ...]) -> str | None:
+def move_issue(
+    jira: JiraPort,
+    key: str,
+    *,
+    name: str | None,
+    to_categories: tuple[str, ...],
+    transition_fields: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str | None:
     """Transition an issue by name, or to the first status in one of `to_categories`.
 
     Returns the transition taken, or None when the issue is already in such a status.
-    Checks the result, because Jira answers 204 even when a workflow post-function
+    `transition_fields` (transition name -> fields, from rules.yaml) fills the transition's
+    screen. Checks the result, because Jira answers 204 even when a workflow post-function
     leaves the issue elsewhere.
 
     Raises:
-        JiraError: no fitting transition (not retryable), or a failed call.
+        JiraError: no fitting transition or a screen field missing (not retryable), or a failed call.
     """
     issue = jira.get_issue(key, fields=("status",))
     if issue is None:
@@ -173,10 +181,28 @@ def move_issue(jira: JiraPort, key: str, *, name: str | None, to_categories: tup
         wanted = f"named {name!r}" if name else f"to a {'/'.join(to_categories)} status"
         available = ", ".join(t.get("name", "?") for t in options) or "none"
         raise JiraError(f"no transition {wanted} from {issue.status!r} on {key} (available: {available})")
-    jira.transition(key, str(chosen["id"]))
+    chosen_name = str(chosen.get("name"))
+    fields = _fields_for(transition_fields or {}, chosen_name)
+    try:
+        jira.transition(key, str(chosen["id"]), fields)
+    except JiraError as exc:
+        if exc.status != 400 or not exc.field_errors:
+            raise
+        # Say what to fix: Jira's own message names only the field, not where to supply it.
+        raise JiraError(
+            f"transition {chosen_name!r} on {key} needs fields: {', '.join(sorted(exc.field_errors))}; "
+            "set them under jira.transition_fields in rules.yaml",
+            status=exc.status,
+            field_errors=exc.field_errors,
+        ) from exc
     after = jira.get_issue(key, fields=("status",))
     if after is None or after.status_category not in to_categories:
         raise JiraError(
-            f"{key} is in {after.status if after else '?'!r} after transition {chosen.get('name')!r}", retryable=True
+            f"{key} is in {after.status if after else '?'!r} after transition {chosen_name!r}", retryable=True
         )
-    return str(chosen.get("name"))
+    return chosen_name
+
+
+def _fields_for(transition_fields: Mapping[str, Mapping[str, Any]], name: str) -> dict[str, Any] | None:
+    """The configured fields of a transition, matched by name in any case, as transitions are chosen."""
+    return next((dict(f) for n, f in transition_fields.items() if n.lower() == name.lower()), None)

@@ -437,6 +437,12 @@ class MoveCase(NamedTuple):
     taken: str | None
     status_after: str
     workflow: Mapping[str, list[dict[str, Any]]] = WORKFLOW
+    transition_fields: Mapping[str, Mapping[str, Any]] | None = None
+    required: tuple[str, ...] = ()
+    sent: Mapping[str, Any] | None = None
+
+
+FIXED = {"resolution": {"name": "Fixed"}}
 
 
 @pytest.mark.parametrize(
@@ -466,15 +472,50 @@ class MoveCase(NamedTuple):
             MoveCase(STATUS_IN_PROGRESS, None, REOPENED, None, "In Progress"),
             id="reopen-when-in-progress-nothing-to-do",
         ),
+        pytest.param(
+            MoveCase(
+                STATUS_OPEN,
+                None,
+                DONE,
+                "Close Issue",
+                "Done",
+                transition_fields={"Close Issue": FIXED},
+                required=("resolution",),
+                sent=FIXED,
+            ),
+            id="configured-fields-fill-a-required-screen",
+        ),
+        pytest.param(
+            MoveCase(
+                STATUS_OPEN,
+                "Close Issue",
+                DONE,
+                "Close Issue",
+                "Done",
+                transition_fields={"close issue": FIXED},
+                sent=FIXED,
+            ),
+            id="fields-matched-by-transition-name-any-case",
+        ),
+        pytest.param(
+            MoveCase(STATUS_DONE, None, REOPENED, "Reopen", "To Do", transition_fields={"Close Issue": FIXED}, sent={}),
+            id="fields-of-another-transition-not-sent",
+        ),
     ],
 )
 def test_move_issue(case: MoveCase) -> None:
     jira = MemoryJira(workflow=case.workflow)
     jira.add_issue("LKK-1", status=case.status)
-    assert move_issue(jira, "LKK-1", name=case.name, to_categories=case.categories) == case.taken
+    jira.require_fields("31", *case.required)
+    taken = move_issue(
+        jira, "LKK-1", name=case.name, to_categories=case.categories, transition_fields=case.transition_fields
+    )
+    assert taken == case.taken
     assert jira.status_of("LKK-1") == case.status_after
     assert len(jira.called("transition")) == (case.taken is not None)
     assert len(jira.called("transitions")) == (case.taken is not None)
+    if case.sent is not None:
+        assert jira.called("transition")[0][2] == case.sent
 
 
 class MoveFailure(NamedTuple):
@@ -486,6 +527,8 @@ class MoveFailure(NamedTuple):
     ignored: frozenset[str] = frozenset()
     status_after: str = "To Do"
     status: Mapping[str, Any] = STATUS_OPEN
+    required: tuple[str, ...] = ()
+    transition_fields: Mapping[str, Mapping[str, Any]] | None = None
 
 
 @pytest.mark.parametrize(
@@ -538,14 +581,40 @@ class MoveFailure(NamedTuple):
             ),
             id="named-transition-to-the-wrong-category-retryable",
         ),
+        pytest.param(
+            MoveFailure(
+                None,
+                DONE,
+                False,
+                "transition 'Close Issue' on LKK-1 needs fields: customfield_10050, resolution; "
+                "set them under jira.transition_fields in rules.yaml",
+                required=("resolution", "customfield_10050"),
+            ),
+            id="required-screen-fields-named-and-final",
+        ),
+        pytest.param(
+            MoveFailure(
+                None,
+                DONE,
+                False,
+                "transition 'Close Issue' on LKK-1 needs fields: customfield_10050; "
+                "set them under jira.transition_fields in rules.yaml",
+                required=("resolution", "customfield_10050"),
+                transition_fields={"Close Issue": FIXED},
+            ),
+            id="only-the-fields-still-missing-named",
+        ),
     ],
 )
 def test_move_issue_fails(case: MoveFailure) -> None:
     jira = MemoryJira(workflow=case.workflow)
     jira.ignored_transitions = set(case.ignored)
+    jira.require_fields("31", *case.required)
     jira.add_issue("LKK-1", status=case.status)
     with pytest.raises(JiraError) as failed:
-        move_issue(jira, "LKK-1", name=case.name, to_categories=case.categories)
+        move_issue(
+            jira, "LKK-1", name=case.name, to_categories=case.categories, transition_fields=case.transition_fields
+        )
     assert (failed.value.message, failed.value.retryable) == (case.message, case.retryable)
     assert jira.status_of("LKK-1") == case.status_after
 
