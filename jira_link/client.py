@@ -8,7 +8,9 @@ server's `Retry-After` when it gives one. Credentials never appear in messages.
 from __future__ import annotations
 
 import base64
+import html
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,12 +63,43 @@ def adf(text: str) -> dict[str, Any]:
     return {"type": "doc", "version": 1, "content": paragraphs}
 
 
+# Characters Jira's wiki renderer lets a backslash escape (atlassian-renderer's BackslashEscapeRendererComponent).
+WIKI_BACKSLASH_ESCAPED = frozenset("![]^~+?%{}()*_-|@")
+# Characters written as numeric entities: a backslash (`\\` is a forced line break, `\x` an escape),
+# `&` (so text that looks like an entity stays literal) and `#` (a numbered list at a line start).
+WIKI_ENTITIES = {"\\": "&#92;", "&": "&amp;", "#": "&#35;"}
+_WIKI_BLOCK_START = re.compile(r"^(\s*(?:h[1-6]|bq))\.", re.MULTILINE)
+_WIKI_UNESCAPE = re.compile(r"\\([" + re.escape("".join(sorted(WIKI_BACKSLASH_ESCAPED))) + r"])")
+
+
+def wiki_markup(text: str) -> str:
+    """Plain text as Jira wiki markup (Data Center, REST v2) that renders as exactly this text.
+
+    Alert text is sender-controlled, and on Data Center a description or comment is wiki
+    markup, so a label could otherwise inject: links `[x|http://evil]`, mentions `[~user]`,
+    macros `{code}` `{html}` `{panel}`, images and attachments `!image.png!`, emphasis
+    `*bold*` `_it_` `-strike-` `+under+` `^sup^` `~sub~` `??cite??`, table cells `|a|`,
+    emoticons `(y)` `(!)`, lists `* ` `- ` `# `, headings `h1.`, quotes `bq.`, rules
+    `----` and forced line breaks `\\`. Every character the renderer lets a backslash
+    escape gets one; a backslash, `&` and `#` become numeric entities; the dot of a
+    line-starting `h1.`-`h6.` or `bq.` becomes `&#46;`. Newlines stay newlines.
+    `wiki_plain_text` reads it back.
+    """
+    escaped = "".join(WIKI_ENTITIES.get(ch) or (f"\\{ch}" if ch in WIKI_BACKSLASH_ESCAPED else ch) for ch in text)
+    return _WIKI_BLOCK_START.sub(r"\1&#46;", escaped)
+
+
+def wiki_plain_text(markup: str) -> str:
+    """The text of a wiki markup body: backslash escapes and entities undone (`wiki_markup` reversed)."""
+    return html.unescape(_WIKI_UNESCAPE.sub(r"\1", markup))
+
+
 def adf_text(document: Any) -> str:
-    """The plain text of an ADF document (or the string itself, as Data Center sends)."""
+    """The plain text of an ADF document, or of the wiki markup string Data Center sends."""
     if document is None:
         return ""
     if isinstance(document, str):
-        return document
+        return wiki_plain_text(document)
     lines = []
     for block in document.get("content", []):
         lines.append("".join(node.get("text", "") for node in block.get("content", []) if isinstance(node, dict)))
@@ -171,8 +204,8 @@ class JiraClient:
         return f"{self.base_url}/browse/{key}"
 
     def text(self, value: str) -> Any:
-        """Description and comment bodies in the flavour's format."""
-        return adf(value) if self.flavour == CLOUD else value
+        """Description and comment bodies in the flavour's format: ADF, or escaped wiki markup on Data Center."""
+        return adf(value) if self.flavour == CLOUD else wiki_markup(value)
 
     def _request(
         self,

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError, JiraIssue, adf
+from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError, JiraIssue, adf, adf_text, wiki_markup
 from tests.fakes import PROJECTS, STATUS_DONE, STATUS_OPEN
 
 STATUS_IN_PROGRESS = {"name": "In Progress", "statusCategory": {"key": "indeterminate", "name": "In Progress"}}
@@ -60,7 +60,7 @@ class Failure:
 class MemoryIssue:
     key: str
     fields: dict[str, Any]
-    comments: list[str] = field(default_factory=list)  # oldest first, as Jira stores them
+    comments: list[Any] = field(default_factory=list)  # bodies in the site's format, oldest first
     remote_links: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -223,12 +223,13 @@ class MemoryJira:
 
     def add_comment(self, key: str, text: str) -> None:
         self._enter("add_comment", key, text)
-        self._issue("add_comment", key).comments.append(text)
+        self._issue("add_comment", key).comments.append(self.text(text))
         self._exit("add_comment", None)
 
     def recent_comments(self, key: str, limit: int = 20) -> list[str]:
         self._enter("recent_comments", key, limit)
-        return self._exit("recent_comments", list(reversed(self._issue("get_comments", key).comments))[:limit])
+        bodies = list(reversed(self._issue("get_comments", key).comments))[:limit]
+        return self._exit("recent_comments", [adf_text(body) for body in bodies])
 
     def add_remote_link(self, key: str, global_id: str, url: str, title: str, summary: str = "") -> None:
         self._enter("add_remote_link", key, global_id, url, title, summary)
@@ -242,7 +243,7 @@ class MemoryJira:
         return f"{self.base_url}/browse/{key}"
 
     def text(self, value: str) -> Any:
-        return adf(value) if self.flavour == CLOUD else value
+        return adf(value) if self.flavour == CLOUD else wiki_markup(value)
 
     # Internals ---------------------------------------------------------------------
 

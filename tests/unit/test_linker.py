@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from bridge.domain import JiraTarget
-from jira_link.client import CLOUD, JiraError, JiraIssue, adf
+from jira_link.client import CLOUD, JiraError, JiraIssue, adf, wiki_markup
 from jira_link.linker import (
     DESCRIPTION_LIMIT,
     SUMMARY_LIMIT,
@@ -78,10 +78,13 @@ class FieldsCase(NamedTuple):
             id="rule-labels-then-the-marker",
         ),
         pytest.param(
-            FieldsCase({"description": "5xx above 5% for 10m" + LINK_LINE}), id="description-ends-with-a-link-back"
+            FieldsCase({"description": wiki_markup("5xx above 5% for 10m" + LINK_LINE)}),
+            id="description-ends-with-a-link-back",
         ),
         pytest.param(
-            FieldsCase({"description": "HighErrorRate on checkout" + LINK_LINE}, problem(description=None)),
+            FieldsCase(
+                {"description": wiki_markup("HighErrorRate on checkout" + LINK_LINE)}, problem(description=None)
+            ),
             id="no-description-uses-the-summary",
         ),
         pytest.param(
