@@ -39,10 +39,10 @@ def runner(store: Store, example_rules, fake_jira: FakeJira) -> OutboxRunner:
     return OutboxRunner(store, example_rules, cloud_client(fake_jira), OPTIONS, timedelta(hours=1), 600)
 
 
-def fire(store: Store, rules, n: int, at: datetime, alertname: str = "HighErrorRate") -> None:
+def fire(store: Store, rules, n: int, at: datetime, alertname: str = "HighErrorRate", **labels: str) -> None:
     body = payload("alertmanager-0.25-two-firing.json")
     alert = dict(body["alerts"][0], fingerprint=f"{hash((alertname, n)) & 0xFFFFFFFFFFFF:016x}")
-    alert["labels"] = dict(alert["labels"], alertname=alertname, instance=f"host-{n}")
+    alert["labels"] = dict(alert["labels"], alertname=alertname, instance=f"host-{n}", **labels)
     body["alerts"] = [alert]
     ingest(store, rules, "alertmanager", json.dumps(body).encode(), at)
 
@@ -172,6 +172,19 @@ def test_data_center_flavour_creates_with_plain_text_and_v2(store, example_rules
     [issue] = fake_jira.issues()
     assert isinstance(issue["fields"]["description"], str)
     assert fake_jira.calls("GET", r"^/rest/api/2/search\?") and fake_jira.calls("POST", r"^/rest/api/2/issue$")
+
+
+def test_data_center_description_escapes_wiki_markup_from_alert_labels(store, example_rules, fake_jira):
+    client = JiraClient.bearer(requests.Session(), fake_jira.url, "jira-pat", timeout=2)
+    runner = OutboxRunner(store, example_rules, client, OPTIONS, timedelta(hours=1), 600)
+    fire(store, example_rules, 0, T0, service="[x|http://evil.example]")
+    fire(store, example_rules, 1, T0, service="[x|http://evil.example]")
+    runner.run_due(T0)
+    [issue] = fake_jira.issues()
+    description = issue["fields"]["description"]
+    assert r"on service \[x\|http://evil.example\]." in description
+    assert "[x|" not in description
+    assert issue["fields"]["summary"] == "HighErrorRate keeps failing on [x|http://evil.example]"
 
 
 NEEDS_FIELDS = (

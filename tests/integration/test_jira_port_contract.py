@@ -111,13 +111,14 @@ def test_a_transition_screen_with_required_fields_names_them_and_takes_them(site
     assert (issue.status, issue.resolution) == ("Done", "Fixed")
 
 
-def test_comments_come_back_newest_first_as_plain_text(site):
+def test_comments_come_back_newest_first_as_the_plain_text_sent(site):
     key = create(site.jira)
     assert site.jira.recent_comments(key) == []
     site.jira.add_comment(key, "first")
-    site.jira.add_comment(key, "second\nline")
-    assert site.jira.recent_comments(key) == ["second\nline", "first"]
-    assert site.jira.recent_comments(key, limit=1) == ["second\nline"]
+    site.jira.add_comment(key, "second\nline [x|http://e] *{code}* h1. C:\\ #1 &amp; 2026-11-23")
+    newest = "second\nline [x|http://e] *{code}* h1. C:\\ #1 &amp; 2026-11-23"
+    assert site.jira.recent_comments(key) == [newest, "first"]
+    assert site.jira.recent_comments(key, limit=1) == [newest]
 
 
 def test_a_remote_link_with_the_same_global_id_is_updated_not_doubled(site):
