@@ -61,6 +61,17 @@ def _truncate(text: str, limit: int, what: str, problem_id: int) -> str:
     return text[: limit - 1] + "…"
 
 
+def _body(jira: JiraPort, text: str, limit: int, problem_id: int) -> Any:
+    """The description body within `limit`, counted after Data Center's escaping (which can make text longer)."""
+    text = _truncate(text, limit, "description", problem_id)
+    body = jira.text(text)
+    while isinstance(body, str) and len(body) > limit:
+        shorter = min(len(text) - 1, len(text) * limit // len(body))
+        text = _truncate(text, shorter, "escaped description", problem_id)
+        body = jira.text(text)
+    return body
+
+
 def issue_fields(
     jira: JiraPort, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions, priority: str | None
 ) -> dict[str, Any]:
@@ -73,7 +84,7 @@ def issue_fields(
         "project": {"key": target.project},
         "issuetype": {"name": target.issue_type},
         "summary": _truncate(problem["summary"].replace("\n", " "), SUMMARY_LIMIT, "summary", problem_id),
-        "description": jira.text(_truncate(description, DESCRIPTION_LIMIT, "description", problem_id)),
+        "description": _body(jira, description, DESCRIPTION_LIMIT, problem_id),
         "labels": [*target.labels, marker_label(options, problem_id)],
     }
     if target.components:

@@ -124,6 +124,14 @@ def test_issue_fields(case: FieldsCase, caplog: pytest.LogCaptureFixture) -> Non
     assert [r.getMessage() for r in caplog.records] == ([f"Jira {case.truncated} truncated"] if case.truncated else [])
 
 
+def test_a_description_that_grows_when_escaped_still_fits_the_limit(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="jira_link.linker"):
+        fields = issue_fields(MemoryJira(), problem(description="[" * DESCRIPTION_LIMIT), TARGET, OPTIONS, None)
+    assert len(fields["description"]) <= DESCRIPTION_LIMIT
+    assert fields["description"].startswith(r"\[\[") and fields["description"].endswith("…")
+    assert "Jira escaped description truncated" in [r.getMessage() for r in caplog.records]
+
+
 def test_issue_fields_description_is_adf_on_cloud() -> None:
     fields = issue_fields(MemoryJira(flavour=CLOUD), problem(), TARGET, OPTIONS, None)
     assert fields["description"] == adf("5xx above 5% for 10m" + LINK_LINE)
