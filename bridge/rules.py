@@ -6,6 +6,7 @@ the key, so a broken file fails at start-up with something an operator can act o
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -142,12 +143,14 @@ def _is_field_value(value: Any) -> bool:
     if isinstance(value, bool) or value is None:
         return False
     if isinstance(value, str | int | float):
-        return True
+        return _is_json(value)
     return isinstance(value, dict) and _is_json(value)
 
 
 def _is_json(value: Any) -> bool:
-    if value is None or isinstance(value, str | int | float | bool):
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if value is None or isinstance(value, str | int | bool):
         return True
     if isinstance(value, list):
         return all(_is_json(item) for item in value)

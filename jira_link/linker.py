@@ -199,10 +199,8 @@ def move_issue(
     except JiraError as exc:
         if exc.status != 400 or not exc.field_errors:
             raise
-        # Say what to fix: Jira's own message names only the field, not where to supply it.
         raise JiraError(
-            f"transition {chosen_name!r} on {key} needs fields: {', '.join(sorted(exc.field_errors))}; "
-            "set them under jira.transition_fields in rules.yaml",
+            _fields_refused(chosen_name, key, exc.field_errors, fields or {}),
             status=exc.status,
             field_errors=exc.field_errors,
         ) from exc
@@ -212,6 +210,23 @@ def move_issue(
             f"{key} is in {after.status if after else '?'!r} after transition {chosen_name!r}", retryable=True
         )
     return chosen_name
+
+
+def _fields_refused(name: str, key: str, errors: Mapping[str, str], sent: Mapping[str, Any]) -> str:
+    """Say what to fix: Jira's answer names the fields, not where the bridge takes them from.
+
+    A field we did not send is one the screen requires; one we sent was refused (not on the
+    screen, or a bad value), and Jira's reason is kept.
+    """
+    missing = sorted(f for f in errors if f not in sent)
+    refused = sorted(f for f in errors if f in sent)
+    parts = []
+    if missing:
+        parts.append(f"needs fields: {', '.join(missing)}; set them under jira.transition_fields in rules.yaml")
+    if refused:
+        reasons = ", ".join(f"{f} ({errors[f]})" for f in refused)
+        parts.append(f"refused fields: {reasons}; check jira.transition_fields in rules.yaml")
+    return f"transition {name!r} on {key} " + "; ".join(parts)
 
 
 def _fields_for(transition_fields: Mapping[str, Mapping[str, Any]], name: str) -> dict[str, Any] | None:

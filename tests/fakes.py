@@ -98,6 +98,8 @@ class FakeJiraState:
     schema_violations: list[str] = field(default_factory=list)
     # Transition id -> fields its screen requires (a workflow with a required resolution or custom field).
     required_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Transition id -> fields not on its screen: refused when sent.
+    refused_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
     next_id: int = 10000
 
 
@@ -164,6 +166,11 @@ class FakeJira:
         """Give a transition a screen whose fields are required: refused (400, `errors`) without them."""
         with self.lock:
             self.state.required_fields[transition_id] = names
+
+    def refuse_fields(self, transition_id: str, *names: str) -> None:
+        """Fields left off a transition's screen: sending them is a 400 naming them."""
+        with self.lock:
+            self.state.refused_fields[transition_id] = names
 
     def calls(self, method: str, path: str) -> list[Call]:
         pattern = re.compile(path)
@@ -422,8 +429,11 @@ class FakeJira:
                 if transition_id not in targets:
                     return _error(400, [f"Transition id '{transition_id}' is not valid for this issue."])
                 missing = [n for n in fake.state.required_fields.get(transition_id, ()) if n not in given]
-                if missing:
-                    return _error(400, errors={n: f"{n} is required." for n in missing})
+                off_screen = [n for n in fake.state.refused_fields.get(transition_id, ()) if n in given]
+                if missing or off_screen:
+                    errors = {n: f"{n} is required." for n in missing}
+                    errors.update({n: f"{n} is not on the screen." for n in off_screen})
+                    return _error(400, errors=errors)
                 issue["fields"]["status"] = dict(targets[transition_id])
                 issue["fields"]["resolution"] = (
                     (given.get("resolution") or {"name": "Done"}) if transition_id == "31" else None

@@ -84,6 +84,8 @@ class MemoryJira:
         self.ignored_transitions: set[str] = set()
         # Transition id -> fields its screen requires, as FakeJira.require_fields.
         self.required_fields: dict[str, tuple[str, ...]] = {}
+        # Transition id -> fields not on its screen: refused when sent.
+        self.refused_fields: dict[str, tuple[str, ...]] = {}
 
     # Test controls ----------------------------------------------------------------
 
@@ -104,6 +106,10 @@ class MemoryJira:
     def require_fields(self, transition_id: str, *names: str) -> None:
         """Give a transition a screen whose fields are required: refused (400, `errors`) without them."""
         self.required_fields[transition_id] = names
+
+    def refuse_fields(self, transition_id: str, *names: str) -> None:
+        """Fields left off a transition's screen: sending them is a 400 naming them."""
+        self.refused_fields[transition_id] = names
 
     def add_issue(
         self,
@@ -208,8 +214,10 @@ class MemoryJira:
             )
         given = fields or {}
         missing = [name for name in self.required_fields.get(transition_id, ()) if name not in given]
-        if missing:
+        off_screen = [name for name in self.refused_fields.get(transition_id, ()) if name in given]
+        if missing or off_screen:
             errors = {name: f"{name} is required." for name in missing}
+            errors.update({name: f"{name} is not on the screen." for name in off_screen})
             raise JiraError(
                 "Jira transition answered HTTP 400: " + "; ".join(f"{k}: {v}" for k, v in errors.items()),
                 status=400,

@@ -21,11 +21,11 @@ from tests.jira_memory import MemoryJira
 
 @dataclass
 class Site:
-    """A Jira behind the port, a look at its remote links (which the port cannot read), a workflow switch."""
+    """A Jira behind the port, a look at its remote links (which the port cannot read), its test controls."""
 
     jira: JiraPort
     links: Callable[[str], dict[str, str]]
-    require_fields: Callable[..., None]
+    controls: MemoryJira | FakeJira
 
 
 @pytest.fixture(params=["memory-datacenter", "memory-cloud", "http-cloud", "http-datacenter"])
@@ -35,7 +35,7 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
         yield Site(
             memory,
             lambda key: {g: link["url"] for g, link in memory.issues[key].remote_links.items()},
-            memory.require_fields,
+            memory,
         )
         return
     with FakeJira() as fake:
@@ -47,7 +47,7 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
         yield Site(
             client,
             lambda key: {g: link["object"]["url"] for g, link in fake.remote_links(key).items()},
-            fake.require_fields,
+            fake,
         )
 
 
@@ -100,7 +100,7 @@ def test_transitions_depend_on_the_status_and_done_sets_a_resolution(site):
 
 def test_a_transition_screen_with_required_fields_names_them_and_takes_them(site):
     key = create(site.jira)
-    site.require_fields("31", "resolution", "customfield_10050")
+    site.controls.require_fields("31", "resolution", "customfield_10050")
     with pytest.raises(JiraError) as refused:
         site.jira.transition(key, "31")
     assert (refused.value.status, refused.value.retryable) == (400, False)
@@ -109,6 +109,16 @@ def test_a_transition_screen_with_required_fields_names_them_and_takes_them(site
     site.jira.transition(key, "31", {"resolution": {"name": "Fixed"}, "customfield_10050": "deploy rolled back"})
     issue = site.jira.get_issue(key)
     assert (issue.status, issue.resolution) == ("Done", "Fixed")
+
+
+def test_a_field_off_the_transition_screen_is_refused_by_name(site):
+    key = create(site.jira)
+    site.controls.refuse_fields("31", "customfield_10050")
+    with pytest.raises(JiraError) as refused:
+        site.jira.transition(key, "31", {"customfield_10050": "x"})
+    assert (refused.value.status, list(refused.value.field_errors)) == (400, ["customfield_10050"])
+    site.jira.transition(key, "31")
+    assert site.jira.get_issue(key).status == "Done"
 
 
 def test_comments_come_back_newest_first_as_the_plain_text_sent(site):

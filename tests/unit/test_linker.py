@@ -540,6 +540,7 @@ class MoveFailure(NamedTuple):
     status: Mapping[str, Any] = STATUS_OPEN
     required: tuple[str, ...] = ()
     transition_fields: Mapping[str, Mapping[str, Any]] | None = None
+    refused: tuple[str, ...] = ()
 
 
 @pytest.mark.parametrize(
@@ -615,12 +616,25 @@ class MoveFailure(NamedTuple):
             ),
             id="only-the-fields-still-missing-named",
         ),
+        pytest.param(
+            MoveFailure(
+                None,
+                DONE,
+                False,
+                "transition 'Close Issue' on LKK-1 refused fields: resolution (resolution is not on the screen.); "
+                "check jira.transition_fields in rules.yaml",
+                refused=("resolution",),
+                transition_fields={"Close Issue": FIXED},
+            ),
+            id="a-configured-field-refused-keeps-jiras-reason",
+        ),
     ],
 )
 def test_move_issue_fails(case: MoveFailure) -> None:
     jira = MemoryJira(workflow=case.workflow)
     jira.ignored_transitions = set(case.ignored)
     jira.require_fields("31", *case.required)
+    jira.refuse_fields("31", *case.refused)
     jira.add_issue("LKK-1", status=case.status)
     with pytest.raises(JiraError) as failed:
         move_issue(

@@ -170,6 +170,11 @@ def test_transition_fields_reach_the_jira_target():
             "Done.resolution: must be a string, a number or an object such as {name: Fixed}, not None",
             id="null",
         ),
+        pytest.param(
+            {"Done": {"story_points": float("nan")}},
+            "Done.story_points: must be a string, a number or an object such as {name: Fixed}, not nan",
+            id="not-a-json-number",
+        ),
         pytest.param({"Done": "Fixed"}, "Input should be a valid dictionary", id="transition-without-a-field-map"),
     ],
 )
