@@ -6,6 +6,7 @@ the key, so a broken file fails at start-up with something an operator can act o
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -113,6 +114,20 @@ class JiraTargetModel(StrictModel):
     done_transition: str | None = None
     reopen_on_regression: bool = True
     reopen_transition: str | None = None
+    transition_fields: dict[str, dict[str, Any]] = {}
+
+    @field_validator("transition_fields")
+    @classmethod
+    def _json_field_values(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        # Sent as the transition's `fields`: Jira takes a string, a number or an object such as {name: Fixed}.
+        for transition, fields in value.items():
+            for name, field_value in fields.items():
+                if not _is_field_value(field_value):
+                    raise ValueError(
+                        f"{transition}.{name}: must be a string, a number or an object such as "
+                        f"{{name: Fixed}}, not {field_value!r}"
+                    )
+        return value
 
     @field_validator("labels")
     @classmethod
@@ -121,6 +136,25 @@ class JiraTargetModel(StrictModel):
             if not label or any(ch.isspace() for ch in label):
                 raise ValueError(f"Jira labels cannot be empty or contain spaces: {label!r}")
         return value
+
+
+def _is_field_value(value: Any) -> bool:
+    """A string, a number (not a boolean) or an object of JSON values: what a Jira field takes."""
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, str | int | float):
+        return _is_json(value)
+    return isinstance(value, dict) and _is_json(value)
+
+
+def _is_json(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if value is None or isinstance(value, str | int | bool):
+        return True
+    if isinstance(value, list):
+        return all(_is_json(item) for item in value)
+    return isinstance(value, dict) and all(isinstance(k, str) and _is_json(v) for k, v in value.items())
 
 
 class ProblemRuleModel(StrictModel):
@@ -319,6 +353,7 @@ def _build_problem_rules(models: list[ProblemRuleModel], problems: list[str]) ->
                 done_transition=model.jira.done_transition,
                 reopen_on_regression=model.jira.reopen_on_regression,
                 reopen_transition=model.jira.reopen_transition,
+                transition_fields={name: dict(fields) for name, fields in model.jira.transition_fields.items()},
             )
         matcher = _matcher(model.match)
         if len(renderers) < 3 or window is None:

@@ -225,7 +225,13 @@ class OutboxRunner:
         comment_unless_repeated(jira, job.jira_key, job.text)
         if job.transition:
             target = self._target_of(job.rule)
-            move_issue(jira, job.jira_key, name=target.done_transition if target else None, to_categories=("done",))
+            move_issue(
+                jira,
+                job.jira_key,
+                name=target.done_transition if target else None,
+                to_categories=("done",),
+                transition_fields=target.transition_fields if target else None,
+            )
 
     @_handle.register
     def _regression(self, job: jobs.RegressionReopen, now: datetime) -> None:
@@ -239,6 +245,7 @@ class OutboxRunner:
             job.jira_key,
             name=target.reopen_transition if target else None,
             to_categories=("new", "indeterminate"),
+            transition_fields=target.transition_fields if target else None,
         )
 
     @_handle.register

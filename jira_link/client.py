@@ -8,7 +8,9 @@ server's `Retry-After` when it gives one. Credentials never appear in messages.
 from __future__ import annotations
 
 import base64
+import html
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,16 +29,27 @@ FLAVOURS = (CLOUD, DATACENTER)
 
 
 class JiraError(Exception):
-    """A Jira call failed; `retryable` says whether trying again later can help."""
+    """A Jira call failed; `retryable` says whether trying again later can help.
+
+    `field_errors` is Jira's `errors` map (field id -> message) when it named fields at fault,
+    so a caller can say which fields to supply.
+    """
 
     def __init__(
-        self, message: str, *, status: int | None = None, retryable: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        field_errors: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+        self.field_errors = dict(field_errors or {})
 
 
 def adf(text: str) -> dict[str, Any]:
@@ -50,12 +63,43 @@ def adf(text: str) -> dict[str, Any]:
     return {"type": "doc", "version": 1, "content": paragraphs}
 
 
+# Characters Jira's wiki renderer lets a backslash escape (atlassian-renderer's BackslashEscapeRendererComponent).
+WIKI_BACKSLASH_ESCAPED = frozenset("![]^~+?%{}()*_-|@")
+# Characters written as numeric entities: a backslash (`\\` is a forced line break, `\x` an escape),
+# `&` (so text that looks like an entity stays literal) and `#` (a numbered list at a line start).
+WIKI_ENTITIES = {"\\": "&#92;", "&": "&amp;", "#": "&#35;"}
+_WIKI_BLOCK_START = re.compile(r"^(\s*(?:h[1-6]|bq))\.", re.MULTILINE)
+_WIKI_UNESCAPE = re.compile(r"\\([" + re.escape("".join(sorted(WIKI_BACKSLASH_ESCAPED))) + r"])")
+
+
+def wiki_markup(text: str) -> str:
+    """Plain text as Jira wiki markup (Data Center, REST v2) that renders as exactly this text.
+
+    Alert text is sender-controlled, and on Data Center a description or comment is wiki
+    markup, so a label could otherwise inject: links `[x|http://evil]`, mentions `[~user]`,
+    macros `{code}` `{html}` `{panel}`, images and attachments `!image.png!`, emphasis
+    `*bold*` `_it_` `-strike-` `+under+` `^sup^` `~sub~` `??cite??`, table cells `|a|`,
+    emoticons `(y)` `(!)`, lists `* ` `- ` `# `, headings `h1.`, quotes `bq.`, rules
+    `----` and forced line breaks `\\`. Every character the renderer lets a backslash
+    escape gets one; a backslash, `&` and `#` become numeric entities; the dot of a
+    line-starting `h1.`-`h6.` or `bq.` becomes `&#46;`. Newlines stay newlines.
+    `wiki_plain_text` reads it back.
+    """
+    escaped = "".join(WIKI_ENTITIES.get(ch) or (f"\\{ch}" if ch in WIKI_BACKSLASH_ESCAPED else ch) for ch in text)
+    return _WIKI_BLOCK_START.sub(r"\1&#46;", escaped)
+
+
+def wiki_plain_text(markup: str) -> str:
+    """The text of a wiki markup body: backslash escapes and entities undone (`wiki_markup` reversed)."""
+    return html.unescape(_WIKI_UNESCAPE.sub(r"\1", markup))
+
+
 def adf_text(document: Any) -> str:
-    """The plain text of an ADF document (or the string itself, as Data Center sends)."""
+    """The plain text of an ADF document, or of the wiki markup string Data Center sends."""
     if document is None:
         return ""
     if isinstance(document, str):
-        return document
+        return wiki_plain_text(document)
     lines = []
     for block in document.get("content", []):
         lines.append("".join(node.get("text", "") for node in block.get("content", []) if isinstance(node, dict)))
@@ -160,8 +204,8 @@ class JiraClient:
         return f"{self.base_url}/browse/{key}"
 
     def text(self, value: str) -> Any:
-        """Description and comment bodies in the flavour's format."""
-        return adf(value) if self.flavour == CLOUD else value
+        """Description and comment bodies in the flavour's format: ADF, or escaped wiki markup on Data Center."""
+        return adf(value) if self.flavour == CLOUD else wiki_markup(value)
 
     def _request(
         self,
@@ -195,8 +239,17 @@ class JiraClient:
                 status=status,
                 retryable=status in (408, 429) or status >= 500,
                 retry_after=_retry_after(response),
+                field_errors=self._field_errors(response),
             )
         return response
+
+    @staticmethod
+    def _field_errors(response: requests.Response) -> dict[str, str]:
+        try:
+            errors = response.json().get("errors")
+        except (ValueError, AttributeError):
+            return {}
+        return {str(k): str(v) for k, v in errors.items()} if isinstance(errors, Mapping) else {}
 
     @staticmethod
     def _error_text(response: requests.Response) -> str:
@@ -248,11 +301,16 @@ class JiraClient:
         assert response is not None
         return list(response.json().get("transitions", []))
 
-    def transition(self, key: str, transition_id: str) -> None:
-        """POST /rest/api/{2,3}/issue/{key}/transitions; 204 on success."""
-        self._request(
-            "transition", "POST", f"{self.api}/issue/{key}/transitions", json={"transition": {"id": transition_id}}
-        )
+    def transition(self, key: str, transition_id: str, fields: Mapping[str, Any] | None = None) -> None:
+        """POST /rest/api/{2,3}/issue/{key}/transitions, with the transition screen's `fields`; 204 on success.
+
+        A screen's required field left out is a 400 whose `errors` name the fields (`JiraError.field_errors`).
+        https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issues/#api-rest-api-3-issue-issueidorkey-transitions-post
+        """
+        body: dict[str, Any] = {"transition": {"id": transition_id}}
+        if fields:
+            body["fields"] = dict(fields)
+        self._request("transition", "POST", f"{self.api}/issue/{key}/transitions", json=body)
 
     def get_issue(self, key: str, fields: Sequence[str] = ("status", "resolution", "labels")) -> JiraIssue | None:
         """One issue, or None when it does not exist (or is not visible to us)."""

@@ -61,6 +61,17 @@ def _truncate(text: str, limit: int, what: str, problem_id: int) -> str:
     return text[: limit - 1] + "…"
 
 
+def _body(jira: JiraPort, text: str, limit: int, problem_id: int) -> Any:
+    """The description body within `limit`, counted after Data Center's escaping (which can make text longer)."""
+    text = _truncate(text, limit, "description", problem_id)
+    body = jira.text(text)
+    while isinstance(body, str) and len(body) > limit:
+        shorter = min(len(text) - 1, len(text) * limit // len(body))
+        text = _truncate(text, shorter, "escaped description", problem_id)
+        body = jira.text(text)
+    return body
+
+
 def issue_fields(
     jira: JiraPort, problem: Mapping[str, Any], target: JiraTarget, options: LinkOptions, priority: str | None
 ) -> dict[str, Any]:
@@ -73,7 +84,7 @@ def issue_fields(
         "project": {"key": target.project},
         "issuetype": {"name": target.issue_type},
         "summary": _truncate(problem["summary"].replace("\n", " "), SUMMARY_LIMIT, "summary", problem_id),
-        "description": jira.text(_truncate(description, DESCRIPTION_LIMIT, "description", problem_id)),
+        "description": _body(jira, description, DESCRIPTION_LIMIT, problem_id),
         "labels": [*target.labels, marker_label(options, problem_id)],
     }
     if target.components:
@@ -147,15 +158,23 @@ def conclusion_of(issue: JiraIssue, options: LinkOptions, comments: list[str] | 
     return "\n".join(parts) if parts else None
 
 
-def move_issue(jira: JiraPort, key: str, *, name: str | None, to_categories: tuple[str, ...]) -> str | None:
+def move_issue(
+    jira: JiraPort,
+    key: str,
+    *,
+    name: str | None,
+    to_categories: tuple[str, ...],
+    transition_fields: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str | None:
     """Transition an issue by name, or to the first status in one of `to_categories`.
 
     Returns the transition taken, or None when the issue is already in such a status.
-    Checks the result, because Jira answers 204 even when a workflow post-function
+    `transition_fields` (transition name -> fields, from rules.yaml) fills the transition's
+    screen. Checks the result, because Jira answers 204 even when a workflow post-function
     leaves the issue elsewhere.
 
     Raises:
-        JiraError: no fitting transition (not retryable), or a failed call.
+        JiraError: no fitting transition or a screen field missing (not retryable), or a failed call.
     """
     issue = jira.get_issue(key, fields=("status",))
     if issue is None:
@@ -173,10 +192,43 @@ def move_issue(jira: JiraPort, key: str, *, name: str | None, to_categories: tup
         wanted = f"named {name!r}" if name else f"to a {'/'.join(to_categories)} status"
         available = ", ".join(t.get("name", "?") for t in options) or "none"
         raise JiraError(f"no transition {wanted} from {issue.status!r} on {key} (available: {available})")
-    jira.transition(key, str(chosen["id"]))
+    chosen_name = str(chosen.get("name"))
+    fields = _fields_for(transition_fields or {}, chosen_name)
+    try:
+        jira.transition(key, str(chosen["id"]), fields)
+    except JiraError as exc:
+        if exc.status != 400 or not exc.field_errors:
+            raise
+        raise JiraError(
+            _fields_refused(chosen_name, key, exc.field_errors, fields or {}),
+            status=exc.status,
+            field_errors=exc.field_errors,
+        ) from exc
     after = jira.get_issue(key, fields=("status",))
     if after is None or after.status_category not in to_categories:
         raise JiraError(
-            f"{key} is in {after.status if after else '?'!r} after transition {chosen.get('name')!r}", retryable=True
+            f"{key} is in {after.status if after else '?'!r} after transition {chosen_name!r}", retryable=True
         )
-    return str(chosen.get("name"))
+    return chosen_name
+
+
+def _fields_refused(name: str, key: str, errors: Mapping[str, str], sent: Mapping[str, Any]) -> str:
+    """Say what to fix: Jira's answer names the fields, not where the bridge takes them from.
+
+    A field we did not send is one the screen requires; one we sent was refused (not on the
+    screen, or a bad value), and Jira's reason is kept.
+    """
+    missing = sorted(f for f in errors if f not in sent)
+    refused = sorted(f for f in errors if f in sent)
+    parts = []
+    if missing:
+        parts.append(f"needs fields: {', '.join(missing)}; set them under jira.transition_fields in rules.yaml")
+    if refused:
+        reasons = ", ".join(f"{f} ({errors[f]})" for f in refused)
+        parts.append(f"refused fields: {reasons}; check jira.transition_fields in rules.yaml")
+    return f"transition {name!r} on {key} " + "; ".join(parts)
+
+
+def _fields_for(transition_fields: Mapping[str, Mapping[str, Any]], name: str) -> dict[str, Any] | None:
+    """The configured fields of a transition, matched by name in any case, as transitions are chosen."""
+    return next((dict(f) for n, f in transition_fields.items() if n.lower() == name.lower()), None)

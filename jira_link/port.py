@@ -34,8 +34,11 @@ class JiraPort(Protocol):
         """Transitions valid from the issue's current status, each with `id`, `name` and `to` (a status)."""
         ...
 
-    def transition(self, key: str, transition_id: str) -> None:
-        """Apply a transition; Jira's answer does not prove where the issue ended up."""
+    def transition(self, key: str, transition_id: str, fields: Mapping[str, Any] | None = ...) -> None:
+        """Apply a transition with the screen's `fields`; Jira's answer does not prove where the issue ended up.
+
+        A required field left out raises a `JiraError` whose `field_errors` name it.
+        """
         ...
 
     def add_comment(self, key: str, text: str) -> None:

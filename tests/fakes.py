@@ -32,6 +32,7 @@ VALIDATED_REQUESTS = {
     ("POST", re.compile(r"^/rest/api/3/issue$")): "IssueUpdateDetails",
     ("POST", re.compile(r"^/rest/api/3/issue/[^/]+/comment$")): "Comment",
     ("POST", re.compile(r"^/rest/api/3/issue/[^/]+/remotelink$")): "RemoteIssueLinkRequest",
+    ("POST", re.compile(r"^/rest/api/3/issue/[^/]+/transitions$")): "IssueUpdateDetails",
 }
 
 
@@ -95,6 +96,10 @@ class FakeJiraState:
     calls: list[Call] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     schema_violations: list[str] = field(default_factory=list)
+    # Transition id -> fields its screen requires (a workflow with a required resolution or custom field).
+    required_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Transition id -> fields not on its screen: refused when sent.
+    refused_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
     next_id: int = 10000
 
 
@@ -156,6 +161,16 @@ class FakeJira:
         """Make the next `times` matching requests fail, stall or lose their answer."""
         with self.lock:
             self.state.faults.append(Fault(method, re.compile(path), status, retry_after, delay, lose_answer, times))
+
+    def require_fields(self, transition_id: str, *names: str) -> None:
+        """Give a transition a screen whose fields are required: refused (400, `errors`) without them."""
+        with self.lock:
+            self.state.required_fields[transition_id] = names
+
+    def refuse_fields(self, transition_id: str, *names: str) -> None:
+        """Fields left off a transition's screen: sending them is a 400 naming them."""
+        with self.lock:
+            self.state.refused_fields[transition_id] = names
 
     def calls(self, method: str, path: str) -> list[Call]:
         pattern = re.compile(path)
@@ -398,7 +413,9 @@ class FakeJira:
 
         @app.post("/rest/api/<int:v>/issue/<key>/transitions")
         def do_transition(v: int, key: str):  # type: ignore[no-untyped-def]
-            transition_id = ((request.get_json(silent=True) or {}).get("transition") or {}).get("id")
+            body = request.get_json(silent=True) or {}
+            transition_id = (body.get("transition") or {}).get("id")
+            given = body.get("fields") or {}
             with fake.lock:
                 issue = fake.state.issues.get(key)
                 if issue is None:
@@ -411,8 +428,16 @@ class FakeJira:
                 )
                 if transition_id not in targets:
                     return _error(400, [f"Transition id '{transition_id}' is not valid for this issue."])
+                missing = [n for n in fake.state.required_fields.get(transition_id, ()) if n not in given]
+                off_screen = [n for n in fake.state.refused_fields.get(transition_id, ()) if n in given]
+                if missing or off_screen:
+                    errors = {n: f"{n} is required." for n in missing}
+                    errors.update({n: f"{n} is not on the screen." for n in off_screen})
+                    return _error(400, errors=errors)
                 issue["fields"]["status"] = dict(targets[transition_id])
-                issue["fields"]["resolution"] = {"name": "Done"} if transition_id == "31" else None
+                issue["fields"]["resolution"] = (
+                    (given.get("resolution") or {"name": "Done"}) if transition_id == "31" else None
+                )
             return Response(status=204)
 
         @app.get("/rest/api/<int:v>/search")

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError, JiraIssue, adf
+from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError, JiraIssue, adf, adf_text, wiki_markup
 from tests.fakes import PROJECTS, STATUS_DONE, STATUS_OPEN
 
 STATUS_IN_PROGRESS = {"name": "In Progress", "statusCategory": {"key": "indeterminate", "name": "In Progress"}}
@@ -60,7 +60,7 @@ class Failure:
 class MemoryIssue:
     key: str
     fields: dict[str, Any]
-    comments: list[str] = field(default_factory=list)  # oldest first, as Jira stores them
+    comments: list[Any] = field(default_factory=list)  # bodies in the site's format, oldest first
     remote_links: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -82,6 +82,10 @@ class MemoryJira:
         self.failures: list[Failure] = []
         # Transition ids Jira accepts (204) while a workflow post-function leaves the issue where it was.
         self.ignored_transitions: set[str] = set()
+        # Transition id -> fields its screen requires, as FakeJira.require_fields.
+        self.required_fields: dict[str, tuple[str, ...]] = {}
+        # Transition id -> fields not on its screen: refused when sent.
+        self.refused_fields: dict[str, tuple[str, ...]] = {}
 
     # Test controls ----------------------------------------------------------------
 
@@ -98,6 +102,14 @@ class MemoryJira:
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
         self.failures.append(Failure(operation, retryable, status, lose_answer, times))
+
+    def require_fields(self, transition_id: str, *names: str) -> None:
+        """Give a transition a screen whose fields are required: refused (400, `errors`) without them."""
+        self.required_fields[transition_id] = names
+
+    def refuse_fields(self, transition_id: str, *names: str) -> None:
+        """Fields left off a transition's screen: sending them is a 400 naming them."""
+        self.refused_fields[transition_id] = names
 
     def add_issue(
         self,
@@ -189,8 +201,8 @@ class MemoryJira:
         issue = self._issue("get_transitions", key)
         return self._exit("transitions", [dict(t) for t in self.workflow.get(issue.fields["status"]["name"], [])])
 
-    def transition(self, key: str, transition_id: str) -> None:
-        self._enter("transition", key, transition_id)
+    def transition(self, key: str, transition_id: str, fields: Mapping[str, Any] | None = None) -> None:
+        self._enter("transition", key, transition_id, dict(fields or {}))
         issue = self._issue("transition", key)
         chosen = next(
             (t for t in self.workflow.get(issue.fields["status"]["name"], []) if t["id"] == transition_id), None
@@ -200,19 +212,32 @@ class MemoryJira:
                 f"Jira transition answered HTTP 400: Transition id '{transition_id}' is not valid for this issue.",
                 status=400,
             )
+        given = fields or {}
+        missing = [name for name in self.required_fields.get(transition_id, ()) if name not in given]
+        off_screen = [name for name in self.refused_fields.get(transition_id, ()) if name in given]
+        if missing or off_screen:
+            errors = {name: f"{name} is required." for name in missing}
+            errors.update({name: f"{name} is not on the screen." for name in off_screen})
+            raise JiraError(
+                "Jira transition answered HTTP 400: " + "; ".join(f"{k}: {v}" for k, v in errors.items()),
+                status=400,
+                field_errors=errors,
+            )
         if transition_id not in self.ignored_transitions:
             issue.fields["status"] = dict(chosen["to"])
-            issue.fields["resolution"] = {"name": "Done"} if chosen["to"]["statusCategory"]["key"] == "done" else None
+            done = chosen["to"]["statusCategory"]["key"] == "done"
+            issue.fields["resolution"] = (given.get("resolution") or {"name": "Done"}) if done else None
         self._exit("transition", None)
 
     def add_comment(self, key: str, text: str) -> None:
         self._enter("add_comment", key, text)
-        self._issue("add_comment", key).comments.append(text)
+        self._issue("add_comment", key).comments.append(self.text(text))
         self._exit("add_comment", None)
 
     def recent_comments(self, key: str, limit: int = 20) -> list[str]:
         self._enter("recent_comments", key, limit)
-        return self._exit("recent_comments", list(reversed(self._issue("get_comments", key).comments))[:limit])
+        bodies = list(reversed(self._issue("get_comments", key).comments))[:limit]
+        return self._exit("recent_comments", [adf_text(body) for body in bodies])
 
     def add_remote_link(self, key: str, global_id: str, url: str, title: str, summary: str = "") -> None:
         self._enter("add_remote_link", key, global_id, url, title, summary)
@@ -226,7 +251,7 @@ class MemoryJira:
         return f"{self.base_url}/browse/{key}"
 
     def text(self, value: str) -> Any:
-        return adf(value) if self.flavour == CLOUD else value
+        return adf(value) if self.flavour == CLOUD else wiki_markup(value)
 
     # Internals ---------------------------------------------------------------------
 

@@ -141,6 +141,8 @@ class JiraTarget:
     done_transition: str | None = None
     reopen_on_regression: bool = True
     reopen_transition: str | None = None
+    # Transition name -> fields its screen needs (resolution, custom fields), sent with the transition.
+    transition_fields: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 Renderer = Callable[[Mapping[str, Any]], str]

@@ -36,6 +36,21 @@ def test_check_rules_lists_every_problem_and_exits_1(runner, tmp_path: Path):
     assert 'route "portal-critical" key impakt: unknown key' in result.output
 
 
+def test_check_rules_names_a_transition_field_jira_cannot_take(runner, tmp_path: Path):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text(
+        (ROOT / "rules.yaml")
+        .read_text()
+        .replace("      project: LKK ", "      transition_fields: {Done: {resolution: yes}}\n      project: LKK ", 1)
+    )
+    result = runner.invoke(main, ["check-rules", str(bad)])
+    assert result.exit_code == 1
+    assert (
+        'problem rule "portal-errors" key jira.transition_fields: Done.resolution: must be a string, a number '
+        "or an object such as {name: Fixed}, not True"
+    ) in result.output
+
+
 def test_explain_prints_key_line_priority_and_reasons(runner):
     result = runner.invoke(
         main,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 import sqlalchemy as sa
 
+from bridge import jobs as outbox_jobs
 from bridge.problems import link_problem
 from bridge.storage import Store, outbox, problems
 from bridge.worker import OutboxRunner
@@ -37,10 +39,10 @@ def runner(store: Store, example_rules, fake_jira: FakeJira) -> OutboxRunner:
     return OutboxRunner(store, example_rules, cloud_client(fake_jira), OPTIONS, timedelta(hours=1), 600)
 
 
-def fire(store: Store, rules, n: int, at: datetime, alertname: str = "HighErrorRate") -> None:
+def fire(store: Store, rules, n: int, at: datetime, alertname: str = "HighErrorRate", **labels: str) -> None:
     body = payload("alertmanager-0.25-two-firing.json")
     alert = dict(body["alerts"][0], fingerprint=f"{hash((alertname, n)) & 0xFFFFFFFFFFFF:016x}")
-    alert["labels"] = dict(alert["labels"], alertname=alertname, instance=f"host-{n}")
+    alert["labels"] = dict(alert["labels"], alertname=alertname, instance=f"host-{n}", **labels)
     body["alerts"] = [alert]
     ingest(store, rules, "alertmanager", json.dumps(body).encode(), at)
 
@@ -170,6 +172,61 @@ def test_data_center_flavour_creates_with_plain_text_and_v2(store, example_rules
     [issue] = fake_jira.issues()
     assert isinstance(issue["fields"]["description"], str)
     assert fake_jira.calls("GET", r"^/rest/api/2/search\?") and fake_jira.calls("POST", r"^/rest/api/2/issue$")
+
+
+def test_data_center_description_escapes_wiki_markup_from_alert_labels(store, example_rules, fake_jira):
+    client = JiraClient.bearer(requests.Session(), fake_jira.url, "jira-pat", timeout=2)
+    runner = OutboxRunner(store, example_rules, client, OPTIONS, timedelta(hours=1), 600)
+    fire(store, example_rules, 0, T0, service="[x|http://evil.example]")
+    fire(store, example_rules, 1, T0, service="[x|http://evil.example]")
+    runner.run_due(T0)
+    [issue] = fake_jira.issues()
+    description = issue["fields"]["description"]
+    assert r"on service \[x\|http://evil.example\]." in description
+    assert "[x|" not in description
+    assert issue["fields"]["summary"] == "HighErrorRate keeps failing on [x|http://evil.example]"
+
+
+NEEDS_FIELDS = (
+    "transition 'Close Issue' on LKK-1 needs fields: customfield_10050, resolution; "
+    "set them under jira.transition_fields in rules.yaml"
+)
+
+
+def release_transition(store: Store, rules, fake_jira: FakeJira) -> dict:
+    """Link a problem to a new issue, then run a release job that moves it to done; returns that job."""
+    runner = OutboxRunner(store, rules, cloud_client(fake_jira), OPTIONS, timedelta(hours=1), 600)
+    fire(store, rules, 0, T0)
+    fire(store, rules, 1, T0)
+    runner.run_due(T0)
+    problem = the_problem(store)
+    job = outbox_jobs.ReleaseComment(
+        problem["id"], problem["jira_key"], "Released in 1.2", True, problem["rule"], "LKK", "1.2"
+    )
+    store.run(lambda conn: outbox_jobs.queue(conn, store, job, T0))
+    runner.run_due(T0 + timedelta(minutes=1))
+    return next(j for j in jobs(store) if j["kind"] == outbox_jobs.ReleaseComment.KIND)
+
+
+def test_transition_needing_fields_is_dead_with_the_fields_named(store, example_rules, fake_jira):
+    fake_jira.require_fields("31", "resolution", "customfield_10050")
+    job = release_transition(store, example_rules, fake_jira)
+    assert (job["state"], job["last_error"]) == ("dead", NEEDS_FIELDS)
+    assert fake_jira.issue("LKK-1")["fields"]["status"]["name"] == "To Do"
+
+
+def test_transition_fields_from_rules_fill_the_required_screen(store, example_rules, fake_jira):
+    fake_jira.require_fields("31", "resolution", "customfield_10050")
+    fields = {"resolution": {"name": "Fixed"}, "customfield_10050": "rolled back"}
+    rule = example_rules.problem_rules[0]
+    target = replace(rule.jira, transition_fields={"Close Issue": fields})
+    rules = replace(example_rules, problem_rules=(replace(rule, jira=target), *example_rules.problem_rules[1:]))
+    job = release_transition(store, rules, fake_jira)
+    assert job["state"] == "done"
+    [sent] = fake_jira.calls("POST", r"/transitions$")
+    assert sent.body == {"transition": {"id": "31"}, "fields": fields}
+    issue = fake_jira.issue("LKK-1")["fields"]
+    assert (issue["status"]["name"], issue["resolution"]) == ("Done", {"name": "Fixed"})
 
 
 def test_link_by_hand_commits_link_history_and_sync_job_together(store, example_rules, fake_jira, monkeypatch):

@@ -21,17 +21,22 @@ from tests.jira_memory import MemoryJira
 
 @dataclass
 class Site:
-    """A Jira behind the port, and a look at its remote links (which the port cannot read)."""
+    """A Jira behind the port, a look at its remote links (which the port cannot read), its test controls."""
 
     jira: JiraPort
     links: Callable[[str], dict[str, str]]
+    controls: MemoryJira | FakeJira
 
 
 @pytest.fixture(params=["memory-datacenter", "memory-cloud", "http-cloud", "http-datacenter"])
 def site(request: pytest.FixtureRequest) -> Iterator[Site]:
     if request.param.startswith("memory"):
         memory = MemoryJira(flavour=CLOUD if request.param == "memory-cloud" else DATACENTER)
-        yield Site(memory, lambda key: {g: link["url"] for g, link in memory.issues[key].remote_links.items()})
+        yield Site(
+            memory,
+            lambda key: {g: link["url"] for g, link in memory.issues[key].remote_links.items()},
+            memory,
+        )
         return
     with FakeJira() as fake:
         if request.param == "http-cloud":
@@ -39,7 +44,11 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
         else:
             client = JiraClient.bearer(requests.Session(), fake.url, "jira-pat", timeout=2)
             assert client.flavour == DATACENTER
-        yield Site(client, lambda key: {g: link["object"]["url"] for g, link in fake.remote_links(key).items()})
+        yield Site(
+            client,
+            lambda key: {g: link["object"]["url"] for g, link in fake.remote_links(key).items()},
+            fake,
+        )
 
 
 def create(jira: JiraPort, project: str = "LKK", labels: tuple[str, ...] = ("ours",)) -> str:
@@ -89,13 +98,37 @@ def test_transitions_depend_on_the_status_and_done_sets_a_resolution(site):
     assert (refused.value.status, refused.value.retryable) == (400, False)
 
 
-def test_comments_come_back_newest_first_as_plain_text(site):
+def test_a_transition_screen_with_required_fields_names_them_and_takes_them(site):
+    key = create(site.jira)
+    site.controls.require_fields("31", "resolution", "customfield_10050")
+    with pytest.raises(JiraError) as refused:
+        site.jira.transition(key, "31")
+    assert (refused.value.status, refused.value.retryable) == (400, False)
+    assert sorted(refused.value.field_errors) == ["customfield_10050", "resolution"]
+    assert site.jira.get_issue(key).status == "To Do"
+    site.jira.transition(key, "31", {"resolution": {"name": "Fixed"}, "customfield_10050": "deploy rolled back"})
+    issue = site.jira.get_issue(key)
+    assert (issue.status, issue.resolution) == ("Done", "Fixed")
+
+
+def test_a_field_off_the_transition_screen_is_refused_by_name(site):
+    key = create(site.jira)
+    site.controls.refuse_fields("31", "customfield_10050")
+    with pytest.raises(JiraError) as refused:
+        site.jira.transition(key, "31", {"customfield_10050": "x"})
+    assert (refused.value.status, list(refused.value.field_errors)) == (400, ["customfield_10050"])
+    site.jira.transition(key, "31")
+    assert site.jira.get_issue(key).status == "Done"
+
+
+def test_comments_come_back_newest_first_as_the_plain_text_sent(site):
     key = create(site.jira)
     assert site.jira.recent_comments(key) == []
     site.jira.add_comment(key, "first")
-    site.jira.add_comment(key, "second\nline")
-    assert site.jira.recent_comments(key) == ["second\nline", "first"]
-    assert site.jira.recent_comments(key, limit=1) == ["second\nline"]
+    site.jira.add_comment(key, "second\nline [x|http://e] *{code}* h1. C:\\ #1 &amp; 2026-11-23")
+    newest = "second\nline [x|http://e] *{code}* h1. C:\\ #1 &amp; 2026-11-23"
+    assert site.jira.recent_comments(key) == [newest, "first"]
+    assert site.jira.recent_comments(key, limit=1) == [newest]
 
 
 def test_a_remote_link_with_the_same_global_id_is_updated_not_doubled(site):

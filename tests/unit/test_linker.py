@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from bridge.domain import JiraTarget
-from jira_link.client import CLOUD, JiraError, JiraIssue, adf
+from jira_link.client import CLOUD, JiraError, JiraIssue, adf, wiki_markup
 from jira_link.linker import (
     DESCRIPTION_LIMIT,
     SUMMARY_LIMIT,
@@ -78,10 +78,13 @@ class FieldsCase(NamedTuple):
             id="rule-labels-then-the-marker",
         ),
         pytest.param(
-            FieldsCase({"description": "5xx above 5% for 10m" + LINK_LINE}), id="description-ends-with-a-link-back"
+            FieldsCase({"description": wiki_markup("5xx above 5% for 10m" + LINK_LINE)}),
+            id="description-ends-with-a-link-back",
         ),
         pytest.param(
-            FieldsCase({"description": "HighErrorRate on checkout" + LINK_LINE}, problem(description=None)),
+            FieldsCase(
+                {"description": wiki_markup("HighErrorRate on checkout" + LINK_LINE)}, problem(description=None)
+            ),
             id="no-description-uses-the-summary",
         ),
         pytest.param(
@@ -119,6 +122,14 @@ def test_issue_fields(case: FieldsCase, caplog: pytest.LogCaptureFixture) -> Non
     assert {name: fields[name] for name in case.expected} == dict(case.expected)
     assert not set(case.absent) & set(fields)
     assert [r.getMessage() for r in caplog.records] == ([f"Jira {case.truncated} truncated"] if case.truncated else [])
+
+
+def test_a_description_that_grows_when_escaped_still_fits_the_limit(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="jira_link.linker"):
+        fields = issue_fields(MemoryJira(), problem(description="[" * DESCRIPTION_LIMIT), TARGET, OPTIONS, None)
+    assert len(fields["description"]) <= DESCRIPTION_LIMIT
+    assert fields["description"].startswith(r"\[\[") and fields["description"].endswith("…")
+    assert "Jira escaped description truncated" in [r.getMessage() for r in caplog.records]
 
 
 def test_issue_fields_description_is_adf_on_cloud() -> None:
@@ -437,6 +448,12 @@ class MoveCase(NamedTuple):
     taken: str | None
     status_after: str
     workflow: Mapping[str, list[dict[str, Any]]] = WORKFLOW
+    transition_fields: Mapping[str, Mapping[str, Any]] | None = None
+    required: tuple[str, ...] = ()
+    sent: Mapping[str, Any] | None = None
+
+
+FIXED = {"resolution": {"name": "Fixed"}}
 
 
 @pytest.mark.parametrize(
@@ -466,15 +483,50 @@ class MoveCase(NamedTuple):
             MoveCase(STATUS_IN_PROGRESS, None, REOPENED, None, "In Progress"),
             id="reopen-when-in-progress-nothing-to-do",
         ),
+        pytest.param(
+            MoveCase(
+                STATUS_OPEN,
+                None,
+                DONE,
+                "Close Issue",
+                "Done",
+                transition_fields={"Close Issue": FIXED},
+                required=("resolution",),
+                sent=FIXED,
+            ),
+            id="configured-fields-fill-a-required-screen",
+        ),
+        pytest.param(
+            MoveCase(
+                STATUS_OPEN,
+                "Close Issue",
+                DONE,
+                "Close Issue",
+                "Done",
+                transition_fields={"close issue": FIXED},
+                sent=FIXED,
+            ),
+            id="fields-matched-by-transition-name-any-case",
+        ),
+        pytest.param(
+            MoveCase(STATUS_DONE, None, REOPENED, "Reopen", "To Do", transition_fields={"Close Issue": FIXED}, sent={}),
+            id="fields-of-another-transition-not-sent",
+        ),
     ],
 )
 def test_move_issue(case: MoveCase) -> None:
     jira = MemoryJira(workflow=case.workflow)
     jira.add_issue("LKK-1", status=case.status)
-    assert move_issue(jira, "LKK-1", name=case.name, to_categories=case.categories) == case.taken
+    jira.require_fields("31", *case.required)
+    taken = move_issue(
+        jira, "LKK-1", name=case.name, to_categories=case.categories, transition_fields=case.transition_fields
+    )
+    assert taken == case.taken
     assert jira.status_of("LKK-1") == case.status_after
     assert len(jira.called("transition")) == (case.taken is not None)
     assert len(jira.called("transitions")) == (case.taken is not None)
+    if case.sent is not None:
+        assert jira.called("transition")[0][2] == case.sent
 
 
 class MoveFailure(NamedTuple):
@@ -486,6 +538,9 @@ class MoveFailure(NamedTuple):
     ignored: frozenset[str] = frozenset()
     status_after: str = "To Do"
     status: Mapping[str, Any] = STATUS_OPEN
+    required: tuple[str, ...] = ()
+    transition_fields: Mapping[str, Mapping[str, Any]] | None = None
+    refused: tuple[str, ...] = ()
 
 
 @pytest.mark.parametrize(
@@ -538,14 +593,53 @@ class MoveFailure(NamedTuple):
             ),
             id="named-transition-to-the-wrong-category-retryable",
         ),
+        pytest.param(
+            MoveFailure(
+                None,
+                DONE,
+                False,
+                "transition 'Close Issue' on LKK-1 needs fields: customfield_10050, resolution; "
+                "set them under jira.transition_fields in rules.yaml",
+                required=("resolution", "customfield_10050"),
+            ),
+            id="required-screen-fields-named-and-final",
+        ),
+        pytest.param(
+            MoveFailure(
+                None,
+                DONE,
+                False,
+                "transition 'Close Issue' on LKK-1 needs fields: customfield_10050; "
+                "set them under jira.transition_fields in rules.yaml",
+                required=("resolution", "customfield_10050"),
+                transition_fields={"Close Issue": FIXED},
+            ),
+            id="only-the-fields-still-missing-named",
+        ),
+        pytest.param(
+            MoveFailure(
+                None,
+                DONE,
+                False,
+                "transition 'Close Issue' on LKK-1 refused fields: resolution (resolution is not on the screen.); "
+                "check jira.transition_fields in rules.yaml",
+                refused=("resolution",),
+                transition_fields={"Close Issue": FIXED},
+            ),
+            id="a-configured-field-refused-keeps-jiras-reason",
+        ),
     ],
 )
 def test_move_issue_fails(case: MoveFailure) -> None:
     jira = MemoryJira(workflow=case.workflow)
     jira.ignored_transitions = set(case.ignored)
+    jira.require_fields("31", *case.required)
+    jira.refuse_fields("31", *case.refused)
     jira.add_issue("LKK-1", status=case.status)
     with pytest.raises(JiraError) as failed:
-        move_issue(jira, "LKK-1", name=case.name, to_categories=case.categories)
+        move_issue(
+            jira, "LKK-1", name=case.name, to_categories=case.categories, transition_fields=case.transition_fields
+        )
     assert (failed.value.message, failed.value.retryable) == (case.message, case.retryable)
     assert jira.status_of("LKK-1") == case.status_after
 

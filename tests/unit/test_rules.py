@@ -141,3 +141,43 @@ def test_templates_cannot_reach_the_environment_or_python_internals():
     assert compile_template("{{ labels.a }}")({"labels": {"a": "{{ 7*7 }}"}}) == "{{ 7*7 }}"
     with pytest.raises(TemplateError, match="undefined|has no attribute"):
         compile_template("{{ labels.missing }}")({"labels": {}})
+
+
+def with_transition_fields(transition_fields):
+    """The example rules file with the first problem rule's jira section given `transition_fields`."""
+    document = yaml.safe_load((ROOT / "rules.yaml").read_text())
+    document["problems"][0]["jira"]["transition_fields"] = transition_fields
+    return document
+
+
+def test_transition_fields_reach_the_jira_target():
+    fields = {"Close Issue": {"resolution": {"name": "Fixed"}, "customfield_10050": "rolled back", "story_points": 3}}
+    target = parse_rules(with_transition_fields(fields)).problem_rules[0].jira
+    assert target.transition_fields == fields
+    assert load_rules(ROOT / "rules.yaml").problem_rules[0].jira.transition_fields == {}
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        pytest.param(
+            {"Done": {"resolution": True}},
+            "Done.resolution: must be a string, a number or an object such as {name: Fixed}, not True",
+            id="boolean",
+        ),
+        pytest.param(
+            {"Done": {"resolution": None}},
+            "Done.resolution: must be a string, a number or an object such as {name: Fixed}, not None",
+            id="null",
+        ),
+        pytest.param(
+            {"Done": {"story_points": float("nan")}},
+            "Done.story_points: must be a string, a number or an object such as {name: Fixed}, not nan",
+            id="not-a-json-number",
+        ),
+        pytest.param({"Done": "Fixed"}, "Input should be a valid dictionary", id="transition-without-a-field-map"),
+    ],
+)
+def test_transition_fields_refuse_what_jira_cannot_take(fields, message):
+    [problem] = problems_of(with_transition_fields(fields))
+    assert problem.startswith('problem rule "portal-errors" key jira.transition_fields') and message in problem
