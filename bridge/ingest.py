@@ -153,10 +153,13 @@ def prepare_delivery(
     rejected_body_limit: int = 1024 * 1024,
     max_depth: int = 32,
     max_alerts: int = 5000,
+    complete: Callable[[ParsedNotification], ParsedNotification] | None = None,
 ) -> Delivery:
     """Parse and route a webhook body: the work that needs no transaction.
 
     A payload refused as a whole is kept in `rejected_payloads` before the error is raised.
+    `complete` adds what the sender's credential says (Events v2: the routing key's name and
+    default labels) before the alerts are routed.
 
     Raises:
         BadPayload, NotFound: the payload is refused (and recorded).
@@ -168,6 +171,8 @@ def prepare_delivery(
     except BadPayload as exc:
         keep_refused(store, source, now, exc, body=text, content_type=content_type, body_limit=rejected_body_limit)
         raise
+    if complete is not None:
+        parsed = complete(parsed)
     if parsed.truncated_alerts:
         log.warning(
             "Alertmanager truncated alerts (max_alerts)",

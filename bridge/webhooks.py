@@ -7,13 +7,13 @@ kept: a bearer token per source group, the routing key for Events v2, an HMAC fo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -23,7 +23,7 @@ from adapters import SOURCES, events
 from bridge import metrics
 from bridge.config import Secret
 from bridge.context import bridge
-from bridge.domain import EventRoutingKey, route_alert
+from bridge.domain import EventRoutingKey
 from bridge.edge import check_bearer, group_token, read_body, require_json, unread_head
 from bridge.errors import (
     BridgeError,
@@ -171,20 +171,20 @@ def _accept_event() -> tuple[Any, str]:
         log.info("event refused: unknown or missing routing key", extra={"source": events.SOURCE})
         raise InvalidRoutingKey("invalid routing key", ["routing_key: Invalid routing key"])
     key, given = found
+    now = ctx.now()
     delivery = prepare_delivery(
         ctx.store,
         ctx.rules,
         events.SOURCE,
         _stored_event_text(text, event, given).encode(),
-        ctx.now(),
+        now,
         content_type=request.content_type,
         rejected_body_limit=ctx.settings.rejected_body_limit,
         max_depth=ctx.settings.max_json_depth,
         max_alerts=ctx.settings.max_alerts,
+        complete=functools.partial(events.attach_routing_key, key=key, received_at=now, new_dedup_key=uuid.uuid4().hex),
     )
-    parsed = events.attach_routing_key(delivery.parsed, key, delivery.received_at, uuid.uuid4().hex)
-    delivery = replace(delivery, parsed=parsed, routings=[route_alert(ctx.rules, alert) for alert in parsed.alerts])
-    return ctx.write(delivery), events.accepted_dedup_key(parsed)
+    return ctx.write(delivery), events.accepted_dedup_key(delivery.parsed)
 
 
 def pagerduty_error(exc: BridgeError) -> SenderShapedError:
