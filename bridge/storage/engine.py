@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -146,6 +146,16 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return state in RETRYABLE_PG_STATES
 
 
+def _raise_as_bridge_error(exc: DBAPIError | OverflowError) -> NoReturn:
+    """Raise what a database failure means to callers: bad data (400), an outage (503), or itself (a bug)."""
+    refusal = _data_refusal(exc)
+    if refusal is not None:
+        raise refusal from exc
+    if isinstance(exc, DBAPIError) and _is_unavailable(exc):
+        raise StoreUnavailable("database unavailable; retry later") from exc
+    raise exc
+
+
 def _is_unavailable(exc: DBAPIError) -> bool:
     return exc.connection_invalidated or isinstance(exc, OperationalError)
 
@@ -201,17 +211,12 @@ class Database:
                 with self._writers.hold(), self.engine.begin() as conn:
                     return work(conn)
             except (DBAPIError, OverflowError) as exc:
-                refusal = _data_refusal(exc)
-                if refusal is not None:
-                    raise refusal from exc
-                assert isinstance(exc, DBAPIError)
-                if _is_retryable(exc) and attempt < MAX_TRANSACTION_ATTEMPTS:
-                    log.info("transaction lost a race, retrying", extra={"attempt": attempt})
-                    time.sleep(0.005 * attempt)
-                    continue
-                if _is_unavailable(exc):
-                    raise StoreUnavailable("database unavailable; retry later") from exc
-                raise
+                if isinstance(exc, DBAPIError) and _data_refusal(exc) is None and _is_retryable(exc):
+                    if attempt < MAX_TRANSACTION_ATTEMPTS:
+                        log.info("transaction lost a race, retrying", extra={"attempt": attempt})
+                        time.sleep(0.005 * attempt)
+                        continue
+                _raise_as_bridge_error(exc)
         raise AssertionError("unreachable")
 
     def refusal(self, work: Callable[[Connection], object]) -> DataRefused | None:
@@ -244,13 +249,7 @@ class Database:
             with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
                 return work(conn)
         except (DBAPIError, OverflowError) as exc:
-            refusal = _data_refusal(exc)
-            if refusal is not None:
-                raise refusal from exc
-            assert isinstance(exc, DBAPIError)
-            if _is_unavailable(exc):
-                raise StoreUnavailable("database unavailable; retry later") from exc
-            raise
+            _raise_as_bridge_error(exc)
 
     def ping(self) -> None:
         """Check the database answers.
