@@ -154,6 +154,7 @@ class Settings:
     jira_sync_interval_seconds: float = 600.0
     jira_conclusion_field: str | None = None
     jira_conclusion_marker: str = "Conclusion:"
+    jira_search_settle_seconds: float = 30.0
     zabbix_url: str | None = None
     zabbix_api_token: Secret | None = field(default=None, repr=False)
     zabbix_timeout_seconds: float = 10.0
@@ -202,6 +203,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_JIRA_SYNC_INTERVAL_SECONDS": ("jira_sync_interval_seconds", _positive_float),
     "BRIDGE_JIRA_CONCLUSION_FIELD": ("jira_conclusion_field", _optional),
     "BRIDGE_JIRA_CONCLUSION_MARKER": ("jira_conclusion_marker", str),
+    "BRIDGE_JIRA_SEARCH_SETTLE_SECONDS": ("jira_search_settle_seconds", _positive_float),
     "BRIDGE_ZABBIX_URL": ("zabbix_url", _optional),
     "BRIDGE_ZABBIX_API_TOKEN": ("zabbix_api_token", _secret),
     "BRIDGE_ZABBIX_TIMEOUT_SECONDS": ("zabbix_timeout_seconds", _positive_float),

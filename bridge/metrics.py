@@ -71,6 +71,12 @@ TIME_TO_FIX = Histogram(
     buckets=(3600, 14400, 86400, 259200, 604800, 1209600, 2592000, 7776000, 31536000),
 )
 JIRA_DURATION = Histogram("bridge_jira_request_duration_seconds", "Duration of Jira REST calls", ["operation"])
+JIRA_TWINS = Counter(
+    "bridge_jira_twin_issues_total",
+    "Twin Jira issues found for one problem and marked as duplicates of the oldest, by where they were found",
+    ["found_at"],
+)
+JIRA_MOVES = Counter("bridge_jira_issue_moves_total", "Linked Jira issues found under a new key (moved) and followed")
 WEBHOOK_DURATION = Histogram(
     "bridge_webhook_request_duration_seconds",
     "Webhook answer time, commit included",
@@ -86,6 +92,8 @@ WEBHOOK_OUTCOMES = {400: "rejected", 413: "rejected", 415: "rejected", 401: "una
 CLOSE_REASONS = ("released", "manual", "auto_closed")
 JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
 OUTBOX_TARGETS = ("jira", "zabbix")
+# Where a twin issue was found: by the create's own search, by a sync, or by a check a webhook asked for.
+TWIN_FOUND_AT = ("create", "sync", "recheck")
 
 
 class Ingested(Protocol):
@@ -125,6 +133,8 @@ def initialise(rules: Rules) -> None:
         JIRA_DURATION.labels(operation)
         for outcome in JIRA_OUTCOMES:
             JIRA_REQUESTS.labels(operation, outcome)
+    for found_at in TWIN_FOUND_AT:
+        JIRA_TWINS.labels(found_at)
     for method in zabbix_api.METHODS:
         for outcome in zabbix_api.OUTCOMES:
             ZABBIX_REQUESTS.labels(method, outcome)

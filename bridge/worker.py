@@ -8,6 +8,7 @@ PostgreSQL queue; every handler is idempotent, so a job run twice has the effect
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -21,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
-from bridge import jobs, metrics
+from bridge import jira_identity, jobs, metrics
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
@@ -32,7 +33,6 @@ from jira_link.linker import (
     LinkOptions,
     comment_unless_repeated,
     conclusion_of,
-    find_or_create_issue,
     link_back,
     move_issue,
 )
@@ -155,7 +155,8 @@ class OutboxRunner:
 
     @_handle.register
     def _create_issue(self, job: jobs.EnsureIssue, now: datetime) -> None:
-        """Ensure the problem's issue exists (crash-safe), is linked back, and hears of waiting incidents."""
+        """Ensure the problem's issue exists (crash-safe, waiting for Jira's lagging search), is the oldest
+        of any twins, and is linked back."""
         problem = self.store.get_problem(job.problem_id)
         if problem is None or problem["state"] == "closed":
             return
@@ -165,26 +166,12 @@ class OutboxRunner:
             target = self._target_of(problem["rule"])
             if target is None:
                 raise JobFailed(f"problem rule {problem['rule']!r} has no jira target any more", retryable=False)
-            key = find_or_create_issue(jira, problem, target, self.options, job.priority)
-            if not self.store.run(self._record_link(problem["id"], key, jira.issue_url(key), now)):
-                linked = self.store.get_problem(problem["id"])
-                if linked is None or linked["jira_key"] is None:
-                    raise JobFailed(f"problem {problem['id']} lost its link while its issue was created")
-                key = linked["jira_key"]
+            key = jira_identity.ensure_linked_issue(self.store, jira, self.options, problem, target, job.priority, now)
+            if key is None:
+                raise JobFailed(f"problem {problem['id']} lost its link while its issue was created")
+        elif problem["jira_linked_by"] == "bridge":
+            key = jira_identity.check_twins(self.store, jira, self.options, problem, now, "recheck")
         link_back(jira, key, problem, self.options)
-
-    def _record_link(self, problem_id: int, key: str, url: str, now: datetime) -> Callable[[Connection], bool]:
-        """The link to the issue just found or created and its history, in one transaction; False if already linked."""
-
-        def work(conn: Connection) -> bool:
-            linked = self.store.link_issue(conn, problem_id, key, url, "bridge")
-            if linked:
-                self.store.add_problem_events(
-                    conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"{key} created by the bridge")]
-                )
-            return linked
-
-        return work
 
     @_handle.register
     def _comment(self, job: jobs.CommentIncidents, now: datetime) -> None:
@@ -212,11 +199,19 @@ class OutboxRunner:
         """Mirror an issue's conclusion (status, resolution, field or marked comment) on its problems."""
         key = job.jira_key
         jira = self._jira()
-        issue = jira.get_issue(key, fields=tuple(filter(None, ("status", "resolution", self.options.conclusion_field))))
+        fields = tuple(filter(None, ("status", "resolution", self.options.conclusion_field)))
+        issue = jira.get_issue(jira_identity.issue_ref(self.store, key), fields=fields)
         if issue is None:
             raise JobFailed(f"Jira issue {key} no longer exists or is not visible", retryable=False)
+        if issue.key != key:
+            jira_identity.follow_move(self.store, jira, key, issue, now)
+            key = issue.key
         conclusion = conclusion_of(issue, self.options, jira.recent_comments(key))
         self.store.set_conclusion(key, conclusion, now)
+        # A twin filed while the index lagged may only now be searchable.
+        for problem in self.store.live_problems_for_issue(key):
+            if problem.jira_linked_by == "bridge":
+                jira_identity.check_twins(self.store, jira, self.options, dataclasses.asdict(problem), now, "sync")
 
     @_handle.register
     def _release(self, job: jobs.ReleaseComment, now: datetime) -> None:

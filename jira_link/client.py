@@ -129,6 +129,13 @@ class JiraIssue:
     resolution: str | None = None
     labels: tuple[str, ...] = ()
     fields: Mapping[str, Any] | None = None
+    # Jira's immutable id: the key changes when the issue moves, the id never does.
+    id: str | None = None
+
+    @property
+    def numeric_id(self) -> int:
+        """The id as a number, for "oldest first" (Jira hands out ids in increasing order); unknown last."""
+        return int(self.id) if self.id is not None and self.id.isdigit() else 2**63
 
 
 # Every REST call the client makes, by the name its metrics carry.
@@ -141,6 +148,7 @@ OPERATIONS = (
     "add_comment",
     "get_comments",
     "add_remote_link",
+    "link_issues",
 )
 
 
@@ -325,6 +333,31 @@ class JiraClient:
         assert response is not None
         return str(response.json()["key"])
 
+    def create_issue_ref(self, fields: Mapping[str, Any], properties: Sequence[Mapping[str, Any]] = ()) -> JiraIssue:
+        """Create an issue with entity properties set in the same request; returns its key and id.
+
+        POST /rest/api/{2,3}/issue with `properties: [{key, value}]` beside `fields`.
+        https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issues/#api-rest-api-3-issue-post
+        """
+        body: dict[str, Any] = {"fields": dict(fields)}
+        if properties:
+            body["properties"] = [dict(p) for p in properties]
+        response = self._request("create_issue", "POST", f"{self.api}/issue", json=body)
+        assert response is not None
+        created = response.json()
+        return JiraIssue(key=str(created["key"]), id=str(created["id"]))
+
+    def link_issues(self, link_type: str, inward_key: str, outward_key: str) -> None:
+        """POST /rest/api/{2,3}/issueLink: `inward_key` <outward description> `outward_key`.
+
+        For "Duplicate" (outward "duplicates", inward "is duplicated by") the inward issue is
+        the one that duplicates the outward one, as Jira's REST API has it. A link that exists
+        already is answered 201 and not doubled.
+        https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-issue-links/#api-rest-api-3-issuelink-post
+        """
+        body = {"type": {"name": link_type}, "inwardIssue": {"key": inward_key}, "outwardIssue": {"key": outward_key}}
+        self._request("link_issues", "POST", f"{self.api}/issueLink", json=body)
+
     def add_comment(self, key: str, text: str) -> None:
         """POST /rest/api/{2,3}/issue/{key}/comment."""
         self._request("add_comment", "POST", f"{self.api}/issue/{key}/comment", json={"body": self.text(text)})
@@ -362,4 +395,5 @@ class JiraClient:
             resolution=resolution.get("name") if isinstance(resolution, Mapping) else None,
             labels=tuple(fields.get("labels") or ()),
             fields=fields,
+            id=str(item["id"]) if item.get("id") is not None else None,
         )

@@ -34,6 +34,8 @@ class LinkOptions:
     public_url: str
     conclusion_field: str | None = None
     conclusion_marker: str = "Conclusion:"
+    # How long after a create a retry keeps searching (Jira's index lags) before it creates again.
+    search_settle_seconds: float = 30.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkOptions:
@@ -42,6 +44,7 @@ class LinkOptions:
             public_url=settings.public_url,
             conclusion_field=settings.jira_conclusion_field,
             conclusion_marker=settings.jira_conclusion_marker,
+            search_settle_seconds=settings.jira_search_settle_seconds,
         )
 
 

@@ -26,8 +26,19 @@ class JiraPort(Protocol):
         """Create an issue; returns its key."""
         ...
 
+    def create_issue_ref(self, fields: Mapping[str, Any], properties: Sequence[Mapping[str, Any]] = ...) -> JiraIssue:
+        """Create an issue with entity properties (`[{key, value}]`) in the same request; returns key and id."""
+        ...
+
+    def link_issues(self, link_type: str, inward_key: str, outward_key: str) -> None:
+        """Link two issues (`inward_key` duplicates `outward_key` for "Duplicate"); an existing link is not doubled."""
+        ...
+
     def get_issue(self, key: str, fields: Sequence[str] = ...) -> JiraIssue | None:
-        """One issue with the requested fields, or None when it does not exist (or is not visible)."""
+        """One issue by key or id, or None when it does not exist (or is not visible).
+
+        A moved issue answers under its old key too, with its new key in `JiraIssue.key`.
+        """
         ...
 
     def transitions(self, key: str) -> list[dict[str, Any]]:

@@ -4,6 +4,12 @@ It keeps issues in memory, answers the requests our client sends with Jira's sha
 status codes, rejects what Jira rejects (unknown project, spaces in labels, plain-text
 bodies on v3, the removed /search, missing remote-link title, bad credentials) and fails
 on demand: 429 with Retry-After, 500, slow answers, and a create whose answer is lost.
+
+Jira identity (issue 16), each switchable: `move` changes an issue's key (the old key and
+the id keep answering, with the new key); `lag_search` keeps new issues out of search
+for a while, as Cloud's eventually consistent index does (GET by key still works); entity
+`properties` on create are validated and kept; POST /issueLink links issues ("Duplicate"),
+shown in both issues' `issuelinks` field.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ VALIDATED_REQUESTS = {
     ("POST", re.compile(r"^/rest/api/3/issue/[^/]+/comment$")): "Comment",
     ("POST", re.compile(r"^/rest/api/3/issue/[^/]+/remotelink$")): "RemoteIssueLinkRequest",
     ("POST", re.compile(r"^/rest/api/3/issue/[^/]+/transitions$")): "IssueUpdateDetails",
+    ("POST", re.compile(r"^/rest/api/3/issueLink$")): "LinkIssueRequestJsonBean",
 }
 
 
@@ -62,6 +69,13 @@ def openapi_validator() -> OpenApiRequestValidator:
 
 
 PROJECTS = {"LKK": "10000", "OPS": "10001"}
+# Link types of a default Jira site: name -> (inward, outward) descriptions.
+LINK_TYPES = {
+    "Duplicate": ("is duplicated by", "duplicates"),
+    "Blocks": ("is blocked by", "blocks"),
+    "Relates": ("relates to", "relates to"),
+}
+PROPERTY_VALUE_LIMIT = 32768
 ISSUE_TYPES = {"Bug", "Task", "Incident"}
 PRIORITIES = {"Highest", "High", "Medium", "Low", "Lowest"}
 STATUS_OPEN = {"name": "To Do", "statusCategory": {"key": "new", "name": "To Do"}}
@@ -101,6 +115,11 @@ class FakeJiraState:
     # Transition id -> fields not on its screen: refused when sent.
     refused_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
     next_id: int = 10000
+    # Jira identity: seconds new issues stay out of search, old key -> new key, issue links, creation times by id.
+    search_lag: float = 0.0
+    moved: dict[str, str] = field(default_factory=dict)
+    links: list[tuple[str, str, str]] = field(default_factory=list)
+    created_at: dict[str, float] = field(default_factory=dict)
 
 
 def _error(status: int, messages: list[str] | None = None, errors: dict[str, str] | None = None) -> Response:
@@ -172,6 +191,60 @@ class FakeJira:
         with self.lock:
             self.state.refused_fields[transition_id] = names
 
+    def lag_search(self, seconds: float) -> None:
+        """Keep issues out of search results until `seconds` after their creation (0: all visible)."""
+        with self.lock:
+            self.state.search_lag = seconds
+
+    def move(self, key: str, project: str) -> str:
+        """Move an issue to another project: a new key, the same id; the old key keeps answering."""
+        with self.lock:
+            current = self._current_key(key)
+            if current is None:
+                raise KeyError(key)
+            used = [k for k in [*self.state.issues, *self.state.moved] if k.split("-")[0] == project]
+            new_key = f"{project}-{len(used) + 1}"
+            issue = self.state.issues.pop(current)
+            issue["key"] = new_key
+            issue["fields"]["project"] = {"key": project}
+            self.state.issues[new_key] = issue
+            for per_key in (self.state.comments, self.state.remote_links):
+                if current in per_key:
+                    per_key[new_key] = per_key.pop(current)  # type: ignore[attr-defined]
+            self.state.moved = {old: (new_key if to == current else to) for old, to in self.state.moved.items()} | {
+                current: new_key
+            }
+            return new_key
+
+    def issue_links(self, key: str) -> list[dict[str, Any]]:
+        """The `issuelinks` field of an issue, as Jira shows it."""
+        with self.lock:
+            return self._issue_links(self.state.issues[key]["id"])
+
+    def _current_key(self, key_or_id: str) -> str | None:
+        """The current key of an issue named by its key, an old key, or its id (caller holds the lock)."""
+        if key_or_id in self.state.issues:
+            return key_or_id
+        if key_or_id in self.state.moved:
+            return self.state.moved[key_or_id]
+        return next((i["key"] for i in self.state.issues.values() if i["id"] == key_or_id), None)
+
+    def _issue_links(self, issue_id: str) -> list[dict[str, Any]]:
+        """Caller holds the lock."""
+        by_id = {i["id"]: i for i in self.state.issues.values()}
+        shown = []
+        for name, inward, outward in self.state.links:
+            kind = {"name": name, "inward": LINK_TYPES[name][0], "outward": LINK_TYPES[name][1]}
+            if inward == issue_id:
+                shown.append({"type": kind, "outwardIssue": {"id": outward, "key": by_id[outward]["key"]}})
+            if outward == issue_id:
+                shown.append({"type": kind, "inwardIssue": {"id": inward, "key": by_id[inward]["key"]}})
+        return shown
+
+    def _searchable(self, issue: dict[str, Any]) -> bool:
+        """Whether the lagging index shows the issue yet (caller holds the lock)."""
+        return self.state.created_at.get(issue["id"], 0.0) + self.state.search_lag <= time.time()
+
     def calls(self, method: str, path: str) -> list[Call]:
         pattern = re.compile(path)
         with self.lock:
@@ -240,6 +313,13 @@ class FakeJira:
         app = Flask("fake_jira")
         fake = self
 
+        @app.url_value_preprocessor
+        def _follow_moves(endpoint, values):  # type: ignore[no-untyped-def]
+            # Jira answers an old key (and an id) with the issue as it is now.
+            if values and isinstance(values.get("key"), str):
+                with fake.lock:
+                    values["key"] = fake._current_key(values["key"]) or values["key"]
+
         @app.before_request
         def _gate():  # type: ignore[no-untyped-def]
             if request.headers.get("Authorization") not in fake.accepted_auth:
@@ -283,6 +363,7 @@ class FakeJira:
 
         @app.post("/rest/api/<int:v>/issue")
         def create_issue(v: int):  # type: ignore[no-untyped-def]
+            properties = (request.get_json(silent=True) or {}).get("properties", [])
             fields = (request.get_json(silent=True) or {}).get("fields")
             if not isinstance(fields, dict):
                 return _error(400, ["Field 'fields' is required"])
@@ -310,10 +391,14 @@ class FakeJira:
                 errors["priority"] = "The priority selected is invalid."
             if errors:
                 return _error(400, errors=errors)
+            refused_properties = property_errors(properties)
+            if refused_properties:
+                return _error(400, refused_properties)
             with fake.lock:
-                number = sum(1 for k in fake.state.issues if k.startswith(project + "-")) + 1
+                number = sum(1 for k in [*fake.state.issues, *fake.state.moved] if k.startswith(project + "-")) + 1
                 key = f"{project}-{number}"
                 issue_id = str(fake.state.next_id)
+                fake.state.created_at[issue_id] = time.time()
                 fake.state.next_id += 1
                 fake.state.issues[key] = {
                     "id": issue_id,
@@ -324,6 +409,7 @@ class FakeJira:
                         "resolution": None,
                         "labels": list(fields.get("labels") or []),
                     },
+                    "properties": {p["key"]: p["value"] for p in properties},
                 }
             response = jsonify({"id": issue_id, "key": key, "self": f"{fake.url}/rest/api/{v}/issue/{issue_id}"})
             response.status_code = 201
@@ -333,10 +419,10 @@ class FakeJira:
             if not wanted:
                 return {"id": issue["id"]}
             names = set(wanted.split(","))
+            with fake.lock:
+                every = {**issue["fields"], "issuelinks": fake._issue_links(issue["id"])}
             fields = (
-                issue["fields"]
-                if "*all" in names or "*navigable" in names
-                else {k: v for k, v in issue["fields"].items() if k in names}
+                every if "*all" in names or "*navigable" in names else {k: v for k, v in every.items() if k in names}
             )
             return {"id": issue["id"], "key": issue["key"], "fields": fields}
 
@@ -353,7 +439,7 @@ class FakeJira:
                 return _error(400, ["Unbounded JQL queries are not allowed here. Please add a search restriction."])
             clauses = re.split(r"\s+AND\s+", jql.strip(), flags=re.IGNORECASE)
             with fake.lock:
-                found = list(fake.state.issues.values())
+                found = [i for i in fake.state.issues.values() if fake._searchable(i)]
             for clause in clauses:
                 if m := re.fullmatch(r'labels\s*=\s*"((?:[^"\\]|\\.)*)"', clause):
                     value = m.group(1).replace('\\"', '"').replace("\\\\", "\\")
@@ -388,6 +474,25 @@ class FakeJira:
             if not body["isLast"]:
                 body["nextPageToken"] = str(start + limit)
             return jsonify(body)
+
+        @app.post("/rest/api/<int:v>/issueLink")
+        def link_issues(v: int):  # type: ignore[no-untyped-def]
+            body = request.get_json(silent=True) or {}
+            name = (body.get("type") or {}).get("name")
+            if name not in LINK_TYPES:
+                return _error(404, [f"No issue link type with name '{name}' found."])
+            with fake.lock:
+                ends = [
+                    fake._current_key(str((body.get(end) or {}).get("key") or (body.get(end) or {}).get("id")))
+                    for end in ("inwardIssue", "outwardIssue")
+                ]
+                if None in ends:
+                    return _error(404, ["Issue does not exist or you do not have permission to see it."])
+                inward, outward = (fake.state.issues[str(k)]["id"] for k in ends)
+                # Jira answers a link that exists already as created, and does not double it.
+                if (name, inward, outward) not in fake.state.links:
+                    fake.state.links.append((name, inward, outward))
+            return Response(status=201)
 
         @app.get("/rest/api/<int:v>/issue/<key>/transitions")
         def list_transitions(v: int, key: str):  # type: ignore[no-untyped-def]
@@ -512,6 +617,23 @@ class FakeJira:
             return response
 
         return app
+
+
+def property_errors(properties: Any) -> list[str]:
+    """What Jira refuses in a create request's `properties`: the shape and size of each `{key, value}`."""
+    if not isinstance(properties, list):
+        return ["properties: must be a list of {key, value}"]
+    errors = []
+    for n, item in enumerate(properties):
+        if not isinstance(item, dict) or set(item) - {"key", "value"}:
+            errors.append(f"properties[{n}]: must be an object with key and value only")
+        elif not isinstance(item.get("key"), str) or not 0 < len(item["key"]) <= 255:
+            errors.append(f"properties[{n}].key: The property key must be between 1 and 255 characters long.")
+        elif "value" not in item or item["value"] is None:
+            errors.append(f"properties[{n}].value: The property value is required.")
+        elif len(json.dumps(item["value"])) > PROPERTY_VALUE_LIMIT:
+            errors.append(f"properties[{n}].value: The property value exceeds {PROPERTY_VALUE_LIMIT} characters.")
+    return errors
 
 
 def iter_texts(value: Any) -> Iterator[str]:

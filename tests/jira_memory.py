@@ -8,17 +8,24 @@ It answers the JQL the linker emits (project and labels clauses) and fails on de
 a retryable or final `JiraError`, or a call whose work is done but whose answer is
 lost, as a timeout would. tests/integration/test_jira_port_contract.py runs the same
 scenarios against it and against `JiraClient` talking to the HTTP `FakeJira`.
+
+Jira identity (issue 16), each switchable: issues have immutable ids; `move` changes an
+issue's key while its old key (and its id) still answer; `lag_search` keeps new issues out
+of search results for a while, as Cloud's eventually consistent index does; entity
+properties set on create are validated and kept; "Duplicate" issue links show in the
+`issuelinks` field of both issues.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError, JiraIssue, adf, adf_text, wiki_markup
-from tests.fakes import PROJECTS, STATUS_DONE, STATUS_OPEN
+from tests.fakes import LINK_TYPES, PROJECTS, STATUS_DONE, STATUS_OPEN, property_errors
 
 STATUS_IN_PROGRESS = {"name": "In Progress", "statusCategory": {"key": "indeterminate", "name": "In Progress"}}
 # The HTTP FakeJira's workflow: current status name -> transitions offered from it.
@@ -42,6 +49,7 @@ OPERATIONS = (
     "add_comment",
     "recent_comments",
     "add_remote_link",
+    "link_issues",
 )
 
 
@@ -62,6 +70,9 @@ class MemoryIssue:
     fields: dict[str, Any]
     comments: list[Any] = field(default_factory=list)  # bodies in the site's format, oldest first
     remote_links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    id: str = ""
+    properties: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0  # on the site's clock: when search may show it (with `search_lag`)
 
 
 class MemoryJira:
@@ -73,6 +84,7 @@ class MemoryJira:
         flavour: str = DATACENTER,
         workflow: Mapping[str, list[dict[str, Any]]] | None = None,
         base_url: str = "https://jira.test",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.flavour = flavour
         self.workflow = dict(workflow if workflow is not None else WORKFLOW)
@@ -86,6 +98,14 @@ class MemoryJira:
         self.required_fields: dict[str, tuple[str, ...]] = {}
         # Transition id -> fields not on its screen: refused when sent.
         self.refused_fields: dict[str, tuple[str, ...]] = {}
+        self.clock = clock
+        # Seconds a new issue stays out of search results (Cloud's index is eventually consistent).
+        self.search_lag = 0.0
+        # Old key -> the key it moved to; both keep answering, as in Jira.
+        self.moved: dict[str, str] = {}
+        # (type name, inward issue id, outward issue id)
+        self.links: list[tuple[str, str, str]] = []
+        self._next_id = 10000
 
     # Test controls ----------------------------------------------------------------
 
@@ -122,7 +142,7 @@ class MemoryJira:
     ) -> None:
         """An issue that exists already (made by a person, or by an earlier create whose answer was lost)."""
         resolution = {"name": "Done"} if status["statusCategory"]["key"] == "done" else None
-        self.issues[key] = MemoryIssue(
+        self._store_issue(
             key,
             {
                 "summary": "existing",
@@ -134,6 +154,33 @@ class MemoryJira:
             },
             list(comments),
         )
+
+    def lag_search(self, seconds: float) -> None:
+        """Keep issues out of search results until `seconds` after their creation (0: all visible)."""
+        self.search_lag = seconds
+
+    def move(self, key: str, project: str) -> str:
+        """Move an issue to another project: a new key, the same id; the old key keeps answering."""
+        current = self._resolve(key)
+        if current is None:
+            raise KeyError(key)
+        new_key = self._next_key(project)
+        issue = self.issues.pop(current)
+        issue.key = new_key
+        issue.fields["project"] = {"key": project}
+        self.issues[new_key] = issue
+        self.moved[current] = new_key
+        for old, moved_to in self.moved.items():
+            if moved_to == current:
+                self.moved[old] = new_key
+        return new_key
+
+    def issue(self, key_or_id: str) -> MemoryIssue:
+        """An issue by current key, old key or id."""
+        current = self._resolve(key_or_id)
+        if current is None:
+            raise KeyError(key_or_id)
+        return self.issues[current]
 
     def called(self, operation: str) -> list[tuple[Any, ...]]:
         """The arguments of every call of `operation`, in order."""
@@ -152,7 +199,7 @@ class MemoryJira:
         limit: int = 10_000,
     ) -> list[JiraIssue]:
         self._enter("search", jql, tuple(fields))
-        found = list(self.issues.values())
+        found = [i for i in self.issues.values() if i.created_at + self.search_lag <= self.clock()]
         for clause in re.split(r"\s+AND\s+", jql.strip(), flags=re.IGNORECASE):
             if m := re.fullmatch(r'labels\s*=\s*"((?:[^"\\]|\\.)*)"', clause):
                 value = re.sub(r"\\(.)", r"\1", m.group(1))
@@ -163,10 +210,32 @@ class MemoryJira:
                 raise JiraError(
                     f"Jira search answered HTTP 400: Error in the JQL Query: unsupported clause {clause!r}", status=400
                 )
+        found.sort(key=lambda i: int(i.id))
         return self._exit("search", [self._view(issue, fields) for issue in found][:limit])
 
     def create_issue(self, fields: Mapping[str, Any]) -> str:
         self._enter("create_issue", dict(fields))
+        return self._exit("create_issue", self._create(fields, ()).key)
+
+    def create_issue_ref(self, fields: Mapping[str, Any], properties: Sequence[Mapping[str, Any]] = ()) -> JiraIssue:
+        self._enter("create_issue", dict(fields), [dict(p) for p in properties])
+        issue = self._create(fields, properties)
+        return self._exit("create_issue", JiraIssue(key=issue.key, id=issue.id))
+
+    def link_issues(self, link_type: str, inward_key: str, outward_key: str) -> None:
+        self._enter("link_issues", link_type, inward_key, outward_key)
+        if link_type not in LINK_TYPES:
+            raise JiraError(
+                f"Jira link_issues answered HTTP 404: No issue link type with name '{link_type}' found.", status=404
+            )
+        inward, outward = self._issue("link_issues", inward_key), self._issue("link_issues", outward_key)
+        link = (link_type, inward.id, outward.id)
+        if link not in self.links:
+            self.links.append(link)
+        self._exit("link_issues", None)
+
+    def _create(self, fields: Mapping[str, Any], properties: Sequence[Mapping[str, Any]]) -> MemoryIssue:
+        """Validate and store a new issue, as Jira's create does."""
         project = (fields.get("project") or {}).get("key")
         errors = []
         if project not in PROJECTS:
@@ -183,17 +252,21 @@ class MemoryJira:
                 "description: Operation value must be "
                 + ("an Atlassian Document" if self.flavour == CLOUD else "a string")
             )
+        errors.extend(property_errors(list(properties)))
         if errors:
             raise JiraError(f"Jira create_issue answered HTTP 400: {'; '.join(errors)}", status=400)
-        key = f"{project}-{len([k for k in self.issues if k.split('-')[0] == project]) + 1}"
-        self.issues[key] = MemoryIssue(
-            key, {**fields, "labels": list(fields.get("labels") or []), "status": dict(STATUS_OPEN), "resolution": None}
+        issue = self._store_issue(
+            self._next_key(str(project)),
+            {**fields, "labels": list(fields.get("labels") or []), "status": dict(STATUS_OPEN), "resolution": None},
+            created_at=self.clock(),
         )
-        return self._exit("create_issue", key)
+        issue.properties = {p["key"]: p["value"] for p in properties}
+        return issue
 
     def get_issue(self, key: str, fields: Sequence[str] = ("status", "resolution", "labels")) -> JiraIssue | None:
         self._enter("get_issue", key, tuple(fields))
-        issue = self.issues.get(key)
+        current = self._resolve(key)
+        issue = self.issues[current] if current is not None else None
         return self._exit("get_issue", self._view(issue, fields) if issue is not None else None)
 
     def transitions(self, key: str) -> list[dict[str, Any]]:
@@ -279,7 +352,8 @@ class MemoryJira:
         return next((f for f in self.failures if f.operation == operation and f.times > 0), None)
 
     def _issue(self, operation: str, key: str) -> MemoryIssue:
-        issue = self.issues.get(key)
+        current = self._resolve(key)
+        issue = self.issues.get(current) if current is not None else None
         if issue is None:
             raise JiraError(
                 f"Jira {operation} answered HTTP 404: Issue does not exist or you do not have permission to see it.",
@@ -292,9 +366,42 @@ class MemoryJira:
             isinstance(value, dict) and value.get("type") == "doc" if self.flavour == CLOUD else isinstance(value, str)
         )
 
-    @staticmethod
-    def _view(issue: MemoryIssue, fields: Sequence[str]) -> JiraIssue:
+    def _view(self, issue: MemoryIssue, fields: Sequence[str]) -> JiraIssue:
         """Only the requested fields, read by the client's own parser so both shapes stay alike."""
         wanted = set(fields)
-        shown = issue.fields if "*all" in wanted else {k: v for k, v in issue.fields.items() if k in wanted}
-        return JiraClient._issue({"key": issue.key, "fields": shown})
+        every = {**issue.fields, "issuelinks": self._issue_links(issue.id)}
+        shown = every if "*all" in wanted else {k: v for k, v in every.items() if k in wanted}
+        return JiraClient._issue({"id": issue.id, "key": issue.key, "fields": shown})
+
+    def _issue_links(self, issue_id: str) -> list[dict[str, Any]]:
+        """The `issuelinks` field as Jira shows it: the other issue under `outwardIssue` or `inwardIssue`."""
+        by_id = {i.id: i for i in self.issues.values()}
+        shown = []
+        for name, inward, outward in self.links:
+            kind = {"name": name, "inward": LINK_TYPES[name][0], "outward": LINK_TYPES[name][1]}
+            if inward == issue_id:
+                shown.append({"type": kind, "outwardIssue": {"id": outward, "key": by_id[outward].key}})
+            if outward == issue_id:
+                shown.append({"type": kind, "inwardIssue": {"id": inward, "key": by_id[inward].key}})
+        return shown
+
+    def _store_issue(
+        self, key: str, fields: dict[str, Any], comments: Sequence[Any] = (), created_at: float = 0.0
+    ) -> MemoryIssue:
+        issue = MemoryIssue(key, fields, list(comments), id=str(self._next_id), created_at=created_at)
+        self._next_id += 1
+        self.issues[key] = issue
+        return issue
+
+    def _next_key(self, project: str) -> str:
+        """Keys count per project, moved-away keys included (Jira never reuses a key)."""
+        used = [k for k in [*self.issues, *self.moved] if k.split("-")[0] == project]
+        return f"{project}-{len(used) + 1}"
+
+    def _resolve(self, key_or_id: str) -> str | None:
+        """The current key of an issue named by its key, an old key, or its id."""
+        if key_or_id in self.issues:
+            return key_or_id
+        if key_or_id in self.moved:
+            return self.moved[key_or_id]
+        return next((i.key for i in self.issues.values() if i.id == key_or_id), None)

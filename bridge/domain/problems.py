@@ -52,6 +52,10 @@ class Problem:
     comment_pending_since: datetime | None = None
     last_comment_at: datetime | None = None
     last_comment_hash: str | None = None
+    # Jira's immutable id of the linked issue (the key changes when the issue moves).
+    jira_issue_id: str | None = None
+    # When the bridge last asked Jira to create this problem's issue (a retry then waits for the search index).
+    jira_create_attempted_at: datetime | None = None
 
     @property
     def stored_id(self) -> int:
@@ -80,7 +84,7 @@ class Problem:
     def is_closed(self) -> bool:
         return self.state is ProblemState.CLOSED
 
-    def link(self, jira_key: str, jira_url: str, linked_by: str) -> Problem:
+    def link(self, jira_key: str, jira_url: str, linked_by: str, issue_id: str | None = None) -> Problem:
         """Linked to its Jira issue: an open problem becomes a known error (a closed one stays closed).
 
         Raises:
@@ -89,7 +93,19 @@ class Problem:
         if self.jira_key is not None:
             raise TransitionRefused(f"problem {self.id} is already linked to {self.jira_key}")
         state = ProblemState.KNOWN_ERROR if self.state is ProblemState.OPEN else self.state
-        return replace(self, jira_key=jira_key, jira_url=jira_url, jira_linked_by=linked_by, state=state)
+        return replace(
+            self, jira_key=jira_key, jira_url=jira_url, jira_linked_by=linked_by, jira_issue_id=issue_id, state=state
+        )
+
+    def issue_moved(self, jira_key: str, jira_url: str, issue_id: str | None) -> Problem:
+        """Its issue answers under another key (moved to another project, or renumbered): follow it."""
+        return replace(
+            self,
+            jira_key=jira_key,
+            jira_url=jira_url,
+            jira_project=jira_key.rsplit("-", 1)[0],
+            jira_issue_id=issue_id or self.jira_issue_id,
+        )
 
     def unlink(self) -> Problem:
         """Its issue forgotten with the conclusion read from it: a known error is an open problem again."""
@@ -99,6 +115,7 @@ class Problem:
             jira_key=None,
             jira_url=None,
             jira_linked_by=None,
+            jira_issue_id=None,
             conclusion=None,
             conclusion_updated_at=None,
             state=state,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -130,7 +131,9 @@ class ProblemRepository(Database):
             values["comment_pending_since"] = sa.func.coalesce(problems.c.comment_pending_since, now)
         conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
 
-    def link_issue(self, conn: Connection, problem_id: int, key: str, url: str, linked_by: str) -> bool:
+    def link_issue(
+        self, conn: Connection, problem_id: int, key: str, url: str, linked_by: str, issue_id: str | None = None
+    ) -> bool:
         """Link a problem to an issue unless it already has one (see `Problem.link`); False if it had one.
 
         Raises:
@@ -139,8 +142,71 @@ class ProblemRepository(Database):
         problem = self.find_problem(conn, problem_id, for_update=True)
         if problem is None or problem.jira_key is not None:
             return False
-        self.save_problem(conn, problem, problem.link(key, url, linked_by))
+        self.save_problem(conn, problem, problem.link(key, url, linked_by, issue_id))
         return True
+
+    # Jira identity: moves, create attempts and twins --------------------------------
+
+    def note_create_attempt(self, problem_id: int, at: datetime) -> None:
+        """Record, in a transaction of its own, that the bridge is about to ask Jira to create the issue."""
+        self.run(
+            lambda conn: conn.execute(
+                problems.update().where(problems.c.id == problem_id).values(jira_create_attempted_at=at)
+            )
+        )
+
+    def follow_issue_move(
+        self, conn: Connection, old_key: str, new_key: str, url: str, issue_id: str | None, now: datetime
+    ) -> list[int]:
+        """Problems linked to `old_key` follow their issue to `new_key`, each with a "jira_moved" event.
+
+        Returns the problems changed. Closed problems follow too, so their history and a
+        release naming the new key still find them.
+        """
+        moved = []
+        for problem in self.problems_for_issues(conn, [old_key]):
+            if issue_id is not None and problem.jira_issue_id not in (None, issue_id):
+                continue
+            self.save_problem(conn, problem, problem.issue_moved(new_key, url, issue_id))
+            moved.append(problem.stored_id)
+        self.add_problem_events(
+            conn,
+            [
+                dict(problem_id=pid, at=now, kind="jira_moved", detail=f"{old_key} moved to {new_key}; link follows")
+                for pid in moved
+            ],
+        )
+        return moved
+
+    def relink_to_oldest(
+        self, conn: Connection, problem_id: int, key: str, url: str, issue_id: str | None, twins: str, now: datetime
+    ) -> bool:
+        """Link a problem to the oldest of its twin issues instead of the one it holds; False if gone or closed."""
+        problem = self.find_problem(conn, problem_id, for_update=True)
+        if problem is None or problem.is_closed or problem.jira_key == key:
+            return False
+        before = problem.jira_key
+        linked = problem.unlink().link(key, url, problem.jira_linked_by or "bridge", issue_id)
+        self.save_problem(conn, problem, replace(linked, conclusion=problem.conclusion))
+        self.add_problem_events(
+            conn,
+            [
+                dict(
+                    problem_id=problem_id,
+                    at=now,
+                    kind="jira_twin",
+                    detail=f"linked to {key}, the oldest issue for this problem, instead of {before} ({twins})",
+                )
+            ],
+        )
+        return True
+
+    def live_problems_for_issue_id(self, issue_id: str, conn: Connection | None = None) -> list[Problem]:
+        """Problems (not closed) linked to the Jira issue with this immutable id."""
+        query = sa.select(problems).where(problems.c.jira_issue_id == issue_id, problems.c.state != _CLOSED)
+        if conn is not None:
+            return [problem_from_row(row) for row in conn.execute(query).mappings()]
+        return self.read(lambda c: self.live_problems_for_issue_id(issue_id, c))
 
     def record_jira_link(self, problem_id: int, key: str, url: str, linked_by: str) -> bool:
         """`link_issue` in a transaction of its own."""

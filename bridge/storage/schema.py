@@ -135,6 +135,8 @@ problems = sa.Table(
     sa.Column("last_comment_at", UtcDateTime()),
     sa.Column("last_comment_hash", sa.String(64)),
     sa.Column("fixed_at", UtcDateTime()),
+    sa.Column("jira_issue_id", sa.String(64)),
+    sa.Column("jira_create_attempted_at", UtcDateTime()),
     sa.Index(
         "ux_problems_open_key",
         "problem_key",
@@ -150,6 +152,7 @@ problems = sa.Table(
         postgresql_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'"),
     ),
     sa.Index("ix_problems_state", "state"),
+    sa.Index("ix_problems_jira_issue_id", "jira_issue_id"),
 )
 
 releases = sa.Table(

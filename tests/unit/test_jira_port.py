@@ -8,10 +8,12 @@ from types import ModuleType
 
 import pytest
 
+import bridge.jira_identity
 import bridge.jira_webhook
 import bridge.problems
 import bridge.releases
 import bridge.worker
+import jira_link.identity
 import jira_link.linker
 from jira_link.client import JiraClient
 from jira_link.port import JiraPort
@@ -55,7 +57,15 @@ def test_the_port_holds_exactly_the_methods_the_linker_worker_and_use_cases_call
     used = set().union(
         *(
             jira_calls(module)
-            for module in (jira_link.linker, bridge.worker, bridge.problems, bridge.releases, bridge.jira_webhook)
+            for module in (
+                jira_link.linker,
+                jira_link.identity,
+                bridge.jira_identity,
+                bridge.worker,
+                bridge.problems,
+                bridge.releases,
+                bridge.jira_webhook,
+            )
         )
     )
     assert sorted(used) == PORT_METHODS
