@@ -87,6 +87,7 @@ def problem_json(row: dict[str, Any]) -> dict[str, Any]:
         "description": row["description"],
         "jira_key": row["jira_key"],
         "jira_url": row["jira_url"],
+        "jira_issue_id": row.get("jira_issue_id"),
         "incident_count": row["incident_count"],
         "opened_at": iso(row["opened_at"]),
         "closed_at": iso(row["closed_at"]),

@@ -19,7 +19,7 @@ from bridge.domain import JiraTarget
 from bridge.storage import Connection, Store
 from jira_link.client import JiraIssue
 from jira_link.identity import MARKER_FIELDS, FoundIssues, find_or_create_settled, issues_with_marker, mark_twins
-from jira_link.linker import LinkOptions
+from jira_link.linker import LinkOptions, link_back
 from jira_link.port import JiraPort
 
 log = logging.getLogger(__name__)
@@ -86,14 +86,16 @@ def check_twins(
     keep, twins = found[0], found[1:]
     if not _same(keep, problem):
         described = ", ".join(f"{twin.key} duplicates {keep.key}" for twin in twins)
-        store.run(
+        relinked = store.run(
             lambda conn: store.relink_to_oldest(
                 conn, problem_id, keep.key, jira.issue_url(keep.key), keep.id, described, now
             )
         )
-        log.warning(
-            "problem relinked to the oldest of its twin issues", extra={"problem_id": problem_id, "key": keep.key}
-        )
+        if relinked:
+            log.warning(
+                "problem relinked to the oldest of its twin issues", extra={"problem_id": problem_id, "key": keep.key}
+            )
+            link_back(jira, keep.key, problem, options)
     _settle(jira, keep, twins, problem_id, found_at)
     return keep.key
 

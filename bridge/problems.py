@@ -246,16 +246,19 @@ def link_problem(
         raise Unprocessable(
             f"Jira issue {key} does not exist or is not visible to the bridge", [f"jira_key: {key} not found in Jira"]
         )
-    url = jira.issue_url(key)
+    # Jira answers a moved issue's old key with the issue as it is now: link its current key and its id.
+    current = issue.key or key
+    if current != key and any(p.id != problem_id for p in store.live_problems_for_issue(current)):
+        raise Conflict(f"{key} is now {current}, already linked to another problem")
+    url = jira.issue_url(current)
+    detail = f"linked to {key} by hand" + (f" (now {current})" if current != key else "")
 
     def work(conn: Connection) -> dict[str, Any]:
         # Link, history and sync job commit together: a crash never leaves a link nobody syncs.
-        store.link_issue(conn, problem_id, key, url, "manual")
-        store.add_problem_events(
-            conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"linked to {key} by hand")]
-        )
+        store.link_issue(conn, problem_id, current, url, "manual", issue.id)
+        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=detail)])
         queue(conn, store, EnsureIssue(problem_id), now)
-        queue_issue_sync(conn, store, key, now)
+        queue_issue_sync(conn, store, current, now)
         updated = store.get_problem(problem_id, conn)
         assert updated is not None
         return updated

@@ -256,4 +256,6 @@ def jira_webhook():  # type: ignore[no-untyped-def]
     ctx = bridge()
     body = read_body()
     check_jira_webhook(ctx.settings.jira_webhook_secret, body)
-    return jsonify({"status": "ok", **handle_jira_webhook(ctx.store, ctx.jira, ctx.rules, body, ctx.now())}), 202
+    marker_prefix = ctx.link_options.marker_prefix if ctx.link_options else None
+    answer = handle_jira_webhook(ctx.store, ctx.jira, ctx.rules, body, ctx.now(), marker_prefix)
+    return jsonify({"status": "ok", **answer}), 202
