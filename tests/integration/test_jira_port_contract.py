@@ -153,3 +153,89 @@ def test_what_jira_refuses_is_a_final_error(site, call, status):
     with pytest.raises(JiraError) as refused:
         call(site.jira)
     assert (refused.value.status, refused.value.retryable) == (status, False)
+
+
+# Jira identity (issue 16): ids, moves, a lagging search index, entity properties, issue links.
+
+
+def properties_of(site: Site, key: str) -> dict:
+    controls = site.controls
+    return controls.issue(key).properties if isinstance(controls, MemoryJira) else controls.issue(key)["properties"]
+
+
+def create_ref(site: Site, properties: list[dict], project: str = "LKK") -> str:
+    fields = {"project": {"key": project}, "issuetype": {"name": "Bug"}, "summary": "s", "labels": ["m-1"]}
+    return site.jira.create_issue_ref(fields, properties).key
+
+
+def test_a_create_with_entity_properties_answers_key_and_id_and_keeps_them(site):
+    value = {"marker": "incident-bridge-problem-7", "problem_id": 7}
+    created = site.jira.create_issue_ref(
+        {"project": {"key": "LKK"}, "issuetype": {"name": "Bug"}, "summary": "s"},
+        [{"key": "incident-bridge.problem", "value": value}],
+    )
+    assert created.key == "LKK-1" and created.id is not None and created.id.isdigit()
+    assert properties_of(site, "LKK-1") == {"incident-bridge.problem": value}
+    by_id = site.jira.get_issue(created.id)
+    assert (by_id.key, by_id.id) == ("LKK-1", created.id)
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        pytest.param([{"key": "", "value": 1}], id="empty-key"),
+        pytest.param([{"key": "k" * 256, "value": 1}], id="key-too-long"),
+        pytest.param([{"key": "k"}], id="no-value"),
+        pytest.param([{"key": "k", "value": "x" * 32_768}], id="value-too-large"),
+    ],
+)
+def test_a_malformed_entity_property_is_refused_and_nothing_is_created(site, properties):
+    with pytest.raises(JiraError) as refused:
+        create_ref(site, properties)
+    assert (refused.value.status, refused.value.retryable) == (400, False)
+    assert site.jira.get_issue("LKK-1") is None
+
+
+def test_a_moved_issue_keeps_its_id_and_answers_under_its_old_key(site):
+    first = site.jira.create_issue_ref(
+        {"project": {"key": "LKK"}, "issuetype": {"name": "Bug"}, "summary": "s", "labels": ["m-1"]}
+    )
+    create(site.jira, "OPS")
+    new_key = site.controls.move(first.key, "OPS")
+    assert new_key == "OPS-2"
+    old = site.jira.get_issue(first.key)
+    assert (old.key, old.id) == ("OPS-2", first.id)
+    site.jira.add_comment(first.key, "via the old key")
+    assert site.jira.recent_comments(new_key) == ["via the old key"]
+    [found] = site.jira.search('labels = "m-1"', fields=("labels",))
+    assert (found.key, found.id) == ("OPS-2", first.id)
+    assert create(site.jira) == "LKK-2", "a moved-away key is never handed out again"
+
+
+def test_a_lagging_index_hides_new_issues_from_search_but_not_from_get(site):
+    site.controls.lag_search(60)
+    key = create(site.jira, labels=("m-1",))
+    assert site.jira.search('labels = "m-1"', fields=("labels",)) == []
+    assert site.jira.get_issue(key).key == key
+    site.controls.lag_search(0)
+    assert [i.key for i in site.jira.search('labels = "m-1"', fields=("labels",))] == [key]
+
+
+def test_a_duplicate_link_shows_on_both_issues_and_is_not_doubled(site):
+    original, twin = create(site.jira), create(site.jira)
+    site.jira.link_issues("Duplicate", twin, original)
+    site.jira.link_issues("Duplicate", twin, original)
+    [outward] = site.jira.get_issue(twin, fields=("issuelinks",)).fields["issuelinks"]
+    assert (outward["type"]["name"], outward["type"]["outward"], outward["outwardIssue"]["key"]) == (
+        "Duplicate",
+        "duplicates",
+        original,
+    )
+    [inward] = site.jira.get_issue(original, fields=("issuelinks",)).fields["issuelinks"]
+    assert inward["inwardIssue"]["key"] == twin
+    with pytest.raises(JiraError) as unknown:
+        site.jira.link_issues("Clones of", twin, original)
+    assert unknown.value.status == 404
+    with pytest.raises(JiraError) as missing:
+        site.jira.link_issues("Duplicate", twin, "LKK-99")
+    assert missing.value.status == 404
