@@ -1,0 +1,98 @@
+"""Crash-safe create under a lagging search index, and twin settling, against the in-memory Jira."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from bridge.domain import JiraTarget
+from jira_link.client import JiraError
+from jira_link.identity import (
+    PROPERTY_KEY,
+    SearchNotSettled,
+    find_or_create_settled,
+    issues_with_marker,
+    mark_twins,
+    settle_wait,
+)
+from jira_link.linker import LinkOptions
+from tests.jira_memory import MemoryJira
+
+T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
+OPTIONS = LinkOptions(marker_prefix="incident-bridge", public_url="http://bridge.test/", search_settle_seconds=30)
+TARGET = JiraTarget(create=True, project="LKK", issue_type="Bug", labels=("lkk",))
+MARKER = "incident-bridge-problem-7"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def problem(attempted_at: datetime | None = None) -> dict[str, Any]:
+    return {
+        "id": 7,
+        "problem_key": "checkout",
+        "summary": "Checkout fails",
+        "description": "",
+        "jira_create_attempted_at": attempted_at,
+    }
+
+
+@pytest.mark.parametrize(
+    "waited, expected",
+    [
+        pytest.param(0, 1.0, id="at-once-one-second"),
+        pytest.param(4, 4.0, id="doubles-with-the-time-waited"),
+        pytest.param(20, 10.0, id="never-past-the-settle-time"),
+        pytest.param(30, None, id="settled-create-again"),
+    ],
+)
+def test_the_wait_for_the_index_grows_and_is_bounded_by_the_settle_time(waited, expected):
+    assert settle_wait(T0, T0 + timedelta(seconds=waited), timedelta(seconds=30)) == expected
+
+
+def test_a_first_create_records_the_attempt_before_creating_and_writes_the_property():
+    jira, attempts = MemoryJira(), []
+    found = find_or_create_settled(jira, problem(), TARGET, OPTIONS, None, T0, attempts.append)
+    assert attempts == [T0] and found.created and found.keep.key == "LKK-1"
+    assert jira.issue("LKK-1").properties == {PROPERTY_KEY: {"marker": MARKER, "problem_id": 7}}
+    assert MARKER in jira.issue("LKK-1").fields["labels"]
+
+
+def test_a_retry_waits_for_a_lagging_index_then_finds_the_issue_instead_of_creating():
+    clock = Clock()
+    jira = MemoryJira(clock=clock)
+    jira.lag_search(20)
+    jira.fail("create_issue", lose_answer=True)
+    attempts: list[datetime] = []
+    with pytest.raises(JiraError, match="timed out"):
+        find_or_create_settled(jira, problem(), TARGET, OPTIONS, None, T0, attempts.append)
+    with pytest.raises(SearchNotSettled) as waiting:
+        find_or_create_settled(jira, problem(T0), TARGET, OPTIONS, None, T0 + timedelta(seconds=5), attempts.append)
+    assert waiting.value.retryable and waiting.value.retry_after == 5.0
+    clock.now += 21
+    found = find_or_create_settled(
+        jira, problem(T0), TARGET, OPTIONS, None, T0 + timedelta(seconds=10), attempts.append
+    )
+    assert (found.keep.key, found.created, found.twins) == ("LKK-1", False, [])
+    assert attempts == [T0] and len(jira.called("create_issue")) == 1
+
+
+def test_twins_are_linked_to_the_oldest_told_once_and_left_alone_when_settled():
+    jira = MemoryJira()
+    for _ in range(3):
+        jira.add_issue(f"LKK-{len(jira.issues) + 1}", labels=[MARKER])
+    keep, *twins = issues_with_marker(jira, OPTIONS, 7)
+    assert (keep.key, [t.key for t in twins]) == ("LKK-1", ["LKK-2", "LKK-3"])
+    assert mark_twins(jira, keep, twins, 7) == ["LKK-2", "LKK-3"]
+    assert [args[1:] for args in jira.called("link_issues")] == [("LKK-2", "LKK-1"), ("LKK-3", "LKK-1")]
+    assert len(jira.issue("LKK-2").comments) == 1 and len(jira.issue("LKK-1").comments) == 2
+    keep, *twins = issues_with_marker(jira, OPTIONS, 7)
+    assert mark_twins(jira, keep, twins, 7) == []
+    assert len(jira.called("link_issues")) == 2 and len(jira.issue("LKK-1").comments) == 2
