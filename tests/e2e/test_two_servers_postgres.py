@@ -78,7 +78,10 @@ def test_two_servers_one_database_make_one_incident_per_fingerprint(pg_database_
     assert all(row[1:] == (1, 6, "resolved", "resolved") for row in rows), rows
 
 
-def test_two_servers_and_two_workers_file_exactly_one_jira_issue(pg_database_url: str):
+@pytest.mark.parametrize("search", ["consistent", "lagging"])
+def test_two_servers_and_two_workers_file_exactly_one_jira_issue(pg_database_url: str, search: str):
+    """Lagging: Jira's search shows a new issue 2 s late and the first create's answer is lost
+    (the client times out after 1 s), so the retry must wait for the index, not file a twin."""
     from tests.fakes import FakeJira
 
     store = Store.from_url(pg_database_url)
@@ -92,6 +95,10 @@ def test_two_servers_and_two_workers_file_exactly_one_jira_issue(pg_database_url
             "BRIDGE_JIRA_EMAIL": "bot@example.com",
             "BRIDGE_JIRA_API_TOKEN": "jira-token",
         }
+        if search == "lagging":
+            jira.lag_search(2.0)
+            jira.fail("POST", r"/rest/api/3/issue$", lose_answer=True, delay=1.5)
+            env.update(BRIDGE_JIRA_TIMEOUT_SECONDS="1", BRIDGE_JIRA_SEARCH_SETTLE_SECONDS="6")
         fingerprints = [f"{n:016x}" for n in range(20)]
         with BridgeProcess(pg_database_url, env=env) as one, BridgeProcess(pg_database_url, env=env) as two:
 
@@ -121,6 +128,9 @@ def test_two_servers_and_two_workers_file_exactly_one_jira_issue(pg_database_url
             time.sleep(1)  # both workers idle a little longer: no late twin may appear
         with store.engine.connect() as conn:
             problem_rows = conn.exec_driver_sql("SELECT id, jira_key, incident_count FROM problems").all()
+            ensure_attempts = conn.exec_driver_sql(
+                "SELECT attempts FROM outbox WHERE kind = 'jira.ensure_issue'"
+            ).scalar_one()
             in_problem = conn.exec_driver_sql(
                 "SELECT count(*) FROM incidents WHERE problem_id IS NOT NULL"
             ).scalar_one()
@@ -132,3 +142,7 @@ def test_two_servers_and_two_workers_file_exactly_one_jira_issue(pg_database_url
         assert incident_count == in_problem == 20
         assert len(jira.calls("POST", r"/rest/api/3/issue$")) == 1
         assert len(jira.remote_links(jira_key)) == 1
+        assert issues[0]["properties"]["incident-bridge.problem"]["problem_id"] == problem_id
+        if search == "lagging":
+            assert ensure_attempts >= 2, "the lost answer made the create job run again"
+            assert len(jira.calls("GET", r"/rest/api/3/search/jql")) >= 2
