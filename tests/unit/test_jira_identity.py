@@ -96,3 +96,47 @@ def test_twins_are_linked_to_the_oldest_told_once_and_left_alone_when_settled():
     keep, *twins = issues_with_marker(jira, OPTIONS, 7)
     assert mark_twins(jira, keep, twins, 7) == []
     assert len(jira.called("link_issues")) == 2 and len(jira.issue("LKK-1").comments) == 2
+
+
+@pytest.mark.parametrize(
+    "existing, expected, created",
+    [
+        pytest.param({}, "LKK-1", True, id="nothing-yet-creates"),
+        pytest.param({"LKK-1": ("incident-bridge-problem-70",)}, "LKK-2", True, id="marker-of-another-problem-ignored"),
+        pytest.param({"LKK-1": ("incident-bridge", "lkk")}, "LKK-2", True, id="rule-labels-alone-are-not-identity"),
+        pytest.param({"OPS-1": (MARKER,)}, "OPS-1", False, id="marker-found-in-the-project-it-moved-to"),
+    ],
+)
+def test_only_the_problems_marker_is_identity(existing, expected, created):
+    jira = MemoryJira()
+    for key, labels in existing.items():
+        jira.add_issue(key, labels=labels)
+    found = find_or_create_settled(jira, problem(), TARGET, OPTIONS, None, T0, lambda at: None)
+    assert (found.keep.key, found.created) == (expected, created)
+    assert jira.called("search") == [(f'labels = "{MARKER}"', ("labels", "issuelinks"))]
+
+
+def test_the_marker_is_escaped_in_jql():
+    jira = MemoryJira()
+    odd = LinkOptions(marker_prefix='ib"\\x', public_url="http://bridge.test/")
+    jira.add_issue("LKK-1", labels=('ib"\\x-problem-7',))
+    assert find_or_create_settled(jira, problem(), TARGET, odd, None, T0, lambda at: None).keep.key == "LKK-1"
+    assert jira.called("search")[0][0] == 'labels = "ib\\"\\\\x-problem-7"'
+
+
+@pytest.mark.parametrize(
+    "operation, retryable",
+    [
+        pytest.param("search", True, id="search-unavailable-retryable"),
+        pytest.param("search", False, id="search-refused-final"),
+        pytest.param("create_issue", True, id="create-unavailable-retryable"),
+        pytest.param("create_issue", False, id="create-refused-final"),
+    ],
+)
+def test_jira_failures_pass_on_and_a_create_is_recorded_before_it_is_sent(operation, retryable):
+    jira, attempts = MemoryJira(), []
+    jira.fail(operation, retryable=retryable)
+    with pytest.raises(JiraError) as failed:
+        find_or_create_settled(jira, problem(), TARGET, OPTIONS, None, T0, attempts.append)
+    assert failed.value.retryable is retryable and jira.issues == {}
+    assert attempts == ([T0] if operation == "create_issue" else [])
