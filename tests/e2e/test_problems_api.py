@@ -366,3 +366,22 @@ def test_a_signed_webhook_whose_issue_is_not_an_object_is_a_400(client, issue):
     response = webhook(client, {"webhookEvent": "jira:issue_updated", "issue": issue})
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.json["errors"] == ["issue.key: expected a Jira key"]
+
+
+def test_a_moved_issue_keeps_its_problem_over_http_webhook_by_id_then_release_by_new_key(client, fake_jira):
+    fake_jira.add_issue("LKK-9")
+    issue_id = fake_jira.issue("LKK-9")["id"]
+    problem_id = open_zabbix_problem(client)
+    linked = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-9"}, headers=API).json
+    assert (linked["jira_key"], linked["jira_issue_id"]) == ("LKK-9", issue_id)
+    moved_to = fake_jira.move("LKK-9", "OPS")
+    response = webhook(client, {"webhookEvent": "jira:issue_updated", "issue": {"id": issue_id, "key": moved_to}})
+    assert response.status_code == 202
+    assert (response.json["action"], response.json["moved_from"]) == ("sync_queued", "LKK-9")
+    detail = client.get(f"/api/v1/problems/{problem_id}", headers=API).json
+    assert (detail["jira_key"], detail["jira_issue_id"]) == (moved_to, issue_id)
+    assert detail["jira_url"] == f"{fake_jira.url}/browse/{moved_to}"
+    assert [h["kind"] for h in detail["history"]] == ["opened", "linked", "jira_moved"]
+    body = {"version": "2026.11.3", "project": "OPS", "issues": [moved_to], "released_at": "2026-11-25T10:00:00Z"}
+    released = client.post("/api/v1/releases", json=body, headers=RELEASE).json
+    assert released["closed_problems"] == [problem_id]
