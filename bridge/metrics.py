@@ -57,6 +57,10 @@ REOPENED = Counter("bridge_incidents_reopened_total", "Incidents reopened within
 CLOSED = Counter("bridge_incidents_closed_total", "Incidents closed", ["reason"])
 SLA_BREACHES = Counter("bridge_sla_breaches_total", "SLA breaches marked", ["priority"])
 REGRESSIONS = Counter("bridge_regressions_total", "Problems reopened as regressions after their fix shipped")
+PROBLEM_MERGES = Counter("bridge_problem_merges_total", "Problems merged into another (by hand or by Jira's Duplicate)")
+PROBLEM_OUTCOMES = Counter(
+    "bridge_problem_outcomes_total", "Outcomes read from linked Jira issues, per problem they applied to", ["outcome"]
+)
 RELEASES = Counter("bridge_releases_total", "Releases received by the close hook (replays excluded)")
 JIRA_REQUESTS = Counter("bridge_jira_requests_total", "Jira REST calls", ["operation", "outcome"])
 ZABBIX_REQUESTS = Counter("bridge_zabbix_requests_total", "Zabbix API calls", ["method", "outcome"])

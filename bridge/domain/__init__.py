@@ -33,6 +33,7 @@ from bridge.domain.incidents import (
 from bridge.domain.outbox import OutboxState
 from bridge.domain.problems import (
     JiraTarget,
+    MergeRefused,
     Problem,
     ProblemRule,
     ProblemState,
@@ -60,6 +61,7 @@ __all__ = [
     "IncidentState",
     "JiraTarget",
     "Matcher",
+    "MergeRefused",
     "OutboxState",
     "Outcome",
     "ParsedNotification",

@@ -26,6 +26,14 @@ class TransitionRefused(ValueError):
     """A problem cannot make this change in its current state."""
 
 
+class MergeRefused(TransitionRefused):
+    """A merge or move the problems' states forbid; `invalid` when the request itself makes no sense."""
+
+    def __init__(self, message: str, *, invalid: bool = False) -> None:
+        super().__init__(message)
+        self.invalid = invalid
+
+
 @dataclass(frozen=True)
 class Problem:
     """A root cause many incidents share; each change returns the problem as it becomes."""
@@ -52,6 +60,10 @@ class Problem:
     comment_pending_since: datetime | None = None
     last_comment_at: datetime | None = None
     last_comment_hash: str | None = None
+    # What the linked issue's end state means (an IssueOutcome value), once Jira says it is done.
+    outcome: str | None = None
+    # The problem this one was merged into (it is then closed, its incidents moved there).
+    merged_into: int | None = None
 
     @property
     def stored_id(self) -> int:
@@ -120,6 +132,57 @@ class Problem:
             raise TransitionRefused(f"problem {self.id} is not closed")
         state = ProblemState.KNOWN_ERROR if self.jira_key is not None else ProblemState.OPEN
         return replace(self, state=state, closed_at=None, regressions=self.regressions + int(regression))
+
+    def merge_into(self, into: Problem, now: datetime) -> tuple[Problem, Problem, str | None, str | None]:
+        """This problem closed as merged into `into`, and `into` as it becomes; plus the issue moved, or the conflict.
+
+        The Jira link is kept: the source's issue moves to `into` when `into` has none; when
+        both have their own, `into` keeps its issue and the conflict is named (the source's
+        issue stays recorded on the closed source).
+
+        Raises:
+            MergeRefused: into itself (`invalid`), or either problem is closed or already merged.
+        """
+        if self.id == into.id:
+            raise MergeRefused(f"problem {self.id} cannot be merged into itself", invalid=True)
+        if self.merged_into is not None:
+            raise MergeRefused(f"problem {self.id} is already merged into problem {self.merged_into}")
+        if self.is_closed:
+            raise MergeRefused(f"problem {self.id} is closed; reopen it before merging")
+        if into.merged_into == self.id:
+            raise MergeRefused(f"problem {into.id} is already merged into problem {self.id}; a merge back would loop")
+        if into.merged_into is not None:
+            raise MergeRefused(
+                f"problem {into.id} is merged into problem {into.merged_into}; merge into that problem instead"
+            )
+        if into.is_closed:
+            raise MergeRefused(f"problem {into.id} is closed; merge into an open problem")
+        merged = replace(
+            self,
+            state=ProblemState.CLOSED,
+            closed_at=now,
+            merged_into=into.id,
+            incident_count=0,
+            comment_pending=0,
+            comment_pending_since=None,
+        )
+        if self.jira_key is None or self.jira_key == into.jira_key:
+            return merged, into, None, None
+        if into.jira_key is None:
+            moved = self.jira_key
+            # What was read from the issue goes with it, so the next sync finds nothing new to count.
+            target = replace(
+                into,
+                outcome=self.outcome,
+                conclusion=self.conclusion,
+                conclusion_updated_at=self.conclusion_updated_at,
+            ).link(moved, self.jira_url or "", self.jira_linked_by or "merge")
+            return merged.unlink(), target, moved, None
+        conflict = (
+            f"both problems have a Jira issue: problem {into.id} keeps {into.jira_key}; "
+            f"{self.jira_key} stays recorded on merged problem {self.id}"
+        )
+        return merged, into, None, conflict
 
     def fix_shipped_by(self, now: datetime) -> bool:
         """Whether a release closed this problem with its fix out by `now` (a recurrence is then a regression)."""

@@ -135,6 +135,10 @@ problems = sa.Table(
     sa.Column("last_comment_at", UtcDateTime()),
     sa.Column("last_comment_hash", sa.String(64)),
     sa.Column("fixed_at", UtcDateTime()),
+    # What the linked issue's end state means (fixed, wont_do, duplicate), read from Jira.
+    sa.Column("outcome", sa.String(16)),
+    # Set when the problem was merged: the problem its incidents went to.
+    sa.Column("merged_into", sa.BigInteger()),
     sa.Index(
         "ux_problems_open_key",
         "problem_key",
@@ -186,7 +190,10 @@ problem_events = sa.Table(
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("detail", sa.Text(), nullable=False),
+    # The incident an event is about (a move), so an incident's history is its events.
+    sa.Column("incident_id", sa.BigInteger()),
     sa.Index("ix_problem_events_problem_id", "problem_id", "id"),
+    sa.Index("ix_problem_events_incident_id", "incident_id"),
 )
 
 outbox = sa.Table(

@@ -1,0 +1,35 @@
+"""Jira outcomes and problem merges.
+
+- problems.outcome: what the linked issue's end state means (fixed, wont_do, duplicate).
+- problems.merged_into: the problem a merged problem's incidents went to.
+- problem_events.incident_id: an event about one incident (a move), so the incident has a history too.
+
+Revision ID: 0008
+Revises: 0006
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("problems") as batch:
+        batch.add_column(sa.Column("outcome", sa.String(16)))
+        batch.add_column(sa.Column("merged_into", sa.BigInteger()))
+    with op.batch_alter_table("problem_events") as batch:
+        batch.add_column(sa.Column("incident_id", sa.BigInteger()))
+    op.create_index("ix_problem_events_incident_id", "problem_events", ["incident_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_problem_events_incident_id", "problem_events")
+    with op.batch_alter_table("problem_events") as batch:
+        batch.drop_column("incident_id")
+    with op.batch_alter_table("problems") as batch:
+        batch.drop_column("merged_into")
+        batch.drop_column("outcome")
