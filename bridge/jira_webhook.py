@@ -1,4 +1,4 @@
-"""Jira's webhooks: an updated issue gets its conclusion re-read, a released version closes what it fixed."""
+"""Jira's webhooks: an updated issue gets its conclusion and outcome re-read, a released version closes what it fixed."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from jira_link.port import JiraPort
 def handle_jira_webhook(
     store: Store, jira: JiraPort | None, rules: Rules, body: bytes, now: datetime
 ) -> dict[str, Any]:
-    """React to a Jira webhook: an updated issue linked to a live problem gets its conclusion re-read;
+    """React to a Jira webhook: an updated issue linked to a live problem (or to one won't do closed, which
+    reopens if the issue is worked on again) gets its conclusion and outcome re-read;
     a released version runs the release close path.
 
     Raises:
@@ -43,7 +44,7 @@ def handle_jira_webhook(
     key = issue.get("key") if isinstance(issue, dict) else None
     if not isinstance(key, str) or not JIRA_KEY.match(key):
         raise BadPayload("Jira webhook without an issue key", ["issue.key: expected a Jira key"])
-    if not store.live_problems_for_issue(key):
+    if not store.issue_concerns_problems(key):
         return {"event": event, "action": "ignored", "jira_key": key}
     store.run(lambda conn: queue_issue_sync(conn, store, key, now))
     return {"event": event, "action": "sync_queued", "jira_key": key}

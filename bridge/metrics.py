@@ -30,6 +30,7 @@ from adapters import SOURCES, zabbix_api
 from bridge.domain import (
     AlertResult,
     AlertStatus,
+    IssueOutcome,
     Outcome,
     ParsedNotification,
     ProblemState,
@@ -87,7 +88,7 @@ WEBHOOK_DURATION = Histogram(
 NOTIFICATION_OUTCOMES = ("accepted", "partial", "rejected", "unauthorized", "unavailable", "error")
 # A refused webhook's HTTP status -> its outcome (any other status counts as "error").
 WEBHOOK_OUTCOMES = {400: "rejected", 413: "rejected", 415: "rejected", 401: "unauthorized", 503: "unavailable"}
-CLOSE_REASONS = ("released", "manual", "auto_closed")
+CLOSE_REASONS = ("released", "manual", "auto_closed", "jira_outcome")
 JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
 OUTBOX_TARGETS = ("jira", "zabbix")
 
@@ -123,6 +124,8 @@ def initialise(rules: Rules) -> None:
                 OPENED.labels(source, line, priority)
     for reason in CLOSE_REASONS:
         CLOSED.labels(reason)
+    for outcome in IssueOutcome:
+        PROBLEM_OUTCOMES.labels(outcome.value)
     for priority in priorities:
         SLA_BREACHES.labels(priority)
     for operation in jira_client.OPERATIONS:

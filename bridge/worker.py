@@ -25,16 +25,17 @@ from bridge import jobs, metrics
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
+from bridge.outcomes import apply_issue_reading
 from bridge.problems import queue_issue_sync
 from bridge.storage import Connection, Store
 from jira_link.client import JiraClient, JiraError
 from jira_link.linker import (
     LinkOptions,
     comment_unless_repeated,
-    conclusion_of,
     find_or_create_issue,
     link_back,
     move_issue,
+    reading_of,
 )
 from jira_link.port import JiraPort
 
@@ -209,14 +210,16 @@ class OutboxRunner:
 
     @_handle.register
     def _sync_issue(self, job: jobs.SyncIssue, now: datetime) -> None:
-        """Mirror an issue's conclusion (status, resolution, field or marked comment) on its problems."""
+        """Mirror an issue's conclusion (status, resolution, field or marked comment) on its problems,
+        and act on its outcome (bridge.outcomes): fixed waits, won't do closes, duplicate follows."""
         key = job.jira_key
         jira = self._jira()
-        issue = jira.get_issue(key, fields=tuple(filter(None, ("status", "resolution", self.options.conclusion_field))))
+        wanted = ("status", "resolution", "issuelinks", self.options.conclusion_field)
+        issue = jira.get_issue(key, fields=tuple(filter(None, wanted)))
         if issue is None:
             raise JobFailed(f"Jira issue {key} no longer exists or is not visible", retryable=False)
-        conclusion = conclusion_of(issue, self.options, jira.recent_comments(key))
-        self.store.set_conclusion(key, conclusion, now)
+        reading = reading_of(issue, self.options, jira.recent_comments(key))
+        apply_issue_reading(self.store, self.rules, reading, jira.issue_url, now)
 
     @_handle.register
     def _release(self, job: jobs.ReleaseComment, now: datetime) -> None:

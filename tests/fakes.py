@@ -66,6 +66,24 @@ ISSUE_TYPES = {"Bug", "Task", "Incident"}
 PRIORITIES = {"Highest", "High", "Medium", "Low", "Lowest"}
 STATUS_OPEN = {"name": "To Do", "statusCategory": {"key": "new", "name": "To Do"}}
 STATUS_DONE = {"name": "Done", "statusCategory": {"key": "done", "name": "Done"}}
+# Jira's built-in link type for duplicates: the duplicate "duplicates" (outward) the issue it repeats.
+DUPLICATE_LINK_TYPE = {"id": "10002", "name": "Duplicate", "inward": "is duplicated by", "outward": "duplicates"}
+
+
+def link_as_duplicate(
+    duplicate: tuple[str, str, dict[str, Any]], original: tuple[str, str, dict[str, Any]], link_id: str
+) -> None:
+    """Link two issues' `fields` (each given as id, key, fields) as Jira lists a Duplicate link on each side.
+
+    The duplicate gets an `outwardIssue` naming the original, the original an `inwardIssue`
+    naming the duplicate (IssueLink in Atlassian's OpenAPI; LinkedIssue carries id, key, status).
+    """
+    for (_, _, fields), (other_id, other_key, other_fields), side in (
+        (duplicate, original, "outwardIssue"),
+        (original, duplicate, "inwardIssue"),
+    ):
+        linked = {"id": other_id, "key": other_key, "fields": {"status": dict(other_fields["status"])}}
+        fields.setdefault("issuelinks", []).append({"id": link_id, "type": dict(DUPLICATE_LINK_TYPE), side: linked})
 
 
 @dataclass
@@ -200,15 +218,34 @@ class FakeJira:
             }
             self.state.next_id += 1
 
-    def resolve(self, key: str, resolution: str = "Fixed", comment: str | None = None) -> None:
+    def resolve(
+        self, key: str, resolution: str = "Fixed", comment: str | None = None, *, duplicates: str | None = None
+    ) -> None:
+        """Move an issue to Done with a resolution (Fixed, Won't Do, Duplicate...); `duplicates` links
+        it, as a person resolving a duplicate does, to the issue it duplicates."""
         with self.lock:
             fields = self.state.issues[key]["fields"]
             fields["status"] = dict(STATUS_DONE)
             fields["resolution"] = {"name": resolution}
+            if duplicates is not None:
+                original = self.state.issues[duplicates]
+                link_as_duplicate(
+                    (self.state.issues[key]["id"], key, fields),
+                    (original["id"], duplicates, original["fields"]),
+                    str(self.state.next_id),
+                )
+                self.state.next_id += 1
             if comment is not None:
                 self.state.comments.setdefault(key, []).append(
                     {"id": str(len(self.state.comments) + 1), "body": comment, "created": time.time()}
                 )
+
+    def reopen(self, key: str) -> None:
+        """Someone works on a done issue again: back to To Do, its resolution cleared."""
+        with self.lock:
+            fields = self.state.issues[key]["fields"]
+            fields["status"] = dict(STATUS_OPEN)
+            fields["resolution"] = None
 
     def issue(self, key: str) -> dict[str, Any]:
         with self.lock:

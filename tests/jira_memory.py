@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError, JiraIssue, adf, adf_text, wiki_markup
-from tests.fakes import PROJECTS, STATUS_DONE, STATUS_OPEN
+from tests.fakes import PROJECTS, STATUS_DONE, STATUS_OPEN, link_as_duplicate
 
 STATUS_IN_PROGRESS = {"name": "In Progress", "statusCategory": {"key": "indeterminate", "name": "In Progress"}}
 # The HTTP FakeJira's workflow: current status name -> transitions offered from it.
@@ -86,6 +86,7 @@ class MemoryJira:
         self.required_fields: dict[str, tuple[str, ...]] = {}
         # Transition id -> fields not on its screen: refused when sent.
         self.refused_fields: dict[str, tuple[str, ...]] = {}
+        self._links = 20000
 
     # Test controls ----------------------------------------------------------------
 
@@ -134,6 +135,25 @@ class MemoryJira:
             },
             list(comments),
         )
+
+    def resolve(self, key: str, resolution: str = "Fixed", *, duplicates: str | None = None) -> None:
+        """Move an issue to Done with a resolution, as FakeJira.resolve; `duplicates` links the issue it duplicates."""
+        fields = self.issues[key].fields
+        fields["status"] = dict(STATUS_DONE)
+        fields["resolution"] = {"name": resolution}
+        if duplicates is not None:
+            self._links += 1
+            link_as_duplicate(
+                (self._issue_id(key), key, fields),
+                (self._issue_id(duplicates), duplicates, self.issues[duplicates].fields),
+                str(self._links),
+            )
+
+    def reopen(self, key: str) -> None:
+        """Someone works on a done issue again: back to To Do, its resolution cleared."""
+        fields = self.issues[key].fields
+        fields["status"] = dict(STATUS_OPEN)
+        fields["resolution"] = None
 
     def called(self, operation: str) -> list[tuple[Any, ...]]:
         """The arguments of every call of `operation`, in order."""
@@ -286,6 +306,10 @@ class MemoryJira:
                 status=404,
             )
         return issue
+
+    def _issue_id(self, key: str) -> str:
+        """A stable numeric id per issue, as Jira gives (the order the issues were made in)."""
+        return str(10000 + list(self.issues).index(key))
 
     def _text_ok(self, value: Any) -> bool:
         return (

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.domain.incidents import Alert, AlertStatus, Incident, Matcher
+from bridge.domain.outcomes import OutcomeRules
 
 
 class ProblemState(enum.StrEnum):
@@ -206,6 +207,8 @@ class JiraTarget:
     reopen_transition: str | None = None
     # Transition name -> fields its screen needs (resolution, custom fields), sent with the transition.
     transition_fields: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # What the resolution means once it is done: fixed, won't do, duplicate.
+    outcomes: OutcomeRules = field(default_factory=OutcomeRules)
 
 
 Renderer = Callable[[Mapping[str, Any]], str]

@@ -26,6 +26,7 @@ from bridge.storage.engine import (
 from bridge.storage.incident_repository import IncidentRepository
 from bridge.storage.merge_repository import MergeRepository
 from bridge.storage.outbox_repository import OutboxRepository
+from bridge.storage.outcome_repository import OutcomeRepository
 from bridge.storage.payload_repository import PRUNE_BATCH, PRUNED_TABLES, PayloadRepository
 from bridge.storage.problem_repository import ProblemRepository
 from bridge.storage.read_models import GaugeCounts, IncidentFilter, ReadModels
@@ -81,6 +82,7 @@ class Store(
     IncidentRepository,
     ProblemRepository,
     MergeRepository,
+    OutcomeRepository,
     OutboxRepository,
     ReleaseRepository,
     PayloadRepository,
