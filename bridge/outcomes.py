@@ -29,6 +29,7 @@ from bridge.domain import (
     outcome_step,
     outcome_text,
 )
+from bridge.errors import Conflict
 from bridge.jobs import EnsureIssue, SyncIssue, queue
 from bridge.problems import JIRA_KEY, queue_zabbix_close
 from bridge.storage import Connection, Store
@@ -171,8 +172,14 @@ def follow_duplicate(store: Store, problem_id: int, key: str, duplicates: str, u
         return None
 
     into = store.run(work)
-    if into is not None:
+    if into is None:
+        return None
+    try:
         merge_problems(store, problem_id, into, JIRA_ACTOR, f"{key} duplicates {duplicates}", now)
+    except Conflict as exc:
+        # Someone closed or merged one of them meanwhile; the next sync of the issue decides again.
+        log.warning("duplicate not merged", extra={"problem_id": problem_id, "into": into, "reason": exc.message})
+        return None
     return into
 
 
