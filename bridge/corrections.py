@@ -14,7 +14,7 @@ from datetime import datetime
 from bridge import metrics
 from bridge.domain import MergeRefused
 from bridge.errors import Conflict, NotFound, Unprocessable
-from bridge.jobs import EnsureIssue, SyncIssue, queue
+from bridge.jobs import CommentIncidents, EnsureIssue, SyncIssue, queue
 from bridge.storage import Connection, Store
 
 # Who acted when the caller names nobody (an API call without a person behind a trusted header).
@@ -73,8 +73,10 @@ def merge_problems(
         except MergeRefused as exc:
             raise (Unprocessable if exc.invalid else Conflict)(str(exc)) from exc
         store.save_problem(conn, source, merged)
-        store.save_problem(conn, into, target)
         count = store.move_all_incidents(conn, source_id, into_id)
+        # The issue `into` ends with hears of the incidents new to it: its own when the issue moved, else the source's.
+        target = target.told_later(into.incident_count if moved else count, now)
+        store.save_problem(conn, into, target)
         because = f": {reason}" if reason else ""
         link_note = f"; {moved} moved to problem {into_id}" if moved else f"; {conflict}" if conflict else ""
         store.add_problem_events(
@@ -98,6 +100,8 @@ def merge_problems(
             # The issue now belongs to `into`: link it back there and read its conclusion for it.
             queue(conn, store, EnsureIssue(into_id), now)
             queue(conn, store, SyncIssue(moved), now)
+        if target.comment_pending > into.comment_pending:
+            queue(conn, store, CommentIncidents(into_id), now)
         return MergeResult(source_id, into_id, count, target.jira_key, moved, conflict)
 
     result = store.run(work)

@@ -172,11 +172,16 @@ class Problem:
         if into.jira_key is None:
             moved = self.jira_key
             # What was read from the issue goes with it, so the next sync finds nothing new to count.
+            # So do the issue's comment throttle and what it was not told yet.
             target = replace(
                 into,
                 outcome=self.outcome,
                 conclusion=self.conclusion,
                 conclusion_updated_at=self.conclusion_updated_at,
+                comment_pending=self.comment_pending,
+                comment_pending_since=self.comment_pending_since,
+                last_comment_at=self.last_comment_at,
+                last_comment_hash=self.last_comment_hash,
             ).link(moved, self.jira_url or "", self.jira_linked_by or "merge")
             return merged.unlink(), target, moved, None
         conflict = (
@@ -184,6 +189,16 @@ class Problem:
             f"{self.jira_key} stays recorded on merged problem {self.id}"
         )
         return merged, into, None, conflict
+
+    def told_later(self, joined: int, now: datetime) -> Problem:
+        """`joined` incidents its issue has not heard of, for the next throttled comment (none without an issue)."""
+        if self.jira_key is None or joined <= 0:
+            return self
+        return replace(
+            self,
+            comment_pending=self.comment_pending + joined,
+            comment_pending_since=self.comment_pending_since or now,
+        )
 
     def fix_shipped_by(self, now: datetime) -> bool:
         """Whether a release closed this problem with its fix out by `now` (a recurrence is then a regression)."""

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from bridge.corrections import merge_problems, move_incident
 from bridge.errors import BridgeError, Conflict, NotFound, Unprocessable
-from bridge.jobs import EnsureIssue, SyncIssue
+from bridge.jobs import CommentIncidents, EnsureIssue, SyncIssue
 from bridge.storage import IncidentFilter, Store, outbox, problems
 from tests.conftest import ingest
 from tests.integration.test_problems import firing, rows
@@ -95,7 +95,8 @@ def test_the_jira_link_moves_when_only_the_source_has_one(store: Store, example_
     assert "LKK-7 moved to problem" in kinds(store, a)[-1][1]
     assert "by api" in kinds(store, a)[-1][1], "no actor named: the API"
     queued = {(j["kind"], j["problem_id"], j["payload"].get("jira_key")) for j in rows(store, outbox)}
-    assert {(EnsureIssue.KIND, b, None), (SyncIssue.KIND, None, "LKK-7")} <= queued
+    assert {(EnsureIssue.KIND, b, None), (SyncIssue.KIND, None, "LKK-7"), (CommentIncidents.KIND, b, None)} <= queued
+    assert into["comment_pending"] == 2, "LKK-7 hears of the two incidents of B, new to it"
 
 
 def test_both_linked_into_keeps_its_issue_and_the_conflict_is_named(store: Store, example_rules):
@@ -110,6 +111,8 @@ def test_both_linked_into_keeps_its_issue_and_the_conflict_is_named(store: Store
     assert problem(store, a)["jira_key"] == "LKK-7", "the source's issue is not lost"
     for problem_id in (a, b):
         assert "keeps LKK-8; LKK-7 stays recorded" in kinds(store, problem_id)[-1][1]
+    assert problem(store, b)["comment_pending"] == 2, "LKK-8 hears of the two incidents gathered from A"
+    assert (CommentIncidents.KIND, b) in {(j["kind"], j["problem_id"]) for j in rows(store, outbox)}
 
 
 @pytest.mark.parametrize(

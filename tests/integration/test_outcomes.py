@@ -11,11 +11,12 @@ from prometheus_client import REGISTRY
 
 from bridge.domain import OutcomeRules
 from bridge.jira_webhook import handle_jira_webhook
+from bridge.jobs import ZabbixClose
 from bridge.problems import queue_issue_sync
-from bridge.storage import IncidentFilter, Store, problems
+from bridge.storage import IncidentFilter, Store, outbox, problems
 from bridge.worker import OutboxRunner
 from jira_link.linker import LinkOptions
-from tests.conftest import ingest
+from tests.conftest import ingest, payload
 from tests.integration.test_problems import firing, rows
 from tests.jira_memory import MemoryJira
 
@@ -213,3 +214,15 @@ def test_the_periodic_sync_finds_a_wont_do_without_a_webhook(bridge: Bridge):
     bridge.store.run(lambda conn: queue_issue_sync(conn, bridge.store, key, bridge.now))
     bridge.work()
     assert (bridge.problem(problem_id)["state"], bridge.problem(problem_id)["outcome"]) == ("closed", "wont_do")
+
+
+def test_wont_do_closes_the_zabbix_events_of_the_incidents_it_closes(bridge: Bridge):
+    ingest(bridge.store, bridge.rules, "zabbix", json.dumps(payload("zabbix-6.0.14-problem.json")).encode(), bridge.now)
+    [zabbix_problem] = [p for p in rows(bridge.store, problems) if p["problem_key"].startswith("zabbix-trigger/")]
+    bridge.jira.add_issue("LKK-70")
+    assert bridge.store.record_jira_link(zabbix_problem["id"], "LKK-70", "https://jira.test/browse/LKK-70", "manual")
+    bridge.jira.resolve("LKK-70", "Won't Do")
+    bridge.sync("LKK-70")
+    [close] = [j for j in rows(bridge.store, outbox) if j["kind"] == ZabbixClose.KIND]
+    assert close["payload"]["event_ids"] == [payload("zabbix-6.0.14-problem.json")["event_id"]]
+    assert close["payload"]["message"] == "Closed by incident-bridge: Jira LKK-70 resolved as Won't Do: won't do"
