@@ -218,7 +218,7 @@ class OutboxRunner:
         issue = jira.get_issue(key, fields=tuple(filter(None, wanted)))
         if issue is None:
             raise JobFailed(f"Jira issue {key} no longer exists or is not visible", retryable=False)
-        reading = reading_of(issue, self.options, jira.recent_comments(key))
+        reading = reading_of(key, issue, self.options, jira.recent_comments(key))
         apply_issue_reading(self.store, self.rules, reading, jira.issue_url, now)
 
     @_handle.register

@@ -178,10 +178,13 @@ def outward_links(issue: JiraIssue) -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-def reading_of(issue: JiraIssue, options: LinkOptions, comments: list[str] | None = None) -> IssueReading:
-    """What the bridge keeps of an issue it syncs: status, resolution, conclusion and outward links."""
+def reading_of(key: str, issue: JiraIssue, options: LinkOptions, comments: list[str] | None = None) -> IssueReading:
+    """What the bridge keeps of an issue it syncs: status, resolution, conclusion and outward links.
+
+    Under `key`, the key the bridge holds (an answer for a moved issue may spell it differently).
+    """
     return IssueReading(
-        key=issue.key,
+        key=key,
         status=issue.status,
         status_category=issue.status_category,
         resolution=issue.resolution,

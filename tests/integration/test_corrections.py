@@ -262,3 +262,43 @@ def test_an_incident_outside_any_problem_can_be_moved_into_one(store: Store, exa
     assert move_incident(store, loner, b, None, T0) is None
     assert loner in members(store, b)
     assert [e["problem_id"] for e in store.incident_history(loner)] == [b]
+
+
+@pytest.mark.parametrize("repeat", range(3))
+def test_a_move_out_of_a_problem_racing_its_merge_leaves_every_incident_counted_once(
+    database_url: str, example_rules, repeat: int
+):
+    store = Store.from_url(database_url)
+    a = open_problem(store, example_rules, "A", 3)
+    b = open_problem(store, example_rules, "B", 2)
+    c = open_problem(store, example_rules, "C", 2)
+    moving = members(store, a)[0]
+    everything = sorted(members(store, a) + members(store, b) + members(store, c))
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def act(work) -> None:
+        own = Store.from_url(database_url)
+        try:
+            start.wait()
+            work(own)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            own.engine.dispose()
+
+    threads = [
+        threading.Thread(target=act, args=(lambda s: merge_problems(s, a, b, "dana", None, T0),)),
+        threading.Thread(target=act, args=(lambda s: move_incident(s, moving, c, "erik", T0),)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert failures == [], "each waits for the other's locks (or retries a deadlock) and succeeds"
+    assert moving in members(store, c)
+    assert sorted(members(store, b) + members(store, c)) == everything and members(store, a) == []
+    for problem_id in (a, b, c):
+        assert problem(store, problem_id)["incident_count"] == len(members(store, problem_id))
+    store.engine.dispose()
