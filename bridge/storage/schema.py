@@ -154,6 +154,8 @@ problems = sa.Table(
         postgresql_where=sa.text("jira_key IS NOT NULL AND state <> 'closed'"),
     ),
     sa.Index("ix_problems_state", "state"),
+    # A key's newest problem (where a merged key's incidents go, the latest released fix).
+    sa.Index("ix_problems_key_id", "problem_key", "id"),
 )
 
 releases = sa.Table(
