@@ -204,7 +204,13 @@ def reopen_after_jira(store: Store, problem_id: int, reading: IssueReading, now:
             store.save_problem(conn, problem, replace(problem, outcome=None))
             detail, kind = f"{again}; stays closed: problem {other.id} is open for {problem.problem_key!r}", "outcome"
         else:
-            store.save_problem(conn, problem, replace(problem.reopen(regression=False), outcome=None))
+            reopened = replace(
+                problem.reopen(regression=False),
+                outcome=None,
+                conclusion=reading.conclusion,
+                conclusion_updated_at=now,
+            )
+            store.save_problem(conn, problem, reopened)
             detail, kind = f"{again}: the won't-do close is undone", "reopened"
         store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind=kind, detail=detail)])
         return other is None

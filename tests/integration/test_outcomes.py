@@ -148,7 +148,12 @@ def test_an_issue_worked_on_again_after_wont_do_reopens_its_problem(bridge: Brid
     bridge.jira.reopen(key)
     bridge.sync(key)
     found = bridge.problem(problem_id)
-    assert (found["state"], found["outcome"], found["jira_key"]) == ("known_error", None, key)
+    assert (found["state"], found["outcome"], found["jira_key"], found["conclusion"]) == (
+        "known_error",
+        None,
+        key,
+        "Status: To Do",
+    )
     assert bridge.history(problem_id)[-1] == ("reopened", f"{key} is To Do again in Jira: the won't-do close is undone")
     ingest(bridge.store, bridge.rules, "alertmanager", firing("A0000000000000ff", alertname="A"), bridge.now)
     assert [p["id"] for p in rows(bridge.store, problems)] == [problem_id], "new incidents join it again"
@@ -226,3 +231,21 @@ def test_wont_do_closes_the_zabbix_events_of_the_incidents_it_closes(bridge: Bri
     [close] = [j for j in rows(bridge.store, outbox) if j["kind"] == ZabbixClose.KIND]
     assert close["payload"]["event_ids"] == [payload("zabbix-6.0.14-problem.json")["event_id"]]
     assert close["payload"]["message"] == "Closed by incident-bridge: Jira LKK-70 resolved as Won't Do: won't do"
+
+
+def test_an_issue_worked_on_again_leaves_its_problem_closed_when_another_is_open_for_the_key(bridge: Bridge):
+    problem_id, key = bridge.open_problem("A")
+    bridge.jira.resolve(key, "Won't Do")
+    bridge.sync(key)
+    for n in range(2):
+        ingest(bridge.store, bridge.rules, "alertmanager", firing(f"A00000000000010{n}", alertname="A"), bridge.now)
+    [newer] = [p["id"] for p in rows(bridge.store, problems) if p["id"] != problem_id]
+    bridge.jira.reopen(key)
+    bridge.sync(key)
+    found = bridge.problem(problem_id)
+    assert (found["state"], found["outcome"]) == ("closed", None)
+    assert bridge.history(problem_id)[-1] == (
+        "outcome",
+        f"{key} is To Do again in Jira; stays closed: problem {newer} is open for 'A/lkk'",
+    )
+    assert not bridge.store.issue_concerns_problems(key), "said once: the next change of the issue is ignored"
