@@ -6,11 +6,12 @@ import logging
 from typing import Annotated, Any
 
 from flask import Blueprint, Response, jsonify, request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from adapters import SOURCES
 from bridge import metrics
 from bridge.context import bridge
+from bridge.corrections import merge_problems, move_incident
 from bridge.domain import Incident, IncidentState, OutboxState, ProblemState
 from bridge.edge import (
     MAX_PAGE_SIZE,
@@ -28,7 +29,7 @@ from bridge.problems import JIRA_KEY, close_problem_by_hand, link_problem, reope
 from bridge.releases import close_release
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.storage import MAX_ID, IncidentFilter
-from bridge.validation import describe
+from bridge.validation import bounded_str, describe
 
 log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
@@ -94,6 +95,8 @@ def problem_json(row: dict[str, Any]) -> dict[str, Any]:
         "fixed_in": row["fixed_in"],
         "regressions": row["regressions"],
         "conclusion": row["conclusion"],
+        "outcome": row["outcome"],
+        "merged_into": row["merged_into"],
     }
 
 
@@ -135,7 +138,11 @@ def get_incident(incident_id: int):  # type: ignore[no-untyped-def]
     incident = bridge().store.get_incident(incident_id)
     if incident is None:
         raise NotFound(f"no incident {incident_id}")
-    return jsonify(incident_json(incident))
+    history = [
+        {"at": iso(event["at"]), "kind": event["kind"], "problem_id": event["problem_id"], "detail": event["detail"]}
+        for event in bridge().store.incident_history(incident_id)
+    ]
+    return jsonify({**incident_json(incident), "history": history})
 
 
 @api.get("/api/v1/rejected")
@@ -287,6 +294,23 @@ class ReasonRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class MergeRequest(BaseModel):
+    """Merge this problem into another: its incidents gathered there, the Jira link kept or named in a conflict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    into: StrictInt = Field(ge=1, le=MAX_ID)
+    reason: bounded_str(1, 2000) | None = None  # type: ignore[valid-type]
+
+
+class MoveRequest(BaseModel):
+    """Move this incident to another open problem."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    problem_id: StrictInt = Field(ge=1, le=MAX_ID)
+
+
 def _validated(model: type[BaseModel]) -> Any:
     body = json_object()
     if not isinstance(body, dict):
@@ -354,6 +378,27 @@ def reopen_problem(problem_id: int):  # type: ignore[no-untyped-def]
     return jsonify(problem_json(_problem_or_404(problem_id)))
 
 
+@api.post("/api/v1/problems/<int:problem_id>/merge")
+@requires_token("api")
+def merge_problem(problem_id: int):  # type: ignore[no-untyped-def]
+    """Merge a problem into another (rules grouped one failure twice); answers with the problem merged into."""
+    body = _validated(MergeRequest)
+    result = merge_problems(bridge().store, problem_id, body.into, None, body.reason, bridge().now())
+    return jsonify({**problem_json(_problem_or_404(body.into)), "merge": result.as_json()})
+
+
+@api.post("/api/v1/incidents/<int:incident_id>/move")
+@requires_token("api")
+def move_incident_to_problem(incident_id: int):  # type: ignore[no-untyped-def]
+    """Move an incident a rule grouped wrongly to another open problem."""
+    body = _validated(MoveRequest)
+    previous = move_incident(bridge().store, incident_id, body.problem_id, None, bridge().now())
+    incident = bridge().store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    return jsonify({**incident_json(incident), "moved_from": previous})
+
+
 @api.get("/metrics")
 def prometheus_metrics():  # type: ignore[no-untyped-def]
     """Prometheus exposition: counters summed across processes, gauges from the database."""
@@ -364,4 +409,4 @@ def prometheus_metrics():  # type: ignore[no-untyped-def]
 @api.get("/api/v1/openapi.json")
 def openapi_document():  # type: ignore[no-untyped-def]
     """This API, described for clients and for schemathesis."""
-    return jsonify(build_document(ReleaseRequest, ReasonRequest))
+    return jsonify(build_document(ReleaseRequest, ReasonRequest, MergeRequest, MoveRequest))

@@ -1,9 +1,10 @@
-"""Jira's webhooks: an updated issue gets its conclusion re-read, a released version closes what it fixed.
+"""Jira's webhooks: an updated issue gets its conclusion and outcome re-read, a released version closes what it fixed.
 
 Issues are matched by Jira's immutable id first, then by key, so a moved issue's webhook
 (new key, same id) still finds its problem, whose link then follows the new key. An issue
 carrying a problem's marker label that is not the issue that problem holds may be a twin:
-the problem's issue is checked again (jira.ensure_issue).
+the problem's issue is checked again (jira.ensure_issue). Problems that won't do closed still
+concern their issue: worked on again, they reopen.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ ISSUE_ID = re.compile(r"^[1-9][0-9]{0,17}$")
 def handle_jira_webhook(
     store: Store, jira: JiraPort | None, rules: Rules, body: bytes, now: datetime, marker_prefix: str | None = None
 ) -> dict[str, Any]:
-    """React to a Jira webhook: an updated issue linked to a live problem gets its conclusion re-read;
+    """React to a Jira webhook: an updated issue linked to a live problem (or to one won't do closed, which
+    reopens if the issue is worked on again) gets its conclusion and outcome re-read;
     a released version runs the release close path.
 
     Raises:
@@ -59,7 +61,8 @@ def handle_jira_webhook(
     twin_checks = _marked_problems(store, issue if isinstance(issue, dict) else {}, issue_id, key, marker_prefix)
     by_id = store.live_problems_for_issue_id(issue_id) if issue_id is not None else []
     moved_from = next((p.jira_key for p in by_id if p.jira_key is not None and p.jira_key != key), None)
-    if not by_id and not store.live_problems_for_issue(key) and not twin_checks:
+    concerned = bool(by_id) or store.issue_concerns_problems(key)
+    if not concerned and not twin_checks:
         return {"event": event, "action": "ignored", "jira_key": key}
 
     def work(conn: Connection) -> None:
@@ -68,7 +71,7 @@ def handle_jira_webhook(
                 metrics.JIRA_MOVES.inc()
         for problem_id in twin_checks:
             jobs.queue(conn, store, jobs.EnsureIssue(problem_id), now)
-        if by_id or store.live_problems_for_issue(key, conn):
+        if concerned:
             queue_issue_sync(conn, store, key, now)
 
     store.run(work)

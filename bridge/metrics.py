@@ -30,6 +30,7 @@ from adapters import SOURCES, zabbix_api
 from bridge.domain import (
     AlertResult,
     AlertStatus,
+    IssueOutcome,
     Outcome,
     ParsedNotification,
     ProblemState,
@@ -57,6 +58,10 @@ REOPENED = Counter("bridge_incidents_reopened_total", "Incidents reopened within
 CLOSED = Counter("bridge_incidents_closed_total", "Incidents closed", ["reason"])
 SLA_BREACHES = Counter("bridge_sla_breaches_total", "SLA breaches marked", ["priority"])
 REGRESSIONS = Counter("bridge_regressions_total", "Problems reopened as regressions after their fix shipped")
+PROBLEM_MERGES = Counter("bridge_problem_merges_total", "Problems merged into another (by hand or by Jira's Duplicate)")
+PROBLEM_OUTCOMES = Counter(
+    "bridge_problem_outcomes_total", "Outcomes read from linked Jira issues, per problem they applied to", ["outcome"]
+)
 RELEASES = Counter("bridge_releases_total", "Releases received by the close hook (replays excluded)")
 JIRA_REQUESTS = Counter("bridge_jira_requests_total", "Jira REST calls", ["operation", "outcome"])
 ZABBIX_REQUESTS = Counter("bridge_zabbix_requests_total", "Zabbix API calls", ["method", "outcome"])
@@ -89,7 +94,7 @@ WEBHOOK_DURATION = Histogram(
 NOTIFICATION_OUTCOMES = ("accepted", "partial", "rejected", "unauthorized", "unavailable", "error")
 # A refused webhook's HTTP status -> its outcome (any other status counts as "error").
 WEBHOOK_OUTCOMES = {400: "rejected", 413: "rejected", 415: "rejected", 401: "unauthorized", 503: "unavailable"}
-CLOSE_REASONS = ("released", "manual", "auto_closed")
+CLOSE_REASONS = ("released", "manual", "auto_closed", "jira_outcome")
 JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
 OUTBOX_TARGETS = ("jira", "zabbix")
 # Where a twin issue was found: by the create's own search, by a sync, or by a check a webhook asked for.
@@ -127,6 +132,8 @@ def initialise(rules: Rules) -> None:
                 OPENED.labels(source, line, priority)
     for reason in CLOSE_REASONS:
         CLOSED.labels(reason)
+    for outcome in IssueOutcome:
+        PROBLEM_OUTCOMES.labels(outcome.value)
     for priority in priorities:
         SLA_BREACHES.labels(priority)
     for operation in jira_client.OPERATIONS:

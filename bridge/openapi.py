@@ -78,8 +78,13 @@ def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(ref_template="#/components/schemas/{model}")
 
 
-def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]) -> dict[str, Any]:
-    """The whole document; the two models are the API's own request validators."""
+def build_document(
+    release_model: type[BaseModel],
+    reason_model: type[BaseModel],
+    merge_model: type[BaseModel],
+    move_model: type[BaseModel],
+) -> dict[str, Any]:
+    """The whole document; the models are the API's own request validators."""
     page = {
         "type": "object",
         "required": ["items", "next_cursor"],
@@ -243,6 +248,24 @@ def build_document(release_model: type[BaseModel], reason_model: type[BaseModel]
                 "parameters": [_id_param("problem_id")],
                 "requestBody": _json_body(_model_schema(reason_model)),
                 "responses": _responses(200, 400, 401, 404, 409, 413, 415, 503),
+            }
+        },
+        "/api/v1/problems/{problem_id}/merge": {
+            "post": {
+                "operationId": "mergeProblem",
+                "security": BEARER,
+                "parameters": [_id_param("problem_id")],
+                "requestBody": _json_body(_model_schema(merge_model)),
+                "responses": _responses(200, 400, 401, 404, 409, 413, 415, 422, 503),
+            }
+        },
+        "/api/v1/incidents/{incident_id}/move": {
+            "post": {
+                "operationId": "moveIncident",
+                "security": BEARER,
+                "parameters": [_id_param("incident_id")],
+                "requestBody": _json_body(_model_schema(move_model)),
+                "responses": _responses(200, 400, 401, 404, 409, 413, 415, 422, 503),
             }
         },
         "/api/v1/releases": {

@@ -96,7 +96,8 @@ def assign_problems(
     for key in sorted(by_key):
         rule = rules_of[key]
         store.lock_problem_key(conn, key)
-        problem = store.open_problem(conn, key)
+        # A key whose problem was merged sends its incidents where the merge gathered them.
+        problem = store.open_problem(conn, key) or store.merged_successor(conn, key)
         waiting = []
         for incident in by_key[key]:
             if problem is None:

@@ -30,6 +30,7 @@ from bridge.domain import (
     Route,
     Rules,
 )
+from bridge.rules_outcomes import OutcomesModel, build_outcomes
 from bridge.rules_sla import SlaModel, build_sla
 from bridge.templates import TemplateError, compile_template, example_alerts
 from bridge.validation import StrictModel, message_for, parse_duration
@@ -115,6 +116,7 @@ class JiraTargetModel(StrictModel):
     reopen_on_regression: bool = True
     reopen_transition: str | None = None
     transition_fields: dict[str, dict[str, Any]] = {}
+    outcomes: OutcomesModel = OutcomesModel()
 
     @field_validator("transition_fields")
     @classmethod
@@ -354,6 +356,7 @@ def _build_problem_rules(models: list[ProblemRuleModel], problems: list[str]) ->
                 reopen_on_regression=model.jira.reopen_on_regression,
                 reopen_transition=model.jira.reopen_transition,
                 transition_fields={name: dict(fields) for name, fields in model.jira.transition_fields.items()},
+                outcomes=build_outcomes(model.jira.outcomes, where, problems),
             )
         matcher = _matcher(model.match)
         if len(renderers) < 3 or window is None:

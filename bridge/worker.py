@@ -26,15 +26,16 @@ from bridge import jira_identity, jobs, metrics
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
+from bridge.outcomes import apply_issue_reading
 from bridge.problems import queue_issue_sync
 from bridge.storage import Connection, Store
 from jira_link.client import JiraClient, JiraError
 from jira_link.linker import (
     LinkOptions,
     comment_unless_repeated,
-    conclusion_of,
     link_back,
     move_issue,
+    reading_of,
 )
 from jira_link.port import JiraPort
 
@@ -196,18 +197,19 @@ class OutboxRunner:
 
     @_handle.register
     def _sync_issue(self, job: jobs.SyncIssue, now: datetime) -> None:
-        """Mirror an issue's conclusion (status, resolution, field or marked comment) on its problems."""
+        """Mirror an issue's conclusion (status, resolution, field or marked comment) on its problems,
+        and act on its outcome (bridge.outcomes): fixed waits, won't do closes, duplicate follows."""
         key = job.jira_key
         jira = self._jira()
-        fields = tuple(filter(None, ("status", "resolution", self.options.conclusion_field)))
-        issue = jira.get_issue(jira_identity.issue_ref(self.store, key), fields=fields)
+        wanted = ("status", "resolution", "issuelinks", self.options.conclusion_field)
+        issue = jira.get_issue(jira_identity.issue_ref(self.store, key), fields=tuple(filter(None, wanted)))
         if issue is None:
             raise JobFailed(f"Jira issue {key} no longer exists or is not visible", retryable=False)
         if issue.key != key:
             jira_identity.follow_move(self.store, jira, key, issue, now)
             key = issue.key
-        conclusion = conclusion_of(issue, self.options, jira.recent_comments(key))
-        self.store.set_conclusion(key, conclusion, now)
+        reading = reading_of(key, issue, self.options, jira.recent_comments(key))
+        apply_issue_reading(self.store, self.rules, reading, jira.issue_url, now)
         # A twin filed while the index lagged may only now be searchable.
         for problem in self.store.live_problems_for_issue(key):
             if problem.jira_linked_by == "bridge":

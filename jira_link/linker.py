@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bridge.domain import JiraTarget
+from bridge.domain import IssueReading, JiraTarget
 from jira_link.client import JiraError, JiraIssue, jql_string
 from jira_link.port import JiraPort
 
@@ -159,6 +159,41 @@ def conclusion_of(issue: JiraIssue, options: LinkOptions, comments: list[str] | 
     if detail:
         parts.append(detail)
     return "\n".join(parts) if parts else None
+
+
+def outward_links(issue: JiraIssue) -> tuple[tuple[str, str], ...]:
+    """(link type name, issue key) of each outward link in the issue's `issuelinks` field.
+
+    Jira lists a link from the issue's side: an outward one ("duplicates" for the Duplicate
+    type) carries `outwardIssue`, an inward one ("is duplicated by") `inwardIssue`.
+    """
+    links = (issue.fields or {}).get("issuelinks")
+    found = []
+    for link in links if isinstance(links, list) else ():
+        if not isinstance(link, Mapping):
+            continue
+        kind = link.get("type")
+        target = link.get("outwardIssue")
+        name = kind.get("name") if isinstance(kind, Mapping) else None
+        key = target.get("key") if isinstance(target, Mapping) else None
+        if isinstance(name, str) and isinstance(key, str):
+            found.append((name, key))
+    return tuple(found)
+
+
+def reading_of(key: str, issue: JiraIssue, options: LinkOptions, comments: list[str] | None = None) -> IssueReading:
+    """What the bridge keeps of an issue it syncs: status, resolution, conclusion and outward links.
+
+    Under `key`, the key the bridge holds (an answer for a moved issue may spell it differently).
+    """
+    return IssueReading(
+        key=key,
+        status=issue.status,
+        status_category=issue.status_category,
+        resolution=issue.resolution,
+        conclusion=conclusion_of(issue, options, comments),
+        outward_links=outward_links(issue),
+    )
 
 
 def move_issue(

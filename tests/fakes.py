@@ -235,10 +235,11 @@ class FakeJira:
         shown = []
         for name, inward, outward in self.state.links:
             kind = {"name": name, "inward": LINK_TYPES[name][0], "outward": LINK_TYPES[name][1]}
-            if inward == issue_id:
-                shown.append({"type": kind, "outwardIssue": {"id": outward, "key": by_id[outward]["key"]}})
-            if outward == issue_id:
-                shown.append({"type": kind, "inwardIssue": {"id": inward, "key": by_id[inward]["key"]}})
+            for side, mine, other in (("outwardIssue", inward, outward), ("inwardIssue", outward, inward)):
+                if mine == issue_id:
+                    linked = by_id[other]
+                    status = {"status": dict(linked["fields"]["status"])}
+                    shown.append({"type": kind, side: {"id": other, "key": linked["key"], "fields": status}})
         return shown
 
     def _searchable(self, issue: dict[str, Any]) -> bool:
@@ -273,15 +274,30 @@ class FakeJira:
             }
             self.state.next_id += 1
 
-    def resolve(self, key: str, resolution: str = "Fixed", comment: str | None = None) -> None:
+    def resolve(
+        self, key: str, resolution: str = "Fixed", comment: str | None = None, *, duplicates: str | None = None
+    ) -> None:
+        """Move an issue to Done with a resolution (Fixed, Won't Do, Duplicate...); `duplicates` links
+        it, as a person resolving a duplicate does, to the issue it duplicates."""
         with self.lock:
             fields = self.state.issues[key]["fields"]
             fields["status"] = dict(STATUS_DONE)
             fields["resolution"] = {"name": resolution}
+            if duplicates is not None:
+                link = ("Duplicate", self.state.issues[key]["id"], self.state.issues[duplicates]["id"])
+                if link not in self.state.links:
+                    self.state.links.append(link)
             if comment is not None:
                 self.state.comments.setdefault(key, []).append(
                     {"id": str(len(self.state.comments) + 1), "body": comment, "created": time.time()}
                 )
+
+    def reopen(self, key: str) -> None:
+        """Someone works on a done issue again: back to To Do, its resolution cleared."""
+        with self.lock:
+            fields = self.state.issues[key]["fields"]
+            fields["status"] = dict(STATUS_OPEN)
+            fields["resolution"] = None
 
     def issue(self, key: str) -> dict[str, Any]:
         with self.lock:

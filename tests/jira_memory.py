@@ -182,6 +182,22 @@ class MemoryJira:
             raise KeyError(key_or_id)
         return self.issues[current]
 
+    def resolve(self, key: str, resolution: str = "Fixed", *, duplicates: str | None = None) -> None:
+        """Move an issue to Done with a resolution, as FakeJira.resolve; `duplicates` links the issue it duplicates."""
+        fields = self.issues[key].fields
+        fields["status"] = dict(STATUS_DONE)
+        fields["resolution"] = {"name": resolution}
+        if duplicates is not None:
+            link = ("Duplicate", self.issue(key).id, self.issue(duplicates).id)
+            if link not in self.links:
+                self.links.append(link)
+
+    def reopen(self, key: str) -> None:
+        """Someone works on a done issue again: back to To Do, its resolution cleared."""
+        fields = self.issues[key].fields
+        fields["status"] = dict(STATUS_OPEN)
+        fields["resolution"] = None
+
     def called(self, operation: str) -> list[tuple[Any, ...]]:
         """The arguments of every call of `operation`, in order."""
         return [arguments for name, arguments in self.calls if name == operation]
@@ -379,10 +395,11 @@ class MemoryJira:
         shown = []
         for name, inward, outward in self.links:
             kind = {"name": name, "inward": LINK_TYPES[name][0], "outward": LINK_TYPES[name][1]}
-            if inward == issue_id:
-                shown.append({"type": kind, "outwardIssue": {"id": outward, "key": by_id[outward].key}})
-            if outward == issue_id:
-                shown.append({"type": kind, "inwardIssue": {"id": inward, "key": by_id[inward].key}})
+            for side, mine, other in (("outwardIssue", inward, outward), ("inwardIssue", outward, inward)):
+                if mine == issue_id:
+                    linked = by_id[other]
+                    status = {"status": dict(linked.fields["status"])}
+                    shown.append({"type": kind, side: {"id": other, "key": linked.key, "fields": status}})
         return shown
 
     def _store_issue(

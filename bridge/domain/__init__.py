@@ -31,8 +31,18 @@ from bridge.domain.incidents import (
     update_sla,
 )
 from bridge.domain.outbox import OutboxState
+from bridge.domain.outcomes import (
+    LINKED_AS_DUPLICATE,
+    IssueOutcome,
+    IssueReading,
+    OutcomeRules,
+    OutcomeStep,
+    outcome_step,
+    outcome_text,
+)
 from bridge.domain.problems import (
     JiraTarget,
+    MergeRefused,
     Problem,
     ProblemRule,
     ProblemState,
@@ -48,6 +58,7 @@ from bridge.domain.problems import (
 from bridge.domain.rules import Rules, route_alert
 
 __all__ = [
+    "LINKED_AS_DUPLICATE",
     "IMPACT_LEVELS",
     "MAX_READABLE_KEY_LENGTH",
     "MAX_SOURCE_IDS",
@@ -58,10 +69,15 @@ __all__ = [
     "EventRoutingKey",
     "Incident",
     "IncidentState",
+    "IssueOutcome",
+    "IssueReading",
     "JiraTarget",
     "Matcher",
+    "MergeRefused",
     "OutboxState",
     "Outcome",
+    "OutcomeRules",
+    "OutcomeStep",
     "ParsedNotification",
     "Problem",
     "ProblemRule",
@@ -77,6 +93,8 @@ __all__ = [
     "bounded_key",
     "comment_text",
     "opens_problem",
+    "outcome_step",
+    "outcome_text",
     "dedup_key",
     "label_set_key",
     "open_incident",

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.domain.incidents import Alert, AlertStatus, Incident, Matcher
+from bridge.domain.outcomes import OutcomeRules
 
 
 class ProblemState(enum.StrEnum):
@@ -24,6 +25,14 @@ class ProblemState(enum.StrEnum):
 
 class TransitionRefused(ValueError):
     """A problem cannot make this change in its current state."""
+
+
+class MergeRefused(TransitionRefused):
+    """A merge or move the problems' states forbid; `invalid` when the request itself makes no sense."""
+
+    def __init__(self, message: str, *, invalid: bool = False) -> None:
+        super().__init__(message)
+        self.invalid = invalid
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,10 @@ class Problem:
     jira_issue_id: str | None = None
     # When the bridge last asked Jira to create this problem's issue (a retry then waits for the search index).
     jira_create_attempted_at: datetime | None = None
+    # What the linked issue's end state means (an IssueOutcome value), once Jira says it is done.
+    outcome: str | None = None
+    # The problem this one was merged into (it is then closed, its incidents moved there).
+    merged_into: int | None = None
 
     @property
     def stored_id(self) -> int:
@@ -138,6 +151,72 @@ class Problem:
         state = ProblemState.KNOWN_ERROR if self.jira_key is not None else ProblemState.OPEN
         return replace(self, state=state, closed_at=None, regressions=self.regressions + int(regression))
 
+    def merge_into(self, into: Problem, now: datetime) -> tuple[Problem, Problem, str | None, str | None]:
+        """This problem closed as merged into `into`, and `into` as it becomes; plus the issue moved, or the conflict.
+
+        The Jira link is kept: the source's issue moves to `into` when `into` has none; when
+        both have their own, `into` keeps its issue and the conflict is named (the source's
+        issue stays recorded on the closed source).
+
+        Raises:
+            MergeRefused: into itself (`invalid`), or either problem is closed or already merged.
+        """
+        if self.id == into.id:
+            raise MergeRefused(f"problem {self.id} cannot be merged into itself", invalid=True)
+        if self.merged_into is not None:
+            raise MergeRefused(f"problem {self.id} is already merged into problem {self.merged_into}")
+        if self.is_closed:
+            raise MergeRefused(f"problem {self.id} is closed; reopen it before merging")
+        if into.merged_into == self.id:
+            raise MergeRefused(f"problem {into.id} is already merged into problem {self.id}; a merge back would loop")
+        if into.merged_into is not None:
+            raise MergeRefused(
+                f"problem {into.id} is merged into problem {into.merged_into}; merge into that problem instead"
+            )
+        if into.is_closed:
+            raise MergeRefused(f"problem {into.id} is closed; merge into an open problem")
+        merged = replace(
+            self,
+            state=ProblemState.CLOSED,
+            closed_at=now,
+            merged_into=into.id,
+            incident_count=0,
+            comment_pending=0,
+            comment_pending_since=None,
+        )
+        if self.jira_key is None or self.jira_key == into.jira_key:
+            return merged, into, None, None
+        if into.jira_key is None:
+            moved = self.jira_key
+            # What was read from the issue goes with it, so the next sync finds nothing new to count.
+            # So do the issue's comment throttle and what it was not told yet.
+            target = replace(
+                into,
+                outcome=self.outcome,
+                conclusion=self.conclusion,
+                conclusion_updated_at=self.conclusion_updated_at,
+                comment_pending=self.comment_pending,
+                comment_pending_since=self.comment_pending_since,
+                last_comment_at=self.last_comment_at,
+                last_comment_hash=self.last_comment_hash,
+            ).link(moved, self.jira_url or "", self.jira_linked_by or "merge")
+            return merged.unlink(), target, moved, None
+        conflict = (
+            f"both problems have a Jira issue: problem {into.id} keeps {into.jira_key}; "
+            f"{self.jira_key} stays recorded on merged problem {self.id}"
+        )
+        return merged, into, None, conflict
+
+    def told_later(self, joined: int, now: datetime) -> Problem:
+        """`joined` incidents its issue has not heard of, for the next throttled comment (none without an issue)."""
+        if self.jira_key is None or joined <= 0:
+            return self
+        return replace(
+            self,
+            comment_pending=self.comment_pending + joined,
+            comment_pending_since=self.comment_pending_since or now,
+        )
+
     def fix_shipped_by(self, now: datetime) -> bool:
         """Whether a release closed this problem with its fix out by `now` (a recurrence is then a regression)."""
         return self.is_closed and self.fixed_in is not None and self.fixed_at is not None and now >= self.fixed_at
@@ -160,6 +239,8 @@ class JiraTarget:
     reopen_transition: str | None = None
     # Transition name -> fields its screen needs (resolution, custom fields), sent with the transition.
     transition_fields: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # What the issue's resolution means once it is done: fixed, won't do, duplicate.
+    outcomes: OutcomeRules = field(default_factory=OutcomeRules)
 
 
 Renderer = Callable[[Mapping[str, Any]], str]

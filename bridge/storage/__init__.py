@@ -24,7 +24,9 @@ from bridge.storage.engine import (
     schema_is_current,
 )
 from bridge.storage.incident_repository import IncidentRepository
+from bridge.storage.merge_repository import MergeRepository
 from bridge.storage.outbox_repository import OutboxRepository
+from bridge.storage.outcome_repository import OutcomeRepository
 from bridge.storage.payload_repository import PRUNE_BATCH, PRUNED_TABLES, PayloadRepository
 from bridge.storage.problem_repository import ProblemRepository
 from bridge.storage.read_models import GaugeCounts, IncidentFilter, ReadModels
@@ -76,5 +78,14 @@ __all__ = [
 ]
 
 
-class Store(IncidentRepository, ProblemRepository, OutboxRepository, ReleaseRepository, PayloadRepository, ReadModels):
+class Store(
+    IncidentRepository,
+    ProblemRepository,
+    MergeRepository,
+    OutcomeRepository,
+    OutboxRepository,
+    ReleaseRepository,
+    PayloadRepository,
+    ReadModels,
+):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""

@@ -137,6 +137,10 @@ problems = sa.Table(
     sa.Column("fixed_at", UtcDateTime()),
     sa.Column("jira_issue_id", sa.String(64)),
     sa.Column("jira_create_attempted_at", UtcDateTime()),
+    # What the linked issue's end state means (fixed, wont_do, duplicate), read from Jira.
+    sa.Column("outcome", sa.String(16)),
+    # Set when the problem was merged: the problem its incidents went to.
+    sa.Column("merged_into", sa.BigInteger()),
     sa.Index(
         "ux_problems_open_key",
         "problem_key",
@@ -153,6 +157,8 @@ problems = sa.Table(
     ),
     sa.Index("ix_problems_state", "state"),
     sa.Index("ix_problems_jira_issue_id", "jira_issue_id"),
+    # A key's newest problem (where a merged key's incidents go, the latest released fix).
+    sa.Index("ix_problems_key_id", "problem_key", "id"),
 )
 
 releases = sa.Table(
@@ -189,7 +195,10 @@ problem_events = sa.Table(
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("detail", sa.Text(), nullable=False),
+    # The incident an event is about (a move), so an incident's history is its events.
+    sa.Column("incident_id", sa.BigInteger()),
     sa.Index("ix_problem_events_problem_id", "problem_id", "id"),
+    sa.Index("ix_problem_events_incident_id", "incident_id"),
 )
 
 outbox = sa.Table(

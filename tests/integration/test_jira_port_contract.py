@@ -14,8 +14,9 @@ import pytest
 import requests
 
 from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError
+from jira_link.linker import outward_links
 from jira_link.port import JiraPort
-from tests.fakes import FakeJira
+from tests.fakes import STATUS_DONE, FakeJira
 from tests.jira_memory import MemoryJira
 
 
@@ -239,3 +240,27 @@ def test_a_duplicate_link_shows_on_both_issues_and_is_not_doubled(site):
     with pytest.raises(JiraError) as missing:
         site.jira.link_issues("Duplicate", twin, "LKK-99")
     assert missing.value.status == 404
+
+
+def test_wont_do_and_duplicate_resolutions_and_the_duplicate_link_read_alike(site):
+    original, duplicate, dropped = create(site.jira), create(site.jira), create(site.jira)
+    site.controls.resolve(dropped, "Won't Do")
+    site.controls.resolve(duplicate, "Duplicate", duplicates=original)
+    wanted = ("status", "resolution", "issuelinks")
+    dropped_issue, duplicate_issue = site.jira.get_issue(dropped, wanted), site.jira.get_issue(duplicate, wanted)
+    assert (dropped_issue.status_category, dropped_issue.resolution, outward_links(dropped_issue)) == (
+        "done",
+        "Won't Do",
+        (),
+    )
+    assert (duplicate_issue.status_category, duplicate_issue.resolution) == ("done", "Duplicate")
+    assert outward_links(duplicate_issue) == (("Duplicate", original),), "the duplicate names what it duplicates"
+    [link] = duplicate_issue.fields["issuelinks"]
+    assert link["type"]["outward"] == "duplicates" and link["outwardIssue"]["key"] == original
+    original_issue = site.jira.get_issue(original, wanted)
+    assert outward_links(original_issue) == (), "the original's side is inward: it duplicates nothing"
+    assert original_issue.fields["issuelinks"][0]["inwardIssue"]["key"] == duplicate
+    assert site.jira.get_issue(duplicate, ("status",)).fields == {"status": STATUS_DONE}, "links only when asked"
+    site.controls.reopen(dropped)
+    reopened = site.jira.get_issue(dropped)
+    assert (reopened.status_category, reopened.resolution) == ("new", None)
