@@ -21,13 +21,14 @@ from types import FrameType
 from typing import Any
 
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
-from bridge import jobs, metrics
+from bridge import jira_budget, jobs, metrics
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
 from bridge.problems import queue_issue_sync
-from bridge.storage import Connection, Store
-from jira_link.client import JiraClient, JiraError
+from bridge.storage import Connection, JiraLimits, Store
+from jira_link import rate_limits
+from jira_link.client import JiraClient, JiraError, JiraRateLimited
 from jira_link.linker import (
     LinkOptions,
     comment_unless_repeated,
@@ -76,14 +77,17 @@ class OutboxRunner:
     zabbix: ZabbixClient | None = None
     # A job leased to a worker that died is run again once its lease expires.
     lease: timedelta = timedelta(minutes=5)
+    # Below this share of Jira's X-RateLimit-Limit, creates and transitions go first and comments coalesce.
+    low_budget_ratio: float = jira_budget.LOW_BUDGET_RATIO
     _last_sync: datetime | None = None
+    _limits: JiraLimits | None = None
 
     @classmethod
     def from_settings(cls, store: Store, rules: Rules, settings: Settings) -> OutboxRunner:
         return cls(
             store,
             rules,
-            JiraClient.from_settings(settings, metrics.observe_jira),
+            JiraClient.from_settings(settings, metrics.observe_jira, observe_budget=jira_budget.budget_recorder(store)),
             LinkOptions.from_settings(settings),
             timedelta(seconds=settings.outbox_dead_after_seconds),
             settings.outbox_max_backoff_seconds,
@@ -97,16 +101,107 @@ class OutboxRunner:
         if self._last_sync is None or now - self._last_sync >= self.sync_interval:
             self.schedule_syncs(now, self.sync_interval)
             self._last_sync = now
-        jobs = self.store.claim_jobs(now, self.lease, JOBS_PER_PASS)
-        for job in jobs:
-            self.run_job(job, now)
-        return len(jobs)
+        limits = self._read_limits(now)
+        short = jira_budget.is_short(limits, now, self.low_budget_ratio)
+        claimed = self.store.claim_jobs(
+            now,
+            self.lease,
+            JOBS_PER_PASS,
+            held_kinds=jira_budget.held_kinds(limits),
+            priorities=jobs.PRIORITIES if short else None,
+        )
+        for job in claimed:
+            held_until = self._held_until(job)
+            if held_until is not None:
+                self._postpone(job, held_until, "rate limited: its Jira scope is held back")
+            elif short and job["kind"] in jobs.TEXT_KINDS:
+                self._run_coalesced(job, now)
+            else:
+                self.run_job(job, now)
+        return len(claimed)
 
-    def run_job(self, job: dict[str, Any], now: datetime) -> None:
+    # Rate limits (bridge/jira_budget.py) -----------------------------------------------
+
+    def _read_limits(self, now: datetime) -> JiraLimits:
+        """The shared blocks and budget, read once a pass and again after a 429."""
+        self._limits = self.store.jira_limits(now) if self.jira is not None else JiraLimits()
+        return self._limits
+
+    def _held_until(self, job: dict[str, Any]) -> datetime | None:
+        """When the block holding this job back ends: its kind (quota, endpoint) or the issue it writes to."""
+        limits = self._limits or JiraLimits()
+        if not limits.blocks or job["kind"] not in jobs.JIRA_KINDS:
+            return None
+        ends = [jira_budget.kind_block(limits, job["kind"])]
+        by_issue = jira_budget.issue_blocks(limits)
+        if by_issue and job["kind"] != jobs.SyncIssue.KIND:
+            ends.append(by_issue.get(self._issue_of(job) or ""))
+        return max((end for end in ends if end is not None), default=None)
+
+    def _issue_of(self, job: dict[str, Any]) -> str | None:
+        """The issue a job writes to: its payload's, else its problem's."""
+        key = (job.get("payload") or {}).get("jira_key")
+        if key is None and job.get("problem_id") is not None:
+            problem = self.store.get_problem(job["problem_id"])
+            key = problem["jira_key"] if problem is not None else None
+        return str(key) if key is not None else None
+
+    def _postpone(self, job: dict[str, Any], until: datetime, why: str) -> None:
+        """Put a job off until its block ends (a little jitter so workers do not all wake at once); no attempt counted."""
+        at = until + timedelta(seconds=random.uniform(0, 1.0))
+        log.info("outbox job held back by a Jira rate limit", extra={"job_id": job["id"], "kind": job["kind"]})
+        self.store.postpone_job(job["id"], at, f"{why} until {until:%Y-%m-%d %H:%M:%S} UTC")
+
+    def _rate_limited(self, job: dict[str, Any], now: datetime, exc: JiraRateLimited) -> None:
+        """Record the block for every worker, count it by reason, and put the job off until it ends."""
+        metrics.RATE_LIMITED.labels(rate_limits.label_reason(exc.reason)).inc()
+        wait = backoff_seconds(job["attempts"], exc.retry_after, self.max_backoff_seconds)
+        until = self.store.block_jira(
+            exc.scope.key, exc.scope.operation, exc.reason, now + timedelta(seconds=wait), now
+        )
+        log.warning(
+            "Jira rate limit hit; scope held back",
+            extra={"job_id": job["id"], "kind": job["kind"], "scope": exc.scope.key, "reason": exc.reason},
+        )
+        self._postpone(job, until, f"rate limited ({exc.reason or 'no reason given'}): {exc.scope.key} held back")
+        self._read_limits(now)
+
+    def _run_coalesced(self, job: dict[str, Any], now: datetime) -> None:
+        """Run a comment job with the other comments pending for its issue as one Jira comment (budget short).
+
+        The others are marked done as coalesced only once the one call went through; if it
+        failed they are given back untouched, so no comment's text is ever lost.
+        """
+        own = jobs.from_row(job)
+        text = own.comment_text()
+        key = (job.get("payload") or {}).get("jira_key")
+        if text is None or key is None:
+            self.run_job(job, now)
+            return
+        leased = self.store.lease_pending_texts(jobs.TEXT_KINDS, key, job["id"], now, self.lease)
+        texts = {row["id"]: jobs.from_row(row).comment_text() for row in leased}
+        others = sorted(job_id for job_id, other in texts.items() if other is not None)
+        self.store.release_jobs([job_id for job_id in texts if job_id not in others])
+        if not others:
+            self.run_job(job, now)
+            return
+        combined = "\n\n".join([text, *(str(texts[job_id]) for job_id in others)])
+        if self.run_job(job, now, instead=jobs.Note(job["problem_id"], key, combined)):
+            self.store.finish_coalesced(others, job["id"], now)
+            log.info("pending comments coalesced", extra={"job_id": job["id"], "coalesced": others})
+        else:
+            self.store.release_jobs(others)
+
+    def run_job(self, job: dict[str, Any], now: datetime, instead: jobs.Job | None = None) -> bool:
+        """Run one leased job (or `instead`, the work standing for it) and settle it; returns whether it is done."""
         try:
-            if job["kind"] not in jobs.CATALOGUE:
-                raise JobFailed(f"unknown job kind {job['kind']!r}", retryable=False)
-            self._handle(jobs.from_row(job), now)
+            if instead is None:
+                if job["kind"] not in jobs.CATALOGUE:
+                    raise JobFailed(f"unknown job kind {job['kind']!r}", retryable=False)
+                instead = jobs.from_row(job)
+            self._handle(instead, now)
+        except JiraRateLimited as exc:
+            self._rate_limited(job, now, exc)
         except (JobFailed, JiraError) as exc:
             self._failed(job, now, str(exc), exc.retryable, exc.retry_after)
         except ZabbixApiError as exc:
@@ -120,6 +215,8 @@ class OutboxRunner:
             self._failed(job, now, f"unexpected error: {type(exc).__name__}", True, None)
         else:
             self.store.finish_job(job["id"], now)
+            return True
+        return False
 
     def _failed(
         self, job: dict[str, Any], now: datetime, error: str, retryable: bool, retry_after: float | None
