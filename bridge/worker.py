@@ -110,12 +110,15 @@ class OutboxRunner:
             held_kinds=jira_budget.held_kinds(limits),
             priorities=jobs.PRIORITIES if short else None,
         )
-        for job in claimed:
+        coalesced: set[int] = set()
+        for index, job in enumerate(claimed):
             held_until = self._held_until(job)
+            if job["id"] in coalesced:
+                continue
             if held_until is not None:
                 self._postpone(job, held_until, "rate limited: its Jira scope is held back")
             elif short and job["kind"] in jobs.TEXT_KINDS:
-                self._run_coalesced(job, now)
+                coalesced |= self._run_coalesced(job, now, claimed[index + 1 :])
             else:
                 self.run_job(job, now)
         return len(claimed)
@@ -147,10 +150,13 @@ class OutboxRunner:
         return str(key) if key is not None else None
 
     def _postpone(self, job: dict[str, Any], until: datetime, why: str) -> None:
-        """Put a job off until its block ends (a little jitter so workers do not all wake at once); no attempt counted."""
-        at = until + timedelta(seconds=random.uniform(0, 1.0))
+        """Put a job off until its block ends; no attempt counted.
+
+        Every job a block holds gets the same time (the block's end, jittered once when it was
+        recorded), so they run again in the order they were queued.
+        """
         log.info("outbox job held back by a Jira rate limit", extra={"job_id": job["id"], "kind": job["kind"]})
-        self.store.postpone_job(job["id"], at, f"{why} until {until:%Y-%m-%d %H:%M:%S} UTC")
+        self.store.postpone_job(job["id"], until, f"{why} until {until:%Y-%m-%d %H:%M:%S} UTC")
 
     def _rate_limited(self, job: dict[str, Any], now: datetime, exc: JiraRateLimited) -> None:
         """Record the block for every worker, count it by reason, and put the job off until it ends."""
@@ -166,31 +172,35 @@ class OutboxRunner:
         self._postpone(job, until, f"rate limited ({exc.reason or 'no reason given'}): {exc.scope.key} held back")
         self._read_limits(now)
 
-    def _run_coalesced(self, job: dict[str, Any], now: datetime) -> None:
+    def _run_coalesced(self, job: dict[str, Any], now: datetime, batch: list[dict[str, Any]]) -> set[int]:
         """Run a comment job with the other comments pending for its issue as one Jira comment (budget short).
 
-        The others are marked done as coalesced only once the one call went through; if it
-        failed they are given back untouched, so no comment's text is ever lost.
+        The others are this pass's later jobs (`batch`) and pending ones no worker holds. They
+        are marked done as coalesced only once the one call went through; if it failed, each
+        is given back or runs on its own, so no comment's text is ever lost. Returns the ids
+        of the jobs coalesced into this one.
         """
-        own = jobs.from_row(job)
-        text = own.comment_text()
         key = (job.get("payload") or {}).get("jira_key")
+        text = jobs.from_row(job).comment_text()
         if text is None or key is None:
             self.run_job(job, now)
-            return
+            return set()
+        ours = [row for row in batch if row["kind"] in jobs.TEXT_KINDS and row["payload"].get("jira_key") == key]
         leased = self.store.lease_pending_texts(jobs.TEXT_KINDS, key, job["id"], now, self.lease)
-        texts = {row["id"]: jobs.from_row(row).comment_text() for row in leased}
+        texts = {row["id"]: jobs.from_row(row).comment_text() for row in [*ours, *leased]}
         others = sorted(job_id for job_id, other in texts.items() if other is not None)
-        self.store.release_jobs([job_id for job_id in texts if job_id not in others])
+        borrowed = {row["id"] for row in leased}
+        self.store.release_jobs(sorted(borrowed - set(others)))
         if not others:
             self.run_job(job, now)
-            return
+            return set()
         combined = "\n\n".join([text, *(str(texts[job_id]) for job_id in others)])
-        if self.run_job(job, now, instead=jobs.Note(job["problem_id"], key, combined)):
-            self.store.finish_coalesced(others, job["id"], now)
-            log.info("pending comments coalesced", extra={"job_id": job["id"], "coalesced": others})
-        else:
-            self.store.release_jobs(others)
+        if not self.run_job(job, now, instead=jobs.Note(job["problem_id"], key, combined)):
+            self.store.release_jobs(sorted(borrowed & set(others)))
+            return set()
+        self.store.finish_coalesced(others, job["id"], now)
+        log.info("pending comments coalesced into one", extra={"job_id": job["id"], "coalesced": others})
+        return set(others)
 
     def run_job(self, job: dict[str, Any], now: datetime, instead: jobs.Job | None = None) -> bool:
         """Run one leased job (or `instead`, the work standing for it) and settle it; returns whether it is done."""
