@@ -4,6 +4,8 @@ Each pass closes resolved incidents whose `auto_close_after` has passed, marks S
 breaches, prunes raw payloads once a day, then runs due outbox jobs (Jira and Zabbix, kinds
 in bridge/jobs.py). Jobs are leased with SKIP LOCKED, so several workers share one
 PostgreSQL queue; every handler is idempotent, so a job run twice has the effect of once.
+Jira's rate limits are shared by every worker through the database (bridge/jira_budget.py):
+a 429 holds back only its scope, and jobs held back are postponed, never failed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import random
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -26,8 +28,7 @@ from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
 from bridge.problems import queue_issue_sync
-from bridge.storage import Connection, JiraLimits, Store
-from jira_link import rate_limits
+from bridge.storage import Connection, Store
 from jira_link.client import JiraClient, JiraError, JiraRateLimited
 from jira_link.linker import (
     LinkOptions,
@@ -80,7 +81,10 @@ class OutboxRunner:
     # Below this share of Jira's X-RateLimit-Limit, creates and transitions go first and comments coalesce.
     low_budget_ratio: float = jira_budget.LOW_BUDGET_RATIO
     _last_sync: datetime | None = None
-    _limits: JiraLimits | None = None
+    gate: jira_budget.JiraGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = jira_budget.JiraGate(self.store, self.low_budget_ratio)
 
     @classmethod
     def from_settings(cls, store: Store, rules: Rules, settings: Settings) -> OutboxRunner:
@@ -101,8 +105,8 @@ class OutboxRunner:
         if self._last_sync is None or now - self._last_sync >= self.sync_interval:
             self.schedule_syncs(now, self.sync_interval)
             self._last_sync = now
-        limits = self._read_limits(now)
-        short = jira_budget.is_short(limits, now, self.low_budget_ratio)
+        limits = self.gate.refresh(now, enabled=self.jira is not None)
+        short = self.gate.is_short(now)
         claimed = self.store.claim_jobs(
             now,
             self.lease,
@@ -112,95 +116,16 @@ class OutboxRunner:
         )
         coalesced: set[int] = set()
         for index, job in enumerate(claimed):
-            held_until = self._held_until(job)
             if job["id"] in coalesced:
                 continue
+            held_until = self.gate.held_until(job)
             if held_until is not None:
-                self._postpone(job, held_until, "rate limited: its Jira scope is held back")
+                self.gate.postpone(job, held_until, "rate limited: its Jira scope is held back")
             elif short and job["kind"] in jobs.TEXT_KINDS:
-                coalesced |= self._run_coalesced(job, now, claimed[index + 1 :])
+                coalesced |= self.gate.coalesce(job, now, claimed[index + 1 :], self.lease, self.run_job)
             else:
                 self.run_job(job, now)
         return len(claimed)
-
-    # Rate limits (bridge/jira_budget.py) -----------------------------------------------
-
-    def _read_limits(self, now: datetime) -> JiraLimits:
-        """The shared blocks and budget, read once a pass and again after a 429."""
-        self._limits = self.store.jira_limits(now) if self.jira is not None else JiraLimits()
-        return self._limits
-
-    def _held_until(self, job: dict[str, Any]) -> datetime | None:
-        """When the block holding this job back ends: its kind (quota, endpoint) or the issue it writes to."""
-        limits = self._limits or JiraLimits()
-        if not limits.blocks or job["kind"] not in jobs.JIRA_KINDS:
-            return None
-        ends = [jira_budget.kind_block(limits, job["kind"])]
-        by_issue = jira_budget.issue_blocks(limits)
-        if by_issue and job["kind"] != jobs.SyncIssue.KIND:
-            ends.append(by_issue.get(self._issue_of(job) or ""))
-        return max((end for end in ends if end is not None), default=None)
-
-    def _issue_of(self, job: dict[str, Any]) -> str | None:
-        """The issue a job writes to: its payload's, else its problem's."""
-        key = (job.get("payload") or {}).get("jira_key")
-        if key is None and job.get("problem_id") is not None:
-            problem = self.store.get_problem(job["problem_id"])
-            key = problem["jira_key"] if problem is not None else None
-        return str(key) if key is not None else None
-
-    def _postpone(self, job: dict[str, Any], until: datetime, why: str) -> None:
-        """Put a job off until its block ends; no attempt counted.
-
-        Every job a block holds gets the same time (the block's end, jittered once when it was
-        recorded), so they run again in the order they were queued.
-        """
-        log.info("outbox job held back by a Jira rate limit", extra={"job_id": job["id"], "kind": job["kind"]})
-        self.store.postpone_job(job["id"], until, f"{why} until {until:%Y-%m-%d %H:%M:%S} UTC")
-
-    def _rate_limited(self, job: dict[str, Any], now: datetime, exc: JiraRateLimited) -> None:
-        """Record the block for every worker, count it by reason, and put the job off until it ends."""
-        metrics.RATE_LIMITED.labels(rate_limits.label_reason(exc.reason)).inc()
-        wait = backoff_seconds(job["attempts"], exc.retry_after, self.max_backoff_seconds)
-        until = self.store.block_jira(
-            exc.scope.key, exc.scope.operation, exc.reason, now + timedelta(seconds=wait), now
-        )
-        log.warning(
-            "Jira rate limit hit; scope held back",
-            extra={"job_id": job["id"], "kind": job["kind"], "scope": exc.scope.key, "reason": exc.reason},
-        )
-        self._postpone(job, until, f"rate limited ({exc.reason or 'no reason given'}): {exc.scope.key} held back")
-        self._read_limits(now)
-
-    def _run_coalesced(self, job: dict[str, Any], now: datetime, batch: list[dict[str, Any]]) -> set[int]:
-        """Run a comment job with the other comments pending for its issue as one Jira comment (budget short).
-
-        The others are this pass's later jobs (`batch`) and pending ones no worker holds. They
-        are marked done as coalesced only once the one call went through; if it failed, each
-        is given back or runs on its own, so no comment's text is ever lost. Returns the ids
-        of the jobs coalesced into this one.
-        """
-        key = (job.get("payload") or {}).get("jira_key")
-        text = jobs.from_row(job).comment_text()
-        if text is None or key is None:
-            self.run_job(job, now)
-            return set()
-        ours = [row for row in batch if row["kind"] in jobs.TEXT_KINDS and row["payload"].get("jira_key") == key]
-        leased = self.store.lease_pending_texts(jobs.TEXT_KINDS, key, job["id"], now, self.lease)
-        texts = {row["id"]: jobs.from_row(row).comment_text() for row in [*ours, *leased]}
-        others = sorted(job_id for job_id, other in texts.items() if other is not None)
-        borrowed = {row["id"] for row in leased}
-        self.store.release_jobs(sorted(borrowed - set(others)))
-        if not others:
-            self.run_job(job, now)
-            return set()
-        combined = "\n\n".join([text, *(str(texts[job_id]) for job_id in others)])
-        if not self.run_job(job, now, instead=jobs.Note(job["problem_id"], key, combined)):
-            self.store.release_jobs(sorted(borrowed & set(others)))
-            return set()
-        self.store.finish_coalesced(others, job["id"], now)
-        log.info("pending comments coalesced into one", extra={"job_id": job["id"], "coalesced": others})
-        return set(others)
 
     def run_job(self, job: dict[str, Any], now: datetime, instead: jobs.Job | None = None) -> bool:
         """Run one leased job (or `instead`, the work standing for it) and settle it; returns whether it is done."""
@@ -211,7 +136,8 @@ class OutboxRunner:
                 instead = jobs.from_row(job)
             self._handle(instead, now)
         except JiraRateLimited as exc:
-            self._rate_limited(job, now, exc)
+            wait = backoff_seconds(job["attempts"], exc.retry_after, self.max_backoff_seconds)
+            self.gate.rate_limited(job, now, exc, wait)
         except (JobFailed, JiraError) as exc:
             self._failed(job, now, str(exc), exc.retryable, exc.retry_after)
         except ZabbixApiError as exc:

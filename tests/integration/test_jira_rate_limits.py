@@ -201,6 +201,25 @@ def test_short_budget_puts_a_transition_before_older_comments_and_coalesces_them
     assert fake_jira.issue(key_a)["fields"]["status"]["name"] == "Done"
 
 
+def test_a_coalesced_comment_that_fails_loses_no_text(store, example_rules, fake_jira):
+    runner = worker(store, example_rules, fake_jira)
+    issues = linked_problems(store, example_rules, runner, "A")
+    a, key_a = issues["A"]
+    fake_jira.set_budget(1000, 10)
+    sync(store, key_a)
+    runner.run_due(T0 + timedelta(seconds=1))
+    for n in range(1, 4):
+        note(store, a, key_a, f"note {n}", n, at=T0 + timedelta(seconds=2))
+    fake_jira.fail("POST", r"/comment$", status=500)
+    runner.run_due(T0 + timedelta(seconds=10))
+    assert [j["state"] for j in jobs(store) if j["kind"] == outbox_jobs.Note.KIND] == ["pending"] * 3
+    assert comment_texts(fake_jira, key_a) == []
+    runner.run_due(T0 + timedelta(minutes=5))
+    [comment] = fake_jira.comments(key_a)
+    assert adf_text(comment["body"]) == "note 1\n\nnote 2\n\nnote 3"
+    assert not pending(store)
+
+
 def test_a_rate_limit_storm_ends_with_every_job_done_and_one_issue_per_problem(
     database_url, store, example_rules, fake_jira
 ):
