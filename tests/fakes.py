@@ -5,7 +5,7 @@ status codes, rejects what Jira rejects (unknown project, spaces in labels, plai
 bodies on v3, the removed /search, missing remote-link title, bad credentials) and fails
 on demand: 429 with Retry-After, 500, slow answers, and a create whose answer is lost.
 Like Jira Cloud, every answer carries X-RateLimit-Limit / -Remaining / -NearLimit, and the
-three Cloud limits can be switched on: per issue on write, burst per endpoint, the quota.
+three Cloud limits can be switched on (tests/fake_jira_limits.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,8 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 from werkzeug.serving import make_server
+
+from tests.fake_jira_limits import CloudRateLimits
 
 # Atlassian's OpenAPI document (Cloud v3) cut down to the schemas below and what they
 # reference (tests/fixtures/jira/extract_subset.py), so a clean checkout validates too.
@@ -83,33 +84,6 @@ class Fault:
 
 
 @dataclass
-class CloudRateLimit:
-    """A Jira Cloud limit the fake enforces: the next `times` matching requests get a 429 naming it.
-
-    `issue` set: writes (POST/PUT/DELETE) to that issue only (jira-per-issue-on-write);
-    `method`/`path` set: that endpoint only (jira-burst-based); neither: every request (the quota).
-    """
-
-    reason: str
-    method: str | None = None
-    path: re.Pattern[str] | None = None
-    issue: str | None = None
-    retry_after: int | None = None
-    reset_in: float | None = None
-    times: int = 1
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.issue is not None:
-            return (
-                method in {"POST", "PUT", "DELETE"}
-                and re.search(rf"/issue/{re.escape(self.issue)}(/|$)", path) is not None
-            )
-        if self.path is not None:
-            return method == self.method and self.path.search(path) is not None
-        return True
-
-
-@dataclass
 class Call:
     method: str
     path: str
@@ -131,10 +105,6 @@ class FakeJiraState:
     # Transition id -> fields not on its screen: refused when sent.
     refused_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
     next_id: int = 10000
-    rate_limits: list[CloudRateLimit] = field(default_factory=list)
-    # X-RateLimit-Limit and -Remaining sent on every answer; each answer spends one.
-    budget_limit: int = 100_000
-    budget_remaining: int = 100_000
 
 
 def _error(status: int, messages: list[str] | None = None, errors: dict[str, str] | None = None) -> Response:
@@ -152,7 +122,7 @@ def _is_adf(value: Any) -> bool:
     )
 
 
-class FakeJira:
+class FakeJira(CloudRateLimits):
     """Start with `with FakeJira() as jira:`; `jira.url` is its base URL."""
 
     def __init__(
@@ -166,6 +136,7 @@ class FakeJira:
         }
         self.state = FakeJiraState()
         self.lock = threading.Lock()
+        CloudRateLimits.__init__(self)
         self.app = self._build_app()
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -195,42 +166,6 @@ class FakeJira:
         """Make the next `times` matching requests fail, stall or lose their answer."""
         with self.lock:
             self.state.faults.append(Fault(method, re.compile(path), status, retry_after, delay, lose_answer, times))
-
-    def limit_issue_writes(self, key: str, *, retry_after: int | None = 5, times: int = 1) -> None:
-        """Jira Cloud's per-issue write limit: the next `times` writes to `key` get 429 jira-per-issue-on-write."""
-        with self.lock:
-            self.state.rate_limits.append(
-                CloudRateLimit("jira-per-issue-on-write", issue=key, retry_after=retry_after, times=times)
-            )
-
-    def limit_endpoint(self, method: str, path: str, *, retry_after: int | None = 2, times: int = 1) -> None:
-        """A burst limit on one endpoint and method: the next `times` matching requests get 429 jira-burst-based."""
-        with self.lock:
-            self.state.rate_limits.append(
-                CloudRateLimit("jira-burst-based", method, re.compile(path), retry_after=retry_after, times=times)
-            )
-
-    def limit_quota(
-        self,
-        *,
-        retry_after: int | None = None,
-        reset_in: float | None = 60,
-        times: int = 1,
-        reason: str = "jira-quota-global-based",
-    ) -> None:
-        """The points quota spent: the next `times` requests of any kind get a 429 with `reason`.
-
-        `retry_after` gives Retry-After; `reset_in` gives X-RateLimit-Reset that many seconds from now.
-        """
-        with self.lock:
-            self.state.rate_limits.append(
-                CloudRateLimit(reason, retry_after=retry_after, reset_in=reset_in, times=times)
-            )
-
-    def set_budget(self, limit: int, remaining: int) -> None:
-        """What X-RateLimit-Limit and -Remaining say from now on (each answer spends one)."""
-        with self.lock:
-            self.state.budget_limit, self.state.budget_remaining = limit, remaining
 
     def require_fields(self, transition_id: str, *names: str) -> None:
         """Give a transition a screen whose fields are required: refused (400, `errors`) without them."""
@@ -306,35 +241,6 @@ class FakeJira:
                     return fault
         return None
 
-    def _take_rate_limit(self, method: str, path: str) -> CloudRateLimit | None:
-        with self.lock:
-            for limit in self.state.rate_limits:
-                if limit.times > 0 and limit.matches(method, path):
-                    limit.times -= 1
-                    return limit
-        return None
-
-    def _rate_limited(self, limit: CloudRateLimit) -> Response:
-        """A 429 with the Cloud headers: RateLimit-Reason, Retry-After and/or X-RateLimit-Reset."""
-        response = _error(429, ["Rate limit exceeded."])
-        response.headers["RateLimit-Reason"] = limit.reason
-        if limit.retry_after is not None:
-            response.headers["Retry-After"] = str(limit.retry_after)
-        wait = limit.retry_after if limit.retry_after is not None else limit.reset_in
-        if wait is not None:
-            reset = datetime.now(UTC) + timedelta(seconds=wait)
-            response.headers["X-RateLimit-Reset"] = reset.isoformat(timespec="seconds").replace("+00:00", "Z")
-        return response
-
-    def _budget_headers(self, response: Response) -> None:
-        """X-RateLimit-Limit, -Remaining and -NearLimit (below 20%) on every answer."""
-        with self.lock:
-            self.state.budget_remaining = max(0, self.state.budget_remaining - 1)
-            limit, remaining = self.state.budget_limit, self.state.budget_remaining
-        response.headers.setdefault("X-RateLimit-Limit", str(limit))
-        response.headers.setdefault("X-RateLimit-Remaining", str(remaining))
-        response.headers.setdefault("X-RateLimit-NearLimit", "true" if remaining < limit * 0.2 else "false")
-
     def _build_app(self) -> Flask:
         app = Flask("fake_jira")
         fake = self
@@ -343,9 +249,9 @@ class FakeJira:
         def _gate():  # type: ignore[no-untyped-def]
             if request.headers.get("Authorization") not in fake.accepted_auth:
                 return _error(401, ["You are not authenticated. Authentication required to perform this operation."])
-            limit = fake._take_rate_limit(request.method, request.path)
-            if limit is not None:
-                return fake._rate_limited(limit)
+            limited = fake.rate_limited(request.method, request.path)
+            if limited is not None:
+                return limited
             if request.method == "POST":
                 problems = openapi_validator().errors(request.method, request.path, request.get_json(silent=True))
                 if problems:
@@ -366,7 +272,7 @@ class FakeJira:
 
         @app.after_request
         def _record(response):  # type: ignore[no-untyped-def]
-            fake._budget_headers(response)
+            fake.add_budget_headers(response)
             body = request.get_json(silent=True)
             with fake.lock:
                 fake.state.calls.append(
