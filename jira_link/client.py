@@ -254,7 +254,7 @@ class JiraClient:
         if budget.told:
             self._observe_budget(budget)
         if status == 429:
-            reason = response.headers.get(rate_limits.REASON_HEADER)
+            reason = rate_limits.clean_reason(response.headers.get(rate_limits.REASON_HEADER))
             scope = rate_limits.scope_of(reason, method, path, operation)
             raise JiraRateLimited(
                 f"Jira {operation} rate limited ({reason or 'no RateLimit-Reason'}; holding back {scope.key})",

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 REASON_HEADER = "RateLimit-Reason"
 RETRY_AFTER_HEADER = "Retry-After"
@@ -59,6 +60,14 @@ class RateLimitScope:
     def key(self) -> str:
         """The scope's row in the shared budget (jira_rate_limits.scope)."""
         return self.kind if self.kind == QUOTA else f"{self.kind}:{self.name}"
+
+
+def clean_reason(value: str | None) -> str | None:
+    """A RateLimit-Reason as the bridge keeps it: printable ASCII, at most 64 characters, None when empty."""
+    if value is None:
+        return None
+    cleaned = re.sub(r"[^\x21-\x7e]", "", value)[:64]
+    return cleaned or None
 
 
 def label_reason(reason: str | None) -> str:
@@ -150,6 +159,10 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | No
         try:
             return max(0.0, float(retry_after))
         except ValueError:
+            pass
+        try:  # RFC 9110 also allows an HTTP date
+            return max(0.0, (parsedate_to_datetime(retry_after) - now).total_seconds())
+        except (TypeError, ValueError):
             pass
     reset_at = parse_reset(_header(headers, RESET_HEADER))
     if reset_at is not None:

@@ -13,6 +13,7 @@ from jira_link.rate_limits import (
     REASONS,
     Budget,
     RateLimitScope,
+    clean_reason,
     endpoint_template,
     label_reason,
     parse_budget,
@@ -66,6 +67,7 @@ def test_the_wait_is_retry_after_else_the_reset_time_else_unknown():
     assert retry_after_seconds({"Retry-After": "12", "X-RateLimit-Reset": reset}, NOW) == 12.0
     assert retry_after_seconds({"X-RateLimit-Reset": reset}, NOW) == 90.0
     assert retry_after_seconds({"X-RateLimit-Reset": "2026-11-23T18:00:00Z"}, NOW) == 0.0, "a reset past is now"
+    assert retry_after_seconds({"Retry-After": "Mon, 23 Nov 2026 19:00:30 GMT"}, NOW) == 30.0, "an HTTP date"
     assert retry_after_seconds({"Retry-After": "soon"}, NOW) is None
     assert retry_after_seconds({}, NOW) is None
 
@@ -87,6 +89,8 @@ def test_unknown_reasons_count_as_other_so_labels_stay_bounded():
     assert label_reason("JIRA-BURST-BASED ") == "jira-burst-based"
     assert label_reason(None) == "unspecified"
     assert label_reason("x" * 500) == "other"
+    assert clean_reason(" jira-burst-based\x00\n") == "jira-burst-based"
+    assert clean_reason("\x00") is None and len(clean_reason("y" * 500) or "") == 64
     assert set(REASONS) >= {"jira-burst-based", "jira-per-issue-on-write", "jira-quota-global-based"}
 
 
