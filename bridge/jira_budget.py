@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge import jobs, metrics
+from bridge.errors import DataRefused, StoreUnavailable
 from bridge.storage import JiraLimits, Store
 from jira_link import rate_limits
 from jira_link.client import JiraRateLimited
@@ -31,13 +32,17 @@ def budget_recorder(store: Store, now: Callable[[], datetime] = lambda: datetime
     """The JiraClient `observe_budget` hook: every answer's X-RateLimit-* headers go to the shared budget."""
 
     def record(budget: Budget) -> None:
-        store.record_jira_budget(
-            limit=budget.limit,
-            remaining=budget.remaining,
-            near_limit=budget.near_limit,
-            reset_at=budget.reset_at,
-            now=now(),
-        )
+        # Advisory: a database hiccup here must not fail a Jira call whose work is done.
+        try:
+            store.record_jira_budget(
+                limit=budget.limit,
+                remaining=budget.remaining,
+                near_limit=budget.near_limit,
+                reset_at=budget.reset_at,
+                now=now(),
+            )
+        except (StoreUnavailable, DataRefused):
+            log.warning("Jira budget not recorded: the database is unavailable")
 
     return record
 

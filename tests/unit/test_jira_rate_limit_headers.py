@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge import jira_budget, jobs
+from bridge.errors import StoreUnavailable
 from bridge.storage import JiraLimits, RateLimitBlock
 from jira_link import client
 from jira_link.rate_limits import (
@@ -125,3 +126,14 @@ def test_a_quota_block_holds_every_jira_kind_and_an_endpoint_block_only_its_user
 )
 def test_the_budget_runs_short_below_a_fifth_near_limit_or_under_a_block(limits, short):
     assert jira_budget.is_short(limits, NOW) is short
+
+
+def test_a_budget_the_database_cannot_take_never_fails_the_jira_call(caplog):
+    class DatabaseDown:
+        def record_jira_budget(self, **budget: object) -> None:
+            raise StoreUnavailable("database unavailable; retry later")
+
+    record = jira_budget.budget_recorder(DatabaseDown(), lambda: NOW)  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="bridge.jira_budget"):
+        assert record(Budget(1000, 10)) is None
+    assert "Jira budget not recorded" in caplog.text
