@@ -89,13 +89,19 @@ class CloudRateLimits:
 
     # Request hooks ------------------------------------------------------------------
 
-    def rate_limited(self, method: str, path: str) -> Response | None:
-        """The 429 this request meets, if a limit switched on matches it."""
+    def take_limit(self, method: str, path: str) -> CloudRateLimit | None:
+        """The limit this request meets, if one switched on matches it (spending one of its `times`)."""
         with self.lock:
             limit = next((lim for lim in self.cloud_limits if lim.times > 0 and lim.matches(method, path)), None)
-            if limit is None:
-                return None
-            limit.times -= 1
+            if limit is not None:
+                limit.times -= 1
+            return limit
+
+    def rate_limited(self, method: str, path: str) -> Response | None:
+        """The 429 this request meets, if a limit switched on matches it."""
+        limit = self.take_limit(method, path)
+        if limit is None:
+            return None
         response = jsonify({"errorMessages": ["Rate limit exceeded."], "errors": {}})
         response.status_code = 429
         response.headers["RateLimit-Reason"] = limit.reason
