@@ -142,11 +142,22 @@ class JiraGate:
         log.info("outbox job held back by a Jira rate limit", extra={"job_id": job["id"], "kind": job["kind"]})
         self.store.postpone_job(job["id"], until, f"{why} until {until:%Y-%m-%d %H:%M:%S} UTC")
 
-    def rate_limited(self, job: dict[str, Any], now: datetime, exc: JiraRateLimited, wait_seconds: float) -> None:
-        """A 429: hold its scope back for every worker, count it by reason, put the job off until the block ends."""
+    def rate_limited(
+        self, job: dict[str, Any], now: datetime, exc: JiraRateLimited, wait_seconds: float, cap: timedelta
+    ) -> None:
+        """A 429: hold its scope back for every worker, count it by reason, put the job off until the block ends.
+
+        `wait_seconds` is Jira's wait (jittered) or a first backoff; without Jira's wait a scope
+        hit again right after its block doubles the wait, up to `cap`.
+        """
         metrics.RATE_LIMITED.labels(rate_limits.label_reason(exc.reason)).inc()
         until = self.store.block_jira(
-            exc.scope.key, exc.scope.operation, exc.reason, now + timedelta(seconds=wait_seconds), now
+            exc.scope.key,
+            exc.scope.operation,
+            exc.reason,
+            now + timedelta(seconds=wait_seconds),
+            now,
+            escalate_up_to=cap if exc.retry_after is None else None,
         )
         log.warning(
             "Jira rate limit hit; scope held back",

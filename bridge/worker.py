@@ -137,7 +137,7 @@ class OutboxRunner:
             self._handle(instead, now)
         except JiraRateLimited as exc:
             wait = backoff_seconds(job["attempts"], exc.retry_after, self.max_backoff_seconds)
-            self.gate.rate_limited(job, now, exc, wait)
+            self.gate.rate_limited(job, now, exc, wait, timedelta(seconds=self.max_backoff_seconds))
         except (JobFailed, JiraError) as exc:
             self._failed(job, now, str(exc), exc.retryable, exc.retry_after)
         except ZabbixApiError as exc:

@@ -53,12 +53,31 @@ class RateLimitRepository(Database):
     """Blocks and budget of the Jira site, upserted by any worker."""
 
     def block_jira(
-        self, scope: str, operation: str | None, reason: str | None, until: datetime, now: datetime
+        self,
+        scope: str,
+        operation: str | None,
+        reason: str | None,
+        until: datetime,
+        now: datetime,
+        escalate_up_to: timedelta | None = None,
     ) -> datetime:
-        """Hold `scope` back until `until` (a later block already in force stays); returns when it ends."""
+        """Hold `scope` back until `until` (a later block already in force stays); returns when it ends.
+
+        With `escalate_up_to` (Jira gave no wait), a scope blocked again soon after its last
+        block ended waits twice as long as that one did, up to the cap: exponential backoff
+        per scope, shared by every worker.
+        """
 
         def work(conn: Connection) -> datetime:
             table = jira_rate_limits
+            nonlocal until
+            last = conn.execute(
+                sa.select(table.c.blocked_at, table.c.blocked_until).where(table.c.scope == scope[:255])
+            ).first()
+            if escalate_up_to is not None and last is not None and last.blocked_at and last.blocked_until:
+                lasted = last.blocked_until - last.blocked_at
+                if last.blocked_until >= now - lasted:
+                    until = max(until, now + min(2 * lasted, escalate_up_to))
             excluded = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(table).excluded
             later = sa.case(
                 (
@@ -72,12 +91,19 @@ class RateLimitRepository(Database):
                 operation=operation,
                 reason=(reason or "")[:64] or None,
                 blocked_until=until,
+                blocked_at=now,
                 updated_at=now,
             )
             _upsert(
                 conn,
                 values,
-                dict(blocked_until=later, reason=excluded.reason, operation=excluded.operation, updated_at=now),
+                dict(
+                    blocked_until=later,
+                    blocked_at=now,
+                    reason=excluded.reason,
+                    operation=excluded.operation,
+                    updated_at=now,
+                ),
             )
             # Blocks long over say nothing any more (issue scopes would otherwise pile up).
             conn.execute(table.delete().where(table.c.scope != QUOTA_SCOPE, table.c.blocked_until < now - STALE_BLOCK))

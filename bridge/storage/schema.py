@@ -225,6 +225,7 @@ jira_rate_limits = sa.Table(
     sa.Column("operation", sa.String(64)),
     sa.Column("reason", sa.String(64)),
     sa.Column("blocked_until", UtcDateTime()),
+    sa.Column("blocked_at", UtcDateTime()),
     sa.Column("remaining", sa.BigInteger()),
     sa.Column("request_limit", sa.BigInteger()),
     sa.Column("near_limit", sa.Boolean(), nullable=False, server_default=sa.false()),

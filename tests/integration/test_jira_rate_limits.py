@@ -201,6 +201,22 @@ def test_short_budget_puts_a_transition_before_older_comments_and_coalesces_them
     assert fake_jira.issue(key_a)["fields"]["status"]["name"] == "Done"
 
 
+def test_without_a_wait_from_jira_a_scope_hit_again_soon_waits_twice_as_long(store):
+    cap = timedelta(seconds=10)
+
+    def hit(at: timedelta, wait: float = 2) -> timedelta:
+        ends = store.block_jira("quota", None, None, T0 + at + timedelta(seconds=wait), T0 + at, escalate_up_to=cap)
+        return ends - (T0 + at)
+
+    assert hit(timedelta(0)) == timedelta(seconds=2)
+    assert hit(timedelta(seconds=3)) == timedelta(seconds=4), "hit again 1 s after the block ended"
+    assert hit(timedelta(seconds=8)) == timedelta(seconds=8)
+    assert hit(timedelta(seconds=17)) == cap
+    assert hit(timedelta(hours=1)) == timedelta(seconds=2), "long after, the wait starts over"
+    jira_wait = store.block_jira("quota", None, None, T0 + timedelta(hours=1, seconds=3), T0 + timedelta(hours=1))
+    assert jira_wait == T0 + timedelta(hours=1, seconds=3), "Jira's own wait is taken as given"
+
+
 def test_a_coalesced_comment_that_fails_loses_no_text(store, example_rules, fake_jira):
     runner = worker(store, example_rules, fake_jira)
     issues = linked_problems(store, example_rules, runner, "A")
