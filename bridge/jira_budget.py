@@ -41,21 +41,15 @@ def budget_recorder(store: Store, now: Callable[[], datetime] = lambda: datetime
                 reset_at=budget.reset_at,
                 now=now(),
             )
-        except (StoreUnavailable, DataRefused):
-            log.warning("Jira budget not recorded: the database is unavailable")
+        except (StoreUnavailable, DataRefused) as exc:
+            log.warning("Jira budget not recorded: %s", exc)
 
     return record
 
 
 def held_kinds(limits: JiraLimits) -> set[str]:
-    """Job kinds a quota or endpoint block holds back entirely."""
-    held: set[str] = set()
-    for block in limits.blocks:
-        if block.scope == rate_limits.QUOTA:
-            return set(jobs.JIRA_KINDS)
-        if block.scope.startswith(rate_limits.ENDPOINT + ":"):
-            held.update(kind for kind in jobs.JIRA_KINDS if block.operation in jobs.CATALOGUE[kind].OPERATIONS)
-    return held
+    """Job kinds a quota or endpoint block holds back entirely (left out of the lease)."""
+    return {kind for kind in jobs.JIRA_KINDS if kind_block(limits, kind) is not None}
 
 
 def issue_blocks(limits: JiraLimits) -> dict[str, datetime]:
