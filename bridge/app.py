@@ -16,7 +16,7 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from bridge import metrics
+from bridge import jira_budget, metrics
 from bridge.api import api
 from bridge.config import Network, Settings, load_settings
 from bridge.context import EXTENSION, Bridge, utc_now
@@ -138,7 +138,7 @@ def create_app(
         rules,
         store,
         deliveries,
-        JiraClient.from_settings(settings, metrics.observe_jira),
+        JiraClient.from_settings(settings, metrics.observe_jira, observe_budget=jira_budget.budget_recorder(store)),
         LinkOptions.from_settings(settings),
         now,
     )

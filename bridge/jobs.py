@@ -25,6 +25,14 @@ class Job:
 
     KIND: ClassVar[str]
     TARGET: ClassVar[str]
+    # The Jira calls (jira_link.client.OPERATIONS) a job may make: a rate limit on one holds the kind back.
+    OPERATIONS: ClassVar[tuple[str, ...]] = ()
+    # Lease rank while Jira's budget runs short (lower first): creates and transitions before comments.
+    PRIORITY: ClassVar[int] = 0
+
+    def comment_text(self) -> str | None:
+        """The text of a job that only comments on its issue (it may be coalesced with others), else None."""
+        return None
 
     def dedup_key(self) -> str | None:
         """A pending job with the same key stands for this one (None: every job runs)."""
@@ -49,6 +57,9 @@ class EnsureIssue(Job):
 
     KIND: ClassVar[str] = "jira.ensure_issue"
     TARGET: ClassVar[str] = "jira"
+    # Twin handling also links and comments, rarely: a burst limit there meets its 429 and is put off then.
+    OPERATIONS: ClassVar[tuple[str, ...]] = ("search", "create_issue", "add_remote_link", "get_issue")
+    PRIORITY: ClassVar[int] = 0
     problem_id: int
     priority: str | None = None
 
@@ -62,6 +73,8 @@ class SyncIssue(Job):
 
     KIND: ClassVar[str] = "jira.sync_issue"
     TARGET: ClassVar[str] = "jira"
+    OPERATIONS: ClassVar[tuple[str, ...]] = ("get_issue", "get_comments", "search")
+    PRIORITY: ClassVar[int] = 2
     jira_key: str
 
     def dedup_key(self) -> str:
@@ -74,6 +87,8 @@ class CommentIncidents(Job):
 
     KIND: ClassVar[str] = "jira.comment_incidents"
     TARGET: ClassVar[str] = "jira"
+    OPERATIONS: ClassVar[tuple[str, ...]] = ("get_comments", "add_comment")
+    PRIORITY: ClassVar[int] = 3
     problem_id: int
 
     def dedup_key(self) -> str:
@@ -86,6 +101,14 @@ class ReleaseComment(Job):
 
     KIND: ClassVar[str] = "jira.release"
     TARGET: ClassVar[str] = "jira"
+    OPERATIONS: ClassVar[tuple[str, ...]] = (
+        "get_comments",
+        "add_comment",
+        "get_issue",
+        "get_transitions",
+        "transition",
+    )
+    PRIORITY: ClassVar[int] = 1
     problem_id: int
     jira_key: str
     text: str
@@ -97,6 +120,9 @@ class ReleaseComment(Job):
     def dedup_key(self) -> str:
         return f"{self.KIND}:{self.project}:{self.version}:{self.jira_key}"
 
+    def comment_text(self) -> str | None:
+        return None if self.transition else self.text
+
 
 @dataclass(frozen=True)
 class RegressionReopen(Job):
@@ -104,6 +130,14 @@ class RegressionReopen(Job):
 
     KIND: ClassVar[str] = "jira.regression"
     TARGET: ClassVar[str] = "jira"
+    OPERATIONS: ClassVar[tuple[str, ...]] = (
+        "get_comments",
+        "add_comment",
+        "get_issue",
+        "get_transitions",
+        "transition",
+    )
+    PRIORITY: ClassVar[int] = 1
     problem_id: int
     jira_key: str
     text: str
@@ -115,6 +149,8 @@ class Note(Job):
 
     KIND: ClassVar[str] = "jira.note"
     TARGET: ClassVar[str] = "jira"
+    OPERATIONS: ClassVar[tuple[str, ...]] = ("get_comments", "add_comment")
+    PRIORITY: ClassVar[int] = 3
     problem_id: int
     jira_key: str
     text: str
@@ -122,6 +158,9 @@ class Note(Job):
 
     def dedup_key(self) -> str:
         return f"{self.KIND}:sla:{self.incident_id}"
+
+    def comment_text(self) -> str | None:
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -152,6 +191,13 @@ CATALOGUE: dict[str, type[Job]] = {
     kind.KIND: kind
     for kind in (EnsureIssue, SyncIssue, CommentIncidents, ReleaseComment, RegressionReopen, Note, ZabbixClose)
 }
+
+
+# Lease ranks by kind, used while Jira's budget runs short.
+PRIORITIES: dict[str, int] = {kind: cls.PRIORITY for kind, cls in CATALOGUE.items()}
+JIRA_KINDS: tuple[str, ...] = tuple(kind for kind, cls in CATALOGUE.items() if cls.TARGET == "jira")
+# Kinds whose jobs may be nothing but a comment on `jira_key` (see Job.comment_text): they coalesce.
+TEXT_KINDS: tuple[str, ...] = (ReleaseComment.KIND, Note.KIND)
 
 
 def queue(conn: Connection, store: Store, job: Job, now: datetime, run_at: datetime | None = None) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 from prometheus_client import (
@@ -27,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters import SOURCES, zabbix_api
+from bridge import jobs
 from bridge.domain import (
     AlertResult,
     AlertStatus,
@@ -38,6 +40,7 @@ from bridge.domain import (
 )
 from bridge.storage import Store
 from jira_link import client as jira_client
+from jira_link import rate_limits
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Unlabelled metrics open their files as they are defined below: the directory must exist first.
@@ -64,6 +67,9 @@ PROBLEM_OUTCOMES = Counter(
 )
 RELEASES = Counter("bridge_releases_total", "Releases received by the close hook (replays excluded)")
 JIRA_REQUESTS = Counter("bridge_jira_requests_total", "Jira REST calls", ["operation", "outcome"])
+RATE_LIMITED = Counter(
+    "bridge_jira_rate_limited_total", "Jira 429 answers, by the limit Jira named (RateLimit-Reason)", ["reason"]
+)
 ZABBIX_REQUESTS = Counter("bridge_zabbix_requests_total", "Zabbix API calls", ["method", "outcome"])
 RESOLUTION = Histogram(
     "bridge_incident_resolution_seconds",
@@ -142,6 +148,8 @@ def initialise(rules: Rules) -> None:
             JIRA_REQUESTS.labels(operation, outcome)
     for found_at in TWIN_FOUND_AT:
         JIRA_TWINS.labels(found_at)
+    for reason in rate_limits.REASONS:
+        RATE_LIMITED.labels(reason)
     for method in zabbix_api.METHODS:
         for outcome in zabbix_api.OUTCOMES:
             ZABBIX_REQUESTS.labels(method, outcome)
@@ -219,21 +227,36 @@ class StoreGauges(Collector):
         problems_by.update(counts.live_problems)
         pending_by.update(counts.pending_jobs)
         dead_by.update(counts.dead_jobs)
+        backlog_by: dict[str, int] = dict.fromkeys(jobs.CATALOGUE, 0)
+        backlog_by.update(counts.pending_by_kind)
+        now = datetime.now(UTC)
+        oldest_by: dict[str, float] = dict.fromkeys(OUTBOX_TARGETS, 0.0)
+        oldest_by.update(
+            {target: max(0.0, (now - created).total_seconds()) for target, created in counts.oldest_pending.items()}
+        )
         open_incidents = GaugeMetricFamily(
             "bridge_incidents_open", "Incidents not closed (firing or resolved)", labels=["line", "priority", "source"]
         )
         for labels, count in open_by.items():
             open_incidents.add_metric(list(labels), count)
         yield open_incidents
-        for name, help_text, label, by_value in (
+        gauges: tuple[tuple[str, str, str, Mapping[str, float]], ...] = (
             ("bridge_incidents_sla_breached", "Incidents not closed whose SLA is breached", "priority", breached_by),
             ("bridge_problems_open", "Problems not closed", "state", problems_by),
             ("bridge_outbox_pending", "Side effects waiting in the outbox", "target", pending_by),
             ("bridge_outbox_dead", "Side effects given up (dead letters)", "target", dead_by),
-        ):
+            ("bridge_outbox_backlog", "Outbox jobs waiting, by job kind", "kind", backlog_by),
+            (
+                "bridge_outbox_oldest_pending_age_seconds",
+                "Age of the oldest job waiting in the outbox (0 when none waits)",
+                "target",
+                oldest_by,
+            ),
+        )
+        for name, help_text, label, by_value in gauges:
             family = GaugeMetricFamily(name, help_text, labels=[label])
-            for value, count in by_value.items():
-                family.add_metric([value], count)
+            for value, amount in by_value.items():
+                family.add_metric([value], amount)
             yield family
 
 

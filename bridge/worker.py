@@ -4,6 +4,8 @@ Each pass closes resolved incidents whose `auto_close_after` has passed, marks S
 breaches, prunes raw payloads once a day, then runs due outbox jobs (Jira and Zabbix, kinds
 in bridge/jobs.py). Jobs are leased with SKIP LOCKED, so several workers share one
 PostgreSQL queue; every handler is idempotent, so a job run twice has the effect of once.
+Jira's rate limits are shared by every worker through the database (bridge/jira_budget.py):
+a 429 holds back only its scope, and jobs held back are postponed, never failed.
 """
 
 from __future__ import annotations
@@ -16,20 +18,20 @@ import random
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
-from bridge import jira_identity, jobs, metrics
+from bridge import jira_budget, jira_identity, jobs, metrics
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
 from bridge.outcomes import apply_issue_reading
 from bridge.problems import queue_issue_sync
 from bridge.storage import Connection, Store
-from jira_link.client import JiraClient, JiraError
+from jira_link.client import JiraClient, JiraError, JiraRateLimited
 from jira_link.linker import (
     LinkOptions,
     comment_unless_repeated,
@@ -77,14 +79,20 @@ class OutboxRunner:
     zabbix: ZabbixClient | None = None
     # A job leased to a worker that died is run again once its lease expires.
     lease: timedelta = timedelta(minutes=5)
+    # Below this share of Jira's X-RateLimit-Limit, creates and transitions go first and comments coalesce.
+    low_budget_ratio: float = jira_budget.LOW_BUDGET_RATIO
     _last_sync: datetime | None = None
+    gate: jira_budget.JiraGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = jira_budget.JiraGate(self.store, self.low_budget_ratio)
 
     @classmethod
     def from_settings(cls, store: Store, rules: Rules, settings: Settings) -> OutboxRunner:
         return cls(
             store,
             rules,
-            JiraClient.from_settings(settings, metrics.observe_jira),
+            JiraClient.from_settings(settings, metrics.observe_jira, observe_budget=jira_budget.budget_recorder(store)),
             LinkOptions.from_settings(settings),
             timedelta(seconds=settings.outbox_dead_after_seconds),
             settings.outbox_max_backoff_seconds,
@@ -98,16 +106,39 @@ class OutboxRunner:
         if self._last_sync is None or now - self._last_sync >= self.sync_interval:
             self.schedule_syncs(now, self.sync_interval)
             self._last_sync = now
-        jobs = self.store.claim_jobs(now, self.lease, JOBS_PER_PASS)
-        for job in jobs:
-            self.run_job(job, now)
-        return len(jobs)
+        limits = self.gate.refresh(now, enabled=self.jira is not None)
+        short = self.gate.is_short(now)
+        claimed = self.store.claim_jobs(
+            now,
+            self.lease,
+            JOBS_PER_PASS,
+            held_kinds=jira_budget.held_kinds(limits),
+            priorities=jobs.PRIORITIES if short else None,
+        )
+        coalesced: set[int] = set()
+        for index, job in enumerate(claimed):
+            if job["id"] in coalesced:
+                continue
+            held_until = self.gate.held_until(job)
+            if held_until is not None:
+                self.gate.postpone(job, held_until, "rate limited: its Jira scope is held back")
+            elif short and job["kind"] in jobs.TEXT_KINDS:
+                coalesced |= self.gate.coalesce(job, now, claimed[index + 1 :], self.lease, self.run_job)
+            else:
+                self.run_job(job, now)
+        return len(claimed)
 
-    def run_job(self, job: dict[str, Any], now: datetime) -> None:
+    def run_job(self, job: dict[str, Any], now: datetime, instead: jobs.Job | None = None) -> bool:
+        """Run one leased job (or `instead`, the work standing for it) and settle it; returns whether it is done."""
         try:
-            if job["kind"] not in jobs.CATALOGUE:
-                raise JobFailed(f"unknown job kind {job['kind']!r}", retryable=False)
-            self._handle(jobs.from_row(job), now)
+            if instead is None:
+                if job["kind"] not in jobs.CATALOGUE:
+                    raise JobFailed(f"unknown job kind {job['kind']!r}", retryable=False)
+                instead = jobs.from_row(job)
+            self._handle(instead, now)
+        except JiraRateLimited as exc:
+            wait = backoff_seconds(job["attempts"], exc.retry_after, self.max_backoff_seconds)
+            self.gate.rate_limited(job, now, exc, wait, timedelta(seconds=self.max_backoff_seconds))
         except (JobFailed, JiraError) as exc:
             self._failed(job, now, str(exc), exc.retryable, exc.retry_after)
         except ZabbixApiError as exc:
@@ -121,6 +152,8 @@ class OutboxRunner:
             self._failed(job, now, f"unexpected error: {type(exc).__name__}", True, None)
         else:
             self.store.finish_job(job["id"], now)
+            return True
+        return False
 
     def _failed(
         self, job: dict[str, Any], now: datetime, error: str, retryable: bool, retry_after: float | None

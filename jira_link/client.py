@@ -14,9 +14,13 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import requests
+
+from jira_link import rate_limits
+from jira_link.rate_limits import Budget, RateLimitScope
 
 if TYPE_CHECKING:
     from bridge.config import Settings
@@ -50,6 +54,17 @@ class JiraError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.field_errors = dict(field_errors or {})
+
+
+class JiraRateLimited(JiraError):
+    """Jira answered 429: `scope` is what to hold back (quota, one endpoint, one issue's writes), `reason`
+    is Jira's `RateLimit-Reason` (None when absent), `retry_after` the wait in seconds
+    (Retry-After, else X-RateLimit-Reset; None: back off)."""
+
+    def __init__(self, message: str, *, reason: str | None, scope: RateLimitScope, retry_after: float | None) -> None:
+        super().__init__(message, status=429, retryable=True, retry_after=retry_after)
+        self.reason = reason
+        self.scope = scope
 
 
 def adf(text: str) -> dict[str, Any]:
@@ -164,6 +179,7 @@ class JiraClient:
         authorization: str,
         timeout: float = 10.0,
         observe: Callable[[str, str, float], None] | None = None,
+        observe_budget: Callable[[Budget], None] | None = None,
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown Jira flavour {flavour!r}; expected one of {', '.join(FLAVOURS)}")
@@ -174,6 +190,8 @@ class JiraClient:
         self._authorization = authorization
         # Called with (operation, outcome, seconds) after every call: the bridge's metrics.
         self._observe = observe or (lambda operation, outcome, seconds: None)
+        # Called with the X-RateLimit-* headers of every answer that carries them: the shared budget.
+        self._observe_budget = observe_budget or (lambda budget: None)
         self.api = "/rest/api/3" if flavour == CLOUD else "/rest/api/2"
 
     @classmethod
@@ -193,12 +211,13 @@ class JiraClient:
         settings: Settings,
         observe: Callable[[str, str, float], None] | None = None,
         session: requests.Session | None = None,
+        observe_budget: Callable[[Budget], None] | None = None,
     ) -> JiraClient | None:
         """The configured Jira, or None when BRIDGE_JIRA_URL is unset."""
         if settings.jira_url is None:
             return None
         session = session or requests.Session()
-        options = {"timeout": settings.jira_timeout_seconds, "observe": observe}
+        options = {"timeout": settings.jira_timeout_seconds, "observe": observe, "observe_budget": observe_budget}
         if settings.jira_flavour == DATACENTER:
             assert settings.jira_pat is not None
             return cls.bearer(session, settings.jira_url, settings.jira_pat.value, **options)
@@ -239,6 +258,18 @@ class JiraClient:
             raise JiraError(f"Jira {operation}: cannot connect to {self.base_url}", retryable=True) from exc
         status = response.status_code
         self._observe(operation, "success" if status < 400 else f"http_{status}", time.monotonic() - started)
+        budget = rate_limits.parse_budget(response.headers)
+        if budget.told:
+            self._observe_budget(budget)
+        if status == 429:
+            reason = rate_limits.clean_reason(response.headers.get(rate_limits.REASON_HEADER))
+            scope = rate_limits.scope_of(reason, method, path, operation)
+            raise JiraRateLimited(
+                f"Jira {operation} rate limited ({reason or 'no RateLimit-Reason'}; holding back {scope.key})",
+                reason=reason,
+                scope=scope,
+                retry_after=rate_limits.retry_after_seconds(response.headers, datetime.now(UTC)),
+            )
         if status == 404 and not_found_ok:
             return None
         if status >= 400:

@@ -10,6 +10,9 @@ the id keep answering, with the new key); `lag_search` keeps new issues out of s
 for a while, as Cloud's eventually consistent index does (GET by key still works); entity
 `properties` on create are validated and kept; POST /issueLink links issues ("Duplicate"),
 shown in both issues' `issuelinks` field.
+
+Like Jira Cloud, every answer carries X-RateLimit-Limit / -Remaining / -NearLimit, and the
+three Cloud limits can be switched on (tests/fake_jira_limits.py).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from jsonschema import Draft7Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 from werkzeug.serving import make_server
+
+from tests.fake_jira_limits import CloudRateLimits
 
 # Atlassian's OpenAPI document (Cloud v3) cut down to the schemas below and what they
 # reference (tests/fixtures/jira/extract_subset.py), so a clean checkout validates too.
@@ -137,7 +142,7 @@ def _is_adf(value: Any) -> bool:
     )
 
 
-class FakeJira:
+class FakeJira(CloudRateLimits):
     """Start with `with FakeJira() as jira:`; `jira.url` is its base URL."""
 
     def __init__(
@@ -151,6 +156,7 @@ class FakeJira:
         }
         self.state = FakeJiraState()
         self.lock = threading.Lock()
+        CloudRateLimits.__init__(self)
         self.app = self._build_app()
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -340,6 +346,9 @@ class FakeJira:
         def _gate():  # type: ignore[no-untyped-def]
             if request.headers.get("Authorization") not in fake.accepted_auth:
                 return _error(401, ["You are not authenticated. Authentication required to perform this operation."])
+            limited = fake.rate_limited(request.method, request.path)
+            if limited is not None:
+                return limited
             if request.method == "POST":
                 problems = openapi_validator().errors(request.method, request.path, request.get_json(silent=True))
                 if problems:
@@ -360,6 +369,7 @@ class FakeJira:
 
         @app.after_request
         def _record(response):  # type: ignore[no-untyped-def]
+            fake.add_budget_headers(response)
             body = request.get_json(silent=True)
             with fake.lock:
                 fake.state.calls.append(

@@ -6,7 +6,8 @@ transitions that depend on the current status (others are simply absent), commen
 newest first, remote links updated in place by globalId, a resolution set on done.
 It answers the JQL the linker emits (project and labels clauses) and fails on demand:
 a retryable or final `JiraError`, or a call whose work is done but whose answer is
-lost, as a timeout would. tests/integration/test_jira_port_contract.py runs the same
+lost, as a timeout would; and Jira Cloud's rate limits (tests/fake_jira_limits.py) raise
+the `JiraRateLimited` JiraClient would. tests/integration/test_jira_port_contract.py runs the same
 scenarios against it and against `JiraClient` talking to the HTTP `FakeJira`.
 
 Jira identity (issue 16), each switchable: issues have immutable ids; `move` changes an
@@ -19,12 +20,25 @@ properties set on create are validated and kept; "Duplicate" issue links show in
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError, JiraIssue, adf, adf_text, wiki_markup
+from jira_link import rate_limits
+from jira_link.client import (
+    CLOUD,
+    DATACENTER,
+    JiraClient,
+    JiraError,
+    JiraIssue,
+    JiraRateLimited,
+    adf,
+    adf_text,
+    wiki_markup,
+)
+from tests.fake_jira_limits import CloudRateLimits
 from tests.fakes import LINK_TYPES, PROJECTS, STATUS_DONE, STATUS_OPEN, property_errors
 
 STATUS_IN_PROGRESS = {"name": "In Progress", "statusCategory": {"key": "indeterminate", "name": "In Progress"}}
@@ -75,7 +89,21 @@ class MemoryIssue:
     created_at: float = 0.0  # on the site's clock: when search may show it (with `search_lag`)
 
 
-class MemoryJira:
+# Operation -> (client operation, HTTP method, path under the API root) as JiraClient sends it,
+# so the Cloud rate limits (tests/fake_jira_limits.py) match the same requests here.
+REQUESTS = {
+    "search": ("search", "GET", "/search/jql"),
+    "create_issue": ("create_issue", "POST", "/issue"),
+    "get_issue": ("get_issue", "GET", "/issue/{key}"),
+    "transitions": ("get_transitions", "GET", "/issue/{key}/transitions"),
+    "transition": ("transition", "POST", "/issue/{key}/transitions"),
+    "add_comment": ("add_comment", "POST", "/issue/{key}/comment"),
+    "recent_comments": ("get_comments", "GET", "/issue/{key}/comment"),
+    "add_remote_link": ("add_remote_link", "POST", "/issue/{key}/remotelink"),
+}
+
+
+class MemoryJira(CloudRateLimits):
     """A Jira site in a dict. `calls` records (operation, arguments) of every call, failed ones too."""
 
     def __init__(
@@ -106,6 +134,8 @@ class MemoryJira:
         # (type name, inward issue id, outward issue id)
         self.links: list[tuple[str, str, str]] = []
         self._next_id = 10000
+        self.lock = threading.Lock()
+        CloudRateLimits.__init__(self)
 
     # Test controls ----------------------------------------------------------------
 
@@ -347,6 +377,7 @@ class MemoryJira:
     def _enter(self, operation: str, *arguments: Any) -> None:
         """Record the call; raise at once for a failure that happens before Jira does the work."""
         self.calls.append((operation, arguments))
+        self._meet_rate_limits(operation, arguments)
         failure = self._pending(operation)
         if failure is not None and not failure.lose_answer:
             failure.times -= 1
@@ -355,6 +386,25 @@ class MemoryJira:
                 status=failure.status or 500,
                 retryable=failure.retryable,
             )
+
+    def _meet_rate_limits(self, operation: str, arguments: tuple[Any, ...]) -> None:
+        """Raise the 429 JiraClient would, for a Cloud limit switched on that matches this call's request."""
+        name, method, template = REQUESTS[operation]
+        api = "/rest/api/3" if self.flavour == CLOUD else "/rest/api/2"
+        if operation == "search" and self.flavour != CLOUD:
+            template = "/search"
+        path = api + template.format(key=arguments[0] if "{key}" in template else "")
+        limit = self.take_limit(method, path)
+        if limit is None:
+            return
+        wait = limit.retry_after if limit.retry_after is not None else limit.reset_in
+        scope = rate_limits.scope_of(limit.reason, method, path, name)
+        raise JiraRateLimited(
+            f"Jira {name} rate limited ({limit.reason}; holding back {scope.key})",
+            reason=limit.reason,
+            scope=scope,
+            retry_after=float(wait) if wait is not None else None,
+        )
 
     def _exit(self, operation: str, result: Any) -> Any:
         """Return the result, unless the answer is to be lost: then the work stands and the caller times out."""

@@ -29,6 +29,7 @@ from bridge.storage.outbox_repository import OutboxRepository
 from bridge.storage.outcome_repository import OutcomeRepository
 from bridge.storage.payload_repository import PRUNE_BATCH, PRUNED_TABLES, PayloadRepository
 from bridge.storage.problem_repository import ProblemRepository
+from bridge.storage.rate_limit_repository import JiraLimits, RateLimitBlock, RateLimitRepository
 from bridge.storage.read_models import GaugeCounts, IncidentFilter, ReadModels
 from bridge.storage.release_repository import ReleaseRepository
 from bridge.storage.schema import (
@@ -36,6 +37,7 @@ from bridge.storage.schema import (
     JsonType,
     UtcDateTime,
     incidents,
+    jira_rate_limits,
     metadata,
     notifications,
     outbox,
@@ -58,11 +60,14 @@ __all__ = [
     "Database",
     "GaugeCounts",
     "IncidentFilter",
+    "JiraLimits",
     "JsonType",
     "Page",
+    "RateLimitBlock",
     "Store",
     "UtcDateTime",
     "incidents",
+    "jira_rate_limits",
     "make_engine",
     "metadata",
     "migrate",
@@ -86,6 +91,7 @@ class Store(
     OutboxRepository,
     ReleaseRepository,
     PayloadRepository,
+    RateLimitRepository,
     ReadModels,
 ):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""

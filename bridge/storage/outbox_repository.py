@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,18 +51,35 @@ class OutboxRepository(Database):
             )
         conn.execute(insert)
 
-    def claim_jobs(self, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
-        """Lease due jobs to this worker; other workers skip them (SKIP LOCKED on PostgreSQL)."""
+    def claim_jobs(
+        self,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        *,
+        held_kinds: Collection[str] = (),
+        priorities: Mapping[str, int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Lease due jobs to this worker; other workers skip them (SKIP LOCKED on PostgreSQL).
+
+        Kinds in `held_kinds` are left alone (a rate limit holds them back). With `priorities`
+        (kind -> rank, lower first) jobs are leased by rank, then by due time; the jobs come
+        back in lease order.
+        """
 
         def work(conn: Connection) -> list[dict[str, Any]]:
+            order: list[Any] = [outbox.c.next_attempt_at, outbox.c.id]
+            if priorities:
+                order.insert(0, sa.case(dict(priorities), value=outbox.c.kind, else_=max(priorities.values()) + 1))
             due = (
                 sa.select(outbox.c.id)
                 .where(
                     outbox.c.state == "pending",
                     outbox.c.next_attempt_at <= now,
                     sa.or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
+                    *([outbox.c.kind.not_in(list(held_kinds))] if held_kinds else []),
                 )
-                .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                .order_by(*order)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
@@ -75,9 +92,77 @@ class OutboxRepository(Database):
                 .values(locked_until=now + lease, attempts=outbox.c.attempts + 1)
                 .returning(*outbox.columns)
             ).mappings()
-            return sorted((dict(row) for row in rows), key=lambda job: job["id"])
+            rank = {job_id: n for n, job_id in enumerate(ids)}
+            return sorted((dict(row) for row in rows), key=lambda job: rank[job["id"]])
 
         return self.run(work)
+
+    def postpone_job(self, job_id: int, until: datetime, reason: str) -> None:
+        """Put a leased job off until `until` without counting the lease as an attempt (a rate limit, not a failure)."""
+        self.run(
+            lambda conn: conn.execute(
+                outbox.update()
+                .where(outbox.c.id == job_id)
+                .values(
+                    next_attempt_at=until,
+                    locked_until=None,
+                    attempts=sa.case((outbox.c.attempts > 0, outbox.c.attempts - 1), else_=0),
+                    last_error=reason[:2000],
+                )
+            )
+        )
+
+    def lease_pending_texts(
+        self, kinds: Collection[str], jira_key: str, exclude_id: int, now: datetime, lease: timedelta
+    ) -> list[dict[str, Any]]:
+        """Lease the other pending jobs of `kinds` for one issue (payload `jira_key`), oldest first, to coalesce.
+
+        Jobs another worker holds are skipped; leasing them counts no attempt.
+        """
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            query = (
+                sa.select(outbox)
+                .where(
+                    outbox.c.state == "pending",
+                    outbox.c.kind.in_(list(kinds)),
+                    outbox.c.id != exclude_id,
+                    outbox.c.payload["jira_key"].as_string() == jira_key,
+                    sa.or_(outbox.c.locked_until.is_(None), outbox.c.locked_until < now),
+                )
+                .order_by(outbox.c.id)
+                .with_for_update(skip_locked=True)
+            )
+            rows = [dict(row) for row in conn.execute(query).mappings()]
+            if rows:
+                conn.execute(
+                    outbox.update().where(outbox.c.id.in_([row["id"] for row in rows])).values(locked_until=now + lease)
+                )
+            return rows
+
+        return self.run(work)
+
+    def release_jobs(self, job_ids: Collection[int]) -> None:
+        """Give back leased jobs untouched (a coalesced call that failed: each runs on its own later)."""
+        if job_ids:
+            self.run(
+                lambda conn: conn.execute(
+                    outbox.update().where(outbox.c.id.in_(list(job_ids))).values(locked_until=None)
+                )
+            )
+
+    def finish_coalesced(self, job_ids: Collection[int], into_id: int, now: datetime) -> None:
+        """Mark jobs done whose text went out in job `into_id`'s call; the note says where."""
+        if job_ids:
+            self.run(
+                lambda conn: conn.execute(
+                    outbox.update()
+                    .where(outbox.c.id.in_(list(job_ids)))
+                    .values(
+                        state="done", finished_at=now, locked_until=None, last_error=f"coalesced into job {into_id}"
+                    )
+                )
+            )
 
     def finish_job(self, job_id: int, now: datetime) -> None:
         self.run(

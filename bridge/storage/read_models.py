@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +33,10 @@ class GaugeCounts:
     live_problems: dict[str, int]  # state -> problems not closed
     pending_jobs: dict[str, int]  # target -> outbox jobs waiting
     dead_jobs: dict[str, int]  # target -> dead letters
+    pending_by_kind: dict[str, int] = field(default_factory=dict)  # job kind -> outbox jobs waiting
+    oldest_pending: dict[str, datetime] = field(
+        default_factory=dict
+    )  # target -> when its oldest waiting job was queued
 
 
 class ReadModels(Database):
@@ -101,8 +106,25 @@ class ReadModels(Database):
                 .group_by(outbox.c.state, outbox.c.target)
             ):
                 jobs[state][target] = count
+            waiting = outbox.c.state == OutboxState.PENDING
+            pending_by_kind: dict[str, int] = dict(
+                conn.execute(sa.select(outbox.c.kind, sa.func.count()).where(waiting).group_by(outbox.c.kind)).all()
+            )
+            oldest_pending: dict[str, datetime] = dict(
+                conn.execute(
+                    sa.select(outbox.c.target, sa.func.min(outbox.c.created_at))
+                    .where(waiting)
+                    .group_by(outbox.c.target)
+                ).all()
+            )
             return GaugeCounts(
-                open_incidents, breached, live_problems, jobs[OutboxState.PENDING], jobs[OutboxState.DEAD]
+                open_incidents,
+                breached,
+                live_problems,
+                jobs[OutboxState.PENDING],
+                jobs[OutboxState.DEAD],
+                pending_by_kind,
+                oldest_pending,
             )
 
         return self.read(work)

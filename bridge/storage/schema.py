@@ -227,6 +227,25 @@ outbox = sa.Table(
     sa.Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
 )
 
+# The Jira rate-limit budget every worker shares: one row per scope held back (`quota`,
+# `endpoint:METHOD /path-template`, `issue:KEY`), and the quota row also keeps the
+# X-RateLimit-* headers of the latest answer.
+jira_rate_limits = sa.Table(
+    "jira_rate_limits",
+    metadata,
+    sa.Column("scope", sa.String(255), primary_key=True),
+    sa.Column("operation", sa.String(64)),
+    sa.Column("reason", sa.String(64)),
+    sa.Column("blocked_until", UtcDateTime()),
+    sa.Column("blocked_at", UtcDateTime()),
+    sa.Column("remaining", sa.BigInteger()),
+    sa.Column("request_limit", sa.BigInteger()),
+    sa.Column("near_limit", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("reset_at", UtcDateTime()),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_jira_rate_limits_blocked_until", "blocked_until"),
+)
+
 rejected_payloads = sa.Table(
     "rejected_payloads",
     metadata,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError
+from jira_link.client import CLOUD, DATACENTER, JiraClient, JiraError, JiraRateLimited
 from jira_link.linker import outward_links
 from jira_link.port import JiraPort
 from tests.fakes import STATUS_DONE, FakeJira
@@ -264,3 +264,35 @@ def test_wont_do_and_duplicate_resolutions_and_the_duplicate_link_read_alike(sit
     site.controls.reopen(dropped)
     reopened = site.jira.get_issue(dropped)
     assert (reopened.status_category, reopened.resolution) == ("new", None)
+
+
+def test_cloud_rate_limits_raise_the_scope_to_hold_back(site):
+    key = create(site.jira)
+    api = "/rest/api/3" if getattr(site.jira, "flavour", None) == CLOUD else "/rest/api/2"
+    site.controls.limit_issue_writes(key, retry_after=7)
+    assert site.jira.get_issue(key) is not None, "a read of the issue passes"
+    with pytest.raises(JiraRateLimited) as per_issue:
+        site.jira.add_comment(key, "x")
+    assert (per_issue.value.status, per_issue.value.retryable) == (429, True)
+    assert (per_issue.value.reason, per_issue.value.scope.key, per_issue.value.retry_after) == (
+        "jira-per-issue-on-write",
+        f"issue:{key}",
+        7.0,
+    )
+    site.jira.add_comment(key, "x")
+    site.controls.limit_endpoint("GET", r"/transitions$", retry_after=3)
+    with pytest.raises(JiraRateLimited) as burst:
+        site.jira.transitions(key)
+    assert (burst.value.scope.key, burst.value.scope.operation) == (
+        f"endpoint:GET {api}/issue/{{issueIdOrKey}}/transitions",
+        "get_transitions",
+    )
+    site.controls.limit_quota(retry_after=5, reason="jira-quota-tenant-based")
+    with pytest.raises(JiraRateLimited) as quota:
+        site.jira.search('project = LKK AND labels = "ours"', fields=("labels",))
+    assert (quota.value.scope.key, quota.value.reason, quota.value.retry_after) == (
+        "quota",
+        "jira-quota-tenant-based",
+        5.0,
+    )
+    assert [found.key for found in site.jira.search('project = LKK AND labels = "ours"', fields=("labels",))] == [key]
