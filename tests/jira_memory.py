@@ -100,6 +100,7 @@ REQUESTS = {
     "add_comment": ("add_comment", "POST", "/issue/{key}/comment"),
     "recent_comments": ("get_comments", "GET", "/issue/{key}/comment"),
     "add_remote_link": ("add_remote_link", "POST", "/issue/{key}/remotelink"),
+    "link_issues": ("link_issues", "POST", "/issueLink"),
 }
 
 
