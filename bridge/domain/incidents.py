@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, restart, stop
+from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, response_due_at, restart, stop
 
 IMPACT_LEVELS = ("high", "medium", "low")
 URGENCY_LEVELS = ("high", "medium", "low")
@@ -220,6 +220,11 @@ class Incident:
     sla_breached: bool = False
     sla_breached_at: datetime | None = None
     source_ids: list[str] | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    response_due: datetime | None = None
+    response_breached: bool = False
+    response_breached_at: datetime | None = None
 
     @property
     def stored_id(self) -> int:
@@ -389,10 +394,15 @@ def update_sla(incident: Incident, outcome: Outcome, policy: SlaPolicy | None, n
     The clock starts with the incident, stops while it is resolved (keeping the business
     time used) and restarts where it stopped on reopen; a priority change re-targets it.
     A resolve after the due time records the breach the worker may not have seen yet.
+    The response target (until someone acknowledges) follows the priority too.
     """
     if policy is None:
         incident.sla_running_since = incident.sla_due = None
+        if incident.acknowledged_at is None:
+            incident.response_due = None
         return
+    if incident.acknowledged_at is None:
+        incident.response_due = response_due_at(policy, incident.first_seen)
     clock = SlaClock(incident.sla_elapsed_seconds, incident.sla_running_since)
     if outcome is Outcome.CREATED:
         clock = SlaClock(0.0, incident.first_seen)

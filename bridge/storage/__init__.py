@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
+from bridge.storage.action_repository import ActionRepository
 from bridge.storage.engine import (
     MAX_ID,
     MAX_TRANSACTION_ATTEMPTS,
@@ -33,6 +34,7 @@ from bridge.storage.schema import (
     BigId,
     JsonType,
     UtcDateTime,
+    incident_events,
     incidents,
     metadata,
     notifications,
@@ -60,6 +62,7 @@ __all__ = [
     "Page",
     "Store",
     "UtcDateTime",
+    "incident_events",
     "incidents",
     "make_engine",
     "metadata",
@@ -76,5 +79,13 @@ __all__ = [
 ]
 
 
-class Store(IncidentRepository, ProblemRepository, OutboxRepository, ReleaseRepository, PayloadRepository, ReadModels):
+class Store(
+    IncidentRepository,
+    ProblemRepository,
+    OutboxRepository,
+    ReleaseRepository,
+    PayloadRepository,
+    ReadModels,
+    ActionRepository,
+):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""
