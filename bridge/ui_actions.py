@@ -77,11 +77,11 @@ def form_text(name: str, *, required: bool = True) -> str | None:
 
 
 def _problem_page(problem_id: int) -> str:
-    return url_for("ui.problem", problem_id=problem_id) + "#actions"
+    return url_for("ui.problem", problem_id=problem_id)
 
 
 def _incident_page(incident_id: int) -> str:
-    return url_for("ui.incident", incident_id=incident_id) + "#actions"
+    return url_for("ui.incident", incident_id=incident_id)
 
 
 @ui.post("/problems/<int:problem_id>/jira")
