@@ -201,3 +201,36 @@ def test_release_health_over_http(client, problem_id, fake_jira, clock):
     bad = dict(release, environments=["has space"])
     refused = client.post("/api/v1/releases", json=bad, headers={"Authorization": "Bearer release-token"})
     assert refused.status_code == 400 and "environments" in refused.json["errors"][0]
+
+
+def test_the_release_page_shows_its_health(client, problem_id, fake_jira, clock):
+    fake_jira.add_issue("LKK-8")
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-8"}, headers=OPERATE)
+    clock.advance(minutes=1)
+    release = {"project": "LKK", "version": "2026.12.2", "issues": ["LKK-8"], "environments": ["prod", "stage"]}
+    client.post("/api/v1/releases", json=release, headers={"Authorization": "Bearer release-token"})
+    clock.advance(hours=2)
+    client.post("/api/v1/alerts/zabbix", json=dict(payload("zabbix-6.0.14-problem.json"), event_id="5"))
+    client.post("/ui/login", data={"token": "api-token"})
+    page = client.get("/ui/releases/LKK/2026.12.2")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert '<dd id="environments">prod, stage</dd>' in html
+    assert '<dd id="regression-count">1</dd>' in html and '<strong id="opened-incidents">1</strong>' in html
+    assert f'href="/ui/problems/{problem_id}"' in html
+    assert client.get("/ui/releases/LKK/nope").status_code == 404
+    assert 'href="/ui/releases/LKK/2026.12.2"' in client.get("/ui/").get_data(as_text=True)
+
+
+def test_behind_a_trusted_proxy_the_sign_in_takes_the_name_from_it(client, problem_id):
+    proxy = {"REMOTE_ADDR": "10.0.0.1"}
+    headers = {"X-Forwarded-User": "ann@example.com"}
+    form = client.get("/ui/login", headers=headers, environ_base=proxy).get_data(as_text=True)
+    assert "recorded as <strong>ann@example.com</strong>" in form and 'id="name"' not in form
+    signed = client.post("/ui/login", data={"token": "operate-token"}, headers=headers, environ_base=proxy)
+    assert signed.status_code == 302
+    page = client.get("/ui/incidents/1", headers=headers, environ_base=proxy).get_data(as_text=True)
+    csrf = page.split('name="csrf_token" value="')[1].split('"')[0]
+    acked = client.post("/ui/incidents/1/ack", data={"csrf_token": csrf}, headers=headers, environ_base=proxy)
+    assert acked.status_code == 303
+    assert client.get("/api/v1/incidents/1", headers=READ).json["acknowledged_by"] == "ann@example.com"
