@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge import metrics
-from bridge.domain import Incident, IncidentState, Problem, Rules
+from bridge.domain import Incident, IncidentState, Problem, Rules, mark_acknowledged
 from bridge.errors import Conflict, NotFound, Unprocessable
 from bridge.jobs import EnsureIssue, queue
 from bridge.storage import Connection, Store
@@ -65,9 +65,12 @@ def acknowledge_incident(store: Store, incident_id: int, actor: str, note: str |
                 f"incident {incident_id} was already acknowledged by {incident.acknowledged_by}",
                 [f"acknowledged_at: {incident.acknowledged_at.isoformat()}"],
             )
-        due = incident.response_due
-        late = due is not None and now > due and not incident.response_breached
-        if not store.record_acknowledgement(conn, incident_id, actor, now, due if late else None):
+        after = incident.copy()
+        mark_acknowledged(after, actor, now)
+        late = after.response_breached and not incident.response_breached
+        if not store.record_acknowledgement(
+            conn, incident_id, actor, now, after.response_breached_at if late else None
+        ):
             raise Conflict(f"incident {incident_id} was acknowledged by someone else meanwhile")
         detail = f"incident {incident_id} acknowledged" + (f": {note}" if note else "")
         record_action(

@@ -24,10 +24,10 @@ from bridge.actors import request_actor
 from bridge.context import bridge
 from bridge.errors import BadPayload, BridgeError
 from bridge.problems import close_problem_by_hand, link_problem, reopen_problem_by_hand
+from bridge.storage import MAX_ID
 from bridge.ui import may_act, ui
 
 DONE, FAILED = "done", "error"
-MAX_TEXT = {"reason": 2000, "note": 2000, "text": 5000, "jira_key": 64}
 
 
 def _refused(message: str, status: int):  # type: ignore[no-untyped-def]
@@ -60,8 +60,8 @@ def page_action(back: Callable[..., str]) -> Callable[[Callable[..., str]], Call
     return decorate
 
 
-def form_text(name: str, *, required: bool = True) -> str | None:
-    """A form field, trimmed and bounded.
+def form_text(name: str, *, required: bool = True, max_length: int = 2000) -> str | None:
+    """A form field, trimmed and bounded (the API's limits).
 
     Raises:
         BadPayload: missing when required, too long, or with a NUL character.
@@ -71,9 +71,21 @@ def form_text(name: str, *, required: bool = True) -> str | None:
         if required:
             raise BadPayload(f"{name} is required", [f"{name}: fill it in"])
         return None
-    if len(value) > MAX_TEXT[name] or "\x00" in value:
-        raise BadPayload(f"invalid {name}", [f"{name}: at most {MAX_TEXT[name]} characters, no NUL"])
+    if len(value) > max_length or "\x00" in value:
+        raise BadPayload(f"invalid {name}", [f"{name}: at most {max_length} characters, no NUL"])
     return value
+
+
+def form_id(name: str) -> int:
+    """A form field holding an id (a problem to merge into, to move to).
+
+    Raises:
+        BadPayload: missing, or not an id.
+    """
+    value = (form_text(name, max_length=20) or "").removeprefix("#")
+    if not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ID):
+        raise BadPayload(f"invalid {name}", [f"{name}: a problem or incident number such as 42"])
+    return int(value)
 
 
 def _problem_page(problem_id: int) -> str:
@@ -89,7 +101,7 @@ def _incident_page(incident_id: int) -> str:
 def link_jira(problem_id: int) -> str:
     ctx = bridge()
     assert ctx.link_options is not None
-    key = form_text("jira_key") or ""
+    key = form_text("jira_key", max_length=64) or ""
     link_problem(ctx.store, ctx.jira, ctx.link_options, problem_id, key, ctx.now(), request_actor())
     return f"Problem #{problem_id} linked to {key}."
 
@@ -130,7 +142,9 @@ def reopen_problem(problem_id: int) -> str:
 @ui.post("/problems/<int:problem_id>/notes")
 @page_action(_problem_page)
 def add_note(problem_id: int) -> str:
-    add_problem_note(bridge().store, problem_id, request_actor(), form_text("text") or "", bridge().now())
+    add_problem_note(
+        bridge().store, problem_id, request_actor(), form_text("text", max_length=5000) or "", bridge().now()
+    )
     return f"Note added to problem #{problem_id}."
 
 

@@ -72,6 +72,8 @@ class Alert:
     is_update: bool = False
     repeat_counts: bool = True
     note_only: bool = False
+    # Who acknowledged the problem in the source (a Zabbix acknowledgement update): it stops the response clock.
+    acknowledged_by: str | None = None
 
 
 # Annotations a note adds that later details keep while the incident fires: an acknowledgement
@@ -352,6 +354,8 @@ def _next_state(
         if alert.status is AlertStatus.FIRING:
             _refresh_details(current, alert, routing, now)
             if alert.is_update:
+                if alert.acknowledged_by:
+                    mark_acknowledged(current, alert.acknowledged_by, now)
                 return Outcome.UPDATED, current
             if alert.repeat_counts:
                 current.occurrences += 1
@@ -386,6 +390,20 @@ def _next_state(
     current.resolved_at = None
     current.auto_close_at = None
     return Outcome.REOPENED, current
+
+
+def mark_acknowledged(incident: Incident, actor: str, at: datetime) -> bool:
+    """Someone has the incident in hand: the response clock stops; past its due time the breach is recorded.
+
+    Returns False when it was already acknowledged (the first acknowledgement stands).
+    """
+    if incident.acknowledged_at is not None:
+        return False
+    incident.acknowledged_at, incident.acknowledged_by = at, actor
+    due = incident.response_due
+    if due is not None and at > due and not incident.response_breached:
+        incident.response_breached, incident.response_breached_at = True, due
+    return True
 
 
 def update_sla(incident: Incident, outcome: Outcome, policy: SlaPolicy | None, now: datetime) -> None:

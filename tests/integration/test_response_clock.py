@@ -5,6 +5,7 @@ Through real ingest, the acknowledge use case and the worker, on SQLite and Post
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -121,3 +122,48 @@ def test_overview_lists_unacknowledged_incidents_soonest_due_first(store: Store,
     assert first.response_due < second.response_due
     acknowledge_incident(store, first.stored_id, "Ann", None, FRIDAY_1730)
     assert [i.id for i in store.nearest_response(10)] == [second.id]
+
+
+def zabbix_update(action: str, user: str = "Ivan Petrov") -> bytes:
+    body = json.loads(zabbix(update="1"))
+    return json.dumps(dict(body, event_update_action=action, event_update_user=user)).encode()
+
+
+@pytest.mark.parametrize(
+    "action, acknowledged",
+    [
+        ("acknowledged", True),
+        ("acknowledged, commented", True),
+        ("commented and acknowledged", True),
+        ("unacknowledged", False),
+        ("commented", False),
+        ("{EVENT.UPDATE.ACTION}", False),
+    ],
+)
+def test_an_acknowledgement_in_zabbix_stops_the_response_clock(store: Store, example_rules, action, acknowledged):
+    ingest(store, example_rules, "zabbix", zabbix(), FRIDAY_1730)
+    ingest(store, example_rules, "zabbix", zabbix_update(action), FRIDAY_1730 + timedelta(minutes=5))
+    incident = only(store)
+    if acknowledged:
+        assert (incident.acknowledged_by, incident.acknowledged_at) == (
+            "Ivan Petrov (in Zabbix)",
+            FRIDAY_1730 + timedelta(minutes=5),
+        )
+        assert store.mark_response_breaches(incident.response_due + timedelta(hours=1)) == []
+    else:
+        assert incident.acknowledged_at is None
+
+
+def test_a_late_acknowledgement_in_zabbix_records_the_breach_and_a_later_one_changes_nothing(
+    store: Store, example_rules
+):
+    ingest(store, example_rules, "zabbix", zabbix(), FRIDAY_1730)
+    due = only(store).response_due
+    ingest(store, example_rules, "zabbix", zabbix_update("acknowledged"), due + timedelta(minutes=1))
+    ingest(store, example_rules, "zabbix", zabbix_update("acknowledged", "Other"), due + timedelta(minutes=2))
+    incident = only(store)
+    assert (incident.acknowledged_by, incident.response_breached, incident.response_breached_at) == (
+        "Ivan Petrov (in Zabbix)",
+        True,
+        due,
+    )
