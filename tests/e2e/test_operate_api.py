@@ -6,6 +6,7 @@ records the name of whoever acted (X-Bridge-Actor, or the trusted proxy's user h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -234,3 +235,21 @@ def test_behind_a_trusted_proxy_the_sign_in_takes_the_name_from_it(client, probl
     acked = client.post("/ui/incidents/1/ack", data={"csrf_token": csrf}, headers=headers, environ_base=proxy)
     assert acked.status_code == 303
     assert client.get("/api/v1/incidents/1", headers=READ).json["acknowledged_by"] == "ann@example.com"
+
+
+def metric(text: str, series: str) -> float:
+    """The value of one series in an exposition (metrics are per process: tests compare before and after)."""
+    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+    assert found, f"{series} is missing"
+    return float(found.group(1))
+
+
+def test_response_metrics_exist_from_start_and_count_an_acknowledgement(client, problem_id):
+    """P1..P5 series of the response breaches and the response time exist before any event of theirs."""
+    text = client.get("/metrics").get_data(as_text=True)
+    for priority in ("P1", "P2", "P3", "P4", "P5"):
+        metric(text, f'bridge_response_breaches_total{{priority="{priority}"}}')
+        metric(text, f'bridge_incident_response_seconds_count{{priority="{priority}"}}')
+    series = 'bridge_incident_response_seconds_count{priority="P2"}'
+    client.post("/api/v1/incidents/1/ack", headers=OPERATE)
+    assert metric(client.get("/metrics").get_data(as_text=True), series) == metric(text, series) + 1
