@@ -113,11 +113,14 @@ def csrf_token() -> str:
 
 @ui.context_processor
 def _session_state() -> dict[str, Any]:
-    signed_in = session.get("signed_in") is True or session.get("operate") is True
+    try:
+        from_proxy = proxy_user()
+    except BadPayload:  # an unusable name from the proxy: an action would say so; the page still shows
+        from_proxy = None
     return {
-        "signed_in": signed_in,
+        "signed_in": session.get("signed_in") is True,
         "may_act": may_act(),
-        "actor": proxy_user() or session.get(SESSION_ACTOR),
+        "actor": from_proxy or session.get(SESSION_ACTOR),
     }
 
 

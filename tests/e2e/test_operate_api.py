@@ -253,3 +253,16 @@ def test_response_metrics_exist_from_start_and_count_an_acknowledgement(client, 
     series = 'bridge_incident_response_seconds_count{priority="P2"}'
     client.post("/api/v1/incidents/1/ack", headers=OPERATE)
     assert metric(client.get("/metrics").get_data(as_text=True), series) == metric(text, series) + 1
+
+
+def test_an_unusable_name_from_the_proxy_refuses_the_action_not_the_page(client, problem_id):
+    proxy = {"REMOTE_ADDR": "10.0.0.1"}
+    headers = {"X-Forwarded-User": "bad\x07name"}
+    client.post("/ui/login", data={"token": "operate-token", "name": "Ann"}, environ_base=proxy)
+    page = client.get("/ui/incidents/1", headers=headers, environ_base=proxy)
+    assert page.status_code == 200
+    csrf = page.get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+    client.post("/ui/incidents/1/ack", data={"csrf_token": csrf}, headers=headers, environ_base=proxy)
+    shown = client.get("/ui/incidents/1", environ_base=proxy).get_data(as_text=True)
+    assert "invalid X-Forwarded-User" in shown and 'role="alert"' in shown
+    assert client.get("/api/v1/incidents/1", headers=READ).json["acknowledged_at"] is None
