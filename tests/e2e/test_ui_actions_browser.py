@@ -230,3 +230,26 @@ def test_the_operate_token_needs_a_name(browser, bridge):
     page.click("button[type=submit]")
     assert page.get_by_role("alert").inner_text().startswith("Give your name with the operate token")
     context.close()
+
+
+def test_a_release_page_shows_what_it_closed_and_the_regression_after_it(browser, bridge):
+    problem = requests.get(
+        f"{bridge.url}/api/v1/problems/1", headers={"Authorization": f"Bearer {READ_TOKEN}"}, timeout=10
+    ).json()
+    release = {"project": "LKK", "version": "2026.12.0", "issues": [problem["jira_key"]], "environments": ["prod"]}
+    assert requests.post(f"{bridge.url}/api/v1/releases", json=release, timeout=10).json()["closed_problems"] == [1]
+    body = payload_bytes("zabbix-6.0.14-problem.json").replace(b'"event_id": "1"', b'"event_id": "3"')
+    requests.post(
+        f"{bridge.url}/api/v1/alerts/zabbix", data=body, timeout=10, headers={"Content-Type": "application/json"}
+    )
+    context, page, errors = session(browser, bridge, READ_TOKEN)
+    page.goto(bridge.url + "/ui/")
+    page.get_by_role("link", name="2026.12.0").click()
+    page.wait_for_url(re.compile(r".*/ui/releases/LKK/2026\.12\.0$"))
+    assert page.locator("#environments").inner_text() == "prod"
+    assert page.locator("#regression-count").inner_text() == "1"
+    assert "after the fix in 2026.12.0" in page.locator("#regressions").inner_text()
+    assert page.locator("#opened-incidents").inner_text() == "1"
+    page.screenshot(path=str(DOCS / "ui-release.png"), full_page=True)
+    assert errors == []
+    context.close()
