@@ -131,7 +131,7 @@ def create_issue_now(store: Store, rules: Rules, problem_id: int, actor: str, no
                 f"problem {problem_id}'s rule {problem.rule!r} names no Jira project",
                 ["rules.yaml: give the problem rule a jira: {project: ...} target, or link an issue by hand"],
             )
-        queue(conn, store, EnsureIssue(problem_id), now)
+        queue(conn, store, EnsureIssue(problem_id, store.first_priority(conn, problem_id)), now)
         record_action(
             conn,
             store,

@@ -43,6 +43,18 @@ class ActionRepository(Database):
         return bool(done)
 
     @staticmethod
+    def first_priority(conn: Connection, problem_id: int) -> str | None:
+        """The priority of a problem's first incident: what its Jira issue is filed with, as when a rule files it."""
+        query = (
+            sa.select(incidents.c.priority)
+            .where(incidents.c.problem_id == problem_id)
+            .order_by(incidents.c.id)
+            .limit(1)
+        )
+        priority: str | None = conn.execute(query).scalar()
+        return priority
+
+    @staticmethod
     def add_incident_events(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
         if events:
             conn.execute(incident_events.insert(), [dict(e) for e in events])

@@ -143,6 +143,10 @@ def test_create_the_issue_now_queues_it_and_the_worker_files_and_links_it(app, c
     assert queued.status_code == 202 and queued.json["jira_project"] == "LKK"
     assert ("issue_requested", "Ann") in history(client, problem_id)
     ctx = app.extensions["bridge"]
+    [job] = ctx.store.list_jobs("pending", 10, None).items
+    assert (job["kind"], job["payload"]["priority"]) == ("jira.ensure_issue", "P2"), (
+        "filed with its incident's priority"
+    )
     OutboxRunner.from_settings(ctx.store, ctx.rules, ctx.settings).run_due(clock())
     linked = client.get(f"/api/v1/problems/{problem_id}", headers=READ).json
     assert linked["jira_key"] in {issue["key"] for issue in fake_jira.issues()}
