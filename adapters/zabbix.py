@@ -154,6 +154,15 @@ def _annotations(event: _Event) -> dict[str, str]:
     return {name: value for name, value in annotations.items() if value}
 
 
+def _acknowledged_by(event: _Event) -> str | None:
+    """Who acknowledged the problem, when this update is an acknowledgement ({EVENT.UPDATE.ACTION}
+    reads e.g. "acknowledged, commented"; "unacknowledged" is not one)."""
+    action = macro_value(event.event_update_action) if event.event_update_status == "1" else None
+    if action is None or "acknowledged" not in re.split(r",\s*|\s+and\s+", action.strip().lower()):
+        return None
+    return f"{macro_value(event.event_update_user) or 'someone'} (in Zabbix)"
+
+
 def parse(payload: Any) -> ParsedNotification:
     """Parse one Zabbix notification: problem, recovery or update.
 
@@ -182,6 +191,7 @@ def parse(payload: Any) -> ParsedNotification:
         annotations=_annotations(event),
         summary=event.event_name,
         is_update=event.event_update_status == "1",
+        acknowledged_by=_acknowledged_by(event),
         repeat_counts=False,  # one event id is one occurrence, however often Zabbix delivers it
     )
     return ParsedNotification(source=SOURCE, alerts=(alert,))

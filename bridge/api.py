@@ -1,4 +1,8 @@
-"""HTTP API: incidents, problems, releases, rejected payloads and the outbox, read and acted on. JSON only."""
+"""HTTP API: incidents, problems, releases, rejected payloads and the outbox, read and acted on. JSON only.
+
+Reading needs the read token (BRIDGE_TOKEN_API), acting the operate token (BRIDGE_TOKEN_OPERATE);
+the newer actions (acknowledge, notes, create an issue now) and release health are in api_actions.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, Val
 
 from adapters import SOURCES
 from bridge import metrics
+from bridge.actions import record_job_retry, unlink_issue
+from bridge.actors import request_actor
 from bridge.context import bridge
 from bridge.corrections import merge_problems, move_incident
 from bridge.domain import Incident, IncidentState, OutboxState, ProblemState
@@ -74,6 +80,11 @@ def incident_json(incident: Incident) -> dict[str, Any]:
         "sla_breached": incident.sla_breached,
         "sla_breached_at": iso(incident.sla_breached_at),
         "sla_remaining_seconds": remaining,
+        "acknowledged_at": iso(incident.acknowledged_at),
+        "acknowledged_by": incident.acknowledged_by,
+        "response_due": iso(incident.response_due),
+        "response_breached": incident.response_breached,
+        "response_breached_at": iso(incident.response_breached_at),
     }
 
 
@@ -139,7 +150,7 @@ def get_incident(incident_id: int):  # type: ignore[no-untyped-def]
     if incident is None:
         raise NotFound(f"no incident {incident_id}")
     history = [
-        {"at": iso(event["at"]), "kind": event["kind"], "problem_id": event["problem_id"], "detail": event["detail"]}
+        {"at": iso(event["at"]), "kind": event["kind"], "actor": event["actor"], "detail": event["detail"]}
         for event in bridge().store.incident_history(incident_id)
     ]
     return jsonify({**incident_json(incident), "history": history})
@@ -200,14 +211,14 @@ def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
     problem = _problem_or_404(problem_id)
     page = bridge().store.list_incidents(IncidentFilter(problem_id=problem_id), MAX_PAGE_SIZE, None)
     history = [
-        {"at": iso(event["at"]), "kind": event["kind"], "detail": event["detail"]}
+        {"at": iso(event["at"]), "kind": event["kind"], "detail": event["detail"], "actor": event["actor"]}
         for event in bridge().store.problem_history(problem_id)
     ]
     return jsonify({**problem_json(problem), "incidents": [incident_json(i) for i in page.items], "history": history})
 
 
 @api.post("/api/v1/problems/<int:problem_id>/jira")
-@requires_token("api")
+@requires_token("operate")
 def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
     """Link an existing Jira issue, checked against Jira first."""
     body = json_object()
@@ -215,17 +226,17 @@ def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
         raise BadPayload("expected a JSON object with jira_key", ["jira_key: required string, e.g. LKK-123"])
     ctx = bridge()
     assert ctx.link_options is not None
-    problem = link_problem(ctx.store, ctx.jira, ctx.link_options, problem_id, body["jira_key"].strip(), ctx.now())
+    problem = link_problem(
+        ctx.store, ctx.jira, ctx.link_options, problem_id, body["jira_key"].strip(), ctx.now(), request_actor()
+    )
     return jsonify(problem_json(problem))
 
 
 @api.delete("/api/v1/problems/<int:problem_id>/jira")
-@requires_token("api")
+@requires_token("operate")
 def unlink_jira(problem_id: int):  # type: ignore[no-untyped-def]
     """Forget the link (the Jira issue itself is left alone); idempotent."""
-    _problem_or_404(problem_id)
-    bridge().store.unlink_jira(problem_id)
-    return jsonify(problem_json(_problem_or_404(problem_id)))
+    return jsonify(problem_json(unlink_issue(bridge().store, problem_id, request_actor(), bridge().now())))
 
 
 @api.get("/api/v1/outbox")
@@ -254,10 +265,11 @@ def _job_json(job: dict[str, Any]) -> dict[str, Any]:
 
 
 @api.post("/api/v1/outbox/<int:job_id>/retry")
-@requires_token("api")
+@requires_token("operate")
 def retry_job(job_id: int):  # type: ignore[no-untyped-def]
     """Run a dead-lettered job again, once its cause (a wrong token, a missing project) is fixed."""
     store = bridge().store
+    actor = request_actor()
     job = store.get_job(job_id)
     if job is None:
         raise NotFound(f"no outbox job {job_id}")
@@ -274,6 +286,7 @@ def retry_job(job_id: int):  # type: ignore[no-untyped-def]
     retried_job = store.get_job(job_id)
     if retried_job is None:
         raise NotFound(f"no outbox job {job_id}")
+    record_job_retry(store, retried_job, actor, bridge().now())
     return jsonify(_job_json(retried_job))
 
 
@@ -286,6 +299,9 @@ class ReleaseRequest(BaseModel):
     project: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")
     issues: list[Annotated[str, Field(pattern=JIRA_KEY.pattern)]] | None = Field(default=None, max_length=10_000)
     released_at: AwareDatetime | None = None
+    environments: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]] | None = Field(
+        default=None, max_length=100
+    )
 
 
 class ReasonRequest(BaseModel):
@@ -336,6 +352,7 @@ def release_shipped():  # type: ignore[no-untyped-def]
         issues=release.issues,
         released_at=release.released_at,
         now=ctx.now(),
+        environments=release.environments,
     )
     return jsonify({"status": "ok", **summary})
 
@@ -354,6 +371,7 @@ def list_releases():  # type: ignore[no-untyped-def]
             "released_at": iso(row["released_at"]),
             "received_at": iso(row["received_at"]),
             "summary": row["summary"],
+            "environments": row["environments"],
         }
         for row in page.items
     ]
@@ -361,38 +379,38 @@ def list_releases():  # type: ignore[no-untyped-def]
 
 
 @api.post("/api/v1/problems/<int:problem_id>/close")
-@requires_token("api")
+@requires_token("operate")
 def close_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """Close a problem and its incidents by hand, with a reason."""
     body = _validated(ReasonRequest)
-    close_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now())
+    close_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now(), request_actor())
     return jsonify(problem_json(_problem_or_404(problem_id)))
 
 
 @api.post("/api/v1/problems/<int:problem_id>/reopen")
-@requires_token("api")
+@requires_token("operate")
 def reopen_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """Reopen a closed problem by hand, with a reason."""
     body = _validated(ReasonRequest)
-    reopen_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now())
+    reopen_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now(), request_actor())
     return jsonify(problem_json(_problem_or_404(problem_id)))
 
 
 @api.post("/api/v1/problems/<int:problem_id>/merge")
-@requires_token("api")
+@requires_token("operate")
 def merge_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """Merge a problem into another (rules grouped one failure twice); answers with the problem merged into."""
     body = _validated(MergeRequest)
-    result = merge_problems(bridge().store, problem_id, body.into, None, body.reason, bridge().now())
+    result = merge_problems(bridge().store, problem_id, body.into, request_actor(), body.reason, bridge().now())
     return jsonify({**problem_json(_problem_or_404(body.into)), "merge": result.as_json()})
 
 
 @api.post("/api/v1/incidents/<int:incident_id>/move")
-@requires_token("api")
+@requires_token("operate")
 def move_incident_to_problem(incident_id: int):  # type: ignore[no-untyped-def]
     """Move an incident a rule grouped wrongly to another open problem."""
     body = _validated(MoveRequest)
-    previous = move_incident(bridge().store, incident_id, body.problem_id, None, bridge().now())
+    previous = move_incident(bridge().store, incident_id, body.problem_id, request_actor(), bridge().now())
     incident = bridge().store.get_incident(incident_id)
     if incident is None:
         raise NotFound(f"no incident {incident_id}")

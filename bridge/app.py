@@ -17,7 +17,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import jira_budget, metrics
+from bridge.actors import TRUSTED_PEER
 from bridge.api import api
+from bridge.api_actions import api_actions
 from bridge.config import Network, Settings, load_settings
 from bridge.context import EXTENSION, Bridge, utc_now
 from bridge.domain import Rules
@@ -26,7 +28,7 @@ from bridge.group_commit import GroupCommit
 from bridge.ingest import write_deliveries
 from bridge.rules import load_rules
 from bridge.storage import Store
-from bridge.ui import ui
+from bridge.ui_actions import ui  # the pages, with their action forms
 from bridge.webhooks import webhooks
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
@@ -70,6 +72,7 @@ class TrustedProxies:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if self.trusted(environ.get("REMOTE_ADDR")):
+            environ[TRUSTED_PEER] = True  # the proxy's user header counts too (bridge.actors)
             return self.fixed(environ, start_response)
         return self.app(environ, start_response)
 
@@ -172,6 +175,7 @@ def create_app(
     _register_error_handlers(app)
     app.register_blueprint(webhooks)
     app.register_blueprint(api)
+    app.register_blueprint(api_actions)
     app.register_blueprint(ui)
     if settings.trusted_proxies:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]

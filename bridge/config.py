@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
@@ -105,6 +106,15 @@ def _networks(text: str) -> tuple[Network, ...]:
         raise ValueError(f"expected comma-separated IP addresses or CIDR ranges ({exc})") from exc
 
 
+def _header_name(text: str) -> str | None:
+    """An HTTP header name (RFC 9110 token), such as X-Forwarded-User; empty means none."""
+    if not text:
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", text):
+        raise ValueError("must be an HTTP header name such as X-Forwarded-User")
+    return text
+
+
 def _secret(text: str) -> Secret | None:
     return Secret(text) if text else None
 
@@ -140,6 +150,8 @@ class Settings:
     tokens: Mapping[str, Secret] = field(default_factory=dict, repr=False, hash=False)
     public_url: str = "http://127.0.0.1:8080"
     trusted_proxies: tuple[Network, ...] = ()
+    trusted_user_header: str | None = None
+    release_watch: timedelta = timedelta(hours=24)
     outbox_dead_after_seconds: float = 24 * 3600.0
     outbox_max_backoff_seconds: float = 600.0
     outbox_lease_seconds: float = 300.0
@@ -165,7 +177,7 @@ class Settings:
 
     @property
     def token_api(self) -> Secret | None:
-        """The read/manage API's token, which also guards /ui/ and signs its sessions."""
+        """The read API's token, which also guards /ui/."""
         return self.token("api")
 
 
@@ -189,6 +201,8 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_RETENTION": ("retention", positive_duration),
     "BRIDGE_PUBLIC_URL": ("public_url", str),
     "BRIDGE_TRUSTED_PROXIES": ("trusted_proxies", _networks),
+    "BRIDGE_TRUSTED_USER_HEADER": ("trusted_user_header", _header_name),
+    "BRIDGE_RELEASE_WATCH": ("release_watch", positive_duration),
     "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
     "BRIDGE_OUTBOX_MAX_BACKOFF_SECONDS": ("outbox_max_backoff_seconds", _positive_float),
     "BRIDGE_OUTBOX_LEASE_SECONDS": ("outbox_lease_seconds", _positive_float),
@@ -210,13 +224,15 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 # Endpoint group -> the environment variable of its bearer token (Settings.tokens): the webhook of
-# each source (adapters.SOURCES) that takes a bearer token, the release hook, and the read/manage API
-# (with /ui/). api.py guards each group with it; check_exposure wants them all. A source whose
+# each source (adapters.SOURCES) that takes a bearer token, the release hook, the read API (with /ui/)
+# and the acting API (operate: link, close, acknowledge... from the API or the pages). api.py guards
+# each group with it; check_exposure wants them all. A source whose
 # credential is in its body (PagerDuty's routing_key) is no group: with no key configured it refuses all.
 TOKEN_GROUPS: Mapping[str, str] = {
     **{name: source.token_variable for name, source in SOURCES.items() if source.token_variable is not None},
     "release": "BRIDGE_TOKEN_RELEASE",
     "api": "BRIDGE_TOKEN_API",
+    "operate": "BRIDGE_TOKEN_OPERATE",
 }
 
 assert {name for name, _ in ENVIRONMENT.values()} | {"tokens"} == {f.name for f in fields(Settings)}

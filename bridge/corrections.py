@@ -87,12 +87,14 @@ def merge_problems(
                     at=now,
                     kind="merged",
                     detail=f"merged into problem {into_id} by {who}{because} ({count} incidents moved{link_note})",
+                    actor=who,
                 ),
                 dict(
                     problem_id=into_id,
                     at=now,
                     kind="merged",
                     detail=f"problem {source_id} merged here by {who}{because} ({count} incidents gathered{link_note})",
+                    actor=who,
                 ),
             ],
         )
@@ -139,15 +141,14 @@ def move_incident(store: Store, incident_id: int, problem_id: int, actor: str | 
             raise Conflict(f"problem {problem_id} is closed; move the incident to an open problem")
         store.set_incident_problem(conn, incident_id, problem_id)
         store.recount(conn, problem_id)
+        origin = f" from problem {previous}" if previous is not None else ""
         events = [
             dict(
                 problem_id=problem_id,
-                incident_id=incident_id,
                 at=now,
                 kind="incident_moved",
-                detail=f"incident {incident_id} moved here"
-                + (f" from problem {previous}" if previous is not None else "")
-                + f" by {who}",
+                detail=f"incident {incident_id} moved here{origin} by {who}",
+                actor=who,
             )
         ]
         if previous is not None:
@@ -156,13 +157,25 @@ def move_incident(store: Store, incident_id: int, problem_id: int, actor: str | 
                 0,
                 dict(
                     problem_id=previous,
-                    incident_id=incident_id,
                     at=now,
                     kind="incident_moved",
                     detail=f"incident {incident_id} moved to problem {problem_id} by {who}",
+                    actor=who,
                 ),
             )
         store.add_problem_events(conn, events)
+        store.add_incident_events(
+            conn,
+            [
+                dict(
+                    incident_id=incident_id,
+                    at=now,
+                    kind="moved",
+                    detail=f"moved{origin} to problem {problem_id}",
+                    actor=who,
+                )
+            ],
+        )
         return previous
 
     return store.run(work)

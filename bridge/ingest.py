@@ -234,7 +234,7 @@ def _write_work(
         candidates = set_problem_keys(rules, [result for own in results for result in own])
         store.save_incidents(conn, [(incident, notification_ids[index]) for incident, index in touched], current)
         now = max(d.received_at for d in deliveries)
-        regressions = assign_problems(conn, store, candidates, now, rules.version_label)
+        regressions = assign_problems(conn, store, candidates, now, rules.version_label, rules.environment_label)
         for d in deliveries:
             if d.parsed.rejected:
                 refused = len(d.parsed.rejected)

@@ -60,6 +60,15 @@ OPENED = Counter("bridge_incidents_opened_total", "Incidents opened", ["source",
 REOPENED = Counter("bridge_incidents_reopened_total", "Incidents reopened within their reopen window", ["source"])
 CLOSED = Counter("bridge_incidents_closed_total", "Incidents closed", ["reason"])
 SLA_BREACHES = Counter("bridge_sla_breaches_total", "SLA breaches marked", ["priority"])
+RESPONSE_BREACHES = Counter(
+    "bridge_response_breaches_total", "Incidents not acknowledged by their response due time", ["priority"]
+)
+RESPONSE = Histogram(
+    "bridge_incident_response_seconds",
+    "Wall-clock time from an incident opening to its acknowledgement",
+    ["priority"],
+    buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
+)
 REGRESSIONS = Counter("bridge_regressions_total", "Problems reopened as regressions after their fix shipped")
 PROBLEM_MERGES = Counter("bridge_problem_merges_total", "Problems merged into another (by hand or by Jira's Duplicate)")
 PROBLEM_OUTCOMES = Counter(
@@ -142,6 +151,8 @@ def initialise(rules: Rules) -> None:
         PROBLEM_OUTCOMES.labels(outcome.value)
     for priority in priorities:
         SLA_BREACHES.labels(priority)
+        RESPONSE_BREACHES.labels(priority)
+        RESPONSE.labels(priority)
     for operation in jira_client.OPERATIONS:
         JIRA_DURATION.labels(operation)
         for outcome in JIRA_OUTCOMES:

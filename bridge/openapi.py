@@ -26,6 +26,7 @@ def _json_body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
 def _responses(*codes: int, ok: dict[str, Any] | None = None) -> dict[str, Any]:
     described = {
         200: "OK",
+        201: "Created",
         202: "Accepted",
         400: "Invalid input; errors name the fields",
         401: "Missing or wrong token",
@@ -62,6 +63,13 @@ PAGING = [
     _query("cursor", {"type": "integer", "minimum": 1, "maximum": MAX_ID}),
 ]
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# Who an API client acts for (bridge.actors); behind a trusted SSO proxy its user header wins.
+ACTOR = {
+    "name": "X-Bridge-Actor",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
 
 
 def _values(states: type[StrEnum]) -> list[str]:
@@ -231,6 +239,58 @@ def build_document(
                 "parameters": [_id_param("problem_id")],
                 "responses": _responses(200, 401, 404, 503),
             },
+        },
+        "/api/v1/problems/{problem_id}/jira/create": {
+            "post": {
+                "operationId": "createJiraIssueNow",
+                "security": BEARER,
+                "parameters": [_id_param("problem_id")],
+                "responses": _responses(202, 401, 404, 409, 422, 503),
+            }
+        },
+        "/api/v1/problems/{problem_id}/notes": {
+            "post": {
+                "operationId": "addProblemNote",
+                "security": BEARER,
+                "parameters": [_id_param("problem_id"), ACTOR],
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "required": ["text"],
+                        "additionalProperties": False,
+                        "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 5000}},
+                    }
+                ),
+                "responses": _responses(201, 400, 401, 404, 413, 415, 503),
+            }
+        },
+        "/api/v1/incidents/{incident_id}/ack": {
+            "post": {
+                "operationId": "acknowledgeIncident",
+                "security": BEARER,
+                "parameters": [_id_param("incident_id"), ACTOR],
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"note": {"type": "string", "minLength": 1, "maxLength": 2000}},
+                    },
+                    required=False,
+                ),
+                "responses": _responses(200, 400, 401, 404, 409, 413, 415, 503),
+            }
+        },
+        "/api/v1/releases/{project}/{version}": {
+            "get": {
+                "operationId": "getReleaseHealth",
+                "security": BEARER,
+                "tags": ["releases"],
+                "parameters": [
+                    {"name": "project", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}},
+                ],
+                "responses": _responses(200, 401, 404, 503),
+            }
         },
         "/api/v1/problems/{problem_id}/close": {
             "post": {

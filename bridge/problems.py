@@ -78,6 +78,7 @@ def assign_problems(
     candidates: list[tuple[Incident, ProblemRule]],
     now: datetime,
     rules_version_label: str | None = None,
+    environment_label: str | None = None,
 ) -> int:
     """Join the candidates to the open problem of their key, or open one at the threshold.
 
@@ -101,7 +102,7 @@ def assign_problems(
         waiting = []
         for incident in by_key[key]:
             if problem is None:
-                recurrence = handle_recurrence(conn, store, rules_version_label, incident, rule, now)
+                recurrence = handle_recurrence(conn, store, rules_version_label, incident, rule, now, environment_label)
                 if recurrence == "regressed":
                     regressions += 1
                     problem = store.open_problem(conn, key)
@@ -156,20 +157,38 @@ def open_new_problem(
 
 
 def handle_recurrence(
-    conn: Connection, store: Store, version_label: str | None, incident: Incident, rule: ProblemRule, now: datetime
+    conn: Connection,
+    store: Store,
+    version_label: str | None,
+    incident: Incident,
+    rule: ProblemRule,
+    now: datetime,
+    environment_label: str | None = None,
 ) -> str | None:
     """A failure whose problem a release closed fires again: a regression, or a target not yet fixed.
 
     With a version label configured, an incident from a target running a version older
-    than the fix joins the closed problem as "fix not deployed there yet". Otherwise the
-    problem reopens as a regression (counted, recorded, Jira told). Returns "not_deployed"
-    or "regressed", or None when the key has no released fix.
+    than the fix joins the closed problem as "fix not deployed there yet"; so does, with an
+    environment label, one from an environment the fixing release did not reach (when the
+    release named its environments). Otherwise the problem reopens as a regression
+    (counted, recorded, Jira told). Returns "not_deployed" or "regressed", or None when
+    the key has no released fix.
     """
     fixed = store.latest_fixed_problem(conn, incident.problem_key or "")
     if fixed is None or not fixed.fix_shipped_by(now):
         return None
     running = incident.labels.get(version_label) if version_label else None
+    environment = incident.labels.get(environment_label) if environment_label else None
+    reached = store.release_environments(conn, fixed) if environment else None
+    not_deployed = None
     if running and is_older(running, fixed.fixed_in or ""):
+        not_deployed = f"incident {incident.id} from version {running}, older than the fix in {fixed.fixed_in}"
+    elif environment and reached is not None and environment not in reached:
+        not_deployed = (
+            f"incident {incident.id} in {environment}, where the fix in {fixed.fixed_in} is not deployed yet "
+            f"(it reached {', '.join(reached) or 'no environment'})"
+        )
+    if not_deployed is not None:
         store.attach_incident(conn, fixed.stored_id, incident.stored_id)
         incident.problem_id = fixed.id
         store.add_problem_events(
@@ -179,7 +198,8 @@ def handle_recurrence(
                     problem_id=fixed.id,
                     at=now,
                     kind="not_deployed",
-                    detail=f"incident {incident.id} from version {running}, older than the fix in {fixed.fixed_in}",
+                    detail=not_deployed,
+                    release_version=fixed.fixed_in,
                 )
             ],
         )
@@ -196,6 +216,7 @@ def handle_recurrence(
                 at=now,
                 kind="regressed",
                 detail=f"incident {incident.id}{where} after the fix in {fixed.fixed_in}",
+                release_version=fixed.fixed_in,
             )
         ],
     )
@@ -214,7 +235,13 @@ def handle_recurrence(
 
 
 def link_problem(
-    store: Store, jira: JiraPort | None, options: LinkOptions, problem_id: int, key: str, now: datetime
+    store: Store,
+    jira: JiraPort | None,
+    options: LinkOptions,
+    problem_id: int,
+    key: str,
+    now: datetime,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Link an existing Jira issue to a problem by hand, after checking the issue exists.
 
@@ -257,7 +284,7 @@ def link_problem(
     def work(conn: Connection) -> dict[str, Any]:
         # Link, history and sync job commit together: a crash never leaves a link nobody syncs.
         store.link_issue(conn, problem_id, current, url, "manual", issue.id)
-        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=detail)])
+        store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=detail, actor=actor)])
         queue(conn, store, EnsureIssue(problem_id), now)
         queue_issue_sync(conn, store, current, now)
         updated = store.get_problem(problem_id, conn)
@@ -286,8 +313,10 @@ def queue_zabbix_close(
         queue(conn, store, job, now)
 
 
-def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:
+def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime, actor: str | None = None) -> None:
     """Close a problem and its incidents for a case the pipeline missed; Zabbix hears of its events too.
+
+    Each incident's close reason names who closed it.
 
     Raises:
         NotFound: no such problem. Conflict: already closed.
@@ -299,8 +328,9 @@ def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datet
             raise NotFound(f"no problem {problem_id}")
         if problem.is_closed:
             raise Conflict(f"problem {problem_id} is already closed")
+        by = f" by {actor}" if actor else ""
         counts, zabbix_closed = store.close_problems_and_incidents(
-            conn, [problem_id], now, f"problem closed by hand: {reason}"
+            conn, [problem_id], now, f"problem closed by hand{by}: {reason}"
         )
         closed[:] = [counts.get(problem_id, 0)]
         store.add_problem_events(
@@ -311,6 +341,7 @@ def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datet
                     at=now,
                     kind="closed",
                     detail=f"by hand: {reason} ({counts.get(problem_id, 0)} incidents closed)",
+                    actor=actor,
                 )
             ],
         )
@@ -327,7 +358,7 @@ def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datet
     metrics.CLOSED.labels("manual").inc(sum(closed))
 
 
-def reopen_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:
+def reopen_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime, actor: str | None = None) -> None:
     """Reopen a closed problem (its closed incidents stay closed; new ones will join it).
 
     Raises:
@@ -347,7 +378,7 @@ def reopen_problem_by_hand(store: Store, problem_id: int, reason: str, now: date
             raise Conflict(f"problem {other.id} is already open for {problem.problem_key!r}")
         store.change_problem(conn, problem_id, lambda closed: closed.reopen(regression=False))
         store.add_problem_events(
-            conn, [dict(problem_id=problem_id, at=now, kind="reopened", detail=f"by hand: {reason}")]
+            conn, [dict(problem_id=problem_id, at=now, kind="reopened", detail=f"by hand: {reason}", actor=actor)]
         )
 
     store.run(work)

@@ -41,6 +41,7 @@ def close_release(
     released_at: datetime | None,
     now: datetime,
     via: str = "pipeline",
+    environments: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Close every problem linked to the release's new issues and every incident of those problems.
 
@@ -48,7 +49,8 @@ def close_release(
     it) processes only the issues no call processed before, and answers what it did this
     time. A call whose issues were all processed changes nothing ("replay": true). The
     version's row keeps the summary of all its calls. Without `issues`, Jira is asked
-    which issues carry the fix version.
+    which issues carry the fix version. `environments` adds to the environments the release
+    reached (a call that only deploys it further changes nothing else).
 
     Raises:
         Conflict: no issue list and no Jira to ask. UpstreamError: Jira failed.
@@ -73,6 +75,11 @@ def close_release(
                 conn, project=project, version=version, released_at=shipped_at, received_at=now, via=via, summary={}
             )
         )
+        reached = (
+            store.add_release_environments(conn, release_id, environments)
+            if environments
+            else (recorded or {}).get("environments")
+        )
         # Releases recorded before per-issue identity (0006) list their issues only in the summary.
         done = store.processed_release_issues(conn, project, version, keys)
         done |= set(before.get("issues", ())) & set(keys)
@@ -83,6 +90,7 @@ def close_release(
             "released_at": shipped_at.isoformat(),
             "issues": keys,
             "already_processed_issues": sorted(done),
+            "environments": reached,
         }
         if recorded is not None and not new_keys:
             return {

@@ -173,6 +173,7 @@ class ProblemRuleModel(StrictModel):
 
 class ReleasesModel(StrictModel):
     version_label: str | None = Field(default=None, min_length=1)
+    environment_label: str | None = Field(default=None, min_length=1)
 
 
 class RoutingKeyModel(StrictModel):
@@ -470,6 +471,7 @@ def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] |
         priority_matrix=matrix,
         problem_rules=tuple(problem_rules),
         version_label=model.releases.version_label,
+        environment_label=model.releases.environment_label,
         sla_policies=sla_policies,
         event_routing_keys=routing_keys,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, time
+from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
@@ -33,6 +33,7 @@ class CalendarModel(StrictModel):
 
 class PolicyModel(StrictModel):
     resolution: str
+    response: str | None = None
     calendar: str = "24x7"
     comment_on_breach: bool = False
 
@@ -121,5 +122,15 @@ def build_sla(model: SlaModel, priorities: set[str], problems: list[str]) -> dic
         except ValueError as exc:
             problems.append(f"{where} key resolution: {exc}")
             continue
-        policies[priority] = SlaPolicy(priority, resolution, calendars[policy.calendar], policy.comment_on_breach)
+        try:
+            response = parse_duration(policy.response) if policy.response is not None else None
+        except ValueError as exc:
+            problems.append(f"{where} key response: {exc}")
+            continue
+        if response is not None and response <= timedelta(0):
+            problems.append(f"{where} key response: must be a positive duration such as 15m")
+            continue
+        policies[priority] = SlaPolicy(
+            priority, resolution, calendars[policy.calendar], policy.comment_on_breach, response
+        )
     return policies

@@ -100,12 +100,24 @@ TWENTY_FOUR_SEVEN = Calendar(name="24x7", always=True)
 
 @dataclass(frozen=True)
 class SlaPolicy:
-    """A priority's resolution target on a calendar."""
+    """A priority's resolution target, and optionally its response target, on a calendar."""
 
     priority: str
     resolution: timedelta
     calendar: Calendar
     comment_on_breach: bool = False
+    response: timedelta | None = None
+
+
+def response_due_at(policy: SlaPolicy, opened_at: datetime) -> datetime | None:
+    """When an incident opened at `opened_at` must be acknowledged (None without a response target).
+
+    The response clock runs on the policy's calendar from the incident's first sighting until
+    someone acknowledges it; it does not pause while the incident is resolved.
+    """
+    if policy.response is None:
+        return None
+    return policy.calendar.add(opened_at, policy.response.total_seconds())
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Read-only pages for the third line under /ui/: what is burning, how close to its SLA, which Jira issue it waits for.
+"""Pages for the third line under /ui/: what is burning, how close to its SLA, which Jira issue it waits for.
 
 Server-rendered (Jinja2, autoescaped), no build chain; a few lines of plain JavaScript
 (a served file: the Content-Security-Policy allows no inline script) count SLA time down
 and refresh the overview. Behind the read token: signing in with it starts a signed
-session cookie that never holds the token itself.
+session cookie that never holds the token itself. Signing in with the operate token (and
+a name) lets the person act through the forms of bridge/ui_actions.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -19,11 +21,13 @@ from flask.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface
 
 from adapters import SOURCES
+from bridge.actors import SESSION_ACTOR, checked_name, proxy_user
 from bridge.config import Secret
 from bridge.context import EXTENSION, bridge
 from bridge.domain import IncidentState, ProblemState
 from bridge.edge import choice_arg, group_token, iso, page_args
-from bridge.errors import BadPayload
+from bridge.errors import BadPayload, NotFound
+from bridge.release_health import release_health
 from bridge.storage import IncidentFilter
 
 ui = Blueprint(
@@ -39,10 +43,12 @@ OPEN_ENDPOINTS = ("ui.login", "ui.logout", "ui.static")
 _LOCAL_TARGET = re.compile(r"/ui/[!-~]*")  # a page of ours, printable ASCII only: no open redirect, no odd header
 
 
-def session_key(token: Secret) -> bytes:
-    """The session signing key, derived from the read token: every replica agrees, and rotating
-    the token ends every session (the old signatures no longer verify)."""
-    return hmac.new(token.value.encode(), b"incident-bridge /ui/ session", hashlib.sha256).digest()
+def session_key(*tokens: Secret | None, fallback: str = "") -> bytes:
+    """The session signing key, derived from the read and operate tokens: every replica agrees, and
+    rotating either token ends every session (the old signatures no longer verify). With neither set
+    (pages and actions open) the key comes from `fallback` (the database URL), only to sign forms."""
+    secret = "\n".join(token.value for token in tokens if token is not None) or fallback
+    return hmac.new(secret.encode(), b"incident-bridge /ui/ session", hashlib.sha256).digest()
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -58,10 +64,10 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 @ui.record_once
 def _configure_sessions(state: BlueprintSetupState) -> None:
-    token = state.app.extensions[EXTENSION].settings.token_api
+    settings = state.app.extensions[EXTENSION].settings
     app = cast(Flask, state.app)
     app.session_interface = _SessionInterface()
-    app.secret_key = session_key(token) if token is not None else None
+    app.secret_key = session_key(settings.token("api"), settings.token("operate"), fallback=settings.database_url)
     app.config.update(
         SESSION_COOKIE_NAME="bridge_session",
         SESSION_COOKIE_PATH="/ui/",
@@ -92,9 +98,30 @@ def _require_session():  # type: ignore[no-untyped-def]
     return None
 
 
+def may_act() -> bool:
+    """Whether this page's visitor may act: signed in with the operate token, or acting is left open."""
+    return group_token("operate") is None or session.get("operate") is True
+
+
+def csrf_token() -> str:
+    """The session's form token: every action form carries it, and a post without it is refused."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
 @ui.context_processor
 def _session_state() -> dict[str, Any]:
-    return {"signed_in": _sessions_required() and _signed_in()}
+    try:
+        from_proxy = proxy_user()
+    except BadPayload:  # an unusable name from the proxy: an action would say so; the page still shows
+        from_proxy = None
+    return {
+        "signed_in": session.get("signed_in") is True,
+        "may_act": may_act(),
+        "actor": from_proxy or session.get(SESSION_ACTOR),
+    }
 
 
 @ui.app_template_filter("when")
@@ -115,28 +142,42 @@ def _bad_request(exc: BadPayload):  # type: ignore[no-untyped-def]
 
 @ui.route("/login", methods=["GET", "POST"])
 def login():  # type: ignore[no-untyped-def]
+    """Sign in with the read token (to look) or the operate token (to act, with a name)."""
     error = None
     target = request.values.get("next") or ""
     if not _LOCAL_TARGET.fullmatch(target):
         target = url_for("ui.overview")
-    expected = group_token("api")
-    if expected is None:
+    read, operate = group_token("api"), group_token("operate")
+    if read is None and operate is None:
         return redirect(target)
+    from_proxy = proxy_user()
     if request.method == "POST":
-        if expected.matches(request.form.get("token", "")):
+        given = request.form.get("token", "")
+        acting = operate is not None and operate.matches(given)
+        name = from_proxy or request.form.get("name", "").strip()
+        if not acting and not (read is not None and read.matches(given)):
+            error = "That token is not the read token (BRIDGE_TOKEN_API) or the operate token (BRIDGE_TOKEN_OPERATE)."
+        elif acting and not name:
+            error = "Give your name with the operate token: every action is recorded with it."
+        else:
+            try:
+                name = checked_name(name, "name") if name else ""
+            except BadPayload as exc:
+                error = f"That name cannot be recorded: {'; '.join(exc.errors)}."
+        if error is None:
             session.clear()
             session.permanent = True
-            session["signed_in"] = True
+            session.update(signed_in=True, operate=acting, csrf=secrets.token_urlsafe(32))
+            if name:
+                session[SESSION_ACTOR] = name
             return redirect(target)
-        error = "That token is not the read token (BRIDGE_TOKEN_API)."
-    return render_template("login.html", error=error, next=target), 401 if error else 200
+    return render_template("login.html", error=error, next=target, proxy_user=from_proxy), 401 if error else 200
 
 
 @ui.post("/logout")
 def logout():  # type: ignore[no-untyped-def]
     """End the session: the cookie is emptied and expired (Flask deletes it once the session is empty)."""
-    if _sessions_required():
-        session.clear()
+    session.clear()
     return redirect(url_for("ui.login"))
 
 
@@ -148,6 +189,7 @@ def overview():  # type: ignore[no-untyped-def]
         "overview.html",
         counts=store.overview_counts(),
         nearest=store.nearest_sla(10),
+        awaiting=store.nearest_response(10),
         releases=releases,
         now=bridge().now(),
     )
@@ -174,6 +216,7 @@ def problem(problem_id: int):  # type: ignore[no-untyped-def]
         incidents=incidents,
         history=store.problem_history(problem_id),
         now=bridge().now(),
+        jira_target=_jira_target(found["rule"]),
     )
 
 
@@ -202,7 +245,20 @@ def incident(incident_id: int):  # type: ignore[no-untyped-def]
     found = bridge().store.get_incident(incident_id)
     if found is None:
         return render_template("missing.html", what=f"incident {incident_id}"), 404
-    return render_template("incident.html", incident=found, now=bridge().now())
+    return render_template(
+        "incident.html", incident=found, history=bridge().store.incident_history(incident_id), now=bridge().now()
+    )
+
+
+@ui.get("/releases/<project>/<path:version>")
+def release(project: str, version: str):  # type: ignore[no-untyped-def]
+    """What a release closed and what came after it."""
+    ctx = bridge()
+    try:
+        health = release_health(ctx.store, project, version, ctx.settings.release_watch, ctx.now())
+    except NotFound:
+        return render_template("missing.html", what=f"release {version} of {project}"), 404
+    return render_template("release.html", health=health)
 
 
 @ui.get("/rejected")
@@ -221,6 +277,11 @@ def rejected_item(rejected_id: int):  # type: ignore[no-untyped-def]
     return render_template("rejected_item.html", r=found)
 
 
+def _jira_target(rule_name: str) -> Any:
+    """The Jira target of a problem's rule (None: no project to file an issue in)."""
+    return next((rule.jira for rule in bridge().rules.problem_rules if rule.name == rule_name), None)
+
+
 def sla_label(due: datetime | None, now: datetime) -> dict[str, Any]:
     """Text a page shows before JavaScript takes over the countdown."""
     if due is None:
@@ -234,6 +295,7 @@ def sla_label(due: datetime | None, now: datetime) -> dict[str, Any]:
 
 
 ui.add_app_template_global(sla_label, "sla_label")
+ui.add_app_template_global(csrf_token, "csrf_token")  # a global: the macros (imported without context) use it
 # Pages compare states through the enums, as the code does.
 ui.add_app_template_global(IncidentState, "IncidentState")
 ui.add_app_template_global(ProblemState, "ProblemState")

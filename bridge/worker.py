@@ -1,7 +1,7 @@
 """Background worker: periodic jobs and the outbox, never inside a webhook request.
 
 Each pass closes resolved incidents whose `auto_close_after` has passed, marks SLA
-breaches, prunes raw payloads once a day, then runs due outbox jobs (Jira and Zabbix, kinds
+(resolution and response) breaches, prunes raw payloads once a day, then runs due outbox jobs (Jira and Zabbix, kinds
 in bridge/jobs.py). Jobs are leased with SKIP LOCKED, so several workers share one
 PostgreSQL queue; every handler is idempotent, so a job run twice has the effect of once.
 Jira's rate limits are shared by every worker through the database (bridge/jira_budget.py):
@@ -337,6 +337,15 @@ def mark_breaches(store: Store, rules: Rules | None, now: datetime) -> list[dict
     return breached
 
 
+def mark_response_breaches(store: Store, now: datetime) -> list[dict[str, Any]]:
+    """Mark incidents nobody acknowledged by their response due time (once per incident), and count them."""
+    breached = store.mark_response_breaches(now)
+    for incident in breached:
+        log.warning("response time breached", extra={"incident_id": incident["id"], "priority": incident["priority"]})
+        metrics.RESPONSE_BREACHES.labels(incident["priority"]).inc()
+    return breached
+
+
 def prune(store: Store, now: datetime, retention: timedelta) -> dict[str, int]:
     """Delete raw notifications and refused payloads older than `retention`; logs and returns the counts.
 
@@ -371,7 +380,8 @@ def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None, pr
         log.info("auto-closed resolved incidents", extra={"count": len(closed)})
         metrics.CLOSED.labels("auto_closed").inc(len(closed))
     breached = mark_breaches(store, outbox.rules if outbox is not None else None, now)
-    return len(closed) + len(breached) + (outbox.run_due(now) if outbox is not None else 0)
+    unanswered = mark_response_breaches(store, now)
+    return len(closed) + len(breached) + len(unanswered) + (outbox.run_due(now) if outbox is not None else 0)
 
 
 def run_forever(

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, restart, stop
+from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, response_due_at, restart, stop
 
 IMPACT_LEVELS = ("high", "medium", "low")
 URGENCY_LEVELS = ("high", "medium", "low")
@@ -72,6 +72,8 @@ class Alert:
     is_update: bool = False
     repeat_counts: bool = True
     note_only: bool = False
+    # Who acknowledged the problem in the source (a Zabbix acknowledgement update): it stops the response clock.
+    acknowledged_by: str | None = None
 
 
 # Annotations a note adds that later details keep while the incident fires: an acknowledgement
@@ -220,6 +222,11 @@ class Incident:
     sla_breached: bool = False
     sla_breached_at: datetime | None = None
     source_ids: list[str] | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    response_due: datetime | None = None
+    response_breached: bool = False
+    response_breached_at: datetime | None = None
 
     @property
     def stored_id(self) -> int:
@@ -347,6 +354,8 @@ def _next_state(
         if alert.status is AlertStatus.FIRING:
             _refresh_details(current, alert, routing, now)
             if alert.is_update:
+                if alert.acknowledged_by:
+                    mark_acknowledged(current, alert.acknowledged_by, now)
                 return Outcome.UPDATED, current
             if alert.repeat_counts:
                 current.occurrences += 1
@@ -383,16 +392,35 @@ def _next_state(
     return Outcome.REOPENED, current
 
 
+def mark_acknowledged(incident: Incident, actor: str, at: datetime) -> bool:
+    """Someone has the incident in hand: the response clock stops; past its due time the breach is recorded.
+
+    Returns False when it was already acknowledged (the first acknowledgement stands).
+    """
+    if incident.acknowledged_at is not None:
+        return False
+    incident.acknowledged_at, incident.acknowledged_by = at, actor
+    due = incident.response_due
+    if due is not None and at > due and not incident.response_breached:
+        incident.response_breached, incident.response_breached_at = True, due
+    return True
+
+
 def update_sla(incident: Incident, outcome: Outcome, policy: SlaPolicy | None, now: datetime) -> None:
     """Keep the incident's SLA clock in step with its lifecycle.
 
     The clock starts with the incident, stops while it is resolved (keeping the business
     time used) and restarts where it stopped on reopen; a priority change re-targets it.
     A resolve after the due time records the breach the worker may not have seen yet.
+    The response target (until someone acknowledges) follows the priority too.
     """
     if policy is None:
         incident.sla_running_since = incident.sla_due = None
+        if incident.acknowledged_at is None:
+            incident.response_due = None
         return
+    if incident.acknowledged_at is None:
+        incident.response_due = response_due_at(policy, incident.first_seen)
     clock = SlaClock(incident.sla_elapsed_seconds, incident.sla_running_since)
     if outcome is Outcome.CREATED:
         clock = SlaClock(0.0, incident.first_seen)

@@ -23,6 +23,8 @@ class Rules:
     priority_matrix: Mapping[tuple[str, str], str]
     problem_rules: tuple[ProblemRule, ...] = ()
     version_label: str | None = None
+    # The label naming a target's environment: a recurrence where the fix's release did not reach is no regression.
+    environment_label: str | None = None
     sla_policies: Mapping[str, SlaPolicy] = field(default_factory=dict)
     event_routing_keys: tuple[EventRoutingKey, ...] = ()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Connection
 
+from bridge.storage.action_repository import ActionRepository
 from bridge.storage.engine import (
     MAX_ID,
     MAX_TRANSACTION_ATTEMPTS,
@@ -36,6 +37,7 @@ from bridge.storage.schema import (
     BigId,
     JsonType,
     UtcDateTime,
+    incident_events,
     incidents,
     jira_rate_limits,
     metadata,
@@ -66,6 +68,7 @@ __all__ = [
     "RateLimitBlock",
     "Store",
     "UtcDateTime",
+    "incident_events",
     "incidents",
     "jira_rate_limits",
     "make_engine",
@@ -93,5 +96,6 @@ class Store(
     PayloadRepository,
     RateLimitRepository,
     ReadModels,
+    ActionRepository,
 ):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""

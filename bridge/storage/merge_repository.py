@@ -7,7 +7,6 @@ problem keys first (sorted), then problem rows ordered by id, then incidents.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -16,7 +15,7 @@ from bridge.domain import Incident, Problem
 from bridge.storage.engine import MAX_ID, Database
 from bridge.storage.incident_repository import incident_from_row
 from bridge.storage.problem_repository import ProblemRepository, problem_from_row
-from bridge.storage.schema import incidents, problem_events, problems
+from bridge.storage.schema import incidents, problems
 
 # A merged problem's successor is followed this far at most (merges close their source, so chains are short).
 MAX_MERGE_HOPS = 16
@@ -95,10 +94,3 @@ class MergeRepository(Database):
                 return problem
             successor = problem.merged_into
         return None
-
-    def incident_history(self, incident_id: int) -> list[dict[str, Any]]:
-        """Events about one incident (its moves), oldest first."""
-        query = (
-            sa.select(problem_events).where(problem_events.c.incident_id == incident_id).order_by(problem_events.c.id)
-        )
-        return self.read(lambda conn: [dict(row) for row in conn.execute(query).mappings()])

@@ -315,10 +315,6 @@ class ProblemRepository(Database):
             problems.update().where(problems.c.id == problem_id).values(incident_count=problems.c.incident_count + 1)
         )
 
-    def unlink_jira(self, problem_id: int) -> None:
-        """Forget a problem's Jira issue (see `Problem.unlink`); nothing happens to a missing problem."""
-        self.run(lambda conn: self.change_problem(conn, problem_id, Problem.unlink))
-
     def live_problems_for_issue(self, key: str, conn: Connection | None = None) -> list[Problem]:
         """Problems (not closed) linked to a Jira issue."""
         query = sa.select(problems).where(problems.c.jira_key == key, problems.c.state != _CLOSED)

@@ -89,6 +89,11 @@ incidents = sa.Table(
     sa.Column("sla_breached_at", UtcDateTime()),
     # The source's own ids of the events this incident gathered (Zabbix event ids), for closing them there.
     sa.Column("source_ids", JsonType),
+    sa.Column("acknowledged_at", UtcDateTime()),
+    sa.Column("acknowledged_by", sa.String(200)),
+    sa.Column("response_due", UtcDateTime()),
+    sa.Column("response_breached", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("response_breached_at", UtcDateTime()),
     sa.Index(
         "ux_incidents_firing_dedup_key",
         "dedup_key",
@@ -108,6 +113,9 @@ incidents = sa.Table(
         postgresql_where=sa.text("problem_id IS NULL"),
     ),
     sa.Index("ix_incidents_sla_watch", "state", "sla_breached", "sla_due"),
+    sa.Index("ix_incidents_response_watch", "state", "response_breached", "response_due"),
+    # What opened after a release (release health); first_seen never changes, so repeats stay heap-only.
+    sa.Index("ix_incidents_first_seen", "first_seen"),
 )
 
 problems = sa.Table(
@@ -171,6 +179,8 @@ releases = sa.Table(
     sa.Column("received_at", UtcDateTime(), nullable=False),
     sa.Column("via", sa.String(32), nullable=False),
     sa.Column("summary", JsonType, nullable=False),
+    # The environments the release reached; None when the pipeline did not say (everywhere).
+    sa.Column("environments", JsonType),
     sa.UniqueConstraint("project", "version", name="uq_releases_project_version"),
 )
 
@@ -195,10 +205,23 @@ problem_events = sa.Table(
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("detail", sa.Text(), nullable=False),
-    # The incident an event is about (a move), so an incident's history is its events.
-    sa.Column("incident_id", sa.BigInteger()),
+    sa.Column("actor", sa.String(200)),
+    # The release whose fix a regression or a "not deployed there yet" recurred after (release health).
+    sa.Column("release_version", sa.String(200)),
     sa.Index("ix_problem_events_problem_id", "problem_id", "id"),
-    sa.Index("ix_problem_events_incident_id", "incident_id"),
+)
+
+# What people did to an incident (acknowledged, moved, closed), with who did it.
+incident_events = sa.Table(
+    "incident_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("incident_id", sa.BigInteger(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(200)),
+    sa.Column("detail", sa.Text(), nullable=False),
+    sa.Index("ix_incident_events_incident_id", "incident_id", "id"),
 )
 
 outbox = sa.Table(

@@ -17,6 +17,9 @@
   }
   tick();
   setInterval(tick, 1000);
+  // After an action the page says what it did; keyboard and screen-reader users land on that message.
+  var flash = document.getElementById("flash");
+  if (flash) { flash.focus(); }
   var refresh = document.querySelector("[data-autorefresh]");
   if (refresh) {
     setTimeout(function () { window.location.reload(); }, 1000 * Number(refresh.getAttribute("data-autorefresh")));

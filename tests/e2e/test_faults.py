@@ -263,6 +263,7 @@ def test_no_secret_appears_in_logs_answers_or_the_api(tmp_path: Path):
         "BRIDGE_TOKEN_ZABBIX": "zbx-SECRET-3c4d",
         "BRIDGE_TOKEN_RELEASE": "rel-SECRET-5e6f",
         "BRIDGE_TOKEN_API": "api-SECRET-7a8b",
+        "BRIDGE_TOKEN_OPERATE": "op-SECRET-8c9d",
         "BRIDGE_JIRA_API_TOKEN": "jira-SECRET-9c0d",
         "BRIDGE_ZABBIX_API_TOKEN": "zabbix-SECRET-e1f2",
         "BRIDGE_JIRA_WEBHOOK_SECRET": "hook-SECRET-3a4b",

@@ -61,7 +61,7 @@ def test_no_input_makes_the_api_fail_with_a_server_error(case, app_under_test):
 def test_the_document_covers_every_route():
     documented = set(APP.test_client().get("/api/v1/openapi.json").json["paths"])
     routes = {
-        rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+        rule.rule.replace("<int:", "{").replace("<path:", "{").replace("<", "{").replace(">", "}")
         for rule in APP.url_map.iter_rules()
         if rule.endpoint != "static" and not rule.rule.startswith("/ui/")
     }  # /ui/ is HTML, not the API

@@ -15,6 +15,7 @@ from tests.conftest import Clock, build_app, payload
 from tests.fakes import FakeJira
 
 API = {"Authorization": "Bearer api-token"}
+OPERATE = {"Authorization": "Bearer operate-token"}
 SECRET = "hook-secret"
 
 
@@ -30,6 +31,7 @@ def app(tmp_path: Path, clock: Clock, fake_jira: FakeJira):
         tmp_path,
         {
             "BRIDGE_TOKEN_API": "api-token",
+            "BRIDGE_TOKEN_OPERATE": "operate-token",
             "BRIDGE_JIRA_URL": fake_jira.url,
             "BRIDGE_JIRA_EMAIL": "bot@example.com",
             "BRIDGE_JIRA_API_TOKEN": "jira-token",
@@ -95,7 +97,7 @@ def test_problem_detail_lists_its_incidents(client):
 def test_link_existing_issue_checks_jira_then_links_back(client, runner, fake_jira, clock):
     fake_jira.add_issue("LKK-42", "Errors on the portal API")
     problem_id = open_zabbix_problem(client)
-    response = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-42"}, headers=API)
+    response = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-42"}, headers=OPERATE)
     assert response.status_code == 200
     assert (response.json["jira_key"], response.json["state"]) == ("LKK-42", "known_error")
     assert response.json["jira_url"] == f"{fake_jira.url}/browse/LKK-42"
@@ -103,13 +105,13 @@ def test_link_existing_issue_checks_jira_then_links_back(client, runner, fake_ji
     [link] = fake_jira.remote_links("LKK-42").values()
     assert link["object"]["url"] == f"http://bridge.test/api/v1/problems/{problem_id}"
     assert len(fake_jira.issues()) == 1, "linking never creates an issue"
-    again = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-42"}, headers=API)
+    again = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-42"}, headers=OPERATE)
     assert again.status_code == 200, "linking the same issue twice is harmless"
 
 
 def test_linking_a_nonexistent_issue_is_refused_clearly(client):
     problem_id = open_zabbix_problem(client)
-    response = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-999"}, headers=API)
+    response = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-999"}, headers=OPERATE)
     assert response.status_code == 422
     assert response.json["message"] == "Jira issue LKK-999 does not exist or is not visible to the bridge"
     assert client.get(f"/api/v1/problems/{problem_id}", headers=API).json["jira_key"] is None
@@ -124,29 +126,29 @@ def test_linking_a_nonexistent_issue_is_refused_clearly(client):
 )
 def test_link_request_shape_is_checked(client, body, status, error):
     problem_id = open_zabbix_problem(client)
-    response = client.post(f"/api/v1/problems/{problem_id}/jira", json=body, headers=API)
+    response = client.post(f"/api/v1/problems/{problem_id}/jira", json=body, headers=OPERATE)
     assert response.status_code == status and response.json["errors"][0].startswith(error)
 
 
 def test_jira_down_while_linking_is_503(client, fake_jira):
     fake_jira.fail("GET", r"/issue/LKK-42", status=503)
     problem_id = open_zabbix_problem(client)
-    response = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-42"}, headers=API)
+    response = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-42"}, headers=OPERATE)
     assert response.status_code == 503 and "could not check LKK-42" in response.json["message"]
 
 
 def test_unlink_returns_problem_to_open(client, fake_jira):
     fake_jira.add_issue("LKK-7")
     problem_id = open_zabbix_problem(client)
-    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-7"}, headers=API)
-    response = client.delete(f"/api/v1/problems/{problem_id}/jira", headers=API)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-7"}, headers=OPERATE)
+    response = client.delete(f"/api/v1/problems/{problem_id}/jira", headers=OPERATE)
     assert (response.json["jira_key"], response.json["state"]) == (None, "open")
 
 
 def test_conclusion_arrives_after_webhook(client, runner, fake_jira, clock):
     fake_jira.add_issue("LKK-5")
     problem_id = open_zabbix_problem(client)
-    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-5"}, headers=API)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-5"}, headers=OPERATE)
     runner.run_due(clock())
     fake_jira.resolve("LKK-5", "Fixed", comment="Conclusion: connection pool too small; raised to 50 in 2026.11.2")
     clock.advance(minutes=1)
@@ -160,7 +162,7 @@ def test_conclusion_arrives_after_webhook(client, runner, fake_jira, clock):
 def test_conclusion_arrives_by_periodic_sync_without_webhook(client, runner, fake_jira, clock):
     fake_jira.add_issue("LKK-6")
     problem_id = open_zabbix_problem(client)
-    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-6"}, headers=API)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-6"}, headers=OPERATE)
     runner.run_due(clock())
     fake_jira.resolve("LKK-6", "Won't Fix")
     clock.advance(minutes=5)
@@ -201,7 +203,7 @@ def test_webhook_for_unlinked_issue_or_other_event_is_ignored(client):
 def test_dead_jobs_are_visible_with_their_reason(client, runner, fake_jira, clock):
     fake_jira.add_issue("LKK-8")
     problem_id = open_zabbix_problem(client)
-    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-8"}, headers=API)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-8"}, headers=OPERATE)
     fake_jira.fail("POST", r"/remotelink", status=403, times=5)
     runner.run_due(clock())
     [dead] = client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
@@ -211,17 +213,17 @@ def test_dead_jobs_are_visible_with_their_reason(client, runner, fake_jira, cloc
 def test_dead_job_is_retried_by_hand_once_jira_accepts_again(client, runner, fake_jira, clock):
     fake_jira.add_issue("LKK-8")
     problem_id = open_zabbix_problem(client)
-    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-8"}, headers=API)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-8"}, headers=OPERATE)
     fake_jira.fail("POST", r"/remotelink", status=403, times=1)
     runner.run_due(clock())
     [dead] = client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
     assert client.post(f"/api/v1/outbox/{dead['id']}/retry").status_code == 401
-    retried = client.post(f"/api/v1/outbox/{dead['id']}/retry", headers=API)
+    retried = client.post(f"/api/v1/outbox/{dead['id']}/retry", headers=OPERATE)
     assert retried.status_code == 200
     assert (retried.json["state"], retried.json["attempts"]) == ("pending", 0)
-    again = client.post(f"/api/v1/outbox/{dead['id']}/retry", headers=API)
+    again = client.post(f"/api/v1/outbox/{dead['id']}/retry", headers=OPERATE)
     assert again.status_code == 409 and again.json["message"] == f"outbox job {dead['id']} is pending, not dead"
-    assert client.post("/api/v1/outbox/999/retry", headers=API).json["message"] == "no outbox job 999"
+    assert client.post("/api/v1/outbox/999/retry", headers=OPERATE).json["message"] == "no outbox job 999"
     runner.run_due(clock())
     assert dead["id"] in [job["id"] for job in client.get("/api/v1/outbox?state=done", headers=API).json["items"]]
     assert fake_jira.remote_links("LKK-8"), "the retried job linked the issue back"
@@ -233,7 +235,7 @@ RELEASE = {"Authorization": "Bearer release-token"}
 def test_release_hook_over_http_closes_and_replays(client, fake_jira):
     fake_jira.add_issue("LKK-9")
     problem_id = open_zabbix_problem(client)
-    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-9"}, headers=API)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-9"}, headers=OPERATE)
     body = {
         "version": "2026.11.2",
         "project": "LKK",
@@ -273,7 +275,7 @@ def open_linked_zabbix_problem(client, fake_jira, key: str, trigger_id: str) -> 
         for p in client.get("/api/v1/problems", headers=API).json["items"]
         if p["problem_key"] == f"zabbix-trigger/{trigger_id}"
     ]
-    client.post(f"/api/v1/problems/{problem['id']}/jira", json={"jira_key": key}, headers=API)
+    client.post(f"/api/v1/problems/{problem['id']}/jira", json={"jira_key": key}, headers=OPERATE)
     return problem["id"]
 
 
@@ -311,7 +313,7 @@ def test_release_body_is_validated(client, body, error):
 def test_jira_version_released_webhook_runs_the_close_path(client, fake_jira):
     fake_jira.add_issue("LKK-11", fix_versions=["2026.12.0"])
     problem_id = open_zabbix_problem(client)
-    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-11"}, headers=API)
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-11"}, headers=OPERATE)
     fake_jira.issue("LKK-11")["fields"]["fixVersions"] = [{"name": "2026.12.0", "id": "10020"}]
     response = webhook(
         client,
@@ -343,11 +345,11 @@ def test_jira_version_released_again_closes_the_issues_added_since(client, fake_
 
 def test_manual_close_and_reopen_over_http(client):
     problem_id = open_zabbix_problem(client)
-    assert client.post(f"/api/v1/problems/{problem_id}/close", json={}, headers=API).status_code == 400
-    closed = client.post(f"/api/v1/problems/{problem_id}/close", json={"reason": "fixed by hand"}, headers=API)
+    assert client.post(f"/api/v1/problems/{problem_id}/close", json={}, headers=OPERATE).status_code == 400
+    closed = client.post(f"/api/v1/problems/{problem_id}/close", json={"reason": "fixed by hand"}, headers=OPERATE)
     assert closed.json["state"] == "closed"
-    assert client.post(f"/api/v1/problems/{problem_id}/close", json={"reason": "x"}, headers=API).status_code == 409
-    reopened = client.post(f"/api/v1/problems/{problem_id}/reopen", json={"reason": "back"}, headers=API)
+    assert client.post(f"/api/v1/problems/{problem_id}/close", json={"reason": "x"}, headers=OPERATE).status_code == 409
+    reopened = client.post(f"/api/v1/problems/{problem_id}/reopen", json={"reason": "back"}, headers=OPERATE)
     assert reopened.json["state"] == "open"
 
 

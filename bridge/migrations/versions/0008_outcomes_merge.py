@@ -2,7 +2,6 @@
 
 - problems.outcome: what the linked issue's end state means (fixed, wont_do, duplicate).
 - problems.merged_into: the problem a merged problem's incidents went to.
-- problem_events.incident_id: an event about one incident (a move), so the incident has a history too.
 - ix_problems_key_id: a key's newest problem, looked up when a key has no open problem
   (where a merged key's incidents go) without scanning closed problems.
 
@@ -23,17 +22,11 @@ def upgrade() -> None:
     with op.batch_alter_table("problems") as batch:
         batch.add_column(sa.Column("outcome", sa.String(16)))
         batch.add_column(sa.Column("merged_into", sa.BigInteger()))
-    with op.batch_alter_table("problem_events") as batch:
-        batch.add_column(sa.Column("incident_id", sa.BigInteger()))
-    op.create_index("ix_problem_events_incident_id", "problem_events", ["incident_id"])
     op.create_index("ix_problems_key_id", "problems", ["problem_key", "id"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_problems_key_id", "problems")
-    op.drop_index("ix_problem_events_incident_id", "problem_events")
-    with op.batch_alter_table("problem_events") as batch:
-        batch.drop_column("incident_id")
     with op.batch_alter_table("problems") as batch:
         batch.drop_column("merged_into")
         batch.drop_column("outcome")
