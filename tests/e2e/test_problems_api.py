@@ -374,7 +374,7 @@ def test_a_moved_issue_keeps_its_problem_over_http_webhook_by_id_then_release_by
     fake_jira.add_issue("LKK-9")
     issue_id = fake_jira.issue("LKK-9")["id"]
     problem_id = open_zabbix_problem(client)
-    linked = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-9"}, headers=API).json
+    linked = client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-9"}, headers=OPERATE).json
     assert (linked["jira_key"], linked["jira_issue_id"]) == ("LKK-9", issue_id)
     moved_to = fake_jira.move("LKK-9", "OPS")
     response = webhook(client, {"webhookEvent": "jira:issue_updated", "issue": {"id": issue_id, "key": moved_to}})
