@@ -158,6 +158,8 @@ def unlink_issue(store: Store, problem_id: int, actor: str, now: datetime) -> di
         if problem.jira_key is None:
             return
         store.save_problem(conn, problem, problem.unlink())
+        # A link-back job queued when the issue was linked would otherwise file a new issue for the problem.
+        store.cancel_pending(conn, EnsureIssue.KIND, problem_id, f"{problem.jira_key} unlinked", now)
         record_action(
             conn,
             store,

@@ -22,6 +22,7 @@ from flask import flash, redirect, render_template, request, session, url_for
 from bridge.actions import acknowledge_incident, add_problem_note, create_issue_now, unlink_issue
 from bridge.actors import request_actor
 from bridge.context import bridge
+from bridge.corrections import merge_problems, move_incident
 from bridge.errors import BadPayload, BridgeError
 from bridge.problems import close_problem_by_hand, link_problem, reopen_problem_by_hand
 from bridge.storage import MAX_ID
@@ -155,6 +156,26 @@ def acknowledge(incident_id: int) -> str:
         bridge().store, incident_id, request_actor(), form_text("note", required=False), bridge().now()
     )
     return f"Incident #{incident_id} acknowledged by {incident.acknowledged_by}."
+
+
+@ui.post("/problems/<int:problem_id>/merge")
+@page_action(_problem_page)
+def merge_problem(problem_id: int) -> str:
+    into = form_id("into")
+    result = merge_problems(
+        bridge().store, problem_id, into, request_actor(), form_text("reason", required=False), bridge().now()
+    )
+    conflict = f" {result.jira_conflict}." if result.jira_conflict else ""
+    return f"Problem #{problem_id} merged into problem #{into}: {result.incidents_moved} incidents moved.{conflict}"
+
+
+@ui.post("/incidents/<int:incident_id>/move")
+@page_action(_incident_page)
+def move_to_problem(incident_id: int) -> str:
+    problem_id = form_id("problem_id")
+    previous = move_incident(bridge().store, incident_id, problem_id, request_actor(), bridge().now())
+    origin = f" from problem #{previous}" if previous is not None else ""
+    return f"Incident #{incident_id} moved{origin} to problem #{problem_id}."
 
 
 __all__ = ["page_action", "ui"]

@@ -164,6 +164,16 @@ class OutboxRepository(Database):
                 )
             )
 
+    @staticmethod
+    def cancel_pending(conn: Connection, kind: str, problem_id: int, reason: str, now: datetime) -> int:
+        """Drop a problem's pending jobs of one kind that a person's action made pointless; returns how many."""
+        result = conn.execute(
+            outbox.update()
+            .where(outbox.c.kind == kind, outbox.c.problem_id == problem_id, outbox.c.state == "pending")
+            .values(state="done", finished_at=now, locked_until=None, last_error=f"cancelled: {reason}"[:2000])
+        )
+        return int(result.rowcount or 0)
+
     def finish_job(self, job_id: int, now: datetime) -> None:
         self.run(
             lambda conn: conn.execute(

@@ -173,6 +173,21 @@ def test_link_unlink_close_and_reopen_each_record_their_actor(client, problem_id
     assert incident["close_reason"] == "problem closed by hand by Cy: fixed by hand"
 
 
+def test_an_unlink_before_the_link_back_ran_files_no_issue_behind_the_persons_back(
+    app, client, problem_id, fake_jira, clock
+):
+    """Linking by hand queues a link-back job; unlinking before the worker ran it cancels it."""
+    fake_jira.add_issue("LKK-42")
+    client.post(f"/api/v1/problems/{problem_id}/jira", json={"jira_key": "LKK-42"}, headers=as_("Ann"))
+    ctx = app.extensions["bridge"]
+    assert [j["kind"] for j in ctx.store.list_jobs("pending", 10, None).items].count("jira.ensure_issue") == 1
+    client.delete(f"/api/v1/problems/{problem_id}/jira", headers=as_("Bob"))
+    OutboxRunner.from_settings(ctx.store, ctx.rules, ctx.settings).run_due(clock())
+    assert client.get(f"/api/v1/problems/{problem_id}", headers=READ).json["jira_key"] is None
+    assert [issue["key"] for issue in fake_jira.issues()] == ["LKK-42"], "no issue was filed"
+    assert fake_jira.calls("POST", r"/remotelink$") == []
+
+
 def test_behind_a_trusted_proxy_its_user_header_names_the_actor(client, problem_id):
     proxy = {"REMOTE_ADDR": "10.0.0.1"}
     headers = {**as_("claimed"), "X-Forwarded-User": "ann@example.com"}
