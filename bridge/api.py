@@ -23,11 +23,13 @@ from bridge.edge import (
     requires_token,
 )
 from bridge.errors import BadPayload, Conflict, NotFound
+from bridge.notify import Announcer
 from bridge.openapi import build_document
 from bridge.problems import JIRA_KEY, close_problem_by_hand, link_problem, reopen_problem_by_hand
 from bridge.releases import close_release
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.storage import MAX_ID, IncidentFilter
+from bridge.tickets_api import problem_tickets_json
 from bridge.validation import describe
 
 log = logging.getLogger(__name__)
@@ -195,7 +197,14 @@ def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
         {"at": iso(event["at"]), "kind": event["kind"], "detail": event["detail"]}
         for event in bridge().store.problem_history(problem_id)
     ]
-    return jsonify({**problem_json(problem), "incidents": [incident_json(i) for i in page.items], "history": history})
+    return jsonify(
+        {
+            **problem_json(problem),
+            "incidents": [incident_json(i) for i in page.items],
+            "tickets": problem_tickets_json(problem_id),
+            "history": history,
+        }
+    )
 
 
 @api.post("/api/v1/problems/<int:problem_id>/jira")
@@ -207,7 +216,15 @@ def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
         raise BadPayload("expected a JSON object with jira_key", ["jira_key: required string, e.g. LKK-123"])
     ctx = bridge()
     assert ctx.link_options is not None
-    problem = link_problem(ctx.store, ctx.jira, ctx.link_options, problem_id, body["jira_key"].strip(), ctx.now())
+    problem = link_problem(
+        ctx.store,
+        ctx.jira,
+        ctx.link_options,
+        problem_id,
+        body["jira_key"].strip(),
+        ctx.now(),
+        Announcer.of(ctx.store, ctx.rules),
+    )
     return jsonify(problem_json(problem))
 
 
@@ -340,7 +357,7 @@ def list_releases():  # type: ignore[no-untyped-def]
 def close_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """Close a problem and its incidents by hand, with a reason."""
     body = _validated(ReasonRequest)
-    close_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now())
+    close_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now(), bridge().rules)
     return jsonify(problem_json(_problem_or_404(problem_id)))
 
 

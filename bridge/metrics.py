@@ -60,6 +60,11 @@ REGRESSIONS = Counter("bridge_regressions_total", "Problems reopened as regressi
 RELEASES = Counter("bridge_releases_total", "Releases received by the close hook (replays excluded)")
 JIRA_REQUESTS = Counter("bridge_jira_requests_total", "Jira REST calls", ["operation", "outcome"])
 ZABBIX_REQUESTS = Counter("bridge_zabbix_requests_total", "Zabbix API calls", ["method", "outcome"])
+DELIVERIES = Counter(
+    "bridge_deliveries_total",
+    "Outbound webhook and ticket-system deliveries by destination (notify target or ticket system)",
+    ["target", "outcome"],
+)
 RESOLUTION = Histogram(
     "bridge_incident_resolution_seconds",
     "Time from an incident opening to its resolution",
@@ -85,7 +90,8 @@ NOTIFICATION_OUTCOMES = ("accepted", "partial", "rejected", "unauthorized", "una
 WEBHOOK_OUTCOMES = {400: "rejected", 413: "rejected", 415: "rejected", 401: "unauthorized", 503: "unavailable"}
 CLOSE_REASONS = ("released", "manual", "auto_closed")
 JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
-OUTBOX_TARGETS = ("jira", "zabbix")
+OUTBOX_TARGETS = ("jira", "zabbix", "webhook", "rt")
+DELIVERY_OUTCOMES = ("success", "retry", "dead")
 
 
 class Ingested(Protocol):
@@ -128,6 +134,9 @@ def initialise(rules: Rules) -> None:
     for method in zabbix_api.METHODS:
         for outcome in zabbix_api.OUTCOMES:
             ZABBIX_REQUESTS.labels(method, outcome)
+    for target in [*(t.name for t in rules.notify_targets), *rules.ticket_systems]:
+        for outcome in DELIVERY_OUTCOMES:
+            DELIVERIES.labels(target, outcome)
 
 
 def record_ingest(source: str, result: Ingested) -> None:

@@ -30,8 +30,10 @@ from bridge.domain import (
 )
 from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
 from bridge.jobs import CommentIncidents, EnsureIssue, RegressionReopen, SyncIssue, ZabbixClose, queue
+from bridge.notify import Announcer
 from bridge.storage import Connection, Store
 from bridge.templates import TemplateError
+from bridge.tickets import after_close
 from bridge.versions import is_older
 from jira_link.client import JiraError
 from jira_link.linker import LinkOptions
@@ -78,13 +80,14 @@ def assign_problems(
     candidates: list[tuple[Incident, ProblemRule]],
     now: datetime,
     rules_version_label: str | None = None,
+    announcer: Announcer | None = None,
 ) -> int:
     """Join the candidates to the open problem of their key, or open one at the threshold.
 
     Set-based per key (one lock, one lookup, one bulk join, one comment job), so an alert
     storm of one failure costs a handful of statements, not several per incident. Keys are
     locked in sorted order so concurrent writers never deadlock on them. Returns how many
-    problems reopened as regressions.
+    problems reopened as regressions. `announcer` queues problem.opened and problem.regressed.
     """
     by_key: dict[str, list[Incident]] = {}
     rules_of: dict[str, ProblemRule] = {}
@@ -100,7 +103,7 @@ def assign_problems(
         waiting = []
         for incident in by_key[key]:
             if problem is None:
-                recurrence = handle_recurrence(conn, store, rules_version_label, incident, rule, now)
+                recurrence = handle_recurrence(conn, store, rules_version_label, incident, rule, now, announcer)
                 if recurrence == "regressed":
                     regressions += 1
                     problem = store.open_problem(conn, key)
@@ -114,7 +117,9 @@ def assign_problems(
             continue
         since = now - rule.window
         if opens_problem(rule, store.count_problem_candidates(conn, key, since)):
-            open_new_problem(conn, store, key, waiting, rule, now, since)
+            problem_id = open_new_problem(conn, store, key, waiting, rule, now, since)
+            if announcer is not None:
+                announcer.announce_problem(conn, "problem.opened", now, problem_id)
     return regressions
 
 
@@ -134,8 +139,8 @@ def join_known_problem(
 
 def open_new_problem(
     conn: Connection, store: Store, key: str, opening: list[Incident], rule: ProblemRule, now: datetime, since: datetime
-) -> None:
-    """Open a problem for a key, gathering every waiting incident of the window, and queue its Jira issue."""
+) -> int:
+    """Open a problem for a key, gathering every waiting incident of the window, and queue its Jira issue; its id."""
     first = opening[0]
     context = template_context(first)
     try:
@@ -152,10 +157,17 @@ def open_new_problem(
     )
     if rule.jira is not None and rule.jira.create:
         queue(conn, store, EnsureIssue(problem_id, first.priority), now)
+    return problem_id
 
 
 def handle_recurrence(
-    conn: Connection, store: Store, version_label: str | None, incident: Incident, rule: ProblemRule, now: datetime
+    conn: Connection,
+    store: Store,
+    version_label: str | None,
+    incident: Incident,
+    rule: ProblemRule,
+    now: datetime,
+    announcer: Announcer | None = None,
 ) -> str | None:
     """A failure whose problem a release closed fires again: a regression, or a target not yet fixed.
 
@@ -198,6 +210,8 @@ def handle_recurrence(
             )
         ],
     )
+    if announcer is not None:
+        announcer.announce_problem(conn, "problem.regressed", now, fixed.stored_id)
     if fixed.jira_key is not None and rule.jira is not None and rule.jira.reopen_on_regression:
         queue(
             conn,
@@ -213,7 +227,13 @@ def handle_recurrence(
 
 
 def link_problem(
-    store: Store, jira: JiraPort | None, options: LinkOptions, problem_id: int, key: str, now: datetime
+    store: Store,
+    jira: JiraPort | None,
+    options: LinkOptions,
+    problem_id: int,
+    key: str,
+    now: datetime,
+    announcer: Announcer | None = None,
 ) -> dict[str, Any]:
     """Link an existing Jira issue to a problem by hand, after checking the issue exists.
 
@@ -256,6 +276,8 @@ def link_problem(
         )
         queue(conn, store, EnsureIssue(problem_id), now)
         queue_issue_sync(conn, store, key, now)
+        if announcer is not None:
+            announcer.announce_problem(conn, "problem.linked", now, problem_id, link={"jira_key": key})
         updated = store.get_problem(problem_id, conn)
         assert updated is not None
         return updated
@@ -282,8 +304,11 @@ def queue_zabbix_close(
         queue(conn, store, job, now)
 
 
-def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime) -> None:
-    """Close a problem and its incidents for a case the pipeline missed; Zabbix hears of its events too.
+def close_problem_by_hand(
+    store: Store, problem_id: int, reason: str, now: datetime, rules: Rules | None = None
+) -> None:
+    """Close a problem and its incidents for a case the pipeline missed; Zabbix hears of its events too,
+    and with `rules` its tickets' systems and notify targets (bridge.tickets.after_close).
 
     Raises:
         NotFound: no such problem. Conflict: already closed.
@@ -317,6 +342,8 @@ def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datet
             f"Closed by incident-bridge: problem closed by hand: {reason}",
             now,
         )
+        if rules is not None:
+            after_close(conn, store, rules, [problem_id], now, f"problem closed by hand: {reason}")
 
     closed: list[int] = []
     store.run(work)

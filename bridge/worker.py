@@ -15,13 +15,16 @@ import random
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
+import requests
+
+from adapters.request_tracker import RtClient, RtError
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
-from bridge import jobs, metrics
+from bridge import jobs, metrics, notify
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
@@ -76,6 +79,8 @@ class OutboxRunner:
     zabbix: ZabbixClient | None = None
     # A job leased to a worker that died is run again once its lease expires.
     lease: timedelta = timedelta(minutes=5)
+    # Outbound webhooks (notify targets, ticket systems); RT gets a session of its own, with its credentials.
+    http: requests.Session = field(default_factory=requests.Session)
     _last_sync: datetime | None = None
 
     @classmethod
@@ -111,6 +116,8 @@ class OutboxRunner:
             self._failed(job, now, str(exc), exc.retryable, exc.retry_after)
         except ZabbixApiError as exc:
             self._failed(job, now, exc.message, exc.retryable, None)
+        except RtError as exc:
+            self._failed(job, now, exc.message, exc.retryable, exc.retry_after)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -182,6 +189,9 @@ class OutboxRunner:
                 self.store.add_problem_events(
                     conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"{key} created by the bridge")]
                 )
+                announcer = notify.Announcer.of(self.store, self.rules)
+                if announcer is not None:
+                    announcer.announce_problem(conn, "problem.linked", now, problem_id, link={"jira_key": key})
             return linked
 
         return work
@@ -264,6 +274,37 @@ class OutboxRunner:
                 "Zabbix triggers forbid manual close; problems acknowledged with a message instead",
                 extra={"event_ids": report.acknowledged_only},
             )
+
+    @_handle.register
+    def _deliver(self, job: jobs.Deliver, now: datetime) -> None:
+        """POST a signed lifecycle event (or a ticket.close) to its notify target or ticket system."""
+        endpoint = notify.endpoint_for(self.rules, job.destination)
+        if endpoint is None:
+            raise JobFailed(f"{job.destination} is no longer in rules.yaml (or has no secret_env)", retryable=False)
+        try:
+            notify.send(self.http, endpoint, job, now)
+        except notify.DeliveryFailed as exc:
+            metrics.DELIVERIES.labels(endpoint.name, "retry" if exc.retryable else "dead").inc()
+            raise JobFailed(exc.message, exc.retryable, exc.retry_after) from exc
+        metrics.DELIVERIES.labels(endpoint.name, "success").inc()
+
+    @_handle.register
+    def _rt_close(self, job: jobs.RtClose, now: datetime) -> None:
+        """Resolve a ticket in Request Tracker with a comment; one already resolved or deleted is noted, not retried."""
+        system = self.rules.ticket_systems.get(job.system)
+        if system is None or system.kind != "rt":
+            raise JobFailed(f"ticket system {job.system!r} is no longer an rt system in rules.yaml", retryable=False)
+        try:
+            report = RtClient.for_system(system).close(job.ticket_id, job.text)
+        except RtError as exc:
+            metrics.DELIVERIES.labels(system.name, "retry" if exc.retryable else "dead").inc()
+            raise
+        metrics.DELIVERIES.labels(system.name, "success").inc()
+        if not report.closed:
+            log.warning("RT ticket not changed", extra={"system": system.name, "ticket_id": job.ticket_id})
+        if job.problem_id is not None:
+            event = dict(problem_id=job.problem_id, at=now, kind="ticket", detail=f"{system.name}: {report.note}")
+            self.store.run(lambda conn: self.store.add_problem_events(conn, [event]))
 
     def schedule_syncs(self, now: datetime, interval: timedelta) -> int:
         """Queue a conclusion sync for linked problems not read within `interval` (missed webhooks)."""

@@ -38,11 +38,13 @@ from bridge.storage.schema import (
     notifications,
     outbox,
     problem_events,
+    problem_tickets,
     problems,
     rejected_payloads,
     release_issues,
     releases,
 )
+from bridge.storage.ticket_repository import TicketRepository
 
 __all__ = [
     "MAX_ID",
@@ -68,6 +70,7 @@ __all__ = [
     "notifications",
     "outbox",
     "problem_events",
+    "problem_tickets",
     "problems",
     "rejected_payloads",
     "release_issues",
@@ -76,5 +79,13 @@ __all__ = [
 ]
 
 
-class Store(IncidentRepository, ProblemRepository, OutboxRepository, ReleaseRepository, PayloadRepository, ReadModels):
+class Store(
+    IncidentRepository,
+    ProblemRepository,
+    OutboxRepository,
+    ReleaseRepository,
+    PayloadRepository,
+    TicketRepository,
+    ReadModels,
+):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""
