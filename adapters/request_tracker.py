@@ -96,6 +96,18 @@ class RtClient:
         answer = self._call("POST", f"ticket/{ticket_id}/comment", {"Content": text, "ContentType": "text/plain"})
         self._check(answer, f"comment on ticket {ticket_id}")
 
+    def has_comment(self, ticket_id: str, text: str) -> bool:
+        """Whether one of the ticket's newest comments is this text (a retried close must not comment twice)."""
+        answer = self._call("GET", f"ticket/{ticket_id}/history?fields=Type&per_page=100&page=1")
+        self._check(answer, f"read the history of ticket {ticket_id}")
+        comments = [item["id"] for item in answer.json().get("items", []) if item.get("Type") == "Comment"]
+        for transaction in comments[-5:]:
+            found = self._call("GET", f"transaction/{transaction}/attachments?fields=Content")
+            self._check(found, f"read comment {transaction} of ticket {ticket_id}")
+            if any(str(item.get("Content", "")).strip() == text.strip() for item in found.json().get("items", [])):
+                return True
+        return False
+
     def set_status(self, ticket_id: str, status: str) -> None:
         answer = self._call("PUT", f"ticket/{ticket_id}", {"Status": status})
         self._check(answer, f"set ticket {ticket_id} to {status}")
@@ -113,7 +125,8 @@ class RtClient:
         status = str(ticket.get("Status", ""))
         if status == "deleted" or status in DONE_STATUSES:
             return CloseReport(False, f"RT ticket {ticket_id} was already {status}; not changed")
-        self.comment(ticket_id, text)
+        if not self.has_comment(ticket_id, text):
+            self.comment(ticket_id, text)
         self.set_status(ticket_id, "resolved")
         after = self.get_ticket(ticket_id)
         now_status = after.get("Status") if after is not None else "gone"

@@ -36,13 +36,14 @@ ALL_EVENTS = [
 ]
 
 
-def rules_with(itsm_url: str, chat_url: str, chat_events: list[str]) -> dict[str, Any]:
+def rules_with(chat_events: list[str], systems: dict[str, Any]) -> dict[str, Any]:
     """The example rules plus an ITSM ticket system, a chat notify target, and a problem rule that groups
     alerts and tickets of one service (so tickets join the alerts' problem)."""
     raw = yaml.safe_load((ROOT / "rules.yaml").read_text())
     raw["ticket_systems"] = {
         "itsm": {"url": "${TEST_ITSM_URL}", "secret_env": "TEST_ITSM_SECRET"},
         "quiet": {"url": "${TEST_ITSM_URL}", "secret_env": "TEST_ITSM_SECRET", "close_on_release": False},
+        **systems,
     }
     raw["notify"] = [
         {"name": "chat", "url": "${TEST_CHAT_URL}", "secret_env": "TEST_CHAT_SECRET", "events": chat_events}
@@ -134,7 +135,9 @@ def bridge_with(database_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
     """A bridge on the test's database with the receivers of ITSM and chat; chat wants the given events."""
     made: list[Iterator[list[Receiver]]] = []
 
-    def make(chat_events: list[str] = ALL_EVENTS, **settings_env: str) -> Bridge:
+    def make(
+        chat_events: list[str] = ALL_EVENTS, systems: dict[str, Any] | None = None, env: dict[str, str] | None = None
+    ) -> Bridge:
         started = receivers(ITSM_SECRET, CHAT_SECRET)
         made.append(started)
         itsm, chat = next(started)
@@ -143,14 +146,14 @@ def bridge_with(database_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
             "TEST_CHAT_URL": chat.url,
             "TEST_ITSM_SECRET": ITSM_SECRET,
             "TEST_CHAT_SECRET": CHAT_SECRET,
+            **(env or {}),
         }
-        rules = parse_rules(rules_with(itsm.url, chat.url, chat_events), environ=environ)
+        rules = parse_rules(rules_with(chat_events, systems or {}), environ=environ)
         settings = load_settings(
             {
                 "BRIDGE_TOKEN_API": "api-token",
                 "BRIDGE_TOKEN_TICKETS": "ticket-token",
                 "BRIDGE_TOKEN_RELEASE": "release-token",
-                **settings_env,
             },
             database_url=database_url,
         )
