@@ -14,7 +14,7 @@ import email.utils
 import hashlib
 import hmac
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -170,6 +170,21 @@ def announce_incidents(
             if announcer.wants(event):
                 shape = incident_shape(result.incident)
                 announcer.announce(conn, event, now, {"incident": shape}, result.incident.problem_id)
+
+
+def announce_auto_closed(announcer: Announcer | None) -> Callable[[Connection, list[int]], None] | None:
+    """incident.closed for incidents the worker auto-closes, in its transaction; None when nobody asked."""
+    if announcer is None or not announcer.wants("incident.closed"):
+        return None
+
+    def announce(conn: Connection, ids: list[int]) -> None:
+        for incident in announcer.store.incidents_by_ids(conn, ids):
+            shape = {"incident": incident_shape(incident)}
+            announcer.announce(
+                conn, "incident.closed", incident.closed_at or incident.last_seen, shape, incident.problem_id
+            )
+
+    return announce
 
 
 # Sending (the worker) ---------------------------------------------------------

@@ -377,7 +377,8 @@ def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None, pr
     """One pass of every periodic job; returns how many incidents and jobs it handled."""
     if pruner is not None:
         pruner.run_due(store, now)
-    closed = store.close_resolved_due(now)
+    announcer = notify.Announcer.of(store, outbox.rules) if outbox is not None else None
+    closed = store.close_resolved_due(now, notify.announce_auto_closed(announcer))
     if closed:
         log.info("auto-closed resolved incidents", extra={"count": len(closed)})
         metrics.CLOSED.labels("auto_closed").inc(len(closed))

@@ -139,6 +139,14 @@ class TicketRepository(Database):
             )
 
     @staticmethod
+    def incidents_by_ids(conn: Connection, ids: Sequence[int]) -> list[Any]:
+        """Incidents as they are now in this transaction (for the events that announce them)."""
+        if not ids:
+            return []
+        rows = conn.execute(sa.select(incidents).where(incidents.c.id.in_(ids)).order_by(incidents.c.id)).mappings()
+        return [incident_from_row(row) for row in rows]
+
+    @staticmethod
     def incidents_closed_at(conn: Connection, problem_ids: Sequence[int], now: datetime) -> list[Any]:
         """The incidents of these problems that this transaction closed (closed_at is its `now`)."""
         if not problem_ids:

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from bridge.app import create_app
+from bridge.cli import main
 from bridge.config import load_settings
-from bridge.rules import parse_rules
+from bridge.rules import RulesError, parse_rules
 from bridge.storage import Store
-from bridge.worker import OutboxRunner
+from bridge.worker import OutboxRunner, run_once
 from tests.conftest import ROOT, Clock
 from tests.receiver import Receiver, receivers
 
@@ -71,9 +72,9 @@ class Bridge:
     chat: Receiver
 
     def work(self, passes: int = 1) -> None:
-        """Worker passes, each after time enough for any backoff."""
+        """Worker passes (auto-close, SLA, outbox), each after time enough for any backoff."""
         for _ in range(passes):
-            self.runner.run_due(self.clock())
+            run_once(self.store, self.clock(), self.runner)
             self.clock.advance(seconds=700)
 
     def report(self, ticket_id: str, service: str = "checkout", system: str = "itsm", **more: Any):
@@ -390,4 +391,27 @@ def test_deliveries_of_a_target_gone_from_rules_dead_letter_naming_it(bridge_wit
     bridge.work()
     [dead] = bridge.client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
     assert dead["last_error"].startswith("notify:chat is no longer in rules.yaml")
-    assert timedelta(0) <= clock() - clock()
+
+
+def test_an_unset_variable_is_named_by_check_rules_and_at_start_up(tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_ITSM_URL", raising=False)
+    monkeypatch.setenv("TEST_ITSM_SECRET", ITSM_SECRET)
+    monkeypatch.setenv("TEST_CHAT_URL", "http://127.0.0.1:9/hook")
+    monkeypatch.setenv("TEST_CHAT_SECRET", CHAT_SECRET)
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules_with(ALL_EVENTS, {})))
+    checked = CliRunner().invoke(main, ["check-rules", str(path)])
+    assert checked.exit_code == 1
+    assert 'ticket system "itsm" key url: environment variable not set: TEST_ITSM_URL' in checked.output
+    with pytest.raises(RulesError, match="environment variable not set: TEST_ITSM_URL"):
+        create_app(load_settings({}, database_url=f"sqlite:///{tmp_path / 'x.db'}", rules_path=str(path)))
+
+
+def test_an_auto_closed_incident_is_announced(bridge_with, clock):
+    bridge = bridge_with(chat_events=["incident.closed"])
+    bridge.alert("portal", name="PortalSlow")  # no problem rule groups it: it auto-closes
+    bridge.alert("portal", name="PortalSlow", status="resolved")
+    clock.advance(days=30)
+    bridge.work()
+    [closed] = bridge.chat.of_event("incident.closed")
+    assert (closed.body["incident"]["close_reason"], closed.signature_valid) == ("auto_closed", True)
