@@ -191,6 +191,7 @@ def test_a_later_call_for_a_version_processes_the_issues_it_adds(world):
         "closed_incidents": 6,
         "already_closed_problems": [],
         "unmatched_issues": ["LKK-77"],
+        "tickets_told": 0,
         "calls": 2,
     }
 
