@@ -43,6 +43,7 @@ class RtClient:
 
     session: requests.Session
     url: str
+    queue: str | None = None  # when set, tickets of other queues are reported, not changed
     timeout: float = TIMEOUT_SECONDS
 
     @classmethod
@@ -52,7 +53,7 @@ class RtClient:
             session.headers["Authorization"] = f"token {system.token}"
         elif system.username is not None and system.password is not None:
             session.auth = (system.username, system.password)
-        return cls(session, system.url.rstrip("/"))
+        return cls(session, system.url.rstrip("/"), system.queue)
 
     def _call(self, method: str, path: str, body: Any = None) -> requests.Response:
         try:
@@ -84,6 +85,21 @@ class RtClient:
         self._check(answer, f"read ticket {ticket_id}")
         found: dict[str, Any] = answer.json()
         return found
+
+    def queue_name(self, ticket: dict[str, Any]) -> str:
+        """The name of a ticket's queue (REST2 gives a reference to it)."""
+        reference = ticket.get("Queue")
+        if not isinstance(reference, dict):
+            return str(reference)
+        answer = self._call("GET", f"queue/{reference.get('id')}")
+        self._check(answer, f"read queue {reference.get('id')}")
+        return str(answer.json().get("Name", reference.get("id")))
+
+    def create_queue(self, name: str) -> str:
+        """Create a queue (test set-up and first installs); its id."""
+        answer = self._call("POST", "queue", {"Name": name})
+        self._check(answer, f"create queue {name}")
+        return str(answer.json()["id"])
 
     def create_ticket(self, queue: str, subject: str, content: str) -> str:
         """Create a ticket; its id."""
@@ -125,6 +141,9 @@ class RtClient:
         status = str(ticket.get("Status", ""))
         if status == "deleted" or status in DONE_STATUSES:
             return CloseReport(False, f"RT ticket {ticket_id} was already {status}; not changed")
+        queue = self.queue_name(ticket)
+        if self.queue is not None and queue != self.queue:
+            return CloseReport(False, f"RT ticket {ticket_id} is in queue {queue}, not {self.queue}; not changed")
         if not self.has_comment(ticket_id, text):
             self.comment(ticket_id, text)
         self.set_status(ticket_id, "resolved")

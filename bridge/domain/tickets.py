@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bridge.domain.incidents import bounded_key
 from bridge.domain.problems import Renderer
 
 TICKET_SOURCE = "ticket"
@@ -28,13 +27,13 @@ EVENTS = (
     "ticket.close",
 )
 
-# Ticket system kinds: a receiver of the operator's own (signed JSON), or Request Tracker 5's REST2.
-TICKET_SYSTEM_KINDS = ("webhook", "rt")
-
 
 @dataclass(frozen=True)
 class TicketSystem:
     """A system people's tickets live in (rules.yaml `ticket_systems`), with what it takes to tell it.
+
+    `kind` is `webhook` (a receiver of the operator's own, sent signed JSON) or `rt` (Request
+    Tracker 5's REST2; `queue`, when set, is the only queue whose tickets the bridge changes).
 
     `secret` signs webhook deliveries; `token`, or `username` and `password`, are RT's
     credentials, read from the environment at start-up. None of them shows in a repr.
@@ -65,24 +64,9 @@ class NotifyTarget:
         return event in self.events
 
 
-@dataclass(frozen=True)
-class TicketRef:
-    """One ticket of a problem: reported (an incident) or linked by hand."""
-
-    system: str
-    ticket_id: str
-    url: str | None = None
-    summary: str = ""
-
-
 def ticket_source_id(system: str, ticket_id: str) -> str:
     """The source id of a ticket's incident: its system and its id in that system."""
     return f"{system}:{ticket_id}"
-
-
-def ticket_dedup_key(system: str, ticket_id: str) -> str:
-    """The incident key of a reported ticket (as `dedup_key` makes it for a route without dedup_labels)."""
-    return f"{TICKET_SOURCE}:{bounded_key(ticket_source_id(system, ticket_id))}"
 
 
 def ticket_close_text(ticket_id: str, problem_id: int, summary: str, release: str | None, reason: str) -> str:

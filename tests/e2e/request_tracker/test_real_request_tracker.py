@@ -85,19 +85,21 @@ def test_a_release_resolves_the_rt_tickets_of_the_problem_it_closes(bridge_with,
     linked = rt.create_ticket("General", f"checkout error page ({run})", "Mail: error page on checkout.")
     already = rt.create_ticket("General", f"checkout slow ({run})", "Portal: slow checkout.")
     rt.set_status(already, "resolved")
+    rt.create_queue(f"Other-{run}")
+    elsewhere = rt.create_ticket(f"Other-{run}", f"not ours ({run})", "Another team's ticket.")
     bridge.alert("checkout")
     answer = bridge.report(reported, system="rt", url=f"{rt_url}/Ticket/Display.html?id={reported}")
     assert answer.status_code == 201, answer.json
     problem_id = bridge.problem_of("checkout")["id"]
     assert answer.json["problem_id"] == problem_id
-    for ticket_id in (linked, already, "999999"):
+    for ticket_id in (linked, already, elsewhere, "999999"):
         link = bridge.client.post(
             f"/api/v1/problems/{problem_id}/tickets", json={"system": "rt", "ticket_id": ticket_id}, headers=API
         )
         assert link.status_code == 201, link.json
     bridge.link_jira(problem_id, "LKK-21")
     summary = bridge.release(f"2026.11.{run}", "LKK-21")
-    assert summary["tickets_told"] == 4
+    assert summary["tickets_told"] == 5
     bridge.work(2)
 
     for ticket_id in (reported, linked):
@@ -105,14 +107,16 @@ def test_a_release_resolves_the_rt_tickets_of_the_problem_it_closes(bridge_with,
         [comment] = comments_of(rt, ticket_id)
         assert f"release 2026.11.{run}" in comment and f"problem #{problem_id}" in comment
     assert comments_of(rt, already) == []  # already resolved: reported, not touched
+    assert comments_of(rt, elsewhere) == [] and rt.get_ticket(elsewhere)["Status"] == "new"  # not the queue
     jobs = bridge.client.get("/api/v1/outbox", headers=API).json["items"]
     rt_jobs = [job for job in jobs if job["kind"] == "rt.close_ticket"]
-    assert len(rt_jobs) == 4 and {job["state"] for job in rt_jobs} == {"done"}
+    assert len(rt_jobs) == 5 and {job["state"] for job in rt_jobs} == {"done"}
     history = [event["detail"] for event in bridge.problem_of("checkout")["history"] if event["kind"] == "ticket"]
     assert f"rt: RT ticket {already} was already resolved; not changed" in history
     assert "rt: RT ticket 999999 does not exist (deleted, or never created); not changed" in history
+    assert f"rt: RT ticket {elsewhere} is in queue Other-{run}, not General; not changed" in history
     assert sum(f"rt: RT ticket {t} resolved" in " ".join(history) for t in (reported, linked)) == 2
-    assert len(bridge.chat.of_event("ticket.close")) == 4 and all(i.signature_valid for i in bridge.chat.received)
+    assert len(bridge.chat.of_event("ticket.close")) == 5 and all(i.signature_valid for i in bridge.chat.received)
 
 
 def test_closing_again_neither_comments_twice_nor_fails(rt):
