@@ -23,7 +23,7 @@ from bridge.edge import (
     requires_token,
 )
 from bridge.errors import BadPayload, Conflict, NotFound
-from bridge.notify import Announcer
+from bridge.notify import Announcer, incident_shape, problem_shape
 from bridge.openapi import build_document
 from bridge.problems import JIRA_KEY, close_problem_by_hand, link_problem, reopen_problem_by_hand
 from bridge.releases import close_release
@@ -50,52 +50,12 @@ def incident_json(incident: Incident) -> dict[str, Any]:
     if policy is not None and incident.state is not IncidentState.CLOSED:
         clock = SlaClock(incident.sla_elapsed_seconds, incident.sla_running_since)
         remaining = round(remaining_seconds(policy, clock, ctx.now()), 3)
-    return {
-        "id": incident.id,
-        "dedup_key": incident.dedup_key,
-        "source": incident.source,
-        "state": incident.state.value,
-        "line": incident.line,
-        "impact": incident.impact,
-        "urgency": incident.urgency,
-        "priority": incident.priority,
-        "route": incident.route,
-        "summary": incident.summary,
-        "labels": incident.labels,
-        "annotations": incident.annotations,
-        "occurrences": incident.occurrences,
-        "reopen_count": incident.reopen_count,
-        "first_seen": iso(incident.first_seen),
-        "last_seen": iso(incident.last_seen),
-        "resolved_at": iso(incident.resolved_at),
-        "closed_at": iso(incident.closed_at),
-        "close_reason": incident.close_reason,
-        "problem_id": incident.problem_id,
-        "sla_due": iso(incident.sla_due),
-        "sla_breached": incident.sla_breached,
-        "sla_breached_at": iso(incident.sla_breached_at),
-        "sla_remaining_seconds": remaining,
-    }
+    return {**incident_shape(incident), "sla_remaining_seconds": remaining}
 
 
 def problem_json(row: dict[str, Any]) -> dict[str, Any]:
     """The API shape of a problem."""
-    return {
-        "id": row["id"],
-        "problem_key": row["problem_key"],
-        "rule": row["rule"],
-        "state": row["state"],
-        "summary": row["summary"],
-        "description": row["description"],
-        "jira_key": row["jira_key"],
-        "jira_url": row["jira_url"],
-        "incident_count": row["incident_count"],
-        "opened_at": iso(row["opened_at"]),
-        "closed_at": iso(row["closed_at"]),
-        "fixed_in": row["fixed_in"],
-        "regressions": row["regressions"],
-        "conclusion": row["conclusion"],
-    }
+    return problem_shape(row)
 
 
 def _rejected_json(row: dict[str, Any]) -> dict[str, Any]:

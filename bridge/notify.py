@@ -24,6 +24,7 @@ import requests
 
 from bridge.domain import AlertResult, Incident, Outcome, Problem, Renderer, Rules
 from bridge.domain.tickets import NotifyTarget, targets_wanting, wanted_events
+from bridge.edge import iso
 from bridge.jobs import Deliver, queue
 from bridge.storage import Connection, Store
 from bridge.templates import TemplateError
@@ -34,12 +35,9 @@ RETRYABLE_STATUSES = frozenset({408, 429})
 USER_AGENT = "incident-bridge"
 
 
-def iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value is not None else None
-
-
 def incident_shape(incident: Incident) -> dict[str, Any]:
-    """An incident as the API shows it (GET /api/v1/incidents/<id>), without the live SLA countdown."""
+    """An incident as the API shows it (GET /api/v1/incidents/<id>) but for the live SLA countdown, which
+    the API adds and an event, sent later, must not carry."""
     return {
         "id": incident.id,
         "dedup_key": incident.dedup_key,

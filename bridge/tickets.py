@@ -126,7 +126,7 @@ def after_close(
     ]
     store.close_ticket_links(conn, problem_ids, now, reason)
     announcer = Announcer.of(store, rules)
-    problems = {pid: store.find_problem(conn, pid) for pid in problem_ids}
+    problems = {pid: store.find_problem(conn, pid) for pid in {ticket["problem_id"] for ticket in tickets}}
     told = 0
     for ticket in tickets:
         problem = problems.get(ticket["problem_id"])
