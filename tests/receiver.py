@@ -39,10 +39,10 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Collects deliveries signed with `secret`; answers `script` statuses in order, then 200."""
+    """Collects deliveries signed with `secret`; answers `script` (status, text, headers) in order, then 200."""
 
     secret: str
-    script: list[tuple[int, str]] = field(default_factory=list)
+    script: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -55,9 +55,11 @@ class Receiver:
                 given = self.headers.get("X-Bridge-Signature", "")
                 valid = hmac.compare_digest(expected.encode(), given.encode())
                 owner.received.append(Received(dict(self.headers.items()), raw, valid))
-                status, text = owner.script.pop(0) if owner.script else (200, "ok")
+                status, text, headers = owner.script.pop(0) if owner.script else (200, "ok", {})
                 answer = text.encode()
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -288,7 +289,7 @@ def test_closing_by_hand_closes_the_tickets_and_tells_their_system(bridge_with):
 
 def test_a_receiver_failing_twice_sees_one_delivery_id_three_times_and_one_success(bridge_with):
     bridge = bridge_with(chat_events=["problem.opened"])
-    bridge.chat.script = [(500, "busy"), (503, "still busy")]
+    bridge.chat.script = [(500, "busy", {}), (503, "still busy", {})]
     bridge.alert("checkout")
     bridge.work(3)
     attempts = bridge.chat.of_event("problem.opened")
@@ -303,16 +304,24 @@ def test_a_receiver_failing_twice_sees_one_delivery_id_three_times_and_one_succe
 
 def test_retry_after_is_honoured(bridge_with, clock):
     bridge = bridge_with(chat_events=["problem.opened"])
-    bridge.chat.script = [(429, "slow down")]
+    bridge.chat.script = [(429, "slow down", {"Retry-After": "120"})]
     bridge.alert("checkout")
     bridge.runner.run_due(clock())
     [pending] = bridge.client.get("/api/v1/outbox?state=pending", headers=API).json["items"]
     assert "answered 429: slow down" in pending["last_error"]
+    wait = datetime.fromisoformat(pending["next_attempt_at"]) - clock()
+    assert timedelta(seconds=120) <= wait <= timedelta(seconds=121)
+    clock.advance(seconds=60)
+    bridge.runner.run_due(clock())
+    assert len(bridge.chat.received) == 1  # not before the receiver said
+    clock.advance(seconds=61)
+    bridge.runner.run_due(clock())
+    assert len(bridge.chat.received) == 2 and bridge.chat.received[0].delivery == bridge.chat.received[1].delivery
 
 
 def test_a_400_goes_to_the_dead_letters_with_the_receivers_answer(bridge_with):
     bridge = bridge_with(chat_events=["problem.opened"])
-    bridge.chat.script = [(400, "unknown channel #ops")]
+    bridge.chat.script = [(400, "unknown channel #ops", {})]
     bridge.alert("checkout")
     bridge.work(2)
     assert len(bridge.chat.received) == 1
@@ -364,6 +373,16 @@ def test_incident_and_release_events_and_a_body_template(bridge_with, clock):
     ]
     assert bridge.chat.received[2].body["incident"]["close_reason"] == "released in 2026.11.4"
     assert bridge.chat.received[3].body["release"]["closed_problems"] == [problem_id]
+
+
+def test_delivery_metrics_of_every_target_exist_at_zero(bridge_with):
+    bridge = bridge_with(chat_events=["release.received"])
+    metrics = bridge.client.get("/metrics").get_data(as_text=True)
+    for target in ("chat", "itsm", "quiet"):
+        for outcome in ("success", "retry", "dead"):
+            assert f'bridge_deliveries_total{{outcome="{outcome}",target="{target}"}}' in metrics
+    for target in ("webhook", "rt"):
+        assert f'bridge_outbox_pending{{target="{target}"}} 0.0' in metrics
 
 
 def test_nothing_is_queued_when_no_target_wants_the_event(bridge_with):
