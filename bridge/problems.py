@@ -304,11 +304,9 @@ def queue_zabbix_close(
         queue(conn, store, job, now)
 
 
-def close_problem_by_hand(
-    store: Store, problem_id: int, reason: str, now: datetime, rules: Rules | None = None
-) -> None:
+def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime, rules: Rules) -> None:
     """Close a problem and its incidents for a case the pipeline missed; Zabbix hears of its events too,
-    and with `rules` its tickets' systems and notify targets (bridge.tickets.after_close).
+    and its tickets' systems and the notify targets (bridge.tickets.after_close).
 
     Raises:
         NotFound: no such problem. Conflict: already closed.
@@ -342,8 +340,7 @@ def close_problem_by_hand(
             f"Closed by incident-bridge: problem closed by hand: {reason}",
             now,
         )
-        if rules is not None:
-            after_close(conn, store, rules, [problem_id], now, f"problem closed by hand: {reason}")
+        after_close(conn, store, rules, [problem_id], now, f"problem closed by hand: {reason}")
 
     closed: list[int] = []
     store.run(work)
