@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from adapters import alertmanager, events, grafana, zabbix
+from adapters import alertmanager, events, grafana, tickets, zabbix
 from bridge.domain import ParsedNotification
 
 
@@ -28,6 +28,8 @@ class Source:
     token_variable: str | None
     examples: tuple[str, ...]  # payload files under adapters/examples/, rendered against rules at start-up
     payload_schema: Mapping[str, Any]  # JSON Schema of its body, for the OpenAPI document
+    # Served at /api/v1/alerts/<name>; tickets have their own endpoint (POST /api/v1/tickets, token group tickets).
+    alerts_endpoint: bool = True
 
     def example_payloads(self) -> list[Any]:
         """The shipped example payloads, decoded."""
@@ -49,6 +51,9 @@ SOURCES: Mapping[str, Source] = {
         "grafana", "Grafana Alerting", grafana.parse, "BRIDGE_TOKEN_GRAFANA", ("grafana.json",), grafana.PAYLOAD_SCHEMA
     ),
     "events": Source("events", "PagerDuty Events v2", events.parse, None, ("events.json",), events.PAYLOAD_SCHEMA),
+    "ticket": Source(
+        "ticket", "Tickets", tickets.parse, None, ("ticket.json",), tickets.PAYLOAD_SCHEMA, alerts_endpoint=False
+    ),
 }
 assert all(name == source.name for name, source in SOURCES.items()), "a source is registered under its own name"
 

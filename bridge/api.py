@@ -30,11 +30,13 @@ from bridge.edge import (
     requires_token,
 )
 from bridge.errors import BadPayload, Conflict, NotFound
+from bridge.notify import Announcer, incident_shape, problem_shape
 from bridge.openapi import build_document
 from bridge.problems import JIRA_KEY, close_problem_by_hand, link_problem, reopen_problem_by_hand
 from bridge.releases import close_release
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.storage import MAX_ID, IncidentFilter
+from bridge.tickets_api import problem_tickets_json
 from bridge.validation import bounded_str, describe
 
 log = logging.getLogger(__name__)
@@ -55,60 +57,12 @@ def incident_json(incident: Incident) -> dict[str, Any]:
     if policy is not None and incident.state is not IncidentState.CLOSED:
         clock = SlaClock(incident.sla_elapsed_seconds, incident.sla_running_since)
         remaining = round(remaining_seconds(policy, clock, ctx.now()), 3)
-    return {
-        "id": incident.id,
-        "dedup_key": incident.dedup_key,
-        "source": incident.source,
-        "state": incident.state.value,
-        "line": incident.line,
-        "impact": incident.impact,
-        "urgency": incident.urgency,
-        "priority": incident.priority,
-        "route": incident.route,
-        "summary": incident.summary,
-        "labels": incident.labels,
-        "annotations": incident.annotations,
-        "occurrences": incident.occurrences,
-        "reopen_count": incident.reopen_count,
-        "first_seen": iso(incident.first_seen),
-        "last_seen": iso(incident.last_seen),
-        "resolved_at": iso(incident.resolved_at),
-        "closed_at": iso(incident.closed_at),
-        "close_reason": incident.close_reason,
-        "problem_id": incident.problem_id,
-        "sla_due": iso(incident.sla_due),
-        "sla_breached": incident.sla_breached,
-        "sla_breached_at": iso(incident.sla_breached_at),
-        "sla_remaining_seconds": remaining,
-        "acknowledged_at": iso(incident.acknowledged_at),
-        "acknowledged_by": incident.acknowledged_by,
-        "response_due": iso(incident.response_due),
-        "response_breached": incident.response_breached,
-        "response_breached_at": iso(incident.response_breached_at),
-    }
+    return {**incident_shape(incident), "sla_remaining_seconds": remaining}
 
 
 def problem_json(row: dict[str, Any]) -> dict[str, Any]:
     """The API shape of a problem."""
-    return {
-        "id": row["id"],
-        "problem_key": row["problem_key"],
-        "rule": row["rule"],
-        "state": row["state"],
-        "summary": row["summary"],
-        "description": row["description"],
-        "jira_key": row["jira_key"],
-        "jira_url": row["jira_url"],
-        "jira_issue_id": row.get("jira_issue_id"),
-        "incident_count": row["incident_count"],
-        "opened_at": iso(row["opened_at"]),
-        "closed_at": iso(row["closed_at"]),
-        "fixed_in": row["fixed_in"],
-        "regressions": row["regressions"],
-        "conclusion": row["conclusion"],
-        "outcome": row["outcome"],
-        "merged_into": row["merged_into"],
-    }
+    return problem_shape(row)
 
 
 def _rejected_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +168,14 @@ def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
         {"at": iso(event["at"]), "kind": event["kind"], "detail": event["detail"], "actor": event["actor"]}
         for event in bridge().store.problem_history(problem_id)
     ]
-    return jsonify({**problem_json(problem), "incidents": [incident_json(i) for i in page.items], "history": history})
+    return jsonify(
+        {
+            **problem_json(problem),
+            "incidents": [incident_json(i) for i in page.items],
+            "tickets": problem_tickets_json(problem_id),
+            "history": history,
+        }
+    )
 
 
 @api.post("/api/v1/problems/<int:problem_id>/jira")
@@ -227,7 +188,14 @@ def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
     ctx = bridge()
     assert ctx.link_options is not None
     problem = link_problem(
-        ctx.store, ctx.jira, ctx.link_options, problem_id, body["jira_key"].strip(), ctx.now(), request_actor()
+        ctx.store,
+        ctx.jira,
+        ctx.link_options,
+        problem_id,
+        body["jira_key"].strip(),
+        ctx.now(),
+        request_actor(),
+        Announcer.of(ctx.store, ctx.rules),
     )
     return jsonify(problem_json(problem))
 
@@ -383,7 +351,7 @@ def list_releases():  # type: ignore[no-untyped-def]
 def close_problem(problem_id: int):  # type: ignore[no-untyped-def]
     """Close a problem and its incidents by hand, with a reason."""
     body = _validated(ReasonRequest)
-    close_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now(), request_actor())
+    close_problem_by_hand(bridge().store, problem_id, body.reason, bridge().now(), bridge().rules, request_actor())
     return jsonify(problem_json(_problem_or_404(problem_id)))
 
 

@@ -28,6 +28,7 @@ from bridge.group_commit import GroupCommit
 from bridge.ingest import write_deliveries
 from bridge.rules import load_rules
 from bridge.storage import Store
+from bridge.tickets_api import tickets
 from bridge.ui_actions import ui  # the pages, with their action forms
 from bridge.webhooks import webhooks
 from jira_link.client import JiraClient
@@ -176,6 +177,7 @@ def create_app(
     app.register_blueprint(webhooks)
     app.register_blueprint(api)
     app.register_blueprint(api_actions)
+    app.register_blueprint(tickets)
     app.register_blueprint(ui)
     if settings.trusted_proxies:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]

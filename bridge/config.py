@@ -231,6 +231,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
 TOKEN_GROUPS: Mapping[str, str] = {
     **{name: source.token_variable for name, source in SOURCES.items() if source.token_variable is not None},
     "release": "BRIDGE_TOKEN_RELEASE",
+    "tickets": "BRIDGE_TOKEN_TICKETS",
     "api": "BRIDGE_TOKEN_API",
     "operate": "BRIDGE_TOKEN_OPERATE",
 }

@@ -74,6 +74,7 @@ def merge_problems(
             raise (Unprocessable if exc.invalid else Conflict)(str(exc)) from exc
         store.save_problem(conn, source, merged)
         count = store.move_all_incidents(conn, source_id, into_id)
+        store.move_ticket_links(conn, source_id, into_id)
         # The issue `into` ends with hears of the incidents new to it: its own when the issue moved, else the source's.
         target = target.told_later(into.incident_count if moved else count, now)
         store.save_problem(conn, into, target)

@@ -25,6 +25,7 @@ from bridge.domain import (
     route_alert,
 )
 from bridge.errors import BadPayload, BridgeError, DataRefused, NotFound
+from bridge.notify import Announcer, announce_incidents
 from bridge.problems import assign_problems, set_problem_keys
 from bridge.storage import Connection, Store
 from bridge.validation import nesting_depth_exceeds
@@ -234,7 +235,11 @@ def _write_work(
         candidates = set_problem_keys(rules, [result for own in results for result in own])
         store.save_incidents(conn, [(incident, notification_ids[index]) for incident, index in touched], current)
         now = max(d.received_at for d in deliveries)
-        regressions = assign_problems(conn, store, candidates, now, rules.version_label, rules.environment_label)
+        announcer = Announcer.of(store, rules)  # None without notify targets: the hot path skips events
+        regressions = assign_problems(
+            conn, store, candidates, now, rules.version_label, rules.environment_label, announcer
+        )
+        announce_incidents(conn, announcer, results, now)
         for d in deliveries:
             if d.parsed.rejected:
                 refused = len(d.parsed.rejected)

@@ -16,6 +16,7 @@ from typing import Any
 
 from bridge import metrics
 from bridge.domain import JiraTarget
+from bridge.notify import Announcer
 from bridge.storage import Connection, Store
 from jira_link.client import JiraIssue
 from jira_link.identity import MARKER_FIELDS, FoundIssues, find_or_create_settled, issues_with_marker, mark_twins
@@ -33,8 +34,10 @@ def ensure_linked_issue(
     target: JiraTarget,
     priority: str | None,
     now: datetime,
+    announcer: Announcer | None = None,
 ) -> str | None:
-    """Find (or, once the index has settled, create) the problem's issue and link the oldest.
+    """Find (or, once the index has settled, create) the problem's issue and link the oldest;
+    the notify targets hear of the link (problem.linked) in the same transaction.
 
     Returns the key the problem is linked to, or None when it lost its link meanwhile (unlinked).
 
@@ -46,14 +49,16 @@ def ensure_linked_issue(
         jira, problem, target, options, priority, now, lambda at: store.note_create_attempt(problem_id, at)
     )
     key = found.keep.key
-    if not store.run(_record_link(store, problem_id, found, jira.issue_url(key), now)):
+    if not store.run(_record_link(store, problem_id, found, jira.issue_url(key), now, announcer)):
         linked = store.get_problem(problem_id)
         return None if linked is None or linked["jira_key"] is None else str(linked["jira_key"])
     _settle(jira, found.keep, found.twins, problem_id, "create")
     return key
 
 
-def _record_link(store: Store, problem_id: int, found: FoundIssues, url: str, now: datetime) -> Any:
+def _record_link(
+    store: Store, problem_id: int, found: FoundIssues, url: str, now: datetime, announcer: Announcer | None
+) -> Any:
     """The link to the issue found or created, and its history, in one transaction; False if already linked."""
     key = found.keep.key
 
@@ -62,6 +67,8 @@ def _record_link(store: Store, problem_id: int, found: FoundIssues, url: str, no
         if linked:
             how = "created by the bridge" if found.created else "found by its marker (created by the bridge)"
             store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=f"{key} {how}")])
+            if announcer is not None:
+                announcer.announce_problem(conn, "problem.linked", now, problem_id, link={"jira_key": key})
         return linked
 
     return work

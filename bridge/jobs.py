@@ -187,9 +187,51 @@ class ZabbixClose(Job):
         return cls(event_ids, message, release)
 
 
+@dataclass(frozen=True)
+class Deliver(Job):
+    """POST one signed lifecycle event to a notify target or a ticket system (`destination`: notify:<name>,
+    ticket:<name>); the body is fixed when queued, so every retry sends the same bytes and delivery id."""
+
+    KIND: ClassVar[str] = "webhook.deliver"
+    TARGET: ClassVar[str] = "webhook"
+    destination: str
+    event: str
+    delivery_id: str
+    body: dict[str, Any]
+    problem_id: int | None = None
+
+    def dedup_key(self) -> str:
+        return f"{self.KIND}:{self.delivery_id}"
+
+
+@dataclass(frozen=True)
+class RtClose(Job):
+    """Close a ticket in Request Tracker 5: a comment naming the release and problem, then Status resolved."""
+
+    KIND: ClassVar[str] = "rt.close_ticket"
+    TARGET: ClassVar[str] = "rt"
+    system: str
+    ticket_id: str
+    text: str
+    problem_id: int | None = None
+
+    def dedup_key(self) -> str:
+        return f"{self.KIND}:{self.system}:{self.ticket_id}:{self.problem_id}"
+
+
 CATALOGUE: dict[str, type[Job]] = {
     kind.KIND: kind
-    for kind in (EnsureIssue, SyncIssue, CommentIncidents, ReleaseComment, RegressionReopen, Note, ZabbixClose)
+    for kind in (
+        EnsureIssue,
+        SyncIssue,
+        CommentIncidents,
+        ReleaseComment,
+        RegressionReopen,
+        Note,
+        ZabbixClose,
+        Deliver,
+        RtClose,
+    )
 }
 
 

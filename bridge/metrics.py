@@ -80,6 +80,11 @@ RATE_LIMITED = Counter(
     "bridge_jira_rate_limited_total", "Jira 429 answers, by the limit Jira named (RateLimit-Reason)", ["reason"]
 )
 ZABBIX_REQUESTS = Counter("bridge_zabbix_requests_total", "Zabbix API calls", ["method", "outcome"])
+DELIVERIES = Counter(
+    "bridge_deliveries_total",
+    "Outbound webhook and ticket-system deliveries by destination (notify target or ticket system)",
+    ["target", "outcome"],
+)
 RESOLUTION = Histogram(
     "bridge_incident_resolution_seconds",
     "Time from an incident opening to its resolution",
@@ -111,7 +116,8 @@ NOTIFICATION_OUTCOMES = ("accepted", "partial", "rejected", "unauthorized", "una
 WEBHOOK_OUTCOMES = {400: "rejected", 413: "rejected", 415: "rejected", 401: "unauthorized", 503: "unavailable"}
 CLOSE_REASONS = ("released", "manual", "auto_closed", "jira_outcome")
 JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
-OUTBOX_TARGETS = ("jira", "zabbix")
+OUTBOX_TARGETS = ("jira", "zabbix", "webhook", "rt")
+DELIVERY_OUTCOMES = ("success", "retry", "dead")
 # Where a twin issue was found: by the create's own search, by a sync, or by a check a webhook asked for.
 TWIN_FOUND_AT = ("create", "sync", "recheck")
 
@@ -164,6 +170,9 @@ def initialise(rules: Rules) -> None:
     for method in zabbix_api.METHODS:
         for outcome in zabbix_api.OUTCOMES:
             ZABBIX_REQUESTS.labels(method, outcome)
+    for target in [*(t.name for t in rules.notify_targets), *rules.ticket_systems]:
+        for outcome in DELIVERY_OUTCOMES:
+            DELIVERIES.labels(target, outcome)
 
 
 def record_ingest(source: str, result: Ingested) -> None:

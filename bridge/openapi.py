@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from adapters import SOURCES
+from adapters import SOURCES, tickets
 from bridge.config import TOKEN_GROUPS
 from bridge.domain import IncidentState, OutboxState, ProblemState
 from bridge.storage import MAX_ID
@@ -84,6 +84,67 @@ def _token_variables() -> str:
 
 def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema(ref_template="#/components/schemas/{model}")
+
+
+def _ticket_paths() -> dict[str, Any]:
+    """People's tickets in, and linking them to problems by hand (README "Tickets")."""
+    reported = {
+        "type": "object",
+        "required": ["status", "incident", "outcome"],
+        "properties": {
+            "status": {"const": "ok"},
+            "incident": {"type": ["integer", "null"]},
+            "outcome": {"type": "string"},
+            "problem_id": {"type": ["integer", "null"]},
+            "priority": {"type": "string"},
+        },
+    }
+    link = {
+        "type": "object",
+        "required": ["system", "ticket_id"],
+        "additionalProperties": False,
+        "properties": {
+            "system": {"type": "string", "pattern": tickets.SYSTEM_PATTERN},
+            "ticket_id": {"type": "string", "pattern": tickets.TICKET_ID_PATTERN},
+            "url": {"type": "string", "pattern": tickets.URL_PATTERN},
+            "summary": {"type": "string", "maxLength": tickets.MAX_SUMMARY_LENGTH},
+        },
+    }
+    text = {"type": "string", "minLength": 1}
+    return {
+        "/api/v1/tickets": {
+            "post": {
+                "operationId": "reportTicket",
+                "security": BEARER,
+                "tags": ["tickets"],
+                "requestBody": _json_body(dict(tickets.PAYLOAD_SCHEMA)),
+                "responses": _responses(200, 201, 400, 401, 413, 415, 422, 503, ok=reported),
+            }
+        },
+        "/api/v1/problems/{problem_id}/tickets": {
+            "post": {
+                "operationId": "linkTicket",
+                "security": BEARER,
+                "tags": ["tickets"],
+                "parameters": [_id_param("problem_id")],
+                "requestBody": _json_body(link),
+                "responses": _responses(200, 201, 400, 401, 404, 409, 413, 415, 422, 503),
+            }
+        },
+        "/api/v1/problems/{problem_id}/tickets/{system}/{ticket_id}": {
+            "delete": {
+                "operationId": "unlinkTicket",
+                "security": BEARER,
+                "tags": ["tickets"],
+                "parameters": [
+                    _id_param("problem_id"),
+                    {"name": "system", "in": "path", "required": True, "schema": text},
+                    {"name": "ticket_id", "in": "path", "required": True, "schema": text},
+                ],
+                "responses": _responses(200, 401, 404, 503),
+            }
+        },
+    }
 
 
 def build_document(
@@ -164,6 +225,7 @@ def build_document(
                 }
             }
             for name, source in SOURCES.items()
+            if source.alerts_endpoint
         },
         "/api/v1/incidents": {
             "get": {
@@ -369,6 +431,7 @@ def build_document(
                 "responses": _responses(202, 400, 401, 409, 413, 415, 502, 503),
             }
         },
+        **_ticket_paths(),
         "/healthz": {"get": {"operationId": "healthz", "responses": _responses(200)}},
         "/readyz": {"get": {"operationId": "readyz", "responses": _responses(200, 503)}},
         "/metrics": {

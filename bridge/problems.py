@@ -30,8 +30,10 @@ from bridge.domain import (
 )
 from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
 from bridge.jobs import CommentIncidents, EnsureIssue, RegressionReopen, SyncIssue, ZabbixClose, queue
+from bridge.notify import Announcer
 from bridge.storage import Connection, Store
 from bridge.templates import TemplateError
+from bridge.tickets import after_close
 from bridge.versions import is_older
 from jira_link.client import JiraError
 from jira_link.linker import LinkOptions
@@ -79,13 +81,14 @@ def assign_problems(
     now: datetime,
     rules_version_label: str | None = None,
     environment_label: str | None = None,
+    announcer: Announcer | None = None,
 ) -> int:
     """Join the candidates to the open problem of their key, or open one at the threshold.
 
     Set-based per key (one lock, one lookup, one bulk join, one comment job), so an alert
     storm of one failure costs a handful of statements, not several per incident. Keys are
     locked in sorted order so concurrent writers never deadlock on them. Returns how many
-    problems reopened as regressions.
+    problems reopened as regressions. `announcer` queues problem.opened and problem.regressed.
     """
     by_key: dict[str, list[Incident]] = {}
     rules_of: dict[str, ProblemRule] = {}
@@ -102,7 +105,9 @@ def assign_problems(
         waiting = []
         for incident in by_key[key]:
             if problem is None:
-                recurrence = handle_recurrence(conn, store, rules_version_label, incident, rule, now, environment_label)
+                recurrence = handle_recurrence(
+                    conn, store, rules_version_label, incident, rule, now, environment_label, announcer
+                )
                 if recurrence == "regressed":
                     regressions += 1
                     problem = store.open_problem(conn, key)
@@ -116,7 +121,9 @@ def assign_problems(
             continue
         since = now - rule.window
         if opens_problem(rule, store.count_problem_candidates(conn, key, since)):
-            open_new_problem(conn, store, key, waiting, rule, now, since)
+            problem_id = open_new_problem(conn, store, key, waiting, rule, now, since)
+            if announcer is not None:
+                announcer.announce_problem(conn, "problem.opened", now, problem_id)
     return regressions
 
 
@@ -136,8 +143,8 @@ def join_known_problem(
 
 def open_new_problem(
     conn: Connection, store: Store, key: str, opening: list[Incident], rule: ProblemRule, now: datetime, since: datetime
-) -> None:
-    """Open a problem for a key, gathering every waiting incident of the window, and queue its Jira issue."""
+) -> int:
+    """Open a problem for a key, gathering every waiting incident of the window, and queue its Jira issue; its id."""
     first = opening[0]
     context = template_context(first)
     try:
@@ -154,6 +161,7 @@ def open_new_problem(
     )
     if rule.jira is not None and rule.jira.create:
         queue(conn, store, EnsureIssue(problem_id, first.priority), now)
+    return problem_id
 
 
 def handle_recurrence(
@@ -164,6 +172,7 @@ def handle_recurrence(
     rule: ProblemRule,
     now: datetime,
     environment_label: str | None = None,
+    announcer: Announcer | None = None,
 ) -> str | None:
     """A failure whose problem a release closed fires again: a regression, or a target not yet fixed.
 
@@ -220,6 +229,8 @@ def handle_recurrence(
             )
         ],
     )
+    if announcer is not None:
+        announcer.announce_problem(conn, "problem.regressed", now, fixed.stored_id)
     if fixed.jira_key is not None and rule.jira is not None and rule.jira.reopen_on_regression:
         queue(
             conn,
@@ -242,6 +253,7 @@ def link_problem(
     key: str,
     now: datetime,
     actor: str | None = None,
+    announcer: Announcer | None = None,
 ) -> dict[str, Any]:
     """Link an existing Jira issue to a problem by hand, after checking the issue exists.
 
@@ -287,6 +299,8 @@ def link_problem(
         store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="linked", detail=detail, actor=actor)])
         queue(conn, store, EnsureIssue(problem_id), now)
         queue_issue_sync(conn, store, current, now)
+        if announcer is not None:
+            announcer.announce_problem(conn, "problem.linked", now, problem_id, link={"jira_key": current})
         updated = store.get_problem(problem_id, conn)
         assert updated is not None
         return updated
@@ -313,8 +327,11 @@ def queue_zabbix_close(
         queue(conn, store, job, now)
 
 
-def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime, actor: str | None = None) -> None:
-    """Close a problem and its incidents for a case the pipeline missed; Zabbix hears of its events too.
+def close_problem_by_hand(
+    store: Store, problem_id: int, reason: str, now: datetime, rules: Rules, actor: str | None = None
+) -> None:
+    """Close a problem and its incidents for a case the pipeline missed; Zabbix hears of its events too,
+    and its tickets' systems and the notify targets (bridge.tickets.after_close).
 
     Each incident's close reason names who closed it.
 
@@ -352,6 +369,7 @@ def close_problem_by_hand(store: Store, problem_id: int, reason: str, now: datet
             f"Closed by incident-bridge: problem closed by hand: {reason}",
             now,
         )
+        after_close(conn, store, rules, [problem_id], now, f"problem closed by hand: {reason}")
 
     closed: list[int] = []
     store.run(work)

@@ -10,8 +10,10 @@ from bridge import metrics
 from bridge.domain import Problem, Rules, release_comment_text
 from bridge.errors import BadPayload, Conflict, UpstreamError
 from bridge.jobs import ReleaseComment, queue
+from bridge.notify import Announcer
 from bridge.problems import queue_zabbix_close
 from bridge.storage import Connection, Store
+from bridge.tickets import after_close
 from jira_link.client import JiraError, jql_string
 from jira_link.port import JiraPort
 
@@ -99,6 +101,7 @@ def close_release(
                 "closed_incidents": 0,
                 "already_closed_problems": [],
                 "unmatched_issues": [],
+                "tickets_told": 0,
                 "replay": True,
             }
         store.add_release_issues(conn, release_id, project, version, new_keys, now)
@@ -119,6 +122,15 @@ def close_release(
                 )
                 for p in to_close
             ],
+        )
+        tickets_told = after_close(
+            conn,
+            store,
+            rules,
+            [p.stored_id for p in to_close],
+            now,
+            reason,
+            release={"project": project, "version": version},
         )
         by_issue: dict[str, list[Problem]] = {}
         for problem in to_close:
@@ -151,7 +163,11 @@ def close_release(
             "closed_incidents": sum(per_problem.values()),
             "already_closed_problems": [p.id for p in linked if p.is_closed],
             "unmatched_issues": [key for key in new_keys if key not in matched],
+            "tickets_told": tickets_told,
         }
+        announcer = Announcer.of(store, rules)
+        if announcer is not None:
+            announcer.announce(conn, "release.received", now, {"release": summary})
         store.set_release_summary(conn, release_id, release_totals(before, summary))
         fix_times[:] = [(shipped_at - p.opened_at).total_seconds() for p in to_close]
         return {**summary, "replay": False}
@@ -178,6 +194,7 @@ def release_totals(before: dict[str, Any], call: dict[str, Any]) -> dict[str, An
         "closed_incidents": before.get("closed_incidents", 0) + call["closed_incidents"],
         "already_closed_problems": union("already_closed_problems"),
         "unmatched_issues": union("unmatched_issues"),
+        "tickets_told": before.get("tickets_told", 0) + call["tickets_told"],
         "calls": before.get("calls", 1 if before else 0) + 1,
     }
 

@@ -32,6 +32,7 @@ from bridge.domain import (
 )
 from bridge.rules_outcomes import OutcomesModel, build_outcomes
 from bridge.rules_sla import SlaModel, build_sla
+from bridge.rules_tickets import NotifyTargetModel, TicketSystemModel, build_notify_targets, build_ticket_systems
 from bridge.templates import TemplateError, compile_template, example_alerts
 from bridge.validation import StrictModel, message_for, parse_duration
 
@@ -195,9 +196,11 @@ class RulesModel(StrictModel):
     releases: ReleasesModel = ReleasesModel()
     sla: SlaModel = SlaModel()
     events: EventsModel = EventsModel()
+    ticket_systems: dict[str, TicketSystemModel] = {}
+    notify: list[NotifyTargetModel] = []
 
 
-_SECTION_NOUN = {"routes": "route", "problems": "problem rule"}
+_SECTION_NOUN = {"routes": "route", "problems": "problem rule", "notify": "notify target"}
 
 
 def _section_location(loc: tuple[Any, ...]) -> str | None:
@@ -209,6 +212,9 @@ def _section_location(loc: tuple[Any, ...]) -> str | None:
         noun = "sla calendar" if loc[1] == "calendars" else "sla policy"
         rest = ".".join(str(part) for part in loc[3:])
         return f'{noun} "{loc[2]}"' + (f" key {rest}" if rest else "")
+    if len(loc) >= 2 and loc[0] == "ticket_systems":
+        rest = ".".join(str(part) for part in loc[2:])
+        return f'ticket system "{loc[1]}"' + (f" key {rest}" if rest else "")
     return None
 
 
@@ -461,7 +467,10 @@ def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] |
             routes.append(route)
     problem_rules = _build_problem_rules(model.problems, problems)
     sla_policies = build_sla(model.sla, set(matrix.values()), problems)
-    routing_keys = _build_routing_keys(model.events, os.environ if environ is None else environ, problems)
+    environ = os.environ if environ is None else environ
+    routing_keys = _build_routing_keys(model.events, environ, problems)
+    ticket_systems = build_ticket_systems(model.ticket_systems, expand_variables, environ, problems)
+    notify_targets = build_notify_targets(model.notify, expand_variables, environ, problems)
     if problems:
         raise RulesError(path, problems)
     assert default_route is not None
@@ -474,6 +483,8 @@ def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] |
         environment_label=model.releases.environment_label,
         sla_policies=sla_policies,
         event_routing_keys=routing_keys,
+        ticket_systems=ticket_systems,
+        notify_targets=notify_targets,
     )
 
 

@@ -215,6 +215,7 @@ def problem(problem_id: int):  # type: ignore[no-untyped-def]
         problem=found,
         incidents=incidents,
         history=store.problem_history(problem_id),
+        tickets=store.problem_tickets(problem_id),
         now=bridge().now(),
         jira_target=_jira_target(found["rule"]),
     )

@@ -6,7 +6,7 @@ Adding an action is one template block (`action_form` in macros.html) and one sm
     @ui.post("/problems/<int:problem_id>/close")
     @page_action(_problem_page)
     def close_problem(problem_id: int) -> str:
-        close_problem_by_hand(..., request_actor())
+        close_problem_by_hand(..., bridge().rules, request_actor())
         return f"Problem #{problem_id} closed."
 """
 
@@ -24,6 +24,7 @@ from bridge.actors import request_actor
 from bridge.context import bridge
 from bridge.corrections import merge_problems, move_incident
 from bridge.errors import BadPayload, BridgeError
+from bridge.notify import Announcer
 from bridge.problems import close_problem_by_hand, link_problem, reopen_problem_by_hand
 from bridge.storage import MAX_ID
 from bridge.ui import may_act, ui
@@ -103,7 +104,16 @@ def link_jira(problem_id: int) -> str:
     ctx = bridge()
     assert ctx.link_options is not None
     key = form_text("jira_key", max_length=64) or ""
-    link_problem(ctx.store, ctx.jira, ctx.link_options, problem_id, key, ctx.now(), request_actor())
+    link_problem(
+        ctx.store,
+        ctx.jira,
+        ctx.link_options,
+        problem_id,
+        key,
+        ctx.now(),
+        request_actor(),
+        Announcer.of(ctx.store, ctx.rules),
+    )
     return f"Problem #{problem_id} linked to {key}."
 
 
@@ -128,7 +138,7 @@ def create_issue(problem_id: int) -> str:
 @page_action(_problem_page)
 def close_problem(problem_id: int) -> str:
     reason = form_text("reason") or ""
-    close_problem_by_hand(bridge().store, problem_id, reason, bridge().now(), request_actor())
+    close_problem_by_hand(bridge().store, problem_id, reason, bridge().now(), bridge().rules, request_actor())
     return f"Problem #{problem_id} closed: {reason}."
 
 

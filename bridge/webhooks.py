@@ -85,7 +85,7 @@ def _webhook_body(
 def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     """Webhook receiver: answers 200 only after the notification is committed (see the README's rule of the edge)."""
     ctx = bridge()
-    if source not in SOURCES:
+    if source not in SOURCES or not SOURCES[source].alerts_endpoint:
         raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(SOURCES)}"])
     started = time.perf_counter()
     try:

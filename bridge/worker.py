@@ -23,8 +23,11 @@ from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
+import requests
+
+from adapters.request_tracker import RtClient, RtError
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
-from bridge import jira_budget, jira_identity, jobs, metrics
+from bridge import jira_budget, jira_identity, jobs, metrics, notify
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
 from bridge.errors import StoreUnavailable
@@ -81,6 +84,8 @@ class OutboxRunner:
     lease: timedelta = timedelta(minutes=5)
     # Below this share of Jira's X-RateLimit-Limit, creates and transitions go first and comments coalesce.
     low_budget_ratio: float = jira_budget.LOW_BUDGET_RATIO
+    # Outbound webhooks (notify targets, ticket systems); RT gets a session of its own, with its credentials.
+    http: requests.Session = field(default_factory=requests.Session)
     _last_sync: datetime | None = None
     gate: jira_budget.JiraGate = field(init=False)
 
@@ -143,6 +148,8 @@ class OutboxRunner:
             self._failed(job, now, str(exc), exc.retryable, exc.retry_after)
         except ZabbixApiError as exc:
             self._failed(job, now, exc.message, exc.retryable, None)
+        except RtError as exc:
+            self._failed(job, now, exc.message, exc.retryable, exc.retry_after)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -200,7 +207,10 @@ class OutboxRunner:
             target = self._target_of(problem["rule"])
             if target is None:
                 raise JobFailed(f"problem rule {problem['rule']!r} has no jira target any more", retryable=False)
-            key = jira_identity.ensure_linked_issue(self.store, jira, self.options, problem, target, job.priority, now)
+            announcer = notify.Announcer.of(self.store, self.rules)
+            key = jira_identity.ensure_linked_issue(
+                self.store, jira, self.options, problem, target, job.priority, now, announcer
+            )
             if key is None:
                 raise JobFailed(f"problem {problem['id']} lost its link while its issue was created")
         elif problem["jira_linked_by"] == "bridge":
@@ -295,6 +305,37 @@ class OutboxRunner:
                 extra={"event_ids": report.acknowledged_only},
             )
 
+    @_handle.register
+    def _deliver(self, job: jobs.Deliver, now: datetime) -> None:
+        """POST a signed lifecycle event (or a ticket.close) to its notify target or ticket system."""
+        endpoint = notify.endpoint_for(self.rules, job.destination)
+        if endpoint is None:
+            raise JobFailed(f"{job.destination} is no longer in rules.yaml (or has no secret_env)", retryable=False)
+        try:
+            notify.send(self.http, endpoint, job, now)
+        except notify.DeliveryFailed as exc:
+            metrics.DELIVERIES.labels(endpoint.name, "retry" if exc.retryable else "dead").inc()
+            raise JobFailed(exc.message, exc.retryable, exc.retry_after) from exc
+        metrics.DELIVERIES.labels(endpoint.name, "success").inc()
+
+    @_handle.register
+    def _rt_close(self, job: jobs.RtClose, now: datetime) -> None:
+        """Resolve a ticket in Request Tracker with a comment; one already resolved or deleted is noted, not retried."""
+        system = self.rules.ticket_systems.get(job.system)
+        if system is None or system.kind != "rt":
+            raise JobFailed(f"ticket system {job.system!r} is no longer an rt system in rules.yaml", retryable=False)
+        try:
+            report = RtClient.for_system(system).close(job.ticket_id, job.text)
+        except RtError as exc:
+            metrics.DELIVERIES.labels(system.name, "retry" if exc.retryable else "dead").inc()
+            raise
+        metrics.DELIVERIES.labels(system.name, "success").inc()
+        if not report.closed:
+            log.warning("RT ticket not changed", extra={"system": system.name, "ticket_id": job.ticket_id})
+        if job.problem_id is not None:
+            event = dict(problem_id=job.problem_id, at=now, kind="ticket", detail=f"{system.name}: {report.note}")
+            self.store.run(lambda conn: self.store.add_problem_events(conn, [event]))
+
     def schedule_syncs(self, now: datetime, interval: timedelta) -> int:
         """Queue a conclusion sync for linked problems not read within `interval` (missed webhooks)."""
         if self.jira is None:
@@ -375,7 +416,8 @@ def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None, pr
     """One pass of every periodic job; returns how many incidents and jobs it handled."""
     if pruner is not None:
         pruner.run_due(store, now)
-    closed = store.close_resolved_due(now)
+    announcer = notify.Announcer.of(store, outbox.rules) if outbox is not None else None
+    closed = store.close_resolved_due(now, notify.announce_auto_closed(announcer))
     if closed:
         log.info("auto-closed resolved incidents", extra={"count": len(closed)})
         metrics.CLOSED.labels("auto_closed").inc(len(closed))

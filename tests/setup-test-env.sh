@@ -36,3 +36,8 @@ if [ -n "$missing" ]; then
 fi
 prometheus-alertmanager --version 2>&1 | head -n 1
 promtool --version 2>&1 | head -n 1
+
+# Request Tracker 5 (Debian packages; no daemon starts) for the ticket tests, which start and stop its
+# standalone server themselves. Where it cannot be installed those tests skip, saying why.
+bash "$(dirname "$0")/e2e/request_tracker/rt-env.sh" install ||
+    echo "setup-test-env: request-tracker5 could not be installed; the real RT tests will skip" >&2

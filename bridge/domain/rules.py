@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from bridge.domain.incidents import Alert, EventRoutingKey, Route, Routing, dedup_key
 from bridge.domain.problems import ProblemRule
+from bridge.domain.tickets import NotifyTarget, TicketSystem
 from bridge.sla import SlaPolicy
 
 
@@ -27,6 +28,8 @@ class Rules:
     environment_label: str | None = None
     sla_policies: Mapping[str, SlaPolicy] = field(default_factory=dict)
     event_routing_keys: tuple[EventRoutingKey, ...] = ()
+    ticket_systems: Mapping[str, TicketSystem] = field(default_factory=dict)
+    notify_targets: tuple[NotifyTarget, ...] = ()
 
     @property
     def priorities(self) -> list[str]:

@@ -44,11 +44,13 @@ from bridge.storage.schema import (
     notifications,
     outbox,
     problem_events,
+    problem_tickets,
     problems,
     rejected_payloads,
     release_issues,
     releases,
 )
+from bridge.storage.ticket_repository import TicketRepository
 
 __all__ = [
     "MAX_ID",
@@ -78,6 +80,7 @@ __all__ = [
     "notifications",
     "outbox",
     "problem_events",
+    "problem_tickets",
     "problems",
     "rejected_payloads",
     "release_issues",
@@ -97,5 +100,6 @@ class Store(
     RateLimitRepository,
     ReadModels,
     ActionRepository,
+    TicketRepository,
 ):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -132,8 +132,11 @@ class IncidentRepository(Database):
 
         return self.run(work)
 
-    def close_resolved_due(self, now: datetime) -> list[int]:
-        """Close resolved incidents outside any problem whose auto-close time has come."""
+    def close_resolved_due(
+        self, now: datetime, then: Callable[[Connection, list[int]], None] | None = None
+    ) -> list[int]:
+        """Close resolved incidents outside any problem whose auto-close time has come; `then` runs on the
+        closed ids in the same transaction (lifecycle events)."""
 
         def work(conn: Connection) -> list[int]:
             # Outside any live problem: never linked, or attached to a closed one ("fix not deployed").
@@ -150,6 +153,8 @@ class IncidentRepository(Database):
                     .where(incidents.c.id.in_(ids), *due)
                     .values(state=IncidentState.CLOSED.value, closed_at=now, close_reason="auto_closed")
                 )
+                if then is not None:
+                    then(conn, ids)
             return ids
 
         return self.run(work)

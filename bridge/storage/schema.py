@@ -269,6 +269,23 @@ jira_rate_limits = sa.Table(
     sa.Index("ix_jira_rate_limits_blocked_until", "blocked_until"),
 )
 
+# Tickets linked to a problem by hand; reported tickets are incidents (source "ticket").
+problem_tickets = sa.Table(
+    "problem_tickets",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("problem_id", sa.BigInteger(), nullable=False),
+    sa.Column("system", sa.String(64), nullable=False),
+    sa.Column("ticket_id", sa.String(128), nullable=False),
+    sa.Column("url", sa.Text()),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("linked_at", UtcDateTime(), nullable=False),
+    sa.Column("closed_at", UtcDateTime()),
+    sa.Column("close_reason", sa.Text()),
+    sa.UniqueConstraint("problem_id", "system", "ticket_id", name="uq_problem_tickets_problem_system_ticket"),
+)
+
 rejected_payloads = sa.Table(
     "rejected_payloads",
     metadata,

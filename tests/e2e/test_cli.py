@@ -122,6 +122,7 @@ def test_serve_on_the_network_with_a_token_missing_refuses_naming_it(runner, mon
         "BRIDGE_TOKEN_GRAFANA": "g",
         "BRIDGE_TOKEN_API": "p",
         "BRIDGE_TOKEN_OPERATE": "o",
+        "BRIDGE_TOKEN_TICKETS": "t",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("BRIDGE_TOKEN_RELEASE", raising=False)

@@ -69,6 +69,18 @@ def test_merge_gathers_incidents_closes_the_source_and_records_both(store: Store
     )
 
 
+def test_a_merge_takes_the_hand_linked_tickets_along_once(store: Store, example_rules):
+    a = open_problem(store, example_rules, "A", 2)
+    b = open_problem(store, example_rules, "B", 2)
+    for problem_id, ticket_id in ((a, "SR-1"), (a, "SR-2"), (b, "SR-2")):
+        store.run(lambda conn, p=problem_id, t=ticket_id: store.link_ticket(conn, p, "itsm", t, None, "call", T0))
+
+    merge_problems(store, a, b, "alice", None, T0)
+
+    assert store.problem_tickets(a) == []
+    assert sorted(t["ticket_id"] for t in store.problem_tickets(b)) == ["SR-1", "SR-2"], "SR-2 is listed once"
+
+
 def test_a_new_incident_of_a_merged_key_joins_the_problem_it_was_merged_into(store: Store, example_rules):
     a = open_problem(store, example_rules, "A", 2)
     b = open_problem(store, example_rules, "B", 2)
@@ -149,7 +161,7 @@ def test_merging_into_or_from_a_closed_problem_is_a_conflict(store: Store, examp
 
     a = open_problem(store, example_rules, "A")
     b = open_problem(store, example_rules, "B")
-    close_problem_by_hand(store, b, "done", T0)
+    close_problem_by_hand(store, b, "done", T0, example_rules)
     with pytest.raises(Conflict, match=f"problem {b} is closed; merge into an open problem"):
         merge_problems(store, a, b, None, None, T0)
     with pytest.raises(Conflict, match=f"problem {b} is closed; reopen it before merging"):
@@ -247,7 +259,7 @@ def test_moves_that_make_no_sense_are_refused_clearly(store: Store, example_rule
         move_incident(store, incident, 999, None, T0)
     with pytest.raises(Conflict, match=f"already in problem {a}"):
         move_incident(store, incident, a, None, T0)
-    close_problem_by_hand(store, b, "done", T0)
+    close_problem_by_hand(store, b, "done", T0, example_rules)
     with pytest.raises(Conflict, match=f"problem {b} is closed"):
         move_incident(store, incident, b, None, T0)
     merge_problems(store, c, a, None, None, T0)

@@ -191,6 +191,7 @@ def test_a_later_call_for_a_version_processes_the_issues_it_adds(world):
         "closed_incidents": 6,
         "already_closed_problems": [],
         "unmatched_issues": ["LKK-77"],
+        "tickets_told": 0,
         "calls": 2,
     }
 
@@ -330,9 +331,9 @@ def test_recurrence_from_a_target_still_on_an_older_version_is_not_a_regression(
 def test_manual_close_and_reopen(world):
     from bridge.problems import close_problem_by_hand, reopen_problem_by_hand
 
-    store = world[0]
+    store, rules = world[0], world[1]
     beta = problem_by_key(store, "Beta/lkk")
-    close_problem_by_hand(store, beta["id"], "fixed by config change", RELEASED)
+    close_problem_by_hand(store, beta["id"], "fixed by config change", RELEASED, rules)
     assert problem_by_key(store, "Beta/lkk")["state"] == "closed"
     assert {s for s, _, p in incident_states(store).values() if p == beta["id"]} == {"closed"}
     reopen_problem_by_hand(store, beta["id"], "came back", RELEASED)
@@ -402,8 +403,8 @@ def test_release_closes_in_zabbix_the_events_of_an_incident_keyed_by_labels(trig
 
 
 def test_closing_a_problem_by_hand_closes_its_events_in_zabbix_too(trigger_world):
-    store, _, _, runner, fake_zabbix, problem = trigger_world
-    close_problem_by_hand(store, problem["id"], "trigger fixed by a config change", RELEASED)
+    store, rules, _, runner, fake_zabbix, problem = trigger_world
+    close_problem_by_hand(store, problem["id"], "trigger fixed by a config change", RELEASED, rules)
     runner.run_due(RELEASED + timedelta(minutes=1))
     [ack] = fake_zabbix.acknowledgements
     assert ack["eventids"] == ["101", "102", "103"] and ack["action"] & 1

@@ -36,6 +36,23 @@ CASES = [
         {"event_ids": ["1", "2"], "message": "fixed"},
     ),
     (jobs.ZabbixClose(["1"], "by hand"), "zabbix.close_problems", None, {"event_ids": ["1"], "message": "by hand"}),
+    (
+        jobs.Deliver("notify:chat", "problem.opened", "d1", {"event": "problem.opened"}, 7),
+        "webhook.deliver",
+        "webhook.deliver:d1",
+        {
+            "destination": "notify:chat",
+            "event": "problem.opened",
+            "delivery_id": "d1",
+            "body": {"event": "problem.opened"},
+        },
+    ),
+    (
+        jobs.RtClose("rt", "12", "closed", 7),
+        "rt.close_ticket",
+        "rt.close_ticket:rt:12:7",
+        {"system": "rt", "ticket_id": "12", "text": "closed"},
+    ),
 ]
 
 
@@ -58,4 +75,4 @@ def test_zabbix_close_gathers_each_event_once_from_the_closed_incidents():
 
 def test_every_kind_is_in_the_catalogue_once():
     assert sorted(jobs.CATALOGUE) == sorted({kind.KIND for kind in jobs.CATALOGUE.values()})
-    assert len(jobs.CATALOGUE) == 7
+    assert len(jobs.CATALOGUE) == 9

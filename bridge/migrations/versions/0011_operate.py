@@ -8,7 +8,7 @@
 - releases.environments: the environments a release reached (None: not said, everywhere).
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from alembic import op
 from bridge.storage import BigId, JsonType, UtcDateTime
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

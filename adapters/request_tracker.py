@@ -1,0 +1,159 @@
+"""Request Tracker 5 through its REST2 API: the one thing the bridge does there is close a ticket.
+
+Closing is a comment naming the release and the problem, then `Status: resolved`, read back
+to check it. A ticket already resolved (or rejected) or deleted is reported, not retried:
+nothing the bridge can do changes it. https://docs.bestpractical.com/rt/5.0.0/RT/REST2.html
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from bridge.domain.tickets import TicketSystem
+
+TIMEOUT_SECONDS = 10.0
+# Statuses of RT's default lifecycle a closed ticket may already be in.
+DONE_STATUSES = ("resolved", "rejected")
+
+
+class RtError(Exception):
+    """RT refused or failed a call; retried with backoff when `retryable` (timeouts, 5xx, 429)."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class CloseReport:
+    """What closing a ticket did: `closed` when this call resolved it, else the note saying why not."""
+
+    closed: bool
+    note: str
+
+
+@dataclass
+class RtClient:
+    """REST2 calls on one RT; credentials are a token or basic auth, from the environment via rules.yaml."""
+
+    session: requests.Session
+    url: str
+    queue: str | None = None  # when set, tickets of other queues are reported, not changed
+    timeout: float = TIMEOUT_SECONDS
+
+    @classmethod
+    def for_system(cls, system: TicketSystem, session: requests.Session | None = None) -> RtClient:
+        session = session or requests.Session()
+        if system.token is not None:
+            session.headers["Authorization"] = f"token {system.token}"
+        elif system.username is not None and system.password is not None:
+            session.auth = (system.username, system.password)
+        return cls(session, system.url.rstrip("/"), system.queue)
+
+    def _call(self, method: str, path: str, body: Any = None) -> requests.Response:
+        try:
+            answer = self.session.request(method, f"{self.url}/REST/2.0/{path}", json=body, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise RtError(f"RT timed out after {self.timeout:g}s on {method} {path}", True) from exc
+        except requests.RequestException as exc:
+            raise RtError(f"cannot reach RT ({type(exc).__name__}) on {method} {path}", True) from exc
+        if answer.status_code >= 500 or answer.status_code in (408, 429):
+            after = answer.headers.get("Retry-After", "")
+            raise RtError(
+                f"RT answered {answer.status_code} on {method} {path}",
+                True,
+                float(after) if after.isdigit() else None,
+            )
+        if answer.status_code in (401, 403):
+            raise RtError(
+                f"RT refused the bridge's credentials ({answer.status_code}) on {method} {path}: check the "
+                "ticket system's token_env or username_env/password_env",
+                False,
+            )
+        return answer
+
+    def get_ticket(self, ticket_id: str) -> dict[str, Any] | None:
+        """The ticket's fields (`Status`, `Subject`, `Queue`...), None when RT has no such ticket."""
+        answer = self._call("GET", f"ticket/{ticket_id}")
+        if answer.status_code == 404:
+            return None
+        self._check(answer, f"read ticket {ticket_id}")
+        found: dict[str, Any] = answer.json()
+        return found
+
+    def queue_name(self, ticket: dict[str, Any]) -> str:
+        """The name of a ticket's queue (REST2 gives a reference to it)."""
+        reference = ticket.get("Queue")
+        if not isinstance(reference, dict):
+            return str(reference)
+        answer = self._call("GET", f"queue/{reference.get('id')}")
+        self._check(answer, f"read queue {reference.get('id')}")
+        return str(answer.json().get("Name", reference.get("id")))
+
+    def create_queue(self, name: str) -> str:
+        """Create a queue (test set-up and first installs); its id."""
+        answer = self._call("POST", "queue", {"Name": name})
+        self._check(answer, f"create queue {name}")
+        return str(answer.json()["id"])
+
+    def create_ticket(self, queue: str, subject: str, content: str) -> str:
+        """Create a ticket; its id."""
+        answer = self._call("POST", "ticket", {"Queue": queue, "Subject": subject, "Content": content})
+        self._check(answer, "create a ticket")
+        return str(answer.json()["id"])
+
+    def comment(self, ticket_id: str, text: str) -> None:
+        """An internal comment (not mailed to the requester)."""
+        answer = self._call("POST", f"ticket/{ticket_id}/comment", {"Content": text, "ContentType": "text/plain"})
+        self._check(answer, f"comment on ticket {ticket_id}")
+
+    def has_comment(self, ticket_id: str, text: str) -> bool:
+        """Whether one of the ticket's newest comments is this text (a retried close must not comment twice)."""
+        answer = self._call("GET", f"ticket/{ticket_id}/history?fields=Type&per_page=100&page=1")
+        self._check(answer, f"read the history of ticket {ticket_id}")
+        comments = [item["id"] for item in answer.json().get("items", []) if item.get("Type") == "Comment"]
+        for transaction in comments[-5:]:
+            found = self._call("GET", f"transaction/{transaction}/attachments?fields=Content")
+            self._check(found, f"read comment {transaction} of ticket {ticket_id}")
+            if any(str(item.get("Content", "")).strip() == text.strip() for item in found.json().get("items", [])):
+                return True
+        return False
+
+    def set_status(self, ticket_id: str, status: str) -> None:
+        answer = self._call("PUT", f"ticket/{ticket_id}", {"Status": status})
+        self._check(answer, f"set ticket {ticket_id} to {status}")
+
+    def close(self, ticket_id: str, text: str) -> CloseReport:
+        """Comment, resolve, and read the status back.
+
+        Raises:
+            RtError: RT failed (retryable) or refused (the answer says why), or the ticket is
+                not resolved after the change.
+        """
+        ticket = self.get_ticket(ticket_id)
+        if ticket is None:
+            return CloseReport(False, f"RT ticket {ticket_id} does not exist (deleted, or never created); not changed")
+        status = str(ticket.get("Status", ""))
+        if status == "deleted" or status in DONE_STATUSES:
+            return CloseReport(False, f"RT ticket {ticket_id} was already {status}; not changed")
+        queue = self.queue_name(ticket)
+        if self.queue is not None and queue != self.queue:
+            return CloseReport(False, f"RT ticket {ticket_id} is in queue {queue}, not {self.queue}; not changed")
+        if not self.has_comment(ticket_id, text):
+            self.comment(ticket_id, text)
+        self.set_status(ticket_id, "resolved")
+        after = self.get_ticket(ticket_id)
+        now_status = after.get("Status") if after is not None else "gone"
+        if now_status != "resolved":
+            raise RtError(f"RT ticket {ticket_id} is {now_status} after being resolved (a lifecycle rule?)", False)
+        return CloseReport(True, f"RT ticket {ticket_id} resolved (was {status})")
+
+    @staticmethod
+    def _check(answer: requests.Response, what: str) -> None:
+        if answer.status_code >= 400:
+            raise RtError(f"RT refused to {what}: {answer.status_code} {answer.text[:300].strip()}", False)

@@ -1,0 +1,90 @@
+"""Tickets people reported, the systems that hold them, and who hears of lifecycle events.
+
+A ticket is an incident from a people source (`source` = `ticket`): grouped and routed like
+alerts. Its system is told when the problem it belongs to closes; notify targets hear of
+the lifecycle events they ask for. Pure data and decisions: the outbox carries the calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bridge.domain.problems import Renderer
+
+TICKET_SOURCE = "ticket"
+
+# Every lifecycle event a notify target may ask for (README "Outbound webhooks").
+EVENTS = (
+    "incident.opened",
+    "incident.resolved",
+    "incident.closed",
+    "problem.opened",
+    "problem.linked",
+    "problem.closed",
+    "problem.regressed",
+    "release.received",
+    "ticket.close",
+)
+
+
+@dataclass(frozen=True)
+class TicketSystem:
+    """A system people's tickets live in (rules.yaml `ticket_systems`), with what it takes to tell it.
+
+    `kind` is `webhook` (a receiver of the operator's own, sent signed JSON) or `rt` (Request
+    Tracker 5's REST2; `queue`, when set, is the only queue whose tickets the bridge changes).
+
+    `secret` signs webhook deliveries; `token`, or `username` and `password`, are RT's
+    credentials, read from the environment at start-up. None of them shows in a repr.
+    """
+
+    name: str
+    kind: str
+    url: str
+    secret: str | None = field(default=None, repr=False)
+    close_on_release: bool = True
+    queue: str | None = None
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """An outbound webhook (rules.yaml `notify`): where lifecycle events go, signed with its secret."""
+
+    name: str
+    url: str
+    secret: str = field(repr=False)
+    events: frozenset[str]
+    body_template: Renderer | None = None
+
+    def wants(self, event: str) -> bool:
+        return event in self.events
+
+
+def ticket_source_id(system: str, ticket_id: str) -> str:
+    """The source id of a ticket's incident: its system and its id in that system."""
+    return f"{system}:{ticket_id}"
+
+
+def ticket_close_text(ticket_id: str, problem_id: int, summary: str, release: str | None, reason: str) -> str:
+    """What the ticket's system is told when its problem closes: which problem, and which release or reason."""
+    because = f"the fix shipped in release {release}" if release else reason
+    return f"incident-bridge closed ticket {ticket_id}: problem #{problem_id} ({summary}) is closed, {because}."
+
+
+def targets_wanting(targets: tuple[NotifyTarget, ...], event: str) -> list[NotifyTarget]:
+    """The notify targets that asked for this event (none: nothing is queued)."""
+    return [target for target in targets if target.wants(event)]
+
+
+def wanted_events(targets: tuple[NotifyTarget, ...]) -> frozenset[str]:
+    """Every event at least one target asked for: the hot path checks this before building anything."""
+    return frozenset(event for target in targets for event in target.events)
+
+
+def labels_of_ticket(system: str, labels: Mapping[str, str]) -> dict[str, str]:
+    """A ticket's labels with its system, so routes and problem rules can match per system."""
+    return {**labels, "ticket_system": system}

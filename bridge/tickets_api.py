@@ -1,0 +1,145 @@
+"""HTTP endpoints of tickets: people's tickets in (token group `tickets`), and linking them to problems (`api`)."""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import replace
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adapters import tickets as ticket_adapter
+from bridge import metrics
+from bridge.actors import request_actor
+from bridge.context import bridge
+from bridge.domain import Outcome, ParsedNotification, Routing, Rules
+from bridge.edge import check_bearer, group_token, json_object, read_body, require_json, requires_token
+from bridge.errors import BadPayload, BridgeError, NotFound
+from bridge.ingest import Delivery, prepare_delivery
+from bridge.notify import ticket_shape
+from bridge.tickets import link_ticket, system_of, unlink_ticket
+from bridge.validation import SafeStr, describe
+
+tickets = Blueprint("tickets", __name__)
+SOURCE = ticket_adapter.SOURCE
+
+
+@tickets.before_request
+def _require_json_body() -> None:
+    require_json()
+
+
+def _known_system(rules: Rules, parsed: ParsedNotification) -> ParsedNotification:
+    """Refuse a ticket of a system rules.yaml does not name (422) before anything is written."""
+    for alert in parsed.alerts:
+        system_of(rules, alert.annotations["ticket_system"])
+    return parsed
+
+
+def with_ticket_priority(rules: Rules, delivery: Delivery) -> Delivery:
+    """The ticket's own impact and urgency, when it gives them, over its route's (the person said how bad)."""
+    routings: list[Routing] = []
+    for alert, routing in zip(delivery.parsed.alerts, delivery.routings, strict=True):
+        impact = alert.annotations.get("ticket_impact", routing.impact)
+        urgency = alert.annotations.get("ticket_urgency", routing.urgency)
+        if (impact, urgency) != (routing.impact, routing.urgency):
+            routing = replace(
+                routing,
+                route=replace(routing.route, impact=impact, urgency=urgency),
+                priority=rules.priority(impact, urgency),
+                reasons=(*routing.reasons, f"impact {impact} and urgency {urgency} from the ticket"),
+            )
+        routings.append(routing)
+    return replace(delivery, routings=routings)
+
+
+@tickets.post("/api/v1/tickets")
+def report_ticket():  # type: ignore[no-untyped-def]
+    """A ticket a person reported: recorded as an incident (source ticket), 201 when new, 200 when updated."""
+    ctx = bridge()
+    started = time.perf_counter()
+    try:
+        check_bearer(group_token("tickets"))
+        delivery = prepare_delivery(
+            ctx.store,
+            ctx.rules,
+            SOURCE,
+            read_body(),
+            ctx.now(),
+            content_type=request.content_type,
+            rejected_body_limit=ctx.settings.rejected_body_limit,
+            max_depth=ctx.settings.max_json_depth,
+            complete=functools.partial(_known_system, ctx.rules),
+        )
+        result = ctx.write(with_ticket_priority(ctx.rules, delivery))
+    except BridgeError as exc:
+        metrics.NOTIFICATIONS.labels(SOURCE, metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")).inc()
+        raise
+    finally:
+        metrics.WEBHOOK_DURATION.labels(SOURCE).observe(time.perf_counter() - started)
+    metrics.record_ingest(SOURCE, result)
+    [outcome] = result.results
+    incident = outcome.incident
+    return jsonify(
+        {
+            "status": "ok",
+            "incident": incident.id if incident is not None else None,
+            "outcome": outcome.outcome.value,
+            "problem_id": incident.problem_id if incident is not None else None,
+            "priority": outcome.routing.priority,
+        }
+    ), (201 if outcome.outcome is Outcome.CREATED else 200)
+
+
+class LinkTicketRequest(BaseModel):
+    """A ticket to link to a problem by hand."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: str = Field(pattern=ticket_adapter.SYSTEM_PATTERN)
+    ticket_id: str = Field(pattern=ticket_adapter.TICKET_ID_PATTERN)
+    url: str | None = Field(default=None, pattern=ticket_adapter.URL_PATTERN)
+    summary: SafeStr = Field(default="", max_length=ticket_adapter.MAX_SUMMARY_LENGTH)
+
+
+def problem_tickets_json(problem_id: int) -> list[dict[str, Any]]:
+    """The tickets of a problem with their state, as the problem's detail lists them."""
+    return [ticket_shape(ticket) for ticket in bridge().store.problem_tickets(problem_id)]
+
+
+@tickets.post("/api/v1/problems/<int:problem_id>/tickets")
+@requires_token("operate")
+def link(problem_id: int):  # type: ignore[no-untyped-def]
+    """Link a ticket by hand: 201 when new, 200 when already linked, 422 for an unknown system."""
+    body = json_object()
+    if not isinstance(body, dict):
+        raise BadPayload("expected a JSON object", ["body: not a JSON object"])
+    try:
+        wanted = LinkTicketRequest.model_validate(body)
+    except ValidationError as exc:
+        raise BadPayload("invalid LinkTicketRequest", describe(exc)) from exc
+    ctx = bridge()
+    created = link_ticket(
+        ctx.store,
+        ctx.rules,
+        problem_id,
+        wanted.system,
+        wanted.ticket_id,
+        ctx.now(),
+        url=wanted.url,
+        summary=wanted.summary,
+        actor=request_actor(),
+    )
+    return jsonify({"problem_id": problem_id, "tickets": problem_tickets_json(problem_id)}), (201 if created else 200)
+
+
+@tickets.delete("/api/v1/problems/<int:problem_id>/tickets/<system>/<ticket_id>")
+@requires_token("operate")
+def unlink(problem_id: int, system: str, ticket_id: str):  # type: ignore[no-untyped-def]
+    """Unlink a ticket linked by hand (404 when it was not); the ticket itself is untouched."""
+    ctx = bridge()
+    if not unlink_ticket(ctx.store, problem_id, system, ticket_id, ctx.now(), request_actor()):
+        raise NotFound(f"ticket {system} {ticket_id} is not linked to problem {problem_id} by hand")
+    return jsonify({"problem_id": problem_id, "tickets": problem_tickets_json(problem_id)})
