@@ -13,12 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from adapters import tickets as ticket_adapter
 from bridge import metrics
 from bridge.context import bridge
-from bridge.domain import Outcome, ParsedNotification, Routing, Rules
+from bridge.domain import Outcome, ParsedNotification, Rules
 from bridge.edge import check_bearer, group_token, json_object, read_body, require_json, requires_token
 from bridge.errors import BadPayload, BridgeError, NotFound
 from bridge.ingest import Delivery, prepare_delivery
 from bridge.notify import ticket_shape
-from bridge.tickets import link_ticket, system_of, unlink_ticket
+from bridge.tickets import link_ticket, reported_priority, system_of, unlink_ticket
 from bridge.validation import SafeStr, describe
 
 tickets = Blueprint("tickets", __name__)
@@ -38,19 +38,8 @@ def _known_system(rules: Rules, parsed: ParsedNotification) -> ParsedNotificatio
 
 
 def with_ticket_priority(rules: Rules, delivery: Delivery) -> Delivery:
-    """The ticket's own impact and urgency, when it gives them, over its route's (the person said how bad)."""
-    routings: list[Routing] = []
-    for alert, routing in zip(delivery.parsed.alerts, delivery.routings, strict=True):
-        impact = alert.annotations.get("ticket_impact", routing.impact)
-        urgency = alert.annotations.get("ticket_urgency", routing.urgency)
-        if (impact, urgency) != (routing.impact, routing.urgency):
-            routing = replace(
-                routing,
-                route=replace(routing.route, impact=impact, urgency=urgency),
-                priority=rules.priority(impact, urgency),
-                reasons=(*routing.reasons, f"impact {impact} and urgency {urgency} from the ticket"),
-            )
-        routings.append(routing)
+    """The delivery routed as the endpoint routes a ticket: its own impact and urgency win."""
+    routings = [reported_priority(rules, a, r) for a, r in zip(delivery.parsed.alerts, delivery.routings, strict=True)]
     return replace(delivery, routings=routings)
 
 
