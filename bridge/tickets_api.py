@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -127,6 +128,10 @@ def link(problem_id: int):  # type: ignore[no-untyped-def]
 def unlink(problem_id: int, system: str, ticket_id: str):  # type: ignore[no-untyped-def]
     """Unlink a ticket linked by hand (404 when it was not); the ticket itself is untouched."""
     ctx = bridge()
-    if not unlink_ticket(ctx.store, problem_id, system, ticket_id, ctx.now()):
+    # A name no ticket can have (a NUL, a space) is not linked: never sent to the database.
+    readable = re.fullmatch(ticket_adapter.SYSTEM_PATTERN, system) and re.fullmatch(
+        ticket_adapter.TICKET_ID_PATTERN, ticket_id
+    )
+    if not readable or not unlink_ticket(ctx.store, problem_id, system, ticket_id, ctx.now()):
         raise NotFound(f"ticket {system} {ticket_id} is not linked to problem {problem_id} by hand")
     return jsonify({"problem_id": problem_id, "tickets": problem_tickets_json(problem_id)})

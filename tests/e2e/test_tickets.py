@@ -211,6 +211,7 @@ def test_linking_by_hand_answers_201_then_200_and_unlinks(bridge_with):
     assert "unknown ticket system 'nowhere'" in unknown.json["message"]
     assert bridge.client.delete(f"{path}/itsm/SR-7", headers=API).json["tickets"] == []
     assert bridge.client.delete(f"{path}/itsm/SR-7", headers=API).status_code == 404
+    assert bridge.client.delete(f"{path}/it%00sm/SR-7", headers=API).status_code == 404  # never reaches the database
     assert bridge.client.post("/api/v1/problems/999999/tickets", json=body, headers=API).status_code == 404
 
 
