@@ -327,7 +327,7 @@ def test_a_400_goes_to_the_dead_letters_with_the_receivers_answer(bridge_with):
     bridge.work(2)
     assert len(bridge.chat.received) == 1
     [dead] = bridge.client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
-    assert dead["kind"] == "webhook.deliver"
+    assert (dead["kind"], dead["destination"]) == ("webhook.deliver", "notify:chat")
     assert dead["last_error"] == "chat answered 400: unknown channel #ops"
     metrics = bridge.client.get("/metrics").get_data(as_text=True)
     assert 'bridge_outbox_dead{target="webhook"} 1.0' in metrics
