@@ -222,6 +222,8 @@ def _job_json(job: dict[str, Any]) -> dict[str, Any]:
         "id": job["id"],
         "kind": job["kind"],
         "target": job["target"],
+        # Which notify target or ticket system a delivery is for (notify:<name>, ticket:<name>; RT: the system).
+        "destination": job["payload"].get("destination") or job["payload"].get("system"),
         "problem_id": job["problem_id"],
         "state": job["state"],
         "attempts": job["attempts"],

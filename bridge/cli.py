@@ -28,6 +28,7 @@ from bridge.logs import configure_logging
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
 from bridge.rules import RulesError, load_rules
 from bridge.storage import Store, migrate, schema_is_current
+from bridge.tickets import reported_priority
 from bridge.worker import OutboxRunner, Pruner, install_stop_signals, prune, run_forever
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def explain(source: str, rules_path: str | None, file: str) -> None:
     if source == events.SOURCE:
         parsed = _with_routing_key(rules, body, parsed)
     for index, alert in enumerate(parsed.alerts):
-        routing = route_alert(rules, alert)
+        routing = reported_priority(rules, alert, route_alert(rules, alert))
         click.echo(f"alert {index}: {alert.status.value} {alert.summary}")
         click.echo(f"  incident key: {routing.dedup_key}")
         click.echo(

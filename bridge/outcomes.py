@@ -33,6 +33,7 @@ from bridge.errors import Conflict
 from bridge.jobs import EnsureIssue, SyncIssue, queue
 from bridge.problems import JIRA_KEY, queue_zabbix_close
 from bridge.storage import Connection, Store
+from bridge.tickets import after_close
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def apply_issue_reading(
             if outcome is not None and problem.outcome != outcome:
                 applied.append(outcome.value)
             if step is OutcomeStep.CLOSE:
-                closed_incidents.append(_close_wont_do(conn, store, problem, reading, outcomes, now))
+                closed_incidents.append(_close_wont_do(conn, store, rules, problem, reading, outcomes, now))
                 continue
             store.save_problem(conn, problem, replace(problem, outcome=outcome.value if outcome else None))
             detail = (
@@ -111,9 +112,16 @@ def apply_issue_reading(
 
 
 def _close_wont_do(
-    conn: Connection, store: Store, problem: Problem, reading: IssueReading, outcomes: OutcomeRules, now: datetime
+    conn: Connection,
+    store: Store,
+    rules: Rules,
+    problem: Problem,
+    reading: IssueReading,
+    outcomes: OutcomeRules,
+    now: datetime,
 ) -> int:
-    """Close a problem whose issue won't be done, with that conclusion; its incidents too when the rule says so."""
+    """Close a problem whose issue won't be done, with that conclusion; its incidents too when the rule says so,
+    and then its tickets, whose systems are told (bridge.tickets.after_close)."""
     problem_id = problem.stored_id
     store.save_problem(conn, problem, replace(problem, outcome=IssueOutcome.WONT_DO.value))
     reason = f"Jira {reading.key} resolved as {reading.resolution or 'done'}: won't do"
@@ -122,7 +130,8 @@ def _close_wont_do(
         counts, zabbix_closed = store.close_problems_and_incidents(conn, [problem_id], now, reason)
         closed = counts.get(problem_id, 0)
         queue_zabbix_close(conn, store, zabbix_closed.get(problem_id, []), f"Closed by incident-bridge: {reason}", now)
-        incidents_note = f"{closed} incidents closed"
+        told = after_close(conn, store, rules, [problem_id], now, reason)
+        incidents_note = f"{closed} incidents closed" + (f", {told} tickets' systems told" if told else "")
     else:
         store.change_problem(conn, problem_id, lambda live: live.close(now))
         incidents_note = "its incidents left as they are (close_incidents: false)"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from bridge.domain import Rules
+from bridge.domain import Alert, Routing, Rules
 from bridge.domain.tickets import TicketSystem, ticket_close_text
 from bridge.errors import Conflict, NotFound, Unprocessable
 from bridge.jobs import RtClose, queue
@@ -35,6 +36,20 @@ def system_of(rules: Rules, name: str) -> TicketSystem:
         known = ", ".join(sorted(rules.ticket_systems)) or "none configured (rules.yaml ticket_systems)"
         raise Unprocessable(f"unknown ticket system {name!r}", [f"system: expected one of {known}"])
     return system
+
+
+def reported_priority(rules: Rules, alert: Alert, routing: Routing) -> Routing:
+    """A ticket's own impact and urgency, when it gives them, over its route's (the person said how bad)."""
+    impact = alert.annotations.get("ticket_impact", routing.impact)
+    urgency = alert.annotations.get("ticket_urgency", routing.urgency)
+    if (impact, urgency) == (routing.impact, routing.urgency):
+        return routing
+    return replace(
+        routing,
+        route=replace(routing.route, impact=impact, urgency=urgency),
+        priority=rules.priority(impact, urgency),
+        reasons=(*routing.reasons, f"impact {impact} and urgency {urgency} from the ticket"),
+    )
 
 
 def link_ticket(

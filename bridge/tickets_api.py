@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from dataclasses import replace
 from typing import Any
@@ -14,12 +15,12 @@ from adapters import tickets as ticket_adapter
 from bridge import metrics
 from bridge.actors import request_actor
 from bridge.context import bridge
-from bridge.domain import Outcome, ParsedNotification, Routing, Rules
+from bridge.domain import Outcome, ParsedNotification, Rules
 from bridge.edge import check_bearer, group_token, json_object, read_body, require_json, requires_token
 from bridge.errors import BadPayload, BridgeError, NotFound
 from bridge.ingest import Delivery, prepare_delivery
 from bridge.notify import ticket_shape
-from bridge.tickets import link_ticket, system_of, unlink_ticket
+from bridge.tickets import link_ticket, reported_priority, system_of, unlink_ticket
 from bridge.validation import SafeStr, describe
 
 tickets = Blueprint("tickets", __name__)
@@ -39,19 +40,8 @@ def _known_system(rules: Rules, parsed: ParsedNotification) -> ParsedNotificatio
 
 
 def with_ticket_priority(rules: Rules, delivery: Delivery) -> Delivery:
-    """The ticket's own impact and urgency, when it gives them, over its route's (the person said how bad)."""
-    routings: list[Routing] = []
-    for alert, routing in zip(delivery.parsed.alerts, delivery.routings, strict=True):
-        impact = alert.annotations.get("ticket_impact", routing.impact)
-        urgency = alert.annotations.get("ticket_urgency", routing.urgency)
-        if (impact, urgency) != (routing.impact, routing.urgency):
-            routing = replace(
-                routing,
-                route=replace(routing.route, impact=impact, urgency=urgency),
-                priority=rules.priority(impact, urgency),
-                reasons=(*routing.reasons, f"impact {impact} and urgency {urgency} from the ticket"),
-            )
-        routings.append(routing)
+    """The delivery routed as the endpoint routes a ticket: its own impact and urgency win."""
+    routings = [reported_priority(rules, a, r) for a, r in zip(delivery.parsed.alerts, delivery.routings, strict=True)]
     return replace(delivery, routings=routings)
 
 
@@ -140,6 +130,10 @@ def link(problem_id: int):  # type: ignore[no-untyped-def]
 def unlink(problem_id: int, system: str, ticket_id: str):  # type: ignore[no-untyped-def]
     """Unlink a ticket linked by hand (404 when it was not); the ticket itself is untouched."""
     ctx = bridge()
-    if not unlink_ticket(ctx.store, problem_id, system, ticket_id, ctx.now(), request_actor()):
+    # A name no ticket can have (a NUL, a space) is not linked: never sent to the database.
+    readable = re.fullmatch(ticket_adapter.SYSTEM_PATTERN, system) and re.fullmatch(
+        ticket_adapter.TICKET_ID_PATTERN, ticket_id
+    )
+    if not readable or not unlink_ticket(ctx.store, problem_id, system, ticket_id, ctx.now(), request_actor()):
         raise NotFound(f"ticket {system} {ticket_id} is not linked to problem {problem_id} by hand")
     return jsonify({"problem_id": problem_id, "tickets": problem_tickets_json(problem_id)})

@@ -324,11 +324,14 @@ class OutboxRunner:
         system = self.rules.ticket_systems.get(job.system)
         if system is None or system.kind != "rt":
             raise JobFailed(f"ticket system {job.system!r} is no longer an rt system in rules.yaml", retryable=False)
+        client = RtClient.for_system(system)
         try:
-            report = RtClient.for_system(system).close(job.ticket_id, job.text)
+            report = client.close(job.ticket_id, job.text)
         except RtError as exc:
             metrics.DELIVERIES.labels(system.name, "retry" if exc.retryable else "dead").inc()
             raise
+        finally:
+            client.session.close()
         metrics.DELIVERIES.labels(system.name, "success").inc()
         if not report.closed:
             log.warning("RT ticket not changed", extra={"system": system.name, "ticket_id": job.ticket_id})

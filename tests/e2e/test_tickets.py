@@ -213,6 +213,9 @@ def test_linking_by_hand_answers_201_then_200_and_unlinks(bridge_with):
     assert "unknown ticket system 'nowhere'" in unknown.json["message"]
     assert bridge.client.delete(f"{path}/itsm/SR-7", headers=OPERATE).json["tickets"] == []
     assert bridge.client.delete(f"{path}/itsm/SR-7", headers=OPERATE).status_code == 404
+    assert (
+        bridge.client.delete(f"{path}/it%00sm/SR-7", headers=OPERATE).status_code == 404
+    )  # never reaches the database
     assert bridge.client.post("/api/v1/problems/999999/tickets", json=body, headers=OPERATE).status_code == 404
 
 
@@ -330,7 +333,7 @@ def test_a_400_goes_to_the_dead_letters_with_the_receivers_answer(bridge_with):
     bridge.work(2)
     assert len(bridge.chat.received) == 1
     [dead] = bridge.client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
-    assert dead["kind"] == "webhook.deliver"
+    assert (dead["kind"], dead["destination"]) == ("webhook.deliver", "notify:chat")
     assert dead["last_error"] == "chat answered 400: unknown channel #ops"
     metrics = bridge.client.get("/metrics").get_data(as_text=True)
     assert 'bridge_outbox_dead{target="webhook"} 1.0' in metrics

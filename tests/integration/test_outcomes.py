@@ -126,6 +126,15 @@ def test_wont_do_closes_the_problem_and_its_incidents_with_that_conclusion(bridg
     assert closed_by_jira() - closed_before == 3
 
 
+def test_wont_do_closes_the_problems_tickets_too(bridge: Bridge):
+    problem_id, key = bridge.open_problem("A")
+    bridge.store.run(lambda conn: bridge.store.link_ticket(conn, problem_id, "itsm", "SR-9", None, "a call", T0))
+    bridge.jira.resolve(key, "Won't Do")
+    bridge.sync(key)
+    [ticket] = bridge.store.problem_tickets(problem_id)
+    assert (ticket["ticket_id"], ticket["state"]) == ("SR-9", "closed")
+
+
 def test_wont_do_keeps_the_incidents_when_the_rule_says_so(store: Store, example_rules):
     keep = tuple(
         replace(rule, jira=replace(rule.jira, outcomes=OutcomeRules(close_incidents=False))) if rule.jira else rule
