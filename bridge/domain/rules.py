@@ -25,6 +25,10 @@ class Rules:
     version_label: str | None = None
     sla_policies: Mapping[str, SlaPolicy] = field(default_factory=dict)
     event_routing_keys: tuple[EventRoutingKey, ...] = ()
+    # (source, label items) -> the routing decision those labels get under these rules (see route_alert).
+    decisions: dict[tuple[str, tuple[tuple[str, str], ...]], _Decision] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @property
     def priorities(self) -> list[str]:
@@ -46,19 +50,47 @@ class Rules:
         return self.priority_matrix[(impact, urgency)]
 
 
-def route_alert(rules: Rules, alert: Alert) -> Routing:
-    """Decide key, line, impact, urgency and priority for an alert, and say why."""
+# Routing decisions kept per rules object; past this many distinct label sets the cache starts over.
+MAX_CACHED_DECISIONS = 65_536
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What the labels alone decide for an alert: route, priority, a key made of labels, the fixed reasons."""
+
+    route: Route
+    priority: str
+    label_key: str | None
+    route_reason: str
+    tail_reasons: tuple[str, ...]
+
+
+def _decide(rules: Rules, alert: Alert) -> _Decision:
     route = rules.route_for(alert)
     priority = rules.priority(route.impact, route.urgency)
-    reasons = []
-    if route is rules.default_route:
-        reasons.append("no route matched; defaults apply")
+    route_reason = (
+        "no route matched; defaults apply" if route is rules.default_route else f'route "{route.name}" matched'
+    )
+    tail = (f"line {route.line}", f"priority {priority} = impact {route.impact} x urgency {route.urgency}")
+    label_key = dedup_key(alert, route) if route.dedup_labels else None
+    return _Decision(route, priority, label_key, route_reason, tail)
+
+
+def route_alert(rules: Rules, alert: Alert) -> Routing:
+    """Decide key, line, impact, urgency and priority for an alert, and say why.
+
+    The decision depends on the source and labels only, so it is made once per label set
+    and rules object (a storm repeats the same alerts) and looked up after that.
+    """
+    cache_key = (alert.source, tuple(alert.labels.items()))
+    decision = rules.decisions.get(cache_key)
+    if decision is None:
+        if len(rules.decisions) >= MAX_CACHED_DECISIONS:
+            rules.decisions.clear()
+        decision = rules.decisions[cache_key] = _decide(rules, alert)
+    route = decision.route
+    if decision.label_key is not None:
+        key, key_reason = decision.label_key, f"dedup key from labels {', '.join(route.dedup_labels or ())}"
     else:
-        reasons.append(f'route "{route.name}" matched')
-    if route.dedup_labels:
-        reasons.append(f"dedup key from labels {', '.join(route.dedup_labels)}")
-    else:
-        reasons.append(f"dedup key from the {alert.source} id {alert.source_id}")
-    reasons.append(f"line {route.line}")
-    reasons.append(f"priority {priority} = impact {route.impact} x urgency {route.urgency}")
-    return Routing(dedup_key(alert, route), route, priority, tuple(reasons))
+        key, key_reason = dedup_key(alert, route), f"dedup key from the {alert.source} id {alert.source_id}"
+    return Routing(key, route, decision.priority, (decision.route_reason, key_reason, *decision.tail_reasons))
