@@ -281,25 +281,6 @@ class Database:
         return self.read(work)
 
 
-def insert_returning_ids(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert rows and return their ids in the order given.
-
-    PostgreSQL: ids drawn from the sequence first, then one pipelined executemany of a
-    short statement. A multi-row INSERT ... RETURNING of a storm's group has thousands of
-    parameters, and psycopg re-parses such a statement on the client each time (it caches
-    only short ones): three times slower. SQLite: one multi-row INSERT ... RETURNING.
-    """
-    if conn.dialect.name != "postgresql":
-        result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
-        return [row.id for row in result]
-    ids = list(conn.execute(_NEXT_IDS, {"table": table.name, "n": len(rows)}).scalars())
-    conn.execute(table.insert(), [dict(row, id=row_id) for row, row_id in zip(rows, ids, strict=True)])
-    return ids
-
-
-_NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
-
-
 def _alembic_config(url: str) -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", "bridge:migrations")

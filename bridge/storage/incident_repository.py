@@ -11,10 +11,10 @@ from sqlalchemy.engine import Connection
 
 from bridge.domain import Incident, IncidentState, ProblemState
 from bridge.storage import incident_rows
-from bridge.storage.engine import Database, insert_returning_ids
+from bridge.storage.engine import Database
 from bridge.storage.schema import incidents, problems
 
-_INCIDENT_FIELDS = [column.name for column in incidents.columns if column.name not in ("id", "last_notification_id")]
+_INCIDENT_FIELDS = incident_rows.FIELDS
 
 
 class IncidentRepository(Database):
@@ -53,7 +53,7 @@ class IncidentRepository(Database):
                 names = _INCIDENT_FIELDS
             else:
                 previous = vars(old)
-                names = [name for name in _INCIDENT_FIELDS if previous[name] != now[name]]
+                names = tuple(name for name in _INCIDENT_FIELDS if previous[name] != now[name])
             columns = (*names, "last_notification_id")
             row = (
                 *(incident_rows.bind_value(name, now[name], sqlite) for name in names),
@@ -63,11 +63,7 @@ class IncidentRepository(Database):
             groups.setdefault(columns, []).append(row)
         if new:
             new.sort(key=lambda pair: pair[0].dedup_key)
-            rows = [
-                dict(_incident_values(incident), last_notification_id=notification_id)
-                for incident, notification_id in new
-            ]
-            ids = insert_returning_ids(conn, incidents, rows)
+            ids = incident_rows.insert_incidents(conn, new)
             for (incident, _), incident_id in zip(new, ids, strict=True):
                 incident.id = incident_id
         for columns, values in groups.items():
@@ -120,12 +116,6 @@ class IncidentRepository(Database):
             return ids
 
         return self.run(work)
-
-
-def _incident_values(incident: Incident) -> dict[str, Any]:
-    values = {name: getattr(incident, name) for name in _INCIDENT_FIELDS}
-    values["state"] = incident.state.value
-    return values
 
 
 def incident_from_row(row: Mapping[Any, Any]) -> Incident:

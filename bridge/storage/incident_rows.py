@@ -1,32 +1,24 @@
-"""The webhook hot path's incident statements, written once per dialect, and their row codec.
-
-A storm repeats the same three statements thousands of times a second: SQLAlchemy's
-per-row type processing and statement handling cost more than the database's own work
-(profiled: about half of a repeat's write). These run as driver SQL (`exec_driver_sql`,
-so failures still arrive as SQLAlchemy's DBAPIError for the retry and refusal rules)
-with the conversions done here, each in one C call per value: SQLite datetimes are the
-text SQLAlchemy stores (`YYYY-MM-DD HH:MM:SS.ffffff`, naive UTC), JSON is orjson text.
-The SQL text never changes, so SQLite's statement cache and psycopg's prepared
-statements hold it.
-"""
+"""The webhook hot path's incident statements (driver SQL, see `driver_sql`) and their row codec."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy.engine import Connection
 
 from bridge.domain import Incident, IncidentState
-from bridge.storage.schema import UtcDateTime, incidents
+from bridge.storage import driver_sql
+from bridge.storage.schema import incidents
 
 COLUMNS = tuple(column.name for column in incidents.columns)
-_DATETIMES = tuple(column.name for column in incidents.columns if isinstance(column.type, UtcDateTime))
-_JSON = ("labels", "annotations", "source_ids")
-_CLOSED = IncidentState.CLOSED.value
+# What an Incident holds: every column but the id (set apart) and the last notification (the store's).
+FIELDS = tuple(name for name in COLUMNS if name not in ("id", "last_notification_id"))
+_DATETIMES = tuple(sorted(driver_sql.datetime_columns(incidents)))
+_JSON = tuple(sorted(driver_sql.json_columns(incidents)))
+_DATETIME_SET, _JSON_SET = frozenset(_DATETIMES), frozenset(_JSON)
 _FIRING = IncidentState.FIRING.value
 
 _SQLITE_LIVE = (
@@ -37,23 +29,15 @@ _SQLITE_LIVE = (
 # say. An IN list over a table that grew since its last ANALYZE (the first storm on a new
 # install) was planned as a sequential scan, once per transaction.
 _POSTGRES_LIVE = (
-    f"SELECT live.* FROM unnest(%s::text[]) AS k(key) JOIN LATERAL ("
+    "SELECT live.* FROM unnest(%s::text[]) AS k(key) JOIN LATERAL ("
     f"SELECT {', '.join(COLUMNS)} FROM incidents WHERE dedup_key = k.key AND state != 'closed' "
     "ORDER BY state = 'firing' DESC, id DESC LIMIT 1 FOR UPDATE) AS live ON true"
 )
 
 
-def _sqlite_datetime(value: str) -> datetime:
-    return datetime.fromisoformat(value + "+00:00")  # six times faster than .replace(tzinfo=UTC)
-
-
-def _postgres_datetime(value: datetime) -> datetime:
-    return value if value.tzinfo is UTC else value.astimezone(UTC)
-
-
 def _decode(row: Sequence[Any], sqlite: bool) -> Incident:
     values = dict(zip(COLUMNS, row, strict=True))
-    parse = _sqlite_datetime if sqlite else _postgres_datetime
+    parse = driver_sql.sqlite_datetime if sqlite else driver_sql.postgres_datetime
     for name in _DATETIMES:
         value = values[name]
         if value is not None:
@@ -74,7 +58,7 @@ def live_incidents(conn: Connection, keys: Iterable[str]) -> dict[str, Incident]
     ordered = sorted(set(keys))
     if not ordered:
         return {}
-    sqlite = conn.dialect.name == "sqlite"
+    sqlite = driver_sql.is_sqlite(conn)
     if sqlite:
         rows = conn.exec_driver_sql(_SQLITE_LIVE, (orjson.dumps(ordered).decode(),))
     else:
@@ -89,36 +73,38 @@ def live_incidents(conn: Connection, keys: Iterable[str]) -> dict[str, Incident]
 
 
 def bind_value(name: str, value: Any, sqlite: bool) -> Any:
-    """A column value as the driver takes it (what UtcDateTime and the JSON type do, without their dispatch)."""
+    """An incident field's value as the driver takes it (the state by its value: psycopg writes an enum's name)."""
     if value is None:
         return None
     if name in _DATETIME_SET:
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        return value.isoformat(" ", "microseconds")[:26] if sqlite else value
+        return driver_sql.datetime_value(value, sqlite)
     if name in _JSON_SET:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        return driver_sql.json_value(value)
     if name == "state":
         return value.value
     return value
 
 
-_DATETIME_SET = frozenset(_DATETIMES)
-_JSON_SET = frozenset(_JSON)
+def insert_incidents(conn: Connection, rows: Sequence[tuple[Incident, int | None]]) -> list[int]:
+    """Insert new incidents with the notification that opened each; their ids in the order given."""
+    sqlite = driver_sql.is_sqlite(conn)
+    values = [
+        (*(bind_value(name, vars(incident)[name], sqlite) for name in FIELDS), notification_id)
+        for incident, notification_id in rows
+    ]
+    return driver_sql.insert_returning_ids(conn, incidents, (*FIELDS, "last_notification_id"), values)
 
 
 @functools.lru_cache(maxsize=128)
-def update_sql(columns: tuple[str, ...], sqlite: bool) -> str:
+def _update_sql(columns: tuple[str, ...], sqlite: bool) -> str:
     """UPDATE of these columns by id, the last parameter (built once per column set and dialect)."""
     mark = "?" if sqlite else "%s"
-    assignments = ", ".join(f"{name} = {mark}" for name in columns)
-    if not sqlite:
-        assignments = ", ".join(
-            f"{name} = {mark}::jsonb" if name in _JSON_SET else f"{name} = {mark}" for name in columns
-        )
+    assignments = ", ".join(
+        f"{name} = {mark}::jsonb" if not sqlite and name in _JSON_SET else f"{name} = {mark}" for name in columns
+    )
     return f"UPDATE incidents SET {assignments} WHERE id = {mark}"
 
 
 def update_rows(conn: Connection, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    """One executemany per column set (psycopg pipelines it)."""
-    conn.exec_driver_sql(update_sql(columns, conn.dialect.name == "sqlite"), rows)
+    """One executemany per column set (psycopg pipelines it); each row's values end with its id."""
+    conn.exec_driver_sql(_update_sql(columns, driver_sql.is_sqlite(conn)), rows)
