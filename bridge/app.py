@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import orjson
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -110,6 +111,16 @@ def _register_error_handlers(app: Flask) -> None:
         return jsonify(error_body(500, "internal error; see the bridge log for this request id")), 500
 
 
+def _register_bench_noop(app: Flask) -> None:
+    """POST /bench/noop: what a webhook costs the server and Flask without the bridge's work (read the body,
+    parse it, answer JSON), the ceiling `make bench` compares the bridge with. Only with BRIDGE_BENCH_NOOP_ENDPOINT=1."""
+
+    @app.post("/bench/noop")
+    def bench_noop():  # type: ignore[no-untyped-def]
+        payload = orjson.loads(request.get_data())
+        return jsonify({"status": "ok", "alerts": len(payload.get("alerts", ()))})
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -170,6 +181,8 @@ def create_app(
         return response
 
     _register_error_handlers(app)
+    if settings.bench_noop_endpoint:
+        _register_bench_noop(app)
     app.register_blueprint(webhooks)
     app.register_blueprint(api)
     app.register_blueprint(ui)

@@ -2,9 +2,10 @@
 
 A storm runs the same few statements thousands of times a second, and SQLAlchemy's
 per-statement and per-value handling cost more than the database's own work (profiled:
-about half of a write). These run through `exec_driver_sql`, so failures still arrive as
-SQLAlchemy's DBAPIError for the retry and refusal rules, with the conversions the column
-types would make done here: SQLite datetimes are the text SQLAlchemy stores
+about half of a write). These run on the transaction's own driver connection (`execute`),
+and a failure is raised as SQLAlchemy raises it (a DBAPIError subclass, the connection
+invalidated when it is lost), so the retry and refusal rules of `Database.run` hold. The
+conversions the column types would make are done here: SQLite datetimes are the text SQLAlchemy stores
 (`YYYY-MM-DD HH:MM:SS.ffffff`, naive UTC), JSON is orjson text. The SQL text never
 changes, so SQLite's statement cache and psycopg's prepared statements hold it.
 """
@@ -21,6 +22,38 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from bridge.storage.schema import UtcDateTime
+
+
+def execute(conn: Connection, statement: str, parameters: Any = (), many: bool = False) -> Any:
+    """Run driver SQL in the transaction of `conn`; the driver's cursor.
+
+    Raises:
+        DBAPIError: (its subclass for the failure) as SQLAlchemy would raise it.
+    """
+    dbapi_connection = conn.connection.dbapi_connection
+    assert dbapi_connection is not None, "a connection in a transaction has its driver connection"
+    cursor = dbapi_connection.cursor()
+    if conn._has_events or conn.engine._has_events:  # instrumentation listening (tracing, tests) still sees it
+        conn.dispatch.before_cursor_execute(conn, cursor, statement, parameters, None, many)
+    try:
+        if many:
+            cursor.executemany(statement, parameters)
+        else:
+            cursor.execute(statement, parameters)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(
+            statement,
+            parameters,
+            exc,
+            conn.dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=conn.dialect,
+            ismulti=many,
+        ) from exc
+    return cursor
 
 
 def is_sqlite(conn: Connection) -> bool:
@@ -50,7 +83,13 @@ def datetime_value(value: datetime, sqlite: bool) -> Any:
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store; use timezone-aware UTC")
         value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26] if sqlite else value
+    return _sqlite_text(value) if sqlite else value
+
+
+@functools.lru_cache(maxsize=256)
+def _sqlite_text(value: datetime) -> str:
+    """Memoised: the incidents of a notification share its time (last_seen), and isoformat is the costly part."""
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def json_value(value: Any) -> str:
@@ -83,12 +122,12 @@ def insert_returning_ids(
         return []
     sqlite = is_sqlite(conn)
     if sqlite:
-        last = conn.exec_driver_sql(_SQLITE_LAST_ID.format(table=table.name)).scalar_one()
+        [(last,)] = execute(conn, _SQLITE_LAST_ID.format(table=table.name)).fetchall()
         ids = list(range(last + 1, last + 1 + len(rows)))
     else:
-        ids = list(conn.exec_driver_sql(_POSTGRES_NEXT_IDS, (table.name, len(rows))).scalars())
+        ids = [row_id for (row_id,) in execute(conn, _POSTGRES_NEXT_IDS, (table.name, len(rows))).fetchall()]
     statement = _insert_sql(table.name, columns, sqlite, json_columns(table) if not sqlite else frozenset())
-    conn.exec_driver_sql(statement, [(row_id, *row) for row_id, row in zip(ids, rows, strict=True)])
+    execute(conn, statement, [(row_id, *row) for row_id, row in zip(ids, rows, strict=True)], many=True)
     return ids
 
 

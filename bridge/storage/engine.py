@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from bridge.errors import DataRefused, StoreUnavailable
+from bridge.storage import driver_sql
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # Readers take no lock in WAL mode; writers take it up front.
-        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        begin = "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        driver_sql.execute(connection, begin)
 
 
 class _WriterQueue:

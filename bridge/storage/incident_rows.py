@@ -60,9 +60,9 @@ def live_incidents(conn: Connection, keys: Iterable[str]) -> dict[str, Incident]
         return {}
     sqlite = driver_sql.is_sqlite(conn)
     if sqlite:
-        rows = conn.exec_driver_sql(_SQLITE_LIVE, (orjson.dumps(ordered).decode(),))
+        rows = driver_sql.execute(conn, _SQLITE_LIVE, (orjson.dumps(ordered).decode(),)).fetchall()
     else:
-        rows = conn.exec_driver_sql(_POSTGRES_LIVE, (ordered,))
+        rows = driver_sql.execute(conn, _POSTGRES_LIVE, (ordered,)).fetchall()
     current: dict[str, Incident] = {}
     for row in rows:
         key, state = row[1], row[3]
@@ -107,4 +107,4 @@ def _update_sql(columns: tuple[str, ...], sqlite: bool) -> str:
 
 def update_rows(conn: Connection, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """One executemany per column set (psycopg pipelines it); each row's values end with its id."""
-    conn.exec_driver_sql(_update_sql(columns, driver_sql.is_sqlite(conn)), rows)
+    driver_sql.execute(conn, _update_sql(columns, driver_sql.is_sqlite(conn)), rows, many=True)

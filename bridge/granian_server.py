@@ -1,0 +1,76 @@
+"""`serve --server granian`: the bridge's WSGI app under Granian (a Rust HTTP server), with gunicorn's guarantees.
+
+Chosen on measurements (bench/RESULTS.md): Granian's HTTP layer costs a fraction of
+gunicorn's per request, which decides the storm rate on two cores. What `serve` promises
+under gunicorn holds here too: each worker process loads the app from the environment
+(the factory), SIGTERM stops accepting and lets requests in flight finish before the
+workers exit, the background worker runs as a child started and stopped with the server,
+and metrics are summed across workers through PROMETHEUS_MULTIPROC_DIR (counters and
+histograms only: a dead worker's files keep counting, and no live gauge needs dropping).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from bridge.config import Settings
+
+# Granian's own lines go through the root logger (BRIDGE_LOG_FORMAT), as gunicorn's do.
+_LOGGING = {"version": 1, "disable_existing_loggers": False, "loggers": {"_granian": {"propagate": True}}}
+# How long a stopping worker may take to finish its requests, as gunicorn's graceful_timeout.
+GRACEFUL_SECONDS = 30
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) as Granian takes it.
+
+    Raises:
+        ValueError: no port.
+    """
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {bind!r}")
+    return host.strip("[]"), int(port)
+
+
+def serve_granian(settings: Settings) -> None:
+    """Serve `bridge.app:create_app` under Granian until SIGTERM or SIGINT."""
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    host, port = split_bind(settings.bind)
+    server: Any = Server(
+        "bridge.app:create_app",
+        address=host,
+        port=port,
+        interface=Interfaces.WSGI,
+        factory=True,
+        workers=settings.http_workers,
+        blocking_threads=settings.http_threads,
+        log_level=LogLevels(settings.log_level.lower()),
+        log_dictconfig=_LOGGING,
+        log_access=False,  # the app logs each request itself, with its request id
+        respawn_failed_workers=True,
+        workers_kill_timeout=GRACEFUL_SECONDS,
+    )
+    worker: list[subprocess.Popen[bytes]] = []
+
+    def start_worker() -> None:
+        if settings.run_worker:
+            worker.append(subprocess.Popen([sys.executable, "-m", "bridge", "worker"]))
+
+    def stop_worker() -> None:
+        for process in worker:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=GRACEFUL_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    server.on_startup(start_worker)
+    server.on_shutdown(stop_worker)
+    server.serve()
