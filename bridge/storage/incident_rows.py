@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -85,13 +86,23 @@ def bind_value(name: str, value: Any, sqlite: bool) -> Any:
     return value
 
 
+_ALL_FIELDS = operator.itemgetter(*FIELDS)
+# Positions in FIELDS of the values the driver needs converted.
+_CONVERTED = tuple((position, name) for position, name in enumerate(FIELDS) if name in _DATETIME_SET | _JSON_SET)
+_STATE = FIELDS.index("state")
+
+
 def insert_incidents(conn: Connection, rows: Sequence[tuple[Incident, int | None]]) -> list[int]:
     """Insert new incidents with the notification that opened each; their ids in the order given."""
     sqlite = driver_sql.is_sqlite(conn)
-    values = [
-        (*(bind_value(name, vars(incident)[name], sqlite) for name in FIELDS), notification_id)
-        for incident, notification_id in rows
-    ]
+    values = []
+    for incident, notification_id in rows:
+        row = [*_ALL_FIELDS(vars(incident)), notification_id]  # one C call gathers every field
+        for position, name in _CONVERTED:
+            if row[position] is not None:
+                row[position] = bind_value(name, row[position], sqlite)
+        row[_STATE] = row[_STATE].value
+        values.append(row)
     return driver_sql.insert_returning_ids(conn, incidents, (*FIELDS, "last_notification_id"), values)
 
 
