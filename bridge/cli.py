@@ -23,7 +23,7 @@ from bridge.config import HTTP_SERVERS, Settings, SettingsError, check_exposure,
 from bridge.context import utc_now
 from bridge.domain import route_alert
 from bridge.errors import BridgeError
-from bridge.granian_server import serve_granian
+from bridge.granian_server import granian_address, serve_granian
 from bridge.ingest import parse_body
 from bridge.logs import configure_logging
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
@@ -282,6 +282,10 @@ def serve(bind: str | None, workers: int | None, server: str | None, no_worker: 
         os.execv(sys.executable, [sys.executable, "-m", "bridge", *sys.argv[1:]])
     _wipe_metrics_dir(os.environ[MULTIPROC_ENV])
     if settings.http_server == "granian":
+        try:
+            granian_address(settings.bind)
+        except ValueError as exc:
+            raise click.ClickException(f"BRIDGE_BIND: {exc}") from exc
         serve_granian(settings)
     else:
         _Gunicorn(settings).run()

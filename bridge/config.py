@@ -78,7 +78,7 @@ def _log_format(text: str) -> str:
     return text
 
 
-HTTP_SERVERS = ("gunicorn", "granian")
+HTTP_SERVERS = ("granian", "gunicorn")
 
 
 def _http_server(text: str) -> str:
@@ -134,7 +134,7 @@ class Settings:
     bind: str = "127.0.0.1:8080"
     http_workers: int = 2
     http_threads: int = 4
-    http_server: str = "gunicorn"
+    http_server: str = "granian"  # chosen on measurements: bench/RESULTS.md
     # A no-op webhook-shaped endpoint for `make bench` to measure the server's own ceiling; never on by default.
     bench_noop_endpoint: bool = False
     ingest_batch_max: int = 64

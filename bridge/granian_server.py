@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from bridge.config import Settings
@@ -23,16 +24,18 @@ _LOGGING = {"version": 1, "disable_existing_loggers": False, "loggers": {"_grani
 GRACEFUL_SECONDS = 30
 
 
-def split_bind(bind: str) -> tuple[str, int]:
-    """`host:port` (or `[v6]:port`) as Granian takes it.
+def granian_address(bind: str) -> dict[str, Any]:
+    """BRIDGE_BIND as Granian takes it: `host:port`, `[v6]:port`, or `unix:/path` as for gunicorn.
 
     Raises:
-        ValueError: no port.
+        ValueError: neither.
     """
+    if bind.startswith("unix:"):
+        return {"uds": Path(bind.removeprefix("unix:"))}
     host, _, port = bind.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"expected host:port, got {bind!r}")
-    return host.strip("[]"), int(port)
+        raise ValueError(f"expected host:port or unix:/path, got {bind!r}")
+    return {"address": host.strip("[]"), "port": int(port)}
 
 
 def serve_granian(settings: Settings) -> None:
@@ -41,12 +44,11 @@ def serve_granian(settings: Settings) -> None:
     from granian.log import LogLevels
     from granian.server import Server
 
-    host, port = split_bind(settings.bind)
     server: Any = Server(
         "bridge.app:create_app",
-        address=host,
-        port=port,
+        **granian_address(settings.bind),
         interface=Interfaces.WSGI,
+        websockets=False,
         factory=True,
         workers=settings.http_workers,
         blocking_threads=settings.http_threads,
