@@ -133,7 +133,7 @@ class Settings:
     rules_path: str = "rules.yaml"
     bind: str = "127.0.0.1:8080"
     http_workers: int = 2
-    http_threads: int = 4
+    http_threads: int = 8
     http_server: str = "granian"  # chosen on measurements: bench/RESULTS.md
     # A no-op webhook-shaped endpoint for `make bench` to measure the server's own ceiling; never on by default.
     bench_noop_endpoint: bool = False
