@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import compress
+from operator import ne
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +18,7 @@ from bridge.storage.engine import Database
 from bridge.storage.schema import incidents, problems
 
 _INCIDENT_FIELDS = incident_rows.FIELDS
+_ALL_FIELDS = operator.itemgetter(*_INCIDENT_FIELDS)
 
 
 class IncidentRepository(Database):
@@ -51,9 +55,8 @@ class IncidentRepository(Database):
             now = vars(incident)
             if old is None:
                 names = _INCIDENT_FIELDS
-            else:
-                previous = vars(old)
-                names = tuple(name for name in _INCIDENT_FIELDS if previous[name] != now[name])
+            else:  # the changed fields, compared in C (a repeat runs this for each alert)
+                names = tuple(compress(_INCIDENT_FIELDS, map(ne, _ALL_FIELDS(vars(old)), _ALL_FIELDS(now))))
             columns = (*names, "last_notification_id")
             row = (
                 *(incident_rows.bind_value(name, now[name], sqlite) for name in names),
