@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from bridge.storage.schema import UtcDateTime
@@ -143,6 +144,20 @@ def driver_row(
             value = datetime_value(value, sqlite) if kind == "datetime" else json_value(value)
         values.append(value)
     return tuple(values)
+
+
+def postgres_array_types(table: sa.Table) -> dict[str, str]:
+    """Each column's PostgreSQL array type, for set-based statements over `unnest`.
+
+    Text for VARCHAR(n): an explicit cast to VARCHAR(n) cuts a long value silently, where the
+    assignment to the column refuses it (a data refusal, as from any other statement).
+    """
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    types = {}
+    for column in table.columns:
+        name = column.type.compile(dialect=dialect)
+        types[column.name] = ("TEXT" if name.startswith("VARCHAR") else name) + "[]"
+    return types
 
 
 def column_kinds(table: sa.Table) -> dict[str, str]:

@@ -11,7 +11,7 @@ from bridge.domain import IncidentState
 from bridge.errors import DataRefused
 from bridge.storage import IncidentFilter, Store, incidents
 from bridge.storage.incident_repository import incident_from_row
-from bridge.storage.incident_rows import FIELDS
+from bridge.storage.incident_rows import FIELDS, _postgres_update
 from tests.conftest import ingest, payload_bytes
 
 T0 = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
@@ -69,3 +69,25 @@ def test_a_value_the_database_refuses_is_a_data_refusal_on_the_driver_path(store
 
     with pytest.raises(DataRefused):
         store.run(overflow)
+
+
+@pytest.mark.postgres
+def test_the_set_based_update_probes_the_primary_key_on_a_grown_table(pg_database_url: str):
+    """Before any ANALYZE (a new install's first storm), 20,000 incidents: an index probe per row, no scan."""
+    store = Store.from_url(pg_database_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO incidents (dedup_key, source, state, line, impact, urgency, priority, route, summary, "
+                "labels, annotations, occurrences, reopen_count, first_seen, last_seen) "
+                "SELECT 'k' || g, 'alertmanager', 'firing', 'L1', 'high', 'high', 'P1', 'r', 's', '{}', '{}', 1, 0, "
+                "now(), now() FROM generate_series(1, 20000) AS g"
+            )
+            statement = _postgres_update(("last_seen", "occurrences", "last_notification_id"))
+            arrays = [[T0] * 80, [2] * 80, [1] * 80, list(range(1, 81))]
+            parameters = (*arrays, arrays[-1])
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+            conn.rollback()
+    finally:
+        store.engine.dispose()
+    assert "incidents_pkey" in plan and "Seq Scan on incidents" not in plan, plan
