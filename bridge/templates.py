@@ -61,9 +61,10 @@ def compile_template(source: str) -> Renderer:
         text = rendered.get(key)
         if text is None:
             text = render(context)
-            if len(rendered) >= MAX_CACHED_RENDERS:
-                rendered.clear()
-            rendered[key] = text
+            if sum(len(value) for value in key if isinstance(value, str)) <= MAX_CACHED_KEY_TEXT:
+                if len(rendered) >= MAX_CACHED_RENDERS:
+                    rendered.clear()
+                rendered[key] = text
         return text
 
     return render_once
@@ -71,6 +72,8 @@ def compile_template(source: str) -> Renderer:
 
 # Renders remembered per template (a storm opens thousands of incidents of one failure, one key).
 MAX_CACHED_RENDERS = 4096
+# Values longer than this in all (characters) are rendered every time: the cache stays a few MB.
+MAX_CACHED_KEY_TEXT = 1024
 # Context values a cached template may read whole; labels and annotations only item by item.
 _SCALARS = frozenset({"source", "summary", "priority", "line", "dedup_key"})
 _MAPPINGS = frozenset({"labels", "annotations"})

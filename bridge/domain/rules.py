@@ -51,7 +51,10 @@ class Rules:
 
 
 # Routing decisions kept per rules object; past this many distinct label sets the cache starts over.
-MAX_CACHED_DECISIONS = 65_536
+MAX_CACHED_DECISIONS = 16_384
+# Label sets longer than this (names and values, in characters) are decided every time, so the
+# cache holds at most a few tens of MB whatever senders send.
+MAX_CACHED_LABEL_TEXT = 1024
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,15 @@ def route_alert(rules: Rules, alert: Alert) -> Routing:
     The decision depends on the source and labels only, so it is made once per label set
     and rules object (a storm repeats the same alerts) and looked up after that.
     """
-    cache_key = (alert.source, tuple(alert.labels.items()))
+    labels = alert.labels
+    cache_key = (alert.source, tuple(labels.items()))
     decision = rules.decisions.get(cache_key)
     if decision is None:
-        if len(rules.decisions) >= MAX_CACHED_DECISIONS:
-            rules.decisions.clear()
-        decision = rules.decisions[cache_key] = _decide(rules, alert)
+        decision = _decide(rules, alert)
+        if sum(map(len, labels.values())) + sum(map(len, labels)) <= MAX_CACHED_LABEL_TEXT:
+            if len(rules.decisions) >= MAX_CACHED_DECISIONS:
+                rules.decisions.clear()
+            rules.decisions[cache_key] = decision
     route = decision.route
     if decision.label_key is not None:
         key, key_reason = decision.label_key, f"dedup key from labels {', '.join(route.dedup_labels or ())}"

@@ -202,3 +202,10 @@ def test_templates_that_read_only_items_and_scalars_render_once_per_value():
             assert "service" in str(exc)
         else:
             raise AssertionError("a missing label must fail")
+
+
+def test_long_label_sets_are_routed_but_not_cached(example_rules):
+    example_rules.decisions.clear()
+    alert = Alert("alertmanager", AlertStatus.FIRING, "fp", {"alertname": "A", "blob": "x" * 2000})
+    assert route_alert(example_rules, alert).dedup_key == "alertmanager:fp"
+    assert example_rules.decisions == {}, "a sender cannot fill memory with huge label sets"
