@@ -18,7 +18,7 @@ from gunicorn.glogging import Logger as GunicornLogger
 
 from adapters import SOURCES, events
 from bridge import metrics
-from bridge.app import create_app
+from bridge.app import create_app, tune_gc_for_serving
 from bridge.config import HTTP_SERVERS, Settings, SettingsError, check_exposure, load_settings, positive_duration
 from bridge.context import utc_now
 from bridge.domain import route_alert
@@ -225,6 +225,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "when_ready": self._start_worker,
             "on_exit": self._stop_worker,
             "child_exit": lambda _server, worker: mark_process_dead(worker.pid),
+            "post_worker_init": lambda _worker: tune_gc_for_serving(),
         }
         # Several bridges on one host must not fight over gunicorn's (>= 24) control socket.
         if "control_socket_disable" in self.cfg.settings:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bridge.app import create_app
+from bridge.app import create_app, tune_gc_for_serving
 from bridge.config import Settings
 
 # Granian's own lines go through the root logger (BRIDGE_LOG_FORMAT), as gunicorn's do.
@@ -49,7 +49,9 @@ class WholeBodies:
 
 def create_wsgi_app() -> WholeBodies:
     """What each Granian worker serves: the bridge's app (settings from the environment), bodies whole."""
-    return WholeBodies(create_app())
+    app = WholeBodies(create_app())
+    tune_gc_for_serving()
+    return app
 
 
 def granian_address(bind: str) -> dict[str, Any]:
