@@ -6,6 +6,7 @@ incidents, problem rules for grouping.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -25,10 +26,16 @@ class Rules:
     version_label: str | None = None
     sla_policies: Mapping[str, SlaPolicy] = field(default_factory=dict)
     event_routing_keys: tuple[EventRoutingKey, ...] = ()
-    # (source, label items) -> the routing decision those labels get under these rules (see route_alert).
-    decisions: dict[tuple[str, tuple[tuple[str, str], ...]], _Decision] = field(
+    # (source, values of routed_labels) -> the routing decision they get under these rules (see route_alert).
+    decisions: dict[tuple[str, tuple[str | None, ...]], _Decision] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
+
+    @functools.cached_property
+    def routed_labels(self) -> tuple[str, ...]:
+        """Every label name a route's matcher reads: the rest of an alert's labels cannot change its route."""
+        names = {name for route in self.routes for name in (*route.matcher.labels, *route.matcher.labels_regex)}
+        return tuple(sorted(names))
 
     @property
     def priorities(self) -> list[str]:
@@ -50,20 +57,19 @@ class Rules:
         return self.priority_matrix[(impact, urgency)]
 
 
-# Routing decisions kept per rules object; past this many distinct label sets the cache starts over.
+# Routing decisions kept per rules object; past this many the cache starts over.
 MAX_CACHED_DECISIONS = 16_384
-# Label sets longer than this (names and values, in characters) are decided every time, so the
-# cache holds at most a few tens of MB whatever senders send.
+# Decisions on routed label values longer than this in all (characters) are made every time,
+# so the cache stays small whatever senders send.
 MAX_CACHED_LABEL_TEXT = 1024
 
 
 @dataclass(frozen=True)
 class _Decision:
-    """What the labels alone decide for an alert: route, priority, a key made of labels, the fixed reasons."""
+    """What the routed labels decide for an alert: route, priority and the reasons that do not name the alert."""
 
     route: Route
     priority: str
-    label_key: str | None
     route_reason: str
     tail_reasons: tuple[str, ...]
 
@@ -75,28 +81,30 @@ def _decide(rules: Rules, alert: Alert) -> _Decision:
         "no route matched; defaults apply" if route is rules.default_route else f'route "{route.name}" matched'
     )
     tail = (f"line {route.line}", f"priority {priority} = impact {route.impact} x urgency {route.urgency}")
-    label_key = dedup_key(alert, route) if route.dedup_labels else None
-    return _Decision(route, priority, label_key, route_reason, tail)
+    return _Decision(route, priority, route_reason, tail)
 
 
 def route_alert(rules: Rules, alert: Alert) -> Routing:
     """Decide key, line, impact, urgency and priority for an alert, and say why.
 
-    The decision depends on the source and labels only, so it is made once per label set
-    and rules object (a storm repeats the same alerts) and looked up after that.
+    The route depends on the source and the labels the routes read (`Rules.routed_labels`),
+    so it is decided once per such values and rules object and looked up after that: a
+    storm of thousands of instances of one failure is one decision. The key is the alert's own.
     """
-    labels = alert.labels
-    cache_key = (alert.source, tuple(labels.items()))
+    routed = tuple(map(alert.labels.get, rules.routed_labels))
+    cache_key = (alert.source, routed)
     decision = rules.decisions.get(cache_key)
     if decision is None:
         decision = _decide(rules, alert)
-        if sum(map(len, labels.values())) + sum(map(len, labels)) <= MAX_CACHED_LABEL_TEXT:
+        if sum(len(value) for value in routed if value is not None) <= MAX_CACHED_LABEL_TEXT:
             if len(rules.decisions) >= MAX_CACHED_DECISIONS:
                 rules.decisions.clear()
             rules.decisions[cache_key] = decision
     route = decision.route
-    if decision.label_key is not None:
-        key, key_reason = decision.label_key, f"dedup key from labels {', '.join(route.dedup_labels or ())}"
+    if route.dedup_labels:
+        key_reason = f"dedup key from labels {', '.join(route.dedup_labels)}"
     else:
-        key, key_reason = dedup_key(alert, route), f"dedup key from the {alert.source} id {alert.source_id}"
-    return Routing(key, route, decision.priority, (decision.route_reason, key_reason, *decision.tail_reasons))
+        key_reason = f"dedup key from the {alert.source} id {alert.source_id}"
+    return Routing(
+        dedup_key(alert, route), route, decision.priority, (decision.route_reason, key_reason, *decision.tail_reasons)
+    )
