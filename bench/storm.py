@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,7 +101,10 @@ def notification(batch: int, status: str, run: str) -> bytes:
 def database(store: str) -> Iterator[str]:
     if store == "sqlite":
         directory = tempfile.mkdtemp(prefix="bench-sqlite-")
-        yield f"sqlite:///{directory}/bench.db"
+        try:
+            yield f"sqlite:///{directory}/bench.db"
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
         return
     name = f"bridge_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
