@@ -5,9 +5,9 @@ per-statement and per-value handling cost more than the database's own work (pro
 about half of a write). These run on the transaction's own driver connection (`execute`),
 and a failure is raised as SQLAlchemy raises it (a DBAPIError subclass, the connection
 invalidated when it is lost), so the retry and refusal rules of `Database.run` hold. The
-conversions the column types would make are done here: SQLite datetimes are the text SQLAlchemy stores
-(`YYYY-MM-DD HH:MM:SS.ffffff`, naive UTC), JSON is orjson text. The SQL text never
-changes, so SQLite's statement cache and psycopg's prepared statements hold it.
+conversions the column types would make are done here: SQLite datetimes are the text
+SQLAlchemy stores (`YYYY-MM-DD HH:MM:SS.ffffff`, naive UTC), JSON is orjson text. The SQL
+text never changes, so SQLite's statement cache and psycopg's prepared statements hold it.
 """
 
 from __future__ import annotations
