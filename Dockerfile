@@ -1,4 +1,4 @@
-# incident-bridge: slim image, non-root, gunicorn, health-checked.
+# incident-bridge: slim image, non-root, Granian (the default HTTP server), health-checked.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -40,7 +40,8 @@ test-env:
 bench: install test-env
 	command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y -qq wrk >/dev/null; }
 	PYTHONPATH=. $(BIN)/python bench/release_close.py
-	PYTHONPATH=. $(BIN)/python bench/storm.py
+	PYTHONPATH=. BRIDGE_HTTP_SERVER=granian $(BIN)/python bench/storm.py
+	PYTHONPATH=. BRIDGE_HTTP_SERVER=gunicorn $(BIN)/python bench/storm.py --workload storm
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache bridge.db bridge.db-wal bridge.db-shm bridge.db-writers.lock

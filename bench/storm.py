@@ -1,16 +1,21 @@
 """Benchmark: an alert storm, a steady stream, and alert-to-Jira latency, against the bridge as users run it.
 
-The bridge runs under `incident-bridge serve` (gunicorn, production settings) on SQLite or
-PostgreSQL; wrk (bench/notifications.lua) drives Alertmanager-shaped load, so the load
-generator is C, not the bottleneck. Prints one markdown table row per workload and store.
+The bridge runs under `incident-bridge serve` (the server of BRIDGE_HTTP_SERVER, production
+settings) on SQLite or PostgreSQL; wrk (bench/notifications.lua) drives Alertmanager-shaped
+load, so the load generator is C, not the bottleneck. Prints one markdown table row per
+workload and store, with the CPU time the server's processes spent per notification (from
+/proc, before and after each run) and, for the storm, the share of the same server's no-op
+ceiling (BRIDGE_BENCH_NOOP_ENDPOINT: the same requests to an endpoint that only parses the
+body and answers).
 
 Workloads:
-- storm: 20,000 distinct alerts, 10 per notification; wrk cycles through the 2,000 firing
+- storm: the no-op ceiling first (10 s), then 20,000 distinct alerts, 10 per notification; wrk cycles through the 2,000 firing
   notifications for 30 s (each re-sent many times: repeats), then through the 2,000 resolved
   ones for 15 s. Correct when incidents == distinct fingerprints (20,000), the occurrences
   add up to 10 per answered notification (wrk cannot stop on a count, so up to one request
   per connection may be processed after its count closes), and every incident ends resolved.
-- steady: a paced stream (about 500 notifications/s) for latency.
+- create: 20,000 distinct notifications (200,000 new alerts) for 6 s: creates only.
+- steady: a paced stream (about 500 notifications/s: 14 connections, 22 ms apart) for latency.
 - jira: time from an alert's notification being accepted to its problem's Jira issue
   existing in the fake Jira (tests/fakes.py), with the background worker running.
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +51,7 @@ TOKEN = "bench-token"
 ALERTS = 20_000
 PER_NOTIFICATION = 10
 SENDS = 3
+SERVER = os.environ.get("BRIDGE_HTTP_SERVER", "granian")
 
 
 def free_port() -> int:
@@ -94,7 +101,10 @@ def notification(batch: int, status: str, run: str) -> bytes:
 def database(store: str) -> Iterator[str]:
     if store == "sqlite":
         directory = tempfile.mkdtemp(prefix="bench-sqlite-")
-        yield f"sqlite:///{directory}/bench.db"
+        try:
+            yield f"sqlite:///{directory}/bench.db"
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
         return
     name = f"bridge_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
@@ -135,6 +145,22 @@ class RssSampler(threading.Thread):
             self.stop.wait(0.1)
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process in a process group (the server, its workers),
+    children that exited included (the kernel adds those to their parent's c-fields)."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[2]) == pgid:
+            ticks += sum(int(value) for value in stat[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def bridge(url: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, RssSampler]]:
     env = {
@@ -144,6 +170,9 @@ def bridge(url: str, workers: int, extra_env: dict[str, str] | None = None) -> I
         "BRIDGE_TOKEN_ALERTMANAGER": TOKEN,
         "BRIDGE_LOG_LEVEL": "WARNING",
         "BRIDGE_HTTP_WORKERS": str(workers),
+        "BRIDGE_HTTP_SERVER": SERVER,
+        # The no-op endpoint the storm measures the server's own ceiling with (off in production).
+        "BRIDGE_BENCH_NOOP_ENDPOINT": "1",
         **(extra_env or {}),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -175,7 +204,17 @@ def bridge(url: str, workers: int, extra_env: dict[str, str] | None = None) -> I
         process.wait(timeout=60)
 
 
-def run_wrk(base: str, bodies: list[bytes], threads: int, connections: int, seconds: int, delay_ms: int = 0) -> dict:
+def run_wrk(
+    base: str,
+    bodies: list[bytes],
+    threads: int,
+    connections: int,
+    seconds: int,
+    delay_ms: int = 0,
+    path: str = "/api/v1/alerts/alertmanager",
+    pgid: int | None = None,
+) -> dict:
+    """wrk's summary, with `cpu_seconds` the server's process group spent meanwhile (when `pgid` is given)."""
     with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as handle:
         handle.write(b"\n".join(bodies) + b"\n")
     env = {
@@ -185,6 +224,7 @@ def run_wrk(base: str, bodies: list[bytes], threads: int, connections: int, seco
         "BENCH_TOKEN": TOKEN,
         "BENCH_DELAY_MS": str(delay_ms),
     }
+    cpu_before = group_cpu_seconds(pgid) if pgid is not None else 0.0
     result = subprocess.run(
         [
             "wrk",
@@ -198,14 +238,17 @@ def run_wrk(base: str, bodies: list[bytes], threads: int, connections: int, seco
             "30s",
             "-s",
             str(ROOT / "bench" / "notifications.lua"),
-            base + "/api/v1/alerts/alertmanager",
+            base + path,
         ],
         capture_output=True,
         text=True,
         env=env,
         check=True,
     )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    os.unlink(handle.name)
+    summary["cpu_seconds"] = group_cpu_seconds(pgid) - cpu_before if pgid is not None else None
+    return summary
 
 
 def counts(url: str) -> tuple[int, int, int]:
@@ -221,24 +264,43 @@ def counts(url: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2] or 0)
 
 
-def row(workload: str, store: str, summary: dict, alerts_per: int, rss: dict[int, int], correct: str) -> str:
+def row(
+    workload: str,
+    store: str,
+    summary: dict,
+    alerts_per: int,
+    rss: dict[int, int],
+    correct: str,
+    ceiling: dict | None = None,
+) -> str:
+    """A table row; CPU ms per notification from the server's process group, and the share of the no-op ceiling."""
     seconds = summary["duration_us"] / 1e6
     rate = summary["requests"] / seconds
     peak = max(rss.values()) / 1024 if rss else 0
+    cpu = summary.get("cpu_seconds")
+    cpu_text = f"{1000 * cpu / max(summary['requests'], 1):.2f}" if cpu is not None else ""
+    share = ""
+    if ceiling is not None:
+        share = f"{100 * rate / (ceiling['requests'] / (ceiling['duration_us'] / 1e6)):.0f}%"
     return (
-        f"| {workload} | {store} | {rate:,.0f} | {rate * alerts_per:,.0f} | {summary['p50_us'] / 1000:.1f} | "
-        f"{summary['p99_us'] / 1000:.1f} | {peak:.0f} | {correct} |"
+        f"| {workload} | {store} | {SERVER} | {rate:,.0f} | {rate * alerts_per:,.0f} | "
+        f"{summary['p50_us'] / 1000:.1f} | {summary['p99_us'] / 1000:.1f} | {cpu_text} | {share} | {peak:.0f} | "
+        f"{correct} |"
     )
 
 
 def storm(store: str, workers: int) -> list[str]:
+    """The no-op ceiling, then creates and repeats of 20,000 alerts, then their resolves, on one server."""
     batches = ALERTS // PER_NOTIFICATION
     run = uuid.uuid4().hex[:6]
     firing = [notification(b, "firing", run) for b in range(batches)]
     resolved = [notification(b, "resolved", run) for b in range(batches)]
     connections = 16
     with database(store) as url, bridge(url, workers, {"BRIDGE_RUN_WORKER": "0"}) as (base, sampler):
-        fire = run_wrk(base, firing, threads=2, connections=connections, seconds=30)
+        noop = run_wrk(
+            base, firing, threads=2, connections=connections, seconds=10, path="/bench/noop", pgid=sampler.pgid
+        )
+        fire = run_wrk(base, firing, threads=2, connections=connections, seconds=30, pgid=sampler.pgid)
         time.sleep(1)
         incidents, occurrences, _ = counts(url)
         answered = fire["requests"] - fire["status_errors"]
@@ -255,12 +317,14 @@ def storm(store: str, workers: int) -> list[str]:
             threads=2,
             connections=connections,
             seconds=max(15, int(3 * len(resolved) / max(fire_rate, 1)) + 1),
+            pgid=sampler.pgid,
         )
         time.sleep(1)
         incidents_after, _, resolved_count = counts(url)
         resolve_ok = incidents_after == ALERTS and resolved_count == ALERTS and resolve["status_errors"] == 0
         rss = dict(sampler.peak)
     return [
+        row("no-op endpoint (ceiling)", store, noop, PER_NOTIFICATION, rss, f"{noop['status_errors']} errors"),
         row(
             "storm: firing, re-sent",
             store,
@@ -268,6 +332,7 @@ def storm(store: str, workers: int) -> list[str]:
             PER_NOTIFICATION,
             rss,
             f"{'yes' if fire_ok else 'NO'} ({incidents} incidents, {occurrences} occurrences for {answered} answers)",
+            noop,
         ),
         row(
             "storm: resolve",
@@ -276,16 +341,47 @@ def storm(store: str, workers: int) -> list[str]:
             PER_NOTIFICATION,
             rss,
             f"{'yes' if resolve_ok else 'NO'} ({resolved_count} resolved)",
+            noop,
         ),
+    ]
+
+
+CREATE_NOTIFICATIONS = 20_000
+
+
+def create(store: str, workers: int) -> list[str]:
+    """Creates only: distinct notifications (10 new alerts each), none sent twice unless wrk runs out of them."""
+    run = uuid.uuid4().hex[:6]
+    bodies = [notification(b, "firing", run) for b in range(CREATE_NOTIFICATIONS)]
+    connections = 16
+    with database(store) as url, bridge(url, workers, {"BRIDGE_RUN_WORKER": "0"}) as (base, sampler):
+        summary = run_wrk(base, bodies, threads=2, connections=connections, seconds=6, pgid=sampler.pgid)
+        time.sleep(1)
+        incidents, _, _ = counts(url)
+    answered = summary["requests"] - summary["status_errors"]
+    ok = (
+        summary["status_errors"] == 0
+        and summary["requests"] <= CREATE_NOTIFICATIONS
+        and answered * PER_NOTIFICATION <= incidents <= (answered + connections) * PER_NOTIFICATION
+    )
+    return [
+        row(
+            "storm: creates only",
+            store,
+            summary,
+            PER_NOTIFICATION,
+            sampler.peak,
+            f"{'yes' if ok else 'NO'} ({incidents} incidents for {answered} answers)",
+        )
     ]
 
 
 def steady(store: str, workers: int) -> list[str]:
     run = uuid.uuid4().hex[:6]
-    # 8 connections, each pausing 15 ms between requests: about 500 notifications/s at most.
+    # 14 connections, each pausing 22 ms between requests: about 500 notifications/s at a 6 ms answer.
     bodies = [notification(b, "firing", run) for b in range(2_000)]
     with database(store) as url, bridge(url, workers, {"BRIDGE_RUN_WORKER": "0"}) as (base, sampler):
-        summary = run_wrk(base, bodies, threads=1, connections=8, seconds=20, delay_ms=15)
+        summary = run_wrk(base, bodies, threads=1, connections=14, seconds=20, delay_ms=22, pgid=sampler.pgid)
     return [
         row(
             "steady (paced)",
@@ -335,25 +431,29 @@ def jira_latency(store: str, workers: int) -> list[str]:
             latencies.append(time.monotonic() - started)
     latencies.sort()
     return [
-        f"| alert -> Jira issue | {store} | p50 {latencies[len(latencies) // 2]:.2f} s | "
-        f"max {latencies[-1]:.2f} s | worker interval 0.2 s | | | 20/20 issues created, one each |"
+        f"| alert -> Jira issue | {store} | {SERVER} | p50 {latencies[len(latencies) // 2]:.2f} s | "
+        f"max {latencies[-1]:.2f} s | worker interval 0.2 s | | | | | 20/20 issues created, one each |"
     ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--workload", choices=["storm", "steady", "jira", "all"], default="all")
+    parser.add_argument("--workload", choices=["storm", "create", "steady", "jira", "all"], default="all")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
-    workloads = ["storm", "steady", "jira"] if args.workload == "all" else [args.workload]
-    print(f"gunicorn workers: {args.workers}; {os.cpu_count()} cores")
-    print("| workload | store | notifications/s | alerts/s | p50 ms | p99 ms | peak RSS MB (max process) | correct |")
-    print("|---|---|---|---|---|---|---|---|")
+    workloads = ["storm", "create", "steady", "jira"] if args.workload == "all" else [args.workload]
+    print(f"{SERVER}, {args.workers} worker processes; {os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}")
+    print(
+        "| workload | store | server | notifications/s | alerts/s | p50 ms | p99 ms | server CPU ms per notification "
+        "| share of the no-op ceiling | peak RSS MB (max process) | correct |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    workload_of = {"storm": storm, "create": create, "steady": steady, "jira": jira_latency}
     for workload in workloads:
         for store in stores:
-            for line in {"storm": storm, "steady": steady, "jira": jira_latency}[workload](store, args.workers):
+            for line in workload_of[workload](store, args.workers):
                 print(line, flush=True)
 
 

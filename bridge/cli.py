@@ -18,11 +18,12 @@ from gunicorn.glogging import Logger as GunicornLogger
 
 from adapters import SOURCES, events
 from bridge import metrics
-from bridge.app import create_app
-from bridge.config import Settings, SettingsError, check_exposure, load_settings, positive_duration
+from bridge.app import create_app, tune_gc_for_serving
+from bridge.config import HTTP_SERVERS, Settings, SettingsError, check_exposure, load_settings, positive_duration
 from bridge.context import utc_now
 from bridge.domain import route_alert
 from bridge.errors import BridgeError
+from bridge.granian_server import granian_address, serve_granian
 from bridge.ingest import parse_body
 from bridge.logs import configure_logging
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
@@ -225,6 +226,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "when_ready": self._start_worker,
             "on_exit": self._stop_worker,
             "child_exit": lambda _server, worker: mark_process_dead(worker.pid),
+            "post_worker_init": lambda _worker: tune_gc_for_serving(),
         }
         # Several bridges on one host must not fight over gunicorn's (>= 24) control socket.
         if "control_socket_disable" in self.cfg.settings:
@@ -260,10 +262,13 @@ def _wipe_metrics_dir(path: str) -> None:
 @main.command("serve")
 @click.option("--bind", default=None, help="host:port (default BRIDGE_BIND)")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="HTTP worker processes")
+@click.option(
+    "--server", type=click.Choice(HTTP_SERVERS), default=None, help="HTTP server (default BRIDGE_HTTP_SERVER)"
+)
 @click.option("--no-worker", is_flag=True, help="do not run the background worker alongside")
-def serve(bind: str | None, workers: int | None, no_worker: bool) -> None:
-    """Serve the HTTP API under gunicorn, with the background worker unless told not to."""
-    settings = _settings(bind=bind, http_workers=workers, run_worker=False if no_worker else None)
+def serve(bind: str | None, workers: int | None, server: str | None, no_worker: bool) -> None:
+    """Serve the HTTP API under gunicorn or Granian, with the background worker unless told not to."""
+    settings = _settings(bind=bind, http_workers=workers, http_server=server, run_worker=False if no_worker else None)
     _configure_logging(settings)
     try:
         check_exposure(settings)
@@ -278,4 +283,11 @@ def serve(bind: str | None, workers: int | None, no_worker: bool) -> None:
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="incident-bridge-metrics-")
         os.execv(sys.executable, [sys.executable, "-m", "bridge", *sys.argv[1:]])
     _wipe_metrics_dir(os.environ[MULTIPROC_ENV])
-    _Gunicorn(settings).run()
+    if settings.http_server == "granian":
+        try:
+            granian_address(settings.bind)
+        except ValueError as exc:
+            raise click.ClickException(f"BRIDGE_BIND: {exc}") from exc
+        serve_granian(settings)
+    else:
+        _Gunicorn(settings).run()

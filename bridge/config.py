@@ -79,6 +79,15 @@ def _log_format(text: str) -> str:
     return text
 
 
+HTTP_SERVERS = ("granian", "gunicorn")
+
+
+def _http_server(text: str) -> str:
+    if text not in HTTP_SERVERS:
+        raise ValueError(f"must be one of {', '.join(HTTP_SERVERS)}")
+    return text
+
+
 def _optional(text: str) -> str | None:
     return text or None
 
@@ -134,7 +143,10 @@ class Settings:
     rules_path: str = "rules.yaml"
     bind: str = "127.0.0.1:8080"
     http_workers: int = 2
-    http_threads: int = 4
+    http_threads: int = 8
+    http_server: str = "granian"  # chosen on measurements: bench/RESULTS.md
+    # A no-op webhook-shaped endpoint for `make bench` to measure the server's own ceiling; never on by default.
+    bench_noop_endpoint: bool = False
     ingest_batch_max: int = 64
     run_worker: bool = True
     worker_interval_seconds: float = 5.0
@@ -188,6 +200,8 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_BIND": ("bind", str),
     "BRIDGE_HTTP_WORKERS": ("http_workers", _positive_int),
     "BRIDGE_HTTP_THREADS": ("http_threads", _positive_int),
+    "BRIDGE_HTTP_SERVER": ("http_server", _http_server),
+    "BRIDGE_BENCH_NOOP_ENDPOINT": ("bench_noop_endpoint", _flag),
     "BRIDGE_INGEST_BATCH_MAX": ("ingest_batch_max", _positive_int),
     "BRIDGE_RUN_WORKER": ("run_worker", _flag),
     "BRIDGE_WORKER_INTERVAL_SECONDS": ("worker_interval_seconds", _positive_float),

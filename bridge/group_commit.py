@@ -22,13 +22,18 @@ R = TypeVar("R")
 
 
 class _Slot(Generic[T, R]):
+    """One request's item and outcome. `ready` is a lock held from the start and released once,
+    when the request may go on (its group committed, or the lead passed to it): two C calls,
+    where an Event's Condition runs Python code on both sides of every hand-over."""
+
     __slots__ = ("item", "result", "error", "ready", "lead")
 
     def __init__(self, item: T) -> None:
         self.item = item
         self.result: R | None = None
         self.error: BaseException | None = None
-        self.ready = threading.Event()
+        self.ready = threading.Lock()
+        self.ready.acquire()
         self.lead = False
 
     def outcome(self) -> R:
@@ -59,13 +64,13 @@ class GroupCommit(Generic[T, R]):
             lead = not self._leading
             self._leading = True
         if not lead:
-            slot.ready.wait()
+            slot.ready.acquire()
             if not slot.lead:
                 return slot.outcome()
-        self._lead()
+        self._lead(slot)
         return slot.outcome()
 
-    def _lead(self) -> None:
+    def _lead(self, own: _Slot[T, R]) -> None:
         """Write the oldest queued items (the leader's own is first), then pass the lead on."""
         with self._lock:
             group = [self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))]
@@ -76,11 +81,12 @@ class GroupCommit(Generic[T, R]):
                 if self._queue:
                     successor = self._queue[0]
                     successor.lead = True
-                    successor.ready.set()
+                    successor.ready.release()
                 else:
                     self._leading = False
             for slot in group:
-                slot.ready.set()
+                if slot is not own:  # the leader is not waiting: its lock was never (or already) handed over
+                    slot.ready.release()
 
     def _write_group(self, group: list[_Slot[T, R]]) -> None:
         try:

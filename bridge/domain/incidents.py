@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import enum
 import hashlib
 import hmac
@@ -10,6 +9,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, response_due_at, restart, stop
 
@@ -235,12 +235,20 @@ class Incident:
             raise ValueError("an incident not written yet has no id")
         return self.id
 
+    @classmethod
+    def from_fields(cls, values: dict[str, Any]) -> Incident:
+        """An incident from every field's value, as read back by the store (the dict is taken, not copied).
+
+        Skips the generated __init__'s 30 keyword arguments: the webhook path builds one per
+        incident it touches.
+        """
+        incident = cls.__new__(cls)
+        incident.__dict__.update(values)
+        return incident
+
     def copy(self) -> Incident:
-        twin = copy.copy(self)
-        twin.labels, twin.annotations = dict(self.labels), dict(self.annotations)
-        if self.source_ids is not None:
-            twin.source_ids = list(self.source_ids)
-        return twin
+        """A shallow twin: the lifecycle below replaces labels, annotations and source_ids, never changes them in place."""
+        return Incident.from_fields(dict(self.__dict__))
 
 
 @dataclass(frozen=True)
@@ -381,8 +389,8 @@ def _next_state(
     if now - current.resolved_at > routing.route.reopen_window:
         return Outcome.CREATED, open_incident(alert, routing, now)
     _refresh_details(current, alert, routing, now)
-    for name in NOTE_ANNOTATIONS:  # a new episode: no longer acknowledged
-        current.annotations.pop(name, None)
+    # A new episode: no longer acknowledged.
+    current.annotations = {name: value for name, value in current.annotations.items() if name not in NOTE_ANNOTATIONS}
     current.state = IncidentState.FIRING
     current.occurrences += 1
     current.reopen_count += 1

@@ -6,6 +6,7 @@ incidents, problem rules for grouping.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -30,6 +31,16 @@ class Rules:
     event_routing_keys: tuple[EventRoutingKey, ...] = ()
     ticket_systems: Mapping[str, TicketSystem] = field(default_factory=dict)
     notify_targets: tuple[NotifyTarget, ...] = ()
+    # (source, values of routed_labels) -> the routing decision they get under these rules (see route_alert).
+    decisions: dict[tuple[str, tuple[str | None, ...]], _Decision] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+
+    @functools.cached_property
+    def routed_labels(self) -> tuple[str, ...]:
+        """Every label name a route's matcher reads: the rest of an alert's labels cannot change its route."""
+        names = {name for route in self.routes for name in (*route.matcher.labels, *route.matcher.labels_regex)}
+        return tuple(sorted(names))
 
     @property
     def priorities(self) -> list[str]:
@@ -51,19 +62,54 @@ class Rules:
         return self.priority_matrix[(impact, urgency)]
 
 
-def route_alert(rules: Rules, alert: Alert) -> Routing:
-    """Decide key, line, impact, urgency and priority for an alert, and say why."""
+# Routing decisions kept per rules object; past this many the cache starts over.
+MAX_CACHED_DECISIONS = 16_384
+# Decisions on routed label values longer than this in all (characters) are made every time,
+# so the cache stays small whatever senders send.
+MAX_CACHED_LABEL_TEXT = 1024
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What the routed labels decide for an alert: route, priority and the reasons that do not name the alert."""
+
+    route: Route
+    priority: str
+    route_reason: str
+    tail_reasons: tuple[str, ...]
+
+
+def _decide(rules: Rules, alert: Alert) -> _Decision:
     route = rules.route_for(alert)
     priority = rules.priority(route.impact, route.urgency)
-    reasons = []
-    if route is rules.default_route:
-        reasons.append("no route matched; defaults apply")
-    else:
-        reasons.append(f'route "{route.name}" matched')
+    route_reason = (
+        "no route matched; defaults apply" if route is rules.default_route else f'route "{route.name}" matched'
+    )
+    tail = (f"line {route.line}", f"priority {priority} = impact {route.impact} x urgency {route.urgency}")
+    return _Decision(route, priority, route_reason, tail)
+
+
+def route_alert(rules: Rules, alert: Alert) -> Routing:
+    """Decide key, line, impact, urgency and priority for an alert, and say why.
+
+    The route depends on the source and the labels the routes read (`Rules.routed_labels`),
+    so it is decided once per such values and rules object and looked up after that: a
+    storm of thousands of instances of one failure is one decision. The key is the alert's own.
+    """
+    routed = tuple(map(alert.labels.get, rules.routed_labels))
+    cache_key = (alert.source, routed)
+    decision = rules.decisions.get(cache_key)
+    if decision is None:
+        decision = _decide(rules, alert)
+        if sum(len(value) for value in routed if value is not None) <= MAX_CACHED_LABEL_TEXT:
+            if len(rules.decisions) >= MAX_CACHED_DECISIONS:
+                rules.decisions.clear()
+            rules.decisions[cache_key] = decision
+    route = decision.route
     if route.dedup_labels:
-        reasons.append(f"dedup key from labels {', '.join(route.dedup_labels)}")
+        key_reason = f"dedup key from labels {', '.join(route.dedup_labels)}"
     else:
-        reasons.append(f"dedup key from the {alert.source} id {alert.source_id}")
-    reasons.append(f"line {route.line}")
-    reasons.append(f"priority {priority} = impact {route.impact} x urgency {route.urgency}")
-    return Routing(dedup_key(alert, route), route, priority, tuple(reasons))
+        key_reason = f"dedup key from the {alert.source} id {alert.source_id}"
+    return Routing(
+        dedup_key(alert, route), route, decision.priority, (decision.route_reason, key_reason, *decision.tail_reasons)
+    )

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from bridge.errors import DataRefused, StoreUnavailable
+from bridge.storage import driver_sql
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         # Readers take no lock in WAL mode; writers take it up front.
-        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        begin = "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        driver_sql.execute(connection, begin)
 
 
 class _WriterQueue:
@@ -279,25 +281,6 @@ class Database:
             return Page([convert(row) for row in rows], rows[-1]["id"] if more else None)
 
         return self.read(work)
-
-
-def insert_returning_ids(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert rows and return their ids in the order given.
-
-    PostgreSQL: ids drawn from the sequence first, then one pipelined executemany of a
-    short statement. A multi-row INSERT ... RETURNING of a storm's group has thousands of
-    parameters, and psycopg re-parses such a statement on the client each time (it caches
-    only short ones): three times slower. SQLite: one multi-row INSERT ... RETURNING.
-    """
-    if conn.dialect.name != "postgresql":
-        result = conn.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
-        return [row.id for row in result]
-    ids = list(conn.execute(_NEXT_IDS, {"table": table.name, "n": len(rows)}).scalars())
-    conn.execute(table.insert(), [dict(row, id=row_id) for row, row_id in zip(rows, ids, strict=True)])
-    return ids
-
-
-_NEXT_IDS = sa.text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
 
 
 def _alembic_config(url: str) -> AlembicConfig:

@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.storage.engine import Database, insert_returning_ids
+from bridge.storage import driver_sql
+from bridge.storage.engine import Database
 from bridge.storage.schema import notifications, octet_length, rejected_payloads
 
 # What a listing of refused payloads shows: everything but the body, which can be 1 MB each.
@@ -20,6 +21,8 @@ REJECTED_SUMMARY = [column for column in rejected_payloads.columns if column.nam
 # Tables whose rows age out after BRIDGE_RETENTION; nothing else refers to them by key.
 PRUNED_TABLES = (notifications, rejected_payloads)
 PRUNE_BATCH = 2000
+_NOTIFICATION_COLUMNS = tuple(column.name for column in notifications.columns if column.name != "id")
+_NOTIFICATION_KINDS = driver_sql.column_kinds(notifications)
 
 
 class PayloadRepository(Database):
@@ -32,7 +35,9 @@ class PayloadRepository(Database):
         Each row holds source, received_at, body, alert_count, rejected_count,
         truncated_alerts and group_key.
         """
-        return insert_returning_ids(conn, notifications, [dict(row) for row in rows])
+        sqlite = driver_sql.is_sqlite(conn)
+        values = [driver_sql.driver_row(row, _NOTIFICATION_COLUMNS, _NOTIFICATION_KINDS, sqlite) for row in rows]
+        return driver_sql.insert_returning_ids(conn, notifications, _NOTIFICATION_COLUMNS, values)
 
     @staticmethod
     def add_rejected(

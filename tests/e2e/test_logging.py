@@ -92,10 +92,19 @@ def test_failing_job_is_logged_with_its_id_kind_attempt_and_error(
     assert 'job_id=1 kind=zabbix.close_problems attempt=1 error="Zabbix API is not configured' in line
 
 
-def test_serve_logs_json_lines_for_gunicorn_and_each_request(tmp_path: Path):
+@pytest.mark.parametrize(
+    "server, logger, boot",
+    [("granian", "_granian", "Spawning worker"), ("gunicorn", "gunicorn.error", "Booting worker")],
+)
+def test_serve_logs_json_lines_for_the_server_and_each_request(tmp_path: Path, server, logger, boot):
     url = f"sqlite:///{tmp_path / 'serve.db'}"
     migrate(url)
-    env = {"BRIDGE_LOG_FORMAT": "json", "BRIDGE_RUN_WORKER": "0", "BRIDGE_HTTP_WORKERS": "1"}
+    env = {
+        "BRIDGE_LOG_FORMAT": "json",
+        "BRIDGE_RUN_WORKER": "0",
+        "BRIDGE_HTTP_WORKERS": "1",
+        "BRIDGE_HTTP_SERVER": server,
+    }
     with BridgeProcess(url, env=env, workers=1) as bridge:
         answer = requests.get(bridge.url + "/api/v1/incidents", headers={"X-Request-ID": "given-id-1"}, timeout=10)
         assert answer.headers["X-Request-ID"] == "given-id-1"
@@ -104,6 +113,6 @@ def test_serve_logs_json_lines_for_gunicorn_and_each_request(tmp_path: Path):
     lines = output.splitlines()
     assert lines and all(line.startswith("{") for line in lines), output
     records = json_lines(output)
-    assert any(r["logger"] == "gunicorn.error" and r["message"].startswith("Booting worker") for r in records)
+    assert any(r["logger"] == logger and r["message"].startswith(boot) for r in records)
     [logged] = [r for r in records if r.get("request_id") == "given-id-1"]
     assert (logged["message"], logged["path"], logged["status"]) == ("request", "/api/v1/incidents", 200)

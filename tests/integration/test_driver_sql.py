@@ -1,0 +1,93 @@
+"""The hot path's driver SQL reads and writes exactly what the SQLAlchemy column types would (issue 15)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from bridge.domain import IncidentState
+from bridge.errors import DataRefused
+from bridge.storage import IncidentFilter, Store, incidents
+from bridge.storage.incident_repository import incident_from_row
+from bridge.storage.incident_rows import FIELDS, _postgres_update
+from tests.conftest import ingest, payload_bytes
+
+T0 = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_incidents_read_by_driver_sql_equal_those_read_through_sqlalchemy(store: Store, example_rules):
+    ingest(store, example_rules, "alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), T0)
+    ingest(store, example_rules, "zabbix", payload_bytes("zabbix-6.0.14-problem.json"), T0 + timedelta(seconds=1))
+    listed = store.list_incidents(IncidentFilter(), 10, None).items
+    assert len(listed) == 3
+    current = store.run(lambda conn: store.current_incidents(conn, [incident.dedup_key for incident in listed]))
+    for incident in listed:
+        fast = current[incident.dedup_key]
+        assert fast.id == incident.id
+        for name in FIELDS:
+            assert getattr(fast, name) == getattr(incident, name), name
+            assert type(getattr(fast, name)) is type(getattr(incident, name)), name
+        assert fast.first_seen.tzinfo is UTC and fast.state is IncidentState.FIRING
+
+
+def test_values_written_by_driver_sql_read_back_through_sqlalchemy(store: Store, example_rules):
+    """Another offset, unicode labels, microseconds: stored as the UtcDateTime and JSON types store them."""
+    ingest(store, example_rules, "alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), T0)
+    [first, *_] = store.list_incidents(IncidentFilter(), 10, None).items
+    elsewhere = timezone(timedelta(hours=5, minutes=30))
+
+    def change(conn):
+        [incident] = store.current_incidents(conn, [first.dedup_key]).values()
+        original = incident.copy()
+        incident.labels = {**incident.labels, "ville": "Besançon ✓"}
+        incident.last_seen = datetime(2026, 11, 25, 16, 0, 0, 7, tzinfo=elsewhere)
+        incident.occurrences += 1
+        store.save_incidents(conn, [(incident, None)], {incident.dedup_key: original})
+
+    store.run(change)
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(incidents).where(incidents.c.id == first.id)).mappings().one()
+    again = incident_from_row(row)
+    assert again.labels["ville"] == "Besançon ✓"
+    assert again.last_seen == datetime(2026, 11, 25, 10, 30, 0, 7, tzinfo=UTC) and again.last_seen.tzinfo is UTC
+    assert again.occurrences == first.occurrences + 1
+    untouched = [name for name in FIELDS if name not in ("labels", "last_seen", "occurrences")]
+    assert [getattr(again, name) for name in untouched] == [getattr(first, name) for name in untouched]
+
+
+def test_a_value_the_database_refuses_is_a_data_refusal_on_the_driver_path(store: Store, example_rules):
+    ingest(store, example_rules, "alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), T0)
+    [first, *_] = store.list_incidents(IncidentFilter(), 10, None).items
+
+    def overflow(conn):
+        [incident] = store.current_incidents(conn, [first.dedup_key]).values()
+        original = incident.copy()
+        incident.occurrences = 2**80  # past any integer column
+        store.save_incidents(conn, [(incident, None)], {incident.dedup_key: original})
+
+    with pytest.raises(DataRefused):
+        store.run(overflow)
+
+
+@pytest.mark.postgres
+def test_the_set_based_update_probes_the_primary_key_on_a_grown_table(pg_database_url: str):
+    """Before any ANALYZE (a new install's first storm), 20,000 incidents: an index probe per row, no scan."""
+    store = Store.from_url(pg_database_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO incidents (dedup_key, source, state, line, impact, urgency, priority, route, summary, "
+                "labels, annotations, occurrences, reopen_count, first_seen, last_seen) "
+                "SELECT 'k' || g, 'alertmanager', 'firing', 'L1', 'high', 'high', 'P1', 'r', 's', '{}', '{}', 1, 0, "
+                "now(), now() FROM generate_series(1, 20000) AS g"
+            )
+            statement = _postgres_update(("last_seen", "occurrences", "last_notification_id"))
+            arrays = [[T0] * 80, [2] * 80, [1] * 80, list(range(1, 81))]
+            parameters = (*arrays, arrays[-1])
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+            conn.rollback()
+    finally:
+        store.engine.dispose()
+    assert "incidents_pkey" in plan and "Seq Scan on incidents" not in plan, plan

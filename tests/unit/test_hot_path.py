@@ -1,0 +1,217 @@
+"""The webhook hot path's shortcuts give exactly what the slow paths give (issue 15).
+
+The model-free Alertmanager parse against the pydantic models, routing decided once per
+label set against deciding every time, problem-key templates rendered once per value of
+what they read against rendering every time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters import alertmanager
+from bridge.domain import Alert, AlertStatus, route_alert
+from bridge.domain.rules import _decide
+from bridge.errors import BadPayload
+from bridge.templates import TemplateError, _reads, compile_template
+from bridge.validation import MAX_LABEL_NAME_LENGTH, MAX_LABEL_VALUE_LENGTH
+
+
+def by_models(payload: Any) -> Any:
+    """The pydantic path alone: what `parse` answered before the fast check existed."""
+    return alertmanager.parse_grouped(
+        payload,
+        sender="Alertmanager",
+        source=alertmanager.SOURCE,
+        envelope_model=alertmanager._Envelope,
+        alert_model=alertmanager.AlertModel,
+        convert=lambda _envelope, alert: alertmanager.to_alert(alert, alertmanager.SOURCE, alert.fingerprint),
+    )
+
+
+def outcome(parse: Any, payload: Any) -> Any:
+    try:
+        return parse(payload)
+    except BadPayload as exc:
+        return ("refused", exc.message, tuple(exc.errors))
+
+
+TEXT = st.text(alphabet=st.characters(codec="utf-8", categories=("L", "N", "P", "Zs", "Cc")), max_size=12)
+TIMESTAMPS = st.one_of(
+    st.sampled_from(
+        [
+            "2026-11-25T10:00:00Z",
+            "2026-11-25T10:00:00.123456Z",
+            "2026-11-25T10:00:00.1234567Z",
+            "2026-11-25T12:00:00+02:00",
+            "0001-01-01T00:00:00Z",
+            "2026-02-30T10:00:00Z",
+            "2026-11-25 10:00:00Z",
+            "2026-11-25",
+            "",
+        ]
+    ),
+    st.integers(min_value=0, max_value=2_000_000_000),
+    st.none(),
+)
+LABELS = st.one_of(
+    st.dictionaries(TEXT, TEXT, max_size=4),
+    st.just({"alertname": "A", "long": "v" * (MAX_LABEL_VALUE_LENGTH + 1)}),
+    st.just({"n" * (MAX_LABEL_NAME_LENGTH + 1): "v"}),
+    st.just({"nul": "a\x00b"}),
+    st.just({"number": 1}),
+    st.none(),
+)
+MISSING = object()
+
+
+VALID_TIMESTAMPS = st.sampled_from(["2026-11-25T10:00:00Z", "2026-11-25T10:00:00.123456Z", "2026-11-25T12:00:00+02:00"])
+VALID_LABELS = st.dictionaries(
+    TEXT.filter(lambda text: "\x00" not in text), TEXT.filter(lambda t: "\x00" not in t), max_size=4
+)
+
+
+@st.composite
+def alert_items(draw: st.DrawFn) -> Any:
+    """A well-formed alert, or one with a field changed to something odd or wrong (half of them)."""
+    item = {
+        "status": draw(st.sampled_from(["firing", "resolved"])),
+        "labels": draw(VALID_LABELS),
+        "annotations": draw(VALID_LABELS),
+        "startsAt": draw(VALID_TIMESTAMPS),
+        "endsAt": draw(st.sampled_from(["0001-01-01T00:00:00Z", "2026-11-25T11:00:00Z"])),
+        "generatorURL": "http://prom/graph",
+        "fingerprint": draw(st.sampled_from(["3d64f6474bce3ff4", "A1"])),
+    }
+    if draw(st.booleans()):
+        odd = {
+            "status": st.sampled_from(["pending", 1, None]),
+            "labels": LABELS,
+            "annotations": st.one_of(LABELS, st.just(MISSING)),
+            "startsAt": st.one_of(TIMESTAMPS, st.just(MISSING)),
+            "endsAt": st.one_of(TIMESTAMPS, st.just(MISSING)),
+            "generatorURL": st.sampled_from(["", None, "a\x00", 3, MISSING]),
+            "fingerprint": st.sampled_from(["x" * 129, "bad-fp", "", 7, "٣", MISSING]),
+            "extra": st.sampled_from(["kept", None]),
+        }
+        name = draw(st.sampled_from(sorted(odd)))
+        item[name] = draw(odd[name])
+    return {name: value for name, value in item.items() if value is not MISSING}
+
+
+@st.composite
+def notifications(draw: st.DrawFn) -> Any:
+    """A well-formed envelope of such alerts, or one with a field changed (a third of them)."""
+    envelope = {
+        "version": "4",
+        "status": draw(st.sampled_from(["firing", "resolved"])),
+        "alerts": draw(st.lists(alert_items(), min_size=1, max_size=3)),
+        "receiver": "bridge",
+        "groupKey": draw(st.sampled_from(['{}:{alertname="A"}', ""])),
+        "truncatedAlerts": draw(st.sampled_from([0, 5])),
+    }
+    if draw(st.integers(0, 2)) == 0:
+        odd = {
+            "version": st.sampled_from(["3", 4, MISSING]),
+            "status": st.sampled_from(["pending", ["firing"], MISSING]),
+            "alerts": st.sampled_from([[], None, "x", MISSING]),
+            "receiver": st.sampled_from(["a\x00", 3, MISSING]),
+            "groupKey": st.sampled_from([None, "a\x00", MISSING]),
+            "truncatedAlerts": st.sampled_from([-1, True, "2", 2.0, 2**31, MISSING]),
+        }
+        name = draw(st.sampled_from(sorted(odd)))
+        envelope[name] = draw(odd[name])
+    return {name: value for name, value in envelope.items() if value is not MISSING}
+
+
+@settings(max_examples=400, deadline=None)
+@given(notifications())
+def test_the_fast_parse_answers_exactly_as_the_models(payload):
+    assert outcome(alertmanager.parse, payload) == outcome(by_models, payload)
+
+
+def test_a_well_formed_notification_takes_the_fast_path():
+    payload = {
+        "version": "4",
+        "status": "firing",
+        "receiver": "bridge",
+        "groupKey": "{}:{}",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "A", "instance": "h:1"},
+                "startsAt": "2026-11-25T10:00:00.5Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": "abc123",
+                "generatorURL": "http://prom/graph",
+            }
+        ],
+    }
+    fast = alertmanager.parse_plain(payload)
+    assert fast is not None and fast == by_models(payload)
+    assert fast.alerts[0].summary == "A on h:1" and fast.alerts[0].ends_at is None
+    assert alertmanager.parse_plain({**payload, "truncatedAlerts": "1"}) is None, "the models judge the rest"
+
+
+def test_routing_is_decided_once_per_label_set_and_equals_deciding_afresh(example_rules):
+    alerts = [
+        Alert("alertmanager", AlertStatus.FIRING, f"fp{n}", {"alertname": "HighErrorRate", "severity": severity})
+        for n, severity in enumerate(["critical", "critical", "warning", "critical"])
+    ]
+    example_rules.decisions.clear()  # the rules are the session's
+    cached = [route_alert(example_rules, alert) for alert in alerts]
+    assert len(example_rules.decisions) == 2, "one decision per distinct value of the labels routes read"
+    example_rules.decisions.clear()
+    for alert, routing in zip(alerts, cached, strict=True):
+        decision = _decide(example_rules, alert)
+        assert (routing.route, routing.priority) == (decision.route, decision.priority)
+        assert routing == route_alert(example_rules, alert)
+        assert routing.dedup_key == f"alertmanager:{alert.source_id}"
+        assert f"dedup key from the alertmanager id {alert.source_id}" in routing.reasons
+
+
+def test_templates_that_read_only_items_and_scalars_render_once_per_value():
+    assert _reads("{{ labels.alertname }}/{{ labels['a b'] }} {{ summary|upper }}") == (
+        ("labels", "a b"),
+        ("labels", "alertname"),
+        ("summary", None),
+    )
+    for unsafe in (
+        "{{ labels }}",
+        "{{ labels.items() }}",
+        "{{ labels.get }}",
+        "{% for k in labels %}{{ k }}{% endfor %}",
+        "{% set x = 1 %}{{ x }}",
+        "{{ labels.a|random }}",
+        "{{ lipsum() }}",
+        "{{ range(3)|list }}",
+    ):
+        assert _reads(unsafe) is None, unsafe
+    render = compile_template("{{ labels.alertname }}/{{ labels.service }} ({{ source }})")
+    context = {"labels": {"alertname": "A", "service": "b", "other": "x"}, "source": "zabbix"}
+    assert render(context) == "A/b (zabbix)"
+    assert render({**context, "labels": {"alertname": "A", "service": "b", "other": "y"}}) == "A/b (zabbix)"
+    assert render({**context, "labels": {"alertname": "A", "service": "c"}}) == "A/c (zabbix)"
+    for _ in range(2):  # a missing label fails every time, never from the cache
+        try:
+            render({**context, "labels": {"alertname": "A"}})
+        except TemplateError as exc:
+            assert "service" in str(exc)
+        else:
+            raise AssertionError("a missing label must fail")
+
+
+def test_labels_no_route_reads_share_one_decision_and_long_routed_values_are_not_cached(example_rules):
+    example_rules.decisions.clear()
+    assert "severity" in example_rules.routed_labels and "instance" not in example_rules.routed_labels
+    for n in range(50):  # a storm: one failure on many instances
+        route_alert(
+            example_rules, Alert("alertmanager", AlertStatus.FIRING, f"fp{n}", {"alertname": "A", "instance": f"h{n}"})
+        )
+    assert len(example_rules.decisions) == 1
+    alert = Alert("alertmanager", AlertStatus.FIRING, "fp", {"alertname": "A", "severity": "x" * 2000})
+    assert route_alert(example_rules, alert).dedup_key == "alertmanager:fp"
+    assert len(example_rules.decisions) == 1, "a sender cannot fill memory with huge label values"
