@@ -69,6 +69,11 @@ def json_columns(table: sa.Table) -> frozenset[str]:
     return frozenset(column.name for column in table.columns if isinstance(column.type, sa.JSON))
 
 
+def boolean_columns(table: sa.Table) -> frozenset[str]:
+    """Columns SQLite hands back as 0/1 (PostgreSQL as bool)."""
+    return frozenset(column.name for column in table.columns if isinstance(column.type, sa.Boolean))
+
+
 def sqlite_datetime(value: str) -> datetime:
     """A datetime SQLAlchemy stored in SQLite (naive UTC text)."""
     return datetime.fromisoformat(value + "+00:00")  # six times faster than .replace(tzinfo=UTC)

@@ -19,6 +19,7 @@ COLUMNS = tuple(column.name for column in incidents.columns)
 FIELDS = tuple(name for name in COLUMNS if name not in ("id", "last_notification_id"))
 _DATETIMES = tuple(sorted(driver_sql.datetime_columns(incidents)))
 _JSON = tuple(sorted(driver_sql.json_columns(incidents)))
+_BOOLEANS = tuple(sorted(driver_sql.boolean_columns(incidents)))
 _DATETIME_SET, _JSON_SET = frozenset(_DATETIMES), frozenset(_JSON)
 _FIRING = IncidentState.FIRING.value
 
@@ -48,7 +49,8 @@ def _decode(row: Sequence[Any], sqlite: bool) -> Incident:
             value = values[name]
             if value is not None:
                 values[name] = orjson.loads(value)
-        values["sla_breached"] = bool(values["sla_breached"])
+        for name in _BOOLEANS:
+            values[name] = bool(values[name])
     values["state"] = IncidentState(values["state"])
     del values["last_notification_id"]
     return Incident.from_fields(values)

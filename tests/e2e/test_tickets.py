@@ -4,7 +4,7 @@ with them and their systems told through signed, retried, idempotent deliveries;
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -413,7 +413,7 @@ def test_deliveries_of_a_target_gone_from_rules_dead_letter_naming_it(bridge_wit
     bridge = bridge_with(chat_events=["problem.opened"])
     bridge.alert("checkout")
     rules = bridge.runner.rules
-    bridge.runner.rules = type(rules)(**{**rules.__dict__, "notify_targets": ()})
+    bridge.runner.rules = replace(rules, notify_targets=())
     bridge.work()
     [dead] = bridge.client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
     assert dead["last_error"].startswith("notify:chat is no longer in rules.yaml")

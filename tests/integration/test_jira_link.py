@@ -143,9 +143,9 @@ def test_server_errors_back_off_then_dead_letter_after_the_deadline(store, examp
 
 def test_rejected_create_is_dead_at_once_with_jiras_reason(store, example_rules, fake_jira):
     rules = example_rules
-    bad_target = rules.problem_rules[0].jira.__class__(**{**rules.problem_rules[0].jira.__dict__, "project": "NOPE"})
-    bad_rule = rules.problem_rules[0].__class__(**{**rules.problem_rules[0].__dict__, "jira": bad_target})
-    bad_rules = rules.__class__(**{**rules.__dict__, "problem_rules": (bad_rule,)})
+    bad_target = replace(rules.problem_rules[0].jira, project="NOPE")
+    bad_rule = replace(rules.problem_rules[0], jira=bad_target)
+    bad_rules = replace(rules, problem_rules=(bad_rule,))
     runner = OutboxRunner(store, bad_rules, cloud_client(fake_jira), OPTIONS, timedelta(hours=1), 600)
     fire(store, bad_rules, 0, T0)
     fire(store, bad_rules, 1, T0)
