@@ -13,20 +13,15 @@ from typing import Any
 import requests
 
 from bridge.domain.tickets import TicketSystem
+from bridge.errors import OutboundFailure
 
 TIMEOUT_SECONDS = 10.0
 # Statuses of RT's default lifecycle a closed ticket may already be in.
 DONE_STATUSES = ("resolved", "rejected")
 
 
-class RtError(Exception):
+class RtError(OutboundFailure):
     """RT refused or failed a call; retried with backoff when `retryable` (timeouts, 5xx, 429)."""
-
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

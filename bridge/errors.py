@@ -6,6 +6,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
+class OutboundFailure(Exception):
+    """A call to another system failed: the worker retries it with backoff when `retryable`
+    (not before `retry_after` seconds when the system said so), else it is a dead letter."""
+
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
 class BridgeError(Exception):
     """Base error: a message for people, an HTTP status and itemised findings."""
 

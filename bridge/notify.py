@@ -25,6 +25,7 @@ import requests
 from bridge.domain import AlertResult, Incident, Outcome, Problem, Renderer, Rules
 from bridge.domain.tickets import NotifyTarget, targets_wanting, wanted_events
 from bridge.edge import iso
+from bridge.errors import OutboundFailure
 from bridge.jobs import Deliver, queue
 from bridge.storage import Connection, Store
 from bridge.templates import TemplateError
@@ -196,14 +197,8 @@ def announce_auto_closed(announcer: Announcer | None) -> Callable[[Connection, l
 # Sending (the worker) ---------------------------------------------------------
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(OutboundFailure):
     """A delivery was not accepted; retried with backoff when `retryable`, else dead with the answer."""
-
-    def __init__(self, message: str, retryable: bool, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from adapters.zabbix_api import ZabbixApiError, ZabbixClient
 from bridge import jira_budget, jira_identity, jobs, metrics, notify
 from bridge.config import Settings
 from bridge.domain import JiraTarget, Rules, comment_text
-from bridge.errors import StoreUnavailable
+from bridge.errors import OutboundFailure, StoreUnavailable
 from bridge.outcomes import apply_issue_reading
 from bridge.problems import queue_issue_sync
 from bridge.storage import Connection, Store
@@ -50,13 +50,8 @@ JOBS_PER_PASS = 50
 FIRST_BACKOFF_SECONDS = 2.0
 
 
-class JobFailed(Exception):
+class JobFailed(OutboundFailure):
     """A job cannot succeed as things stand; retried until its deadline if `retryable`."""
-
-    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 def backoff_seconds(attempt: int, retry_after: float | None, cap: float) -> float:
@@ -144,12 +139,10 @@ class OutboxRunner:
         except JiraRateLimited as exc:
             wait = backoff_seconds(job["attempts"], exc.retry_after, self.max_backoff_seconds)
             self.gate.rate_limited(job, now, exc, wait, timedelta(seconds=self.max_backoff_seconds))
-        except (JobFailed, JiraError) as exc:
+        except (OutboundFailure, JiraError) as exc:
             self._failed(job, now, str(exc), exc.retryable, exc.retry_after)
         except ZabbixApiError as exc:
             self._failed(job, now, exc.message, exc.retryable, None)
-        except RtError as exc:
-            self._failed(job, now, exc.message, exc.retryable, exc.retry_after)
         except StoreUnavailable:
             raise
         except Exception as exc:
@@ -315,7 +308,7 @@ class OutboxRunner:
             notify.send(self.http, endpoint, job, now)
         except notify.DeliveryFailed as exc:
             metrics.DELIVERIES.labels(endpoint.name, "retry" if exc.retryable else "dead").inc()
-            raise JobFailed(exc.message, exc.retryable, exc.retry_after) from exc
+            raise
         metrics.DELIVERIES.labels(endpoint.name, "success").inc()
 
     @_handle.register
