@@ -31,9 +31,8 @@ from bridge.domain import (
 )
 from bridge.errors import Conflict
 from bridge.jobs import EnsureIssue, SyncIssue, queue
-from bridge.problems import JIRA_KEY, queue_zabbix_close
+from bridge.problems import JIRA_KEY, close_and_tell
 from bridge.storage import Connection, Store
-from bridge.tickets import after_close
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +126,7 @@ def _close_wont_do(
     reason = f"Jira {reading.key} resolved as {reading.resolution or 'done'}: won't do"
     closed = 0
     if outcomes.close_incidents:
-        counts, zabbix_closed = store.close_problems_and_incidents(conn, [problem_id], now, reason)
-        closed = counts.get(problem_id, 0)
-        queue_zabbix_close(conn, store, zabbix_closed.get(problem_id, []), f"Closed by incident-bridge: {reason}", now)
-        told = after_close(conn, store, rules, [problem_id], now, reason)
+        closed, told = close_and_tell(conn, store, rules, problem_id, now, reason, reason)
         incidents_note = f"{closed} incidents closed" + (f", {told} tickets' systems told" if told else "")
     else:
         store.change_problem(conn, problem_id, lambda live: live.close(now))

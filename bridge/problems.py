@@ -327,6 +327,17 @@ def queue_zabbix_close(
         queue(conn, store, job, now)
 
 
+def close_and_tell(
+    conn: Connection, store: Store, rules: Rules, problem_id: int, now: datetime, incident_reason: str, reason: str
+) -> tuple[int, int]:
+    """Close a problem and every incident of it, and tell whoever must hear: Zabbix of the events it closes,
+    the tickets' systems and the notify targets (bridge.tickets.after_close). Returns (incidents closed, tickets told).
+    """
+    counts, zabbix_closed = store.close_problems_and_incidents(conn, [problem_id], now, incident_reason)
+    queue_zabbix_close(conn, store, zabbix_closed.get(problem_id, []), f"Closed by incident-bridge: {reason}", now)
+    return counts.get(problem_id, 0), after_close(conn, store, rules, [problem_id], now, reason)
+
+
 def close_problem_by_hand(
     store: Store, problem_id: int, reason: str, now: datetime, rules: Rules, actor: str | None = None
 ) -> None:
@@ -346,10 +357,16 @@ def close_problem_by_hand(
         if problem.is_closed:
             raise Conflict(f"problem {problem_id} is already closed")
         by = f" by {actor}" if actor else ""
-        counts, zabbix_closed = store.close_problems_and_incidents(
-            conn, [problem_id], now, f"problem closed by hand{by}: {reason}"
+        count, _ = close_and_tell(
+            conn,
+            store,
+            rules,
+            problem_id,
+            now,
+            f"problem closed by hand{by}: {reason}",
+            f"problem closed by hand: {reason}",
         )
-        closed[:] = [counts.get(problem_id, 0)]
+        closed[:] = [count]
         store.add_problem_events(
             conn,
             [
@@ -357,19 +374,11 @@ def close_problem_by_hand(
                     problem_id=problem_id,
                     at=now,
                     kind="closed",
-                    detail=f"by hand: {reason} ({counts.get(problem_id, 0)} incidents closed)",
+                    detail=f"by hand: {reason} ({count} incidents closed)",
                     actor=actor,
                 )
             ],
         )
-        queue_zabbix_close(
-            conn,
-            store,
-            zabbix_closed.get(problem_id, []),
-            f"Closed by incident-bridge: problem closed by hand: {reason}",
-            now,
-        )
-        after_close(conn, store, rules, [problem_id], now, f"problem closed by hand: {reason}")
 
     closed: list[int] = []
     store.run(work)
