@@ -23,17 +23,17 @@ from bridge.edge import (
     MAX_PAGE_SIZE,
     choice_arg,
     int_arg,
-    iso,
     json_object,
     page_args,
     require_json,
     requires_token,
 )
 from bridge.errors import BadPayload, Conflict, NotFound
-from bridge.notify import Announcer, incident_shape, problem_shape
+from bridge.notify import Announcer
 from bridge.openapi import build_document
 from bridge.problems import JIRA_KEY, close_problem_by_hand, link_problem, reopen_problem_by_hand
 from bridge.releases import close_release
+from bridge.shapes import incident_shape, iso, problem_shape
 from bridge.sla import SlaClock, remaining_seconds
 from bridge.storage import MAX_ID, IncidentFilter
 from bridge.tickets_api import problem_tickets_json

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from functools import wraps
 from typing import Any
 
@@ -104,10 +103,6 @@ def read_body(limit_name: str = "BRIDGE_MAX_BODY_BYTES") -> bytes:
 def json_object() -> Any:
     read_body()
     return request.get_json(silent=True)
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def int_arg(name: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int | None:

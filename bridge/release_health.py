@@ -12,8 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from bridge.edge import iso
 from bridge.errors import NotFound
+from bridge.shapes import iso
 from bridge.storage import Store
 
 LISTED = 100  # incidents and problems listed per release; the counts cover all

@@ -19,7 +19,8 @@ from bridge.domain import Alert, Routing, Rules
 from bridge.domain.tickets import TicketSystem, ticket_close_text
 from bridge.errors import Conflict, NotFound, Unprocessable
 from bridge.jobs import RtClose, queue
-from bridge.notify import Announcer, incident_shape, problem_shape, queue_delivery, ticket_shape
+from bridge.notify import Announcer, queue_delivery
+from bridge.shapes import incident_shape, problem_shape, ticket_shape
 from bridge.storage import Connection, Store
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from bridge.domain import Outcome, ParsedNotification, Rules
 from bridge.edge import check_bearer, group_token, json_object, read_body, require_json, requires_token
 from bridge.errors import BadPayload, BridgeError, NotFound
 from bridge.ingest import Delivery, prepare_delivery
-from bridge.notify import ticket_shape
+from bridge.shapes import ticket_shape
 from bridge.tickets import link_ticket, reported_priority, system_of, unlink_ticket
 from bridge.validation import SafeStr, describe
 

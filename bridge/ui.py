@@ -25,9 +25,10 @@ from bridge.actors import SESSION_ACTOR, checked_name, proxy_user
 from bridge.config import Secret
 from bridge.context import EXTENSION, bridge
 from bridge.domain import IncidentState, ProblemState
-from bridge.edge import choice_arg, group_token, iso, page_args
+from bridge.edge import choice_arg, group_token, page_args
 from bridge.errors import BadPayload, NotFound
 from bridge.release_health import release_health
+from bridge.shapes import iso
 from bridge.storage import IncidentFilter
 
 ui = Blueprint(
