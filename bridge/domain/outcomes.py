@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bridge.domain.problems import Problem
-
+from typing import Protocol
 
 # How a problem that followed its duplicate issue to the original was linked (problems.jira_linked_by).
 LINKED_AS_DUPLICATE = "duplicate"
@@ -78,7 +74,22 @@ class OutcomeStep(enum.StrEnum):
     REOPEN = "reopen"  # a problem won't do closed: its issue is worked on again
 
 
-def outcome_step(problem: Problem, outcome: IssueOutcome | None, duplicates: str | None) -> OutcomeStep:
+class OutcomeSubject(Protocol):
+    """What deciding an outcome reads of a problem (bridge.domain.problems.Problem has it)."""
+
+    @property
+    def merged_into(self) -> int | None: ...
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def jira_linked_by(self) -> str | None: ...
+    @property
+    def jira_key(self) -> str | None: ...
+    @property
+    def is_closed(self) -> bool: ...
+
+
+def outcome_step(problem: OutcomeSubject, outcome: IssueOutcome | None, duplicates: str | None) -> OutcomeStep:
     """Decide what `problem` does now that its issue has `outcome`; repeating a reading changes nothing.
 
     A merged problem follows the problem it went to, never its own issue. A closed problem
