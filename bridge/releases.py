@@ -105,7 +105,9 @@ def close_release(
                 "replay": True,
             }
         store.add_release_issues(conn, release_id, project, version, new_keys, now)
-        linked = store.problems_for_issues(conn, new_keys)
+        # An issue named by a key it has since moved away from is found under its current key.
+        current = store.current_keys(conn, new_keys)
+        linked = store.problems_for_issues(conn, list(current.values()))
         to_close = [p for p in linked if not p.is_closed]
         reason = f"released in {version}"
         per_problem, zabbix_closed = store.close_problems_and_incidents(
@@ -162,7 +164,7 @@ def close_release(
             "closed_problems": [p.id for p in to_close],
             "closed_incidents": sum(per_problem.values()),
             "already_closed_problems": [p.id for p in linked if p.is_closed],
-            "unmatched_issues": [key for key in new_keys if key not in matched],
+            "unmatched_issues": [key for key in new_keys if current[key] not in matched],
             "tickets_told": tickets_told,
         }
         announcer = Announcer.of(store, rules)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from bridge.domain import IncidentState, Problem, ProblemState
 from bridge.storage.engine import MAX_ID, Database
-from bridge.storage.schema import incidents, problem_events, problems
+from bridge.storage.schema import incidents, jira_key_moves, problem_events, problems
 
 _CLOSED = ProblemState.CLOSED.value
 _PROBLEM_FIELDS = tuple(column.name for column in problems.columns if column.name != "id")
@@ -169,6 +169,8 @@ class ProblemRepository(Database):
                 continue
             self.save_problem(conn, problem, problem.issue_moved(new_key, url, issue_id))
             moved.append(problem.stored_id)
+        if moved:
+            self.record_key_move(conn, old_key, new_key, now)
         self.add_problem_events(
             conn,
             [
@@ -231,6 +233,24 @@ class ProblemRepository(Database):
             return row[0] if row else 0
 
         return self.run(work)
+
+    @staticmethod
+    def record_key_move(conn: Connection, old_key: str, new_key: str, now: datetime) -> None:
+        """Remember that `old_key` is now `new_key`; keys that led to `old_key` lead on to `new_key`."""
+        conn.execute(jira_key_moves.update().where(jira_key_moves.c.new_key == old_key).values(new_key=new_key))
+        conn.execute(jira_key_moves.delete().where(jira_key_moves.c.old_key == old_key))
+        conn.execute(jira_key_moves.insert().values(old_key=old_key, new_key=new_key, moved_at=now))
+
+    @staticmethod
+    def current_keys(conn: Connection, keys: Sequence[str]) -> dict[str, str]:
+        """Each key as the issue is known now: a key it moved away from maps to its new key."""
+        found = conn.execute(
+            sa.select(jira_key_moves.c.old_key, jira_key_moves.c.new_key).where(
+                jira_key_moves.c.old_key.in_(sorted(set(keys)))
+            )
+        ).all()
+        moved = {old: new for old, new in found}
+        return {key: moved.get(key, key) for key in keys}
 
     @staticmethod
     def problems_for_issues(conn: Connection, keys: Sequence[str]) -> list[Problem]:

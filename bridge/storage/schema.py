@@ -197,6 +197,16 @@ release_issues = sa.Table(
     sa.UniqueConstraint("project", "version", "issue_key", name="uq_release_issues_project_version_issue"),
 )
 
+# Keys a Jira issue had before it moved, and the key it has now: a release naming an old key
+# still finds its problem (Jira never hands a moved-away key out again).
+jira_key_moves = sa.Table(
+    "jira_key_moves",
+    metadata,
+    sa.Column("old_key", sa.String(64), primary_key=True),
+    sa.Column("new_key", sa.String(64), nullable=False),
+    sa.Column("moved_at", UtcDateTime(), nullable=False),
+)
+
 problem_events = sa.Table(
     "problem_events",
     metadata,

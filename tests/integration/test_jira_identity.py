@@ -125,6 +125,23 @@ def test_sync_after_a_move_follows_the_new_key_keeps_history_and_a_release_by_it
     assert the_problem(store)["state"] == "closed"
 
 
+def test_a_release_naming_the_key_an_issue_moved_away_from_closes_its_problem(store, example_rules, runner, fake_jira):
+    """The pipeline may still know the issue by its old key (a commit message written before the move)."""
+    open_problem(store, example_rules)
+    runner.run_due(T0)
+    first_key = the_problem(store)["jira_key"]
+    fake_jira.move(first_key, "OPS")
+    runner.run_due(T0 + timedelta(minutes=11))
+    moved_again = fake_jira.move(the_problem(store)["jira_key"], "LKK")
+    runner.run_due(T0 + timedelta(minutes=22))
+    assert the_problem(store)["jira_key"] == moved_again
+    summary = release(store, runner.jira, example_rules, first_key, T0 + timedelta(minutes=30))
+    assert (summary["closed_problems"], summary["unmatched_issues"]) == ([the_problem(store)["id"]], [])
+    assert the_problem(store)["state"] == "closed"
+    stranger = release(store, runner.jira, example_rules, "LKK-999", T0 + timedelta(minutes=31))
+    assert stranger["unmatched_issues"] == ["LKK-999"]
+
+
 def test_a_moved_issues_webhook_finds_its_problem_by_id_and_updates_the_key(store, example_rules, runner, fake_jira):
     open_problem(store, example_rules)
     runner.run_due(T0)
