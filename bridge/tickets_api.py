@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -12,16 +11,16 @@ from flask import Blueprint, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters import tickets as ticket_adapter
-from bridge import metrics
 from bridge.actors import request_actor
 from bridge.context import bridge
 from bridge.domain import Outcome, ParsedNotification, Rules
 from bridge.edge import check_bearer, group_token, json_object, read_body, require_json, requires_token
-from bridge.errors import BadPayload, BridgeError, NotFound
-from bridge.ingest import Delivery, prepare_delivery
+from bridge.errors import BadPayload, NotFound
+from bridge.ingest import Delivery, IngestResult, prepare_delivery
 from bridge.shapes import ticket_shape
 from bridge.tickets import link_ticket, reported_priority, system_of, unlink_ticket
 from bridge.validation import SafeStr, describe
+from bridge.webhooks import measured_ingest
 
 tickets = Blueprint("tickets", __name__)
 SOURCE = ticket_adapter.SOURCE
@@ -49,8 +48,8 @@ def with_ticket_priority(rules: Rules, delivery: Delivery) -> Delivery:
 def report_ticket():  # type: ignore[no-untyped-def]
     """A ticket a person reported: recorded as an incident (source ticket), 201 when new, 200 when updated."""
     ctx = bridge()
-    started = time.perf_counter()
-    try:
+
+    def write() -> IngestResult:
         check_bearer(group_token("tickets"))
         delivery = prepare_delivery(
             ctx.store,
@@ -63,13 +62,9 @@ def report_ticket():  # type: ignore[no-untyped-def]
             max_depth=ctx.settings.max_json_depth,
             complete=functools.partial(_known_system, ctx.rules),
         )
-        result = ctx.write(with_ticket_priority(ctx.rules, delivery))
-    except BridgeError as exc:
-        metrics.NOTIFICATIONS.labels(SOURCE, metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")).inc()
-        raise
-    finally:
-        metrics.WEBHOOK_DURATION.labels(SOURCE).observe(time.perf_counter() - started)
-    metrics.record_ingest(SOURCE, result)
+        return ctx.write(with_ticket_priority(ctx.rules, delivery))
+
+    result = measured_ingest(SOURCE, write)
     [outcome] = result.results
     incident = outcome.incident
     return jsonify(

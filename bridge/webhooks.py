@@ -34,7 +34,7 @@ from bridge.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from bridge.ingest import body_text, keep_refused, prepare_delivery
+from bridge.ingest import IngestResult, body_text, keep_refused, prepare_delivery
 from bridge.jira_webhook import handle_jira_webhook
 
 log = logging.getLogger(__name__)
@@ -81,14 +81,28 @@ def _webhook_body(
         raise
 
 
+def measured_ingest(source: str, write: Callable[[], IngestResult]) -> IngestResult:
+    """Run one webhook's ingest and count it: its duration, a refusal by its status, or what it did."""
+    started = time.perf_counter()
+    try:
+        result = write()
+    except BridgeError as exc:
+        metrics.NOTIFICATIONS.labels(source, metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")).inc()
+        raise
+    finally:
+        metrics.WEBHOOK_DURATION.labels(source).observe(time.perf_counter() - started)
+    metrics.record_ingest(source, result)
+    return result
+
+
 @webhooks.post("/api/v1/alerts/<source>")
 def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     """Webhook receiver: answers 200 only after the notification is committed (see the README's rule of the edge)."""
     ctx = bridge()
     if source not in SOURCES or not SOURCES[source].alerts_endpoint:
         raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(SOURCES)}"])
-    started = time.perf_counter()
-    try:
+
+    def write() -> IngestResult:
         check_bearer(group_token(source))
         delivery = prepare_delivery(
             ctx.store,
@@ -101,13 +115,9 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
             max_depth=ctx.settings.max_json_depth,
             max_alerts=ctx.settings.max_alerts,
         )
-        result = ctx.write(delivery)
-    except BridgeError as exc:
-        metrics.NOTIFICATIONS.labels(source, metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")).inc()
-        raise
-    finally:
-        metrics.WEBHOOK_DURATION.labels(source).observe(time.perf_counter() - started)
-    metrics.record_ingest(source, result)
+        return ctx.write(delivery)
+
+    result = measured_ingest(source, write)
     return jsonify(
         {
             "status": "ok",
