@@ -29,6 +29,7 @@ from bridge.errors import BadPayload, BridgeError, SenderShapedError
 from bridge.group_commit import GroupCommit
 from bridge.ingest import write_deliveries
 from bridge.rules import load_rules
+from bridge.shapes import error_shape
 from bridge.storage import Store
 from bridge.tickets_api import tickets
 from bridge.ui_actions import ui  # the pages, with their action forms
@@ -47,14 +48,28 @@ CONTENT_SECURITY_POLICY = (
 
 
 def error_body(status: int, message: str, errors: list[str] | None = None) -> dict[str, Any]:
-    """The one JSON envelope every error uses."""
-    return {
-        "status": "error",
-        "code": status,
-        "message": message,
-        "errors": errors or [],
-        "request_id": getattr(g, "request_id", None),
-    }
+    """The error envelope, for this request."""
+    return error_shape(status, message, errors, getattr(g, "request_id", None))
+
+
+def request_id_from(given: str) -> str:
+    """The request id to log and echo: the caller's X-Request-ID when it is a sane one, else a new one."""
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def log_request(method: str, path: str, status: int, started: float, request_id: str | None) -> None:
+    """The one line per request (the path only: a query string can carry a secret, the Jira webhook's ?secret=)."""
+    if log.isEnabledFor(logging.INFO):  # the line's fields are not built when nobody reads them
+        log.info(
+            "request",
+            extra={
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "request_id": request_id,
+            },
+        )
 
 
 class TrustedProxies:
@@ -177,8 +192,7 @@ def create_app(
 
     @app.before_request
     def _assign_request_id() -> None:
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = request_id_from(request.headers.get("X-Request-ID", ""))
         g.started = time.perf_counter()
 
     app.before_request(refuse_unusable_query)
@@ -188,18 +202,13 @@ def create_app(
         response.headers["X-Request-ID"] = g.get("request_id", "")
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        # The path only: a query string can carry a secret (the Jira webhook's ?secret=).
-        if log.isEnabledFor(logging.INFO):  # the line's fields are not built when nobody reads them
-            log.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
-                    "request_id": g.get("request_id"),
-                },
-            )
+        log_request(
+            request.method,
+            request.path,
+            response.status_code,
+            g.get("started", time.perf_counter()),
+            g.get("request_id"),
+        )
         return response
 
     _register_error_handlers(app)

@@ -6,13 +6,19 @@ arrive while a transaction is being written queue up; when it ends, the oldest w
 request leads the next transaction for everything queued (up to `max_batch`). With no
 concurrency a request writes at once, alone, as before. Every request still returns only
 after the transaction holding its item has committed.
+
+Requests served on an event loop (`submit_async`) queue apart: one writer thread writes
+their groups and settles a whole group's futures with one call into the loop, so no
+request wakes a thread of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from bridge.errors import StoreUnavailable
@@ -55,6 +61,9 @@ class GroupCommit(Generic[T, R]):
         self._lock = threading.Lock()
         self._queue: deque[_Slot[T, R]] = deque()
         self._leading = False
+        self._loop_queue: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._draining = False
+        self._writer: ThreadPoolExecutor | None = None
 
     def submit(self, item: T) -> R:
         """Write `item` (possibly with others) and return its result once committed."""
@@ -89,15 +98,53 @@ class GroupCommit(Generic[T, R]):
                     slot.ready.release()
 
     def _write_group(self, group: list[_Slot[T, R]]) -> None:
+        for slot, (result, error) in zip(group, self._outcomes([slot.item for slot in group]), strict=True):
+            slot.result, slot.error = result, error
+
+    def _outcomes(self, items: list[T]) -> list[tuple[R | None, BaseException | None]]:
+        """Each item's result or error; a group that fails as data is written again item by item."""
         try:
-            results = self._write([slot.item for slot in group])
+            return [(result, None) for result in self._write(items)]
         except BaseException as exc:
-            if len(group) > 1 and isinstance(exc, Exception) and not isinstance(exc, StoreUnavailable):
-                for slot in group:
-                    self._write_group([slot])
-                return
-            for slot in group:
-                slot.error = exc
-            return
-        for slot, result in zip(group, results, strict=True):
-            slot.result = result
+            if len(items) > 1 and isinstance(exc, Exception) and not isinstance(exc, StoreUnavailable):
+                return [outcome for item in items for outcome in self._outcomes([item])]
+            return [(None, exc)] * len(items)
+
+    async def submit_async(self, item: T) -> R:
+        """From an event loop: write `item` (possibly with others) on the writer thread; its result once committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        with self._lock:
+            self._loop_queue.append((item, future))
+            start = not self._draining
+            self._draining = True
+        if start:
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="group-commit")
+            self._writer.submit(self._drain, loop)
+        return await future
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the writer thread: write the loop's queued items in groups until none is left."""
+        while True:
+            with self._lock:
+                group = [self._loop_queue.popleft() for _ in range(min(self._max_batch, len(self._loop_queue)))]
+                if not group:
+                    self._draining = False
+                    return
+            try:
+                outcomes = self._outcomes([item for item, _ in group])
+            except BaseException as exc:  # never leave a request waiting, whatever happened
+                outcomes = [(None, exc)] * len(group)
+            loop.call_soon_threadsafe(_settle, [future for _, future in group], outcomes)
+
+
+def _settle(futures: list[asyncio.Future[R]], outcomes: list[tuple[R | None, BaseException | None]]) -> None:
+    """On the loop: hand each request its outcome (a request whose client left is already cancelled)."""
+    for future, (result, error) in zip(futures, outcomes, strict=True):
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.domain import Incident, Problem
+
+if TYPE_CHECKING:
+    from bridge.ingest import IngestResult
 
 
 def iso(value: datetime | None) -> str | None:
@@ -91,3 +94,21 @@ def ticket_shape(ticket: Mapping[str, Any]) -> dict[str, Any]:
         "linked_at": iso(ticket["linked_at"]),
         "closed_at": iso(ticket["closed_at"]),
     }
+
+
+def delivery_answer(result: IngestResult) -> dict[str, Any]:
+    """What an alerts webhook answers once its notification is committed."""
+    return {
+        "status": "ok",
+        "notification_id": result.notification_id,
+        "incidents": result.incident_ids,
+        "alerts": len(result.results),
+        "outcomes": result.outcomes,
+        "rejected": [{"index": item.index, "errors": list(item.errors)} for item in result.parsed.rejected],
+        "truncated_alerts": result.parsed.truncated_alerts,
+    }
+
+
+def error_shape(status: int, message: str, errors: list[str] | None, request_id: str | None) -> dict[str, Any]:
+    """The one JSON envelope every error uses."""
+    return {"status": "error", "code": status, "message": message, "errors": errors or [], "request_id": request_id}

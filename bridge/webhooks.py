@@ -7,13 +7,14 @@ kept: a bearer token per source group, the routing key for Events v2, an HMAC fo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -36,6 +37,7 @@ from bridge.errors import (
 )
 from bridge.ingest import IngestResult, body_text, keep_refused, prepare_delivery
 from bridge.jira_webhook import handle_jira_webhook
+from bridge.shapes import delivery_answer
 
 log = logging.getLogger(__name__)
 webhooks = Blueprint("webhooks", __name__)
@@ -81,16 +83,23 @@ def _webhook_body(
         raise
 
 
-def measured_ingest(source: str, write: Callable[[], IngestResult]) -> IngestResult:
-    """Run one webhook's ingest and count it: its duration, a refusal by its status, or what it did."""
+@contextlib.contextmanager
+def measured(source: str) -> Iterator[None]:
+    """Time one webhook's ingest and count a refusal by its status (what it did is counted by record_ingest)."""
     started = time.perf_counter()
     try:
-        result = write()
+        yield
     except BridgeError as exc:
         metrics.NOTIFICATIONS.labels(source, metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")).inc()
         raise
     finally:
         metrics.WEBHOOK_DURATION.labels(source).observe(time.perf_counter() - started)
+
+
+def measured_ingest(source: str, write: Callable[[], IngestResult]) -> IngestResult:
+    """Run one webhook's ingest and count it: its duration, a refusal by its status, or what it did."""
+    with measured(source):
+        result = write()
     metrics.record_ingest(source, result)
     return result
 
@@ -117,18 +126,7 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
         )
         return ctx.write(delivery)
 
-    result = measured_ingest(source, write)
-    return jsonify(
-        {
-            "status": "ok",
-            "notification_id": result.notification_id,
-            "incidents": result.incident_ids,
-            "alerts": len(result.results),
-            "outcomes": result.outcomes,
-            "rejected": [{"index": item.index, "errors": list(item.errors)} for item in result.parsed.rejected],
-            "truncated_alerts": result.parsed.truncated_alerts,
-        }
-    )
+    return jsonify(delivery_answer(measured_ingest(source, write)))
 
 
 def _routing_key(keys: tuple[EventRoutingKey, ...], text: str, event: Any) -> tuple[EventRoutingKey, str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ class Recorder:
 
     def __init__(self, hold_first_until: int = 0, fail_on: set[int] | None = None, unavailable: bool = False) -> None:
         self.groups: list[list[int]] = []
+        self.threads: list[str] = []
         self.hold_first_until = hold_first_until
         self.fail_on = fail_on or set()
         self.unavailable = unavailable
@@ -24,6 +26,7 @@ class Recorder:
 
     def __call__(self, items: Sequence[int]) -> list[str]:
         self.groups.append(list(items))
+        self.threads.append(threading.current_thread().name)
         if len(self.groups) == 1 and self.hold_first_until:
             self.release.wait(5)
         if self.unavailable:
@@ -132,3 +135,80 @@ def test_a_value_the_database_refuses_fails_only_its_own_item():
     assert recorder.groups == [[0], [1, 2, 3], [1], [2], [3]]
     assert answers[1] == "done 1" and answers[3] == "done 3"
     assert isinstance(answers[2], DataRefused) and answers[2].status == 400
+
+
+async def submit_all_from_loop(
+    commit: GroupCommit[int, str], items: list[int], recorder: Recorder
+) -> dict[int, object]:
+    """As `submit_all`, from one event loop: item 0 first; the rest queue while it is being written."""
+    loop = asyncio.get_running_loop()
+
+    async def submit(item: int) -> object:
+        try:
+            return await commit.submit_async(item)
+        except Exception as exc:
+            return exc
+
+    first = asyncio.ensure_future(submit(items[0]))
+    while not recorder.groups:
+        await asyncio.sleep(0.001)
+    others = [asyncio.ensure_future(submit(item)) for item in items[1:]]
+    while len(commit._loop_queue) < len(items) - 1:
+        await asyncio.sleep(0.001)
+    await loop.run_in_executor(None, recorder.release.set)
+    answers = await asyncio.wait_for(asyncio.gather(first, *others), 5)
+    return dict(zip(items, answers, strict=True))
+
+
+def test_requests_from_the_loop_queued_behind_a_transaction_share_the_next_one() -> None:
+    recorder = Recorder(hold_first_until=1)
+    commit = GroupCommit(recorder, max_batch=64)
+    answers = asyncio.run(submit_all_from_loop(commit, list(range(9)), recorder))
+
+    assert recorder.groups == [[0], list(range(1, 9))]  # the loop's queue keeps arrival order
+    assert answers == {item: f"done {item}" for item in range(9)}
+    assert all(name.startswith("group-commit") for name in recorder.threads)  # written off the loop
+
+
+def test_from_the_loop_groups_are_capped_and_a_bad_item_fails_alone() -> None:
+    recorder = Recorder(hold_first_until=1, fail_on={4})
+    commit = GroupCommit(recorder, max_batch=3)
+    answers = asyncio.run(submit_all_from_loop(commit, list(range(8)), recorder))
+
+    assert recorder.groups[:4] == [[0], [1, 2, 3], [4, 5, 6], [4]]
+    assert isinstance(answers[4], ValueError)
+    assert {item: answer for item, answer in answers.items() if item != 4} == {
+        item: f"done {item}" for item in range(8) if item != 4
+    }
+
+
+def test_from_the_loop_an_unavailable_database_fails_the_group_and_the_next_request_writes_again() -> None:
+    recorder = Recorder(hold_first_until=1, unavailable=True)
+    commit = GroupCommit(recorder, max_batch=64)
+    answers = asyncio.run(submit_all_from_loop(commit, list(range(5)), recorder))
+    assert all(isinstance(answer, StoreUnavailable) for answer in answers.values())
+    assert [len(group) for group in recorder.groups] == [1, 4]
+
+    recorder.unavailable = False
+    assert asyncio.run(commit.submit_async(7)) == "done 7"  # the writer took up again, from another loop
+
+
+def test_a_request_whose_client_left_does_not_stop_its_group() -> None:
+    """A cancelled request (the client went away) is still written, and its neighbours still answered."""
+    recorder = Recorder(hold_first_until=1)
+    commit = GroupCommit(recorder, max_batch=64)
+
+    async def scenario() -> tuple[object, object]:
+        first = asyncio.ensure_future(commit.submit_async(0))
+        while not recorder.groups:
+            await asyncio.sleep(0.001)
+        gone = asyncio.ensure_future(commit.submit_async(1))
+        kept = asyncio.ensure_future(commit.submit_async(2))
+        while len(commit._loop_queue) < 2:
+            await asyncio.sleep(0.001)
+        gone.cancel()
+        recorder.release.set()
+        return await asyncio.wait_for(first, 5), await asyncio.wait_for(kept, 5)
+
+    assert asyncio.run(scenario()) == ("done 0", "done 2")
+    assert recorder.groups == [[0], [1, 2]]
