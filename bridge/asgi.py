@@ -3,9 +3,10 @@
 Under a storm nearly every request is an alerts webhook. Served by Flask on a thread per
 request, each one costs werkzeug's request and answer objects, and a thread woken when
 its group commits (a futex wake per request, measured as the largest single cost after
-the bridge's own work). Here a well-formed webhook is read, parsed and routed on the
-event loop, its write queued to the group commit's writer thread, and its answer sent
-when the writer settles the whole group with one call into the loop.
+the bridge's own work). Here a well-formed webhook is read on the event loop and queued
+to the group commit's writer thread, which parses, routes and writes it with the others
+queued, and its answer is sent when the writer settles the whole group with one call
+into the loop.
 
 Only the plain case takes this path: a POST to a sender's alerts endpoint with no query
 string, a JSON content type, a declared length within BRIDGE_MAX_BODY_BYTES and a valid
@@ -16,6 +17,7 @@ ingest, the answer's shape, the metrics and the request log line.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -111,7 +113,8 @@ class BridgeASGI:
         status = 200
         try:
             with measured(source):
-                delivery = prepare_delivery(
+                make = functools.partial(
+                    prepare_delivery,
                     ctx.store,
                     ctx.rules,
                     source,
@@ -122,7 +125,7 @@ class BridgeASGI:
                     max_depth=ctx.settings.max_json_depth,
                     max_alerts=ctx.settings.max_alerts,
                 )
-                result = await ctx.deliveries.submit_async(delivery)
+                result = await ctx.deliveries.submit_async(make)  # parsed and routed on the writer thread
             metrics.record_ingest(source, result)
             answer = delivery_answer(result)
         except BridgeError as exc:

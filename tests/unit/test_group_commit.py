@@ -145,7 +145,7 @@ async def submit_all_from_loop(
 
     async def submit(item: int) -> object:
         try:
-            return await commit.submit_async(item)
+            return await commit.submit_async(lambda: item)
         except Exception as exc:
             return exc
 
@@ -190,7 +190,7 @@ def test_from_the_loop_an_unavailable_database_fails_the_group_and_the_next_requ
     assert [len(group) for group in recorder.groups] == [1, 4]
 
     recorder.unavailable = False
-    assert asyncio.run(commit.submit_async(7)) == "done 7"  # the writer took up again, from another loop
+    assert asyncio.run(commit.submit_async(lambda: 7)) == "done 7"  # the writer took up again, from another loop
 
 
 def test_a_request_whose_client_left_does_not_stop_its_group() -> None:
@@ -199,11 +199,11 @@ def test_a_request_whose_client_left_does_not_stop_its_group() -> None:
     commit = GroupCommit(recorder, max_batch=64)
 
     async def scenario() -> tuple[object, object]:
-        first = asyncio.ensure_future(commit.submit_async(0))
+        first = asyncio.ensure_future(commit.submit_async(lambda: 0))
         while not recorder.groups:
             await asyncio.sleep(0.001)
-        gone = asyncio.ensure_future(commit.submit_async(1))
-        kept = asyncio.ensure_future(commit.submit_async(2))
+        gone = asyncio.ensure_future(commit.submit_async(lambda: 1))
+        kept = asyncio.ensure_future(commit.submit_async(lambda: 2))
         while len(commit._loop_queue) < 2:
             await asyncio.sleep(0.001)
         gone.cancel()
@@ -212,3 +212,37 @@ def test_a_request_whose_client_left_does_not_stop_its_group() -> None:
 
     assert asyncio.run(scenario()) == ("done 0", "done 2")
     assert recorder.groups == [[0], [1, 2]]
+
+
+def test_from_the_loop_items_are_made_on_the_writer_thread_and_a_maker_that_fails_fails_alone() -> None:
+    recorder = Recorder(hold_first_until=1)
+    commit = GroupCommit(recorder, max_batch=64)
+    made_on: list[str] = []
+
+    def make(item: int) -> int:
+        made_on.append(threading.current_thread().name)
+        if item == 3:
+            raise ValueError("unparseable body")
+        return item
+
+    async def scenario() -> list[object]:
+        async def submit(item: int) -> object:
+            try:
+                return await commit.submit_async(lambda: make(item))
+            except ValueError as exc:
+                return exc
+
+        first = asyncio.ensure_future(submit(0))
+        while not recorder.groups:
+            await asyncio.sleep(0.001)
+        others = [asyncio.ensure_future(submit(item)) for item in (1, 2, 3, 4)]
+        while len(commit._loop_queue) < 4:
+            await asyncio.sleep(0.001)
+        recorder.release.set()
+        return list(await asyncio.wait_for(asyncio.gather(first, *others), 5))
+
+    answers = asyncio.run(scenario())
+    assert answers[:3] == ["done 0", "done 1", "done 2"] and answers[4] == "done 4"
+    assert isinstance(answers[3], ValueError)
+    assert recorder.groups == [[0], [1, 2, 4]]  # the others still share one transaction
+    assert all(name.startswith("group-commit") for name in made_on)
