@@ -90,7 +90,7 @@ class BridgeASGI:
         if content_type.partition(";")[0].strip().lower() != "application/json":
             return None
         length = _header(headers, b"content-length")
-        if length is None or not length.isdigit() or not 0 < int(length) <= self.max_body:
+        if length is None or not (length.isascii() and length.isdigit()) or not 0 < int(length) <= self.max_body:
             return None
         if _header(headers, b"transfer-encoding") is not None:
             return None

@@ -23,7 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from bridge.errors import StoreUnavailable
 
@@ -126,10 +126,10 @@ class GroupCommit(Generic[T, R]):
         if start:
             if self._writer is None:
                 self._writer = ThreadPoolExecutor(1, thread_name_prefix="group-commit")
-            self._writer.submit(self._drain, loop)
+            self._writer.submit(self._drain)
         return await future
 
-    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _drain(self) -> None:
         """On the writer thread: make and write the loop's queued items in groups until none is left."""
         while True:
             with self._lock:
@@ -141,7 +141,7 @@ class GroupCommit(Generic[T, R]):
                 outcomes = self._made_and_written([make for make, _ in group])
             except BaseException as exc:  # never leave a request waiting, whatever happened
                 outcomes = [(None, exc)] * len(group)
-            loop.call_soon_threadsafe(_settle, [future for _, future in group], outcomes)
+            _settle_on_their_loops([future for _, future in group], outcomes)
 
     def _made_and_written(self, makers: list[Callable[[], T]]) -> list[tuple[R | None, BaseException | None]]:
         """Each maker's outcome: the error it raised, or the result of writing what it made with the others'."""
@@ -154,6 +154,22 @@ class GroupCommit(Generic[T, R]):
                 failed[position] = exc
         written = iter(self._outcomes(made) if made else [])
         return [(None, failed[position]) if position in failed else next(written) for position in range(len(makers))]
+
+
+def _settle_on_their_loops(
+    futures: list[asyncio.Future[R]], outcomes: list[tuple[R | None, BaseException | None]]
+) -> None:
+    """Hand the outcomes over with one call into each loop the requests wait on (a serving process has one)."""
+    by_loop: dict[asyncio.AbstractEventLoop, tuple[list[asyncio.Future[R]], list[Any]]] = {}
+    for future, outcome in zip(futures, outcomes, strict=True):
+        waiting, theirs = by_loop.setdefault(future.get_loop(), ([], []))
+        waiting.append(future)
+        theirs.append(outcome)
+    for loop, (waiting, theirs) in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, waiting, theirs)
+        except RuntimeError:  # that loop is closed: nobody is waiting there any more
+            continue
 
 
 def _settle(futures: list[asyncio.Future[R]], outcomes: list[tuple[R | None, BaseException | None]]) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from bridge.errors import DataRefused, StoreUnavailable
-from bridge.group_commit import GroupCommit
+from bridge.group_commit import GroupCommit, _settle_on_their_loops
 
 
 class Recorder:
@@ -246,3 +246,19 @@ def test_from_the_loop_items_are_made_on_the_writer_thread_and_a_maker_that_fail
     assert isinstance(answers[3], ValueError)
     assert recorder.groups == [[0], [1, 2, 4]]  # the others still share one transaction
     assert all(name.startswith("group-commit") for name in made_on)
+
+
+def test_outcomes_for_a_closed_loop_are_dropped_and_the_others_still_settled() -> None:
+    """A loop that went away (a test's, or a worker's at exit) must not stop the writer settling the rest."""
+    closed = asyncio.new_event_loop()
+    gone = closed.create_future()
+    closed.close()
+
+    async def scenario() -> object:
+        loop = asyncio.get_running_loop()
+        waiting: asyncio.Future[str] = loop.create_future()
+        await loop.run_in_executor(None, _settle_on_their_loops, [gone, waiting], [("a", None), ("b", None)])
+        return await asyncio.wait_for(waiting, 5)
+
+    assert asyncio.run(scenario()) == "b"
+    assert not gone.done()
