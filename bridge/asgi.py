@@ -193,11 +193,12 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 class WholeBodies:
-    """WSGI middleware: each answer's body as one piece, which Granian writes in one call.
+    """WSGI middleware: each answer's body as one piece, which a2wsgi hands to the loop in one message.
 
-    Flask answers with an iterator, which Granian drives from Rust back into Python chunk
-    by chunk: about a sixth of a webhook's Python time under a storm (py-spy --gil). The
-    bridge's answers are small JSON documents and pages, never streams.
+    Flask answers with an iterator, and each chunk of it would be its own hand-over from a
+    thread into the loop (under Granian's WSGI interface the same iterator had cost about
+    a sixth of a webhook's Python time). The bridge's answers are small JSON documents and
+    pages, never streams.
     """
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:

@@ -1,9 +1,9 @@
 """`serve --server granian`: the bridge under Granian (a Rust HTTP server), with gunicorn's guarantees.
 
 Chosen on measurements (bench/RESULTS.md): Granian's HTTP layer costs a fraction of
-gunicorn's per request, which decides the storm rate on two cores; it serves the bridge as
-ASGI (bridge.asgi), so alerts webhooks run on an event loop and the rest on Flask. What `serve` promises
-under gunicorn holds here too: each worker process loads the app from the environment
+gunicorn's per request, which decides the storm rate on two cores. It serves the bridge
+as ASGI (bridge.asgi): alerts webhooks on an event loop, the rest on Flask. What `serve`
+promises under gunicorn holds here too: each worker process loads the app from the environment
 (the factory), SIGTERM stops accepting and lets requests in flight finish before the
 workers exit, the background worker runs as a child started and stopped with the server,
 and metrics are summed across workers through PROMETHEUS_MULTIPROC_DIR (counters and
