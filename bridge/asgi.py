@@ -32,8 +32,8 @@ from bridge.app import CONTENT_SECURITY_POLICY, create_app, log_request, request
 from bridge.context import EXTENSION, Bridge
 from bridge.errors import BridgeError
 from bridge.ingest import prepare_delivery
-from bridge.shapes import delivery_answer, error_shape
-from bridge.webhooks import measured
+from bridge.shapes import error_shape
+from bridge.webhooks import delivery_answer, measured
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bridge.domain import Incident, Problem
-
-if TYPE_CHECKING:
-    from bridge.ingest import IngestResult
 
 
 def iso(value: datetime | None) -> str | None:
@@ -93,19 +90,6 @@ def ticket_shape(ticket: Mapping[str, Any]) -> dict[str, Any]:
         "incident_id": ticket["incident_id"],
         "linked_at": iso(ticket["linked_at"]),
         "closed_at": iso(ticket["closed_at"]),
-    }
-
-
-def delivery_answer(result: IngestResult) -> dict[str, Any]:
-    """What an alerts webhook answers once its notification is committed."""
-    return {
-        "status": "ok",
-        "notification_id": result.notification_id,
-        "incidents": result.incident_ids,
-        "alerts": len(result.results),
-        "outcomes": result.outcomes,
-        "rejected": [{"index": item.index, "errors": list(item.errors)} for item in result.parsed.rejected],
-        "truncated_alerts": result.parsed.truncated_alerts,
     }
 
 

@@ -37,7 +37,6 @@ from bridge.errors import (
 )
 from bridge.ingest import IngestResult, body_text, keep_refused, prepare_delivery
 from bridge.jira_webhook import handle_jira_webhook
-from bridge.shapes import delivery_answer
 
 log = logging.getLogger(__name__)
 webhooks = Blueprint("webhooks", __name__)
@@ -102,6 +101,19 @@ def measured_ingest(source: str, write: Callable[[], IngestResult]) -> IngestRes
         result = write()
     metrics.record_ingest(source, result)
     return result
+
+
+def delivery_answer(result: IngestResult) -> dict[str, Any]:
+    """What an alerts webhook answers once its notification is committed."""
+    return {
+        "status": "ok",
+        "notification_id": result.notification_id,
+        "incidents": result.incident_ids,
+        "alerts": len(result.results),
+        "outcomes": result.outcomes,
+        "rejected": [{"index": item.index, "errors": list(item.errors)} for item in result.parsed.rejected],
+        "truncated_alerts": result.parsed.truncated_alerts,
+    }
 
 
 @webhooks.post("/api/v1/alerts/<source>")
