@@ -83,18 +83,7 @@ def link_ticket(
             )
         if not store.link_ticket(conn, problem_id, system, ticket_id, url, summary, now):
             return False
-        store.add_problem_events(
-            conn,
-            [
-                dict(
-                    problem_id=problem_id,
-                    at=now,
-                    kind="ticket",
-                    detail=f"ticket {system} {ticket_id} linked by hand",
-                    actor=actor,
-                )
-            ],
-        )
+        _record_ticket_event(store, conn, problem_id, now, f"ticket {system} {ticket_id} linked by hand", actor)
         if announcer is not None and announcer.wants("problem.linked"):
             [ticket] = [
                 t
@@ -121,18 +110,7 @@ def unlink_ticket(
             raise NotFound(f"no problem {problem_id}")
         removed = store.unlink_ticket(conn, problem_id, system, ticket_id)
         if removed:
-            store.add_problem_events(
-                conn,
-                [
-                    dict(
-                        problem_id=problem_id,
-                        at=now,
-                        kind="ticket",
-                        detail=f"ticket {system} {ticket_id} unlinked",
-                        actor=actor,
-                    )
-                ],
-            )
+            _record_ticket_event(store, conn, problem_id, now, f"ticket {system} {ticket_id} unlinked", actor)
         return removed
 
     return store.run(work)
@@ -205,3 +183,10 @@ def after_close(
         for problem_id in problem_ids:
             announcer.announce_problem(conn, "problem.closed", now, problem_id, reason=reason, release=release)
     return told
+
+
+def _record_ticket_event(
+    store: Store, conn: Connection, problem_id: int, now: datetime, detail: str, actor: str | None
+) -> None:
+    """A hand link or unlink in the problem's history, with who did it."""
+    store.add_problem_events(conn, [dict(problem_id=problem_id, at=now, kind="ticket", detail=detail, actor=actor)])

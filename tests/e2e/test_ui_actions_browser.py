@@ -9,17 +9,15 @@ posts anyway; a form without its CSRF token is refused.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.conftest import ROOT, BridgeProcess, payload_bytes
+from bridge.storage import migrate
+from tests.conftest import BridgeProcess, payload_bytes
 from tests.e2e.test_ui_browser import ARGS, CHROMIUM, DOCS, pytestmark  # noqa: F401  (skip without Chromium)
 from tests.fakes import FakeJira
 from tests.integration.test_problems import firing
@@ -38,13 +36,7 @@ def jira() -> Iterator[FakeJira]:
 @pytest.fixture(scope="module")
 def bridge(tmp_path_factory, jira: FakeJira) -> Iterator[BridgeProcess]:
     url = f"sqlite:///{tmp_path_factory.mktemp('ui-actions') / 'ui.db'}"
-    subprocess.run(
-        [sys.executable, "-m", "bridge", "migrate"],
-        check=True,
-        capture_output=True,
-        cwd=ROOT,
-        env={**os.environ, "BRIDGE_DATABASE_URL": url},
-    )
+    migrate(url)
     env = {
         "BRIDGE_TOKEN_API": READ_TOKEN,
         "BRIDGE_TOKEN_OPERATE": OPERATE_TOKEN,
