@@ -67,14 +67,32 @@ def make_engine(url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return sa.create_engine(
+    engine = sa.create_engine(
         url, pool_pre_ping=True, pool_size=5, max_overflow=5, json_serializer=_json_text, json_deserializer=orjson.loads
     )
+    _configure_postgres(engine)
+    return engine
 
 
 def _json_text(value: Any) -> str:
     """JSON columns through orjson: labels of every alert go through here, json is several times slower."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _configure_postgres(engine: Engine) -> None:
+    """Sessions in UTC, whatever the server's default.
+
+    psycopg hands timestamptz back in the session's zone: under `Etc/UTC` (Debian's default)
+    each value carries a ZoneInfo the store must convert; under `UTC` it carries
+    `datetime.UTC`, which the hot path takes as it is (a quarter of reading a storm's
+    incidents, bench/RESULTS.md). The stored instants are the same either way.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        dbapi_connection.commit()
 
 
 def _configure_sqlite(engine: Engine) -> None:
