@@ -22,6 +22,8 @@ from bridge.domain import (
     Routing,
     Rules,
     apply_notifications,
+    plain_repeat_heads,
+    repeat_candidate_keys,
     route_alert,
 )
 from bridge.errors import BadPayload, BridgeError, DataRefused, NotFound
@@ -46,8 +48,8 @@ class IngestResult:
     def incident_ids(self) -> list[int]:
         seen: dict[int, None] = {}
         for result in self.results:
-            if result.incident is not None and result.incident.id is not None:
-                seen.setdefault(result.incident.id, None)
+            if result.incident_id is not None:
+                seen.setdefault(result.incident_id, None)
         return list(seen)
 
     @property
@@ -228,12 +230,20 @@ def _write_work(
                 for d in deliveries
             ],
         )
-        current = store.current_incidents(conn, (routing.dedup_key for d in deliveries for routing in d.routings))
-        results, touched = apply_notifications(
-            [(d.parsed.alerts, d.routings, d.received_at) for d in deliveries], current, rules.sla_policies
-        )
+        notifications = [(d.parsed.alerts, d.routings, d.received_at) for d in deliveries]
+        heads = store.firing_heads(conn, repeat_candidate_keys(notifications))
+        plain = plain_repeat_heads(notifications, heads, rules.sla_policies)
+        keys = {routing.dedup_key for d in deliveries for routing in d.routings}
+        current = store.current_incidents(conn, keys.difference(plain))
+        applied = apply_notifications(notifications, current, rules.sla_policies, plain)
+        results = applied.results
         candidates = set_problem_keys(rules, [result for own in results for result in own])
-        store.save_incidents(conn, [(incident, notification_ids[index]) for incident, index in touched], current)
+        store.save_incidents(
+            conn, [(incident, notification_ids[index]) for incident, index in applied.touched], current
+        )
+        store.count_plain_repeats(
+            conn, [(counted, notification_ids[counted.notification_index]) for counted in applied.repeats]
+        )
         now = max(d.received_at for d in deliveries)
         announcer = Announcer.of(store, rules)  # None without notify targets: the hot path skips events
         regressions = assign_problems(

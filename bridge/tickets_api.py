@@ -66,13 +66,12 @@ def report_ticket():  # type: ignore[no-untyped-def]
 
     result = measured_ingest(SOURCE, write)
     [outcome] = result.results
-    incident = outcome.incident
     return jsonify(
         {
             "status": "ok",
-            "incident": incident.id if incident is not None else None,
+            "incident": outcome.incident_id,
             "outcome": outcome.outcome.value,
-            "problem_id": incident.problem_id if incident is not None else None,
+            "problem_id": outcome.problem_id,
             "priority": outcome.routing.priority,
         }
     ), (201 if outcome.outcome is Outcome.CREATED else 200)

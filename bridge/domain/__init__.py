@@ -5,6 +5,7 @@ what becomes an incident or a problem can be read and tested alone.
 """
 
 from bridge.domain.incidents import (
+    FIRING_HEAD_FIELDS,
     IMPACT_LEVELS,
     MAX_READABLE_KEY_LENGTH,
     MAX_SOURCE_IDS,
@@ -13,6 +14,7 @@ from bridge.domain.incidents import (
     AlertResult,
     AlertStatus,
     EventRoutingKey,
+    FiringHead,
     Incident,
     IncidentState,
     Matcher,
@@ -21,14 +23,21 @@ from bridge.domain.incidents import (
     RejectedAlert,
     Route,
     Routing,
-    apply_alert,
-    apply_notifications,
     bounded_key,
     dedup_key,
     label_set_key,
+)
+from bridge.domain.lifecycle import (
+    Applied,
+    PlainRepeats,
+    apply_alert,
+    apply_notifications,
+    is_plain_repeat,
     mark_acknowledged,
     open_incident,
+    plain_repeat_heads,
     remember_source_id,
+    repeat_candidate_keys,
     update_sla,
 )
 from bridge.domain.outbox import OutboxState
@@ -59,6 +68,7 @@ from bridge.domain.problems import (
 from bridge.domain.rules import Rules, route_alert
 
 __all__ = [
+    "FIRING_HEAD_FIELDS",
     "LINKED_AS_DUPLICATE",
     "IMPACT_LEVELS",
     "MAX_READABLE_KEY_LENGTH",
@@ -67,7 +77,9 @@ __all__ = [
     "Alert",
     "AlertResult",
     "AlertStatus",
+    "Applied",
     "EventRoutingKey",
+    "FiringHead",
     "Incident",
     "IncidentState",
     "IssueOutcome",
@@ -80,6 +92,7 @@ __all__ = [
     "OutcomeRules",
     "OutcomeStep",
     "ParsedNotification",
+    "PlainRepeats",
     "Problem",
     "ProblemRule",
     "ProblemState",
@@ -97,13 +110,16 @@ __all__ = [
     "outcome_step",
     "outcome_text",
     "dedup_key",
+    "is_plain_repeat",
     "label_set_key",
     "mark_acknowledged",
     "open_incident",
+    "plain_repeat_heads",
     "problem_rule_for",
     "regression_comment_text",
     "release_comment_text",
     "remember_source_id",
+    "repeat_candidate_keys",
     "route_alert",
     "template_context",
     "update_sla",

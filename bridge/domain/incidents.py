@@ -1,4 +1,4 @@
-"""Incidents: normalised alerts, routing, dedup keys and the incident lifecycle."""
+"""Incidents: normalised alerts, routing, dedup keys, and the incident as the lifecycle (`lifecycle.py`) changes it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-
-from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, response_due_at, restart, stop
 
 IMPACT_LEVELS = ("high", "medium", "low")
 URGENCY_LEVELS = ("high", "medium", "low")
@@ -251,225 +249,69 @@ class Incident:
         return Incident.from_fields(dict(self.__dict__))
 
 
+@dataclass(frozen=True, slots=True)
+class FiringHead:
+    """A key's firing incident as far as a plain repeat needs it (see `is_plain_repeat`).
+
+    A storm is mostly repeats: the store reads these fields, not the whole row, for keys
+    whose alerts may all be plain repeats, and writes only the count and last sighting.
+    """
+
+    id: int
+    problem_id: int | None
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    summary: str
+    line: str
+    impact: str
+    urgency: str
+    priority: str
+    route: str
+    episode_started_at: datetime | None
+    source_ids: Sequence[str] | None
+    first_seen: datetime
+    acknowledged_at: datetime | None
+    response_due: datetime | None
+    sla_elapsed_seconds: float
+    sla_running_since: datetime | None
+    sla_due: datetime | None
+
+    @classmethod
+    def of(cls, incident: Incident) -> FiringHead:
+        """The head of an incident held whole (tests compare the fast path with the lifecycle through it)."""
+        return cls(incident.stored_id, *(getattr(incident, name) for name in FIRING_HEAD_FIELDS[1:]))
+
+
+FIRING_HEAD_FIELDS = tuple(FiringHead.__slots__)
+
+
 @dataclass(frozen=True)
 class AlertResult:
-    """The outcome of one alert and the incident it touched (None when it touched none)."""
+    """The outcome of one alert and the incident it touched.
+
+    `incident` is the incident as the lifecycle left it (None when the alert touched none,
+    or was a plain repeat). A plain repeat holds the firing incident's head in `repeated`
+    instead: only its occurrences and last sighting changed (see `PlainRepeats`).
+    """
 
     alert: Alert
     routing: Routing
     outcome: Outcome
     incident: Incident | None
+    repeated: FiringHead | None = None
 
+    @property
+    def incident_id(self) -> int | None:
+        """The touched incident's id (None when none was touched, or for a new one not written yet)."""
+        if self.incident is not None:
+            return self.incident.id
+        return self.repeated.id if self.repeated is not None else None
 
-def _refresh_details(incident: Incident, alert: Alert, routing: Routing, now: datetime) -> None:
-    """Latest labels, summary and routing win: a Zabbix severity change re-prioritises. Notes stay."""
-    incident.labels = dict(alert.labels)
-    notes = {name: incident.annotations[name] for name in NOTE_ANNOTATIONS if name in incident.annotations}
-    incident.annotations = {**notes, **alert.annotations}
-    if alert.summary:
-        incident.summary = alert.summary
-    incident.line = routing.line
-    incident.impact = routing.impact
-    incident.urgency = routing.urgency
-    incident.priority = routing.priority
-    incident.route = routing.route.name
-    incident.last_seen = now
-
-
-def open_incident(alert: Alert, routing: Routing, now: datetime) -> Incident:
-    """A new firing incident for an alert."""
-    return Incident(
-        id=None,
-        dedup_key=routing.dedup_key,
-        source=alert.source,
-        state=IncidentState.FIRING,
-        line=routing.line,
-        impact=routing.impact,
-        urgency=routing.urgency,
-        priority=routing.priority,
-        route=routing.route.name,
-        summary=alert.summary,
-        labels=dict(alert.labels),
-        annotations=dict(alert.annotations),
-        occurrences=1,
-        reopen_count=0,
-        first_seen=now,
-        last_seen=now,
-        episode_started_at=alert.starts_at,
-    )
-
-
-def _is_older_episode(alert: Alert, incident: Incident) -> bool:
-    return (
-        alert.starts_at is not None
-        and incident.episode_started_at is not None
-        and alert.starts_at < incident.episode_started_at
-    )
-
-
-def _is_newer_episode(alert: Alert, incident: Incident) -> bool:
-    return (
-        alert.starts_at is not None
-        and incident.episode_started_at is not None
-        and alert.starts_at > incident.episode_started_at
-    )
-
-
-def remember_source_id(incident: Incident, source_id: str) -> None:
-    """Keep the source's id of an event the incident gathered, the newest MAX_SOURCE_IDS of them.
-
-    Closing in the source needs its own ids (Zabbix event ids), which a key made of labels
-    does not hold. A known id changes nothing, so a repeat does not rewrite the column.
-    """
-    known = incident.source_ids or []
-    if source_id in known:
-        return
-    incident.source_ids = [*known, source_id][-MAX_SOURCE_IDS:]
-
-
-def apply_alert(
-    current: Incident | None, alert: Alert, routing: Routing, now: datetime
-) -> tuple[Outcome, Incident | None]:
-    """Apply one alert to the key's current incident (firing or resolved, never closed).
-
-    Returns the outcome and the incident to write: `current` changed in place, a new
-    incident (id None), or None when nothing is to be written. Stale deliveries (an HA
-    peer's older snapshot arriving after a newer one) never change state: a firing alert
-    only reopens a resolved incident when it belongs to a newer episode. The incident to
-    write remembers the alert's source id.
-    """
-    outcome, incident = _next_state(current, alert, routing, now)
-    if incident is not None:
-        remember_source_id(incident, alert.source_id)
-    return outcome, incident
-
-
-def _next_state(
-    current: Incident | None, alert: Alert, routing: Routing, now: datetime
-) -> tuple[Outcome, Incident | None]:
-    if alert.note_only:
-        if current is None or current.state is not IncidentState.FIRING:
-            return Outcome.STALE, None  # PagerDuty drops an acknowledge of no open alert too
-        current.annotations = {**current.annotations, **alert.annotations}
-        current.last_seen = now
-        return Outcome.UPDATED, current
-    if current is None:
-        if alert.status is AlertStatus.RESOLVED:
-            return Outcome.UNKNOWN_RESOLVED, None
-        return Outcome.CREATED, open_incident(alert, routing, now)
-
-    if current.state is IncidentState.FIRING:
-        if alert.status is AlertStatus.FIRING:
-            _refresh_details(current, alert, routing, now)
-            if alert.is_update:
-                if alert.acknowledged_by:
-                    mark_acknowledged(current, alert.acknowledged_by, now)
-                return Outcome.UPDATED, current
-            if alert.repeat_counts:
-                current.occurrences += 1
-            if _is_newer_episode(alert, current):
-                current.episode_started_at = alert.starts_at
-            return Outcome.REPEATED, current
-        if _is_older_episode(alert, current):
-            return Outcome.STALE, None
-        current.state = IncidentState.RESOLVED
-        current.last_seen = now
-        ended = alert.ends_at if alert.ends_at is not None and alert.ends_at <= now else now
-        current.resolved_at = max(ended, current.first_seen)
-        current.auto_close_at = current.resolved_at + routing.route.auto_close_after
-        return Outcome.RESOLVED, current
-
-    # current is resolved
-    if alert.status is AlertStatus.RESOLVED:
-        current.last_seen = now
-        return Outcome.REPEATED, current
-    if not _is_newer_episode(alert, current):
-        return Outcome.STALE, None
-    assert current.resolved_at is not None
-    if now - current.resolved_at > routing.route.reopen_window:
-        return Outcome.CREATED, open_incident(alert, routing, now)
-    _refresh_details(current, alert, routing, now)
-    # A new episode: no longer acknowledged.
-    current.annotations = {name: value for name, value in current.annotations.items() if name not in NOTE_ANNOTATIONS}
-    current.state = IncidentState.FIRING
-    current.occurrences += 1
-    current.reopen_count += 1
-    current.episode_started_at = alert.starts_at
-    current.resolved_at = None
-    current.auto_close_at = None
-    return Outcome.REOPENED, current
-
-
-def mark_acknowledged(incident: Incident, actor: str, at: datetime) -> bool:
-    """Someone has the incident in hand: the response clock stops; past its due time the breach is recorded.
-
-    Returns False when it was already acknowledged (the first acknowledgement stands).
-    """
-    if incident.acknowledged_at is not None:
-        return False
-    incident.acknowledged_at, incident.acknowledged_by = at, actor
-    due = incident.response_due
-    if due is not None and at > due and not incident.response_breached:
-        incident.response_breached, incident.response_breached_at = True, due
-    return True
-
-
-def update_sla(incident: Incident, outcome: Outcome, policy: SlaPolicy | None, now: datetime) -> None:
-    """Keep the incident's SLA clock in step with its lifecycle.
-
-    The clock starts with the incident, stops while it is resolved (keeping the business
-    time used) and restarts where it stopped on reopen; a priority change re-targets it.
-    A resolve after the due time records the breach the worker may not have seen yet.
-    The response target (until someone acknowledges) follows the priority too.
-    """
-    if policy is None:
-        incident.sla_running_since = incident.sla_due = None
-        if incident.acknowledged_at is None:
-            incident.response_due = None
-        return
-    if incident.acknowledged_at is None:
-        incident.response_due = response_due_at(policy, incident.first_seen)
-    clock = SlaClock(incident.sla_elapsed_seconds, incident.sla_running_since)
-    if outcome is Outcome.CREATED:
-        clock = SlaClock(0.0, incident.first_seen)
-    elif outcome is Outcome.RESOLVED:
-        assert incident.resolved_at is not None
-        if not incident.sla_breached and remaining_seconds(policy, clock, incident.resolved_at) < 0:
-            incident.sla_breached, incident.sla_breached_at = True, due_at(policy, clock)
-        clock = stop(policy, clock, incident.resolved_at)
-    elif outcome is Outcome.REOPENED:
-        clock = restart(clock, now)
-    incident.sla_elapsed_seconds, incident.sla_running_since = clock.elapsed_seconds, clock.running_since
-    incident.sla_due = due_at(policy, clock)
-
-
-def apply_notifications(
-    notifications: Sequence[tuple[Sequence[Alert], Sequence[Routing], datetime]],
-    current: Mapping[str, Incident],
-    sla_policies: Mapping[str, SlaPolicy] | None = None,
-) -> tuple[list[list[AlertResult]], list[tuple[Incident, int]]]:
-    """Apply several notifications, in arrival order, as if one after the other.
-
-    Group commit writes a few notifications in one transaction; a later one sees what an
-    earlier one did to a shared key. Returns the results per notification and the distinct
-    incidents to write, each with the index of the last notification that touched it.
-    `current` is not changed.
-    """
-    live: dict[str, Incident | None] = {key: inc.copy() for key, inc in current.items()}
-    results: list[list[AlertResult]] = []
-    touched: dict[int, tuple[Incident, int]] = {}
-    for index, (alerts, routings, now) in enumerate(notifications):
-        own: list[AlertResult] = []
-        for alert, routing in zip(alerts, routings, strict=True):
-            outcome, incident = apply_alert(live.get(routing.dedup_key), alert, routing, now)
-            if incident is not None:
-                if sla_policies is not None:
-                    update_sla(incident, outcome, sla_policies.get(incident.priority), now)
-                live[routing.dedup_key] = incident
-                touched[id(incident)] = (incident, index)
-            own.append(AlertResult(alert, routing, outcome, incident))
-        results.append(own)
-    return results, list(touched.values())
+    @property
+    def problem_id(self) -> int | None:
+        if self.incident is not None:
+            return self.incident.problem_id
+        return self.repeated.problem_id if self.repeated is not None else None
 
 
 @dataclass(frozen=True)

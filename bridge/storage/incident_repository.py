@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import Incident, IncidentState, ProblemState
+from bridge.domain import FiringHead, Incident, IncidentState, PlainRepeats, ProblemState
 from bridge.storage import incident_rows
 from bridge.storage.engine import Database
 from bridge.storage.schema import incidents, problems
@@ -28,6 +28,22 @@ class IncidentRepository(Database):
     def current_incidents(conn: Connection, keys: Iterable[str]) -> dict[str, Incident]:
         """The live incident per key (the firing one, else the newest resolved), locked for update."""
         return incident_rows.live_incidents(conn, keys)
+
+    @staticmethod
+    def firing_heads(conn: Connection, keys: Iterable[str]) -> dict[str, FiringHead]:
+        """The head of each key's firing incident (what decides a plain repeat), locked for update."""
+        return incident_rows.firing_heads(conn, keys)
+
+    @staticmethod
+    def count_plain_repeats(conn: Connection, repeats: Sequence[tuple[PlainRepeats, int]]) -> None:
+        """Write plain repeats, each with the notification that last touched its incident: one set-based statement."""
+        incident_rows.count_repeats(
+            conn,
+            [
+                (counted.added, counted.last_seen, notification_id, counted.head.id)
+                for counted, notification_id in repeats
+            ],
+        )
 
     @staticmethod
     def save_incidents(

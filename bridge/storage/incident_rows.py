@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy.engine import Connection
 
-from bridge.domain import Incident, IncidentState
+from bridge.domain import FIRING_HEAD_FIELDS, FiringHead, Incident, IncidentState
 from bridge.storage import driver_sql
 from bridge.storage.schema import incidents
 
@@ -73,6 +74,77 @@ def live_incidents(conn: Connection, keys: Iterable[str]) -> dict[str, Incident]
         if known is None or (state == _FIRING and known.state is not IncidentState.FIRING):
             current[key] = _decode(row, sqlite)
     return current
+
+
+# A plain repeat's reading: the firing row's head only (FiringHead), by the partial unique index.
+_HEAD_COLUMNS = ("dedup_key", *FIRING_HEAD_FIELDS)
+_SQLITE_HEADS = (
+    f"SELECT {', '.join(_HEAD_COLUMNS)} FROM incidents "
+    "WHERE dedup_key IN (SELECT value FROM json_each(?)) AND state = 'firing'"
+)
+_POSTGRES_HEADS = (
+    "SELECT head.* FROM unnest(%s::text[]) AS k(key) JOIN LATERAL ("
+    f"SELECT {', '.join(_HEAD_COLUMNS)} FROM incidents WHERE dedup_key = k.key AND state = 'firing' "
+    "FOR UPDATE) AS head ON true"
+)
+_HEAD_DATETIMES = tuple(position for position, name in enumerate(FIRING_HEAD_FIELDS) if name in _DATETIME_SET)
+_HEAD_JSON = tuple(position for position, name in enumerate(FIRING_HEAD_FIELDS) if name in _JSON_SET)
+
+
+def firing_heads(conn: Connection, keys: Iterable[str]) -> dict[str, FiringHead]:
+    """The head of each key's firing incident, locked for update on PostgreSQL (keys in order, as
+    `live_incidents` locks them). Keys without a firing incident are absent."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return {}
+    sqlite = driver_sql.is_sqlite(conn)
+    if sqlite:
+        rows = driver_sql.execute(conn, _SQLITE_HEADS, (orjson.dumps(ordered).decode(),)).fetchall()
+    else:
+        rows = driver_sql.execute(conn, _POSTGRES_HEADS, (ordered,)).fetchall()
+    parse = driver_sql.sqlite_datetime if sqlite else driver_sql.postgres_datetime
+    heads = {}
+    for row in rows:
+        values = list(row[1:])
+        for position in _HEAD_DATETIMES:
+            if values[position] is not None:
+                values[position] = parse(values[position])
+        if sqlite:
+            for position in _HEAD_JSON:
+                if values[position] is not None:
+                    values[position] = orjson.loads(values[position])
+        heads[row[0]] = FiringHead(*values)
+    return heads
+
+
+_SQLITE_COUNT_REPEATS = (
+    "UPDATE incidents SET occurrences = occurrences + ?, last_seen = ?, last_notification_id = ? WHERE id = ?"
+)
+_POSTGRES_COUNT_REPEATS = (
+    "UPDATE incidents AS i SET occurrences = i.occurrences + v.added, last_seen = v.last_seen, "
+    "last_notification_id = v.notification_id "
+    "FROM unnest(%s::INTEGER[], %s::TIMESTAMPTZ[], %s::BIGINT[], %s::BIGINT[]) AS v(added, last_seen, notification_id, id) "
+    "WHERE i.id = ANY(%s::BIGINT[]) AND i.id = v.id"
+)
+
+
+def count_repeats(conn: Connection, rows: Sequence[tuple[int, datetime, int, int]]) -> None:
+    """Add occurrences and set the last sighting and notification of firing incidents: (added, last_seen, notification_id, id) each.
+
+    The occurrences are added in SQL, from the row as it is, so the head need not hold them.
+    """
+    if not rows:
+        return
+    sqlite = driver_sql.is_sqlite(conn)
+    values = [
+        (added, driver_sql.datetime_value(seen, sqlite), notification_id, incident_id)
+        for added, seen, notification_id, incident_id in rows
+    ]
+    if sqlite:
+        driver_sql.execute(conn, _SQLITE_COUNT_REPEATS, values, many=True)
+    else:
+        arrays = [list(column) for column in zip(*values, strict=True)]
+        driver_sql.execute(conn, _POSTGRES_COUNT_REPEATS, (*arrays, arrays[-1]))
 
 
 def bind_value(name: str, value: Any, sqlite: bool) -> Any:

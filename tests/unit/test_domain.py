@@ -30,8 +30,9 @@ def apply_notification(alerts, routings, current, now, sla_policies=None):
     Returns each alert's result and the distinct incidents to write (each once, in the
     order first touched). Alerts sharing a key see each other's effects.
     """
-    [results], touched = apply_notifications([(alerts, routings, now)], current, sla_policies)
-    return results, [incident for incident, _ in touched]
+    applied = apply_notifications([(alerts, routings, now)], current, sla_policies)
+    [results] = applied.results
+    return results, [incident for incident, _ in applied.touched]
 
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)

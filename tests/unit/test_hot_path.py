@@ -2,20 +2,42 @@
 
 The model-free Alertmanager parse against the pydantic models, routing decided once per
 label set against deciding every time, problem-key templates rendered once per value of
-what they read against rendering every time.
+what they read against rendering every time, a plain repeat counted from the firing
+incident's head against the whole lifecycle on the whole incident.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters import alertmanager
-from bridge.domain import Alert, AlertStatus, route_alert
+from bridge.domain import (
+    Alert,
+    AlertStatus,
+    FiringHead,
+    Incident,
+    Matcher,
+    Outcome,
+    Route,
+    Routing,
+    apply_notifications,
+    is_plain_repeat,
+    mark_acknowledged,
+    open_incident,
+    plain_repeat_heads,
+    remember_source_id,
+    route_alert,
+    update_sla,
+)
 from bridge.domain.rules import _decide
 from bridge.errors import BadPayload
+from bridge.sla import TWENTY_FOUR_SEVEN, Calendar, SlaPolicy
 from bridge.templates import TemplateError, _reads, compile_template
 from bridge.validation import MAX_LABEL_NAME_LENGTH, MAX_LABEL_VALUE_LENGTH
 
@@ -215,3 +237,141 @@ def test_labels_no_route_reads_share_one_decision_and_long_routed_values_are_not
     alert = Alert("alertmanager", AlertStatus.FIRING, "fp", {"alertname": "A", "severity": "x" * 2000})
     assert route_alert(example_rules, alert).dedup_key == "alertmanager:fp"
     assert len(example_rules.decisions) == 1, "a sender cannot fill memory with huge label values"
+
+
+# Plain repeats: the fast path reads a firing incident's head and counts, the lifecycle reads it whole.
+
+T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
+OFFICE = Calendar("office", zone=ZoneInfo("Europe/Moscow"), weekly={d: ((time(9), time(18)),) for d in range(5)})
+ROUTES = [
+    Route("portal", Matcher(), "L3", "high", "high", timedelta(minutes=30), timedelta(hours=24)),
+    Route("portal-low", Matcher(), "L3", "low", "medium", timedelta(minutes=30), timedelta(hours=24)),
+    Route("db", Matcher(), "L2", "high", "high", timedelta(minutes=30), timedelta(hours=24)),
+]
+PRIORITY = {("high", "high"): "P1", ("low", "medium"): "P4"}
+POLICY_SETS = [
+    {"P1": SlaPolicy("P1", timedelta(hours=4), TWENTY_FOUR_SEVEN, response=timedelta(minutes=15))},
+    {"P1": SlaPolicy("P1", timedelta(hours=4), OFFICE), "P4": SlaPolicy("P4", timedelta(days=3), OFFICE)},
+    {"P1": SlaPolicy("P1", timedelta(hours=8), TWENTY_FOUR_SEVEN, response=timedelta(minutes=30))},
+    {},
+]
+LABEL_SETS = [{"alertname": "PortalDown", "instance": "web-1"}, {"alertname": "PortalDown", "instance": "web-2"}]
+ANNOTATION_SETS = [{"summary": "down"}, {"summary": "down", "runbook": "r1"}, {}]
+
+
+def routing_of(route: Route) -> Routing:
+    return Routing("alertmanager:fp-1", route, PRIORITY[route.impact, route.urgency], ())
+
+
+@st.composite
+def firing_incidents(draw: st.DrawFn) -> tuple[Incident, dict[str, SlaPolicy], Alert, Route]:
+    """A stored firing incident as the lifecycle left it under the policies then in force, with the
+    alert and route that opened it."""
+    route = draw(st.sampled_from(ROUTES))
+    policies = draw(st.sampled_from(POLICY_SETS))
+    alert = Alert(
+        "alertmanager",
+        AlertStatus.FIRING,
+        "fp-1",
+        draw(st.sampled_from(LABEL_SETS)),
+        draw(st.sampled_from(ANNOTATION_SETS)),
+        draw(st.sampled_from(["", "Portal down"])),
+        starts_at=draw(st.sampled_from([None, T0 - timedelta(minutes=1)])),
+    )
+    incident = open_incident(alert, routing_of(route), T0)
+    remember_source_id(incident, alert.source_id)
+    update_sla(incident, Outcome.CREATED, policies.get(incident.priority), T0)
+    incident.id, incident.problem_id = 7, draw(st.sampled_from([None, 3]))
+    incident.occurrences = draw(st.integers(1, 5))
+    if draw(st.booleans()):
+        mark_acknowledged(incident, "duty", T0 + timedelta(minutes=draw(st.integers(1, 40))))
+        incident.annotations = {**incident.annotations, "acknowledged_by": "duty"}
+    return incident, policies, alert, route
+
+
+def sometimes(draw: st.DrawFn, same: Any, *others: Any) -> Any:
+    """`same` three times in four, else one of `others`: re-sends, with now and then one thing changed."""
+    return draw(st.sampled_from([same, same, same, same, same, same, *others]))
+
+
+def later_alerts(draw: st.DrawFn, first: Alert, route: Route) -> list[tuple[Alert, Routing]]:
+    """One to three alerts for the incident's key: mostly re-sends of the first, some with one thing changed."""
+    alerts = []
+    for _ in range(draw(st.integers(1, 3))):
+        alert = replace(
+            first,
+            status=sometimes(draw, AlertStatus.FIRING, AlertStatus.RESOLVED),
+            source_id=sometimes(draw, "fp-1", "fp-2"),
+            labels=sometimes(draw, first.labels, *LABEL_SETS),
+            annotations=sometimes(draw, first.annotations, *ANNOTATION_SETS),
+            summary=sometimes(draw, first.summary, "", "Portal slow"),
+            starts_at=sometimes(draw, first.starts_at, None, T0 - timedelta(minutes=5), T0),
+            is_update=sometimes(draw, False, True),
+            repeat_counts=draw(st.booleans()),
+            note_only=sometimes(draw, False, True),
+        )
+        alerts.append((alert, routing_of(sometimes(draw, route, *ROUTES))))
+    return alerts
+
+
+@settings(max_examples=1500, deadline=None)
+@given(firing_incidents(), st.data(), st.integers(1, 3))
+def test_a_plain_repeat_counts_exactly_what_the_lifecycle_writes(stored, data, per_notification):
+    """Whenever the fast path takes a key, the whole lifecycle on the whole incident leaves that
+    incident with the count and last sighting the fast path writes, and nothing else changed."""
+    incident, policies_then, first, route = stored
+    alerts = later_alerts(data.draw, first, route)
+    policies_now = sometimes(data.draw, policies_then, *POLICY_SETS)
+    notifications = [
+        (
+            [alert for alert, _ in alerts[i : i + per_notification]],
+            [r for _, r in alerts[i : i + per_notification]],
+            T0 + timedelta(minutes=10 + i),
+        )
+        for i in range(0, len(alerts), per_notification)
+    ]
+    key = "alertmanager:fp-1"
+    plain = plain_repeat_heads(notifications, {key: FiringHead.of(incident)}, policies_now)
+    full = apply_notifications(notifications, {key: incident}, policies_now)
+    if key not in plain:
+        return
+    fast = apply_notifications(notifications, {}, policies_now, plain)
+    [counted] = fast.repeats
+    [(written, last_index)] = full.touched
+    expected = incident.copy()
+    expected.occurrences += counted.added
+    expected.last_seen = counted.last_seen
+    assert vars(written) == vars(expected)
+    assert last_index == counted.notification_index
+    assert [[r.outcome for r in own] for own in fast.results] == [[r.outcome for r in own] for own in full.results]
+    assert all(r.incident_id == 7 and r.problem_id == incident.problem_id for own in fast.results for r in own)
+    assert fast.touched == []
+
+
+def test_a_re_sent_alert_is_a_plain_repeat_and_a_changed_one_is_not():
+    policies = POLICY_SETS[0]
+    alert = Alert("alertmanager", AlertStatus.FIRING, "fp-1", LABEL_SETS[0], ANNOTATION_SETS[0], "", starts_at=T0)
+    incident = open_incident(alert, routing_of(ROUTES[0]), T0)
+    remember_source_id(incident, "fp-1")
+    update_sla(incident, Outcome.CREATED, policies["P1"], T0)
+    incident.id = 7
+    head = FiringHead.of(incident)
+    same = routing_of(ROUTES[0])
+    assert is_plain_repeat(head, alert, same, policies)
+    changed = [
+        (replace(alert, labels=LABEL_SETS[1]), same, policies),
+        (replace(alert, annotations=ANNOTATION_SETS[1]), same, policies),
+        (replace(alert, summary="Portal slow"), same, policies),
+        (replace(alert, source_id="fp-2"), same, policies),
+        (replace(alert, starts_at=T0 + timedelta(minutes=1)), same, policies),
+        (replace(alert, status=AlertStatus.RESOLVED), same, policies),
+        (replace(alert, is_update=True), same, policies),
+        (replace(alert, note_only=True), same, policies),
+        (alert, routing_of(ROUTES[2]), policies),  # another line
+        (alert, same, POLICY_SETS[2]),  # the priority's policy changed since the incident opened
+        (alert, same, {}),  # no policy any more: the lifecycle clears the clock
+    ]
+    for other, routing, policies_now in changed:
+        assert not is_plain_repeat(head, other, routing, policies_now), other
+    # An older episode and a re-send without counting are still plain repeats.
+    assert is_plain_repeat(head, replace(alert, starts_at=T0 - timedelta(hours=1), repeat_counts=False), same, policies)
