@@ -249,12 +249,14 @@ class Incident:
         return Incident.from_fields(dict(self.__dict__))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FiringHead:
     """A key's firing incident as far as a plain repeat needs it (see `is_plain_repeat`).
 
     A storm is mostly repeats: the store reads these fields, not the whole row, for keys
     whose alerts may all be plain repeats, and writes only the count and last sighting.
+    Read-only by convention, not frozen: a frozen dataclass sets each field through
+    object.__setattr__, 1.5 µs more per head.
     """
 
     id: int

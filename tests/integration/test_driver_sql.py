@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from bridge.domain import IncidentState
+from bridge.domain import FIRING_HEAD_FIELDS, FiringHead, IncidentState
 from bridge.errors import DataRefused
-from bridge.storage import IncidentFilter, Store, incidents
+from bridge.storage import IncidentFilter, Store, driver_sql, incidents, notifications
 from bridge.storage.incident_repository import incident_from_row
 from bridge.storage.incident_rows import FIELDS, _postgres_update
 from tests.conftest import ingest, payload_bytes
@@ -91,3 +91,34 @@ def test_the_set_based_update_probes_the_primary_key_on_a_grown_table(pg_databas
     finally:
         store.engine.dispose()
     assert "incidents_pkey" in plan and "Seq Scan on incidents" not in plan, plan
+
+
+def test_firing_heads_read_by_driver_sql_equal_the_heads_of_incidents_read_through_sqlalchemy(
+    store: Store, example_rules
+):
+    ingest(store, example_rules, "alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), T0)
+    ingest(store, example_rules, "zabbix", payload_bytes("zabbix-6.0.14-problem.json"), T0 + timedelta(seconds=1))
+    listed = store.list_incidents(IncidentFilter(), 10, None).items
+    heads = store.run(lambda conn: store.firing_heads(conn, [incident.dedup_key for incident in listed] + ["nokey"]))
+    assert set(heads) == {incident.dedup_key for incident in listed}
+    for incident in listed:
+        expected, read = FiringHead.of(incident), heads[incident.dedup_key]
+        assert read == expected
+        for name in FIRING_HEAD_FIELDS:
+            assert type(getattr(read, name)) is type(getattr(expected, name)), name
+        assert read.first_seen.tzinfo is UTC
+
+
+def test_inserted_ids_come_back_in_the_order_of_the_rows(store: Store):
+    """PostgreSQL: one pipelined executemany keeps each row's RETURNING; SQLite: ids after the largest."""
+    rows = [("alertmanager", T0 + timedelta(seconds=n), f"body {n}", n, 0, 0, None) for n in range(50)]
+    columns = ("source", "received_at", "body", "alert_count", "rejected_count", "truncated_alerts", "group_key")
+    sqlite = store.engine.dialect.name == "sqlite"
+    values = [(s, driver_sql.datetime_value(at, sqlite), *rest) for s, at, *rest in rows]
+    first = store.run(lambda conn: driver_sql.insert_returning_ids(conn, notifications, columns, values[:20]))
+    second = store.run(lambda conn: driver_sql.insert_returning_ids(conn, notifications, columns, values[20:]))
+    ids = first + second
+    assert len(set(ids)) == 50 and ids == sorted(ids)
+    with store.engine.connect() as conn:
+        bodies = dict(conn.execute(sa.select(notifications.c.id, notifications.c.body)).all())
+    assert [bodies[row_id] for row_id in ids] == [f"body {n}" for n in range(50)]

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from bridge.domain import IncidentState, Outcome
 from bridge.errors import BadPayload
 from bridge.storage import IncidentFilter, Store, incidents, metadata, notifications, rejected_payloads
-from tests.conftest import ingest, ingest_concurrently, payload, payload_bytes
+from tests.conftest import PG_ADMIN_URL, empty_tables, ingest, ingest_concurrently, payload, payload_bytes
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 
@@ -265,3 +266,28 @@ def test_a_redelivered_zabbix_event_does_not_rewrite_source_ids(store: Store, ex
     assert updates and not any("source_ids" in s for s in updates)
     [incident] = store.list_incidents(IncidentFilter(source="zabbix"), 10, None).items
     assert (incident.source_ids, incident.last_seen) == (["1"], T0 + timedelta(minutes=1))
+
+
+def test_a_connection_lost_while_idle_is_replaced_without_an_error(pg_database_url: str, example_rules):
+    """No pre-ping round trip per transaction: a pooled connection the server dropped (a restart, a
+    proxy's idle timeout) fails its first statement, and the write and the read are retried on a
+    fresh one. Nothing is written twice."""
+    store = Store.from_url(pg_database_url)
+    empty_tables(store)
+    try:
+        ingest(store, example_rules, "alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), T0)
+        pids = store.read(lambda conn: conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (pg_database_url.rsplit("/", 1)[1],),
+            )
+        result = ingest(store, example_rules, "alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), T0)
+        assert result.outcomes == {"repeated": 2}
+        assert store.read(lambda conn: conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()) != pids
+        occurrences = store.read(
+            lambda conn: conn.execute(sa.select(sa.func.sum(incidents.c.occurrences))).scalar_one()
+        )
+        assert occurrences == 4
+    finally:
+        store.engine.dispose()
