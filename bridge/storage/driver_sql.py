@@ -25,10 +25,18 @@ from sqlalchemy.engine import Connection
 from bridge.storage.schema import UtcDateTime
 
 
-def execute(conn: Connection, statement: str, parameters: Any = (), many: bool = False, returning: bool = False) -> Any:
+def execute(
+    conn: Connection,
+    statement: str,
+    parameters: Any = (),
+    many: bool = False,
+    returning: bool = False,
+    prepare: bool | None = None,
+) -> Any:
     """Run driver SQL in the transaction of `conn`; the driver's cursor.
 
     `returning` (psycopg, with `many`): keep each parameter set's result, read with `nextset`.
+    `prepare=False` (psycopg): plan the statement at each execution, never prepared.
 
     Raises:
         DBAPIError: (its subclass for the failure) as SQLAlchemy would raise it.
@@ -38,12 +46,14 @@ def execute(conn: Connection, statement: str, parameters: Any = (), many: bool =
     cursor = dbapi_connection.cursor()
     if conn._has_events or conn.engine._has_events:  # instrumentation listening (tracing, tests) still sees it
         conn.dispatch.before_cursor_execute(conn, cursor, statement, parameters, None, many)
+    driver_cursor: Any = cursor  # psycopg's takes `returning` and `prepare`, which the DBAPI protocol does not know
     try:
         if many and returning:
-            psycopg_cursor: Any = cursor  # the DBAPI protocol knows no `returning`
-            psycopg_cursor.executemany(statement, parameters, returning=True)
+            driver_cursor.executemany(statement, parameters, returning=True)
         elif many:
             cursor.executemany(statement, parameters)
+        elif prepare is not None:
+            driver_cursor.execute(statement, parameters, prepare=prepare)
         else:
             cursor.execute(statement, parameters)
     except conn.dialect.loaded_dbapi.Error as exc:
