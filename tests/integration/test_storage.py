@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 
 from bridge.domain import IncidentState, Outcome
-from bridge.errors import BadPayload
+from bridge.errors import BadPayload, StoreUnavailable
 from bridge.storage import IncidentFilter, Store, incidents, metadata, notifications, rejected_payloads
 from tests.conftest import PG_ADMIN_URL, empty_tables, ingest, ingest_concurrently, payload, payload_bytes
 
@@ -289,5 +289,34 @@ def test_a_connection_lost_while_idle_is_replaced_without_an_error(pg_database_u
             lambda conn: conn.execute(sa.select(sa.func.sum(incidents.c.occurrences))).scalar_one()
         )
         assert occurrences == 4
+    finally:
+        store.engine.dispose()
+
+
+def test_a_connection_lost_at_commit_is_not_retried(pg_database_url: str):
+    """The commit may have happened before the connection went: running the work again could write
+    it twice, so the caller gets a 503 (the sender retries, and dedup absorbs a repeat)."""
+    store = Store.from_url(pg_database_url)
+    empty_tables(store)
+    runs = []
+
+    def work_then_lose_the_connection(conn):
+        runs.append(1)
+        conn.execute(incidents.insert(), incident_row())
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            for _ in range(100):
+                if not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                    break
+                time.sleep(0.01)
+
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.run(work_then_lose_the_connection)
+        assert len(runs) == 1
+        assert (
+            store.read(lambda conn: conn.execute(sa.select(sa.func.count()).select_from(incidents)).scalar_one()) == 0
+        )
     finally:
         store.engine.dispose()
