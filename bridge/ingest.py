@@ -231,10 +231,13 @@ def _write_work(
             ],
         )
         notifications = [(d.parsed.alerts, d.routings, d.received_at) for d in deliveries]
-        heads = store.firing_heads(conn, repeat_candidate_keys(notifications))
+        may_repeat = repeat_candidate_keys(notifications)
+        heads, live = store.firing_heads(conn, may_repeat)
         plain = plain_repeat_heads(notifications, heads, rules.sla_policies)
         keys = {routing.dedup_key for d in deliveries for routing in d.routings}
-        current = store.current_incidents(conn, keys.difference(plain))
+        # Read whole: keys that may not be repeats, and candidates with a live incident that is
+        # not a plain repeat (a candidate with none is new).
+        current = store.current_incidents(conn, (keys - may_repeat) | (live - plain.keys()))
         applied = apply_notifications(notifications, current, rules.sla_policies, plain)
         results = applied.results
         candidates = set_problem_keys(rules, [result for own in results for result in own])

@@ -30,8 +30,9 @@ class IncidentRepository(Database):
         return incident_rows.live_incidents(conn, keys)
 
     @staticmethod
-    def firing_heads(conn: Connection, keys: Iterable[str]) -> dict[str, FiringHead]:
-        """The head of each key's firing incident (what decides a plain repeat), locked for update."""
+    def firing_heads(conn: Connection, keys: Iterable[str]) -> tuple[dict[str, FiringHead], set[str]]:
+        """The head of each key's firing incident (what decides a plain repeat), and the keys with a
+        live incident at all, locked for update."""
         return incident_rows.firing_heads(conn, keys)
 
     @staticmethod

@@ -76,27 +76,30 @@ def live_incidents(conn: Connection, keys: Iterable[str]) -> dict[str, Incident]
     return current
 
 
-# A plain repeat's reading: the firing row's head only (FiringHead), by the partial unique index.
-_HEAD_COLUMNS = ("dedup_key", *FIRING_HEAD_FIELDS)
+# A plain repeat's reading: the live row's state and, when it fires, its head (FiringHead).
+_HEAD_COLUMNS = ("dedup_key", "state", *FIRING_HEAD_FIELDS)
 _SQLITE_HEADS = (
     f"SELECT {', '.join(_HEAD_COLUMNS)} FROM incidents "
-    "WHERE dedup_key IN (SELECT value FROM json_each(?)) AND state = 'firing'"
+    "WHERE dedup_key IN (SELECT value FROM json_each(?)) AND state != 'closed'"
 )
 _POSTGRES_HEADS = (
     "SELECT head.* FROM unnest(%s::text[]) AS k(key) JOIN LATERAL ("
-    f"SELECT {', '.join(_HEAD_COLUMNS)} FROM incidents WHERE dedup_key = k.key AND state = 'firing' "
-    "FOR UPDATE) AS head ON true"
+    f"SELECT {', '.join(_HEAD_COLUMNS)} FROM incidents WHERE dedup_key = k.key AND state != 'closed' "
+    "ORDER BY state = 'firing' DESC, id DESC LIMIT 1 FOR UPDATE) AS head ON true"
 )
 _HEAD_DATETIMES = tuple(position for position, name in enumerate(FIRING_HEAD_FIELDS) if name in _DATETIME_SET)
 _HEAD_JSON = tuple(position for position, name in enumerate(FIRING_HEAD_FIELDS) if name in _JSON_SET)
 
 
-def firing_heads(conn: Connection, keys: Iterable[str]) -> dict[str, FiringHead]:
-    """The head of each key's firing incident, locked for update on PostgreSQL (keys in order, as
-    `live_incidents` locks them). Keys without a firing incident are absent."""
+def firing_heads(conn: Connection, keys: Iterable[str]) -> tuple[dict[str, FiringHead], set[str]]:
+    """The head of each key's firing incident, and every key that has a live incident at all.
+
+    Locked for update on PostgreSQL as `live_incidents` locks (the live row, keys in order).
+    A key absent from both is new: it needs no reading whole either (a storm's creates).
+    """
     ordered = sorted(set(keys))
     if not ordered:
-        return {}
+        return {}, set()
     sqlite = driver_sql.is_sqlite(conn)
     if sqlite:
         rows = driver_sql.execute(conn, _SQLITE_HEADS, (orjson.dumps(ordered).decode(),)).fetchall()
@@ -109,7 +112,9 @@ def firing_heads(conn: Connection, keys: Iterable[str]) -> dict[str, FiringHead]
     parse = driver_sql.sqlite_datetime if sqlite else driver_sql.postgres_datetime
     heads = {}
     for row in rows:
-        values = list(row[1:])
+        if row[1] != _FIRING:
+            continue
+        values = list(row[2:])
         for position in _HEAD_DATETIMES:
             if values[position] is not None:
                 values[position] = parse(values[position])
@@ -118,7 +123,7 @@ def firing_heads(conn: Connection, keys: Iterable[str]) -> dict[str, FiringHead]
                 if values[position] is not None:
                     values[position] = orjson.loads(values[position])
         heads[row[0]] = FiringHead(*values)
-    return heads
+    return heads, {row[0] for row in rows}
 
 
 _SQLITE_COUNT_REPEATS = (
