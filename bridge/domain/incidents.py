@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -284,7 +284,7 @@ class FiringHead:
         return cls(incident.stored_id, *(getattr(incident, name) for name in FIRING_HEAD_FIELDS[1:]))
 
 
-FIRING_HEAD_FIELDS = tuple(FiringHead.__slots__)
+FIRING_HEAD_FIELDS = tuple(column.name for column in fields(FiringHead))
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def _is_older_episode(alert: Alert, incident: Incident) -> bool:
     )
 
 
-def _is_newer_episode(alert: Alert, incident: Incident) -> bool:
+def _is_newer_episode(alert: Alert, incident: Incident | FiringHead) -> bool:
     return (
         alert.starts_at is not None
         and incident.episode_started_at is not None
@@ -246,11 +246,7 @@ def is_plain_repeat(
         return False
     if alert.source_id not in (head.source_ids or ()):
         return False
-    if (
-        alert.starts_at is not None
-        and head.episode_started_at is not None
-        and alert.starts_at > head.episode_started_at
-    ):
+    if _is_newer_episode(alert, head):
         return False
     if head.labels != alert.labels:
         return False

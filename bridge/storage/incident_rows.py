@@ -138,7 +138,7 @@ _POSTGRES_COUNT_REPEATS = (
 
 
 def count_repeats(conn: Connection, rows: Sequence[tuple[int, datetime, int, int]]) -> None:
-    """Add occurrences and set the last sighting and notification of firing incidents: (added, last_seen, notification_id, id) each.
+    """Count plain repeats: each row is (occurrences added, last_seen, notification_id, incident id).
 
     The occurrences are added in SQL, from the row as it is, so the head need not hold them.
     """
