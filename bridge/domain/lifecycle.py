@@ -25,8 +25,7 @@ from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, response_
 def _refresh_details(incident: Incident, alert: Alert, routing: Routing, now: datetime) -> None:
     """Latest labels, summary and routing win: a Zabbix severity change re-prioritises. Notes stay."""
     incident.labels = dict(alert.labels)
-    notes = {name: incident.annotations[name] for name in NOTE_ANNOTATIONS if name in incident.annotations}
-    incident.annotations = {**notes, **alert.annotations}
+    incident.annotations = _refreshed_annotations(incident.annotations, alert.annotations)
     if alert.summary:
         incident.summary = alert.summary
     incident.line = routing.line
@@ -35,6 +34,12 @@ def _refresh_details(incident: Incident, alert: Alert, routing: Routing, now: da
     incident.priority = routing.priority
     incident.route = routing.route.name
     incident.last_seen = now
+
+
+def _refreshed_annotations(held: Mapping[str, str], sent: Mapping[str, str]) -> dict[str, str]:
+    """The sender's annotations over the notes the incident keeps (an acknowledgement stands)."""
+    notes = {name: held[name] for name in NOTE_ANNOTATIONS if name in held}
+    return {**notes, **sent}
 
 
 def open_incident(alert: Alert, routing: Routing, now: datetime) -> Incident:
@@ -250,8 +255,7 @@ def is_plain_repeat(
         return False
     if head.labels != alert.labels:
         return False
-    notes = {name: head.annotations[name] for name in NOTE_ANNOTATIONS if name in head.annotations}
-    if head.annotations != {**notes, **alert.annotations}:
+    if head.annotations != _refreshed_annotations(head.annotations, alert.annotations):
         return False
     if sla_policies is None:
         return True
