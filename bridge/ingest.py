@@ -28,7 +28,7 @@ from bridge.domain import (
 )
 from bridge.errors import BadPayload, BridgeError, DataRefused, NotFound
 from bridge.notify import Announcer, announce_incidents
-from bridge.problems import assign_problems, set_problem_keys
+from bridge.problems import assign_problems, join_open_problems, set_problem_keys
 from bridge.storage import Connection, Store
 from bridge.validation import nesting_depth_exceeds
 
@@ -241,16 +241,17 @@ def _write_work(
         applied = apply_notifications(notifications, current, rules.sla_policies, plain)
         results = applied.results
         candidates = set_problem_keys(rules, [result for own in results for result in own])
+        now = max(d.received_at for d in deliveries)
+        pending = join_open_problems(conn, store, candidates, now)
         store.save_incidents(
             conn, [(incident, notification_ids[index]) for incident, index in applied.touched], current
         )
         store.count_plain_repeats(
             conn, [(counted, notification_ids[counted.notification_index]) for counted in applied.repeats]
         )
-        now = max(d.received_at for d in deliveries)
         announcer = Announcer.of(store, rules)  # None without notify targets: the hot path skips events
         regressions = assign_problems(
-            conn, store, candidates, now, rules.version_label, rules.environment_label, announcer
+            conn, store, pending, now, rules.version_label, rules.environment_label, announcer
         )
         announce_incidents(conn, announcer, results, now)
         for d in deliveries:

@@ -121,13 +121,15 @@ class ProblemRepository(Database):
 
     @staticmethod
     def join_problem(
-        conn: Connection, problem_id: int, incident_ids: Sequence[int], notify_jira: bool, now: datetime
+        conn: Connection, problem_id: int, attach: Sequence[int], joined: int, notify_jira: bool, now: datetime
     ) -> None:
-        """Attach incidents to a problem; count them for the next throttled Jira comment."""
-        conn.execute(incidents.update().where(incidents.c.id.in_(incident_ids)).values(problem_id=problem_id))
-        values: dict[str, Any] = {"incident_count": problems.c.incident_count + len(incident_ids)}
+        """Count `joined` incidents on a problem, for the next throttled Jira comment too; the rows of
+        `attach` (incidents already written) get the problem. New incidents are written with it."""
+        if attach:
+            conn.execute(incidents.update().where(incidents.c.id.in_(attach)).values(problem_id=problem_id))
+        values: dict[str, Any] = {"incident_count": problems.c.incident_count + joined}
         if notify_jira:
-            values["comment_pending"] = problems.c.comment_pending + len(incident_ids)
+            values["comment_pending"] = problems.c.comment_pending + joined
             values["comment_pending_since"] = sa.func.coalesce(problems.c.comment_pending_since, now)
         conn.execute(problems.update().where(problems.c.id == problem_id).values(values))
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from bridge.jobs import EnsureIssue
-from bridge.storage import IncidentFilter, Store, outbox, problems
+from bridge.storage import IncidentFilter, Store, incidents, outbox, problems
 from tests.conftest import ingest, ingest_concurrently, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -41,6 +41,20 @@ def test_problem_opens_at_threshold_and_gathers_earlier_incidents(store: Store, 
     assert len(members) == 3
     jobs = rows(store, outbox)
     assert [(j["kind"], j["problem_id"], j["state"]) for j in jobs] == [(EnsureIssue.KIND, problem["id"], "pending")]
+
+
+def test_an_incident_joining_an_open_problem_is_written_with_it_not_updated_after(store: Store, example_rules):
+    """The problem is decided before the incidents are written: a storm's new rows go in once."""
+    for n in (1, 2):
+        ingest(store, example_rules, "alertmanager", firing(f"{n:016x}"), T0 + timedelta(minutes=n))
+    [problem] = rows(store, problems)
+    statements: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    ingest(store, example_rules, "alertmanager", firing("0000000000000003"), T0 + timedelta(minutes=3))
+    assert [s for s in statements if s.lstrip().upper().startswith("UPDATE INCIDENTS")] == []
+    joined = [row for row in rows(store, incidents) if row["problem_id"] == problem["id"]]
+    assert len(joined) == 3
+    assert rows(store, problems)[0]["incident_count"] == 3
 
 
 def test_incidents_outside_the_window_do_not_count(store: Store, example_rules):
