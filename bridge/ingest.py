@@ -17,13 +17,14 @@ import orjson
 from adapters import PARSERS
 from bridge.domain import (
     AlertResult,
+    IncidentState,
     ParsedNotification,
     RejectedAlert,
     Routing,
     Rules,
     apply_notifications,
     plain_repeat_heads,
-    repeat_candidate_keys,
+    repeat_candidates,
     route_alert,
 )
 from bridge.errors import BadPayload, BridgeError, DataRefused, NotFound
@@ -231,13 +232,17 @@ def _write_work(
             ],
         )
         notifications = [(d.parsed.alerts, d.routings, d.received_at) for d in deliveries]
-        may_repeat = repeat_candidate_keys(notifications)
-        heads, live = store.firing_heads(conn, may_repeat)
+        may_repeat = repeat_candidates(notifications)
+        may_fire_again = {key for key, state in may_repeat.items() if state is IncidentState.FIRING}
+        heads, live = store.live_heads(conn, may_fire_again, IncidentState.FIRING)
         plain = plain_repeat_heads(notifications, heads, rules.sla_policies)
         keys = {routing.dedup_key for d in deliveries for routing in d.routings}
-        # Read whole: keys that may not be repeats, and candidates with a live incident that is
-        # not a plain repeat (a candidate with none is new).
-        current = store.current_incidents(conn, (keys - may_repeat) | (live - plain.keys()))
+        # Read whole: keys that may not repeat a firing incident, and those that may with a live one
+        # that does not (a key with none is new). A re-sent resolve is decoded as a head only.
+        rows = store.live_rows(conn, (keys - may_fire_again) | (live - plain.keys()))
+        resent = rows.heads(may_repeat.keys() - may_fire_again, IncidentState.RESOLVED)
+        plain |= plain_repeat_heads(notifications, resent, rules.sla_policies)
+        current = rows.incidents(rows.keys() - plain.keys())
         applied = apply_notifications(notifications, current, rules.sla_policies, plain)
         results = applied.results
         candidates = set_problem_keys(rules, [result for own in results for result in own])

@@ -5,7 +5,7 @@ what becomes an incident or a problem can be read and tested alone.
 """
 
 from bridge.domain.incidents import (
-    FIRING_HEAD_FIELDS,
+    HEAD_FIELDS,
     IMPACT_LEVELS,
     MAX_READABLE_KEY_LENGTH,
     MAX_SOURCE_IDS,
@@ -14,8 +14,8 @@ from bridge.domain.incidents import (
     AlertResult,
     AlertStatus,
     EventRoutingKey,
-    FiringHead,
     Incident,
+    IncidentHead,
     IncidentState,
     Matcher,
     Outcome,
@@ -37,7 +37,7 @@ from bridge.domain.lifecycle import (
     open_incident,
     plain_repeat_heads,
     remember_source_id,
-    repeat_candidate_keys,
+    repeat_candidates,
     update_sla,
 )
 from bridge.domain.outbox import OutboxState
@@ -68,7 +68,7 @@ from bridge.domain.problems import (
 from bridge.domain.rules import Rules, route_alert
 
 __all__ = [
-    "FIRING_HEAD_FIELDS",
+    "HEAD_FIELDS",
     "LINKED_AS_DUPLICATE",
     "IMPACT_LEVELS",
     "MAX_READABLE_KEY_LENGTH",
@@ -79,7 +79,7 @@ __all__ = [
     "AlertStatus",
     "Applied",
     "EventRoutingKey",
-    "FiringHead",
+    "IncidentHead",
     "Incident",
     "IncidentState",
     "IssueOutcome",
@@ -119,7 +119,7 @@ __all__ = [
     "regression_comment_text",
     "release_comment_text",
     "remember_source_id",
-    "repeat_candidate_keys",
+    "repeat_candidates",
     "route_alert",
     "template_context",
     "update_sla",

@@ -250,16 +250,17 @@ class Incident:
 
 
 @dataclass(slots=True)
-class FiringHead:
-    """A key's firing incident as far as a plain repeat needs it (see `is_plain_repeat`).
+class IncidentHead:
+    """A key's live incident (firing or resolved) as far as a plain repeat needs it (see `is_plain_repeat`).
 
-    A storm is mostly repeats: the store reads these fields, not the whole row, for keys
-    whose alerts may all be plain repeats, and writes only the count and last sighting.
-    Read-only by convention, not frozen: a frozen dataclass sets each field through
-    object.__setattr__, 1.5 µs more per head.
+    A storm is mostly repeats, and re-sends of its resolves: the store decodes these fields,
+    not the whole row, for keys whose alerts may all be plain repeats, and writes only the
+    count and last sighting. Read-only by convention, not frozen: a frozen dataclass sets
+    each field through object.__setattr__, 1.5 µs more per head.
     """
 
     id: int
+    state: IncidentState
     problem_id: int | None
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
@@ -279,12 +280,12 @@ class FiringHead:
     sla_due: datetime | None
 
     @classmethod
-    def of(cls, incident: Incident) -> FiringHead:
+    def of(cls, incident: Incident) -> IncidentHead:
         """The head of an incident held whole (tests compare the fast path with the lifecycle through it)."""
-        return cls(incident.stored_id, *(getattr(incident, name) for name in FIRING_HEAD_FIELDS[1:]))
+        return cls(incident.stored_id, *(getattr(incident, name) for name in HEAD_FIELDS[1:]))
 
 
-FIRING_HEAD_FIELDS = tuple(column.name for column in fields(FiringHead))
+HEAD_FIELDS = tuple(column.name for column in fields(IncidentHead))
 
 
 @dataclass(frozen=True)
@@ -300,7 +301,7 @@ class AlertResult:
     routing: Routing
     outcome: Outcome
     incident: Incident | None
-    repeated: FiringHead | None = None
+    repeated: IncidentHead | None = None
 
     @property
     def incident_id(self) -> int | None:

@@ -1,5 +1,5 @@
 """The incident lifecycle: what each alert does to its key's incident and SLA clock, and the plain
-repeats a storm is made of, counted without reading the incident whole."""
+repeats a storm is made of (and the re-sends of its resolves), counted without decoding the incident whole."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from bridge.domain.incidents import (
     Alert,
     AlertResult,
     AlertStatus,
-    FiringHead,
     Incident,
+    IncidentHead,
     IncidentState,
     Outcome,
     Routing,
@@ -73,7 +73,7 @@ def _is_older_episode(alert: Alert, incident: Incident) -> bool:
     )
 
 
-def _is_newer_episode(alert: Alert, incident: Incident | FiringHead) -> bool:
+def _is_newer_episode(alert: Alert, incident: Incident | IncidentHead) -> bool:
     return (
         alert.starts_at is not None
         and incident.episode_started_at is not None
@@ -213,31 +213,53 @@ Notification = tuple[Sequence[Alert], Sequence[Routing], datetime]
 
 
 def may_be_plain_repeat(alert: Alert) -> bool:
-    """Whether an alert can be a plain repeat at all, whatever the incident (firing, not an update or note)."""
-    return alert.status is AlertStatus.FIRING and not alert.is_update and not alert.note_only
+    """Whether an alert can be a plain repeat at all, whatever the incident: not an update or a note."""
+    return not alert.is_update and not alert.note_only
 
 
-def repeat_candidate_keys(notifications: Sequence[Notification]) -> set[str]:
-    """Keys every alert of which may be a plain repeat: only these are worth reading as heads."""
-    candidates: set[str] = set()
+def repeat_candidates(notifications: Sequence[Notification]) -> dict[str, IncidentState]:
+    """Keys every alert of which may be a plain repeat, each with the state its live incident must be
+    in for that (firing for firing alerts, resolved for resolved ones): only these heads are worth
+    decoding. A key with alerts of both statuses is left out: it resolves or reopens."""
+    candidates: dict[str, IncidentState] = {}
     others: set[str] = set()
     for alerts, routings, _ in notifications:
         for alert, routing in zip(alerts, routings, strict=True):
-            (candidates if may_be_plain_repeat(alert) else others).add(routing.dedup_key)
-    return candidates - others
+            key = routing.dedup_key
+            if not may_be_plain_repeat(alert):
+                others.add(key)
+                continue
+            state = IncidentState.FIRING if alert.status is AlertStatus.FIRING else IncidentState.RESOLVED
+            if candidates.setdefault(key, state) is not state:
+                others.add(key)
+    for key in others:
+        candidates.pop(key, None)
+    return candidates
 
 
 def is_plain_repeat(
-    head: FiringHead, alert: Alert, routing: Routing, sla_policies: Mapping[str, SlaPolicy] | None
+    head: IncidentHead, alert: Alert, routing: Routing, sla_policies: Mapping[str, SlaPolicy] | None
 ) -> bool:
-    """True when `apply_alert` and `update_sla` would change nothing on the firing incident but
-    its occurrences and last sighting: same details, routing and SLA targets, a known source
-    id, no newer episode. Checked field by field against what those functions write, so the
-    fast path and the lifecycle cannot disagree (tests/unit/test_hot_path.py proves it on
-    generated alerts).
+    """True when `apply_alert` and `update_sla` would change nothing on the live incident but its
+    last sighting and, when it fires, its occurrences: a firing alert on the firing incident
+    with the same details and routing and no newer episode, or a resolved alert on the
+    resolved incident (a re-sent resolve, which the lifecycle only notes as seen); either with
+    a known source id and the SLA targets the policy gives now. Checked field by field against
+    what those functions write, so the fast path and the lifecycle cannot disagree
+    (tests/unit/test_hot_path.py proves it on generated alerts).
     """
-    if not may_be_plain_repeat(alert):
+    if not may_be_plain_repeat(alert) or alert.source_id not in (head.source_ids or ()):
         return False
+    if head.state is IncidentState.RESOLVED:
+        if alert.status is not AlertStatus.RESOLVED:
+            return False
+    elif alert.status is not AlertStatus.FIRING or not _same_details(head, alert, routing):
+        return False
+    return _same_sla_targets(head, sla_policies)
+
+
+def _same_details(head: IncidentHead, alert: Alert, routing: Routing) -> bool:
+    """What `_refresh_details` would write on the firing incident is what it holds, and no newer episode starts."""
     route = routing.route
     if (head.line, head.impact, head.urgency, head.priority, head.route) != (
         route.line,
@@ -249,14 +271,15 @@ def is_plain_repeat(
         return False
     if alert.summary and alert.summary != head.summary:
         return False
-    if alert.source_id not in (head.source_ids or ()):
-        return False
     if _is_newer_episode(alert, head):
         return False
-    if head.labels != alert.labels:
-        return False
-    if head.annotations != _refreshed_annotations(head.annotations, alert.annotations):
-        return False
+    return head.labels == alert.labels and head.annotations == _refreshed_annotations(
+        head.annotations, alert.annotations
+    )
+
+
+def _same_sla_targets(head: IncidentHead, sla_policies: Mapping[str, SlaPolicy] | None) -> bool:
+    """What `update_sla` would write for a repeat (the clock neither starts nor stops) is what the incident holds."""
     if sla_policies is None:
         return True
     policy = sla_policies.get(head.priority)
@@ -270,9 +293,9 @@ def is_plain_repeat(
 
 def plain_repeat_heads(
     notifications: Sequence[Notification],
-    heads: Mapping[str, FiringHead],
+    heads: Mapping[str, IncidentHead],
     sla_policies: Mapping[str, SlaPolicy] | None,
-) -> dict[str, FiringHead]:
+) -> dict[str, IncidentHead]:
     """The heads every alert of whose key in these notifications is a plain repeat.
 
     A plain repeat leaves the head as it was (but its count), so each alert of a key is
@@ -289,9 +312,9 @@ def plain_repeat_heads(
 
 @dataclass
 class PlainRepeats:
-    """What plain repeats did to one firing incident: occurrences added, and the last sighting."""
+    """What plain repeats did to one live incident: occurrences added (a firing one's), and the last sighting."""
 
-    head: FiringHead
+    head: IncidentHead
     added: int
     last_seen: datetime
     notification_index: int
@@ -310,7 +333,7 @@ def apply_notifications(
     notifications: Sequence[Notification],
     current: Mapping[str, Incident],
     sla_policies: Mapping[str, SlaPolicy] | None = None,
-    plain: Mapping[str, FiringHead] | None = None,
+    plain: Mapping[str, IncidentHead] | None = None,
 ) -> Applied:
     """Apply several notifications, in arrival order, as if one after the other.
 
@@ -333,7 +356,7 @@ def apply_notifications(
                 counted = repeats.get(routing.dedup_key)
                 if counted is None:
                     counted = repeats[routing.dedup_key] = PlainRepeats(head, 0, now, index)
-                counted.added += 1 if alert.repeat_counts else 0
+                counted.added += 1 if alert.repeat_counts and head.state is IncidentState.FIRING else 0
                 counted.last_seen, counted.notification_index = now, index
                 own.append(AlertResult(alert, routing, Outcome.REPEATED, None, head))
                 continue

@@ -12,9 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import FiringHead, Incident, IncidentState, PlainRepeats, ProblemState
+from bridge.domain import Incident, IncidentHead, IncidentState, PlainRepeats, ProblemState
 from bridge.storage import incident_rows
 from bridge.storage.engine import Database
+from bridge.storage.incident_rows import LiveRows
 from bridge.storage.schema import incidents, problems
 
 _INCIDENT_FIELDS = incident_rows.FIELDS
@@ -25,15 +26,18 @@ class IncidentRepository(Database):
     """Reads and writes of incidents."""
 
     @staticmethod
-    def current_incidents(conn: Connection, keys: Iterable[str]) -> dict[str, Incident]:
-        """The live incident per key (the firing one, else the newest resolved), locked for update."""
-        return incident_rows.live_incidents(conn, keys)
+    def live_rows(conn: Connection, keys: Iterable[str]) -> LiveRows:
+        """The live incident per key (the firing one, else the newest resolved), locked for update, read
+        whole and decoded on demand (as heads, or whole)."""
+        return incident_rows.live_rows(conn, keys)
 
     @staticmethod
-    def firing_heads(conn: Connection, keys: Iterable[str]) -> tuple[dict[str, FiringHead], set[str]]:
-        """The head of each key's firing incident (what decides a plain repeat), and the keys with a
-        live incident at all, locked for update."""
-        return incident_rows.firing_heads(conn, keys)
+    def live_heads(
+        conn: Connection, keys: Iterable[str], state: IncidentState
+    ) -> tuple[dict[str, IncidentHead], set[str]]:
+        """The head of each key's live incident in `state` (what decides a plain repeat), and the keys
+        with a live incident at all, locked for update: the head's columns only."""
+        return incident_rows.live_heads(conn, keys, state)
 
     @staticmethod
     def count_plain_repeats(conn: Connection, repeats: Sequence[tuple[PlainRepeats, int]]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy.engine import Connection
 
-from bridge.domain import FIRING_HEAD_FIELDS, FiringHead, Incident, IncidentState
+from bridge.domain import HEAD_FIELDS, Incident, IncidentHead, IncidentState
 from bridge.storage import driver_sql
 from bridge.storage.schema import incidents
 
@@ -24,22 +24,57 @@ _BOOLEANS = tuple(sorted(driver_sql.boolean_columns(incidents)))
 _DATETIME_SET, _JSON_SET = frozenset(_DATETIMES), frozenset(_JSON)
 _FIRING = IncidentState.FIRING.value
 
-_SQLITE_LIVE = (
-    f"SELECT {', '.join(COLUMNS)} FROM incidents "
-    "WHERE dedup_key IN (SELECT value FROM json_each(?)) AND state != 'closed' ORDER BY dedup_key, id DESC"
-)
-# PostgreSQL: one index probe per key (a lateral LIMIT 1), whatever the planner's statistics
-# say. An IN list over a table that grew since its last ANALYZE (the first storm on a new
-# install) was planned as a sequential scan, once per transaction.
-_POSTGRES_LIVE = (
-    "SELECT live.* FROM unnest(%s::text[]) AS k(key) JOIN LATERAL ("
-    f"SELECT {', '.join(COLUMNS)} FROM incidents WHERE dedup_key = k.key AND state != 'closed' "
-    "ORDER BY state = 'firing' DESC, id DESC LIMIT 1 FOR UPDATE) AS live ON true"
-)
+
+def _live_statements(columns: Sequence[str]) -> tuple[str, str]:
+    """The reading of these columns of each key's live rows (SQLite: every one; PostgreSQL: the live one).
+
+    PostgreSQL: one index probe per key (a lateral LIMIT 1), whatever the planner's statistics
+    say. An IN list over a table that grew since its last ANALYZE (the first storm on a new
+    install) was planned as a sequential scan, once per transaction.
+    """
+    listed = ", ".join(columns)
+    sqlite = (
+        f"SELECT {listed} FROM incidents "
+        "WHERE dedup_key IN (SELECT value FROM json_each(?)) AND state != 'closed' ORDER BY dedup_key, id DESC"
+    )
+    postgres = (
+        "SELECT live.* FROM unnest(%s::text[]) AS k(key) JOIN LATERAL ("
+        f"SELECT {listed} FROM incidents WHERE dedup_key = k.key AND state != 'closed' "
+        "ORDER BY state = 'firing' DESC, id DESC LIMIT 1 FOR UPDATE) AS live ON true"
+    )
+    return sqlite, postgres
+
+
+def _live_rows(conn: Connection, keys: Iterable[str], statements: tuple[str, str]) -> dict[str, Sequence[Any]]:
+    """The live row per key (the firing one, else the newest resolved), locked for update on PostgreSQL.
+
+    Each statement's rows start with the key and the state.
+    """
+    ordered = sorted(set(keys))
+    if not ordered:
+        return {}
+    if driver_sql.is_sqlite(conn):
+        rows = driver_sql.execute(conn, statements[0], (orjson.dumps(ordered).decode(),)).fetchall()
+    else:
+        # Never prepared: psycopg prepares a statement at its fifth run, and PostgreSQL then keeps
+        # a generic plan made from the statistics of that moment. Made while a new install's
+        # table was nearly empty, that plan scanned the whole table per key once it had grown
+        # (4 ms for 10 keys at 2,000 incidents, rising). Planned each time, it probes the index.
+        rows = driver_sql.execute(conn, statements[1], (ordered,), prepare=False).fetchall()
+    chosen: dict[str, Sequence[Any]] = {}
+    for row in rows:
+        known = chosen.get(row[0])
+        if known is None or (row[1] == _FIRING and known[1] != _FIRING):
+            chosen[row[0]] = row
+    return chosen
+
+
+_WHOLE_COLUMNS = ("dedup_key", "state", *COLUMNS)
+_WHOLE_STATEMENTS = _live_statements(_WHOLE_COLUMNS)
 
 
 def _decode(row: Sequence[Any], sqlite: bool) -> Incident:
-    values = dict(zip(COLUMNS, row, strict=True))
+    values = dict(zip(COLUMNS, row[2:], strict=True))
     parse = driver_sql.sqlite_datetime if sqlite else driver_sql.postgres_datetime
     for name in _DATETIMES:
         value = values[name]
@@ -57,73 +92,73 @@ def _decode(row: Sequence[Any], sqlite: bool) -> Incident:
     return Incident.from_fields(values)
 
 
-def live_incidents(conn: Connection, keys: Iterable[str]) -> dict[str, Incident]:
-    """The live incident per key (the firing one, else the newest resolved), locked for update on PostgreSQL."""
-    ordered = sorted(set(keys))
-    if not ordered:
-        return {}
-    sqlite = driver_sql.is_sqlite(conn)
+# A plain repeat's reading: the key, then the head (its state second, as `_live_rows` wants).
+_HEAD_STATEMENTS = _live_statements(("dedup_key", "state", *HEAD_FIELDS))
+_HEAD_DATETIMES = tuple(position for position, name in enumerate(HEAD_FIELDS) if name in _DATETIME_SET)
+_HEAD_JSON = tuple(position for position, name in enumerate(HEAD_FIELDS) if name in _JSON_SET)
+_HEAD_STATE = HEAD_FIELDS.index("state")
+_HEAD_OF_WHOLE = operator.itemgetter(*(_WHOLE_COLUMNS.index(name, 2) for name in HEAD_FIELDS))
+_STATES = {state.value: state for state in IncidentState}
+
+
+def _decode_head(values: list[Any], sqlite: bool) -> IncidentHead:
+    """A head from its fields' stored values, in HEAD_FIELDS order."""
+    parse = driver_sql.sqlite_datetime if sqlite else driver_sql.postgres_datetime
+    for position in _HEAD_DATETIMES:
+        if values[position] is not None:
+            values[position] = parse(values[position])
     if sqlite:
-        rows = driver_sql.execute(conn, _SQLITE_LIVE, (orjson.dumps(ordered).decode(),)).fetchall()
-    else:
-        rows = driver_sql.execute(conn, _POSTGRES_LIVE, (ordered,)).fetchall()
-    current: dict[str, Incident] = {}
-    for row in rows:
-        key, state = row[1], row[3]
-        known = current.get(key)
-        if known is None or (state == _FIRING and known.state is not IncidentState.FIRING):
-            current[key] = _decode(row, sqlite)
-    return current
+        for position in _HEAD_JSON:
+            if values[position] is not None:
+                values[position] = orjson.loads(values[position])
+    values[_HEAD_STATE] = _STATES[values[_HEAD_STATE]]
+    return IncidentHead(*values)
 
 
-# A plain repeat's reading: the live row's state and, when it fires, its head (FiringHead).
-_HEAD_COLUMNS = ("dedup_key", "state", *FIRING_HEAD_FIELDS)
-_SQLITE_HEADS = (
-    f"SELECT {', '.join(_HEAD_COLUMNS)} FROM incidents "
-    "WHERE dedup_key IN (SELECT value FROM json_each(?)) AND state != 'closed'"
-)
-_POSTGRES_HEADS = (
-    "SELECT head.* FROM unnest(%s::text[]) AS k(key) JOIN LATERAL ("
-    f"SELECT {', '.join(_HEAD_COLUMNS)} FROM incidents WHERE dedup_key = k.key AND state != 'closed' "
-    "ORDER BY state = 'firing' DESC, id DESC LIMIT 1 FOR UPDATE) AS head ON true"
-)
-_HEAD_DATETIMES = tuple(position for position, name in enumerate(FIRING_HEAD_FIELDS) if name in _DATETIME_SET)
-_HEAD_JSON = tuple(position for position, name in enumerate(FIRING_HEAD_FIELDS) if name in _JSON_SET)
+class LiveRows:
+    """Each key's live incident read whole, decoded on demand: as a head, when a plain repeat may be
+    all it takes (half the cost of a whole decode), or whole, for the lifecycle."""
+
+    __slots__ = ("_rows", "_sqlite")
+
+    def __init__(self, rows: dict[str, Sequence[Any]], sqlite: bool) -> None:
+        self._rows = rows
+        self._sqlite = sqlite
+
+    def keys(self) -> set[str]:
+        return set(self._rows)
+
+    def heads(self, keys: Iterable[str], state: IncidentState) -> dict[str, IncidentHead]:
+        """The heads of these keys' live incidents that are in `state` (the others stay undecoded)."""
+        heads = {}
+        for key in keys:
+            row = self._rows.get(key)
+            if row is not None and row[1] == state.value:
+                heads[key] = _decode_head(list(_HEAD_OF_WHOLE(row)), self._sqlite)
+        return heads
+
+    def incidents(self, keys: Iterable[str]) -> dict[str, Incident]:
+        """These keys' live incidents, whole (a key without one is left out)."""
+        rows = self._rows
+        return {key: _decode(rows[key], self._sqlite) for key in keys if key in rows}
 
 
-def firing_heads(conn: Connection, keys: Iterable[str]) -> tuple[dict[str, FiringHead], set[str]]:
-    """The head of each key's firing incident, and every key that has a live incident at all.
+def live_rows(conn: Connection, keys: Iterable[str]) -> LiveRows:
+    """The live incident per key (the firing one, else the newest resolved), locked for update on PostgreSQL."""
+    return LiveRows(_live_rows(conn, keys, _WHOLE_STATEMENTS), driver_sql.is_sqlite(conn))
 
-    Locked for update on PostgreSQL as `live_incidents` locks (the live row, keys in order).
+
+def live_heads(conn: Connection, keys: Iterable[str], state: IncidentState) -> tuple[dict[str, IncidentHead], set[str]]:
+    """The head of each key's live incident that is in `state`, and every key that has a live incident
+    at all: a reading of the head's columns only.
+
+    Locked for update on PostgreSQL as `live_rows` locks (the live row, keys in order).
     A key absent from both is new: it needs no reading whole either (a storm's creates).
     """
-    ordered = sorted(set(keys))
-    if not ordered:
-        return {}, set()
+    rows = _live_rows(conn, keys, _HEAD_STATEMENTS)
     sqlite = driver_sql.is_sqlite(conn)
-    if sqlite:
-        rows = driver_sql.execute(conn, _SQLITE_HEADS, (orjson.dumps(ordered).decode(),)).fetchall()
-    else:
-        # Never prepared: psycopg prepares a statement at its fifth run, and PostgreSQL then keeps
-        # a generic plan made from the statistics of that moment. Made while a new install's
-        # table was nearly empty, that plan scanned the whole table per key once it had grown
-        # (4 ms for 10 keys at 2,000 incidents, rising). Planned each time, it probes the index.
-        rows = driver_sql.execute(conn, _POSTGRES_HEADS, (ordered,), prepare=False).fetchall()
-    parse = driver_sql.sqlite_datetime if sqlite else driver_sql.postgres_datetime
-    heads = {}
-    for row in rows:
-        if row[1] != _FIRING:
-            continue
-        values = list(row[2:])
-        for position in _HEAD_DATETIMES:
-            if values[position] is not None:
-                values[position] = parse(values[position])
-        if sqlite:
-            for position in _HEAD_JSON:
-                if values[position] is not None:
-                    values[position] = orjson.loads(values[position])
-        heads[row[0]] = FiringHead(*values)
-    return heads, {row[0] for row in rows}
+    heads = {key: _decode_head(list(row[2:]), sqlite) for key, row in rows.items() if row[1] == state.value}
+    return heads, set(rows)
 
 
 _SQLITE_COUNT_REPEATS = (

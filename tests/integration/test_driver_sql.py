@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from bridge.domain import FIRING_HEAD_FIELDS, FiringHead, IncidentState
+from bridge.domain import HEAD_FIELDS, IncidentHead, IncidentState
 from bridge.errors import DataRefused
 from bridge.storage import IncidentFilter, Store, driver_sql, incidents, notifications
 from bridge.storage.incident_repository import incident_from_row
@@ -22,7 +22,8 @@ def test_incidents_read_by_driver_sql_equal_those_read_through_sqlalchemy(store:
     ingest(store, example_rules, "zabbix", payload_bytes("zabbix-6.0.14-problem.json"), T0 + timedelta(seconds=1))
     listed = store.list_incidents(IncidentFilter(), 10, None).items
     assert len(listed) == 3
-    current = store.run(lambda conn: store.current_incidents(conn, [incident.dedup_key for incident in listed]))
+    keys = [incident.dedup_key for incident in listed]
+    current = store.run(lambda conn: store.live_rows(conn, keys).incidents(keys))
     for incident in listed:
         fast = current[incident.dedup_key]
         assert fast.id == incident.id
@@ -39,7 +40,7 @@ def test_values_written_by_driver_sql_read_back_through_sqlalchemy(store: Store,
     elsewhere = timezone(timedelta(hours=5, minutes=30))
 
     def change(conn):
-        [incident] = store.current_incidents(conn, [first.dedup_key]).values()
+        [incident] = store.live_rows(conn, [first.dedup_key]).incidents([first.dedup_key]).values()
         original = incident.copy()
         incident.labels = {**incident.labels, "ville": "Besançon ✓"}
         incident.last_seen = datetime(2026, 11, 25, 16, 0, 0, 7, tzinfo=elsewhere)
@@ -62,7 +63,7 @@ def test_a_value_the_database_refuses_is_a_data_refusal_on_the_driver_path(store
     [first, *_] = store.list_incidents(IncidentFilter(), 10, None).items
 
     def overflow(conn):
-        [incident] = store.current_incidents(conn, [first.dedup_key]).values()
+        [incident] = store.live_rows(conn, [first.dedup_key]).incidents([first.dedup_key]).values()
         original = incident.copy()
         incident.occurrences = 2**80  # past any integer column
         store.save_incidents(conn, [(incident, None)], {incident.dedup_key: original})
@@ -93,20 +94,29 @@ def test_the_set_based_update_probes_the_primary_key_on_a_grown_table(pg_databas
     assert "incidents_pkey" in plan and "Seq Scan on incidents" not in plan, plan
 
 
-def test_firing_heads_read_by_driver_sql_equal_the_heads_of_incidents_read_through_sqlalchemy(
-    store: Store, example_rules
-):
+def test_heads_read_by_driver_sql_equal_the_heads_of_incidents_read_through_sqlalchemy(store: Store, example_rules):
+    """Firing heads from the reading of their columns, resolved ones decoded from the whole rows."""
     ingest(store, example_rules, "alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), T0)
     ingest(store, example_rules, "zabbix", payload_bytes("zabbix-6.0.14-problem.json"), T0 + timedelta(seconds=1))
+    ingest(store, example_rules, "zabbix", payload_bytes("zabbix-6.0.14-recovery.json"), T0 + timedelta(seconds=2))
     listed = store.list_incidents(IncidentFilter(), 10, None).items
-    heads, live = store.run(
-        lambda conn: store.firing_heads(conn, [incident.dedup_key for incident in listed] + ["nokey"])
-    )
-    assert set(heads) == live == {incident.dedup_key for incident in listed}
+    assert {incident.state for incident in listed} == {IncidentState.FIRING, IncidentState.RESOLVED}
+    keys = {incident.dedup_key for incident in listed}
+    firing = {incident.dedup_key for incident in listed if incident.state is IncidentState.FIRING}
+
+    def read_live(conn):
+        heads, live = store.live_heads(conn, [*keys, "nokey"], IncidentState.FIRING)
+        rows = store.live_rows(conn, [*keys, "nokey"])
+        return heads, live, rows, rows.heads([*keys, "nokey"], IncidentState.RESOLVED)
+
+    heads, live, rows, resolved = store.run(read_live)
+    assert set(heads) == firing and set(resolved) == keys - firing
+    assert live == rows.keys() == keys
+    heads |= resolved
     for incident in listed:
-        expected, read = FiringHead.of(incident), heads[incident.dedup_key]
+        expected, read = IncidentHead.of(incident), heads[incident.dedup_key]
         assert read == expected
-        for name in FIRING_HEAD_FIELDS:
+        for name in HEAD_FIELDS:
             assert type(getattr(read, name)) is type(getattr(expected, name)), name
         assert read.first_seen.tzinfo is UTC
 
@@ -126,11 +136,11 @@ def test_inserted_ids_come_back_in_the_order_of_the_rows(store: Store):
     assert [bodies[row_id] for row_id in ids] == [f"body {n}" for n in range(50)]
 
 
-def test_the_firing_heads_lookup_is_planned_at_each_run_never_prepared(pg_database_url: str, example_rules):
+def test_the_live_lookups_are_planned_at_each_run_never_prepared(pg_database_url: str, example_rules):
     """psycopg prepares a statement at its fifth run, and PostgreSQL keeps the generic plan it made
     then: made while a new install's table was nearly empty, it scanned the whole table per key
     once the table had grown (the paced bench fell from 425 to 75 notifications/s). The lookup
-    of firing heads is planned each time, from the table as it is."""
+    of live incidents and of their heads is planned each time, from the table as it is."""
     store = Store.from_url(pg_database_url)
     empty_tables(store)
     try:
@@ -139,10 +149,11 @@ def test_the_firing_heads_lookup_is_planned_at_each_run_never_prepared(pg_databa
 
         def heads_then_prepared(conn):
             for _ in range(10):
-                assert len(store.firing_heads(conn, keys)[0]) == 2
+                assert len(store.live_heads(conn, keys, IncidentState.FIRING)[0]) == 2
+                assert len(store.live_rows(conn, keys).incidents(keys)) == 2
             return conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
 
         prepared = store.run(heads_then_prepared)
     finally:
         store.engine.dispose()
-    assert not [statement for statement in prepared if "head.*" in statement], prepared
+    assert not [statement for statement in prepared if "live.*" in statement], prepared

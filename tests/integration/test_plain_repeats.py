@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from bridge import ingest as ingest_module
 from bridge.ingest import prepare_delivery, write_deliveries
-from bridge.storage import Store, incidents, notifications, problems
+from bridge.storage import IncidentFilter, Store, incidents, notifications, problems
 from tests.conftest import empty_tables, ingest, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -37,9 +37,12 @@ def sequence() -> list[tuple[str, bytes]]:
         ("grafana", payload("grafana-11-values.json")),
         ("grafana", payload("grafana-11-values.json")),
         ("alertmanager", payload("alertmanager-0.25-one-resolved-one-firing.json")),
+        ("alertmanager", payload("alertmanager-0.25-one-resolved-one-firing.json")),  # a re-sent resolve
         ("alertmanager", payload("alertmanager-0.25-repeat-after-resolve.json")),
         ("alertmanager", payload("alertmanager-0.25-repeat-after-resolve.json")),
         ("zabbix", payload("zabbix-6.0.14-recovery.json")),
+        ("zabbix", payload("zabbix-6.0.14-recovery.json")),
+        ("grafana", payload("grafana-11-resolved.json")),
         ("grafana", payload("grafana-11-resolved.json")),
     ]
     return [(source, orjson.dumps(body)) for source, body in steps]
@@ -84,7 +87,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def whole_lifecycle_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """No key is a candidate: every alert goes through the lifecycle on the whole row."""
-    monkeypatch.setattr(ingest_module, "repeat_candidate_keys", lambda _notifications: set())
+    monkeypatch.setattr(ingest_module, "repeat_candidates", lambda _notifications: {})
 
 
 def test_one_by_one_plain_repeats_leave_what_the_lifecycle_leaves(store: Store, example_rules, counted, monkeypatch):
@@ -133,3 +136,24 @@ def test_a_group_of_plain_repeats_leaves_what_the_lifecycle_leaves(store: Store,
     assert every_column(store) == expected_rows
     assert [r.outcomes for r in fast] == [r.outcomes for r in whole]
     assert [r.incident_ids for r in fast] == [r.incident_ids for r in whole]
+
+
+def test_a_re_sent_resolve_is_seen_on_the_fast_path_and_counts_nothing(store: Store, example_rules, counted):
+    ingest(store, example_rules, "zabbix", orjson.dumps(payload("zabbix-6.0.14-problem.json")), T0)
+    ingest(
+        store, example_rules, "zabbix", orjson.dumps(payload("zabbix-6.0.14-recovery.json")), T0 + timedelta(hours=1)
+    )
+    [resolved] = store.list_incidents(IncidentFilter(), 10, None).items
+    counted.clear()
+    again = ingest(
+        store, example_rules, "zabbix", orjson.dumps(payload("zabbix-6.0.14-recovery.json")), T0 + timedelta(hours=2)
+    )
+    assert counted == [1]
+    assert again.outcomes == {"repeated": 1}
+    [seen] = store.list_incidents(IncidentFilter(), 10, None).items
+    assert (seen.state, seen.occurrences, seen.resolved_at) == (
+        resolved.state,
+        resolved.occurrences,
+        resolved.resolved_at,
+    )
+    assert seen.last_seen == T0 + timedelta(hours=2)

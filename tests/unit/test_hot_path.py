@@ -20,18 +20,21 @@ from adapters import alertmanager
 from bridge.domain import (
     Alert,
     AlertStatus,
-    FiringHead,
     Incident,
+    IncidentHead,
+    IncidentState,
     Matcher,
     Outcome,
     Route,
     Routing,
+    apply_alert,
     apply_notifications,
     is_plain_repeat,
     mark_acknowledged,
     open_incident,
     plain_repeat_heads,
     remember_source_id,
+    repeat_candidates,
     route_alert,
     update_sla,
 )
@@ -239,7 +242,7 @@ def test_labels_no_route_reads_share_one_decision_and_long_routed_values_are_not
     assert len(example_rules.decisions) == 1, "a sender cannot fill memory with huge label values"
 
 
-# Plain repeats: the fast path reads a firing incident's head and counts, the lifecycle reads it whole.
+# Plain repeats: the fast path decodes a live incident's head and counts, the lifecycle decodes it whole.
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 OFFICE = Calendar("office", zone=ZoneInfo("Europe/Moscow"), weekly={d: ((time(9), time(18)),) for d in range(5)})
@@ -264,9 +267,9 @@ def routing_of(route: Route) -> Routing:
 
 
 @st.composite
-def firing_incidents(draw: st.DrawFn) -> tuple[Incident, dict[str, SlaPolicy], Alert, Route]:
-    """A stored firing incident as the lifecycle left it under the policies then in force, with the
-    alert and route that opened it."""
+def live_incidents(draw: st.DrawFn) -> tuple[Incident, dict[str, SlaPolicy], Alert, Route]:
+    """A stored live incident (firing, or resolved) as the lifecycle left it under the policies then
+    in force, with the last alert it took (the one that opened or resolved it) and its route."""
     route = draw(st.sampled_from(ROUTES))
     policies = draw(st.sampled_from(POLICY_SETS))
     alert = Alert(
@@ -286,6 +289,13 @@ def firing_incidents(draw: st.DrawFn) -> tuple[Incident, dict[str, SlaPolicy], A
     if draw(st.booleans()):
         mark_acknowledged(incident, "duty", T0 + timedelta(minutes=draw(st.integers(1, 40))))
         incident.annotations = {**incident.annotations, "acknowledged_by": "duty"}
+    if draw(st.booleans()):
+        ended = draw(st.sampled_from([None, T0 + timedelta(minutes=3)]))
+        alert = replace(alert, status=AlertStatus.RESOLVED, ends_at=ended)
+        resolved_at = T0 + timedelta(minutes=draw(st.integers(5, 300)))
+        outcome, _ = apply_alert(incident, alert, routing_of(route), resolved_at)
+        assert outcome is Outcome.RESOLVED
+        update_sla(incident, outcome, policies.get(incident.priority), resolved_at)
     return incident, policies, alert, route
 
 
@@ -295,12 +305,12 @@ def sometimes(draw: st.DrawFn, same: Any, *others: Any) -> Any:
 
 
 def later_alerts(draw: st.DrawFn, first: Alert, route: Route) -> list[tuple[Alert, Routing]]:
-    """One to three alerts for the incident's key: mostly re-sends of the first, some with one thing changed."""
+    """One to three alerts for the incident's key: mostly re-sends of `first`, some with one thing changed."""
     alerts = []
     for _ in range(draw(st.integers(1, 3))):
         alert = replace(
             first,
-            status=sometimes(draw, AlertStatus.FIRING, AlertStatus.RESOLVED),
+            status=sometimes(draw, first.status, AlertStatus.FIRING, AlertStatus.RESOLVED),
             source_id=sometimes(draw, "fp-1", "fp-2"),
             labels=sometimes(draw, first.labels, *LABEL_SETS),
             annotations=sometimes(draw, first.annotations, *ANNOTATION_SETS),
@@ -315,7 +325,7 @@ def later_alerts(draw: st.DrawFn, first: Alert, route: Route) -> list[tuple[Aler
 
 
 @settings(max_examples=1500, deadline=None)
-@given(firing_incidents(), st.data(), st.integers(1, 3))
+@given(live_incidents(), st.data(), st.integers(1, 3))
 def test_a_plain_repeat_counts_exactly_what_the_lifecycle_writes(stored, data, per_notification):
     """Whenever the fast path takes a key, the whole lifecycle on the whole incident leaves that
     incident with the count and last sighting the fast path writes, and nothing else changed."""
@@ -331,7 +341,7 @@ def test_a_plain_repeat_counts_exactly_what_the_lifecycle_writes(stored, data, p
         for i in range(0, len(alerts), per_notification)
     ]
     key = "alertmanager:fp-1"
-    plain = plain_repeat_heads(notifications, {key: FiringHead.of(incident)}, policies_now)
+    plain = plain_repeat_heads(notifications, {key: IncidentHead.of(incident)}, policies_now)
     full = apply_notifications(notifications, {key: incident}, policies_now)
     if key not in plain:
         return
@@ -355,7 +365,7 @@ def test_a_re_sent_alert_is_a_plain_repeat_and_a_changed_one_is_not():
     remember_source_id(incident, "fp-1")
     update_sla(incident, Outcome.CREATED, policies["P1"], T0)
     incident.id = 7
-    head = FiringHead.of(incident)
+    head = IncidentHead.of(incident)
     same = routing_of(ROUTES[0])
     assert is_plain_repeat(head, alert, same, policies)
     changed = [
@@ -375,3 +385,47 @@ def test_a_re_sent_alert_is_a_plain_repeat_and_a_changed_one_is_not():
         assert not is_plain_repeat(head, other, routing, policies_now), other
     # An older episode and a re-send without counting are still plain repeats.
     assert is_plain_repeat(head, replace(alert, starts_at=T0 - timedelta(hours=1), repeat_counts=False), same, policies)
+
+
+def test_a_re_sent_resolve_is_a_plain_repeat_that_counts_nothing():
+    """Alertmanager re-sends a resolve (HA peers, each flush): the resolved incident is only seen again."""
+    policies = POLICY_SETS[1]
+    alert = Alert("alertmanager", AlertStatus.FIRING, "fp-1", LABEL_SETS[0], ANNOTATION_SETS[0], "", starts_at=T0)
+    same = routing_of(ROUTES[0])
+    incident = open_incident(alert, same, T0)
+    remember_source_id(incident, "fp-1")
+    update_sla(incident, Outcome.CREATED, policies["P1"], T0)
+    resolve = replace(alert, status=AlertStatus.RESOLVED)
+    outcome, _ = apply_alert(incident, resolve, same, T0 + timedelta(hours=1))
+    update_sla(incident, outcome, policies["P1"], T0 + timedelta(hours=1))
+    incident.id = 7
+    head = IncidentHead.of(incident)
+    assert is_plain_repeat(head, resolve, same, policies)
+    # The lifecycle does not refresh a resolved incident's details: a changed label is still a plain re-send.
+    assert is_plain_repeat(head, replace(resolve, labels=LABEL_SETS[1]), routing_of(ROUTES[2]), policies)
+    for other, policies_now in [
+        (alert, policies),  # firing again: a reopen or a new incident
+        (replace(resolve, source_id="fp-2"), policies),  # a source id to remember
+        (replace(resolve, is_update=True), policies),
+        (resolve, POLICY_SETS[0]),  # the policy changed: the stopped clock's targets move
+    ]:
+        assert not is_plain_repeat(head, other, same, policies_now), other
+    notifications = [([resolve], [same], T0 + timedelta(hours=2))]
+    fast = apply_notifications(notifications, {}, policies, {same.dedup_key: head})
+    [counted] = fast.repeats
+    assert (counted.added, counted.last_seen) == (0, T0 + timedelta(hours=2))
+
+
+def test_repeat_candidates_want_the_state_their_alerts_could_repeat():
+    """A key's head is decoded only when every alert of the key could plainly repeat one live state."""
+    alert = Alert("alertmanager", AlertStatus.FIRING, "fp-1", LABEL_SETS[0], ANNOTATION_SETS[0], "")
+    resolve = replace(alert, status=AlertStatus.RESOLVED)
+
+    def routed(key: str) -> Routing:
+        return Routing(key, ROUTES[0], "P1", ())
+
+    notifications = [
+        ([alert, resolve, alert], [routed("fires"), routed("resolves"), routed("both")], T0),
+        ([alert, resolve, replace(alert, is_update=True)], [routed("fires"), routed("both"), routed("updated")], T0),
+    ]
+    assert repeat_candidates(notifications) == {"fires": IncidentState.FIRING, "resolves": IncidentState.RESOLVED}
