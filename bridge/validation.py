@@ -73,22 +73,27 @@ LabelMap = Annotated[dict[SafeStr, SafeStr], AfterValidator(_bounded_labels)]
 
 # Every byte that is not a bracket, and both kinds of bracket as one (nesting is all the check reads).
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+_NOT_BRACKETS_OR_QUOTES = bytes(byte for byte in range(256) if byte not in b'[]{}"')
 _ONE_KIND = bytes.maketrans(b"{}", b"[]")
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
 
 
 def nesting_depth_exceeds(body: bytes, limit: int) -> bool:
     """True when the containers of a well-formed JSON body nest deeper than `limit`.
 
     Works on the bytes rather than walking the parsed value, in C calls only (this runs on
-    every webhook): escapes dropped (backslash pairs first, as a string's escapes read left
-    to right), every other piece between quotes is outside the strings, the brackets of
-    those are kept, and each round of removing empty pairs takes one level off.
+    every webhook): escapes dropped (each backslash with the byte after it, left to right, as
+    a string's escapes read), then all but brackets and quotes; a bracket is inside a string when an odd
+    number of quotes precede it, which dropping two adjacent quotes does not change, so the
+    strings without brackets (nearly all) go in one replace, and splitting on the few quotes
+    left keeps the brackets outside strings (a 10-alert body: 7 µs, where splitting the body
+    on its 500 quotes took 24). Each round of removing empty pairs then takes one level off.
     """
     # Brackets inside strings only add to this count: few enough of them settles it at once.
     if len(body.translate(None, _NOT_BRACKETS)) <= 2 * limit:
         return False
-    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets = b"".join(unescaped.split(b'"')[::2]).translate(_ONE_KIND, _NOT_BRACKETS)
+    marks = _ESCAPE.sub(b"", body).translate(None, _NOT_BRACKETS_OR_QUOTES).replace(b'""', b"")
+    brackets = b"".join(marks.split(b'"')[::2]).translate(_ONE_KIND)
     for _ in range(limit):
         if not brackets:
             return False
