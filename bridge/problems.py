@@ -75,6 +75,7 @@ def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Inc
 
 
 def _by_key(candidates: list[tuple[Incident, ProblemRule]]) -> tuple[dict[str, list[Incident]], dict[str, ProblemRule]]:
+    """The candidates grouped by problem key, and each key's rule."""
     by_key: dict[str, list[Incident]] = {}
     rules_of: dict[str, ProblemRule] = {}
     for incident, rule in candidates:
@@ -106,8 +107,6 @@ def join_open_problems(
         if problem is None:
             pending.extend((incident, rules_of[key]) for incident in by_key[key])
             continue
-        for incident in by_key[key]:
-            incident.problem_id = problem.id
         join_known_problem(conn, store, problem, by_key[key], rules_of[key], now, written=False)
     return pending
 
