@@ -6,7 +6,7 @@ import functools
 import operator
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy.engine import Connection
@@ -25,7 +25,17 @@ _DATETIME_SET, _JSON_SET = frozenset(_DATETIMES), frozenset(_JSON)
 _FIRING = IncidentState.FIRING.value
 
 
-def _live_statements(columns: Sequence[str]) -> tuple[str, str]:
+class _LiveReading(NamedTuple):
+    """A reading of some columns of each key's live rows: its statement per dialect, and where the
+    key and the state sit in its rows."""
+
+    sqlite: str
+    postgres: str
+    key_at: int
+    state_at: int
+
+
+def _live_reading(columns: Sequence[str]) -> _LiveReading:
     """The reading of these columns of each key's live rows (SQLite: every one; PostgreSQL: the live one).
 
     PostgreSQL: one index probe per key (a lateral LIMIT 1), whatever the planner's statistics
@@ -42,39 +52,36 @@ def _live_statements(columns: Sequence[str]) -> tuple[str, str]:
         f"SELECT {listed} FROM incidents WHERE dedup_key = k.key AND state != 'closed' "
         "ORDER BY state = 'firing' DESC, id DESC LIMIT 1 FOR UPDATE) AS live ON true"
     )
-    return sqlite, postgres
+    return _LiveReading(sqlite, postgres, columns.index("dedup_key"), columns.index("state"))
 
 
-def _live_rows(conn: Connection, keys: Iterable[str], statements: tuple[str, str]) -> dict[str, Sequence[Any]]:
-    """The live row per key (the firing one, else the newest resolved), locked for update on PostgreSQL.
-
-    Each statement's rows start with the key and the state.
-    """
+def _live_rows(conn: Connection, keys: Iterable[str], reading: _LiveReading) -> dict[str, Sequence[Any]]:
+    """The live row per key (the firing one, else the newest resolved), locked for update on PostgreSQL."""
     ordered = sorted(set(keys))
     if not ordered:
         return {}
     if driver_sql.is_sqlite(conn):
-        rows = driver_sql.execute(conn, statements[0], (orjson.dumps(ordered).decode(),)).fetchall()
+        rows = driver_sql.execute(conn, reading.sqlite, (orjson.dumps(ordered).decode(),)).fetchall()
     else:
         # Never prepared: psycopg prepares a statement at its fifth run, and PostgreSQL then keeps
         # a generic plan made from the statistics of that moment. Made while a new install's
         # table was nearly empty, that plan scanned the whole table per key once it had grown
         # (4 ms for 10 keys at 2,000 incidents, rising). Planned each time, it probes the index.
-        rows = driver_sql.execute(conn, statements[1], (ordered,), prepare=False).fetchall()
+        rows = driver_sql.execute(conn, reading.postgres, (ordered,), prepare=False).fetchall()
+    key_at, state_at = reading.key_at, reading.state_at
     chosen: dict[str, Sequence[Any]] = {}
     for row in rows:
-        known = chosen.get(row[0])
-        if known is None or (row[1] == _FIRING and known[1] != _FIRING):
-            chosen[row[0]] = row
+        known = chosen.get(row[key_at])
+        if known is None or (row[state_at] == _FIRING and known[state_at] != _FIRING):
+            chosen[row[key_at]] = row
     return chosen
 
 
-_WHOLE_COLUMNS = ("dedup_key", "state", *COLUMNS)
-_WHOLE_STATEMENTS = _live_statements(_WHOLE_COLUMNS)
+_WHOLE = _live_reading(COLUMNS)
 
 
 def _decode(row: Sequence[Any], sqlite: bool) -> Incident:
-    values = dict(zip(COLUMNS, row[2:], strict=True))
+    values = dict(zip(COLUMNS, row, strict=True))
     parse = driver_sql.sqlite_datetime if sqlite else driver_sql.postgres_datetime
     for name in _DATETIMES:
         value = values[name]
@@ -92,12 +99,12 @@ def _decode(row: Sequence[Any], sqlite: bool) -> Incident:
     return Incident.from_fields(values)
 
 
-# A plain repeat's reading: the key, then the head (its state second, as `_live_rows` wants).
-_HEAD_STATEMENTS = _live_statements(("dedup_key", "state", *HEAD_FIELDS))
+# A plain repeat's reading: the key, then the head.
+_HEADS = _live_reading(("dedup_key", *HEAD_FIELDS))
 _HEAD_DATETIMES = tuple(position for position, name in enumerate(HEAD_FIELDS) if name in _DATETIME_SET)
 _HEAD_JSON = tuple(position for position, name in enumerate(HEAD_FIELDS) if name in _JSON_SET)
 _HEAD_STATE = HEAD_FIELDS.index("state")
-_HEAD_OF_WHOLE = operator.itemgetter(*(_WHOLE_COLUMNS.index(name, 2) for name in HEAD_FIELDS))
+_HEAD_OF_WHOLE = operator.itemgetter(*(COLUMNS.index(name) for name in HEAD_FIELDS))
 _STATES = {state.value: state for state in IncidentState}
 
 
@@ -133,7 +140,7 @@ class LiveRows:
         heads = {}
         for key in keys:
             row = self._rows.get(key)
-            if row is not None and row[1] == state.value:
+            if row is not None and row[_WHOLE.state_at] == state.value:
                 heads[key] = _decode_head(list(_HEAD_OF_WHOLE(row)), self._sqlite)
         return heads
 
@@ -145,7 +152,7 @@ class LiveRows:
 
 def live_rows(conn: Connection, keys: Iterable[str]) -> LiveRows:
     """The live incident per key (the firing one, else the newest resolved), locked for update on PostgreSQL."""
-    return LiveRows(_live_rows(conn, keys, _WHOLE_STATEMENTS), driver_sql.is_sqlite(conn))
+    return LiveRows(_live_rows(conn, keys, _WHOLE), driver_sql.is_sqlite(conn))
 
 
 def live_heads(conn: Connection, keys: Iterable[str], state: IncidentState) -> tuple[dict[str, IncidentHead], set[str]]:
@@ -155,9 +162,11 @@ def live_heads(conn: Connection, keys: Iterable[str], state: IncidentState) -> t
     Locked for update on PostgreSQL as `live_rows` locks (the live row, keys in order).
     A key absent from both is new: it needs no reading whole either (a storm's creates).
     """
-    rows = _live_rows(conn, keys, _HEAD_STATEMENTS)
+    rows = _live_rows(conn, keys, _HEADS)
     sqlite = driver_sql.is_sqlite(conn)
-    heads = {key: _decode_head(list(row[2:]), sqlite) for key, row in rows.items() if row[1] == state.value}
+    heads = {
+        key: _decode_head(list(row[1:]), sqlite) for key, row in rows.items() if row[_HEADS.state_at] == state.value
+    }
     return heads, set(rows)
 
 
