@@ -18,10 +18,7 @@ from bridge.storage.schema import incidents
 COLUMNS = tuple(column.name for column in incidents.columns)
 # What an Incident holds: every column but the id (set apart) and the last notification (the store's).
 FIELDS = tuple(name for name in COLUMNS if name not in ("id", "last_notification_id"))
-_DATETIMES = tuple(sorted(driver_sql.datetime_columns(incidents)))
-_JSON = tuple(sorted(driver_sql.json_columns(incidents)))
-_BOOLEANS = tuple(sorted(driver_sql.boolean_columns(incidents)))
-_DATETIME_SET, _JSON_SET = frozenset(_DATETIMES), frozenset(_JSON)
+_DATETIME_SET, _JSON_SET = driver_sql.datetime_columns(incidents), driver_sql.json_columns(incidents)
 _FIRING = IncidentState.FIRING.value
 
 
@@ -80,20 +77,11 @@ def _live_rows(conn: Connection, keys: Iterable[str], reading: _LiveReading) -> 
 _WHOLE = _live_reading(COLUMNS)
 
 
+_ROWS = driver_sql.RowDecoder(incidents)
+
+
 def _decode(row: Sequence[Any], sqlite: bool) -> Incident:
-    values = dict(zip(COLUMNS, row, strict=True))
-    parse = driver_sql.sqlite_datetime if sqlite else driver_sql.postgres_datetime
-    for name in _DATETIMES:
-        value = values[name]
-        if value is not None:
-            values[name] = parse(value)
-    if sqlite:
-        for name in _JSON:
-            value = values[name]
-            if value is not None:
-                values[name] = orjson.loads(value)
-        for name in _BOOLEANS:
-            values[name] = bool(values[name])
+    values = _ROWS.decode(row, sqlite)
     values["state"] = IncidentState(values["state"])
     del values["last_notification_id"]
     return Incident.from_fields(values)

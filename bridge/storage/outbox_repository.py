@@ -7,12 +7,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from bridge.storage import driver_sql
 from bridge.storage.engine import MAX_ID, Database
 from bridge.storage.schema import outbox
+
+# Driver SQL (see `driver_sql`): a storm's every group of creates queues a comment on its problem's issue.
+_ENQUEUE_COLUMNS = "kind, target, problem_id, payload, state, attempts, created_at, next_attempt_at, dedup_key"
+_SQLITE_ENQUEUE = f"INSERT INTO outbox ({_ENQUEUE_COLUMNS}) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
+_POSTGRES_ENQUEUE = f"INSERT INTO outbox ({_ENQUEUE_COLUMNS}) VALUES (%s, %s, %s, %s::jsonb, 'pending', 0, %s, %s, %s)"
 
 
 class OutboxRepository(Database):
@@ -31,25 +35,24 @@ class OutboxRepository(Database):
         run_at: datetime | None = None,
     ) -> None:
         """Add an outbox job in the caller's transaction; a pending job with the same dedup key wins."""
-        values = dict(
-            kind=kind,
-            target=target,
-            problem_id=problem_id,
-            payload=dict(payload or {}),
-            state="pending",
-            attempts=0,
-            created_at=now,
-            next_attempt_at=run_at or now,
-            dedup_key=dedup_key,
+        sqlite = driver_sql.is_sqlite(conn)
+        statement = _SQLITE_ENQUEUE if sqlite else _POSTGRES_ENQUEUE
+        # The predicate is literal SQL: PostgreSQL cannot match a partial index against a bound
+        # parameter once psycopg prepares the statement.
+        unless_pending = "" if dedup_key is None else " ON CONFLICT (dedup_key) WHERE state = 'pending' DO NOTHING"
+        driver_sql.execute(
+            conn,
+            statement + unless_pending,
+            (
+                kind,
+                target,
+                problem_id,
+                driver_sql.json_value(dict(payload or {})),
+                driver_sql.datetime_value(now, sqlite),
+                driver_sql.datetime_value(run_at or now, sqlite),
+                dedup_key,
+            ),
         )
-        insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(outbox).values(values)
-        if dedup_key is not None:
-            # The predicate must be literal SQL: PostgreSQL cannot match a partial index
-            # against a bound parameter once psycopg prepares the statement.
-            insert = insert.on_conflict_do_nothing(
-                index_elements=["dedup_key"], index_where=sa.text("state = 'pending'")
-            )
-        conn.execute(insert)
 
     def claim_jobs(
         self,

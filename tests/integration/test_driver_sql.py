@@ -136,6 +136,56 @@ def test_inserted_ids_come_back_in_the_order_of_the_rows(store: Store):
     assert [bodies[row_id] for row_id in ids] == [f"body {n}" for n in range(50)]
 
 
+def test_rows_with_different_null_columns_go_in_as_given_in_one_call(store: Store):
+    """SQLite leaves a NULL column out of the statement (one executemany per set of NULL columns):
+    every row still holds what it was given, with its id in the order given, NULL where None."""
+    columns = ("source", "received_at", "body", "alert_count", "rejected_count", "truncated_alerts", "group_key")
+    sqlite = store.engine.dialect.name == "sqlite"
+    given = [
+        ("alertmanager", T0 + timedelta(seconds=n), f"body {n}", n, 0, n % 3, None if n % 2 else f"{{}}:{n}")
+        for n in range(30)
+    ]
+    values = [(s, driver_sql.datetime_value(at, sqlite), *rest) for s, at, *rest in given]
+    ids = store.run(lambda conn: driver_sql.insert_returning_ids(conn, notifications, columns, values))
+    assert len(set(ids)) == 30 and ids == sorted(ids)
+    with store.engine.connect() as conn:
+        stored = {row.id: row for row in conn.execute(sa.select(notifications))}
+    assert [tuple(getattr(stored[row_id], name) for name in columns) for row_id in ids] == given
+
+
+def test_a_column_with_a_default_is_never_left_out_for_its_default(store: Store):
+    """None for a NOT NULL column with a server default is refused, as it was before NULL columns were left out."""
+    sqlite = store.engine.dialect.name == "sqlite"
+    row = {name: None for name in FIELDS} | {
+        "dedup_key": "k",
+        "source": "alertmanager",
+        "state": "firing",
+        "line": "L3",
+        "impact": "high",
+        "urgency": "high",
+        "priority": "P1",
+        "route": "r",
+        "summary": "s",
+        "labels": "{}",
+        "annotations": "{}",
+        "occurrences": 1,
+        "reopen_count": 0,
+        "first_seen": driver_sql.datetime_value(T0, sqlite),
+        "last_seen": driver_sql.datetime_value(T0, sqlite),
+        "sla_breached": False,
+        "response_breached": False,
+    }
+    with pytest.raises(sa.exc.IntegrityError):
+        store.run(lambda conn: driver_sql.insert_returning_ids(conn, incidents, FIELDS, [tuple(row.values())]))
+    row["sla_elapsed_seconds"] = 0.0
+    [incident_id] = store.run(
+        lambda conn: driver_sql.insert_returning_ids(conn, incidents, FIELDS, [tuple(row.values())])
+    )
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.select(incidents).where(incidents.c.id == incident_id)).mappings().one()
+    assert stored["sla_elapsed_seconds"] == 0.0 and stored["resolved_at"] is None and stored["problem_id"] is None
+
+
 def test_the_live_lookups_are_planned_at_each_run_never_prepared(pg_database_url: str, example_rules):
     """psycopg prepares a statement at its fifth run, and PostgreSQL keeps the generic plan it made
     then: made while a new install's table was nearly empty, it scanned the whole table per key

@@ -7,8 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from bridge.jobs import EnsureIssue
+from bridge.domain import ProblemState
+from bridge.jobs import CommentIncidents, EnsureIssue
 from bridge.storage import IncidentFilter, Store, incidents, outbox, problems
+from bridge.storage.problem_repository import problem_from_row
 from tests.conftest import ingest, ingest_concurrently, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -55,6 +57,37 @@ def test_an_incident_joining_an_open_problem_is_written_with_it_not_updated_afte
     joined = [row for row in rows(store, incidents) if row["problem_id"] == problem["id"]]
     assert len(joined) == 3
     assert rows(store, problems)[0]["incident_count"] == 3
+
+
+def test_incidents_joining_a_linked_problem_are_counted_for_one_throttled_comment(store: Store, example_rules):
+    """Each join adds to the pending comment; the pending count starts at the first join and one job waits."""
+    for n in (1, 2):
+        ingest(store, example_rules, "alertmanager", firing(f"{n:016x}"), T0 + timedelta(minutes=n))
+    [problem] = rows(store, problems)
+    assert store.run(lambda conn: store.link_issue(conn, problem["id"], "LKK-7", "https://jira/LKK-7", "hand"))
+    for n in (3, 4):
+        ingest(store, example_rules, "alertmanager", firing(f"{n:016x}"), T0 + timedelta(minutes=n))
+    [problem] = rows(store, problems)
+    assert (problem["incident_count"], problem["comment_pending"]) == (4, 2)
+    assert problem["comment_pending_since"] == T0 + timedelta(minutes=3)
+    comments = [job for job in rows(store, outbox) if job["kind"] == CommentIncidents.KIND]
+    assert [(job["problem_id"], job["state"], job["payload"]) for job in comments] == [(problem["id"], "pending", {})]
+    assert comments[0]["next_attempt_at"] == T0 + timedelta(minutes=3)
+
+
+def test_the_live_problem_read_by_driver_sql_equals_the_one_read_through_sqlalchemy(store: Store, example_rules):
+    for n in (1, 2):
+        ingest(store, example_rules, "alertmanager", firing(f"{n:016x}"), T0 + timedelta(minutes=n))
+    [row] = rows(store, problems)
+    assert store.run(lambda conn: store.link_issue(conn, row["id"], "LKK-7", "https://jira/LKK-7", "hand"))
+    with store.engine.connect() as conn:
+        expected = problem_from_row(conn.execute(sa.select(problems)).mappings().one())
+    read = store.run(lambda conn: store.open_problem(conn, "HighErrorRate/lkk"))
+    assert read == expected and read.state is ProblemState.KNOWN_ERROR and read.jira_key == "LKK-7"
+    for name, value in vars(expected).items():
+        assert type(getattr(read, name)) is type(value), name
+    assert read.opened_at.tzinfo is UTC
+    assert store.run(lambda conn: store.open_problem(conn, "HighErrorRate/other")) is None
 
 
 def test_incidents_outside_the_window_do_not_count(store: Store, example_rules):
