@@ -118,3 +118,27 @@ def test_seconds_between_counts_working_minutes(calendar, start, minutes):
 @given(calendar=calendars, start=starts, seconds=st.integers(min_value=1, max_value=200_000))
 def test_add_and_seconds_between_are_inverse(calendar, start, seconds):
     assert calendar.seconds_between(start, calendar.add(start, seconds)) == seconds
+
+
+def test_a_calendar_that_keeps_few_days_gives_the_same_instants(monkeypatch):
+    """The days' intervals and the sums are kept per calendar up to a bound, then made anew: the answers
+    never change."""
+    start = moscow(2026, 12, 25, 17, 0)
+    expected = [MOSCOW_BUSINESS.add(start, hours * 3600) for hours in range(1, 60, 7)]
+    monkeypatch.setattr("bridge.sla.MAX_CACHED_DAYS", 3)
+    monkeypatch.setattr("bridge.sla.MAX_CACHED_SUMS", 2)
+    small = Calendar(
+        "moscow", zone=MOSCOW, weekly=OFFICE, holidays=RUSSIAN_HOLIDAYS, working_day_hours=((time(9), time(18)),)
+    )
+    assert [small.add(start, hours * 3600) for hours in range(1, 60, 7)] == expected
+    assert len(small._days) <= 3 and len(small._sums) <= 2
+    assert small == MOSCOW_BUSINESS, "what a calendar keeps is not part of what it is"
+
+
+def test_a_kept_sum_is_given_in_the_zone_it_is_asked_in():
+    """The same instant asked in another zone is another question: each answer keeps its own zone."""
+    in_moscow = moscow(2026, 12, 7, 10, 0)
+    in_utc = in_moscow.astimezone(UTC)
+    first, second = MOSCOW_BUSINESS.add(in_moscow, 3600), MOSCOW_BUSINESS.add(in_utc, 3600)
+    assert first == second == moscow(2026, 12, 7, 11, 0)
+    assert first.tzinfo is MOSCOW and second.tzinfo is UTC
