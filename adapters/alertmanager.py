@@ -7,6 +7,7 @@ and would drop the whole group otherwise).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -198,7 +199,13 @@ def _plain_labels(value: Any) -> bool:
 
 
 def _timestamp(value: Any) -> datetime | None:
-    if type(value) is not str or _RFC3339.fullmatch(value) is None:
+    return _timestamp_text(value) if type(value) is str else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _timestamp_text(value: str) -> datetime | None:
+    """Kept: a group's alerts, and every repeat of them, send the same few timestamps."""
+    if _RFC3339.fullmatch(value) is None:
         return None
     try:
         return datetime.fromisoformat(value)

@@ -203,7 +203,8 @@ def bind_value(name: str, value: Any, sqlite: bool) -> Any:
 
 _ALL_FIELDS = operator.itemgetter(*FIELDS)
 # Positions in FIELDS of the values the driver needs converted.
-_CONVERTED = tuple((position, name) for position, name in enumerate(FIELDS) if name in _DATETIME_SET | _JSON_SET)
+_DATETIME_POSITIONS = tuple(position for position, name in enumerate(FIELDS) if name in _DATETIME_SET)
+_JSON_POSITIONS = tuple(position for position, name in enumerate(FIELDS) if name in _JSON_SET)
 _STATE = FIELDS.index("state")
 
 
@@ -213,9 +214,12 @@ def insert_incidents(conn: Connection, rows: Sequence[tuple[Incident, int | None
     values = []
     for incident, notification_id in rows:
         row = [*_ALL_FIELDS(vars(incident)), notification_id]  # one C call gathers every field
-        for position, name in _CONVERTED:
+        for position in _DATETIME_POSITIONS:
             if row[position] is not None:
-                row[position] = bind_value(name, row[position], sqlite)
+                row[position] = driver_sql.datetime_value(row[position], sqlite)
+        for position in _JSON_POSITIONS:
+            if row[position] is not None:
+                row[position] = driver_sql.json_value(row[position])
         row[_STATE] = row[_STATE].value
         values.append(row)
     return driver_sql.insert_returning_ids(conn, incidents, (*FIELDS, "last_notification_id"), values)
