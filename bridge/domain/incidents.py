@@ -109,13 +109,17 @@ class Matcher:
     labels_regex: Mapping[str, re.Pattern[str]] = field(default_factory=dict)
 
     def matches(self, alert: Alert) -> bool:
-        if self.source is not None and alert.source != self.source:
+        return self.fits(alert.source, alert.labels)
+
+    def fits(self, source: str, labels: Mapping[str, str]) -> bool:
+        """Whether something from this source with these labels is selected (an alert, or an incident)."""
+        if self.source is not None and source != self.source:
             return False
         for name, value in self.labels.items():
-            if alert.labels.get(name) != value:
+            if labels.get(name) != value:
                 return False
         for name, pattern in self.labels_regex.items():
-            if pattern.fullmatch(alert.labels.get(name, "")) is None:
+            if pattern.fullmatch(labels.get(name, "")) is None:
                 return False
         return True
 

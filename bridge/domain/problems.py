@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from bridge.domain.incidents import Alert, AlertStatus, Incident, Matcher
+from bridge.domain.incidents import Incident, Matcher
 from bridge.domain.outcomes import OutcomeRules
 
 
@@ -275,9 +275,8 @@ def template_context(incident: Incident) -> dict[str, Any]:
 
 def problem_rule_for(problem_rules: Sequence[ProblemRule], incident: Incident) -> ProblemRule | None:
     """The first problem rule whose matcher fits the incident's source and labels."""
-    probe = Alert(source=incident.source, status=AlertStatus.FIRING, source_id="", labels=incident.labels)
     for rule in problem_rules:
-        if rule.matcher.matches(probe):
+        if rule.matcher.fits(incident.source, incident.labels):
             return rule
     return None
 
