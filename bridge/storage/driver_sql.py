@@ -15,8 +15,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from itertools import compress, repeat
-from operator import is_not, or_
 from typing import Any
 
 import orjson
@@ -152,11 +150,10 @@ def json_value(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
-@functools.lru_cache(maxsize=128)
-def _sqlite_insert(table: str, columns: tuple[str, ...], given: tuple[bool, ...]) -> str:
-    """The ids are given (the first column), then the `given` columns; the others are left NULL."""
-    listed = tuple(compress(columns, given))
-    return f"INSERT INTO {table} (id, {', '.join(listed)}) VALUES (?, {', '.join('?' * len(listed))})"
+@functools.lru_cache(maxsize=32)
+def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
+    """The ids are given (the first column): see `insert_returning_ids`."""
+    return f"INSERT INTO {table} (id, {', '.join(columns)}) VALUES (?, {', '.join('?' * len(columns))})"
 
 
 _SQLITE_LAST_ID = "SELECT coalesce(max(id), 0) FROM {table}"
@@ -182,12 +179,6 @@ def _postgres_insert(table: sa.Table, columns: tuple[str, ...]) -> str:
     )
 
 
-@functools.lru_cache(maxsize=32)
-def _defaulted(table: sa.Table, columns: tuple[str, ...]) -> tuple[bool, ...]:
-    """Which of these columns have a default: left out, they would not be NULL, so they are always given."""
-    return tuple(table.c[name].server_default is not None or table.c[name].default is not None for name in columns)
-
-
 def insert_returning_ids(
     conn: Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
 ) -> list[int]:
@@ -197,10 +188,7 @@ def insert_returning_ids(
     a pipelined executemany sent and ran one INSERT per row and spent Python time on each
     (a storm's creates: 4 ms of a 10 ms group of 80 incidents). SQLite: the ids follow the
     largest one, which is safe because a writer holds the database's write lock from BEGIN
-    IMMEDIATE on, and an executemany (its loop is C) inserts the rows, one per set of columns
-    that are not NULL: the sqlite3 module binds None through its adapter lookup, which cost
-    more than any other value (a new incident has a dozen NULL columns: 5 of its 9 µs of
-    binding and insert).
+    IMMEDIATE on, and an executemany (its loop is C) inserts the rows.
     """
     if not rows:
         return []
@@ -209,13 +197,8 @@ def insert_returning_ids(
         return [row_id for (row_id,) in execute(conn, _postgres_insert(table, columns), arrays).fetchall()]
     [(last,)] = execute(conn, _SQLITE_LAST_ID.format(table=table.name)).fetchall()
     ids = list(range(last + 1, last + 1 + len(rows)))
-    defaulted = _defaulted(table, columns)
-    by_given: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
-    for row_id, row in zip(ids, rows, strict=True):
-        given = tuple(map(or_, map(is_not, row, repeat(None)), defaulted))
-        by_given.setdefault(given, []).append((row_id, *compress(row, given)))
-    for given, values in by_given.items():
-        execute(conn, _sqlite_insert(table.name, columns, given), values, many=True)
+    statement = _sqlite_insert(table.name, columns)
+    execute(conn, statement, [(row_id, *row) for row_id, row in zip(ids, rows, strict=True)], many=True)
     return ids
 
 

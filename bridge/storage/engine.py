@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -100,6 +101,17 @@ def _configure_postgres(engine: Engine) -> None:
         with dbapi_connection.cursor() as cursor:
             cursor.execute("SET TIME ZONE 'UTC'")
         dbapi_connection.commit()
+
+
+def _null(_: None) -> None:
+    return None
+
+
+# The sqlite3 module binds None through its adapter lookup, whose misses (the protocol's and
+# the value's own adaptation hooks) cost more than binding any other value: a new incident's
+# dozen NULL columns were a third of its insert. A registered adapter is found at once and
+# still binds NULL. Process-wide, for every SQLite connection, as the module's registry is.
+sqlite3.register_adapter(type(None), _null)
 
 
 def _configure_sqlite(engine: Engine) -> None:
