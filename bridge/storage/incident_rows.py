@@ -75,8 +75,6 @@ def _live_rows(conn: Connection, keys: Iterable[str], reading: _LiveReading) -> 
 
 
 _WHOLE = _live_reading(COLUMNS)
-
-
 _ROWS = driver_sql.RowDecoder(incidents)
 
 
