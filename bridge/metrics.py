@@ -9,11 +9,11 @@ replica reports the same truth.
 
 from __future__ import annotations
 
-import collections
+import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -175,30 +175,45 @@ def initialise(rules: Rules) -> None:
             DELIVERIES.labels(target, outcome)
 
 
+def labelled(metric: Counter | Histogram, *labels: str) -> Any:
+    """The metric's child for these labels, kept: `labels()` takes a lock and checks its arguments
+    on every call, which a storm's webhooks pay several times per notification. The label sets are
+    bounded (sources, statuses, lines, priorities), and the children are the ones `labels()` keeps."""
+    return _children(metric, labels)
+
+
+@functools.cache
+def _children(metric: Counter | Histogram, labels: tuple[str, ...]) -> Any:
+    return metric.labels(*labels)
+
+
 def record_ingest(source: str, result: Ingested) -> None:
     """Count what one committed notification did (summed first: each inc is a write to a shared file)."""
-    NOTIFICATIONS.labels(source, "partial" if result.parsed.rejected else "accepted").inc()
-    statuses: collections.Counter[str] = collections.Counter()
-    opened: collections.Counter[tuple[str, str]] = collections.Counter()
+    labelled(NOTIFICATIONS, source, "partial" if result.parsed.rejected else "accepted").inc()
+    statuses: dict[AlertStatus, int] = {}
+    opened: dict[tuple[str, str], int] = {}
     deduplicated = reopened = 0
     for item in result.results:
-        statuses[item.alert.status.value] += 1
-        if item.outcome is Outcome.CREATED and item.incident is not None:
-            opened[item.incident.line, item.incident.priority] += 1
-        else:
-            deduplicated += 1
-        if item.outcome is Outcome.REOPENED:
+        status = item.alert.status
+        statuses[status] = statuses.get(status, 0) + 1
+        outcome, incident = item.outcome, item.incident
+        if outcome is Outcome.CREATED and incident is not None:
+            key = (incident.line, incident.priority)
+            opened[key] = opened.get(key, 0) + 1
+            continue
+        deduplicated += 1
+        if outcome is Outcome.REOPENED:
             reopened += 1
-        if item.outcome is Outcome.RESOLVED and item.incident is not None and item.incident.resolved_at:
-            RESOLUTION.observe((item.incident.resolved_at - item.incident.first_seen).total_seconds())
+        elif outcome is Outcome.RESOLVED and incident is not None and incident.resolved_at:
+            RESOLUTION.observe((incident.resolved_at - incident.first_seen).total_seconds())
     for status, count in statuses.items():
-        ALERTS.labels(source, status).inc(count)
+        labelled(ALERTS, source, status.value).inc(count)
     for (line, priority), count in opened.items():
-        OPENED.labels(source, line, priority).inc(count)
+        labelled(OPENED, source, line, priority).inc(count)
     if deduplicated:
-        DEDUPLICATED.labels(source).inc(deduplicated)
+        labelled(DEDUPLICATED, source).inc(deduplicated)
     if reopened:
-        REOPENED.labels(source).inc(reopened)
+        labelled(REOPENED, source).inc(reopened)
     if result.regressions:
         REGRESSIONS.inc(result.regressions)
 

@@ -89,10 +89,10 @@ def measured(source: str) -> Iterator[None]:
     try:
         yield
     except BridgeError as exc:
-        metrics.NOTIFICATIONS.labels(source, metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")).inc()
+        metrics.labelled(metrics.NOTIFICATIONS, source, metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")).inc()
         raise
     finally:
-        metrics.WEBHOOK_DURATION.labels(source).observe(time.perf_counter() - started)
+        metrics.labelled(metrics.WEBHOOK_DURATION, source).observe(time.perf_counter() - started)
 
 
 def measured_ingest(source: str, write: Callable[[], IngestResult]) -> IngestResult:
@@ -231,10 +231,10 @@ def receive_event():  # type: ignore[no-untyped-def]
         outcome = (
             "unauthorized" if isinstance(exc, InvalidRoutingKey) else metrics.WEBHOOK_OUTCOMES.get(exc.status, "error")
         )
-        metrics.NOTIFICATIONS.labels(events.SOURCE, outcome).inc()
+        metrics.labelled(metrics.NOTIFICATIONS, events.SOURCE, outcome).inc()
         raise pagerduty_error(exc) from exc
     finally:
-        metrics.WEBHOOK_DURATION.labels(events.SOURCE).observe(time.perf_counter() - started)
+        metrics.labelled(metrics.WEBHOOK_DURATION, events.SOURCE).observe(time.perf_counter() - started)
     metrics.record_ingest(events.SOURCE, result)
     return jsonify(
         {

@@ -1,0 +1,84 @@
+"""What a committed notification adds to the ingest metrics, outcome by outcome."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+from prometheus_client import REGISTRY
+
+from bridge import metrics
+from bridge.domain import AlertStatus, Outcome
+
+SOURCE = "zabbix"
+OPENED_AT = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def item(
+    status: AlertStatus, outcome: Outcome, priority: str = "P2", resolved_after: int | None = None
+) -> SimpleNamespace:
+    resolved_at = OPENED_AT + timedelta(seconds=resolved_after) if resolved_after is not None else None
+    incident = SimpleNamespace(line="L3", priority=priority, first_seen=OPENED_AT, resolved_at=resolved_at)
+    return SimpleNamespace(alert=SimpleNamespace(status=status), outcome=outcome, incident=incident)
+
+
+def test_each_outcome_lands_on_its_counter_and_a_resolution_is_timed():
+    names = {
+        "accepted": ("bridge_notifications_received_total", {"source": SOURCE, "outcome": "accepted"}),
+        "partial": ("bridge_notifications_received_total", {"source": SOURCE, "outcome": "partial"}),
+        "firing": ("bridge_alerts_received_total", {"source": SOURCE, "status": "firing"}),
+        "resolved": ("bridge_alerts_received_total", {"source": SOURCE, "status": "resolved"}),
+        "opened P2": ("bridge_incidents_opened_total", {"source": SOURCE, "line": "L3", "priority": "P2"}),
+        "opened P1": ("bridge_incidents_opened_total", {"source": SOURCE, "line": "L3", "priority": "P1"}),
+        "deduplicated": ("bridge_alerts_deduplicated_total", {"source": SOURCE}),
+        "reopened": ("bridge_incidents_reopened_total", {"source": SOURCE}),
+        "regressions": ("bridge_regressions_total", {}),
+        "resolutions": ("bridge_incident_resolution_seconds_count", {}),
+        "resolution seconds": ("bridge_incident_resolution_seconds_sum", {}),
+    }
+    before = {key: sample(name, **labels) for key, (name, labels) in names.items()}
+    accepted = SimpleNamespace(
+        parsed=SimpleNamespace(rejected=()),
+        regressions=1,
+        results=[
+            item(AlertStatus.FIRING, Outcome.CREATED),
+            item(AlertStatus.FIRING, Outcome.CREATED),
+            item(AlertStatus.FIRING, Outcome.CREATED, priority="P1"),
+            item(AlertStatus.FIRING, Outcome.REOPENED),
+            item(AlertStatus.FIRING, Outcome.REPEATED),
+            item(AlertStatus.RESOLVED, Outcome.RESOLVED, resolved_after=600),
+        ],
+    )
+    partial = SimpleNamespace(
+        parsed=SimpleNamespace(rejected=(object(),)), regressions=0, results=[item(AlertStatus.FIRING, Outcome.CREATED)]
+    )
+
+    metrics.record_ingest(SOURCE, accepted)
+    metrics.record_ingest(SOURCE, partial)
+
+    added = {key: sample(name, **labels) - before[key] for key, (name, labels) in names.items()}
+    assert added == {
+        "accepted": 1,
+        "partial": 1,
+        "firing": 6,
+        "resolved": 1,
+        "opened P2": 3,
+        "opened P1": 1,
+        "deduplicated": 3,
+        "reopened": 1,
+        "regressions": 1,
+        "resolutions": 1,
+        "resolution seconds": 600,
+    }
+
+
+def test_a_kept_child_is_the_one_the_metric_reports():
+    child = metrics.labelled(metrics.DEDUPLICATED, SOURCE)
+    assert child is metrics.labelled(metrics.DEDUPLICATED, SOURCE)
+    before = sample("bridge_alerts_deduplicated_total", source=SOURCE)
+    child.inc(2)
+    assert sample("bridge_alerts_deduplicated_total", source=SOURCE) - before == 2
