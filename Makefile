@@ -42,6 +42,7 @@ bench: install test-env
 	PYTHONPATH=. $(BIN)/python bench/release_close.py
 	PYTHONPATH=. BRIDGE_HTTP_SERVER=granian $(BIN)/python bench/storm.py
 	PYTHONPATH=. BRIDGE_HTTP_SERVER=gunicorn $(BIN)/python bench/storm.py --workload storm
+	PYTHONPATH=. $(BIN)/python bench/floor.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache bridge.db bridge.db-wal bridge.db-shm bridge.db-writers.lock
