@@ -101,7 +101,15 @@ incidents = sa.Table(
         sqlite_where=sa.text("state = 'firing'"),
         postgresql_where=sa.text("state = 'firing'"),
     ),
-    sa.Index("ix_incidents_dedup_key_state", "dedup_key", "state"),
+    # A resolved incident's key, for its reopening: with the firing index above, the live lookup's
+    # two indexes. Partial, so a new incident enters one index by its key, not two (creates
+    # write a leaf page per key and index, their keys falling anywhere in it).
+    sa.Index(
+        "ix_incidents_resolved_dedup_key",
+        "dedup_key",
+        sqlite_where=sa.text("state = 'resolved'"),
+        postgresql_where=sa.text("state = 'resolved'"),
+    ),
     sa.Index("ix_incidents_state_auto_close_at", "state", "auto_close_at"),
     sa.Index("ix_incidents_problem_id", "problem_id"),
     # No index may cover what a repeat changes (occurrences, last_seen): repeats then stay

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from bridge.domain import HEAD_FIELDS, IncidentHead, IncidentState
 from bridge.errors import DataRefused
-from bridge.storage import IncidentFilter, Store, driver_sql, incidents, notifications
+from bridge.storage import IncidentFilter, Store, driver_sql, incident_rows, incidents, notifications
 from bridge.storage.incident_repository import incident_from_row
 from bridge.storage.incident_rows import FIELDS, _postgres_update
 from tests.conftest import empty_tables, ingest, payload_bytes
@@ -207,3 +207,73 @@ def test_the_live_lookups_are_planned_at_each_run_never_prepared(pg_database_url
     finally:
         store.engine.dispose()
     assert not [statement for statement in prepared if "live.*" in statement], prepared
+
+
+_GROWN_INCIDENTS = (
+    "INSERT INTO incidents (dedup_key, source, state, line, impact, urgency, priority, route, summary, "
+    "labels, annotations, occurrences, reopen_count, first_seen, last_seen) "
+    "SELECT 'k' || (g - g / 5000 * 5000), 'alertmanager', CASE WHEN g <= 2000 THEN 'firing' WHEN g <= 8000 THEN 'resolved' "
+    "ELSE 'closed' END, 'L1', 'high', 'high', 'P1', 'r', 's', '{{}}', '{{}}', 1, 0, {now}, {now} FROM {series}"
+)
+
+
+def _grow_incidents(conn: sa.Connection) -> None:
+    """20,000 incidents over 5,000 keys (2,000 firing, 6,000 resolved, the rest closed), no statistics."""
+    if conn.dialect.name == "sqlite":
+        series = "(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 20000) SELECT g FROM s)"
+        conn.exec_driver_sql(_GROWN_INCIDENTS.format(now="'2026-11-25 10:00:00.000000'", series=series))
+    else:
+        conn.exec_driver_sql(_GROWN_INCIDENTS.format(now="now()", series="generate_series(1, 20000) AS g"))
+
+
+@pytest.mark.parametrize("reading", [incident_rows._WHOLE, incident_rows._HEADS], ids=["whole", "heads"])
+def test_the_live_lookups_probe_the_key_indexes_on_a_grown_table(store: Store, reading):
+    """A key's firing incident and its resolved ones are read through their two partial indexes,
+    never by scanning the table or an index led by the state, before any ANALYZE."""
+    empty_tables(store)
+    keys = ["k1", "k2", "k4999", "nothing"]
+    with store.engine.begin() as conn:
+        _grow_incidents(conn)
+        if conn.dialect.name == "sqlite":
+            plan = "\n".join(
+                str(row[3])
+                for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + reading.sqlite, ('["k1"]',)).fetchall()
+            )
+        else:
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + reading.postgres, (keys,)))
+        conn.rollback()
+    assert "ux_incidents_firing_dedup_key" in plan and "ix_incidents_resolved_dedup_key" in plan, plan
+    assert "SCAN incidents" not in plan and "Seq Scan on incidents" not in plan, plan
+
+
+def test_the_live_incident_of_a_key_is_its_firing_one_else_its_newest_resolved(store: Store):
+    """Firing before resolved, the newest resolved of several, and a key with only closed ones has none."""
+    empty_tables(store)
+    with store.engine.begin() as conn:
+        _grow_incidents(conn)
+        ids = {
+            (key, state): sorted(found)
+            for key, state, found in (
+                (
+                    key,
+                    state,
+                    [
+                        row[0]
+                        for row in conn.execute(
+                            sa.select(incidents.c.id).where(incidents.c.dedup_key == key, incidents.c.state == state)
+                        )
+                    ],
+                )
+                for key in ("k1", "k2500", "k4999")
+                for state in ("firing", "resolved", "closed")
+            )
+        }
+        conn.exec_driver_sql("UPDATE incidents SET state = 'closed' WHERE dedup_key = 'k4999'")
+        live = store.live_rows(conn, ["k1", "k2500", "k4999", "nothing"]).incidents(["k1", "k2500", "k4999", "nothing"])
+        heads, with_live = store.live_heads(conn, ["k1", "k2500", "k4999", "nothing"], IncidentState.RESOLVED)
+        conn.rollback()
+    assert ids[("k1", "firing")] and live["k1"].id == ids[("k1", "firing")][0]
+    assert not ids[("k2500", "firing")] and len(ids[("k2500", "resolved")]) == 2
+    assert live["k2500"].id == max(ids[("k2500", "resolved")]) and live["k2500"].state is IncidentState.RESOLVED
+    assert set(live) == {"k1", "k2500"} and with_live == {"k1", "k2500"}
+    assert set(heads) == {"k2500"} and heads["k2500"].id == live["k2500"].id

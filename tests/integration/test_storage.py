@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 import sqlalchemy as sa
+from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from bridge.domain import IncidentState, Outcome
 from bridge.errors import BadPayload, StoreUnavailable
 from bridge.storage import IncidentFilter, Store, incidents, metadata, notifications, rejected_payloads
+from bridge.storage.engine import _alembic_config, make_engine, migrate
 from tests.conftest import PG_ADMIN_URL, empty_tables, ingest, ingest_concurrently, payload, payload_bytes
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -320,3 +322,34 @@ def test_a_connection_lost_at_commit_is_not_retried(pg_database_url: str):
         )
     finally:
         store.engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migration_0013_goes_down_and_up_again(backend: str, tmp_path):
+    """An operator can step back before the resolved keys' index and forward again: the schema ends as defined."""
+    if backend == "sqlite":
+        url, name = f"sqlite:///{tmp_path / 'steps.db'}", None
+    else:
+        name = f"bridge_steps_{int(time.time() * 1000)}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        migrate(url)
+        alembic_command.downgrade(_alembic_config(url), "0012")
+        engine = make_engine(url)
+        before = {index["name"] for index in sa.inspect(engine).get_indexes("incidents")}
+        engine.dispose()
+        migrate(url)
+        engine = make_engine(url)
+        after = {index["name"] for index in sa.inspect(engine).get_indexes("incidents")}
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        engine.dispose()
+    finally:
+        if name is not None:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert "ix_incidents_dedup_key_state" in before and "ix_incidents_resolved_dedup_key" not in before
+    assert after == {index.name for index in incidents.indexes}
+    assert [d for d in diff if d[0] != "remove_table"] == []
