@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from bridge.errors import DataRefused
 from bridge.storage.schema import UtcDateTime
 
 
@@ -159,22 +160,58 @@ def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
 _SQLITE_LAST_ID = "SELECT coalesce(max(id), 0) FROM {table}"
 
 
+_JSON_TYPES = ("JSON", "JSONB")
+
+
+def json_record(table: sa.Table, columns: Sequence[str]) -> str:
+    """The column list `json_to_recordset` types these columns by (JSON columns as text: see `json_field`)."""
+    types = postgres_types(table)
+    return ", ".join(f"{name} {'TEXT' if types[name] in _JSON_TYPES else types[name]}" for name in columns)
+
+
+def json_field(table: sa.Table, name: str, record: str) -> str:
+    """A field of a `json_to_recordset` row as its column takes it: a JSON column's text parsed again
+    (the driver's values hold JSON as text, and a text field of the document stays text)."""
+    kind = postgres_types(table)[name]
+    return f"{record}.{name}::{kind}" if kind in _JSON_TYPES else f"{record}.{name}"
+
+
+def json_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows of driver values as one JSON document, an object per row, for `json_to_recordset`.
+
+    PostgreSQL's set-based statements take their rows this way, not as one array per
+    column: psycopg dumps an array element by element in Python (a storm's creates: an
+    eighth of the serving processes' Python time, py-spy --gil), where orjson writes the
+    document in C and PostgreSQL types each field by the column list in C.
+
+    Raises:
+        DataRefused: a value JSON cannot carry (an integer past 64 bits, a lone surrogate).
+    """
+    try:
+        # Column names may be SQLAlchemy's str subclass, which orjson takes as keys only with this option.
+        return orjson.dumps(
+            [dict(zip(columns, row, strict=True)) for row in rows], option=orjson.OPT_NON_STR_KEYS
+        ).decode()
+    except orjson.JSONEncodeError as exc:
+        raise DataRefused("a value was refused by the database", [f"database: {exc}"]) from exc
+
+
 @functools.lru_cache(maxsize=32)
 def _postgres_insert(table: sa.Table, columns: tuple[str, ...]) -> str:
-    """One INSERT of every row from `unnest` of one array per column, the new ids in the rows' order.
+    """One INSERT of every row from one JSON document (`json_rows`), the new ids in the rows' order.
 
     The ids are drawn in a materialised CTE sorted by the rows' position (PostgreSQL evaluates
     a volatile target list after ORDER BY, so `nextval` follows the order given) and read back
     from it by that position: RETURNING promises no order.
     """
-    types = postgres_array_types(table)
-    arrays = ", ".join(f"%b::{types[name]}" for name in columns)
     names = ", ".join(columns)
+    selected = ", ".join(json_field(table, name, "v") for name in columns)
     sequence = f"{table.name}_id_seq"
     return (
         f"WITH v AS MATERIALIZED (SELECT nextval('{sequence}') AS id, u.* "
-        f"FROM unnest({arrays}) WITH ORDINALITY AS u({names}, position) ORDER BY position), "
-        f"inserted AS (INSERT INTO {table.name} (id, {names}) SELECT id, {names} FROM v) "
+        f"FROM ROWS FROM (json_to_recordset(%s::json) AS ({json_record(table, columns)})) "
+        f"WITH ORDINALITY AS u({names}, position) ORDER BY position), "
+        f"inserted AS (INSERT INTO {table.name} (id, {names}) SELECT id, {selected} FROM v) "
         "SELECT id FROM v ORDER BY position"
     )
 
@@ -184,17 +221,20 @@ def insert_returning_ids(
 ) -> list[int]:
     """Insert rows of driver values (in `columns` order) and return their ids in the order given.
 
-    PostgreSQL: one statement of fixed text over one array per column (prepared once), where
-    a pipelined executemany sent and ran one INSERT per row and spent Python time on each
-    (a storm's creates: 4 ms of a 10 ms group of 80 incidents). SQLite: the ids follow the
-    largest one, which is safe because a writer holds the database's write lock from BEGIN
-    IMMEDIATE on, and an executemany (its loop is C) inserts the rows.
+    PostgreSQL: one statement of fixed text over one JSON document of the rows (prepared
+    once), where a pipelined executemany sent and ran one INSERT per row and spent Python
+    time on each (a storm's creates: 4 ms of a 10 ms group of 80 incidents). SQLite: the ids
+    follow the largest one, which is safe because a writer holds the database's write lock
+    from BEGIN IMMEDIATE on, and an executemany (its loop is C) inserts the rows.
+
+    Raises:
+        DataRefused: (PostgreSQL) a value JSON cannot carry (see `json_rows`).
     """
     if not rows:
         return []
     if not is_sqlite(conn):
-        arrays = [list(column) for column in zip(*rows, strict=True)]
-        return [row_id for (row_id,) in execute(conn, _postgres_insert(table, columns), arrays).fetchall()]
+        document = json_rows(columns, rows)
+        return [row_id for (row_id,) in execute(conn, _postgres_insert(table, columns), (document,)).fetchall()]
     [(last,)] = execute(conn, _SQLITE_LAST_ID.format(table=table.name)).fetchall()
     ids = list(range(last + 1, last + 1 + len(rows)))
     statement = _sqlite_insert(table.name, columns)
@@ -216,17 +256,18 @@ def driver_row(
     return tuple(values)
 
 
-def postgres_array_types(table: sa.Table) -> dict[str, str]:
-    """Each column's PostgreSQL array type, for set-based statements over `unnest`.
+@functools.cache
+def postgres_types(table: sa.Table) -> dict[str, str]:
+    """Each column's PostgreSQL type, for set-based statements over a JSON document of rows.
 
-    Text for VARCHAR(n): an explicit cast to VARCHAR(n) cuts a long value silently, where the
-    assignment to the column refuses it (a data refusal, as from any other statement).
+    Text for VARCHAR(n): a value too long for the column is then refused by the assignment
+    (a data refusal, as from any other statement), where a cast to VARCHAR(n) cuts it silently.
     """
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     types = {}
     for column in table.columns:
         name = column.type.compile(dialect=dialect)
-        types[column.name] = ("TEXT" if name.startswith("VARCHAR") else name) + "[]"
+        types[column.name] = "TEXT" if name.startswith("VARCHAR") else name
     return types
 
 

@@ -166,10 +166,11 @@ def live_heads(conn: Connection, keys: Iterable[str], state: IncidentState) -> t
 _SQLITE_COUNT_REPEATS = (
     "UPDATE incidents SET occurrences = occurrences + ?, last_seen = ?, last_notification_id = ? WHERE id = ?"
 )
+_REPEAT_FIELDS = ("added", "last_seen", "notification_id", "id")
 _POSTGRES_COUNT_REPEATS = (
     "UPDATE incidents AS i SET occurrences = i.occurrences + v.added, last_seen = v.last_seen, "
     "last_notification_id = v.notification_id "
-    "FROM unnest(%s::INTEGER[], %s::TIMESTAMPTZ[], %s::BIGINT[], %s::BIGINT[]) AS v(added, last_seen, notification_id, id) "
+    "FROM json_to_recordset(%s::json) AS v(added INTEGER, last_seen TIMESTAMPTZ, notification_id BIGINT, id BIGINT) "
     "WHERE i.id = ANY(%s::BIGINT[]) AND i.id = v.id"
 )
 
@@ -189,8 +190,8 @@ def count_repeats(conn: Connection, rows: Sequence[tuple[int, datetime, int, int
     if sqlite:
         driver_sql.execute(conn, _SQLITE_COUNT_REPEATS, values, many=True)
     else:
-        arrays = [list(column) for column in zip(*values, strict=True)]
-        driver_sql.execute(conn, _POSTGRES_COUNT_REPEATS, (*arrays, arrays[-1]))
+        document = driver_sql.json_rows(_REPEAT_FIELDS, values)
+        driver_sql.execute(conn, _POSTGRES_COUNT_REPEATS, (document, [row[-1] for row in values]))
 
 
 def bind_value(name: str, value: Any, sqlite: bool) -> Any:
@@ -236,17 +237,13 @@ def _sqlite_update(columns: tuple[str, ...]) -> str:
     return f"UPDATE incidents SET {', '.join(f'{name} = ?' for name in columns)} WHERE id = ?"
 
 
-_POSTGRES_TYPES = driver_sql.postgres_array_types(incidents)
-
-
 @functools.lru_cache(maxsize=128)
 def _postgres_update(columns: tuple[str, ...]) -> str:
-    """One UPDATE of these columns for all the rows: joined by id to `unnest` of one array per column."""
-    names = (*columns, "id")
-    arrays = ", ".join(f"%s::{_POSTGRES_TYPES[name]}" for name in names)
-    assignments = ", ".join(f"{name} = v.{name}" for name in columns)
+    """One UPDATE of these columns for all the rows: joined by id to the rows of a JSON document (`json_rows`)."""
+    assignments = ", ".join(f"{name} = {driver_sql.json_field(incidents, name, 'v')}" for name in columns)
     return (
-        f"UPDATE incidents AS i SET {assignments} FROM unnest({arrays}) AS v({', '.join(names)}) "
+        f"UPDATE incidents AS i SET {assignments} "
+        f"FROM json_to_recordset(%s::json) AS v({driver_sql.json_record(incidents, (*columns, 'id'))}) "
         "WHERE i.id = ANY(%s::BIGINT[]) AND i.id = v.id"
     )
 
@@ -255,14 +252,15 @@ def update_rows(conn: Connection, columns: tuple[str, ...], rows: list[tuple[Any
     """Write these columns of these rows (each row's values end with its id), one statement per column set.
 
     SQLite: an executemany (its loop is C). PostgreSQL: one set-based UPDATE of fixed text
-    (prepared once) over one array per column; psycopg's executemany spends Python time on
-    every row (a fifth of a storm's Python time, py-spy --gil). The join is by primary key,
-    and the ids again as `id = ANY(...)`, which the planner always reads as that many rows of
-    the primary key: an index probe per row, even on a table that grew since its last
-    ANALYZE (joined to `unnest` alone, it scanned the whole table, estimating it small).
+    (prepared once) over the rows as one JSON document (`driver_sql.json_rows`); psycopg's
+    executemany spends Python time on every row (a fifth of a storm's Python time, py-spy
+    --gil). The join is by primary key, and the ids again as `id = ANY(...)`, which the
+    planner always reads as that many rows of the primary key: an index probe per row, even
+    on a table that grew since its last ANALYZE (joined to the rows alone, it scanned the
+    whole table, estimating it small).
     """
     if driver_sql.is_sqlite(conn):
         driver_sql.execute(conn, _sqlite_update(columns), rows, many=True)
     else:
-        arrays = [list(column) for column in zip(*rows, strict=True)]
-        driver_sql.execute(conn, _postgres_update(columns), (*arrays, arrays[-1]))
+        document = driver_sql.json_rows((*columns, "id"), rows)
+        driver_sql.execute(conn, _postgres_update(columns), (document, [row[-1] for row in rows]))

@@ -73,9 +73,18 @@ def test_a_value_the_database_refuses_is_a_data_refusal_on_the_driver_path(store
 
 
 @pytest.mark.postgres
-def test_the_set_based_update_probes_the_primary_key_on_a_grown_table(pg_database_url: str):
+@pytest.mark.parametrize("statement", ["update", "repeats"])
+def test_the_set_based_updates_probe_the_primary_key_on_a_grown_table(pg_database_url: str, statement: str):
     """Before any ANALYZE (a new install's first storm), 20,000 incidents: an index probe per row, no scan."""
     store = Store.from_url(pg_database_url)
+    ids = list(range(1, 81))
+    if statement == "update":
+        columns = ("last_seen", "occurrences", "labels", "last_notification_id")
+        text = _postgres_update(columns)
+        document = driver_sql.json_rows((*columns, "id"), [(T0, 2, '{"a": "b"}', 1, i) for i in ids])
+    else:
+        text = incident_rows._POSTGRES_COUNT_REPEATS
+        document = driver_sql.json_rows(incident_rows._REPEAT_FIELDS, [(1, T0, 1, i) for i in ids])
     try:
         with store.engine.begin() as conn:
             conn.exec_driver_sql(
@@ -84,10 +93,7 @@ def test_the_set_based_update_probes_the_primary_key_on_a_grown_table(pg_databas
                 "SELECT 'k' || g, 'alertmanager', 'firing', 'L1', 'high', 'high', 'P1', 'r', 's', '{}', '{}', 1, 0, "
                 "now(), now() FROM generate_series(1, 20000) AS g"
             )
-            statement = _postgres_update(("last_seen", "occurrences", "last_notification_id"))
-            arrays = [[T0] * 80, [2] * 80, [1] * 80, list(range(1, 81))]
-            parameters = (*arrays, arrays[-1])
-            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + text, (document, ids)))
             conn.rollback()
     finally:
         store.engine.dispose()
@@ -277,3 +283,38 @@ def test_the_live_incident_of_a_key_is_its_firing_one_else_its_newest_resolved(s
     assert live["k2500"].id == max(ids[("k2500", "resolved")]) and live["k2500"].state is IncidentState.RESOLVED
     assert set(live) == {"k1", "k2500"} and with_live == {"k1", "k2500"}
     assert set(heads) == {"k2500"} and heads["k2500"].id == live["k2500"].id
+
+
+@pytest.mark.parametrize("change", [{"occurrences": 2**80}], ids=["integer"])  # past any integer column
+def test_a_new_incident_the_database_refuses_is_a_data_refusal(store: Store, example_rules, change):
+    """Whatever the store, a value no column can take refuses the insert as bad data (400), never a crash."""
+    ingest(store, example_rules, "alertmanager", payload_bytes("alertmanager-0.25-two-firing.json"), T0)
+    [first, *_] = store.list_incidents(IncidentFilter(), 10, None).items
+
+    def insert(conn):
+        [incident] = store.live_rows(conn, [first.dedup_key]).incidents([first.dedup_key]).values()
+        new = incident.copy()
+        new.id, new.dedup_key = None, "refused"
+        for name, value in change.items():
+            setattr(new, name, value)
+        store.save_incidents(conn, [(new, None)], {})
+
+    with pytest.raises(DataRefused):
+        store.run(insert)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "change",
+    [{"route": "r" * 201}, {"summary": "nul\x00byte"}, {"labels": {"nul": "a\x00b"}}],
+    ids=["long", "nul", "nul-in-json"],
+)
+def test_postgresql_refuses_a_long_or_nul_value_of_a_new_incident(pg_database_url: str, example_rules, change):
+    """Through the rows' JSON document, a VARCHAR(200) column still refuses 201 characters (no silent cut)
+    and text and JSONB still refuse NUL."""
+    store = Store.from_url(pg_database_url)
+    empty_tables(store)
+    try:
+        test_a_new_incident_the_database_refuses_is_a_data_refusal(store, example_rules, change)
+    finally:
+        store.engine.dispose()
