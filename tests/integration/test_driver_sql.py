@@ -128,7 +128,7 @@ def test_heads_read_by_driver_sql_equal_the_heads_of_incidents_read_through_sqla
 
 
 def test_inserted_ids_come_back_in_the_order_of_the_rows(store: Store):
-    """PostgreSQL: one INSERT over unnest, ids read back by position; SQLite: ids after the largest."""
+    """PostgreSQL: one INSERT over the rows as JSON, ids read back by position; SQLite: ids after the largest."""
     rows = [("alertmanager", T0 + timedelta(seconds=n), f"body {n}", n, 0, 0, None) for n in range(50)]
     columns = ("source", "received_at", "body", "alert_count", "rejected_count", "truncated_alerts", "group_key")
     sqlite = store.engine.dialect.name == "sqlite"
