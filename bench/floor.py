@@ -23,17 +23,14 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import psycopg
-import requests
 
 from bench.storm import (
     ALERTS,
@@ -45,6 +42,7 @@ from bench.storm import (
     notification,
     row,
     run_wrk,
+    served,
 )
 
 DATABASE_ENV = "FLOOR_DATABASE_URL"
@@ -167,32 +165,12 @@ def floor_server(url: str, workers: int) -> Iterator[tuple[str, RssSampler]]:
         with psycopg.connect(url) as conn:
             conn.execute(SCHEMA.format(id="BIGSERIAL"))
     port = free_port()
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "granian", "--interface", "asgi", "--workers", str(workers)),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "bench.floor:app"),
-        ],
-        env={**os.environ, DATABASE_ENV: url, "PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if requests.get(base + "/readyz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    sampler = RssSampler(process.pid)
-    sampler.start()
-    try:
-        yield base, sampler
-    finally:
-        sampler.stop.set()
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+    command = [
+        *(sys.executable, "-m", "granian", "--interface", "asgi", "--workers", str(workers)),
+        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "bench.floor:app"),
+    ]
+    with served(command, {**os.environ, DATABASE_ENV: url, "PYTHONPATH": str(ROOT)}, port) as running:
+        yield running
 
 
 def stored(url: str) -> tuple[int, int]:

@@ -179,8 +179,16 @@ def bridge(url: str, workers: int, extra_env: dict[str, str] | None = None) -> I
     subprocess.run([sys.executable, "-m", "bridge", "migrate"], check=True, capture_output=True, env=env, cwd=ROOT)
     port = free_port()
     env["BRIDGE_BIND"] = f"127.0.0.1:{port}"
+    with served([sys.executable, "-m", "bridge", "serve"], env, port) as running:
+        yield running
+
+
+@contextmanager
+def served(command: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, RssSampler]]:
+    """A server started in its own process group: its base URL once /readyz answers, and the sampler
+    of the group's RSS; SIGTERM to the whole group at the end."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "serve"],
+        command,
         env=env,
         cwd=ROOT,
         start_new_session=True,

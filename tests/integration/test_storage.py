@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import threading
@@ -21,7 +22,15 @@ from bridge.domain import IncidentState, Outcome
 from bridge.errors import BadPayload, StoreUnavailable
 from bridge.storage import IncidentFilter, Store, incidents, metadata, notifications, rejected_payloads
 from bridge.storage.engine import _alembic_config, make_engine, migrate
-from tests.conftest import PG_ADMIN_URL, empty_tables, ingest, ingest_concurrently, payload, payload_bytes
+from tests.conftest import (
+    PG_ADMIN_URL,
+    empty_tables,
+    ingest,
+    ingest_concurrently,
+    new_pg_database,
+    payload,
+    payload_bytes,
+)
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 
@@ -327,14 +336,8 @@ def test_a_connection_lost_at_commit_is_not_retried(pg_database_url: str):
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_migration_0013_goes_down_and_up_again(backend: str, tmp_path):
     """An operator can step back before the resolved keys' index and forward again: the schema ends as defined."""
-    if backend == "sqlite":
-        url, name = f"sqlite:///{tmp_path / 'steps.db'}", None
-    else:
-        name = f"bridge_steps_{int(time.time() * 1000)}"
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    try:
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'steps.db'}" if backend == "sqlite" else stack.enter_context(new_pg_database())
         migrate(url)
         alembic_command.downgrade(_alembic_config(url), "0012")
         engine = make_engine(url)
@@ -346,10 +349,6 @@ def test_migration_0013_goes_down_and_up_again(backend: str, tmp_path):
         with engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         engine.dispose()
-    finally:
-        if name is not None:
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     assert "ix_incidents_dedup_key_state" in before and "ix_incidents_resolved_dedup_key" not in before
     assert after == {index.name for index in incidents.indexes}
     assert [d for d in diff if d[0] != "remove_table"] == []
