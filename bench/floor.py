@@ -44,6 +44,7 @@ from bench.storm import (
     run_wrk,
     served,
 )
+from bridge.asgi import lifespan
 
 DATABASE_ENV = "FLOOR_DATABASE_URL"
 CREATE_NOTIFICATIONS = 60_000
@@ -119,13 +120,8 @@ def _upsert(alerts: list[dict[str, Any]]) -> list[int]:
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """POST /noop answers after parsing; POST /floor also upserts the alerts; GET /readyz answers."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     chunks = []
     while scope["method"] == "POST":
         message = await receive()

@@ -66,7 +66,7 @@ class BridgeASGI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if self.noop and scope["type"] == "http" and scope["path"] == NOOP_PATH and scope["method"] == "POST":
             await self._noop(scope, receive, send)
@@ -151,14 +151,16 @@ class BridgeASGI:
             answer, status = error_shape(400, "body is not a JSON object", [str(exc)], request_id), 400
         await _send_json(send, status, answer, request_id)
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    """The ASGI lifespan protocol, with nothing to start or stop (the app is built before the server starts)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 async def _send_json(send: Send, status: int, answer: dict[str, Any], request_id: str) -> None:
