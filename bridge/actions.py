@@ -86,9 +86,9 @@ def acknowledge_incident(store: Store, incident_id: int, actor: str, note: str |
         return incident, late
 
     incident, late = store.run(work)
-    metrics.RESPONSE.labels(incident.priority).observe(max(0.0, (now - incident.first_seen).total_seconds()))
+    metrics.labelled(metrics.RESPONSE, incident.priority).observe(max(0.0, (now - incident.first_seen).total_seconds()))
     if late:
-        metrics.RESPONSE_BREACHES.labels(incident.priority).inc()
+        metrics.labelled(metrics.RESPONSE_BREACHES, incident.priority).inc()
     found = store.get_incident(incident_id)
     assert found is not None
     return found

@@ -144,7 +144,7 @@ class JiraGate:
         `wait_seconds` is Jira's wait (jittered) or a first backoff; without Jira's wait a scope
         hit again right after its block doubles the wait, up to `cap`.
         """
-        metrics.RATE_LIMITED.labels(rate_limits.label_reason(exc.reason)).inc()
+        metrics.labelled(metrics.RATE_LIMITED, rate_limits.label_reason(exc.reason)).inc()
         until = self.store.block_jira(
             exc.scope.key,
             exc.scope.operation,

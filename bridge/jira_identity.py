@@ -118,7 +118,7 @@ def _same(issue: JiraIssue, problem: Mapping[str, Any]) -> bool:
 def _settle(jira: JiraPort, keep: JiraIssue, twins: list[JiraIssue], problem_id: int, found_at: str) -> None:
     if twins:
         marked = mark_twins(jira, keep, twins, problem_id)
-        metrics.JIRA_TWINS.labels(found_at).inc(len(marked))
+        metrics.labelled(metrics.JIRA_TWINS, found_at).inc(len(marked))
 
 
 def issue_ref(store: Store, key: str) -> str:

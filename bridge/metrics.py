@@ -142,43 +142,44 @@ def initialise(rules: Rules) -> None:
     priorities, lines = rules.priorities, rules.lines
     for source in SOURCES:
         for outcome in NOTIFICATION_OUTCOMES:
-            NOTIFICATIONS.labels(source, outcome)
+            labelled(NOTIFICATIONS, source, outcome)
         for status in AlertStatus:
-            ALERTS.labels(source, status.value)
-        DEDUPLICATED.labels(source)
-        REOPENED.labels(source)
-        WEBHOOK_DURATION.labels(source)
+            labelled(ALERTS, source, status.value)
+        labelled(DEDUPLICATED, source)
+        labelled(REOPENED, source)
+        labelled(WEBHOOK_DURATION, source)
         for line in lines:
             for priority in priorities:
-                OPENED.labels(source, line, priority)
+                labelled(OPENED, source, line, priority)
     for reason in CLOSE_REASONS:
-        CLOSED.labels(reason)
+        labelled(CLOSED, reason)
     for outcome in IssueOutcome:
-        PROBLEM_OUTCOMES.labels(outcome.value)
+        labelled(PROBLEM_OUTCOMES, outcome.value)
     for priority in priorities:
-        SLA_BREACHES.labels(priority)
-        RESPONSE_BREACHES.labels(priority)
-        RESPONSE.labels(priority)
+        labelled(SLA_BREACHES, priority)
+        labelled(RESPONSE_BREACHES, priority)
+        labelled(RESPONSE, priority)
     for operation in jira_client.OPERATIONS:
-        JIRA_DURATION.labels(operation)
+        labelled(JIRA_DURATION, operation)
         for outcome in JIRA_OUTCOMES:
-            JIRA_REQUESTS.labels(operation, outcome)
+            labelled(JIRA_REQUESTS, operation, outcome)
     for found_at in TWIN_FOUND_AT:
-        JIRA_TWINS.labels(found_at)
+        labelled(JIRA_TWINS, found_at)
     for reason in rate_limits.REASONS:
-        RATE_LIMITED.labels(reason)
+        labelled(RATE_LIMITED, reason)
     for method in zabbix_api.METHODS:
         for outcome in zabbix_api.OUTCOMES:
-            ZABBIX_REQUESTS.labels(method, outcome)
+            labelled(ZABBIX_REQUESTS, method, outcome)
     for target in [*(t.name for t in rules.notify_targets), *rules.ticket_systems]:
         for outcome in DELIVERY_OUTCOMES:
-            DELIVERIES.labels(target, outcome)
+            labelled(DELIVERIES, target, outcome)
 
 
 def labelled(metric: Counter | Histogram, *labels: str) -> Any:
     """The metric's child for these labels, kept: `labels()` takes a lock and checks its arguments
-    on every call, which a storm's webhooks pay several times per notification. The label sets are
-    bounded (sources, statuses, lines, priorities), and the children are the ones `labels()` keeps."""
+    on every call, which a storm's webhooks pay several times per notification. Every label value
+    comes from a set the code or the rules bound (sources, statuses, lines, priorities, targets,
+    outcomes), and the children are the ones `labels()` keeps."""
     return _children(metric, labels)
 
 
@@ -220,18 +221,18 @@ def record_ingest(source: str, result: Ingested) -> None:
 
 def record_release(incidents_closed: int, fix_seconds: list[float]) -> None:
     RELEASES.inc()
-    CLOSED.labels("released").inc(incidents_closed)
+    labelled(CLOSED, "released").inc(incidents_closed)
     for seconds in fix_seconds:
         TIME_TO_FIX.observe(max(0.0, seconds))
 
 
 def observe_jira(operation: str, outcome: str, seconds: float) -> None:
-    JIRA_REQUESTS.labels(operation, outcome).inc()
-    JIRA_DURATION.labels(operation).observe(seconds)
+    labelled(JIRA_REQUESTS, operation, outcome).inc()
+    labelled(JIRA_DURATION, operation).observe(seconds)
 
 
 def observe_zabbix(method: str, outcome: str) -> None:
-    ZABBIX_REQUESTS.labels(method, outcome).inc()
+    labelled(ZABBIX_REQUESTS, method, outcome).inc()
 
 
 class StoreGauges(Collector):

@@ -99,9 +99,9 @@ def apply_issue_reading(
 
     steps = store.run(work)
     for outcome in applied:
-        metrics.PROBLEM_OUTCOMES.labels(outcome).inc()
+        metrics.labelled(metrics.PROBLEM_OUTCOMES, outcome).inc()
     if sum(closed_incidents):
-        metrics.CLOSED.labels("jira_outcome").inc(sum(closed_incidents))
+        metrics.labelled(metrics.CLOSED, "jira_outcome").inc(sum(closed_incidents))
     for problem, step, duplicates in later:
         if step is OutcomeStep.FOLLOW and duplicates is not None:
             follow_duplicate(store, problem.stored_id, reading.key, duplicates, issue_url(duplicates), now)

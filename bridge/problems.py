@@ -421,7 +421,7 @@ def close_problem_by_hand(
 
     closed: list[int] = []
     store.run(work)
-    metrics.CLOSED.labels("manual").inc(sum(closed))
+    metrics.labelled(metrics.CLOSED, "manual").inc(sum(closed))
 
 
 def reopen_problem_by_hand(store: Store, problem_id: int, reason: str, now: datetime, actor: str | None = None) -> None:

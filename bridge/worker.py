@@ -307,9 +307,9 @@ class OutboxRunner:
         try:
             notify.send(self.http, endpoint, job, now)
         except notify.DeliveryFailed as exc:
-            metrics.DELIVERIES.labels(endpoint.name, "retry" if exc.retryable else "dead").inc()
+            metrics.labelled(metrics.DELIVERIES, endpoint.name, "retry" if exc.retryable else "dead").inc()
             raise
-        metrics.DELIVERIES.labels(endpoint.name, "success").inc()
+        metrics.labelled(metrics.DELIVERIES, endpoint.name, "success").inc()
 
     @_handle.register
     def _rt_close(self, job: jobs.RtClose, now: datetime) -> None:
@@ -321,11 +321,11 @@ class OutboxRunner:
         try:
             report = client.close(job.ticket_id, job.text)
         except RtError as exc:
-            metrics.DELIVERIES.labels(system.name, "retry" if exc.retryable else "dead").inc()
+            metrics.labelled(metrics.DELIVERIES, system.name, "retry" if exc.retryable else "dead").inc()
             raise
         finally:
             client.session.close()
-        metrics.DELIVERIES.labels(system.name, "success").inc()
+        metrics.labelled(metrics.DELIVERIES, system.name, "success").inc()
         if not report.closed:
             log.warning("RT ticket not changed", extra={"system": system.name, "ticket_id": job.ticket_id})
         if job.problem_id is not None:
@@ -353,7 +353,7 @@ def mark_breaches(store: Store, rules: Rules | None, now: datetime) -> list[dict
     notes = []
     for incident in breached:
         log.warning("SLA breached", extra={"incident_id": incident["id"], "priority": incident["priority"]})
-        metrics.SLA_BREACHES.labels(incident["priority"]).inc()
+        metrics.labelled(metrics.SLA_BREACHES, incident["priority"]).inc()
         policy = rules.sla_policies.get(incident["priority"]) if rules is not None else None
         if policy is not None and policy.comment_on_breach and incident["problem_id"] is not None:
             notes.append(incident)
@@ -379,7 +379,7 @@ def mark_response_breaches(store: Store, now: datetime) -> list[dict[str, Any]]:
     breached = store.mark_response_breaches(now)
     for incident in breached:
         log.warning("response time breached", extra={"incident_id": incident["id"], "priority": incident["priority"]})
-        metrics.RESPONSE_BREACHES.labels(incident["priority"]).inc()
+        metrics.labelled(metrics.RESPONSE_BREACHES, incident["priority"]).inc()
     return breached
 
 
@@ -416,7 +416,7 @@ def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None, pr
     closed = store.close_resolved_due(now, notify.announce_auto_closed(announcer))
     if closed:
         log.info("auto-closed resolved incidents", extra={"count": len(closed)})
-        metrics.CLOSED.labels("auto_closed").inc(len(closed))
+        metrics.labelled(metrics.CLOSED, "auto_closed").inc(len(closed))
     breached = mark_breaches(store, outbox.rules if outbox is not None else None, now)
     unanswered = mark_response_breaches(store, now)
     return len(closed) + len(breached) + len(unanswered) + (outbox.run_due(now) if outbox is not None else 0)
