@@ -147,8 +147,14 @@ def _sqlite_text(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
-def json_value(value: Any) -> str:
+def json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def json_value(value: Any, sqlite: bool) -> Any:
+    """A JSON column's value as the driver takes it: text for SQLite; for PostgreSQL the value
+    itself, nested in the rows' document (`json_rows`) and read by its column's own type."""
+    return json_text(value) if sqlite else value
 
 
 @functools.lru_cache(maxsize=32)
@@ -160,20 +166,10 @@ def _sqlite_insert(table: str, columns: tuple[str, ...]) -> str:
 _SQLITE_LAST_ID = "SELECT coalesce(max(id), 0) FROM {table}"
 
 
-_JSON_TYPES = ("JSON", "JSONB")
-
-
 def json_record(table: sa.Table, columns: Sequence[str]) -> str:
-    """The column list `json_to_recordset` types these columns by (JSON columns as text: see `json_field`)."""
+    """The column list `json_to_recordset` types these columns by."""
     types = postgres_types(table)
-    return ", ".join(f"{name} {'TEXT' if types[name] in _JSON_TYPES else types[name]}" for name in columns)
-
-
-def json_field(table: sa.Table, name: str, record: str) -> str:
-    """A field of a `json_to_recordset` row as its column takes it: a JSON column's text parsed again
-    (the driver's values hold JSON as text, and a text field of the document stays text)."""
-    kind = postgres_types(table)[name]
-    return f"{record}.{name}::{kind}" if kind in _JSON_TYPES else f"{record}.{name}"
+    return ", ".join(f"{name} {types[name]}" for name in columns)
 
 
 def json_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -205,13 +201,12 @@ def _postgres_insert(table: sa.Table, columns: tuple[str, ...]) -> str:
     from it by that position: RETURNING promises no order.
     """
     names = ", ".join(columns)
-    selected = ", ".join(json_field(table, name, "v") for name in columns)
     sequence = f"{table.name}_id_seq"
     return (
         f"WITH v AS MATERIALIZED (SELECT nextval('{sequence}') AS id, u.* "
         f"FROM ROWS FROM (json_to_recordset(%s::json) AS ({json_record(table, columns)})) "
         f"WITH ORDINALITY AS u({names}, position) ORDER BY position), "
-        f"inserted AS (INSERT INTO {table.name} (id, {names}) SELECT id, {selected} FROM v) "
+        f"inserted AS (INSERT INTO {table.name} (id, {names}) SELECT id, {names} FROM v) "
         "SELECT id FROM v ORDER BY position"
     )
 
@@ -251,7 +246,7 @@ def driver_row(
         value = row[name]
         kind = kinds.get(name)
         if value is not None and kind is not None:
-            value = datetime_value(value, sqlite) if kind == "datetime" else json_value(value)
+            value = datetime_value(value, sqlite) if kind == "datetime" else json_value(value, sqlite)
         values.append(value)
     return tuple(values)
 

@@ -201,7 +201,7 @@ def bind_value(name: str, value: Any, sqlite: bool) -> Any:
     if name in _DATETIME_SET:
         return driver_sql.datetime_value(value, sqlite)
     if name in _JSON_SET:
-        return driver_sql.json_value(value)
+        return driver_sql.json_value(value, sqlite)
     if name == "state":
         return value.value
     return value
@@ -223,9 +223,10 @@ def insert_incidents(conn: Connection, rows: Sequence[tuple[Incident, int | None
         for position in _DATETIME_POSITIONS:
             if row[position] is not None:
                 row[position] = driver_sql.datetime_value(row[position], sqlite)
-        for position in _JSON_POSITIONS:
-            if row[position] is not None:
-                row[position] = driver_sql.json_value(row[position])
+        if sqlite:  # PostgreSQL nests JSON values in the rows' document as they are
+            for position in _JSON_POSITIONS:
+                if row[position] is not None:
+                    row[position] = driver_sql.json_text(row[position])
         row[_STATE] = row[_STATE].value
         values.append(row)
     return driver_sql.insert_returning_ids(conn, incidents, (*FIELDS, "last_notification_id"), values)
@@ -240,7 +241,7 @@ def _sqlite_update(columns: tuple[str, ...]) -> str:
 @functools.lru_cache(maxsize=128)
 def _postgres_update(columns: tuple[str, ...]) -> str:
     """One UPDATE of these columns for all the rows: joined by id to the rows of a JSON document (`json_rows`)."""
-    assignments = ", ".join(f"{name} = {driver_sql.json_field(incidents, name, 'v')}" for name in columns)
+    assignments = ", ".join(f"{name} = v.{name}" for name in columns)
     return (
         f"UPDATE incidents AS i SET {assignments} "
         f"FROM json_to_recordset(%s::json) AS v({driver_sql.json_record(incidents, (*columns, 'id'))}) "

@@ -47,7 +47,7 @@ class OutboxRepository(Database):
                 kind,
                 target,
                 problem_id,
-                driver_sql.json_value(dict(payload or {})),
+                driver_sql.json_text(dict(payload or {})),
                 driver_sql.datetime_value(now, sqlite),
                 driver_sql.datetime_value(run_at or now, sqlite),
                 dedup_key,

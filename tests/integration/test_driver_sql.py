@@ -81,7 +81,7 @@ def test_the_set_based_updates_probe_the_primary_key_on_a_grown_table(pg_databas
     if statement == "update":
         columns = ("last_seen", "occurrences", "labels", "last_notification_id")
         text = _postgres_update(columns)
-        document = driver_sql.json_rows((*columns, "id"), [(T0, 2, '{"a": "b"}', 1, i) for i in ids])
+        document = driver_sql.json_rows((*columns, "id"), [(T0, 2, {"a": "b"}, 1, i) for i in ids])
     else:
         text = incident_rows._POSTGRES_COUNT_REPEATS
         document = driver_sql.json_rows(incident_rows._REPEAT_FIELDS, [(1, T0, 1, i) for i in ids])
