@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 from adapters import alertmanager, events, grafana, tickets, zabbix
-from bridge.domain import ParsedNotification
+from bridge.domain.incidents import ParsedNotification
 
 
 @dataclass(frozen=True)
@@ -57,5 +57,5 @@ SOURCES: Mapping[str, Source] = {
 }
 assert all(name == source.name for name, source in SOURCES.items()), "a source is registered under its own name"
 
-# Source name -> parser, as services.parse_body looks it up.
+# Source name -> parser, as bridge.ingest.deliveries.parse_body looks it up.
 PARSERS: dict[str, Callable[[Any], ParsedNotification]] = {name: source.parse for name, source in SOURCES.items()}

@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.domain import Alert, AlertStatus, ParsedNotification, RejectedAlert
+from bridge.domain.incidents import Alert, AlertStatus, ParsedNotification, RejectedAlert
 from bridge.errors import BadPayload
 from bridge.validation import (
     MAX_LABEL_NAME_LENGTH,

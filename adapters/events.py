@@ -4,7 +4,7 @@ Hundreds of senders speak this format (uptime checkers, CI systems, cloud monito
 trackers, Alertmanager's `pagerduty_configs` with a custom `url`). One event is one alert:
 `trigger` fires, `resolve` resolves, `acknowledge` is a note on the firing incident.
 
-The sender's credential is the `routing_key` inside the body, so the endpoint (bridge/api.py)
+The sender's credential is the `routing_key` inside the body, so the endpoint (bridge/api/webhooks.py)
 authenticates with `find_routing_key`, stores and parses the body only after `redact`, and
 applies the matched key's name and default labels with `attach_routing_key`. `parse` itself
 never sees a key.
@@ -21,7 +21,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.domain import Alert, AlertStatus, EventRoutingKey, ParsedNotification
+from bridge.domain.incidents import Alert, AlertStatus, EventRoutingKey, ParsedNotification
 from bridge.errors import BadPayload
 from bridge.validation import MAX_LABEL_VALUE_LENGTH, MAX_LABELS, SafeStr, bounded_str, describe
 

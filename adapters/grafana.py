@@ -16,7 +16,7 @@ import orjson
 from pydantic import Field
 
 from adapters.alertmanager import ALERT_SCHEMA, AlertModel, Envelope, parse_grouped, to_alert
-from bridge.domain import Alert, ParsedNotification
+from bridge.domain.incidents import Alert, ParsedNotification
 from bridge.validation import MAX_LABEL_VALUE_LENGTH, SafeStr
 
 SOURCE = "grafana"

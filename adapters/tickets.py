@@ -3,7 +3,7 @@
 `POST /api/v1/tickets` carries one ticket: its system (rules.yaml `ticket_systems`), its id
 there, a summary and labels. It becomes one firing alert whose source id is system and id,
 so a re-send updates the same incident instead of counting a repeat. The endpoint
-(bridge/tickets.py) checks the system against the rules and applies the ticket's own impact
+(bridge/problems/tickets.py) checks the system against the rules and applies the ticket's own impact
 and urgency, when given, over its route's.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bridge.domain import Alert, AlertStatus, ParsedNotification
+from bridge.domain.incidents import Alert, AlertStatus, ParsedNotification
 from bridge.domain.tickets import TICKET_SOURCE, labels_of_ticket, ticket_source_id
 from bridge.errors import BadPayload
 from bridge.validation import LabelMap, SafeStr, describe

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bridge.domain import Alert, AlertStatus, ParsedNotification
+from bridge.domain.incidents import Alert, AlertStatus, ParsedNotification
 from bridge.errors import BadPayload
 from bridge.validation import (
     MAX_LABEL_NAME_LENGTH,

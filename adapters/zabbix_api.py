@@ -10,13 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import requests
 from pyzabbix.api import ZabbixAPI, ZabbixAPIException
-
-if TYPE_CHECKING:
-    from bridge.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +46,25 @@ METHODS = ("event.acknowledge",)
 OUTCOMES = ("success", "unreachable", "api_error")
 
 
+class ApiToken(Protocol):
+    @property
+    def value(self) -> str: ...
+
+
+class ZabbixSettings(Protocol):
+    """What `ZabbixClient.from_settings` reads of the bridge's settings (a protocol: the bridge's
+    settings read the sources' registry, so adapters must not import them)."""
+
+    @property
+    def zabbix_url(self) -> str | None: ...
+
+    @property
+    def zabbix_api_token(self) -> ApiToken | None: ...
+
+    @property
+    def zabbix_timeout_seconds(self) -> float: ...
+
+
 class ZabbixClient:
     """One Zabbix frontend's API."""
 
@@ -70,7 +86,7 @@ class ZabbixClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, observe: Callable[[str, str], None] | None = None
+        cls, settings: ZabbixSettings, observe: Callable[[str, str], None] | None = None
     ) -> ZabbixClient | None:
         if settings.zabbix_url is None or settings.zabbix_api_token is None:
             return None

@@ -19,9 +19,11 @@ from pathlib import Path
 import psycopg
 import sqlalchemy as sa
 
-from bridge.releases import close_release
-from bridge.rules import load_rules
-from bridge.storage import Store, incidents, migrate, problems
+from bridge.problems.releases import close_release
+from bridge.rules.load import load_rules
+from bridge.storage.engine import migrate
+from bridge.storage.schema import incidents, problems
+from bridge.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BRIDGE_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

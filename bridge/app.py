@@ -18,22 +18,27 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from bridge import jira_budget, metrics
-from bridge.actors import TRUSTED_PEER
-from bridge.api import api
-from bridge.api_actions import api_actions
+from bridge import metrics
+from bridge.api.incidents import incidents
+from bridge.api.operations import operations
+from bridge.api.outbox import outbox
+from bridge.api.problems import problems
+from bridge.api.rejected import rejected
+from bridge.api.releases import releases
+from bridge.api.tickets import tickets
+from bridge.api.webhooks import webhooks
 from bridge.config import Network, Settings, load_settings
-from bridge.context import EXTENSION, Bridge, utc_now
-from bridge.domain import Rules
+from bridge.domain.rules import Rules
 from bridge.errors import BadPayload, BridgeError, SenderShapedError
-from bridge.group_commit import GroupCommit
-from bridge.ingest import write_deliveries
-from bridge.rules import load_rules
+from bridge.ingest.deliveries import write_deliveries
+from bridge.ingest.group_commit import GroupCommit
+from bridge.jira import budget as jira_budget
+from bridge.pages.actions import ui  # the pages, with their action forms
+from bridge.rules.load import load_rules
 from bridge.shapes import error_shape
-from bridge.storage import Store
-from bridge.tickets_api import tickets
-from bridge.ui_actions import ui  # the pages, with their action forms
-from bridge.webhooks import webhooks
+from bridge.storage.store import Store
+from bridge.web.actors import TRUSTED_PEER
+from bridge.web.context import EXTENSION, Bridge, utc_now
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
 
@@ -90,7 +95,7 @@ class TrustedProxies:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         if self.trusted(environ.get("REMOTE_ADDR")):
-            environ[TRUSTED_PEER] = True  # the proxy's user header counts too (bridge.actors)
+            environ[TRUSTED_PEER] = True  # the proxy's user header counts too (bridge.web.actors)
             return self.fixed(environ, start_response)
         return self.app(environ, start_response)
 
@@ -214,11 +219,8 @@ def create_app(
     _register_error_handlers(app)
     if settings.bench_noop_endpoint:
         _register_bench_noop(app)
-    app.register_blueprint(webhooks)
-    app.register_blueprint(api)
-    app.register_blueprint(api_actions)
-    app.register_blueprint(tickets)
-    app.register_blueprint(ui)
+    for blueprint in (webhooks, incidents, problems, releases, outbox, rejected, tickets, operations, ui):
+        app.register_blueprint(blueprint)
     if settings.trusted_proxies:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     return app

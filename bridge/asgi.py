@@ -29,11 +29,11 @@ from a2wsgi import WSGIMiddleware
 from adapters import SOURCES
 from bridge import metrics
 from bridge.app import CONTENT_SECURITY_POLICY, create_app, log_request, request_id_from, tune_gc_for_serving
-from bridge.context import EXTENSION, Bridge
 from bridge.errors import BridgeError
-from bridge.ingest import prepare_delivery
+from bridge.ingest.deliveries import prepare_delivery
+from bridge.ingest.measured import delivery_answer, measured
 from bridge.shapes import error_shape
-from bridge.webhooks import delivery_answer, measured
+from bridge.web.context import EXTENSION, Bridge
 
 log = logging.getLogger(__name__)
 

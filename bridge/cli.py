@@ -20,16 +20,17 @@ from adapters import SOURCES, events
 from bridge import metrics
 from bridge.app import create_app, tune_gc_for_serving
 from bridge.config import HTTP_SERVERS, Settings, SettingsError, check_exposure, load_settings, positive_duration
-from bridge.context import utc_now
-from bridge.domain import route_alert
+from bridge.domain.rules import route_alert
 from bridge.errors import BridgeError
-from bridge.granian_server import granian_address, serve_granian
-from bridge.ingest import parse_body
+from bridge.ingest.deliveries import parse_body
 from bridge.logs import configure_logging
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
-from bridge.rules import RulesError, load_rules
-from bridge.storage import Store, migrate, schema_is_current
-from bridge.tickets import reported_priority
+from bridge.problems.tickets import reported_priority
+from bridge.rules.load import RulesError, load_rules
+from bridge.storage.engine import migrate, schema_is_current
+from bridge.storage.store import Store
+from bridge.web.context import utc_now
+from bridge.web.server import granian_address, serve_granian
 from bridge.worker import OutboxRunner, Pruner, install_stop_signals, prune, run_forever
 
 log = logging.getLogger(__name__)

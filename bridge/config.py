@@ -137,7 +137,7 @@ def _token(text: str) -> Secret:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything an operator sets per deployment; see the README's configuration table."""
+    """Everything an operator sets per deployment; see docs/reference/environment.md."""
 
     database_url: str = "sqlite:///bridge.db"
     rules_path: str = "rules.yaml"
@@ -193,7 +193,7 @@ class Settings:
         return self.token("api")
 
 
-# Environment variable -> (settings field, parser). The README documents each one.
+# Environment variable -> (settings field, parser). docs/reference/environment.md documents each one.
 ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_DATABASE_URL": ("database_url", str),
     "BRIDGE_RULES": ("rules_path", str),
@@ -239,7 +239,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
 
 # Endpoint group -> the environment variable of its bearer token (Settings.tokens): the webhook of
 # each source (adapters.SOURCES) that takes a bearer token, the release hook, the read API (with /ui/)
-# and the acting API (operate: link, close, acknowledge... from the API or the pages). api.py guards
+# and the acting API (operate: link, close, acknowledge... from the API or the pages). bridge/web/edge.py guards
 # each group with it; check_exposure wants them all. A source whose
 # credential is in its body (PagerDuty's routing_key) is no group: with no key configured it refuses all.
 TOKEN_GROUPS: Mapping[str, str] = {

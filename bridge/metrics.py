@@ -28,17 +28,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters import SOURCES, zabbix_api
-from bridge import jobs
-from bridge.domain import (
-    AlertResult,
-    AlertStatus,
-    IssueOutcome,
-    Outcome,
-    ParsedNotification,
-    ProblemState,
-    Rules,
-)
-from bridge.storage import Store
+from bridge.domain.incidents import AlertResult, AlertStatus, Outcome, ParsedNotification
+from bridge.domain.outcomes import IssueOutcome
+from bridge.domain.problems import ProblemState
+from bridge.domain.rules import Rules
+from bridge.outbox import jobs
+from bridge.storage.store import Store
 from jira_link import client as jira_client
 from jira_link import rate_limits
 
@@ -124,7 +119,7 @@ TWIN_FOUND_AT = ("create", "sync", "recheck")
 
 class Ingested(Protocol):
     """What record_ingest reads of an accepted notification (services' IngestResult). A protocol, not
-    an import: services records its own metrics here, so metrics must not depend on services."""
+    an import: ingest records its own metrics here, so metrics must not depend on ingest."""
 
     @property
     def parsed(self) -> ParsedNotification: ...

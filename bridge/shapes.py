@@ -1,6 +1,6 @@
 """The JSON shapes of incidents, problems and tickets, as the API answers them and as events carry them.
 
-Apart from the HTTP edge so that what ingest and the worker queue (bridge.notify) and what
+Apart from the HTTP edge so that what ingest and the worker queue (bridge.outbox.notify) and what
 the API answers are built by the same functions.
 """
 
@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from bridge.domain import Incident, Problem
+from bridge.domain.incidents import Incident
+from bridge.domain.problems import Problem
 
 
 def iso(value: datetime | None) -> str | None:

@@ -2,9 +2,9 @@
 
 Each pass closes resolved incidents whose `auto_close_after` has passed, marks SLA
 (resolution and response) breaches, prunes raw payloads once a day, then runs due outbox jobs (Jira and Zabbix, kinds
-in bridge/jobs.py). Jobs are leased with SKIP LOCKED, so several workers share one
+in bridge/outbox/jobs.py). Jobs are leased with SKIP LOCKED, so several workers share one
 PostgreSQL queue; every handler is idempotent, so a job run twice has the effect of once.
-Jira's rate limits are shared by every worker through the database (bridge/jira_budget.py):
+Jira's rate limits are shared by every worker through the database (bridge/jira/budget.py):
 a 429 holds back only its scope, and jobs held back are postponed, never failed.
 """
 
@@ -27,13 +27,18 @@ import requests
 
 from adapters.request_tracker import RtClient, RtError
 from adapters.zabbix_api import ZabbixApiError, ZabbixClient
-from bridge import jira_budget, jira_identity, jobs, metrics, notify
+from bridge import metrics
 from bridge.config import Settings
-from bridge.domain import JiraTarget, Rules, comment_text
+from bridge.domain.problems import JiraTarget, comment_text
+from bridge.domain.rules import Rules
 from bridge.errors import OutboundFailure, StoreUnavailable
-from bridge.outcomes import apply_issue_reading
-from bridge.problems import queue_issue_sync
-from bridge.storage import Connection, Store
+from bridge.jira import budget as jira_budget
+from bridge.jira import identity as jira_identity
+from bridge.jira.outcomes import apply_issue_reading
+from bridge.outbox import jobs, notify
+from bridge.problems.actions import queue_issue_sync
+from bridge.storage.engine import Connection
+from bridge.storage.store import Store
 from jira_link.client import JiraClient, JiraError, JiraRateLimited
 from jira_link.linker import (
     LinkOptions,
@@ -171,7 +176,7 @@ class OutboxRunner:
         log.warning("outbox job will be retried", extra={**about, "delay_seconds": round(delay, 1)})
         self.store.retry_job(job["id"], now + timedelta(seconds=delay), error)
 
-    # Handlers, one per kind of the catalogue (bridge.jobs) ------------------------
+    # Handlers, one per kind of the catalogue (bridge.outbox.jobs) ------------------------
 
     @functools.singledispatchmethod
     def _handle(self, job: jobs.Job, now: datetime) -> None:
@@ -234,7 +239,7 @@ class OutboxRunner:
     @_handle.register
     def _sync_issue(self, job: jobs.SyncIssue, now: datetime) -> None:
         """Mirror an issue's conclusion (status, resolution, field or marked comment) on its problems,
-        and act on its outcome (bridge.outcomes): fixed waits, won't do closes, duplicate follows."""
+        and act on its outcome (bridge.jira.outcomes): fixed waits, won't do closes, duplicate follows."""
         key = job.jira_key
         jira = self._jira()
         wanted = ("status", "resolution", "issuelinks", self.options.conclusion_field)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bridge.domain import JiraTarget
+from bridge.domain.problems import JiraTarget
 from jira_link.client import JiraError, JiraIssue, jql_string
 from jira_link.linker import LinkOptions, comment_unless_repeated, issue_fields, marker_label
 from jira_link.port import JiraPort

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bridge.domain import IssueReading, JiraTarget
+from bridge.domain.outcomes import IssueReading
+from bridge.domain.problems import JiraTarget
 from jira_link.client import JiraError, JiraIssue, jql_string
 from jira_link.port import JiraPort
 

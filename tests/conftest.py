@@ -23,8 +23,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bridge.rules import load_rules
-from bridge.storage import Store, metadata, migrate
+from bridge.rules.load import load_rules
+from bridge.storage.engine import migrate
+from bridge.storage.schema import metadata
+from bridge.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 PAYLOADS = Path(__file__).resolve().parent / "fixtures" / "payloads"
@@ -113,7 +115,7 @@ def ingest(
     rejected_body_limit: int = 1024 * 1024,
 ):
     """One webhook body through the bridge's own path (prepare, then write), as the receiver does it."""
-    from bridge.ingest import prepare_delivery, write_deliveries
+    from bridge.ingest.deliveries import prepare_delivery, write_deliveries
 
     delivery = prepare_delivery(store, rules, source, body, now, content_type, rejected_body_limit)
     [result] = write_deliveries(store, rules, [delivery], rejected_body_limit)

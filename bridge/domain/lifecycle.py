@@ -19,7 +19,7 @@ from bridge.domain.incidents import (
     Outcome,
     Routing,
 )
-from bridge.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, response_due_at, restart, stop
+from bridge.domain.sla import SlaClock, SlaPolicy, due_at, remaining_seconds, response_due_at, restart, stop
 
 
 def _refresh_details(incident: Incident, alert: Alert, routing: Routing, now: datetime) -> None:

@@ -8,6 +8,7 @@ comes back after the fix). The store persists what these functions decide.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -15,6 +16,10 @@ from typing import Any
 
 from bridge.domain.incidents import Incident, Matcher
 from bridge.domain.outcomes import OutcomeRules
+
+# A Jira issue key. At most 64 characters in all, as the columns holding a key (problems.jira_key,
+# release_issues.issue_key).
+JIRA_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,46}-[1-9][0-9]{0,15}$")
 
 
 class ProblemState(enum.StrEnum):

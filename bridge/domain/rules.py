@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from bridge.domain.incidents import Alert, EventRoutingKey, Route, Routing, dedup_key
 from bridge.domain.problems import ProblemRule
+from bridge.domain.sla import SlaPolicy
 from bridge.domain.tickets import NotifyTarget, TicketSystem
-from bridge.sla import SlaPolicy
 
 
 @dataclass(frozen=True)

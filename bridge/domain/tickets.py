@@ -14,7 +14,7 @@ from bridge.domain.problems import Renderer
 
 TICKET_SOURCE = "ticket"
 
-# Every lifecycle event a notify target may ask for (README "Outbound webhooks").
+# Every lifecycle event a notify target may ask for (docs/how-to/outbound-webhooks.md).
 EVENTS = (
     "incident.opened",
     "incident.resolved",

@@ -2,7 +2,8 @@
 
 from alembic import context
 
-from bridge.storage import make_engine, metadata
+from bridge.storage.engine import make_engine
+from bridge.storage.schema import metadata
 
 config = context.config
 

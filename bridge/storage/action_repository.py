@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import Incident, IncidentState
+from bridge.domain.incidents import Incident, IncidentState
 from bridge.storage.engine import MAX_ID, Database
 from bridge.storage.incident_repository import incident_from_row
 from bridge.storage.schema import incident_events, incidents

@@ -26,7 +26,10 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+
+# Connection is the transaction a use case's work runs in: the one SQLAlchemy name the rest of the bridge sees.
+from sqlalchemy.engine import Connection as Connection
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from bridge.errors import DataRefused, StoreUnavailable

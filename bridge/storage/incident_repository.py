@@ -12,7 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import Incident, IncidentHead, IncidentState, PlainRepeats, ProblemState
+from bridge.domain.incidents import Incident, IncidentHead, IncidentState
+from bridge.domain.lifecycle import PlainRepeats
+from bridge.domain.problems import ProblemState
 from bridge.storage import incident_rows
 from bridge.storage.engine import Database
 from bridge.storage.incident_rows import LiveRows

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy.engine import Connection
 
-from bridge.domain import HEAD_FIELDS, Incident, IncidentHead, IncidentState
+from bridge.domain.incidents import HEAD_FIELDS, Incident, IncidentHead, IncidentState
 from bridge.storage import driver_sql
 from bridge.storage.schema import incidents
 

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import Incident, Problem
+from bridge.domain.incidents import Incident
+from bridge.domain.problems import Problem
 from bridge.storage.engine import MAX_ID, Database
 from bridge.storage.incident_repository import incident_from_row
 from bridge.storage.problem_repository import ProblemRepository, problem_from_row

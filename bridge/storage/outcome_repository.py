@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from bridge.domain import IssueOutcome, ProblemState
+from bridge.domain.outcomes import IssueOutcome
+from bridge.domain.problems import ProblemState
 from bridge.storage.engine import Database
 from bridge.storage.schema import problems
 

@@ -11,7 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import IncidentState, Problem, ProblemState
+from bridge.domain.incidents import IncidentState
+from bridge.domain.problems import Problem, ProblemState
 from bridge.storage import driver_sql
 from bridge.storage.engine import MAX_ID, Database
 from bridge.storage.schema import incidents, jira_key_moves, problem_events, problems

@@ -9,7 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import Incident, IncidentState, OutboxState, ProblemState
+from bridge.domain.incidents import Incident, IncidentState
+from bridge.domain.outbox import OutboxState
+from bridge.domain.problems import ProblemState
 from bridge.storage.engine import MAX_ID, Database, Page
 from bridge.storage.incident_repository import incident_from_row
 from bridge.storage.payload_repository import REJECTED_SUMMARY

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import Problem
+from bridge.domain.problems import Problem
 from bridge.storage.engine import Database
 from bridge.storage.schema import incidents, problem_events, problems, release_issues, releases
 

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from bridge.domain import IncidentState
+from bridge.domain.incidents import IncidentState
 from bridge.domain.tickets import TICKET_SOURCE
 from bridge.storage.engine import Database
 from bridge.storage.incident_repository import incident_from_row

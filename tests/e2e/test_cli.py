@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from bridge.cli import main
-from bridge.storage import schema_is_current
+from bridge.storage.engine import schema_is_current
 from tests.conftest import PAYLOADS, ROOT
 
 
@@ -140,7 +140,8 @@ def test_serve_with_an_empty_token_variable_refuses_naming_it(runner, monkeypatc
 def test_outbox_retry_requeues_dead_jobs_and_names_skipped_ones(runner, tmp_path: Path, monkeypatch):
     from datetime import UTC, datetime
 
-    from bridge.storage import Store, migrate
+    from bridge.storage.engine import migrate
+    from bridge.storage.store import Store
 
     url = f"sqlite:///{tmp_path / 'outbox.db'}"
     migrate(url)

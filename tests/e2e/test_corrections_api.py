@@ -8,7 +8,7 @@ import pytest
 
 from bridge.app import create_app
 from bridge.config import load_settings
-from bridge.storage import problems
+from bridge.storage.schema import problems
 from tests.conftest import ROOT, Clock
 from tests.integration.test_problems import firing
 

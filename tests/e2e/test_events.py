@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
 from bridge.config import load_settings
-from bridge.storage import Store
+from bridge.storage.store import Store
 from tests.conftest import ROOT, Clock, payload
 
 KEY = "e2e0f5b1c8d94a2b9c7d6e5f4a3b2c1d"  # the routing_key of the events-*.json fixtures

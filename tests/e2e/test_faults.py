@@ -17,8 +17,9 @@ from pathlib import Path
 import requests
 import sqlalchemy as sa
 
-from bridge.rules import load_rules
-from bridge.storage import Store, problems
+from bridge.rules.load import load_rules
+from bridge.storage.schema import problems
+from bridge.storage.store import Store
 from tests.conftest import ROOT, BridgeProcess, empty_tables, ingest, payload, wait_for
 from tests.fakes import FakeJira, FakeZabbix
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from bridge.config import TOKEN_GROUPS, SettingsError, check_exposure, load_settings
-from bridge.storage import migrate
+from bridge.storage.engine import migrate
 from tests.conftest import ROOT, BridgeProcess, Clock, build_app, payload, payload_bytes
 
 HOSTILE = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"

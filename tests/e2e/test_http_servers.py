@@ -12,8 +12,8 @@ import requests
 import tests.e2e.test_faults as faults
 import tests.e2e.test_metrics as metrics_tests
 from bridge.config import load_settings
-from bridge.granian_server import granian_address
-from bridge.storage import migrate
+from bridge.storage.engine import migrate
+from bridge.web.server import granian_address
 from tests.conftest import BridgeProcess
 
 

@@ -12,9 +12,10 @@ import pytest
 import requests
 
 from adapters.zabbix_api import ZabbixClient
-from bridge.jobs import ZabbixClose
 from bridge.logs import QUIET_LIBRARIES, configure_logging
-from bridge.storage import Store, migrate
+from bridge.outbox.jobs import ZabbixClose
+from bridge.storage.engine import migrate
+from bridge.storage.store import Store
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions

@@ -101,7 +101,7 @@ def test_unexpected_adapter_exception_is_a_400_kept_in_rejected_and_logged(clien
         raise RecursionError("maximum recursion depth exceeded")
 
     monkeypatch.setitem(PARSERS, "zabbix", broken_parser)
-    with caplog.at_level(logging.ERROR, logger="bridge.ingest"):
+    with caplog.at_level(logging.ERROR, logger="bridge.ingest.deliveries"):
         response = post(client, "zabbix", payload("zabbix-6.0.14-problem.json"))
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.json["message"] == "the zabbix adapter could not read this payload"

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, settings
 
 from bridge.app import create_app
 from bridge.config import load_settings
-from bridge.storage import Store, migrate
+from bridge.storage.engine import migrate
+from bridge.storage.store import Store
 from tests.conftest import ROOT, empty_tables
 
 _DB = Path(tempfile.mkdtemp(prefix="bridge-schemathesis-")) / "api.db"

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from bridge.app import create_app
 from bridge.config import load_settings
-from bridge.storage import Store, incidents, migrate
+from bridge.storage.engine import migrate
+from bridge.storage.schema import incidents
+from bridge.storage.store import Store
 from tests.conftest import ROOT, Clock, empty_tables, payload
 
 NO_NUL = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")  # valid Unicode, no NUL

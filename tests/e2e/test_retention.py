@@ -9,7 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import main
-from bridge.storage import Store, migrate, notifications, rejected_payloads
+from bridge.storage.engine import migrate
+from bridge.storage.schema import notifications, rejected_payloads
+from bridge.storage.store import Store
 from tests.conftest import Clock, build_app
 
 API = {"Authorization": "Bearer api-token"}

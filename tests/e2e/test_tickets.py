@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from bridge.app import create_app
 from bridge.cli import main
 from bridge.config import load_settings
-from bridge.rules import RulesError, parse_rules
-from bridge.storage import Store
+from bridge.rules.load import RulesError, parse_rules
+from bridge.storage.store import Store
 from bridge.worker import OutboxRunner, run_once
 from tests.conftest import ROOT, Clock
 from tests.receiver import Receiver, receivers

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from bridge.storage import Store
+from bridge.storage.store import Store
 from tests.conftest import BridgeProcess, empty_tables
 
 pytestmark = pytest.mark.postgres

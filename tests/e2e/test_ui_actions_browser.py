@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from bridge.storage import migrate
+from bridge.storage.engine import migrate
 from tests.conftest import BridgeProcess, payload_bytes
 from tests.e2e.test_ui_browser import ARGS, CHROMIUM, DOCS, pytestmark  # noqa: F401  (skip without Chromium)
 from tests.fakes import FakeJira

@@ -20,8 +20,8 @@ from prometheus_client import REGISTRY
 from bridge.app import create_app
 from bridge.asgi import BridgeASGI, FlaskOverASGI
 from bridge.config import load_settings
-from bridge.context import EXTENSION
 from bridge.errors import StoreUnavailable
+from bridge.web.context import EXTENSION
 from tests.conftest import ROOT, payload, payload_bytes
 
 TOKEN = "am-token"

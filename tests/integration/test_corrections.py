@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from bridge.corrections import merge_problems, move_incident
 from bridge.errors import BridgeError, Conflict, NotFound, Unprocessable
-from bridge.jobs import CommentIncidents, EnsureIssue, SyncIssue
-from bridge.storage import IncidentFilter, Store, outbox, problems
+from bridge.outbox.jobs import CommentIncidents, EnsureIssue, SyncIssue
+from bridge.problems.corrections import merge_problems, move_incident
+from bridge.storage.read_models import IncidentFilter
+from bridge.storage.schema import outbox, problems
+from bridge.storage.store import Store
 from tests.conftest import ingest
 from tests.integration.test_problems import firing, rows
 
@@ -157,7 +159,7 @@ def test_merges_that_make_no_sense_are_refused_clearly(store: Store, example_rul
 
 
 def test_merging_into_or_from_a_closed_problem_is_a_conflict(store: Store, example_rules):
-    from bridge.problems import close_problem_by_hand
+    from bridge.problems.actions import close_problem_by_hand
 
     a = open_problem(store, example_rules, "A")
     b = open_problem(store, example_rules, "B")
@@ -247,7 +249,7 @@ def test_move_an_incident_records_it_on_both_problems_and_the_incident(store: St
 
 
 def test_moves_that_make_no_sense_are_refused_clearly(store: Store, example_rules):
-    from bridge.problems import close_problem_by_hand
+    from bridge.problems.actions import close_problem_by_hand
 
     a = open_problem(store, example_rules, "A", 2)
     b = open_problem(store, example_rules, "B", 2)

@@ -11,10 +11,12 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from bridge.domain import Matcher, ProblemState
+from bridge.domain.incidents import Matcher
+from bridge.domain.problems import ProblemState
 from bridge.errors import DataRefused, StoreUnavailable
-from bridge.ingest import _write_work, prepare_delivery, write_deliveries
-from bridge.storage import Store, incidents, notifications, problems, rejected_payloads
+from bridge.ingest.deliveries import _write_work, prepare_delivery, write_deliveries
+from bridge.storage.schema import incidents, notifications, problems, rejected_payloads
+from bridge.storage.store import Store
 from tests.conftest import empty_tables, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)

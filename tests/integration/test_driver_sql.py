@@ -7,11 +7,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from bridge.domain import HEAD_FIELDS, IncidentHead, IncidentState
+from bridge.domain.incidents import HEAD_FIELDS, IncidentHead, IncidentState
 from bridge.errors import DataRefused
-from bridge.storage import IncidentFilter, Store, driver_sql, incident_rows, incidents, notifications
+from bridge.storage import driver_sql, incident_rows
 from bridge.storage.incident_repository import incident_from_row
 from bridge.storage.incident_rows import FIELDS, _postgres_update
+from bridge.storage.read_models import IncidentFilter
+from bridge.storage.schema import incidents, notifications
+from bridge.storage.store import Store
 from tests.conftest import empty_tables, ingest, payload_bytes
 
 T0 = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)

@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import sqlalchemy as sa
 
-from bridge.ingest import Delivery, prepare_delivery, write_deliveries
-from bridge.storage import Store, incidents, notifications, outbox, problems, rejected_payloads
+from bridge.ingest.deliveries import Delivery, prepare_delivery, write_deliveries
+from bridge.storage.schema import incidents, notifications, outbox, problems, rejected_payloads
+from bridge.storage.store import Store
 from tests.conftest import empty_tables, ingest, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)

@@ -15,10 +15,11 @@ import requests
 import sqlalchemy as sa
 
 from bridge import metrics
-from bridge.jira_webhook import handle_jira_webhook
-from bridge.problems import link_problem
-from bridge.releases import close_release
-from bridge.storage import Store, outbox, problems
+from bridge.jira.webhook import handle_jira_webhook
+from bridge.problems.actions import link_problem
+from bridge.problems.releases import close_release
+from bridge.storage.schema import outbox, problems
+from bridge.storage.store import Store
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
 from jira_link.identity import PROPERTY_KEY

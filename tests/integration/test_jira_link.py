@@ -11,9 +11,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bridge import jobs as outbox_jobs
-from bridge.problems import link_problem
-from bridge.storage import Store, outbox, problems
+from bridge.outbox import jobs as outbox_jobs
+from bridge.problems.actions import link_problem
+from bridge.storage.schema import outbox, problems
+from bridge.storage.store import Store
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions

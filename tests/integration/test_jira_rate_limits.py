@@ -14,9 +14,11 @@ import requests
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
-from bridge import jira_budget, metrics
-from bridge import jobs as outbox_jobs
-from bridge.storage import Store, problems
+from bridge import metrics
+from bridge.jira import budget as jira_budget
+from bridge.outbox import jobs as outbox_jobs
+from bridge.storage.schema import problems
+from bridge.storage.store import Store
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient, JiraRateLimited, adf_text
 from tests.fakes import FakeJira, iter_texts

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from adapters.zabbix_api import ZabbixClient
-from bridge.jobs import SyncIssue, ZabbixClose
-from bridge.storage import Store, outbox
+from bridge.outbox.jobs import SyncIssue, ZabbixClose
+from bridge.storage.schema import outbox
+from bridge.storage.store import Store
 from bridge.worker import OutboxRunner
 from jira_link.linker import LinkOptions
 from tests.fakes import FakeZabbix

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from bridge.domain import OutcomeRules
-from bridge.jira_webhook import handle_jira_webhook
-from bridge.jobs import ZabbixClose
-from bridge.problems import queue_issue_sync
-from bridge.storage import IncidentFilter, Store, outbox, problems
+from bridge.domain.outcomes import OutcomeRules
+from bridge.jira.webhook import handle_jira_webhook
+from bridge.outbox.jobs import ZabbixClose
+from bridge.problems.actions import queue_issue_sync
+from bridge.storage.read_models import IncidentFilter
+from bridge.storage.schema import outbox, problems
+from bridge.storage.store import Store
 from bridge.worker import OutboxRunner
 from jira_link.linker import LinkOptions
 from tests.conftest import ingest, payload
@@ -231,7 +233,13 @@ def test_the_periodic_sync_finds_a_wont_do_without_a_webhook(bridge: Bridge):
 
 
 def test_wont_do_closes_the_zabbix_events_of_the_incidents_it_closes(bridge: Bridge):
-    ingest(bridge.store, bridge.rules, "zabbix", json.dumps(payload("zabbix-6.0.14-problem.json")).encode(), bridge.now)
+    ingest(
+        bridge.store,
+        bridge.rules,
+        "zabbix",
+        json.dumps(payload("zabbix-6.0.14-problem.json")).encode(),
+        bridge.now,
+    )
     [zabbix_problem] = [p for p in rows(bridge.store, problems) if p["problem_key"].startswith("zabbix-trigger/")]
     bridge.jira.add_issue("LKK-70")
     assert bridge.store.record_jira_link(zabbix_problem["id"], "LKK-70", "https://jira.test/browse/LKK-70", "manual")
@@ -247,7 +255,9 @@ def test_an_issue_worked_on_again_leaves_its_problem_closed_when_another_is_open
     bridge.jira.resolve(key, "Won't Do")
     bridge.sync(key)
     for n in range(2):
-        ingest(bridge.store, bridge.rules, "alertmanager", firing(f"A00000000000010{n}", alertname="A"), bridge.now)
+        ingest(
+            bridge.store, bridge.rules, "alertmanager", firing(f"A00000000000010{n}", alertname="A"), bridge.now
+        )
     [newer] = [p["id"] for p in rows(bridge.store, problems) if p["id"] != problem_id]
     bridge.jira.reopen(key)
     bridge.sync(key)

@@ -10,9 +10,11 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from bridge import ingest as ingest_module
-from bridge.ingest import prepare_delivery, write_deliveries
-from bridge.storage import IncidentFilter, Store, incidents, notifications, problems
+from bridge.ingest import deliveries as ingest_module
+from bridge.ingest.deliveries import prepare_delivery, write_deliveries
+from bridge.storage.read_models import IncidentFilter
+from bridge.storage.schema import incidents, notifications, problems
+from bridge.storage.store import Store
 from tests.conftest import empty_tables, ingest, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)

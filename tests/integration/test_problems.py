@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from bridge.domain import ProblemState
-from bridge.jobs import CommentIncidents, EnsureIssue
-from bridge.storage import IncidentFilter, Store, incidents, outbox, problems
+from bridge.domain.problems import ProblemState
+from bridge.outbox.jobs import CommentIncidents, EnsureIssue
 from bridge.storage.problem_repository import problem_from_row
+from bridge.storage.read_models import IncidentFilter
+from bridge.storage.schema import incidents, outbox, problems
+from bridge.storage.store import Store
 from tests.conftest import ingest, ingest_concurrently, payload
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from bridge.release_health import release_health
-from bridge.releases import close_release
+from bridge.problems.release_health import release_health
+from bridge.problems.releases import close_release
 from tests.integration import test_releases
 from tests.integration.test_releases import RELEASED, fire, problem_by_key, release
 

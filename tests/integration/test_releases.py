@@ -13,10 +13,11 @@ import sqlalchemy as sa
 import yaml
 
 from adapters.zabbix_api import ZabbixClient
-from bridge.problems import close_problem_by_hand
-from bridge.releases import close_release
-from bridge.rules import load_rules
-from bridge.storage import Store, incidents, outbox, problems, releases
+from bridge.problems.actions import close_problem_by_hand
+from bridge.problems.releases import close_release
+from bridge.rules.load import load_rules
+from bridge.storage.schema import incidents, outbox, problems, releases
+from bridge.storage.store import Store
 from bridge.worker import OutboxRunner
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
@@ -329,7 +330,7 @@ def test_recurrence_from_a_target_still_on_an_older_version_is_not_a_regression(
 
 
 def test_manual_close_and_reopen(world):
-    from bridge.problems import close_problem_by_hand, reopen_problem_by_hand
+    from bridge.problems.actions import close_problem_by_hand, reopen_problem_by_hand
 
     store, rules = world[0], world[1]
     beta = problem_by_key(store, "Beta/lkk")

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from bridge.actions import acknowledge_incident
 from bridge.errors import Conflict
-from bridge.storage import Store
+from bridge.problems.actions import acknowledge_incident
+from bridge.storage.store import Store
 from bridge.worker import run_once
 from tests.conftest import ingest
 from tests.integration.test_sla_clock import FRIDAY_1730, MOSCOW, am, only, zabbix

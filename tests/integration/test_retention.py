@@ -9,7 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from bridge.errors import BadPayload
-from bridge.storage import IncidentFilter, Store, notifications, rejected_payloads
+from bridge.storage.read_models import IncidentFilter
+from bridge.storage.schema import notifications, rejected_payloads
+from bridge.storage.store import Store
 from bridge.worker import Pruner, prune, run_once
 from tests.conftest import ingest, payload
 

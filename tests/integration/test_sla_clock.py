@@ -6,8 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bridge.domain import IncidentState
-from bridge.storage import IncidentFilter, Store
+from bridge.domain.incidents import IncidentState
+from bridge.storage.read_models import IncidentFilter
+from bridge.storage.store import Store
 from bridge.worker import run_once
 from tests.conftest import ingest, payload
 

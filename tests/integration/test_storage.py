@@ -18,10 +18,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 
-from bridge.domain import IncidentState, Outcome
+from bridge.domain.incidents import IncidentState, Outcome
 from bridge.errors import BadPayload, StoreUnavailable
-from bridge.storage import IncidentFilter, Store, incidents, metadata, notifications, rejected_payloads
 from bridge.storage.engine import _alembic_config, make_engine, migrate
+from bridge.storage.read_models import IncidentFilter
+from bridge.storage.schema import incidents, metadata, notifications, rejected_payloads
+from bridge.storage.store import Store
 from tests.conftest import (
     PG_ADMIN_URL,
     empty_tables,
@@ -220,7 +222,7 @@ def test_nul_characters_in_labels_are_refused_before_the_database(store: Store, 
 
 def test_repeated_enqueue_keeps_one_pending_job_even_once_statements_are_prepared(store: Store):
     """psycopg prepares a statement after a few runs; the partial-index upsert must still match."""
-    from bridge.storage import outbox
+    from bridge.storage.schema import outbox
 
     for _ in range(12):
         store.run(lambda conn: store.enqueue(conn, "test.job", target="jira", now=T0, dedup_key="same"))

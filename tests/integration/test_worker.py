@@ -10,8 +10,10 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from bridge.domain import IncidentState
-from bridge.storage import IncidentFilter, Store, incidents
+from bridge.domain.incidents import IncidentState
+from bridge.storage.read_models import IncidentFilter
+from bridge.storage.schema import incidents
+from bridge.storage.store import Store
 from bridge.worker import run_forever
 from tests.conftest import ROOT, wait_for
 from tests.integration.test_storage import incident_row

@@ -10,7 +10,7 @@ import pytest
 
 from adapters import PARSERS, SOURCES, alertmanager, zabbix
 from bridge.config import TOKEN_GROUPS
-from bridge.domain import AlertStatus
+from bridge.domain.incidents import AlertStatus
 from bridge.errors import BadPayload
 from tests.conftest import payload
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bridge.domain import (
+from bridge.domain.incidents import (
     MAX_READABLE_KEY_LENGTH,
     MAX_SOURCE_IDS,
     Alert,
@@ -16,12 +16,11 @@ from bridge.domain import (
     Matcher,
     Outcome,
     Route,
-    Rules,
-    apply_notifications,
     bounded_key,
     dedup_key,
-    route_alert,
 )
+from bridge.domain.lifecycle import apply_notifications
+from bridge.domain.rules import Rules, route_alert
 
 
 def apply_notification(alerts, routings, current, now, sla_policies=None):

@@ -9,17 +9,11 @@ import pytest
 
 from adapters import events
 from bridge.config import check_exposure, load_settings
-from bridge.domain import (
-    AlertStatus,
-    EventRoutingKey,
-    IncidentState,
-    Outcome,
-    Rules,
-    apply_alert,
-    route_alert,
-)
+from bridge.domain.incidents import AlertStatus, EventRoutingKey, IncidentState, Outcome
+from bridge.domain.lifecycle import apply_alert
+from bridge.domain.rules import Rules, route_alert
 from bridge.errors import BadPayload
-from bridge.rules import RulesError, expand_variables, load_rules, parse_rules
+from bridge.rules.load import RulesError, expand_variables, load_rules, parse_rules
 from tests.conftest import ROOT, payload
 from tests.unit.test_config import ALL_TOKENS
 from tests.unit.test_rules import VALID

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from adapters import alertmanager, grafana
-from bridge.domain import AlertStatus
+from bridge.domain.incidents import AlertStatus
 from bridge.errors import BadPayload
 from tests.conftest import payload
 

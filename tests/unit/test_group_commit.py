@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from bridge.errors import DataRefused, StoreUnavailable
-from bridge.group_commit import GroupCommit, _settle_on_their_loops
+from bridge.ingest.group_commit import GroupCommit, _settle_on_their_loops
 
 
 class Recorder:

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters import alertmanager
-from bridge.domain import (
+from bridge.domain.incidents import (
     Alert,
     AlertStatus,
     Incident,
@@ -27,6 +27,8 @@ from bridge.domain import (
     Outcome,
     Route,
     Routing,
+)
+from bridge.domain.lifecycle import (
     apply_alert,
     apply_notifications,
     is_plain_repeat,
@@ -35,13 +37,12 @@ from bridge.domain import (
     plain_repeat_heads,
     remember_source_id,
     repeat_candidates,
-    route_alert,
     update_sla,
 )
-from bridge.domain.rules import _decide
+from bridge.domain.rules import _decide, route_alert
+from bridge.domain.sla import TWENTY_FOUR_SEVEN, Calendar, SlaPolicy
 from bridge.errors import BadPayload
-from bridge.sla import TWENTY_FOUR_SEVEN, Calendar, SlaPolicy
-from bridge.templates import TemplateError, _reads, compile_template
+from bridge.rules.templates import TemplateError, _reads, compile_template
 from bridge.validation import MAX_LABEL_NAME_LENGTH, MAX_LABEL_VALUE_LENGTH
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bridge.domain import JiraTarget
+from bridge.domain.problems import JiraTarget
 from jira_link.client import JiraError
 from jira_link.identity import (
     PROPERTY_KEY,

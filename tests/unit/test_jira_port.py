@@ -8,10 +8,10 @@ from types import ModuleType
 
 import pytest
 
-import bridge.jira_identity
-import bridge.jira_webhook
-import bridge.problems
-import bridge.releases
+import bridge.jira.identity
+import bridge.jira.webhook
+import bridge.problems.actions
+import bridge.problems.releases
 import bridge.worker
 import jira_link.identity
 import jira_link.linker
@@ -60,11 +60,11 @@ def test_the_port_holds_exactly_the_methods_the_linker_worker_and_use_cases_call
             for module in (
                 jira_link.linker,
                 jira_link.identity,
-                bridge.jira_identity,
+                bridge.jira.identity,
                 bridge.worker,
-                bridge.problems,
-                bridge.releases,
-                bridge.jira_webhook,
+                bridge.problems.actions,
+                bridge.problems.releases,
+                bridge.jira.webhook,
             )
         )
     )

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bridge import jira_budget, jobs
 from bridge.errors import StoreUnavailable
-from bridge.storage import JiraLimits, RateLimitBlock
+from bridge.jira import budget as jira_budget
+from bridge.outbox import jobs
+from bridge.storage.rate_limit_repository import JiraLimits, RateLimitBlock
 from jira_link import client
 from jira_link.rate_limits import (
     REASONS,
@@ -134,6 +135,6 @@ def test_a_budget_the_database_cannot_take_never_fails_the_jira_call(caplog):
             raise StoreUnavailable("database unavailable; retry later")
 
     record = jira_budget.budget_recorder(DatabaseDown(), lambda: NOW)  # type: ignore[arg-type]
-    with caplog.at_level("WARNING", logger="bridge.jira_budget"):
+    with caplog.at_level("WARNING", logger="bridge.jira.budget"):
         assert record(Budget(1000, 10)) is None
     assert "Jira budget not recorded" in caplog.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge import jobs
+from bridge.outbox import jobs
 
 CASES = [
     (jobs.EnsureIssue(7, "P1"), "jira.ensure_issue", "jira.ensure_issue:7", {"priority": "P1"}),

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from bridge.domain import JiraTarget
+from bridge.domain.problems import JiraTarget
 from jira_link.client import CLOUD, JiraError, JiraIssue, adf, wiki_markup
 from jira_link.linker import (
     DESCRIPTION_LIMIT,

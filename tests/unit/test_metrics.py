@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from prometheus_client import REGISTRY
 
 from bridge import metrics
-from bridge.domain import AlertStatus, Outcome
+from bridge.domain.incidents import AlertStatus, Outcome
 
 SOURCE = "zabbix"
 OPENED_AT = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)

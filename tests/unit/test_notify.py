@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import orjson
 
-from bridge.jobs import Deliver
-from bridge.notify import Endpoint, request_of, retry_after_seconds, signature
-from bridge.templates import compile_template
+from bridge.outbox.jobs import Deliver
+from bridge.outbox.notify import Endpoint, request_of, retry_after_seconds, signature
+from bridge.rules.templates import compile_template
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 JOB = Deliver(

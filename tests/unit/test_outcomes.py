@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from bridge.domain import IssueOutcome, IssueReading, OutcomeRules, OutcomeStep, Problem, ProblemState, outcome_step
-from bridge.rules import RulesError, parse_rules
+from bridge.domain.outcomes import IssueOutcome, IssueReading, OutcomeRules, OutcomeStep, outcome_step
+from bridge.domain.problems import Problem, ProblemState
+from bridge.rules.load import RulesError, parse_rules
 from jira_link.client import JiraIssue
 from jira_link.linker import outward_links
 from tests.conftest import ROOT

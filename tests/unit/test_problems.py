@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bridge.domain import Problem, ProblemState, TransitionRefused
+from bridge.domain.problems import Problem, ProblemState, TransitionRefused
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 URL = "https://jira.example.com/browse/LKK-42"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.rules import RulesError, load_rules, parse_duration, parse_rules
+from bridge.rules.load import RulesError, load_rules, parse_duration, parse_rules
 from tests.conftest import ROOT
 
 VALID = {
@@ -129,7 +129,7 @@ def test_parse_duration_refuses_other_forms(text):
 
 
 def test_templates_cannot_reach_the_environment_or_python_internals():
-    from bridge.templates import TemplateError, compile_template
+    from bridge.rules.templates import TemplateError, compile_template
 
     for source in (
         "{{ cycler.__init__.__globals__.os.environ }}",

@@ -9,7 +9,7 @@ import holidays
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.sla import TWENTY_FOUR_SEVEN, Calendar
+from bridge.domain.sla import TWENTY_FOUR_SEVEN, Calendar
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -125,8 +125,8 @@ def test_a_calendar_that_keeps_few_days_gives_the_same_instants(monkeypatch):
     never change."""
     start = moscow(2026, 12, 25, 17, 0)
     expected = [MOSCOW_BUSINESS.add(start, hours * 3600) for hours in range(1, 60, 7)]
-    monkeypatch.setattr("bridge.sla.MAX_CACHED_DAYS", 3)
-    monkeypatch.setattr("bridge.sla.MAX_CACHED_SUMS", 2)
+    monkeypatch.setattr("bridge.domain.sla.MAX_CACHED_DAYS", 3)
+    monkeypatch.setattr("bridge.domain.sla.MAX_CACHED_SUMS", 2)
     small = Calendar(
         "moscow", zone=MOSCOW, weekly=OFFICE, holidays=RUSSIAN_HOLIDAYS, working_day_hours=((time(9), time(18)),)
     )

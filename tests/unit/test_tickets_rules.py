@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bridge.rules import RulesError, parse_rules
+from bridge.rules.load import RulesError, parse_rules
 from tests.conftest import ROOT
 
 ENV = {"ITSM_URL": "https://itsm.example/hooks", "ITSM_SECRET": "s3cret", "CHAT_SECRET": "c", "RT_TOKEN": "tok"}

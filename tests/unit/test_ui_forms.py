@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 
 from bridge.errors import BadPayload
-from bridge.ui_actions import form_id, form_text
+from bridge.pages.actions import form_id, form_text
 
 
 def fields(**data: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.versions import is_older
+from bridge.problems.versions import is_older
 
 
 @pytest.mark.parametrize(

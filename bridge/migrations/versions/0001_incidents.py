@@ -7,7 +7,7 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.storage import BigId, JsonType, UtcDateTime
+from bridge.storage.schema import BigId, JsonType, UtcDateTime
 
 revision = "0001"
 down_revision = None

@@ -7,7 +7,7 @@ Revises: 0001
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.storage import BigId, JsonType, UtcDateTime
+from bridge.storage.schema import BigId, JsonType, UtcDateTime
 
 revision = "0002"
 down_revision = "0001"

@@ -7,7 +7,7 @@ Revises: 0002
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.storage import BigId, JsonType, UtcDateTime
+from bridge.storage.schema import BigId, JsonType, UtcDateTime
 
 revision = "0003"
 down_revision = "0002"

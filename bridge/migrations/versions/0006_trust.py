@@ -13,7 +13,7 @@ Revises: 0005
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.storage import BigId, JsonType, UtcDateTime
+from bridge.storage.schema import BigId, JsonType, UtcDateTime
 
 revision = "0006"
 down_revision = "0005"

@@ -13,7 +13,7 @@ Revises: 0006
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.storage import UtcDateTime
+from bridge.storage.schema import UtcDateTime
 
 revision = "0007"
 down_revision = "0006"

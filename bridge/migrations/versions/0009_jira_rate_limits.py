@@ -11,7 +11,7 @@ Revises: 0008
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.storage import UtcDateTime
+from bridge.storage.schema import UtcDateTime
 
 revision = "0009"
 down_revision = "0008"

@@ -11,7 +11,7 @@ Revises: 0009
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.storage import BigId, UtcDateTime
+from bridge.storage.schema import BigId, UtcDateTime
 
 revision = "0010"
 down_revision = "0009"

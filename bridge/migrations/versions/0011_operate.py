@@ -14,7 +14,7 @@ Revises: 0010
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.storage import BigId, JsonType, UtcDateTime
+from bridge.storage.schema import BigId, JsonType, UtcDateTime
 
 revision = "0011"
 down_revision = "0010"

@@ -7,7 +7,7 @@ Revises: 0011
 import sqlalchemy as sa
 from alembic import op
 
-from bridge.storage import UtcDateTime
+from bridge.storage.schema import UtcDateTime
 
 revision = "0012"
 down_revision = "0011"

@@ -1,0 +1,74 @@
+"""The JSON bodies the API accepts, as pydantic models: the views validate with them, the OpenAPI document shows them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+
+from adapters import tickets as ticket_adapter
+from bridge.domain.problems import JIRA_KEY
+from bridge.storage.engine import MAX_ID
+from bridge.validation import SafeStr, bounded_str
+
+
+class ReleaseRequest(BaseModel):
+    """The close hook's body, as a release pipeline sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=200)
+    project: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")
+    issues: list[Annotated[str, Field(pattern=JIRA_KEY.pattern)]] | None = Field(default=None, max_length=10_000)
+    released_at: AwareDatetime | None = None
+    environments: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]] | None = Field(
+        default=None, max_length=100
+    )
+
+
+class ReasonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class MergeRequest(BaseModel):
+    """Merge this problem into another: its incidents gathered there, the Jira link kept or named in a conflict."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    into: StrictInt = Field(ge=1, le=MAX_ID)
+    reason: bounded_str(1, 2000) | None = None  # type: ignore[valid-type]
+
+
+class MoveRequest(BaseModel):
+    """Move this incident to another open problem."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    problem_id: StrictInt = Field(ge=1, le=MAX_ID)
+
+
+class AcknowledgeRequest(BaseModel):
+    """An acknowledgement, optionally with a note (the body itself is optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: bounded_str(1, 2000) | None = None  # type: ignore[valid-type]
+
+
+class NoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: bounded_str(1, 5000)  # type: ignore[valid-type]
+
+
+class LinkTicketRequest(BaseModel):
+    """A ticket to link to a problem by hand."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: str = Field(pattern=ticket_adapter.SYSTEM_PATTERN)
+    ticket_id: str = Field(pattern=ticket_adapter.TICKET_ID_PATTERN)
+    url: str | None = Field(default=None, pattern=ticket_adapter.URL_PATTERN)
+    summary: SafeStr = Field(default="", max_length=ticket_adapter.MAX_SUMMARY_LENGTH)

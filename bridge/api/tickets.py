@@ -1,0 +1,105 @@
+"""HTTP endpoints of tickets: people's tickets in (token group `tickets`), and linking them to problems (`api`)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import replace
+
+from flask import Blueprint, jsonify, request
+
+from adapters import tickets as ticket_adapter
+from bridge.api.bodies import LinkTicketRequest
+from bridge.domain.incidents import Outcome, ParsedNotification
+from bridge.domain.rules import Rules
+from bridge.errors import NotFound
+from bridge.ingest.deliveries import Delivery, IngestResult, prepare_delivery
+from bridge.ingest.measured import measured_ingest
+from bridge.problems.tickets import link_ticket, reported_priority, system_of, unlink_ticket
+from bridge.web.actors import request_actor
+from bridge.web.answers import problem_tickets_json
+from bridge.web.context import bridge
+from bridge.web.edge import check_bearer, group_token, json_writes, read_body, requires_token, validated_body
+
+tickets = json_writes(Blueprint("tickets", __name__))
+SOURCE = ticket_adapter.SOURCE
+
+
+def _known_system(rules: Rules, parsed: ParsedNotification) -> ParsedNotification:
+    """Refuse a ticket of a system rules.yaml does not name (422) before anything is written."""
+    for alert in parsed.alerts:
+        system_of(rules, alert.annotations["ticket_system"])
+    return parsed
+
+
+def with_ticket_priority(rules: Rules, delivery: Delivery) -> Delivery:
+    """The delivery routed as the endpoint routes a ticket: its own impact and urgency win."""
+    routings = [reported_priority(rules, a, r) for a, r in zip(delivery.parsed.alerts, delivery.routings, strict=True)]
+    return replace(delivery, routings=routings)
+
+
+@tickets.post("/api/v1/tickets")
+def report_ticket():  # type: ignore[no-untyped-def]
+    """A ticket a person reported: recorded as an incident (source ticket), 201 when new, 200 when updated."""
+    ctx = bridge()
+
+    def write() -> IngestResult:
+        check_bearer(group_token("tickets"))
+        delivery = prepare_delivery(
+            ctx.store,
+            ctx.rules,
+            SOURCE,
+            read_body(),
+            ctx.now(),
+            content_type=request.content_type,
+            rejected_body_limit=ctx.settings.rejected_body_limit,
+            max_depth=ctx.settings.max_json_depth,
+            complete=functools.partial(_known_system, ctx.rules),
+        )
+        return ctx.write(with_ticket_priority(ctx.rules, delivery))
+
+    result = measured_ingest(SOURCE, write)
+    [outcome] = result.results
+    return jsonify(
+        {
+            "status": "ok",
+            "incident": outcome.incident_id,
+            "outcome": outcome.outcome.value,
+            "problem_id": outcome.problem_id,
+            "priority": outcome.routing.priority,
+        }
+    ), (201 if outcome.outcome is Outcome.CREATED else 200)
+
+
+@tickets.post("/api/v1/problems/<int:problem_id>/tickets")
+@requires_token("operate")
+def link(problem_id: int):  # type: ignore[no-untyped-def]
+    """Link a ticket by hand: 201 when new, 200 when already linked, 422 for an unknown system."""
+    wanted = validated_body(LinkTicketRequest)
+    ctx = bridge()
+    created = link_ticket(
+        ctx.store,
+        ctx.rules,
+        problem_id,
+        wanted.system,
+        wanted.ticket_id,
+        ctx.now(),
+        url=wanted.url,
+        summary=wanted.summary,
+        actor=request_actor(),
+    )
+    return jsonify({"problem_id": problem_id, "tickets": problem_tickets_json(problem_id)}), (201 if created else 200)
+
+
+@tickets.delete("/api/v1/problems/<int:problem_id>/tickets/<system>/<ticket_id>")
+@requires_token("operate")
+def unlink(problem_id: int, system: str, ticket_id: str):  # type: ignore[no-untyped-def]
+    """Unlink a ticket linked by hand (404 when it was not); the ticket itself is untouched."""
+    ctx = bridge()
+    # A name no ticket can have (a NUL, a space) is not linked: never sent to the database.
+    readable = re.fullmatch(ticket_adapter.SYSTEM_PATTERN, system) and re.fullmatch(
+        ticket_adapter.TICKET_ID_PATTERN, ticket_id
+    )
+    if not readable or not unlink_ticket(ctx.store, problem_id, system, ticket_id, ctx.now(), request_actor()):
+        raise NotFound(f"ticket {system} {ticket_id} is not linked to problem {problem_id} by hand")
+    return jsonify({"problem_id": problem_id, "tickets": problem_tickets_json(problem_id)})

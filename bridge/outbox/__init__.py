@@ -1,0 +1,1 @@
+"""Side effects as outbox rows: the job catalogue and outbound notifications."""

@@ -1,0 +1,1 @@
+"""The third line's pages under /ui/: views, action forms, templates and static files."""

@@ -1,0 +1,304 @@
+"""Pages for the third line under /ui/: what is burning, how close to its SLA, which Jira issue it waits for.
+
+Server-rendered (Jinja2, autoescaped), no build chain; a few lines of plain JavaScript
+(a served file: the Content-Security-Policy allows no inline script) count SLA time down
+and refresh the overview. Behind the read token: signing in with it starts a signed
+session cookie that never holds the token itself. Signing in with the operate token (and
+a name) lets the person act through the forms of bridge/pages/actions.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
+from flask.blueprints import BlueprintSetupState
+from flask.sessions import SecureCookieSessionInterface
+
+from adapters import SOURCES
+from bridge.config import Secret
+from bridge.domain.incidents import IncidentState
+from bridge.domain.problems import ProblemState
+from bridge.errors import BadPayload, NotFound
+from bridge.problems.release_health import release_health
+from bridge.shapes import iso
+from bridge.storage.read_models import IncidentFilter
+from bridge.web.actors import SESSION_ACTOR, checked_name, proxy_user
+from bridge.web.context import EXTENSION, bridge
+from bridge.web.edge import choice_arg, group_token, page_args
+
+ui = Blueprint(
+    "ui",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+    url_prefix="/ui",
+)
+SESSION_LIFETIME = timedelta(hours=12)
+OPEN_ENDPOINTS = ("ui.login", "ui.logout", "ui.static")
+_LOCAL_TARGET = re.compile(r"/ui/[!-~]*")  # a page of ours, printable ASCII only: no open redirect, no odd header
+
+
+def session_key(*tokens: Secret | None, fallback: str = "") -> bytes:
+    """The session signing key, derived from the read and operate tokens: every replica agrees, and
+    rotating either token ends every session (the old signatures no longer verify). With neither set
+    (pages and actions open) the key comes from `fallback` (the database URL), only to sign forms."""
+    secret = "\n".join(token.value for token in tokens if token is not None) or fallback
+    return hmac.new(secret.encode(), b"incident-bridge /ui/ session", hashlib.sha256).digest()
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, marked Secure whenever the request came over HTTPS.
+
+    Behind a TLS-terminating proxy the scheme is https only when the proxy is one of
+    BRIDGE_TRUSTED_PROXIES (app.py honours X-Forwarded-Proto from those peers alone).
+    """
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure
+
+
+@ui.record_once
+def _configure_sessions(state: BlueprintSetupState) -> None:
+    settings = state.app.extensions[EXTENSION].settings
+    app = cast(Flask, state.app)
+    app.session_interface = _SessionInterface()
+    app.secret_key = session_key(settings.token("api"), settings.token("operate"), fallback=settings.database_url)
+    app.config.update(
+        SESSION_COOKIE_NAME="bridge_session",
+        SESSION_COOKIE_PATH="/ui/",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # 12 hours from signing in, not from the last click: a copied cookie dies too.
+        SESSION_REFRESH_EACH_REQUEST=False,
+    )
+
+
+def _sessions_required() -> bool:
+    return group_token("api") is not None
+
+
+def _signed_in() -> bool:
+    return not _sessions_required() or session.get("signed_in") is True
+
+
+@ui.before_request
+def _require_session():  # type: ignore[no-untyped-def]
+    # SameSite=Strict keeps the cookie off cross-site posts; refusing them outright also stops
+    # a page elsewhere from signing the browser in or out.
+    if request.method == "POST" and request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        abort(403)
+    if request.endpoint not in OPEN_ENDPOINTS and not _signed_in():
+        return redirect(url_for("ui.login", next=request.full_path))
+    return None
+
+
+def may_act() -> bool:
+    """Whether this page's visitor may act: signed in with the operate token, or acting is left open."""
+    return group_token("operate") is None or session.get("operate") is True
+
+
+def csrf_token() -> str:
+    """The session's form token: every action form carries it, and a post without it is refused."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+@ui.context_processor
+def _session_state() -> dict[str, Any]:
+    try:
+        from_proxy = proxy_user()
+    except BadPayload:  # an unusable name from the proxy: an action would say so; the page still shows
+        from_proxy = None
+    return {
+        "signed_in": session.get("signed_in") is True,
+        "may_act": may_act(),
+        "actor": from_proxy or session.get(SESSION_ACTOR),
+    }
+
+
+@ui.app_template_filter("when")
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+@ui.app_template_filter("iso")
+def _iso(value: datetime | None) -> str:
+    return iso(value) or ""
+
+
+@ui.errorhandler(BadPayload)
+def _bad_request(exc: BadPayload):  # type: ignore[no-untyped-def]
+    """The API's argument checks refuse; a page says so in HTML."""
+    return render_template("bad_request.html", error=exc), exc.status
+
+
+@ui.route("/login", methods=["GET", "POST"])
+def login():  # type: ignore[no-untyped-def]
+    """Sign in with the read token (to look) or the operate token (to act, with a name)."""
+    error = None
+    target = request.values.get("next") or ""
+    if not _LOCAL_TARGET.fullmatch(target):
+        target = url_for("ui.overview")
+    read, operate = group_token("api"), group_token("operate")
+    if read is None and operate is None:
+        return redirect(target)
+    from_proxy = proxy_user()
+    if request.method == "POST":
+        given = request.form.get("token", "")
+        acting = operate is not None and operate.matches(given)
+        name = from_proxy or request.form.get("name", "").strip()
+        if not acting and not (read is not None and read.matches(given)):
+            error = "That token is not the read token (BRIDGE_TOKEN_API) or the operate token (BRIDGE_TOKEN_OPERATE)."
+        elif acting and not name:
+            error = "Give your name with the operate token: every action is recorded with it."
+        else:
+            try:
+                name = checked_name(name, "name") if name else ""
+            except BadPayload as exc:
+                error = f"That name cannot be recorded: {'; '.join(exc.errors)}."
+        if error is None:
+            session.clear()
+            session.permanent = True
+            session.update(signed_in=True, operate=acting, csrf=secrets.token_urlsafe(32))
+            if name:
+                session[SESSION_ACTOR] = name
+            return redirect(target)
+    return render_template("login.html", error=error, next=target, proxy_user=from_proxy), 401 if error else 200
+
+
+@ui.post("/logout")
+def logout():  # type: ignore[no-untyped-def]
+    """End the session: the cookie is emptied and expired (Flask deletes it once the session is empty)."""
+    session.clear()
+    return redirect(url_for("ui.login"))
+
+
+@ui.get("/")
+def overview():  # type: ignore[no-untyped-def]
+    store = bridge().store
+    releases = store.list_releases(5, None).items
+    return render_template(
+        "overview.html",
+        counts=store.overview_counts(),
+        nearest=store.nearest_sla(10),
+        awaiting=store.nearest_response(10),
+        releases=releases,
+        now=bridge().now(),
+    )
+
+
+@ui.get("/problems")
+def problems():  # type: ignore[no-untyped-def]
+    limit, cursor = page_args()
+    state = choice_arg("state", ProblemState)
+    page = bridge().store.list_problems(state, request.args.get("jira_key") or None, limit, cursor)
+    return render_template("problems.html", page=page, state=state, states=[s.value for s in ProblemState])
+
+
+@ui.get("/problems/<int:problem_id>")
+def problem(problem_id: int):  # type: ignore[no-untyped-def]
+    store = bridge().store
+    found = store.get_problem(problem_id)
+    if found is None:
+        return render_template("missing.html", what=f"problem {problem_id}"), 404
+    incidents = store.list_incidents(IncidentFilter(problem_id=problem_id), 500, None).items
+    return render_template(
+        "problem.html",
+        problem=found,
+        incidents=incidents,
+        history=store.problem_history(problem_id),
+        tickets=store.problem_tickets(problem_id),
+        now=bridge().now(),
+        jira_target=_jira_target(found["rule"]),
+    )
+
+
+@ui.get("/incidents")
+def incidents():  # type: ignore[no-untyped-def]
+    limit, cursor = page_args()
+    filters = IncidentFilter(
+        state=choice_arg("state", IncidentState),
+        source=choice_arg("source", SOURCES),
+        priority=request.args.get("priority") or None,
+    )
+    page = bridge().store.list_incidents(filters, limit, cursor)
+    return render_template(
+        "incidents.html",
+        page=page,
+        filters=filters,
+        states=[s.value for s in IncidentState],
+        sources=list(SOURCES),
+        priorities=sorted(set(bridge().rules.priority_matrix.values())),
+        now=bridge().now(),
+    )
+
+
+@ui.get("/incidents/<int:incident_id>")
+def incident(incident_id: int):  # type: ignore[no-untyped-def]
+    found = bridge().store.get_incident(incident_id)
+    if found is None:
+        return render_template("missing.html", what=f"incident {incident_id}"), 404
+    return render_template(
+        "incident.html", incident=found, history=bridge().store.incident_history(incident_id), now=bridge().now()
+    )
+
+
+@ui.get("/releases/<project>/<path:version>")
+def release(project: str, version: str):  # type: ignore[no-untyped-def]
+    """What a release closed and what came after it."""
+    ctx = bridge()
+    try:
+        health = release_health(ctx.store, project, version, ctx.settings.release_watch, ctx.now())
+    except NotFound:
+        return render_template("missing.html", what=f"release {version} of {project}"), 404
+    return render_template("release.html", health=health)
+
+
+@ui.get("/rejected")
+def rejected():  # type: ignore[no-untyped-def]
+    limit, cursor = page_args()
+    page = bridge().store.list_rejected(limit, cursor)
+    return render_template("rejected.html", page=page)
+
+
+@ui.get("/rejected/<int:rejected_id>")
+def rejected_item(rejected_id: int):  # type: ignore[no-untyped-def]
+    """One refused payload with its body: the list page carries none (each can be 1 MB)."""
+    found = bridge().store.get_rejected(rejected_id)
+    if found is None:
+        return render_template("missing.html", what=f"rejected payload {rejected_id}"), 404
+    return render_template("rejected_item.html", r=found)
+
+
+def _jira_target(rule_name: str) -> Any:
+    """The Jira target of a problem's rule (None: no project to file an issue in)."""
+    return next((rule.jira for rule in bridge().rules.problem_rules if rule.name == rule_name), None)
+
+
+def sla_label(due: datetime | None, now: datetime) -> dict[str, Any]:
+    """Text a page shows before JavaScript takes over the countdown."""
+    if due is None:
+        return {"text": "paused", "breached": False}
+    seconds = int((due - now).total_seconds())
+    sign = "" if seconds >= 0 else "breached "
+    seconds = abs(seconds)
+    hours, rest = divmod(seconds, 3600)
+    text = f"{sign}{hours}h {rest // 60:02d}m"
+    return {"text": text + (" ago" if sign else ""), "breached": bool(sign)}
+
+
+ui.add_app_template_global(sla_label, "sla_label")
+ui.add_app_template_global(csrf_token, "csrf_token")  # a global: the macros (imported without context) use it
+# Pages compare states through the enums, as the code does.
+ui.add_app_template_global(IncidentState, "IncidentState")
+ui.add_app_template_global(ProblemState, "ProblemState")

@@ -1,0 +1,1 @@
+"""rules.yaml: loaded and validated, with its sections and the operator's templates."""

@@ -1,0 +1,182 @@
+"""What every view checks at the HTTP edge: tokens, the JSON content type, the body size, query arguments.
+
+The API, the webhooks and the pages share these, so each rule of the edge is written once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from bridge.config import TOKEN_GROUPS, Secret
+from bridge.errors import BadPayload, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from bridge.storage.engine import MAX_ID
+from bridge.validation import describe
+from bridge.web.context import bridge
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def check_bearer(expected: Secret | None) -> None:
+    """Require `Authorization: Bearer <token>` when a token is configured.
+
+    Raises:
+        Unauthorized: missing or wrong token (compared in constant time).
+    """
+    if expected is None:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not expected.matches(given.strip()):
+        raise Unauthorized("missing or invalid bearer token", ["Authorization: expected 'Bearer <token>'"])
+
+
+def group_token(group: str) -> Secret | None:
+    """The token of an endpoint group (config.TOKEN_GROUPS), None when the operator left it open."""
+    return bridge().settings.token(group)
+
+
+def requires_token(group: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Guard a view with the bearer token of its endpoint group."""
+    assert group in TOKEN_GROUPS, group
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            check_bearer(group_token(group))
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+def require_json() -> None:
+    """A POST that carries a body carries JSON. Demanding the type keeps web pages out: a form or a
+    no-cors fetch cannot send application/json, so a browser on the operator's desk cannot post to a
+    loopback bridge. A POST without a body (an outbox retry) carries nothing to declare.
+
+    Raises:
+        UnsupportedMediaType: a body of any other Content-Type (a charset parameter is fine).
+    """
+    has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if request.method == "POST" and has_body and request.mimetype != "application/json":
+        raise UnsupportedMediaType(
+            "expected Content-Type: application/json", [f"Content-Type: got {request.content_type or 'none'!r}"]
+        )
+
+
+def json_writes(blueprint: Blueprint) -> Blueprint:
+    """The blueprint's writes carry JSON (`require_json`): the one before-request check of every API resource."""
+    blueprint.before_request(require_json)
+    return blueprint
+
+
+def unread_head() -> bytes:
+    """The first BRIDGE_REJECTED_BODY_LIMIT bytes of a body nobody read, to keep with its refusal."""
+    head: bytes = request.environ["wsgi.input"].read(bridge().settings.rejected_body_limit)
+    return head
+
+
+def read_body(limit_name: str = "BRIDGE_MAX_BODY_BYTES") -> bytes:
+    """The whole body, or 413 when it is past the request's limit (BRIDGE_MAX_BODY_BYTES unless a view lowered it).
+
+    Werkzeug stops a streamed (chunked) body at the limit without saying so; one more byte
+    from the server's stream tells a body of exactly the limit from a longer one. A body
+    declared too long is not read, but its first BRIDGE_REJECTED_BODY_LIMIT bytes are, so a
+    webhook's refusal can be kept.
+
+    Raises:
+        PayloadTooLarge: the body is longer than the limit.
+    """
+    limit = request.max_content_length
+    assert limit is not None, "create_app sets MAX_CONTENT_LENGTH"
+    try:
+        body = request.get_data()
+    except RequestEntityTooLarge as exc:
+        raise PayloadTooLarge(limit, unread_head(), limit_name) from exc
+    if request.content_length is None and len(body) >= limit and request.environ["wsgi.input"].read(1):
+        raise PayloadTooLarge(limit, body, limit_name)
+    return body
+
+
+def json_object() -> Any:
+    read_body()
+    return request.get_json(silent=True)
+
+
+def validated_body(model: type[BaseModel], *, optional: bool = False) -> Any:
+    """The JSON body as `model`; an empty body is `model()` when `optional`.
+
+    Raises:
+        BadPayload: not a JSON object, or a field fails its check (each named).
+    """
+    if optional and not read_body():
+        return model()
+    body = json_object()
+    if not isinstance(body, dict):
+        raise BadPayload("expected a JSON object", ["body: not a JSON object"])
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise BadPayload(f"invalid {model.__name__}", describe(exc)) from exc
+
+
+def problem_or_404(problem_id: int) -> dict[str, Any]:
+    """The problem as the store reads it.
+
+    Raises:
+        NotFound: no such problem.
+    """
+    problem = bridge().store.get_problem(problem_id)
+    if problem is None:
+        raise NotFound(f"no problem {problem_id}")
+    return problem
+
+
+def int_arg(name: str, default: int | None = None, minimum: int = 1, maximum: int | None = None) -> int | None:
+    """An integer query argument in bounds; ASCII digits only (int() would take "1_0" and other scripts' digits).
+
+    Raises:
+        BadPayload: not an integer, or out of bounds.
+    """
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not _INTEGER.fullmatch(raw):
+        raise BadPayload(f"invalid query parameter {name}", [f"{name}: expected an integer, got {raw!r}"])
+    value = int(raw) if len(raw) <= 20 else None  # longer is out of any bound here, and int() caps digits
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise BadPayload(f"invalid query parameter {name}", [f"{name}: must be {bounds}"])
+    return value
+
+
+def choice_arg(name: str, allowed: Iterable[str]) -> str | None:
+    """One of `allowed`, or None when absent.
+
+    Raises:
+        BadPayload: any other value.
+    """
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    allowed = tuple(allowed)
+    if raw not in allowed:
+        raise BadPayload(f"invalid query parameter {name}", [f"{name}: expected one of {', '.join(allowed)}"])
+    return raw
+
+
+def page_args() -> tuple[int, int | None]:
+    """The `limit` and `cursor` of a listing, validated (the UI pages use them too)."""
+    limit = int_arg("limit", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+    assert limit is not None
+    return limit, int_arg("cursor", maximum=MAX_ID)
