@@ -13,6 +13,7 @@ from bridge.storage.rate_limit_repository import RateLimitRepository
 from bridge.storage.read_models import ReadModels
 from bridge.storage.release_repository import ReleaseRepository
 from bridge.storage.ticket_repository import TicketRepository
+from bridge.storage.ticket_sync_repository import TicketSyncRepository
 
 
 class Store(
@@ -27,5 +28,6 @@ class Store(
     ReadModels,
     ActionRepository,
     TicketRepository,
+    TicketSyncRepository,
 ):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""
