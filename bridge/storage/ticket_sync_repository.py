@@ -40,7 +40,8 @@ def _insert_unless_there(conn: Connection, table: sa.Table, values: dict[str, An
     """Insert a row unless one with the same unique `keys` exists; whether it was inserted (race-free on both)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=keys)
-    return bool(conn.execute(statement).rowcount)
+    # The row it returns says whether it was inserted: psycopg's rowcount does not, for a skipped insert.
+    return conn.execute(statement.returning(table.c[keys[0]])).first() is not None
 
 
 class TicketSyncRepository(Database):
