@@ -15,7 +15,7 @@ from bridge.ingest.deliveries import IngestResult
 from bridge.ingest.measured import measured_ingest
 from bridge.problems.tickets import link_ticket, unlink_ticket
 from bridge.shapes import ticket_sync_shape
-from bridge.tickets.reports import prepare_ticket
+from bridge.tickets.reports import prepare_ticket, tell_reported
 from bridge.web.actors import request_actor
 from bridge.web.answers import problem_tickets_json
 from bridge.web.context import bridge
@@ -44,6 +44,7 @@ def report_ticket():  # type: ignore[no-untyped-def]
         return ctx.write(delivery)
 
     result = measured_ingest(SOURCE, write)
+    tell_reported(ctx.store, ctx.rules, result, ctx.now())
     [outcome] = result.results
     return jsonify(
         {

@@ -1,4 +1,5 @@
-"""A ticket becomes or updates its incident: the one path `POST /api/v1/tickets` and every ticket sync take.
+"""A ticket becomes or updates its incident: the one path `POST /api/v1/tickets` and every ticket sync take,
+and, once in a problem, hears what its problem's tickets hear.
 
 A ticket's body is parsed and routed as the endpoint's (adapters/tickets.py): its system must
 be one rules.yaml names, and its own impact and urgency, when given, win over its route's.
@@ -13,7 +14,8 @@ from datetime import datetime
 from adapters import tickets as ticket_adapter
 from bridge.domain.incidents import ParsedNotification
 from bridge.domain.rules import Rules
-from bridge.ingest.deliveries import Delivery, prepare_delivery
+from bridge.ingest.deliveries import Delivery, IngestResult, prepare_delivery
+from bridge.problems.notices import tell_tickets
 from bridge.problems.tickets import reported_priority, system_of
 from bridge.storage.store import Store
 
@@ -60,3 +62,20 @@ def prepare_ticket(
         complete=functools.partial(_known_system, rules),
     )
     return with_ticket_priority(rules, delivery)
+
+
+def tell_reported(store: Store, rules: Rules, result: IngestResult, now: datetime) -> int:
+    """A reported ticket that is in a problem hears the problem's workaround and conclusion (once each).
+
+    In a transaction of its own after the ticket's: the ingest's shared transaction stays
+    as lean as an alert's. A crash between the two leaves the notice to the ticket's next
+    report or the text's next change.
+    """
+    told = 0
+    for item in result.results:
+        problem_id = item.problem_id
+        if problem_id is None or item.incident_id is None:
+            continue
+        ticket = (item.alert.annotations["ticket_system"], item.alert.annotations["ticket_id"])
+        told += store.run(lambda conn: tell_tickets(conn, store, rules, [problem_id], now, only=ticket))
+    return told
