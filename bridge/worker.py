@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -56,6 +56,7 @@ from jira_link.linker import (
 from jira_link.port import JiraPort
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 JOBS_PER_PASS = 50
 FIRST_BACKOFF_SECONDS = 2.0
@@ -335,19 +336,24 @@ class OutboxRunner:
             raise JobFailed(f"ticket system {name!r} is no longer a {kind} system in rules.yaml", retryable=False)
         return system
 
-    @_handle.register
-    def _rt_close(self, job: jobs.RtClose, now: datetime) -> None:
-        """Resolve a ticket in Request Tracker with a comment; one already resolved or deleted is noted, not retried."""
-        system = self._system(job.system, "rt")
+    def _with_rt(self, system: TicketSystem, act: Callable[[RtClient], T]) -> T:
+        """One piece of work on an RT, counted as a delivery to its system (retried or dead when RT fails)."""
         client = RtClient.for_system(system)
         try:
-            report = client.close(job.ticket_id, job.text)
+            done = act(client)
         except RtError as exc:
             metrics.labelled(metrics.DELIVERIES, system.name, "retry" if exc.retryable else "dead").inc()
             raise
         finally:
             client.session.close()
         metrics.labelled(metrics.DELIVERIES, system.name, "success").inc()
+        return done
+
+    @_handle.register
+    def _rt_close(self, job: jobs.RtClose, now: datetime) -> None:
+        """Resolve a ticket in Request Tracker with a comment; one already resolved or deleted is noted, not retried."""
+        system = self._system(job.system, "rt")
+        report = self._with_rt(system, lambda client: client.close(job.ticket_id, job.text))
         if not report.closed:
             log.warning("RT ticket not changed", extra={"system": system.name, "ticket_id": job.ticket_id})
         else:  # the sync must not read the bridge's own resolve back as a person's change
@@ -367,15 +373,8 @@ class OutboxRunner:
     @_handle.register
     def _rt_comment(self, job: jobs.RtComment, now: datetime) -> None:
         """Tell an RT ticket its problem's workaround or conclusion, as an internal comment (never twice)."""
-        client = RtClient.for_system(self._system(job.system, "rt"))
-        try:
-            report = client.comment_once(job.ticket_id, self._notice_text(job))
-        except RtError as exc:
-            metrics.labelled(metrics.DELIVERIES, job.system, "retry" if exc.retryable else "dead").inc()
-            raise
-        finally:
-            client.session.close()
-        metrics.labelled(metrics.DELIVERIES, job.system, "success").inc()
+        text = self._notice_text(job)
+        report = self._with_rt(self._system(job.system, "rt"), lambda client: client.comment_once(job.ticket_id, text))
         log.info("RT ticket told", extra={"system": job.system, "ticket_id": job.ticket_id, "note": report.note})
 
     def _service_desk(self, name: str) -> tuple[TicketSystem, JiraClient]:

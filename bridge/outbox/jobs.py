@@ -206,11 +206,9 @@ class Deliver(Job):
 
 
 @dataclass(frozen=True)
-class RtClose(Job):
-    """Close a ticket in Request Tracker 5: a comment naming the release and problem, then Status resolved."""
+class TicketClose(Job):
+    """Close a ticket in its system, with a comment naming the release and problem (a kind per system)."""
 
-    KIND: ClassVar[str] = "rt.close_ticket"
-    TARGET: ClassVar[str] = "rt"
     system: str
     ticket_id: str
     text: str
@@ -221,12 +219,19 @@ class RtClose(Job):
 
 
 @dataclass(frozen=True)
+class RtClose(TicketClose):
+    """Close a ticket in Request Tracker 5: a comment naming the release and problem, then Status resolved."""
+
+    KIND: ClassVar[str] = "rt.close_ticket"
+    TARGET: ClassVar[str] = "rt"
+
+
+@dataclass(frozen=True)
 class TicketNotice(Job):
     """Tell one ticket its problem's workaround or conclusion (`what`), once per text: the worker adds the
-    problem's link and comments, unless the ticket's newest comments already say it (a retried job)."""
+    problem's link and comments, unless the ticket's newest comments already say it (a retried job);
+    a kind per system."""
 
-    KIND: ClassVar[str] = "ticket.notice"
-    TARGET: ClassVar[str] = "rt"
     system: str
     ticket_id: str
     what: str
@@ -255,19 +260,12 @@ class JsmComment(TicketNotice):
 
 
 @dataclass(frozen=True)
-class JsmClose(Job):
+class JsmClose(TicketClose):
     """Close a Jira Service Management request: a comment naming the release and problem, then the
     system's close transition (read back)."""
 
     KIND: ClassVar[str] = "jsm.close_ticket"
     TARGET: ClassVar[str] = "jsm"
-    system: str
-    ticket_id: str
-    text: str
-    problem_id: int | None = None
-
-    def dedup_key(self) -> str:
-        return f"{self.KIND}:{self.system}:{self.ticket_id}:{self.problem_id}"
 
 
 @dataclass(frozen=True)

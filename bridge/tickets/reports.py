@@ -71,11 +71,15 @@ def tell_reported(store: Store, rules: Rules, result: IngestResult, now: datetim
     as lean as an alert's. A crash between the two leaves the notice to the ticket's next
     report or the text's next change.
     """
-    told = 0
-    for item in result.results:
-        problem_id = item.problem_id
-        if problem_id is None or item.incident_id is None:
-            continue
-        ticket = (item.alert.annotations["ticket_system"], item.alert.annotations["ticket_id"])
-        told += store.run(lambda conn: tell_tickets(conn, store, rules, [problem_id], now, only=ticket))
-    return told
+    joined = [
+        (item.problem_id, (item.alert.annotations["ticket_system"], item.alert.annotations["ticket_id"]))
+        for item in result.results
+        if item.problem_id is not None and item.incident_id is not None
+    ]
+    if not joined:
+        return 0
+    return store.run(
+        lambda conn: sum(
+            tell_tickets(conn, store, rules, [problem_id], now, only=ticket) for problem_id, ticket in joined
+        )
+    )

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from bridge import metrics
-from bridge.domain.incidents import IncidentState, Outcome
+from bridge.domain.incidents import Incident, IncidentState, Outcome
 from bridge.domain.lifecycle import update_sla
 from bridge.domain.rules import Rules
 from bridge.domain.ticket_sync import (
@@ -157,18 +157,7 @@ def _close(
         closed = closed_by_ticket(incident, now, what, rules.sla_policies.get(incident.priority))
         store.save_ticket_incident(conn, incident, closed)
         store.set_hand_links_of_ticket(conn, system.name, snapshot.ticket_id, now, "closed")
-        record_action(
-            conn,
-            store,
-            at=now,
-            actor=actor,
-            kind="ticket_closed",
-            detail=f"{what}: incident {incident_id} closed",
-            problem_id=incident.problem_id,
-            incident_id=incident_id,
-        )
-        if announcer is not None and announcer.wants("incident.closed"):
-            announcer.announce(conn, "incident.closed", now, {"incident": incident_shape(closed)}, incident.problem_id)
+        _record(conn, store, closed, now, actor, "ticket_closed", f"{what}: incident {incident_id} closed", announcer)
         return True
 
     if store.run(work):
@@ -210,23 +199,33 @@ def _reopen(
             )
         else:
             detail = f"{what}: incident {incident_id} reopened"
-        record_action(
-            conn,
-            store,
-            at=now,
-            actor=actor,
-            kind="reopened_by_ticket" if flagged else "ticket_reopened",
-            detail=detail,
-            problem_id=incident.problem_id,
-            incident_id=incident_id,
+        _record(
+            conn, store, reopened, now, actor, "reopened_by_ticket" if flagged else "ticket_reopened", detail, announcer
         )
-        if announcer is not None and announcer.wants("incident.opened"):
-            shape = {"incident": incident_shape(reopened)}
-            announcer.announce(conn, "incident.opened", now, shape, incident.problem_id)
         return flagged
 
     if store.run(work):
         metrics.REOPENED_BY_TICKET.inc()
+
+
+def _record(
+    conn: Connection,
+    store: Store,
+    incident: Incident,
+    now: datetime,
+    actor: str,
+    kind: str,
+    detail: str,
+    announcer: Announcer | None,
+) -> None:
+    """What the ticket's system did, in the incident's and its problem's history, and to the notify targets."""
+    problem_id = incident.problem_id
+    record_action(
+        conn, store, at=now, actor=actor, kind=kind, detail=detail, problem_id=problem_id, incident_id=incident.id
+    )
+    event = "incident.closed" if incident.state is IncidentState.CLOSED else "incident.opened"
+    if announcer is not None and announcer.wants(event):
+        announcer.announce(conn, event, now, {"incident": incident_shape(incident)}, problem_id)
 
 
 def _relink(
