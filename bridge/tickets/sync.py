@@ -115,17 +115,17 @@ def apply_ticket(store: Store, rules: Rules, system: TicketSystem, snapshot: Tic
     if step is TicketStep.UPDATE and seen is not None and seen.fingerprint == fingerprint:
         step = TicketStep.NOTHING  # the bridge's own comment, or a field the incident does not carry
     incident_id = incident.id if incident is not None else None
-    actor = actor_of(system)
+    acts = _Acts(store, rules, system, snapshot, now)
     if step is TicketStep.REOPEN and incident_id is not None:
-        _reopen(store, rules, system, snapshot, incident_id, actor, now)
+        acts.reopen(incident_id)
     if step in (TicketStep.CREATE, TicketStep.CREATE_CLOSED, TicketStep.UPDATE, TicketStep.REOPEN):
         result = measured_ingest(SOURCE, lambda: write_deliveries(store, rules, [delivery])[0])
         incident_id = result.results[0].incident_id or incident_id
     change = link_change(seen.problem_ref if seen else None, snapshot.problem_ref)
     if change is not None and incident_id is not None and system.field_of_problem:
-        _relink(store, system, snapshot, incident_id, change, actor, now)
+        acts.relink(incident_id, change)
     if step in (TicketStep.CLOSE, TicketStep.CREATE_CLOSED) and incident_id is not None:
-        _close(store, rules, system, snapshot, incident_id, actor, now)
+        acts.close(incident_id)
 
     def remember(conn: Connection) -> None:
         current = store.find_incident(conn, incident_id) if incident_id is not None else None
@@ -137,137 +137,122 @@ def apply_ticket(store: Store, rules: Rules, system: TicketSystem, snapshot: Tic
     return Applied(step, incident_id)
 
 
-def _close(
-    store: Store,
-    rules: Rules,
-    system: TicketSystem,
-    snapshot: TicketSnapshot,
-    incident_id: int,
-    actor: str,
-    now: datetime,
-) -> None:
-    """Close the incident of a ticket done in its system, and its hand links; its problem's history says why."""
-    what = f"ticket {snapshot.ticket_id} {snapshot.status} in {system.name}"
-    announcer = Announcer.of(store, rules)
+@dataclass(frozen=True)
+class _Acts:
+    """What one reading of a ticket does to its incident, each act in a transaction of its own that re-checks
+    the incident's state under its lock (a repeated reading, or two workers, act once)."""
 
-    def work(conn: Connection) -> bool:
-        incident = store.find_incident(conn, incident_id, for_update=True)
-        if incident is None or incident.state is IncidentState.CLOSED:
-            return False
-        closed = closed_by_ticket(incident, now, what, rules.sla_policies.get(incident.priority))
-        store.save_ticket_incident(conn, incident, closed)
-        store.set_hand_links_of_ticket(conn, system.name, snapshot.ticket_id, now, "closed")
-        _record(conn, store, closed, now, actor, "ticket_closed", f"{what}: incident {incident_id} closed", announcer)
-        return True
+    store: Store
+    rules: Rules
+    system: TicketSystem
+    snapshot: TicketSnapshot
+    now: datetime
 
-    if store.run(work):
-        metrics.labelled(metrics.CLOSED, "ticket").inc()
+    @property
+    def actor(self) -> str:
+        return actor_of(self.system)
 
+    def close(self, incident_id: int) -> None:
+        """Close the incident of a ticket done in its system, and its hand links; its problem's history says why."""
+        store, now = self.store, self.now
+        what = f"ticket {self.snapshot.ticket_id} {self.snapshot.status} in {self.system.name}"
 
-def _reopen(
-    store: Store,
-    rules: Rules,
-    system: TicketSystem,
-    snapshot: TicketSnapshot,
-    incident_id: int,
-    actor: str,
-    now: datetime,
-) -> None:
-    """Reopen the closed incident of a ticket its customer reopened; flag its problem when the fix had shipped."""
-    what = f"ticket {snapshot.ticket_id} reopened in {system.name}"
-    announcer = Announcer.of(store, rules)
+        def work(conn: Connection) -> bool:
+            incident = store.find_incident(conn, incident_id, for_update=True)
+            if incident is None or incident.state is IncidentState.CLOSED:
+                return False
+            closed = closed_by_ticket(incident, now, what, self.rules.sla_policies.get(incident.priority))
+            store.save_ticket_incident(conn, incident, closed)
+            store.set_hand_links_of_ticket(conn, self.system.name, self.snapshot.ticket_id, now, "closed")
+            self._record(conn, closed, "ticket_closed", f"{what}: incident {incident_id} closed")
+            return True
 
-    def work(conn: Connection) -> bool:
-        incident = store.find_incident(conn, incident_id, for_update=True)
-        if incident is None or incident.state is not IncidentState.CLOSED:
-            return False
-        live = store.ticket_incident(conn, incident.dedup_key, for_update=True)
-        if live is not None and live.id != incident_id:
-            return False  # reported again meanwhile: that incident is the ticket's now
-        reopened = reopened_by_ticket(incident, now)
-        update_sla(reopened, Outcome.REOPENED, rules.sla_policies.get(reopened.priority), now)
-        store.save_ticket_incident(conn, incident, reopened)
-        store.set_hand_links_of_ticket(conn, system.name, snapshot.ticket_id, now, "open")
-        problem = store.find_problem(conn, incident.problem_id, for_update=True) if incident.problem_id else None
-        flagged = problem is not None and problem.is_closed and problem.fixed_in is not None
-        if flagged:
-            assert problem is not None
+        if store.run(work):
+            metrics.labelled(metrics.CLOSED, "ticket").inc()
+
+    def reopen(self, incident_id: int) -> None:
+        """Reopen the closed incident of a ticket its customer reopened; flag its problem when the fix had shipped."""
+        store, now = self.store, self.now
+        what = f"ticket {self.snapshot.ticket_id} reopened in {self.system.name}"
+
+        def work(conn: Connection) -> bool:
+            incident = store.find_incident(conn, incident_id, for_update=True)
+            if incident is None or incident.state is not IncidentState.CLOSED:
+                return False
+            live = store.ticket_incident(conn, incident.dedup_key, for_update=True)
+            if live is not None and live.id != incident_id:
+                return False  # reported again meanwhile: that incident is the ticket's now
+            reopened = reopened_by_ticket(incident, now)
+            update_sla(reopened, Outcome.REOPENED, self.rules.sla_policies.get(reopened.priority), now)
+            store.save_ticket_incident(conn, incident, reopened)
+            store.set_hand_links_of_ticket(conn, self.system.name, self.snapshot.ticket_id, now, "open")
+            problem = store.find_problem(conn, incident.problem_id, for_update=True) if incident.problem_id else None
+            if problem is None or not problem.is_closed or problem.fixed_in is None:
+                self._record(conn, reopened, "ticket_reopened", f"{what}: incident {incident_id} reopened")
+                return False
             store.save_problem(conn, problem, replace(problem, reopened_by_ticket=problem.reopened_by_ticket + 1))
             detail = (
                 f"{what} after the fix shipped in {problem.fixed_in}: incident {incident_id} reopened; "
                 "the fix did not help this customer"
             )
-        else:
-            detail = f"{what}: incident {incident_id} reopened"
-        _record(
-            conn, store, reopened, now, actor, "reopened_by_ticket" if flagged else "ticket_reopened", detail, announcer
+            self._record(conn, reopened, "reopened_by_ticket", detail)
+            return True
+
+        if store.run(work):
+            metrics.REOPENED_BY_TICKET.inc()
+
+    def relink(self, incident_id: int, change: LinkChange) -> None:
+        """Follow a changed problem field: into the problem it names now, or out of the one it named."""
+        store, ticket_id = self.store, self.snapshot.ticket_id
+        where = {"system": self.system.name, "ticket_id": ticket_id, "value": change.ref}
+        problem_id = store.read(lambda conn: _problem_named(conn, store, change.ref))
+        if problem_id is None:
+            log.warning("the ticket's problem field names no problem the bridge knows; not linked", extra=where)
+            return
+        if change.unlink:
+
+            def leave(conn: Connection) -> None:
+                incident = store.find_incident(conn, incident_id, for_update=True)
+                if incident is not None and store.detach_incident(conn, incident_id, problem_id):
+                    detail = f"ticket {ticket_id} unlinked: its problem field was cleared in {self.system.name}"
+                    record_action(
+                        conn,
+                        store,
+                        at=self.now,
+                        actor=self.actor,
+                        kind="ticket_unlinked",
+                        detail=detail,
+                        problem_id=problem_id,
+                        incident_id=incident_id,
+                    )
+
+            store.run(leave)
+            return
+        current = store.get_incident(incident_id)
+        if current is None or current.problem_id == problem_id:
+            return
+        try:
+            move_incident(store, incident_id, problem_id, self.actor, self.now)
+        except (Conflict, Unprocessable) as exc:
+            log.warning("ticket not linked to the problem its field names", extra={**where, "reason": exc.message})
+
+    def _record(self, conn: Connection, incident: Incident, kind: str, detail: str) -> None:
+        """What the ticket's system did, in the incident's and its problem's history, and to the notify targets."""
+        problem_id = incident.problem_id
+        record_action(
+            conn,
+            self.store,
+            at=self.now,
+            actor=self.actor,
+            kind=kind,
+            detail=detail,
+            problem_id=problem_id,
+            incident_id=incident.id,
         )
-        return flagged
-
-    if store.run(work):
-        metrics.REOPENED_BY_TICKET.inc()
-
-
-def _record(
-    conn: Connection,
-    store: Store,
-    incident: Incident,
-    now: datetime,
-    actor: str,
-    kind: str,
-    detail: str,
-    announcer: Announcer | None,
-) -> None:
-    """What the ticket's system did, in the incident's and its problem's history, and to the notify targets."""
-    problem_id = incident.problem_id
-    record_action(
-        conn, store, at=now, actor=actor, kind=kind, detail=detail, problem_id=problem_id, incident_id=incident.id
-    )
-    event = "incident.closed" if incident.state is IncidentState.CLOSED else "incident.opened"
-    if announcer is not None and announcer.wants(event):
-        announcer.announce(conn, event, now, {"incident": incident_shape(incident)}, problem_id)
-
-
-def _relink(
-    store: Store,
-    system: TicketSystem,
-    snapshot: TicketSnapshot,
-    incident_id: int,
-    change: LinkChange,
-    actor: str,
-    now: datetime,
-) -> None:
-    """Follow a changed problem field: into the problem it names now, or out of the one it named."""
-    where = {"system": system.name, "ticket_id": snapshot.ticket_id, "value": change.ref}
-    problem_id = store.read(lambda conn: _problem_named(conn, store, change.ref))
-    if problem_id is None:
-        log.warning("the ticket's problem field names no problem the bridge knows; not linked", extra=where)
-        return
-    if change.unlink:
-
-        def leave(conn: Connection) -> None:
-            if store.detach_incident(conn, incident_id, problem_id):
-                detail = f"ticket {snapshot.ticket_id} unlinked: its problem field was cleared in {system.name}"
-                record_action(
-                    conn,
-                    store,
-                    at=now,
-                    actor=actor,
-                    kind="ticket_unlinked",
-                    detail=detail,
-                    problem_id=problem_id,
-                    incident_id=incident_id,
-                )
-
-        store.run(leave)
-        return
-    current = store.get_incident(incident_id)
-    if current is None or current.problem_id == problem_id:
-        return
-    try:
-        move_incident(store, incident_id, problem_id, actor, now)
-    except (Conflict, Unprocessable) as exc:
-        log.warning("ticket not linked to the problem its field names", extra={**where, "reason": exc.message})
+        event = "incident.closed" if incident.state is IncidentState.CLOSED else "incident.opened"
+        announcer = Announcer.of(self.store, self.rules)
+        if announcer is not None and announcer.wants(event):
+            announcer.announce(conn, event, self.now, {"incident": incident_shape(incident)}, problem_id)
 
 
 def _problem_named(conn: Connection, store: Store, value: str) -> int | None:

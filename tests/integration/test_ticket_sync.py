@@ -3,7 +3,6 @@ and the same readings applied by two workers at once, or again after a restart, 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from bridge.rules.load import parse_rules
 from bridge.storage.schema import incidents, problem_events, synced_tickets
 from bridge.storage.store import Store
 from bridge.tickets.sync import apply_ticket
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_concurrently
 
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -34,30 +33,6 @@ def rules() -> Any:
         }
     }
     return parse_rules(raw, environ={"RT_TOKEN": "t"})
-
-
-def at_once(database_url: str, workers: int, work: Callable[[Store, int], None]) -> None:
-    """Run `work` in threads that each have their own engine (as separate servers do), starting together."""
-    start = threading.Barrier(workers)
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        store = Store.from_url(database_url)
-        try:
-            start.wait()
-            work(store, index)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            store.engine.dispose()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 def reading(ticket_id: str, status: str = "new", version: str = "2026-12-07T08:59:00Z") -> TicketSnapshot:
@@ -89,23 +64,25 @@ def test_one_worker_at_a_time_holds_a_systems_sync(store):
 def test_many_workers_asking_at_once_get_one_lease(database_url):
     Store.from_url(database_url).sync_state("rt", NOW)
     held: list[int] = []
-    at_once(
-        database_url,
-        6,
-        lambda store, n: (
-            held.append(n) if store.take_sync_lease("rt", f"w{n}", NOW, NOW + timedelta(minutes=5)) else None
-        ),
-    )
+
+    def ask(n: int) -> Callable[[Store], None]:
+        def take(store: Store) -> None:
+            if store.take_sync_lease("rt", f"w{n}", NOW, NOW + timedelta(minutes=5)):
+                held.append(n)
+
+        return take
+
+    run_concurrently(database_url, [ask(n) for n in range(6)])
     assert len(held) == 1
 
 
 def test_a_text_is_told_to_a_ticket_once_however_many_ask_at_once(database_url):
     told: list[bool] = []
 
-    def claim(store: Store, n: int) -> None:
+    def claim(store: Store) -> None:
         told.append(store.run(lambda conn: store.claim_notice(conn, "rt", "7", "d1", "workaround", 1, NOW)))
 
-    at_once(database_url, 6, claim)
+    run_concurrently(database_url, [claim] * 6)
     assert sorted(told) == [False] * 5 + [True]
     store = Store.from_url(database_url)
     assert store.run(lambda conn: store.claim_notice(conn, "rt", "7", "d2", "workaround", 1, NOW))  # a new text
@@ -115,11 +92,12 @@ def test_a_text_is_told_to_a_ticket_once_however_many_ask_at_once(database_url):
 
 def test_two_workers_applying_the_same_readings_at_once_create_nothing_twice(database_url, rules):
     readings = [reading(str(n)) for n in range(1, 21)]
-    at_once(
-        database_url,
-        2,
-        lambda store, n: [apply_ticket(store, rules, rules.ticket_systems["rt"], r, NOW) for r in readings],
-    )
+
+    def sync(store: Store) -> None:
+        for one in readings:
+            apply_ticket(store, rules, rules.ticket_systems["rt"], one, NOW)
+
+    run_concurrently(database_url, [sync, sync])
     store = Store.from_url(database_url)
     keys = store.read(lambda conn: list(conn.execute(sa.select(incidents.c.dedup_key)).scalars()))
     assert sorted(keys) == sorted(f"ticket:rt:{n}" for n in range(1, 21))
