@@ -20,6 +20,10 @@ from bridge.domain.sla import SlaClock, SlaPolicy, stop
 
 # A problem field's value naming a problem by its number (`42`, `#42`).
 _PROBLEM_NUMBER = re.compile(r"^#?([1-9][0-9]{0,17})$")
+# What a ticket's labels may hold: far below the ticket endpoint's limits, so a ticket with a huge
+# custom field still becomes its incident (with that value cut) instead of being refused whole.
+MAX_TICKET_LABELS = 64
+MAX_TICKET_LABEL_LENGTH = 1000
 
 
 class TicketState(enum.StrEnum):
@@ -79,6 +83,17 @@ class SeenTicket:
             and self.state is snapshot.state
             and self.problem_ref == snapshot.problem_ref
         )
+
+
+def ticket_text(value: object, limit: int) -> str:
+    """Text from a ticket's system, fit for an incident: NUL (which no database column holds) replaced, cut to `limit`."""
+    return str(value).replace("\x00", "\ufffd").strip()[:limit]
+
+
+def ticket_labels(labels: Mapping[str, object]) -> dict[str, str]:
+    """A ticket's labels within bounds: empty values left out, NULs replaced, long values cut, at most 64."""
+    cleaned = {ticket_text(name, 200): ticket_text(value, MAX_TICKET_LABEL_LENGTH) for name, value in labels.items()}
+    return dict(list((name, value) for name, value in cleaned.items() if name and value)[:MAX_TICKET_LABELS])
 
 
 def ticket_step(seen: TicketState | None, incident: IncidentState | None, now: TicketState) -> TicketStep:

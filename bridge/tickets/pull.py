@@ -31,7 +31,7 @@ from adapters import tickets as ticket_adapter
 from adapters.request_tracker import DONE_STATUSES, RtClient, RtError
 from bridge import metrics
 from bridge.domain.rules import Rules
-from bridge.domain.ticket_sync import TicketSnapshot, TicketState
+from bridge.domain.ticket_sync import TicketSnapshot, TicketState, ticket_labels, ticket_text
 from bridge.domain.tickets import TicketSync, TicketSystem
 from bridge.errors import BridgeError, StoreUnavailable
 from bridge.storage.store import Store
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 FIRST_RETRY_SECONDS = 5.0
 FIELDS = "Subject,Status,LastUpdated,Priority,Queue,CustomFields"
-# Labels a ticket always carries; a custom field of the same name does not replace them.
-FIXED_LABELS = ("queue", "status", "priority")
 
 
 class SyncInterrupted(Exception):
@@ -101,27 +99,27 @@ def _custom_fields(item: Mapping[str, Any]) -> dict[str, str]:
 def rt_snapshot(system: TicketSystem, item: Mapping[str, Any], url: str) -> TicketSnapshot:
     """A ticket of a REST2 search (`FIELDS`, the queue by name) in the shape every reader gives."""
     ticket_id = str(item.get("id", ""))
-    status = str(item.get("Status") or "")
+    status = ticket_text(item.get("Status") or "", 64)
     queue = item.get("Queue")
     fields = _custom_fields(item)
-    labels = {label_name(name): value for name, value in fields.items()}
-    labels.update(
-        queue=str(queue.get("Name", queue.get("id", ""))) if isinstance(queue, Mapping) else str(queue or ""),
-        status=status,
-        priority=str(item.get("Priority") or "0"),
-    )
+    fixed = {
+        "queue": str(queue.get("Name", queue.get("id", ""))) if isinstance(queue, Mapping) else str(queue or ""),
+        "status": status,
+        "priority": str(item.get("Priority") or "0"),
+    }
+    labels = ticket_labels({**fixed, **{label_name(name): value for name, value in fields.items()}, **fixed})
     updated = str(item.get("LastUpdated") or "")
     problem_field = system.field_of_problem
-    subject = str(item.get("Subject") or "").strip() or f"RT ticket {ticket_id}"
+    subject = ticket_text(item.get("Subject") or "", ticket_adapter.MAX_SUMMARY_LENGTH) or f"RT ticket {ticket_id}"
     return TicketSnapshot(
         system=system.name,
         ticket_id=ticket_id,
         status=status,
         state=rt_state(status),
-        summary=subject[: ticket_adapter.MAX_SUMMARY_LENGTH],
+        summary=subject,
         labels=labels,
         url=url,
-        problem_ref=fields.get(problem_field, "").split(", ")[0].strip() if problem_field else "",
+        problem_ref=ticket_text(fields.get(problem_field, "").split(", ")[0], 200) if problem_field else "",
         version=updated,
         updated_at=_rt_instant(updated),
     )
@@ -137,7 +135,7 @@ def _rt_instant(text: str) -> datetime | None:
 
 def default_owner() -> str:
     """This worker's name in the lease row: host, process and a random part (two workers never share it)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{socket.gethostname()[:150]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass

@@ -18,7 +18,7 @@ import requests
 from adapters import tickets as ticket_adapter
 from bridge import metrics
 from bridge.domain.rules import Rules
-from bridge.domain.ticket_sync import TicketSnapshot, TicketState
+from bridge.domain.ticket_sync import TicketSnapshot, TicketState, ticket_labels, ticket_text
 from bridge.domain.tickets import TicketSystem
 from bridge.storage.store import Store
 from bridge.tickets.sync import Applied, apply_ticket
@@ -59,16 +59,16 @@ def request_snapshot(system: TicketSystem, key: str, issue: JiraIssue | None, ur
         "priority": _name(fields.get("priority")),
         "issue_type": _name(fields.get("issuetype")),
     }
-    summary = str(fields.get("summary") or "").strip() or f"Jira request {key}"
+    summary = ticket_text(fields.get("summary") or "", ticket_adapter.MAX_SUMMARY_LENGTH) or f"Jira request {key}"
     return TicketSnapshot(
         system=system.name,
         ticket_id=key,
-        status=issue.status or "",
+        status=ticket_text(issue.status or "", 64),
         state=TicketState.DONE if issue.status_category == "done" else TicketState.ACTIVE,
-        summary=summary[: ticket_adapter.MAX_SUMMARY_LENGTH],
-        labels={name: value for name, value in labels.items() if value},
+        summary=summary,
+        labels=ticket_labels(labels),
         url=url,
-        problem_ref=_name(fields.get(system.problem_field)) if system.problem_field else "",
+        problem_ref=ticket_text(_name(fields.get(system.problem_field)), 200) if system.problem_field else "",
         version=_name(fields.get("updated")),
     )
 

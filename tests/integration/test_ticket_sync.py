@@ -13,8 +13,10 @@ import yaml
 
 from bridge.domain.ticket_sync import TicketSnapshot, TicketState
 from bridge.rules.load import parse_rules
+from bridge.storage.read_models import IncidentFilter
 from bridge.storage.schema import incidents, problem_events, synced_tickets
 from bridge.storage.store import Store
+from bridge.tickets.pull import rt_snapshot
 from bridge.tickets.sync import apply_ticket
 from tests.conftest import ROOT, run_concurrently
 
@@ -122,3 +124,26 @@ def test_readings_applied_again_after_a_restart_change_nothing(store, rules):
     assert [a.step.value for a in replayed] == ["update", "nothing"]
     assert count(store, incidents) == 2
     assert count(store, incidents, incidents.c.state == "closed") == 1
+
+
+def test_a_hostile_ticket_becomes_its_incident_within_bounds(store, rules):
+    system = rules.ticket_systems["rt"]
+    item = {
+        "id": "66",
+        "Subject": "<script>alert(1)</script>\x00" + "x" * 5000,
+        "Status": "new\x00",
+        "LastUpdated": "2026-12-07T08:59:00Z",
+        "Queue": {"id": "1", "Name": "General"},
+        "CustomFields": [
+            {"name": "Problem", "values": ["'; DROP TABLE problems; --\x00"]},
+            *({"name": f"F{n}", "values": ["y\x00" * 10_000]} for n in range(300)),
+        ],
+    }
+    applied = apply_ticket(
+        store, rules, system, rt_snapshot(system, item, "http://rt.test/Ticket/Display.html?id=66"), NOW
+    )
+    assert applied.step.value == "create"
+    [incident] = store.list_incidents(IncidentFilter(source="ticket"), 10, None).items
+    assert incident.summary.startswith("<script>alert(1)</script>\ufffd") and len(incident.summary) == 2000
+    assert len(incident.labels) <= 65 and incident.problem_id is None
+    assert count(store, synced_tickets) == 1

@@ -285,3 +285,13 @@ def test_wrong_sync_and_service_desk_keys_are_named():
     with pytest.raises(RulesError) as refused:
         parse_rules(empty, environ=ENV)
     assert refused.value.problems[0].startswith('ticket system "rt" key sync.queues: List should have at least 1 item')
+
+
+def test_a_ticket_with_huge_odd_or_many_fields_still_reads_within_the_endpoints_bounds():
+    fields = [{"name": f"Field {n}", "values": ["x" * 20_000]} for n in range(200)]
+    fields.append({"name": "Problem", "values": ["LKK-7\x00"]})
+    snapshot = rt_snapshot(RT, rt_item(Subject="checkout\x00fails", CustomFields=fields), "u")
+    assert snapshot.summary == "checkout\ufffdfails"
+    assert len(snapshot.labels) == 64 and all(len(value) <= 1000 for value in snapshot.labels.values())
+    assert [snapshot.labels[name] for name in ("queue", "status", "priority")] == ["General", "open", "20"]
+    assert snapshot.problem_ref == "LKK-7\ufffd"  # stored as seen, names no problem
