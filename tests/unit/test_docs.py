@@ -12,7 +12,7 @@ import importlib
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -318,17 +318,22 @@ def test_every_relative_link_between_the_docs_resolves_anchors_included():
     assert broken == []
 
 
+def failing_mentions(pattern: re.Pattern[str], holds: Callable[[str], bool], pages: list[Path] = PAGES) -> list[str]:
+    """`page: mention` for each text of the pages the pattern finds (its groups joined by `::`) that does not hold."""
+    found = []
+    for page in pages:
+        for match in pattern.finditer(page.read_text()):
+            mention = "::".join(match.groups()) if match.groups() else match.group(0)
+            if not holds(mention):
+                found.append(f"{page.relative_to(ROOT)}: {mention}")
+    return found
+
+
 _REPOSITORY_PATH = re.compile(r"(?<![\w./:-])((?:bridge|adapters|jira_link|tests|bench|dashboards|docs)/[\w./-]*)")
 
 
 def test_every_repository_path_the_docs_name_exists():
-    missing = [
-        f"{page.relative_to(ROOT)}: {path}"
-        for page in PAGES
-        for path in _REPOSITORY_PATH.findall(page.read_text())
-        if not (ROOT / path.rstrip(".")).exists()
-    ]
-    assert missing == []
+    assert failing_mentions(_REPOSITORY_PATH, lambda path: (ROOT / path.rstrip(".")).exists()) == []
 
 
 _DOTTED = re.compile(r"`((?:bridge|adapters|jira_link)(?:\.\w+)+)(?:\(\))?`")
@@ -351,34 +356,22 @@ def resolves(dotted: str) -> bool:
 
 
 def test_every_module_and_function_the_docs_name_exists():
-    """Logger names before a move are history (upgrading.md names them on purpose)."""
-    missing = [
-        f"{page.relative_to(ROOT)}: {dotted}"
-        for page in PAGES
-        if page.name != "upgrading.md"
-        for dotted in _DOTTED.findall(page.read_text())
-        if not resolves(dotted)
-    ]
-    assert missing == []
+    """Logger names before a move are history: upgrading.md names them on purpose."""
+    pages = [page for page in PAGES if page.name != "upgrading.md"]
+    assert failing_mentions(_DOTTED, resolves, pages) == []
 
 
 _TEST = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
 
 
+def defines_test(mention: str) -> bool:
+    path, name = mention.split("::")
+    return re.search(rf"^\s*(async )?def {name}\(", (ROOT / path).read_text(), re.M) is not None
+
+
 def test_every_test_the_docs_name_exists():
-    missing = [
-        f"{page.relative_to(ROOT)}: {path}::{name}"
-        for page in PAGES
-        for path, name in _TEST.findall(page.read_text())
-        if not re.search(rf"^\s*(async )?def {name}\(", (ROOT / path).read_text(), re.M)
-    ]
-    assert missing == []
+    assert failing_mentions(_TEST, defines_test) == []
 
 
 def test_user_docs_name_no_issue_numbers():
-    found = [
-        f"{page.relative_to(ROOT)}: {match}"
-        for page in PAGES
-        for match in re.findall(r"\bissues? #?\d+", page.read_text(), re.I)
-    ]
-    assert found == []
+    assert failing_mentions(re.compile(r"\bissues? #?\d+", re.I), lambda _: False) == []
