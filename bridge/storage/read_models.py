@@ -187,7 +187,10 @@ def _live_incidents(conn: Connection) -> list[tuple[str, str, str, str, bool, in
         .where(incidents.c.state.in_(LIVE_INCIDENT_STATES))
         .group_by(incidents.c.state, incidents.c.line, incidents.c.priority, incidents.c.source, breached)
     )
-    return [(state, line, priority, source, bool(sla), count) for state, line, priority, source, sla, count in conn.execute(query)]
+    return [
+        (state, line, priority, source, bool(sla), count)
+        for state, line, priority, source, sla, count in conn.execute(query)
+    ]
 
 
 def _live_problems(conn: Connection) -> dict[str, int]:
