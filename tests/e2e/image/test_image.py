@@ -298,6 +298,20 @@ def test_on_the_network_without_tokens_it_refuses_to_start_naming_them(image: Im
     assert list(fresh_volume.iterdir()) == []  # refused before touching the database
 
 
+def test_on_a_volume_its_user_cannot_write_it_refuses_to_start_naming_the_cause(image: Image, tmp_path: Path):
+    """A host folder mounted as /data but owned by root: one clear line, not a traceback."""
+    volume = tmp_path / "root-owned"
+    volume.mkdir(mode=0o755)
+    env = {**TOKENS, "BRIDGE_BIND": f"127.0.0.1:{free_port()}"}
+    with Container(image, volume, env) as container:
+        assert container.process is not None
+        status = container.process.wait(timeout=60)
+        output = container.output()
+    assert status == 1, output
+    assert "cannot migrate: cannot open the database's lock file: [Errno 13] Permission denied" in output
+    assert "Traceback" not in output
+
+
 def test_run_as_root_it_says_so_in_its_log(image: Image, fresh_volume: Path):
     port = free_port()
     env = {**TOKENS, "BRIDGE_BIND": f"127.0.0.1:{port}", "BRIDGE_RUN_WORKER": "0"}
