@@ -202,6 +202,26 @@ def _run_once(image: Image, data: Path, env: dict[str, str], command: list[str],
         return container.process.wait(timeout=timeout)
 
 
+def _send_an_alertmanager_notification(url: str) -> dict[str, Any]:
+    """A recorded Alertmanager 0.25 notification of two firing alerts, with the sender's token: the answer."""
+    sent = requests.post(
+        url + "/api/v1/alerts/alertmanager",
+        data=payload_bytes("alertmanager-0.25-two-firing.json"),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKENS['BRIDGE_TOKEN_ALERTMANAGER']}"},
+        timeout=10,
+    )
+    assert sent.status_code == 200, sent.text
+    return sent.json()
+
+
+def _incidents(url: str) -> list[dict[str, Any]]:
+    listed = requests.get(
+        url + "/api/v1/incidents", headers={"Authorization": f"Bearer {TOKENS['BRIDGE_TOKEN_API']}"}, timeout=10
+    )
+    assert listed.status_code == 200, listed.text
+    return listed.json()["items"]
+
+
 @pytest.fixture
 def fresh_volume(image: Image, tmp_path: Path) -> Path:
     """An empty named volume: Docker gives it the image's /data, owned as the image has it."""
@@ -258,22 +278,8 @@ def test_on_a_fresh_volume_it_migrates_serves_takes_an_alert_and_stops_cleanly_o
         health = image.inspected["Healthcheck"]["Test"][1:]
         assert _run_once(image, fresh_volume, env, health) == 0
 
-        sent = requests.post(
-            url + "/api/v1/alerts/alertmanager",
-            data=payload_bytes("alertmanager-0.25-two-firing.json"),
-            headers={
-                "Content-Type": "application/json",
-                "Authorization": f"Bearer {TOKENS['BRIDGE_TOKEN_ALERTMANAGER']}",
-            },
-            timeout=10,
-        )
-        assert sent.status_code == 200, sent.text
-        listed = requests.get(
-            url + "/api/v1/incidents",
-            headers={"Authorization": f"Bearer {TOKENS['BRIDGE_TOKEN_API']}"},
-            timeout=10,
-        ).json()
-        assert sorted(incident["id"] for incident in listed["items"]) == sorted(sent.json()["incidents"])
+        sent = _send_an_alertmanager_notification(url)
+        assert sorted(incident["id"] for incident in _incidents(url)) == sorted(sent["incidents"])
         # The pages' templates and static files are in the image (package data).
         assert "<form" in requests.get(url + "/ui/login", timeout=10).text
         assert requests.get(url + "/ui/static/ui.css", timeout=10).status_code == 200
@@ -334,22 +340,9 @@ def test_two_replicas_and_a_worker_starting_at_once_on_postgresql_migrate_once_a
             for port, replica in zip(ports, replicas, strict=True):
                 replica.wait_ready(f"http://127.0.0.1:{port}")
             wait_for(lambda: "worker started" in worker.output(), 60, "the worker to start")
-            sent = requests.post(
-                f"http://127.0.0.1:{ports[0]}/api/v1/alerts/alertmanager",
-                data=payload_bytes("alertmanager-0.25-two-firing.json"),
-                headers={
-                    "Content-Type": "application/json",
-                    "Authorization": f"Bearer {TOKENS['BRIDGE_TOKEN_ALERTMANAGER']}",
-                },
-                timeout=10,
-            )
-            assert sent.status_code == 200, sent.text
-            seen = requests.get(
-                f"http://127.0.0.1:{ports[1]}/api/v1/incidents",
-                headers={"Authorization": f"Bearer {TOKENS['BRIDGE_TOKEN_API']}"},
-                timeout=10,
-            ).json()
-            assert len(seen["items"]) == 2
+            sent = _send_an_alertmanager_notification(f"http://127.0.0.1:{ports[0]}")
+            seen = _incidents(f"http://127.0.0.1:{ports[1]}")
+            assert sorted(incident["id"] for incident in seen) == sorted(sent["incidents"]) and len(seen) == 2
             statuses = [container.stop() for container in (*replicas, worker)]
             outputs = [container.output() for container in (*replicas, worker)]
         with psycopg.connect(database_url) as conn:
