@@ -226,7 +226,18 @@ problem_events = sa.Table(
     sa.Column("actor", sa.String(200)),
     # The release whose fix a regression or a "not deployed there yet" recurred after (release health).
     sa.Column("release_version", sa.String(200)),
+    # The incident the event is about, where one is (the incident that regressed its problem).
+    sa.Column("incident_id", sa.BigInteger()),
     sa.Index("ix_problem_events_problem_id", "problem_id", "id"),
+    # A period's events of a kind (the service report: linked, released, closed, regressed).
+    sa.Index("ix_problem_events_kind_at", "kind", "at"),
+    # Whether an incident regressed its problem (the report's CSV), for the few events that name one.
+    sa.Index(
+        "ix_problem_events_incident_id",
+        "incident_id",
+        sqlite_where=sa.text("incident_id IS NOT NULL"),
+        postgresql_where=sa.text("incident_id IS NOT NULL"),
+    ),
 )
 
 # What people did to an incident (acknowledged, moved, closed), with who did it.
