@@ -350,8 +350,8 @@ def _neighbour_months(period: Period) -> dict[str, str]:
 
 def _report_links(period: Period, neighbours: dict[str, str], project: str | None) -> dict[str, str]:
     """The report page's links: the months either side, and the period's CSV downloads."""
-    scope = {"project": project} if project else {}
-    days = {"from": period.first_day.isoformat(), "to": period.last_day.isoformat(), **scope}
+    scope: dict[str, Any] = {"project": project} if project else {}
+    days: dict[str, Any] = {"from": period.first_day.isoformat(), "to": period.last_day.isoformat(), **scope}
     return {
         "previous": url_for("ui.reports", month=neighbours["previous"], **scope),
         "next": url_for("ui.reports", month=neighbours["next"], **scope),
