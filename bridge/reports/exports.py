@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from bridge.domain.reports import Resolution, Response
 from bridge.reports.service import PROBLEM_FIGURES
-from bridge.shapes import iso
 
 INCIDENT_COLUMNS = (
     "id",
@@ -63,28 +63,40 @@ def _lines(rows: Iterable[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
+def _text(value: str | None) -> str:
+    """A text cell of the export (None empty, a formula quoted): `cell` for the columns that hold text."""
+    if not value:
+        return ""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def _instant(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat().replace("+00:00", "Z")
+
+
 def incident_row(row: Mapping[str, Any]) -> list[Any]:
-    """One incident of the store's export as the CSV's columns."""
+    """One incident of the store's export as the CSV's cells (a month of a busy site is many rows: each
+    cell is made once, by the function its column needs)."""
     return [
         row["id"],
         row["source"],
-        row["system"],
-        row["dedup_key"],
+        _text(row["system"]),
+        _text(row["dedup_key"]),
         row["priority"],
-        row["line"],
-        row["route"],
+        _text(row["line"]),
+        _text(row["route"]),
         row["state"],
-        iso(row["first_seen"]),
-        iso(row["acknowledged_at"]),
-        iso(row["resolved_at"]),
-        iso(row["closed_at"]),
-        iso(row["sla_due"]),
-        _MET.get(row["resolution"]),
-        _RESPONSE_MET.get(row["response"]),
-        row["problem_id"],
-        row["jira_key"],
-        row["fixed_in"],
-        bool(row["regression"]),
+        _instant(row["first_seen"]),
+        _instant(row["acknowledged_at"]),
+        _instant(row["resolved_at"]),
+        _instant(row["closed_at"]),
+        _instant(row["sla_due"]),
+        _MET.get(row["resolution"], ""),
+        _RESPONSE_MET.get(row["response"], ""),
+        "" if row["problem_id"] is None else row["problem_id"],
+        _text(row["jira_key"]),
+        _text(row["fixed_in"]),
+        "yes" if row["regression"] else "no",
     ]
 
 
@@ -95,10 +107,16 @@ def incidents_csv(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
     for row in rows:
         chunk.append(incident_row(row))
         if len(chunk) == ROWS_PER_CHUNK:
-            yield _lines(chunk)
+            yield _written(chunk)
             chunk = []
     if chunk:
-        yield _lines(chunk)
+        yield _written(chunk)
+
+
+def _written(rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue()
 
 
 def _side_by_side(section: str, item: str | None, figure: str, current: Any, previous: Any) -> list[Any]:

@@ -20,6 +20,7 @@ from bridge.domain.reports import (
     Period,
     Resolution,
     Response,
+    WorkingTime,
     bucket_counts,
     nearest_rank,
     working_seconds_to_acknowledge,
@@ -62,7 +63,7 @@ def service_report(
     previous = period.previous()
     scope = report_scope(period, now, rules, project)
     totals = store.incident_totals(scope)
-    times = _working_times(store.clock_rows(scope), rules.sla_policies, scope.starts_at)
+    times = _working_times(store.clock_rows(scope), rules.sla_policies, scope)
     problems = store.problem_totals(scope)
     releases = [_release(row) for row in store.releases_between(scope)]
     bounds = previous.day_bounds() + period.day_bounds()
@@ -129,20 +130,24 @@ def _top_problem(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _working_times(
-    rows: Iterable[Any], policies: Mapping[str, SlaPolicy], starts_at: datetime
+    rows: Iterable[Any], policies: Mapping[str, SlaPolicy], scope: ReportScope
 ) -> dict[bool, dict[str, dict[str, list[float]]]]:
     """Per period and priority, the sorted working seconds to acknowledge and to resolve."""
     times: dict[bool, dict[str, dict[str, list[float]]]] = {
         True: defaultdict(lambda: {"acknowledge": [], "resolve": []}),
         False: defaultdict(lambda: {"acknowledge": [], "resolve": []}),
     }
-    for first_seen, priority, acknowledged_at, ended, elapsed, running_since in rows:
-        policy = policies.get(priority)
-        own = times[first_seen >= starts_at][priority]
+    last = max(scope.now, scope.ends_at)
+    calendars = {policy.calendar.name: policy.calendar for policy in policies.values()}
+    working = {name: WorkingTime(calendar, scope.previous_start, last) for name, calendar in calendars.items()}
+    clocks = {priority: working[policy.calendar.name] for priority, policy in policies.items()}
+    for current, priority, first_seen, acknowledged_at, ended, elapsed, running_since in rows:
+        clock = clocks.get(priority)
+        own = times[bool(current)][priority]
         if acknowledged_at is not None:
-            own["acknowledge"].append(working_seconds_to_acknowledge(policy, first_seen, acknowledged_at))
+            own["acknowledge"].append(working_seconds_to_acknowledge(clock, first_seen, acknowledged_at))
         if ended is not None:
-            own["resolve"].append(working_seconds_to_resolve(policy, first_seen, ended, elapsed, running_since))
+            own["resolve"].append(working_seconds_to_resolve(clock, first_seen, ended, elapsed, running_since))
     for per_priority in times.values():
         for lists in per_priority.values():
             lists["acknowledge"].sort()

@@ -11,6 +11,7 @@ from bridge.config import SettingsError, load_settings
 from bridge.domain.reports import (
     MAX_DAYS,
     Period,
+    WorkingTime,
     bucket_counts,
     last_full_month,
     month_period,
@@ -19,7 +20,7 @@ from bridge.domain.reports import (
     working_seconds_to_acknowledge,
     working_seconds_to_resolve,
 )
-from bridge.domain.sla import TWENTY_FOUR_SEVEN, Calendar, SlaPolicy
+from bridge.domain.sla import TWENTY_FOUR_SEVEN, Calendar, SlaClock, SlaPolicy, stop
 from bridge.reports.charts import daily_chart, nice_step, sla_chart
 from bridge.reports.exports import cell, incident_row
 
@@ -103,24 +104,56 @@ def test_buckets_end_before_their_edge():
 
 
 def test_working_time_to_acknowledge_runs_on_the_policy_s_calendar():
-    policy = SlaPolicy("P2", timedelta(hours=4), BUSINESS, response=timedelta(minutes=30))
     friday_1750 = datetime(2026, 10, 9, 17, 50, tzinfo=MOSCOW)
     monday_0915 = datetime(2026, 10, 12, 9, 15, tzinfo=MOSCOW)
-    assert working_seconds_to_acknowledge(policy, friday_1750, monday_0915) == 25 * 60
-    assert working_seconds_to_acknowledge(None, friday_1750, monday_0915) == (monday_0915 - friday_1750).total_seconds()
+    clock = WorkingTime(BUSINESS, friday_1750, monday_0915)
+    opened, acknowledged = friday_1750.timestamp(), monday_0915.timestamp()
+    assert working_seconds_to_acknowledge(clock, opened, acknowledged) == 25 * 60
+    assert working_seconds_to_acknowledge(None, opened, acknowledged) == (monday_0915 - friday_1750).total_seconds()
 
 
 def test_working_time_to_resolve_is_what_the_sla_clock_used():
     policy = SlaPolicy("P2", timedelta(hours=4), BUSINESS)
     opened = datetime(2026, 10, 9, 17, tzinfo=MOSCOW)
-    # Resolved (clock stopped): the business seconds the clock kept, reopened episodes included.
-    assert working_seconds_to_resolve(policy, opened, datetime(2026, 10, 20, tzinfo=UTC), 5400.0, None) == 5400.0
-    # Closed while the clock ran (a release closed it firing): the clock's time until then.
     closed = datetime(2026, 10, 12, 10, tzinfo=MOSCOW)
-    assert working_seconds_to_resolve(policy, opened, closed, 0.0, opened) == 2 * 3600
-    round_the_clock = SlaPolicy("P1", timedelta(hours=4), TWENTY_FOUR_SEVEN)
-    assert working_seconds_to_resolve(round_the_clock, opened, closed, 0.0, opened) == 65 * 3600
-    assert working_seconds_to_resolve(None, opened, closed, 0.0, None) == 65 * 3600
+    clock = WorkingTime(BUSINESS, opened, closed)
+    # Resolved (clock stopped): the business seconds the clock kept, reopened episodes included.
+    assert working_seconds_to_resolve(clock, opened.timestamp(), closed.timestamp(), 5400.0, None) == 5400.0
+    # Closed while the clock ran (a release closed it firing): what sla.stop counts until then.
+    ran = working_seconds_to_resolve(clock, opened.timestamp(), closed.timestamp(), 60.0, opened.timestamp())
+    assert ran == stop(policy, SlaClock(60.0, opened), closed).elapsed_seconds == 60 + 2 * 3600
+    round_the_clock = WorkingTime(TWENTY_FOUR_SEVEN, opened, closed)
+    assert (
+        working_seconds_to_resolve(round_the_clock, opened.timestamp(), closed.timestamp(), 0.0, opened.timestamp())
+        == 65 * 3600
+    )
+    assert working_seconds_to_resolve(None, opened.timestamp(), closed.timestamp(), 0.0, None) == 65 * 3600
+
+
+SPLIT = Calendar(
+    name="split",
+    zone=BERLIN,
+    weekly={day: ((time(13), time(18)), (time(8), time(12))) for day in range(6)},  # listed out of order
+    holidays=frozenset({date(2026, 10, 3)}),
+    working_days=frozenset({date(2026, 10, 25)}),
+    working_day_hours=((time(10), None),),
+)
+
+
+@pytest.mark.parametrize("calendar", [BUSINESS, SPLIT, TWENTY_FOUR_SEVEN], ids=lambda c: c.name)
+def test_working_time_agrees_with_the_calendar_s_own_count(calendar):
+    """Across weekends, holidays, a working Sunday, DST's end and instants inside and outside working hours."""
+    first, last = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 10, tzinfo=UTC)
+    clock = WorkingTime(calendar, first, last)
+    instants = [first + timedelta(minutes=617 * n + 7 * (n % 5)) for n in range(90)]
+    for a in instants:
+        for b in instants[::7]:
+            expected = calendar.seconds_between(a, b)
+            assert clock.between(a.timestamp(), b.timestamp()) == pytest.approx(expected, abs=1e-6), (a, b)
+    beyond = last + timedelta(days=40)  # outside the days laid out: the calendar counts
+    assert clock.between(first.timestamp(), beyond.timestamp()) == pytest.approx(
+        calendar.seconds_between(first, beyond)
+    )
 
 
 def test_bridge_timezone_takes_an_iana_zone_and_refuses_others():
@@ -198,5 +231,6 @@ def test_an_incident_row_says_met_only_where_the_target_is_decided():
         "regression": 0,
     }
     values = incident_row(row)
-    assert values[8] == "2026-10-01T00:00:00Z" and values[13:15] == [None, None] and values[-1] is False
+    assert values[8] == "2026-10-01T00:00:00Z" and values[13:15] == ["", ""] and values[-1] == "no"
+    assert values[3] == "ticket:itsm:=cmd" and incident_row({**row, "route": "=cmd"})[6] == "'=cmd"
     assert incident_row({**row, "resolution": "open_past_due", "response": "met"})[13:15] == ["no", "yes"]

@@ -3,7 +3,9 @@
 `problem_events.incident_id` records the incident that regressed its problem (or recurred
 where the fix was not deployed yet); the events written before it named the incident only
 in their text, from which this migration reads it. `ix_problem_events_kind_at` serves the
-report's counts of a period's events of one kind.
+report's counts of a period's events of one kind. The incidents' index on `first_seen` gains
+`id`, so the CSV export reads a period page after page, each page an index range from where
+the last ended.
 
 Revision ID: 0018
 Revises: 0013
@@ -24,6 +26,8 @@ _NAMED_INCIDENT = re.compile(r"^incident (\d+)\b")
 
 
 def upgrade() -> None:
+    op.create_index("ix_incidents_first_seen_id", "incidents", ["first_seen", "id"])
+    op.drop_index("ix_incidents_first_seen", table_name="incidents")
     with op.batch_alter_table("problem_events") as batch:
         batch.add_column(sa.Column("incident_id", sa.BigInteger()))
     op.create_index("ix_problem_events_kind_at", "problem_events", ["kind", "at"])
@@ -58,6 +62,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.create_index("ix_incidents_first_seen", "incidents", ["first_seen"])
+    op.drop_index("ix_incidents_first_seen_id", table_name="incidents")
     op.drop_index("ix_problem_events_incident_id", table_name="problem_events")
     op.drop_index("ix_problem_events_kind_at", table_name="problem_events")
     with op.batch_alter_table("problem_events") as batch:
