@@ -21,7 +21,7 @@ from bridge.config import load_settings
 from bridge.rules.load import parse_rules
 from bridge.storage.store import Store
 from bridge.worker import run_once
-from tests.conftest import ROOT, Clock
+from tests.conftest import ROOT, Clock, payload
 
 MOSCOW = "Europe/Moscow"
 API = {"Authorization": "Bearer report-read"}
@@ -96,7 +96,9 @@ class ReportSite:
         """An Alertmanager alert (severity critical: P1 on the 24x7 calendar), firing or resolved now."""
         now = self.clock.value.isoformat().replace("+00:00", "Z")
         started = self.started.setdefault(name, now)  # a resolve carries its episode's start
+        body = payload("alertmanager-0.25-two-firing.json")  # a recorded notification, with one alert of ours
         alert = {
+            **body["alerts"][0],
             "status": status,
             "labels": {"alertname": alertname, "service": service, "severity": "critical", "instance": name},
             "annotations": {"summary": f"{alertname} on {service}"},
@@ -104,17 +106,7 @@ class ReportSite:
             "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else now,
             "fingerprint": "fp" + name.replace("-", ""),
         }
-        body = {
-            "version": "4",
-            "groupKey": "{}:{}",
-            "status": status,
-            "receiver": "bridge",
-            "groupLabels": {},
-            "commonLabels": {},
-            "commonAnnotations": {},
-            "externalURL": "http://am",
-            "alerts": [alert],
-        }
+        body.update(status=status, alerts=[alert])
         answer = self.post("/api/v1/alerts/alertmanager", body, {})
         if status == "firing":
             [self.incidents[name]] = answer["incidents"]
