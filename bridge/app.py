@@ -25,6 +25,7 @@ from bridge.api.outbox import outbox
 from bridge.api.problems import problems
 from bridge.api.rejected import rejected
 from bridge.api.releases import releases
+from bridge.api.reports import reports
 from bridge.api.tickets import tickets
 from bridge.api.webhooks import webhooks
 from bridge.config import Network, Settings, load_settings
@@ -219,7 +220,7 @@ def create_app(
     _register_error_handlers(app)
     if settings.bench_noop_endpoint:
         _register_bench_noop(app)
-    for blueprint in (webhooks, incidents, problems, releases, outbox, rejected, tickets, operations, ui):
+    for blueprint in (webhooks, incidents, problems, releases, reports, outbox, rejected, tickets, operations, ui):
         app.register_blueprint(blueprint)
     if settings.trusted_proxies:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]

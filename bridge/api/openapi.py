@@ -16,7 +16,7 @@ from bridge.api.bodies import MergeRequest, MoveRequest, ReasonRequest, ReleaseR
 from bridge.config import TOKEN_GROUPS
 from bridge.domain.incidents import IncidentState
 from bridge.domain.outbox import OutboxState
-from bridge.domain.problems import ProblemState
+from bridge.domain.problems import JIRA_PROJECT, ProblemState
 from bridge.storage.engine import MAX_ID
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -172,6 +172,45 @@ def _ticket_paths() -> dict[str, Any]:
                 "responses": _responses(200, 401, 404, 503),
             }
         },
+    }
+
+
+def _report_paths() -> dict[str, Any]:
+    """The service report (docs/how-to/reports.md): JSON, and CSV for BI tools."""
+    date = {"type": "string", "format": "date"}
+    period = [
+        _query("from", date),
+        _query("to", date),
+        _query("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}),
+        _query("project", {"type": "string", "pattern": JIRA_PROJECT.pattern}),
+    ]
+    csv = {"text/csv": {"schema": {"type": "string"}}}
+
+    def download(operation: str, what: str) -> dict[str, Any]:
+        return {
+            "get": {
+                "operationId": operation,
+                "security": BEARER,
+                "tags": ["reports"],
+                "parameters": period,
+                "responses": {**_responses(400, 401, 503), "200": {"description": what, "content": csv}},
+            }
+        }
+
+    return {
+        "/api/v1/reports/service": {
+            "get": {
+                "operationId": "serviceReport",
+                "security": BEARER,
+                "tags": ["reports"],
+                "parameters": period,
+                "responses": _responses(200, 400, 401, 503),
+            }
+        },
+        "/api/v1/reports/service.csv": download(
+            "serviceReportCsv", "The figures: section, item, figure, current, previous"
+        ),
+        "/api/v1/reports/incidents.csv": download("incidentsCsv", "One row per incident first seen in the period"),
     }
 
 
@@ -455,6 +494,7 @@ def build_document() -> dict[str, Any]:
             }
         },
         **_ticket_paths(),
+        **_report_paths(),
         "/healthz": {"get": {"operationId": "healthz", "responses": _responses(200)}},
         "/readyz": {"get": {"operationId": "readyz", "responses": _responses(200, 503)}},
         "/metrics": {

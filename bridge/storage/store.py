@@ -12,6 +12,7 @@ from bridge.storage.problem_repository import ProblemRepository
 from bridge.storage.rate_limit_repository import RateLimitRepository
 from bridge.storage.read_models import ReadModels
 from bridge.storage.release_repository import ReleaseRepository
+from bridge.storage.report_model import ReportModel
 from bridge.storage.ticket_repository import TicketRepository
 from bridge.storage.ticket_sync_repository import TicketSyncRepository
 
@@ -26,6 +27,7 @@ class Store(
     PayloadRepository,
     RateLimitRepository,
     ReadModels,
+    ReportModel,
     ActionRepository,
     TicketRepository,
     TicketSyncRepository,

@@ -10,7 +10,7 @@
 - problems.workaround (with who set it, when) and problems.reopened_by_ticket.
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0014
 """
 
 import sqlalchemy as sa
@@ -19,7 +19,7 @@ from alembic import op
 from bridge.storage.schema import BigId, UtcDateTime
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
