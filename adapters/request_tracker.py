@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -16,6 +17,8 @@ from bridge.domain.tickets import TicketSystem
 from bridge.errors import OutboundFailure
 
 TIMEOUT_SECONDS = 10.0
+# Tickets per page of a search (REST2 answers at most 100).
+SEARCH_PAGE_SIZE = 100
 # Statuses of RT's default lifecycle a closed ticket may already be in.
 DONE_STATUSES = ("resolved", "rejected")
 
@@ -147,6 +150,49 @@ class RtClient:
         if now_status != "resolved":
             raise RtError(f"RT ticket {ticket_id} is {now_status} after being resolved (a lifecycle rule?)", False)
         return CloseReport(True, f"RT ticket {ticket_id} resolved (was {status})")
+
+    def ticket_url(self, ticket_id: str) -> str:
+        """The ticket's page in RT's web interface, for people."""
+        return f"{self.url}/Ticket/Display.html?id={ticket_id}"
+
+    def search_tickets(self, query: str, fields: str, page: int, per_page: int = SEARCH_PAGE_SIZE) -> dict[str, Any]:
+        """One page of a TicketSQL search, newest change first (ties by id), with `fields` of each ticket.
+
+        Newest first, so a ticket changed while the pages are read moves to a page already read
+        and pushes the rest later, never past the reader: nothing unchanged is skipped.
+        https://docs.bestpractical.com/rt/5.0.0/RT/REST2.html#Searching
+        """
+        parameters = {
+            "query": query,
+            "fields": fields,
+            "fields[Queue]": "Name",
+            "orderby": ["LastUpdated", "id"],
+            "order": ["DESC", "DESC"],
+            "page": page,
+            "per_page": per_page,
+        }
+        answer = self._call("GET", f"tickets?{urlencode(parameters, doseq=True)}")
+        self._check(answer, f"search tickets ({query})")
+        found: dict[str, Any] = answer.json()
+        return found
+
+    def comment_once(self, ticket_id: str, text: str) -> CloseReport:
+        """Comment on an open ticket unless one of its newest comments says this already (a retried job).
+
+        `closed` is True when this call commented. A resolved, rejected or deleted ticket, or
+        one of another queue, is left alone and reported.
+        """
+        ticket = self.get_ticket(ticket_id)
+        status = str(ticket.get("Status", "")) if ticket is not None else "gone"
+        if ticket is None or status == "deleted" or status in DONE_STATUSES:
+            return CloseReport(False, f"RT ticket {ticket_id} is {status}; not commented")
+        queue = self.queue_name(ticket)
+        if self.queue is not None and queue != self.queue:
+            return CloseReport(False, f"RT ticket {ticket_id} is in queue {queue}, not {self.queue}; not commented")
+        if self.has_comment(ticket_id, text):
+            return CloseReport(False, f"RT ticket {ticket_id} has this comment already")
+        self.comment(ticket_id, text)
+        return CloseReport(True, f"RT ticket {ticket_id} commented")
 
     @staticmethod
     def _check(answer: requests.Response, what: str) -> None:

@@ -65,6 +65,13 @@ RESPONSE = Histogram(
     buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
 )
 REGRESSIONS = Counter("bridge_regressions_total", "Problems reopened as regressions after their fix shipped")
+REOPENED_BY_TICKET = Counter(
+    "bridge_problems_reopened_by_ticket_total",
+    "Tickets their customers reopened after their problem closed with its fix (the problem is flagged)",
+)
+TICKET_SYNC = Counter(
+    "bridge_ticket_sync_total", "Passes reading a ticket system's changed tickets, by outcome", ["system", "outcome"]
+)
 PROBLEM_MERGES = Counter("bridge_problem_merges_total", "Problems merged into another (by hand or by Jira's Duplicate)")
 PROBLEM_OUTCOMES = Counter(
     "bridge_problem_outcomes_total", "Outcomes read from linked Jira issues, per problem they applied to", ["outcome"]
@@ -109,10 +116,11 @@ WEBHOOK_DURATION = Histogram(
 NOTIFICATION_OUTCOMES = ("accepted", "partial", "rejected", "unauthorized", "unavailable", "error")
 # A refused webhook's HTTP status -> its outcome (any other status counts as "error").
 WEBHOOK_OUTCOMES = {400: "rejected", 413: "rejected", 415: "rejected", 401: "unauthorized", 503: "unavailable"}
-CLOSE_REASONS = ("released", "manual", "auto_closed", "jira_outcome")
+CLOSE_REASONS = ("released", "manual", "auto_closed", "jira_outcome", "ticket")
 JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
-OUTBOX_TARGETS = ("jira", "zabbix", "webhook", "rt")
+OUTBOX_TARGETS = ("jira", "zabbix", "webhook", "rt", "jsm")
 DELIVERY_OUTCOMES = ("success", "retry", "dead")
+SYNC_OUTCOMES = ("success", "failure")
 # Where a twin issue was found: by the create's own search, by a sync, or by a check a webhook asked for.
 TWIN_FOUND_AT = ("create", "sync", "recheck")
 
@@ -168,6 +176,10 @@ def initialise(rules: Rules) -> None:
     for target in [*(t.name for t in rules.notify_targets), *rules.ticket_systems]:
         for outcome in DELIVERY_OUTCOMES:
             labelled(DELIVERIES, target, outcome)
+    for name, system in rules.ticket_systems.items():
+        if system.sync is not None:
+            for outcome in SYNC_OUTCOMES:
+                labelled(TICKET_SYNC, name, outcome)
 
 
 def labelled(metric: Counter | Histogram, *labels: str) -> Any:
@@ -289,6 +301,14 @@ class StoreGauges(Collector):
             for value, amount in by_value.items():
                 family.add_metric([value], amount)
             yield family
+        lag = GaugeMetricFamily(
+            "bridge_ticket_sync_lag_seconds",
+            "Seconds since the start of a ticket system's last successful sync (since its first try, before one)",
+            labels=["system"],
+        )
+        for system, since in sorted(counts.synced_since.items()):
+            lag.add_metric([system], max(0.0, (now - since).total_seconds()))
+        yield lag
 
 
 def exposition(store: Store, rules: Rules | None = None) -> tuple[bytes, str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from bridge.domain.incidents import Incident
 from bridge.domain.problems import Problem
+from bridge.domain.tickets import TicketSystem
 
 
 def iso(value: datetime | None) -> str | None:
@@ -74,6 +75,10 @@ def problem_shape(problem: Problem | Mapping[str, Any]) -> dict[str, Any]:
         "fixed_in": row["fixed_in"],
         "regressions": row["regressions"],
         "conclusion": row["conclusion"],
+        "workaround": row.get("workaround"),
+        "workaround_updated_at": iso(row.get("workaround_updated_at")),
+        "workaround_by": row.get("workaround_by"),
+        "reopened_by_ticket": row.get("reopened_by_ticket", 0),
         "outcome": row.get("outcome"),
         "merged_into": row.get("merged_into"),
     }
@@ -91,6 +96,25 @@ def ticket_shape(ticket: Mapping[str, Any]) -> dict[str, Any]:
         "incident_id": ticket["incident_id"],
         "linked_at": iso(ticket["linked_at"]),
         "closed_at": iso(ticket["closed_at"]),
+    }
+
+
+def ticket_sync_shape(system: TicketSystem, state: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A ticket system the bridge reads by itself, and how its sync goes (state None: not tried yet)."""
+    assert system.sync is not None
+    state = state or {}
+    return {
+        "system": system.name,
+        "kind": system.kind,
+        "queues": list(system.sync.queues),
+        "interval_seconds": system.sync.interval.total_seconds(),
+        "watermark": iso(state.get("watermark")),
+        "last_attempt_at": iso(state.get("last_attempt_at")),
+        "last_success_at": iso(state.get("last_success_at")),
+        "next_attempt_at": iso(state.get("next_attempt_at")),
+        "failures": state.get("failures", 0),
+        "last_error": state.get("last_error"),
+        "tickets_read": state.get("tickets_read", 0),
     }
 
 

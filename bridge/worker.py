@@ -1,11 +1,13 @@
 """Background worker: periodic jobs and the outbox, never inside a webhook request.
 
 Each pass closes resolved incidents whose `auto_close_after` has passed, marks SLA
-(resolution and response) breaches, prunes raw payloads once a day, then runs due outbox jobs (Jira and Zabbix, kinds
-in bridge/outbox/jobs.py). Jobs are leased with SKIP LOCKED, so several workers share one
-PostgreSQL queue; every handler is idempotent, so a job run twice has the effect of once.
-Jira's rate limits are shared by every worker through the database (bridge/jira/budget.py):
-a 429 holds back only its scope, and jobs held back are postponed, never failed.
+(resolution and response) breaches, prunes raw payloads once a day, reads the ticket
+systems due a sync (bridge/tickets/pull.py), then runs due outbox jobs (Jira, Zabbix,
+webhooks and ticket systems, kinds in bridge/outbox/jobs.py). Jobs are leased with SKIP
+LOCKED, so several workers share one PostgreSQL queue; every handler is idempotent, so a
+job run twice has the effect of once. Jira's rate limits are shared by every worker
+through the database (bridge/jira/budget.py): a 429 holds back only its scope, and jobs
+held back are postponed, never failed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -31,6 +33,8 @@ from bridge import metrics
 from bridge.config import Settings
 from bridge.domain.problems import JiraTarget, comment_text
 from bridge.domain.rules import Rules
+from bridge.domain.ticket_sync import TicketState
+from bridge.domain.tickets import TicketSystem, ticket_notice_text
 from bridge.errors import OutboundFailure, StoreUnavailable
 from bridge.jira import budget as jira_budget
 from bridge.jira import identity as jira_identity
@@ -39,6 +43,8 @@ from bridge.outbox import jobs, notify
 from bridge.problems.actions import queue_issue_sync
 from bridge.storage.engine import Connection
 from bridge.storage.store import Store
+from bridge.tickets import service_desk
+from bridge.tickets.pull import TicketSyncer
 from jira_link.client import JiraClient, JiraError, JiraRateLimited
 from jira_link.linker import (
     LinkOptions,
@@ -50,6 +56,7 @@ from jira_link.linker import (
 from jira_link.port import JiraPort
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 JOBS_PER_PASS = 50
 FIRST_BACKOFF_SECONDS = 2.0
@@ -88,9 +95,13 @@ class OutboxRunner:
     http: requests.Session = field(default_factory=requests.Session)
     _last_sync: datetime | None = None
     gate: jira_budget.JiraGate = field(init=False)
+    # Request Tracker read on a schedule (rules.yaml ticket_systems.<name>.sync); None when no system asks.
+    tickets: TicketSyncer | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.gate = jira_budget.JiraGate(self.store, self.low_budget_ratio)
+        syncer = TicketSyncer(self.store, self.rules)
+        self.tickets = syncer if syncer.systems else None
 
     @classmethod
     def from_settings(cls, store: Store, rules: Rules, settings: Settings) -> OutboxRunner:
@@ -107,7 +118,10 @@ class OutboxRunner:
         )
 
     def run_due(self, now: datetime) -> int:
-        """Queue the periodic conclusion sync when due, then run the jobs due now; returns how many ran."""
+        """Read the ticket systems due a sync, queue the periodic conclusion sync when due, then run the jobs
+        due now; returns how many ran."""
+        if self.tickets is not None:
+            self.tickets.run_due(now)
         if self._last_sync is None or now - self._last_sync >= self.sync_interval:
             self.schedule_syncs(now, self.sync_interval)
             self._last_sync = now
@@ -316,26 +330,79 @@ class OutboxRunner:
             raise
         metrics.labelled(metrics.DELIVERIES, endpoint.name, "success").inc()
 
-    @_handle.register
-    def _rt_close(self, job: jobs.RtClose, now: datetime) -> None:
-        """Resolve a ticket in Request Tracker with a comment; one already resolved or deleted is noted, not retried."""
-        system = self.rules.ticket_systems.get(job.system)
-        if system is None or system.kind != "rt":
-            raise JobFailed(f"ticket system {job.system!r} is no longer an rt system in rules.yaml", retryable=False)
+    def _system(self, name: str, kind: str) -> TicketSystem:
+        system = self.rules.ticket_systems.get(name)
+        if system is None or system.kind != kind:
+            raise JobFailed(f"ticket system {name!r} is no longer a {kind} system in rules.yaml", retryable=False)
+        return system
+
+    def _with_rt(self, system: TicketSystem, act: Callable[[RtClient], T]) -> T:
+        """One piece of work on an RT, counted as a delivery to its system (retried or dead when RT fails)."""
         client = RtClient.for_system(system)
         try:
-            report = client.close(job.ticket_id, job.text)
+            done = act(client)
         except RtError as exc:
             metrics.labelled(metrics.DELIVERIES, system.name, "retry" if exc.retryable else "dead").inc()
             raise
         finally:
             client.session.close()
         metrics.labelled(metrics.DELIVERIES, system.name, "success").inc()
+        return done
+
+    @_handle.register
+    def _rt_close(self, job: jobs.RtClose, now: datetime) -> None:
+        """Resolve a ticket in Request Tracker with a comment; one already resolved or deleted is noted, not retried."""
+        system = self._system(job.system, "rt")
+        report = self._with_rt(system, lambda client: client.close(job.ticket_id, job.text))
         if not report.closed:
             log.warning("RT ticket not changed", extra={"system": system.name, "ticket_id": job.ticket_id})
-        if job.problem_id is not None:
-            event = dict(problem_id=job.problem_id, at=now, kind="ticket", detail=f"{system.name}: {report.note}")
+        else:  # the sync must not read the bridge's own resolve back as a person's change
+            self.store.note_written_ticket(system.name, job.ticket_id, TicketState.DONE, "resolved", now)
+        self._note_ticket(job.problem_id, system.name, report.note, now)
+
+    def _note_ticket(self, problem_id: int | None, system: str, note: str, now: datetime) -> None:
+        """What a ticket system said of a close, in the problem's history."""
+        if problem_id is not None:
+            event = dict(problem_id=problem_id, at=now, kind="ticket", detail=f"{system}: {note}")
             self.store.run(lambda conn: self.store.add_problem_events(conn, [event]))
+
+    def _notice_text(self, job: jobs.TicketNotice) -> str:
+        link = f"{self.options.public_url.rstrip('/')}/ui/problems/{job.problem_id}"
+        return ticket_notice_text(job.what, job.problem_id or 0, job.text, link)
+
+    @_handle.register
+    def _rt_comment(self, job: jobs.RtComment, now: datetime) -> None:
+        """Tell an RT ticket its problem's workaround or conclusion, as an internal comment (never twice)."""
+        text = self._notice_text(job)
+        report = self._with_rt(self._system(job.system, "rt"), lambda client: client.comment_once(job.ticket_id, text))
+        log.info("RT ticket told", extra={"system": job.system, "ticket_id": job.ticket_id, "note": report.note})
+
+    def _service_desk(self, name: str) -> tuple[TicketSystem, JiraClient]:
+        system = self._system(name, "jira")
+        return system, service_desk.service_desk_client(system, self.http)
+
+    @_handle.register
+    def _jsm_comment(self, job: jobs.JsmComment, now: datetime) -> None:
+        """Tell a Jira Service Management request its problem's workaround or conclusion, as a comment."""
+        _, jira = self._service_desk(job.system)
+        comment_unless_repeated(jira, job.ticket_id, self._notice_text(job))
+        metrics.labelled(metrics.DELIVERIES, job.system, "success").inc()
+
+    @_handle.register
+    def _jsm_close(self, job: jobs.JsmClose, now: datetime) -> None:
+        """Close a Jira Service Management request: a comment, then its close transition, read back."""
+        system, jira = self._service_desk(job.system)
+        note = service_desk.close_request(jira, system, job.ticket_id, job.text)
+        self.store.note_written_ticket(system.name, job.ticket_id, TicketState.DONE, "done", now)
+        metrics.labelled(metrics.DELIVERIES, system.name, "success").inc()
+        self._note_ticket(job.problem_id, system.name, note, now)
+
+    @_handle.register
+    def _jsm_read(self, job: jobs.JsmRead, now: datetime) -> None:
+        """Read a request its webhook named and apply it to its incident."""
+        system, jira = self._service_desk(job.system)
+        applied = service_desk.read_request(self.store, self.rules, system, jira, job.ticket_id, now)
+        log.info("Jira request read", extra={"system": system.name, "ticket_id": job.ticket_id, "step": applied.step})
 
     def schedule_syncs(self, now: datetime, interval: timedelta) -> int:
         """Queue a conclusion sync for linked problems not read within `interval` (missed webhooks)."""

@@ -162,6 +162,17 @@ def conclusion_of(issue: JiraIssue, options: LinkOptions, comments: list[str] | 
     return "\n".join(parts) if parts else None
 
 
+def conclusion_detail(conclusion: str | None) -> str | None:
+    """What developers wrote in a conclusion (`conclusion_of`), without its Status and Resolution lines.
+
+    Tickets hear this text: a status moving from To Do to In Progress is nothing a caller needs.
+    """
+    lines = (conclusion or "").split("\n")
+    while lines and lines[0].startswith(("Status: ", "Resolution: ")):
+        lines.pop(0)
+    return "\n".join(lines).strip() or None
+
+
 def outward_links(issue: JiraIssue) -> tuple[tuple[str, str], ...]:
     """(link type name, issue key) of each outward link in the issue's `issuelinks` field.
 

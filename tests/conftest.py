@@ -122,30 +122,43 @@ def ingest(
     return result
 
 
-def ingest_concurrently(database_url: str, rules, bodies_per_writer: list[list[bytes]]) -> None:
-    """Each writer (a thread with its own engine, as separate servers have) ingests its bodies,
-    all starting at once; re-raises the first error any writer met."""
-    start = threading.Barrier(len(bodies_per_writer))
+def run_concurrently(database_url: str, works: list[Callable[[Store], object]]) -> None:
+    """Each work runs in a thread with its own engine (as separate servers have), all starting at once;
+    re-raises the first error any of them met."""
+    start = threading.Barrier(len(works))
     errors: list[BaseException] = []
 
-    def deliver(bodies: list[bytes]) -> None:
+    def run(work: Callable[[Store], object]) -> None:
         store = Store.from_url(database_url)
         try:
             start.wait()
-            for body in bodies:
-                ingest(store, rules, "alertmanager", body, datetime.now(UTC))
+            work(store)
         except BaseException as exc:
             errors.append(exc)
         finally:
             store.engine.dispose()
 
-    threads = [threading.Thread(target=deliver, args=(bodies,)) for bodies in bodies_per_writer]
+    threads = [threading.Thread(target=run, args=(work,)) for work in works]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     if errors:
         raise errors[0]
+
+
+def ingest_concurrently(database_url: str, rules, bodies_per_writer: list[list[bytes]]) -> None:
+    """Each writer (a thread with its own engine, as separate servers have) ingests its bodies,
+    all starting at once; re-raises the first error any writer met."""
+
+    def writer(bodies: list[bytes]) -> Callable[[Store], None]:
+        def deliver(store: Store) -> None:
+            for body in bodies:
+                ingest(store, rules, "alertmanager", body, datetime.now(UTC))
+
+        return deliver
+
+    run_concurrently(database_url, [writer(bodies) for bodies in bodies_per_writer])
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:

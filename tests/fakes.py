@@ -73,7 +73,8 @@ def openapi_validator() -> OpenApiRequestValidator:
     return OpenApiRequestValidator(OPENAPI_DOCUMENT)
 
 
-PROJECTS = {"LKK": "10000", "OPS": "10001"}
+# LKK and OPS are software projects; SD a Jira Service Management service project (its requests are tickets).
+PROJECTS = {"LKK": "10000", "OPS": "10001", "SD": "10002"}
 # Link types of a default Jira site: name -> (inward, outward) descriptions.
 LINK_TYPES = {
     "Duplicate": ("is duplicated by", "duplicates"),

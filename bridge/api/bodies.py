@@ -63,6 +63,14 @@ class NoteRequest(BaseModel):
     text: bounded_str(1, 5000)  # type: ignore[valid-type]
 
 
+class WorkaroundRequest(BaseModel):
+    """What the first line can tell callers until the fix ships; every open ticket of the problem hears it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: bounded_str(1, 10_000)  # type: ignore[valid-type]
+
+
 class LinkTicketRequest(BaseModel):
     """A ticket to link to a problem by hand."""
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapters import SOURCES, tickets
-from bridge.api.bodies import MergeRequest, MoveRequest, ReasonRequest, ReleaseRequest
+from bridge.api.bodies import MergeRequest, MoveRequest, ReasonRequest, ReleaseRequest, WorkaroundRequest
 from bridge.config import TOKEN_GROUPS
 from bridge.domain.incidents import IncidentState
 from bridge.domain.outbox import OutboxState
@@ -90,7 +90,7 @@ def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _ticket_paths() -> dict[str, Any]:
-    """People's tickets in, and linking them to problems by hand (docs/how-to/tickets.md)."""
+    """People's tickets in, linking them to problems by hand, what they hear, how the syncs go (docs/how-to/tickets.md)."""
     reported = {
         "type": "object",
         "required": ["status", "incident", "outcome"],
@@ -123,6 +123,31 @@ def _ticket_paths() -> dict[str, Any]:
                 "requestBody": _json_body(dict(tickets.PAYLOAD_SCHEMA)),
                 "responses": _responses(200, 201, 400, 401, 413, 415, 422, 503, ok=reported),
             }
+        },
+        "/api/v1/tickets/sync": {
+            "get": {
+                "operationId": "listTicketSyncs",
+                "security": BEARER,
+                "tags": ["tickets"],
+                "responses": _responses(200, 401, 503),
+            }
+        },
+        "/api/v1/problems/{problem_id}/workaround": {
+            "post": {
+                "operationId": "setWorkaround",
+                "security": BEARER,
+                "tags": ["tickets"],
+                "parameters": [_id_param("problem_id"), ACTOR],
+                "requestBody": _json_body(_model_schema(WorkaroundRequest)),
+                "responses": _responses(200, 400, 401, 404, 413, 415, 503),
+            },
+            "delete": {
+                "operationId": "clearWorkaround",
+                "security": BEARER,
+                "tags": ["tickets"],
+                "parameters": [_id_param("problem_id"), ACTOR],
+                "responses": _responses(200, 401, 404, 503),
+            },
         },
         "/api/v1/problems/{problem_id}/tickets": {
             "post": {

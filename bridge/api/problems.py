@@ -1,10 +1,11 @@
-"""Problems: listed and read with the read token; linked, closed, reopened, merged and noted with the operate token."""
+"""Problems: listed and read with the read token; linked, closed, reopened, merged, noted and given a workaround with
+the operate token."""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from bridge.api.bodies import MergeRequest, NoteRequest, ReasonRequest
+from bridge.api.bodies import MergeRequest, NoteRequest, ReasonRequest, WorkaroundRequest
 from bridge.domain.problems import ProblemState
 from bridge.errors import BadPayload
 from bridge.outbox.notify import Announcer
@@ -17,6 +18,7 @@ from bridge.problems.actions import (
     unlink_issue,
 )
 from bridge.problems.corrections import merge_problems
+from bridge.problems.notices import set_workaround
 from bridge.shapes import iso, problem_shape
 from bridge.storage.read_models import IncidentFilter
 from bridge.web.actors import request_actor
@@ -111,6 +113,25 @@ def add_note(problem_id: int):  # type: ignore[no-untyped-def]
     ctx = bridge()
     add_problem_note(ctx.store, problem_id, request_actor(), body.text, ctx.now())
     return jsonify(problem_shape(problem_or_404(problem_id))), 201
+
+
+@problems.post("/api/v1/problems/<int:problem_id>/workaround")
+@requires_token("operate")
+def set_problem_workaround(problem_id: int):  # type: ignore[no-untyped-def]
+    """Set the problem's workaround: each open ticket of it hears a new text once."""
+    body = validated_body(WorkaroundRequest)
+    ctx = bridge()
+    _, told = set_workaround(ctx.store, ctx.rules, problem_id, body.text, request_actor(), ctx.now())
+    return jsonify({**problem_shape(problem_or_404(problem_id)), "tickets_told": told})
+
+
+@problems.delete("/api/v1/problems/<int:problem_id>/workaround")
+@requires_token("operate")
+def clear_workaround(problem_id: int):  # type: ignore[no-untyped-def]
+    """Clear the problem's workaround (tickets told earlier keep their comment)."""
+    ctx = bridge()
+    set_workaround(ctx.store, ctx.rules, problem_id, None, request_actor(), ctx.now())
+    return jsonify({**problem_shape(problem_or_404(problem_id)), "tickets_told": 0})
 
 
 @problems.post("/api/v1/problems/<int:problem_id>/close")

@@ -1,21 +1,21 @@
-"""HTTP endpoints of tickets: people's tickets in (token group `tickets`), and linking them to problems (`api`)."""
+"""HTTP endpoints of tickets: people's tickets in (token group `tickets`), linking them to problems (`operate`), and
+how the ticket systems' syncs go (`api`)."""
 
 from __future__ import annotations
 
-import functools
 import re
-from dataclasses import replace
 
 from flask import Blueprint, jsonify, request
 
 from adapters import tickets as ticket_adapter
 from bridge.api.bodies import LinkTicketRequest
-from bridge.domain.incidents import Outcome, ParsedNotification
-from bridge.domain.rules import Rules
+from bridge.domain.incidents import Outcome
 from bridge.errors import NotFound
-from bridge.ingest.deliveries import Delivery, IngestResult, prepare_delivery
+from bridge.ingest.deliveries import IngestResult
 from bridge.ingest.measured import measured_ingest
-from bridge.problems.tickets import link_ticket, reported_priority, system_of, unlink_ticket
+from bridge.problems.tickets import link_ticket, unlink_ticket
+from bridge.shapes import ticket_sync_shape
+from bridge.tickets.reports import prepare_ticket, tell_reported
 from bridge.web.actors import request_actor
 from bridge.web.answers import problem_tickets_json
 from bridge.web.context import bridge
@@ -25,19 +25,6 @@ tickets = json_writes(Blueprint("tickets", __name__))
 SOURCE = ticket_adapter.SOURCE
 
 
-def _known_system(rules: Rules, parsed: ParsedNotification) -> ParsedNotification:
-    """Refuse a ticket of a system rules.yaml does not name (422) before anything is written."""
-    for alert in parsed.alerts:
-        system_of(rules, alert.annotations["ticket_system"])
-    return parsed
-
-
-def with_ticket_priority(rules: Rules, delivery: Delivery) -> Delivery:
-    """The delivery routed as the endpoint routes a ticket: its own impact and urgency win."""
-    routings = [reported_priority(rules, a, r) for a, r in zip(delivery.parsed.alerts, delivery.routings, strict=True)]
-    return replace(delivery, routings=routings)
-
-
 @tickets.post("/api/v1/tickets")
 def report_ticket():  # type: ignore[no-untyped-def]
     """A ticket a person reported: recorded as an incident (source ticket), 201 when new, 200 when updated."""
@@ -45,20 +32,19 @@ def report_ticket():  # type: ignore[no-untyped-def]
 
     def write() -> IngestResult:
         check_bearer(group_token("tickets"))
-        delivery = prepare_delivery(
+        delivery = prepare_ticket(
             ctx.store,
             ctx.rules,
-            SOURCE,
             read_body(),
             ctx.now(),
             content_type=request.content_type,
             rejected_body_limit=ctx.settings.rejected_body_limit,
             max_depth=ctx.settings.max_json_depth,
-            complete=functools.partial(_known_system, ctx.rules),
         )
-        return ctx.write(with_ticket_priority(ctx.rules, delivery))
+        return ctx.write(delivery)
 
     result = measured_ingest(SOURCE, write)
+    tell_reported(ctx.store, ctx.rules, result, ctx.now())
     [outcome] = result.results
     return jsonify(
         {
@@ -69,6 +55,20 @@ def report_ticket():  # type: ignore[no-untyped-def]
             "priority": outcome.routing.priority,
         }
     ), (201 if outcome.outcome is Outcome.CREATED else 200)
+
+
+@tickets.get("/api/v1/tickets/sync")
+@requires_token("api")
+def sync_states():  # type: ignore[no-untyped-def]
+    """Each ticket system the bridge reads by itself: its last successful sync, its failures and their cause."""
+    ctx = bridge()
+    states = {state["system"]: state for state in ctx.store.sync_states()}
+    items = [
+        ticket_sync_shape(system, states.get(name))
+        for name, system in sorted(ctx.rules.ticket_systems.items())
+        if system.sync is not None
+    ]
+    return jsonify({"items": items})
 
 
 @tickets.post("/api/v1/problems/<int:problem_id>/tickets")

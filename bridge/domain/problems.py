@@ -76,6 +76,12 @@ class Problem:
     outcome: str | None = None
     # The problem this one was merged into (it is then closed, its incidents moved there).
     merged_into: int | None = None
+    # What the first line can tell callers until the fix ships, set by a person (every open ticket hears it).
+    workaround: str | None = None
+    workaround_updated_at: datetime | None = None
+    workaround_by: str | None = None
+    # Tickets reopened by their customers after this problem closed with its fix: the fix did not help them.
+    reopened_by_ticket: int = 0
 
     @property
     def stored_id(self) -> int:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from bridge.domain.problems import Renderer
 
 TICKET_SOURCE = "ticket"
+# What tickets hear of their problem (each text once per ticket): people's workaround, Jira's conclusion.
+NOTICE_KINDS = ("workaround", "conclusion")
 
 # Every lifecycle event a notify target may ask for (docs/how-to/outbound-webhooks.md).
 EVENTS = (
@@ -25,18 +28,38 @@ EVENTS = (
     "problem.regressed",
     "release.received",
     "ticket.close",
+    "ticket.update",
 )
+
+
+@dataclass(frozen=True)
+class TicketSync:
+    """How the bridge reads a Request Tracker's tickets by itself (rules.yaml `sync:`).
+
+    Every `interval`, the tickets of `queues` changed since the last read (less `overlap`:
+    RT's times are whole seconds) become or update their incidents; `problem_field` is the
+    custom field naming a ticket's problem.
+    """
+
+    interval: timedelta
+    queues: tuple[str, ...]
+    problem_field: str | None = None
+    overlap: timedelta = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
 class TicketSystem:
     """A system people's tickets live in (rules.yaml `ticket_systems`), with what it takes to tell it.
 
-    `kind` is `webhook` (a receiver of the operator's own, sent signed JSON) or `rt` (Request
-    Tracker 5's REST2; `queue`, when set, is the only queue whose tickets the bridge changes).
+    `kind` is `webhook` (a receiver of the operator's own, sent signed JSON), `rt` (Request
+    Tracker 5's REST2; `queue`, when set, is the only queue whose tickets the bridge changes;
+    `sync`, when set, has the bridge read its tickets) or `jira` (a Jira Service Management
+    `project` on a Jira site of `flavour` cloud or datacenter: closed through
+    `close_transition`, linked to problems through `problem_field`).
 
     `secret` signs webhook deliveries; `token`, or `username` and `password`, are RT's
-    credentials, read from the environment at start-up. None of them shows in a repr.
+    credentials (for Jira: the account's email and API token on Cloud, a personal access
+    token on Data Center), read from the environment at start-up. None of them shows in a repr.
     """
 
     name: str
@@ -48,6 +71,16 @@ class TicketSystem:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    sync: TicketSync | None = None
+    project: str | None = None
+    close_transition: str | None = None
+    problem_field: str | None = None
+    flavour: str = "cloud"
+
+    @property
+    def field_of_problem(self) -> str | None:
+        """The field of a ticket that names its problem (RT's custom field, or Jira's field id), if any."""
+        return self.sync.problem_field if self.sync is not None else self.problem_field
 
 
 @dataclass(frozen=True)
@@ -73,6 +106,12 @@ def ticket_close_text(ticket_id: str, problem_id: int, summary: str, release: st
     """What the ticket's system is told when its problem closes: which problem, and which release or reason."""
     because = f"the fix shipped in release {release}" if release else reason
     return f"incident-bridge closed ticket {ticket_id}: problem #{problem_id} ({summary}) is closed, {because}."
+
+
+def ticket_notice_text(what: str, problem_id: int, text: str, link: str) -> str:
+    """What a ticket hears of its problem's workaround or conclusion: the text and where to read more."""
+    heading = "Workaround" if what == "workaround" else "Conclusion from the developers"
+    return f"incident-bridge, problem #{problem_id}: {heading}\n\n{text}\n\nProblem: {link}"
 
 
 def targets_wanting(targets: tuple[NotifyTarget, ...], event: str) -> list[NotifyTarget]:

@@ -1,12 +1,12 @@
 """Acting on what Jira concluded: a synced issue's outcome applied to the problems linked to it.
 
 The sync job (worker) reads the issue, `apply_issue_reading` decides per problem with
-`bridge.domain.outcome_step` and writes in one transaction: the conclusion, the outcome
-and its history; won't do closes the problem (and its incidents, per rule). What needs
-other locks runs after, each in a transaction of its own that re-checks the state: a
-duplicate relinks to the issue it duplicates or merges into that issue's problem
-(`bridge.problems.corrections.merge_problems`, actor "jira"), and an issue opened again after
-won't do reopens its problem.
+`bridge.domain.outcome_step` and writes in one transaction: the conclusion (which the
+problem's open tickets hear, bridge.problems.notices), the outcome and its history; won't
+do closes the problem (and its incidents, per rule). What needs other locks runs after,
+each in a transaction of its own that re-checks the state: a duplicate relinks to the issue
+it duplicates or merges into that issue's problem (`bridge.problems.corrections.merge_problems`,
+actor "jira"), and an issue opened again after won't do reopens its problem.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from bridge.errors import Conflict
 from bridge.outbox.jobs import EnsureIssue, SyncIssue, queue
 from bridge.problems.closing import close_and_tell
 from bridge.problems.corrections import merge_problems
+from bridge.problems.notices import tell_tickets
 from bridge.storage.engine import Connection
 from bridge.storage.store import Store
+from jira_link.linker import conclusion_detail
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ def apply_issue_reading(
                 read = replace(problem, conclusion=reading.conclusion, conclusion_updated_at=now)
                 store.save_problem(conn, problem, read)
                 problem = read
+                if conclusion_detail(problem.conclusion):
+                    tell_tickets(conn, store, rules, [problem.stored_id], now)
             if step is OutcomeStep.NOTHING:
                 continue
             if step in (OutcomeStep.REOPEN, OutcomeStep.FOLLOW):

@@ -1,5 +1,8 @@
 """Jira's webhooks: an updated issue gets its conclusion and outcome re-read, a released version closes what it fixed.
 
+A request of a Jira Service Management ticket system (its project) is a ticket instead: the
+worker reads it and applies it to its incident (bridge/tickets/service_desk.py).
+
 Issues are matched by Jira's immutable id first, then by key, so a moved issue's webhook
 (new key, same id) still finds its problem, whose link then follows the new key. An issue
 carrying a problem's marker label that is not the issue that problem holds may be a twin:
@@ -28,6 +31,7 @@ from bridge.storage.store import Store
 from jira_link.port import JiraPort
 
 ISSUE_ID = re.compile(r"^[1-9][0-9]{0,17}$")
+ISSUE_EVENTS = ("jira:issue_created", "jira:issue_updated", "comment_created", "comment_updated")
 
 
 def handle_jira_webhook(
@@ -53,12 +57,23 @@ def handle_jira_webhook(
             "action": "release_closed",
             **release_from_jira_version(store, jira, rules, payload.get("version"), now),
         }
-    if event not in ("jira:issue_created", "jira:issue_updated", "comment_created", "comment_updated"):
+    if event not in (*ISSUE_EVENTS, "jira:issue_deleted"):
         return {"event": event, "action": "ignored"}
     issue = payload.get("issue")
     key = issue.get("key") if isinstance(issue, dict) else None
     if not isinstance(key, str) or not JIRA_KEY.match(key):
         raise BadPayload("Jira webhook without an issue key", ["issue.key: expected a Jira key"])
+    desks = service_desks_of(rules, key, issue if isinstance(issue, dict) else {})
+    if desks:
+
+        def read_later(conn: Connection) -> None:
+            for desk in desks:
+                jobs.queue(conn, store, jobs.JsmRead(desk, key), now)
+
+        store.run(read_later)
+        return {"event": event, "action": "ticket_read_queued", "jira_key": key, "systems": desks}
+    if event not in ISSUE_EVENTS:
+        return {"event": event, "action": "ignored", "jira_key": key}
     issue_id = issue.get("id") if isinstance(issue, dict) else None
     issue_id = str(issue_id) if isinstance(issue_id, str | int) and ISSUE_ID.match(str(issue_id)) else None
     twin_checks = _marked_problems(store, issue if isinstance(issue, dict) else {}, issue_id, key, marker_prefix)
@@ -84,6 +99,17 @@ def handle_jira_webhook(
     if twin_checks:
         answer["twin_checks"] = twin_checks
     return answer
+
+
+def service_desks_of(rules: Rules, key: str, issue: Mapping[str, Any]) -> list[str]:
+    """The Jira Service Management ticket systems an issue belongs to: those of its project, narrowed to
+    the site its `self` link names when several systems share a project key on different sites."""
+    project = key.rsplit("-", 1)[0]
+    desks = [s for s in rules.ticket_systems.values() if s.kind == "jira" and s.project == project]
+    link = issue.get("self")
+    if len(desks) > 1 and isinstance(link, str):
+        desks = [s for s in desks if link.startswith(s.url + "/")] or desks
+    return [desk.name for desk in desks]
 
 
 def _marked_problems(

@@ -206,11 +206,9 @@ class Deliver(Job):
 
 
 @dataclass(frozen=True)
-class RtClose(Job):
-    """Close a ticket in Request Tracker 5: a comment naming the release and problem, then Status resolved."""
+class TicketClose(Job):
+    """Close a ticket in its system, with a comment naming the release and problem (a kind per system)."""
 
-    KIND: ClassVar[str] = "rt.close_ticket"
-    TARGET: ClassVar[str] = "rt"
     system: str
     ticket_id: str
     text: str
@@ -218,6 +216,69 @@ class RtClose(Job):
 
     def dedup_key(self) -> str:
         return f"{self.KIND}:{self.system}:{self.ticket_id}:{self.problem_id}"
+
+
+@dataclass(frozen=True)
+class RtClose(TicketClose):
+    """Close a ticket in Request Tracker 5: a comment naming the release and problem, then Status resolved."""
+
+    KIND: ClassVar[str] = "rt.close_ticket"
+    TARGET: ClassVar[str] = "rt"
+
+
+@dataclass(frozen=True)
+class TicketNotice(Job):
+    """Tell one ticket its problem's workaround or conclusion (`what`), once per text: the worker adds the
+    problem's link and comments, unless the ticket's newest comments already say it (a retried job);
+    a kind per system."""
+
+    system: str
+    ticket_id: str
+    what: str
+    text: str
+    problem_id: int | None = None
+    digest: str = field(default="", metadata=_KEY_ONLY)
+
+    def dedup_key(self) -> str:
+        return f"{self.KIND}:{self.system}:{self.ticket_id}:{self.digest}"
+
+
+@dataclass(frozen=True)
+class RtComment(TicketNotice):
+    """A workaround or conclusion as an internal comment on a Request Tracker ticket."""
+
+    KIND: ClassVar[str] = "rt.comment_ticket"
+    TARGET: ClassVar[str] = "rt"
+
+
+@dataclass(frozen=True)
+class JsmComment(TicketNotice):
+    """A workaround or conclusion as a comment on a Jira Service Management request."""
+
+    KIND: ClassVar[str] = "jsm.comment_ticket"
+    TARGET: ClassVar[str] = "jsm"
+
+
+@dataclass(frozen=True)
+class JsmClose(TicketClose):
+    """Close a Jira Service Management request: a comment naming the release and problem, then the
+    system's close transition (read back)."""
+
+    KIND: ClassVar[str] = "jsm.close_ticket"
+    TARGET: ClassVar[str] = "jsm"
+
+
+@dataclass(frozen=True)
+class JsmRead(Job):
+    """Read a Jira Service Management request its webhook named, and apply it to its incident (as a sync does)."""
+
+    KIND: ClassVar[str] = "jsm.read_ticket"
+    TARGET: ClassVar[str] = "jsm"
+    system: str
+    ticket_id: str
+
+    def dedup_key(self) -> str:
+        return f"{self.KIND}:{self.system}:{self.ticket_id}"
 
 
 CATALOGUE: dict[str, type[Job]] = {
@@ -232,6 +293,10 @@ CATALOGUE: dict[str, type[Job]] = {
         ZabbixClose,
         Deliver,
         RtClose,
+        RtComment,
+        JsmComment,
+        JsmClose,
+        JsmRead,
     )
 }
 

@@ -32,6 +32,7 @@ from bridge.problems.actions import (
     unlink_issue,
 )
 from bridge.problems.corrections import merge_problems, move_incident
+from bridge.problems.notices import set_workaround as set_problem_workaround
 from bridge.storage.engine import MAX_ID
 from bridge.web.actors import request_actor
 from bridge.web.context import bridge
@@ -164,6 +165,15 @@ def add_note(problem_id: int) -> str:
         bridge().store, problem_id, request_actor(), form_text("text", max_length=5000) or "", bridge().now()
     )
     return f"Note added to problem #{problem_id}."
+
+
+@ui.post("/problems/<int:problem_id>/workaround")
+@page_action(_problem_page)
+def set_workaround(problem_id: int) -> str:
+    ctx = bridge()
+    text = form_text("text", max_length=10_000)
+    _, told = set_problem_workaround(ctx.store, ctx.rules, problem_id, text, request_actor(), ctx.now())
+    return f"Workaround of problem #{problem_id} set; {told} ticket notices queued."
 
 
 @ui.post("/incidents/<int:incident_id>/ack")

@@ -29,7 +29,7 @@ from bridge.errors import BadPayload, NotFound
 from bridge.problems.release_health import release_health
 from bridge.reports.charts import report_charts
 from bridge.reports.service import service_report
-from bridge.shapes import iso
+from bridge.shapes import iso, ticket_sync_shape
 from bridge.storage.read_models import IncidentFilter
 from bridge.web.actors import SESSION_ACTOR, checked_name, proxy_user
 from bridge.web.answers import incidents_csv_answer, report_asked, service_csv_answer
@@ -211,12 +211,19 @@ def logout():  # type: ignore[no-untyped-def]
 def overview():  # type: ignore[no-untyped-def]
     store = bridge().store
     releases = store.list_releases(5, None).items
+    states = {state["system"]: state for state in store.sync_states()}
+    syncs = [
+        ticket_sync_shape(system, states.get(name))
+        for name, system in sorted(bridge().rules.ticket_systems.items())
+        if system.sync is not None
+    ]
     return render_template(
         "overview.html",
         counts=store.overview_counts(),
         nearest=store.nearest_sla(10),
         awaiting=store.nearest_response(10),
         releases=releases,
+        syncs=syncs,
         now=bridge().now(),
     )
 

@@ -3,8 +3,10 @@
 Reported tickets are incidents (adapters/tickets.py, the ticket endpoint in bridge/api/tickets.py)
 and join problems through the same rules as alerts. Whatever closes a problem (a release,
 a hand) calls `after_close` in its own transaction: every open ticket of the problem is
-closed, its system gets a `ticket.close` (a signed webhook, or Request Tracker's REST2),
-and notify targets hear of the closed problem and incidents.
+closed, its system gets a `ticket.close` (a signed webhook, Request Tracker's REST2, or a
+Jira Service Management transition), and notify targets hear of the closed problem and
+incidents. A ticket linked by hand hears the problem's workaround and conclusion at once
+(bridge.problems.notices).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from bridge.domain.incidents import Alert, Routing
 from bridge.domain.rules import Rules
 from bridge.domain.tickets import TicketSystem, ticket_close_text
 from bridge.errors import Conflict, NotFound, Unprocessable
-from bridge.outbox.jobs import RtClose, queue
+from bridge.outbox.jobs import JsmClose, RtClose, queue
 from bridge.outbox.notify import Announcer, queue_delivery
+from bridge.problems.notices import tell_tickets
 from bridge.shapes import incident_shape, problem_shape, ticket_shape
 from bridge.storage.engine import Connection
 from bridge.storage.store import Store
@@ -86,6 +89,7 @@ def link_ticket(
         if not store.link_ticket(conn, problem_id, system, ticket_id, url, summary, now):
             return False
         _record_ticket_event(store, conn, problem_id, now, f"ticket {system} {ticket_id} linked by hand", actor)
+        tell_tickets(conn, store, rules, [problem_id], now)
         if announcer is not None and announcer.wants("problem.linked"):
             [ticket] = [
                 t
@@ -173,6 +177,8 @@ def after_close(
             continue
         if system.kind == "rt":
             queue(conn, store, RtClose(system.name, ticket["ticket_id"], text, problem.stored_id), now)
+        elif system.kind == "jira":
+            queue(conn, store, JsmClose(system.name, ticket["ticket_id"], text, problem.stored_id), now)
         else:
             queue_delivery(conn, store, f"ticket:{system.name}", "ticket.close", now, subject, problem.stored_id)
         told += 1

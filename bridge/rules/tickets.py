@@ -12,15 +12,24 @@ from typing import Literal
 
 from pydantic import Field
 
-from bridge.domain.tickets import EVENTS, NotifyTarget, TicketSystem
+from bridge.domain.tickets import EVENTS, NotifyTarget, TicketSync, TicketSystem
 from bridge.rules.templates import TemplateError, compile_template
-from bridge.validation import StrictModel
+from bridge.validation import StrictModel, parse_duration
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+# Keys only a kind reads: set on another kind, they would be silently ignored.
+KIND_KEYS = {"sync": "rt", "project": "jira", "close_transition": "jira", "problem_field": "jira", "flavour": "jira"}
+
+
+class TicketSyncModel(StrictModel):
+    interval: str = "1m"
+    queues: list[str] = Field(min_length=1)
+    problem_field: str | None = Field(default=None, min_length=1, max_length=200)
+    overlap: str = "1m"
 
 
 class TicketSystemModel(StrictModel):
-    kind: Literal["webhook", "rt"] = "webhook"
+    kind: Literal["webhook", "rt", "jira"] = "webhook"
     url: str = Field(min_length=1)
     secret_env: str | None = None
     close_on_release: bool = True
@@ -28,6 +37,11 @@ class TicketSystemModel(StrictModel):
     username_env: str | None = None
     password_env: str | None = None
     token_env: str | None = None
+    sync: TicketSyncModel | None = None
+    project: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]{0,46}$")
+    close_transition: str | None = Field(default=None, min_length=1, max_length=200)
+    problem_field: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,200}$")
+    flavour: Literal["cloud", "datacenter"] = "cloud"
 
 
 class NotifyTargetModel(StrictModel):
@@ -95,6 +109,8 @@ def build_ticket_systems(
             and (model.username_env is None or model.password_env is None)
         ):
             problems.append(f"{where}: kind rt needs token_env, or username_env and password_env (RT's credentials)")
+        problems.extend(_kind_problems(where, model))
+        sync = _sync(where, model.sync, problems) if model.sync is not None else None
         if url is None:
             continue
         built[name] = TicketSystem(
@@ -107,8 +123,48 @@ def build_ticket_systems(
             username=username,
             password=password if token is None else None,
             token=token,
+            sync=sync,
+            project=model.project,
+            close_transition=model.close_transition,
+            problem_field=model.problem_field,
+            flavour=model.flavour,
         )
     return built
+
+
+def _kind_problems(where: str, model: TicketSystemModel) -> list[str]:
+    """What a system's kind requires, and keys of another kind set on it."""
+    found = [
+        f"{where} key {key}: only for kind {kind}"
+        for key, kind in KIND_KEYS.items()
+        if model.kind != kind and key in model.model_fields_set
+    ]
+    if model.kind == "jira":
+        if model.project is None:
+            found.append(f"{where} key project: required for kind jira (the service project's key, e.g. SD)")
+        if model.token_env is None or (model.flavour == "cloud" and model.username_env is None):
+            found.append(
+                f"{where}: kind jira needs token_env (a personal access token on datacenter), and username_env "
+                "(the account's email) with it on cloud"
+            )
+    for queue in [model.queue or "", *(model.sync.queues if model.sync else [])]:
+        if "'" in queue or "\\" in queue:
+            found.append(f"{where}: queue {queue!r}: quotes and backslashes cannot be searched in RT")
+    return found
+
+
+def _sync(where: str, model: TicketSyncModel, problems: list[str]) -> TicketSync | None:
+    """The sync of a Request Tracker: how often, which queues, which field names the problem."""
+    try:
+        interval, overlap = parse_duration(model.interval), parse_duration(model.overlap)
+    except ValueError as exc:
+        problems.append(f"{where} key sync: {exc}")
+        return None
+    if interval.total_seconds() < 1:
+        problems.append(f"{where} key sync.interval: at least 1s")
+    if overlap.total_seconds() > 86400:
+        problems.append(f"{where} key sync.overlap: at most 1d (every pass reads that much again)")
+    return TicketSync(interval, tuple(model.queues), model.problem_field, overlap)
 
 
 def build_notify_targets(

@@ -15,7 +15,15 @@ from bridge.domain.problems import ProblemState
 from bridge.storage.engine import MAX_ID, Database, Page
 from bridge.storage.incident_repository import incident_from_row
 from bridge.storage.payload_repository import REJECTED_SUMMARY
-from bridge.storage.schema import incidents, outbox, problem_events, problems, rejected_payloads, releases
+from bridge.storage.schema import (
+    incidents,
+    outbox,
+    problem_events,
+    problems,
+    rejected_payloads,
+    releases,
+    ticket_sync_state,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class GaugeCounts:
     oldest_pending: dict[str, datetime] = field(
         default_factory=dict
     )  # target -> when its oldest waiting job was queued
+    # ticket system -> since when its view of that system is stale: the start of its last successful sync
+    synced_since: dict[str, datetime] = field(default_factory=dict)
 
 
 class ReadModels(Database):
@@ -98,6 +108,14 @@ class ReadModels(Database):
                     .group_by(outbox.c.target)
                 ).all()
             )
+            synced_since: dict[str, datetime] = dict(
+                conn.execute(
+                    sa.select(
+                        ticket_sync_state.c.system,
+                        sa.func.coalesce(ticket_sync_state.c.last_success_at, ticket_sync_state.c.created_at),
+                    )
+                ).all()
+            )
             return GaugeCounts(
                 open_incidents,
                 breached,
@@ -106,6 +124,7 @@ class ReadModels(Database):
                 jobs[OutboxState.DEAD],
                 pending_by_kind,
                 oldest_pending,
+                synced_since,
             )
 
         return self.read(work)

@@ -158,6 +158,12 @@ problems = sa.Table(
     sa.Column("outcome", sa.String(16)),
     # Set when the problem was merged: the problem its incidents went to.
     sa.Column("merged_into", sa.BigInteger()),
+    # What the first line tells callers until the fix ships (a person sets it), and who set it when.
+    sa.Column("workaround", sa.Text()),
+    sa.Column("workaround_updated_at", UtcDateTime()),
+    sa.Column("workaround_by", sa.String(200)),
+    # Tickets their customers reopened after the problem closed with its fix.
+    sa.Column("reopened_by_ticket", sa.Integer(), nullable=False, server_default="0"),
     sa.Index(
         "ux_problems_open_key",
         "problem_key",
@@ -314,6 +320,56 @@ problem_tickets = sa.Table(
     sa.Column("closed_at", UtcDateTime()),
     sa.Column("close_reason", sa.Text()),
     sa.UniqueConstraint("problem_id", "system", "ticket_id", name="uq_problem_tickets_problem_system_ticket"),
+)
+
+# One row per ticket system the bridge reads by itself: how far it has read (the newest change
+# seen, in the system's own clock), how the last passes went, and which worker holds the lease.
+ticket_sync_state = sa.Table(
+    "ticket_sync_state",
+    metadata,
+    sa.Column("system", sa.String(64), primary_key=True),
+    sa.Column("watermark", UtcDateTime()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("last_attempt_at", UtcDateTime()),
+    sa.Column("last_success_at", UtcDateTime()),
+    sa.Column("next_attempt_at", UtcDateTime()),
+    sa.Column("failures", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("tickets_read", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_until", UtcDateTime()),
+)
+
+# What the bridge last saw of each ticket in its system, or last wrote there itself: a change is a
+# difference from this, so an overlapping read, a restart or the bridge's own close is no change.
+synced_tickets = sa.Table(
+    "synced_tickets",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("system", sa.String(64), nullable=False),
+    sa.Column("ticket_id", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("problem_ref", sa.String(200)),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("incident_id", sa.BigInteger()),
+    sa.Column("seen_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("system", "ticket_id", name="uq_synced_tickets_system_ticket"),
+)
+
+# Each text a ticket was told (a workaround, a conclusion), by its digest: the same text never twice.
+ticket_notices = sa.Table(
+    "ticket_notices",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("system", sa.String(64), nullable=False),
+    sa.Column("ticket_id", sa.String(128), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("problem_id", sa.BigInteger(), nullable=False),
+    sa.Column("queued_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("system", "ticket_id", "digest", name="uq_ticket_notices_system_ticket_digest"),
 )
 
 rejected_payloads = sa.Table(

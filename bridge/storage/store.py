@@ -14,6 +14,7 @@ from bridge.storage.read_models import ReadModels
 from bridge.storage.release_repository import ReleaseRepository
 from bridge.storage.report_model import ReportModel
 from bridge.storage.ticket_repository import TicketRepository
+from bridge.storage.ticket_sync_repository import TicketSyncRepository
 
 
 class Store(
@@ -29,5 +30,6 @@ class Store(
     ReportModel,
     ActionRepository,
     TicketRepository,
+    TicketSyncRepository,
 ):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""

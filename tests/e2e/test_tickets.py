@@ -135,11 +135,15 @@ class Bridge:
 
 @pytest.fixture
 def bridge_with(database_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch):
-    """A bridge on the test's database with the receivers of ITSM and chat; chat wants the given events."""
+    """A bridge on the test's database with the receivers of ITSM and chat; chat wants the given events; more
+    ticket systems, environment variables of the rules and settings as given."""
     made: list[Iterator[list[Receiver]]] = []
 
     def make(
-        chat_events: list[str] = ALL_EVENTS, systems: dict[str, Any] | None = None, env: dict[str, str] | None = None
+        chat_events: list[str] = ALL_EVENTS,
+        systems: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        settings_env: dict[str, str] | None = None,
     ) -> Bridge:
         started = receivers(ITSM_SECRET, CHAT_SECRET)
         made.append(started)
@@ -158,6 +162,7 @@ def bridge_with(database_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
                 "BRIDGE_TOKEN_OPERATE": "operate-token",
                 "BRIDGE_TOKEN_TICKETS": "ticket-token",
                 "BRIDGE_TOKEN_RELEASE": "release-token",
+                **(settings_env or {}),
             },
             database_url=database_url,
         )

@@ -53,6 +53,25 @@ CASES = [
         "rt.close_ticket:rt:12:7",
         {"system": "rt", "ticket_id": "12", "text": "closed"},
     ),
+    (
+        jobs.RtComment("rt", "12", "workaround", "restart the app", 7, "d1g"),
+        "rt.comment_ticket",
+        "rt.comment_ticket:rt:12:d1g",
+        {"system": "rt", "ticket_id": "12", "what": "workaround", "text": "restart the app"},
+    ),
+    (
+        jobs.JsmComment("sd", "SD-3", "conclusion", "fixed in 2.1", 7, "d2g"),
+        "jsm.comment_ticket",
+        "jsm.comment_ticket:sd:SD-3:d2g",
+        {"system": "sd", "ticket_id": "SD-3", "what": "conclusion", "text": "fixed in 2.1"},
+    ),
+    (
+        jobs.JsmClose("sd", "SD-3", "closed", 7),
+        "jsm.close_ticket",
+        "jsm.close_ticket:sd:SD-3:7",
+        {"system": "sd", "ticket_id": "SD-3", "text": "closed"},
+    ),
+    (jobs.JsmRead("sd", "SD-3"), "jsm.read_ticket", "jsm.read_ticket:sd:SD-3", {"system": "sd", "ticket_id": "SD-3"}),
 ]
 
 
@@ -75,4 +94,4 @@ def test_zabbix_close_gathers_each_event_once_from_the_closed_incidents():
 
 def test_every_kind_is_in_the_catalogue_once():
     assert sorted(jobs.CATALOGUE) == sorted({kind.KIND for kind in jobs.CATALOGUE.values()})
-    assert len(jobs.CATALOGUE) == 9
+    assert len(jobs.CATALOGUE) == 13

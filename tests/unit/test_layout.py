@@ -21,6 +21,7 @@ ORDER = (
     "bridge/pages/",
     "bridge/api/",
     "bridge/web/",
+    "bridge/tickets/",
     "bridge/ingest/",
     "bridge/jira/",
     "bridge/problems/",

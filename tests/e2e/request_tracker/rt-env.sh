@@ -4,6 +4,13 @@
 #                       exit 3 when they cannot be installed (the tests then skip, saying so)
 #   rt-env.sh start     install if needed, start RT's standalone server on $RT_E2E_PORT; idempotent
 #   rt-env.sh stop      stop it by PID
+#   rt-env.sh custom-field NAME
+#                       create the ticket custom field NAME (one value, free text) unless it exists, and
+#                       apply it to every queue: until applied, RT drops its values silently (what an
+#                       RT administrator does in the web UI, through RT's own Perl API)
+#   rt-env.sh backdate TICKET 'YYYY-MM-DD HH:MM:SS'
+#                       set a ticket's LastUpdated (UTC) through RT's database handle: a change made in a
+#                       given second, whatever the time RT's slow answers took (tests of the watermark)
 # Nothing goes through systemd or Apache. Debian's dbconfig-common makes the SQLite database
 # (queue General, user root, password "password"). State lives in $RT_E2E_DIR.
 set -euo pipefail
@@ -64,9 +71,39 @@ stop() {
     rm -f "$DIR/rt.pid"
 }
 
+custom_field() {
+    install_packages
+    # shellcheck disable=SC2016 # the Perl program's variables are Perl's
+    as_root env CF_NAME="$1" perl -I/usr/share/request-tracker5/lib -MRT -e '
+        RT::LoadConfig(); RT::Init();
+        my $cf = RT::CustomField->new(RT->SystemUser);
+        $cf->LoadByName(Name => $ENV{CF_NAME}, LookupType => "RT::Queue-RT::Ticket");
+        unless ($cf->id) {
+            my ($ok, $why) = $cf->Create(Name => $ENV{CF_NAME}, Type => "FreeformSingle",
+                                         LookupType => "RT::Queue-RT::Ticket");
+            die "cannot create custom field $ENV{CF_NAME}: $why\n" unless $ok;
+        }
+        my ($ok, $why) = $cf->AddToObject(RT::Queue->new(RT->SystemUser));
+        print "custom field $ENV{CF_NAME} (", $cf->id, "): ", ($ok ? "applied" : $why), "\n";
+    '
+}
+
+backdate() {
+    # shellcheck disable=SC2016 # the Perl program's variables are Perl's
+    as_root env TICKET="$1" WHEN="$2" perl -I/usr/share/request-tracker5/lib -MRT -e '
+        RT::LoadConfig(); RT::Init();
+        my $done = RT->DatabaseHandle->dbh->do(
+            "UPDATE Tickets SET LastUpdated = ? WHERE id = ?", undef, $ENV{WHEN}, $ENV{TICKET});
+        die "no ticket $ENV{TICKET}\n" unless $done && $done > 0;
+        print "ticket $ENV{TICKET} last updated $ENV{WHEN}\n";
+    '
+}
+
 case "${1:-}" in
     install) install_packages ;;
     start) start ;;
     stop) stop ;;
-    *) echo "usage: $0 install|start|stop" >&2; exit 2 ;;
+    custom-field) custom_field "${2:?usage: $0 custom-field NAME}" ;;
+    backdate) backdate "${2:?usage: $0 backdate TICKET WHEN}" "${3:?usage: $0 backdate TICKET WHEN}" ;;
+    *) echo "usage: $0 install|start|stop|custom-field NAME|backdate TICKET WHEN" >&2; exit 2 ;;
 esac

@@ -1,36 +1,19 @@
 """A real Request Tracker 5 (Debian packages, REST2 on loopback): tickets created in RT, reported to the
 bridge and linked to a problem are resolved in RT, with a comment, by the release that closes the problem.
 
-rt-env.sh installs RT and starts its standalone server; it is stopped afterwards.
+rt-env.sh installs RT and starts its standalone server (conftest.py); it is stopped afterwards.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import requests
 
 from adapters.request_tracker import RtClient
-from bridge.domain.tickets import TicketSystem
-from tests.conftest import free_port
 from tests.e2e import test_tickets
 from tests.e2e.test_tickets import API, OPERATE
 
-ENV_SCRIPT = Path(__file__).resolve().parent / "rt-env.sh"
-CANNOT_INSTALL = 3
-
-can_install = (
-    Path("/usr/share/request-tracker5/libexec/rt-server").exists()
-    or os.geteuid() == 0
-    or shutil.which("sudo") is not None
-)
-pytestmark = pytest.mark.skipif(not can_install, reason="LOUD SKIP: cannot install request-tracker5 (no root, no sudo)")
 bridge_with = test_tickets.bridge_with  # the same bridge, receivers and worker as the webhook tests
 RT_SYSTEM = {
     "kind": "rt",
@@ -39,25 +22,6 @@ RT_SYSTEM = {
     "password_env": "TEST_RT_PASSWORD",
     "queue": "General",
 }
-
-
-@pytest.fixture(scope="module")
-def rt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {**os.environ, "RT_E2E_PORT": str(free_port()), "RT_E2E_DIR": str(tmp_path_factory.mktemp("rt"))}
-    started = subprocess.run(["bash", str(ENV_SCRIPT), "start"], capture_output=True, text=True, timeout=600, env=env)
-    if started.returncode == CANNOT_INSTALL:
-        pytest.skip(f"LOUD SKIP: request-tracker5 cannot be installed here: {started.stderr.strip()}")
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        found = dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
-        yield found["RT_URL"]
-    finally:
-        subprocess.run(["bash", str(ENV_SCRIPT), "stop"], capture_output=True, timeout=120, env=env)
-
-
-@pytest.fixture
-def rt(rt_url: str) -> RtClient:
-    return RtClient.for_system(TicketSystem("rt", "rt", rt_url, username="root", password="password"))
 
 
 def comments_of(rt: RtClient, ticket_id: str) -> list[str]:
