@@ -9,7 +9,7 @@
   so the same text never reaches one ticket twice.
 - problems.workaround (with who set it, when) and problems.reopened_by_ticket.
 
-Revision ID: 0017
+Revision ID: 0015
 Revises: 0014
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 
 from bridge.storage.schema import BigId, UtcDateTime
 
-revision = "0017"
+revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None
