@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bridge.storage.action_repository import ActionRepository
+from bridge.storage.heartbeat_repository import HeartbeatRepository
 from bridge.storage.incident_repository import IncidentRepository
 from bridge.storage.merge_repository import MergeRepository
 from bridge.storage.outbox_repository import OutboxRepository
@@ -13,6 +14,7 @@ from bridge.storage.rate_limit_repository import RateLimitRepository
 from bridge.storage.read_models import ReadModels
 from bridge.storage.release_repository import ReleaseRepository
 from bridge.storage.ticket_repository import TicketRepository
+from bridge.storage.window_repository import WindowRepository
 
 
 class Store(
@@ -27,5 +29,7 @@ class Store(
     ReadModels,
     ActionRepository,
     TicketRepository,
+    HeartbeatRepository,
+    WindowRepository,
 ):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""
