@@ -28,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters import SOURCES, zabbix_api
-from bridge.domain.incidents import AlertResult, AlertStatus, Outcome, ParsedNotification
+from bridge.domain.incidents import AlertResult, AlertStatus, Incident, Outcome, ParsedNotification
 from bridge.domain.outcomes import IssueOutcome
 from bridge.domain.problems import ProblemState
 from bridge.domain.rules import Rules
@@ -97,6 +97,11 @@ JIRA_TWINS = Counter(
     ["found_at"],
 )
 JIRA_MOVES = Counter("bridge_jira_issue_moves_total", "Linked Jira issues found under a new key (moved) and followed")
+ALERTS_IN_MAINTENANCE = Counter(
+    "bridge_alerts_in_maintenance_total",
+    "Alerts that opened (created or reopened) an incident a window held, by window name",
+    ["window"],
+)
 WEBHOOK_DURATION = Histogram(
     "bridge_webhook_request_duration_seconds",
     "Webhook answer time, commit included",
@@ -188,6 +193,7 @@ def record_ingest(source: str, result: Ingested) -> None:
     labelled(NOTIFICATIONS, source, "partial" if result.parsed.rejected else "accepted").inc()
     statuses: dict[AlertStatus, int] = {}
     opened: dict[tuple[str, str], int] = {}
+    held: dict[str, int] = {}
     deduplicated = reopened = 0
     for item in result.results:
         status = item.alert.status
@@ -196,10 +202,16 @@ def record_ingest(source: str, result: Ingested) -> None:
         if outcome is Outcome.CREATED and incident is not None:
             key = (incident.line, incident.priority)
             opened[key] = opened.get(key, 0) + 1
+            if incident.held:
+                _count_held(held, incident)
+            continue
+        if outcome is Outcome.PING:  # a heartbeat's: neither an incident nor a duplicate of one
             continue
         deduplicated += 1
         if outcome is Outcome.REOPENED:
             reopened += 1
+            if incident is not None and incident.held:
+                _count_held(held, incident)
         elif outcome is Outcome.RESOLVED and incident is not None and incident.resolved_at:
             RESOLUTION.observe((incident.resolved_at - incident.first_seen).total_seconds())
     for status, count in statuses.items():
@@ -212,6 +224,13 @@ def record_ingest(source: str, result: Ingested) -> None:
         labelled(REOPENED, source).inc(reopened)
     if result.regressions:
         REGRESSIONS.inc(result.regressions)
+    for window, count in held.items():
+        ALERTS_IN_MAINTENANCE.labels(window).inc(count)  # names come from people: never kept in `labelled`
+
+
+def _count_held(held: dict[str, int], incident: Incident) -> None:
+    name = str((incident.hold_window or {}).get("name", ""))
+    held[name] = held.get(name, 0) + 1
 
 
 def record_release(incidents_closed: int, fix_seconds: list[float]) -> None:

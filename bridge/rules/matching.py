@@ -1,0 +1,42 @@
+"""The `match` of a rules.yaml section (routes, problem rules, maintenance windows): a source and labels."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import field_validator
+
+from adapters import SOURCES
+from bridge.domain.incidents import Matcher
+from bridge.validation import StrictModel
+
+
+class MatchModel(StrictModel):
+    source: str | None = None
+    labels: dict[str, str] = {}
+    labels_regex: dict[str, str] = {}
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str | None) -> str | None:
+        if value is not None and value not in SOURCES:
+            raise ValueError(f"unknown source {value!r}; expected one of {', '.join(SOURCES)}")
+        return value
+
+    @field_validator("labels_regex")
+    @classmethod
+    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"label {name!r}: invalid regex {pattern!r}: {exc}") from exc
+        return value
+
+
+def matcher_of(model: MatchModel) -> Matcher:
+    return Matcher(
+        source=model.source,
+        labels=dict(model.labels),
+        labels_regex={k: re.compile(v) for k, v in model.labels_regex.items()},
+    )
