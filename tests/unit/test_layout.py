@@ -21,6 +21,7 @@ ORDER = (
     "bridge/pages/",
     "bridge/api/",
     "bridge/web/",
+    "bridge/watch/",
     "bridge/ingest/",
     "bridge/jira/",
     "bridge/problems/",
