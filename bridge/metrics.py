@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters import SOURCES, zabbix_api
+from bridge.domain.heartbeats import HeartbeatState, last_heard
 from bridge.domain.incidents import AlertResult, AlertStatus, Incident, Outcome, ParsedNotification
 from bridge.domain.outcomes import IssueOutcome
 from bridge.domain.problems import ProblemState
@@ -114,7 +115,7 @@ WEBHOOK_DURATION = Histogram(
 NOTIFICATION_OUTCOMES = ("accepted", "partial", "rejected", "unauthorized", "unavailable", "error")
 # A refused webhook's HTTP status -> its outcome (any other status counts as "error").
 WEBHOOK_OUTCOMES = {400: "rejected", 413: "rejected", 415: "rejected", 401: "unauthorized", 503: "unavailable"}
-CLOSE_REASONS = ("released", "manual", "auto_closed", "jira_outcome")
+CLOSE_REASONS = ("released", "manual", "auto_closed", "jira_outcome", "resolved_in_window")
 JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
 OUTBOX_TARGETS = ("jira", "zabbix", "webhook", "rt")
 DELIVERY_OUTCOMES = ("success", "retry", "dead")
@@ -308,6 +309,45 @@ class StoreGauges(Collector):
             for value, amount in by_value.items():
                 family.add_metric([value], amount)
             yield family
+        yield from self._watched(now)
+
+    def _watched(self, now: datetime) -> Iterator[GaugeMetricFamily]:
+        """When each source and heartbeat was last heard (0: never), expired heartbeats, windows in force."""
+        store = self.store
+        records, sources, active = store.read(
+            lambda conn: (
+                store.heartbeat_records(conn),
+                store.sources_last_heard(conn, SOURCES),
+                store.active_window_count(conn, now),
+            )
+        )
+        source_seen = GaugeMetricFamily(
+            "bridge_source_last_seen_timestamp_seconds",
+            "When the newest notification of each source was received (0: never since retention)",
+            labels=["source"],
+        )
+        for source, heard in sources.items():
+            source_seen.add_metric([source], heard.timestamp() if heard else 0.0)
+        yield source_seen
+        seen = GaugeMetricFamily(
+            "bridge_heartbeat_last_seen_timestamp_seconds",
+            "When each heartbeat was last heard (0: never)",
+            labels=["name"],
+        )
+        expired = GaugeMetricFamily(
+            "bridge_heartbeat_expired", "1 while a heartbeat's silence is an incident", labels=["name"]
+        )
+        for heartbeat in self.rules.heartbeats if self.rules is not None else ():
+            record = records.get(heartbeat.name)
+            source_heard = (
+                sources.get(heartbeat.source) if heartbeat.pinged_by_notifications and heartbeat.source else None
+            )
+            heard = last_heard(record, source_heard)
+            seen.add_metric([heartbeat.name], heard.timestamp() if heard else 0.0)
+            expired.add_metric([heartbeat.name], 1.0 if record and record.state is HeartbeatState.EXPIRED else 0.0)
+        yield seen
+        yield expired
+        yield GaugeMetricFamily("bridge_maintenance_active", "Maintenance windows in force now", value=active)
 
 
 def exposition(store: Store, rules: Rules | None = None) -> tuple[bytes, str]:

@@ -12,11 +12,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapters import SOURCES, tickets
-from bridge.api.bodies import MergeRequest, MoveRequest, ReasonRequest, ReleaseRequest
+from bridge.api.bodies import MaintenanceRequest, MergeRequest, MoveRequest, ReasonRequest, ReleaseRequest
 from bridge.config import TOKEN_GROUPS
 from bridge.domain.incidents import IncidentState
 from bridge.domain.outbox import OutboxState
 from bridge.domain.problems import ProblemState
+from bridge.domain.windows import WindowState
 from bridge.storage.engine import MAX_ID
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -145,6 +146,71 @@ def _ticket_paths() -> dict[str, Any]:
                     {"name": "ticket_id", "in": "path", "required": True, "schema": text},
                 ],
                 "responses": _responses(200, 401, 404, 503),
+            }
+        },
+    }
+
+
+# Schemas of models nested in request bodies, referred to from components (see `_watch_paths`).
+NESTED: dict[str, Any] = {}
+
+
+def _watch_paths(page: dict[str, Any]) -> dict[str, Any]:
+    """Heartbeats and maintenance windows (docs/how-to/heartbeats.md, docs/how-to/maintenance.md)."""
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+    window = _model_schema(MaintenanceRequest)
+    NESTED.update(window.pop("$defs", {}))
+    return {
+        "/api/v1/heartbeats": {
+            "get": {
+                "operationId": "listHeartbeats",
+                "security": BEARER,
+                "tags": ["heartbeats"],
+                "responses": _responses(200, 401, 503),
+            }
+        },
+        "/api/v1/heartbeats/{name}/ping": {
+            "post": {
+                "operationId": "pingHeartbeat",
+                "security": BEARER,
+                "tags": ["heartbeats"],
+                "parameters": [name],
+                "responses": _responses(200, 401, 404, 409, 415, 503),
+            }
+        },
+        "/api/v1/maintenance": {
+            "post": {
+                "operationId": "makeMaintenanceWindow",
+                "security": BEARER,
+                "tags": ["maintenance"],
+                "parameters": [ACTOR],
+                "requestBody": _json_body(window),
+                "responses": _responses(201, 400, 401, 413, 415, 503),
+            },
+            "get": {
+                "operationId": "listMaintenanceWindows",
+                "security": BEARER,
+                "tags": ["maintenance"],
+                "parameters": [_query("state", {"enum": _values(WindowState)}), *PAGING],
+                "responses": _responses(200, 400, 401, 503, ok=page),
+            },
+        },
+        "/api/v1/maintenance/{window_id}": {
+            "get": {
+                "operationId": "getMaintenanceWindow",
+                "security": BEARER,
+                "tags": ["maintenance"],
+                "parameters": [_id_param("window_id")],
+                "responses": _responses(200, 401, 404, 503),
+            }
+        },
+        "/api/v1/maintenance/{window_id}/end": {
+            "post": {
+                "operationId": "endMaintenanceWindow",
+                "security": BEARER,
+                "tags": ["maintenance"],
+                "parameters": [_id_param("window_id"), ACTOR],
+                "responses": _responses(200, 401, 404, 409, 415, 503),
             }
         },
     }
@@ -430,6 +496,7 @@ def build_document() -> dict[str, Any]:
             }
         },
         **_ticket_paths(),
+        **_watch_paths(page),
         "/healthz": {"get": {"operationId": "healthz", "responses": _responses(200)}},
         "/readyz": {"get": {"operationId": "readyz", "responses": _responses(200, 503)}},
         "/metrics": {
@@ -455,6 +522,7 @@ def build_document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": _token_variables()}},
             "schemas": {
+                **NESTED,
                 "Error": {
                     "type": "object",
                     "required": ["status", "code", "message", "errors"],
@@ -465,7 +533,7 @@ def build_document() -> dict[str, Any]:
                         "errors": {"type": "array", "items": {"type": "string"}},
                         "request_id": {"type": ["string", "null"]},
                     },
-                }
+                },
             },
         },
     }

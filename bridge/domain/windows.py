@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -220,3 +220,12 @@ def match_of(matcher: Matcher) -> dict[str, Any]:
     if matcher.labels_regex:
         match["labels_regex"] = {name: pattern.pattern for name, pattern in matcher.labels_regex.items()}
     return match
+
+
+def matcher_of_match(match: Mapping[str, Any]) -> Matcher:
+    """A stored (or requested) `{source?, labels?, labels_regex?}` as a matcher: `match_of` read back."""
+    return Matcher(
+        source=match.get("source"),
+        labels=dict(match.get("labels") or {}),
+        labels_regex={name: re.compile(pattern) for name, pattern in (match.get("labels_regex") or {}).items()},
+    )

@@ -18,6 +18,7 @@ from adapters import PARSERS
 from bridge.domain.incidents import (
     Alert,
     AlertResult,
+    AlertStatus,
     IncidentState,
     Outcome,
     ParsedNotification,
@@ -150,22 +151,27 @@ class Delivery:
     pings: tuple[tuple[int, str], ...] = ()
 
     def lifecycle_input(self) -> tuple[Sequence[Alert], Sequence[Routing], datetime]:
-        """The alerts and routings the incident lifecycle sees: all but the pings."""
+        """The alerts and routings the incident lifecycle sees: a ping as the resolve of its own key, so an
+        incident it opened before its heartbeat was configured resolves, and none is ever opened."""
         if not self.pings:
             return self.parsed.alerts, self.routings, self.received_at
-        pinged = {position for position, _ in self.pings}
-        kept = [position for position in range(len(self.parsed.alerts)) if position not in pinged]
-        return [self.parsed.alerts[p] for p in kept], [self.routings[p] for p in kept], self.received_at
+        alerts = list(self.parsed.alerts)
+        for position, _ in self.pings:
+            alerts[position] = replace(
+                alerts[position], status=AlertStatus.RESOLVED, starts_at=None, ends_at=None, note_only=False
+            )
+        return alerts, self.routings, self.received_at
 
     def with_pings(self, own: list[AlertResult]) -> list[AlertResult]:
-        """The lifecycle's results with the pings put back in their places, each a `ping` outcome."""
+        """The results as the sender is answered: each ping a `ping` outcome."""
         if not self.pings:
             return own
         pinged = dict(self.pings)
-        others = iter(own)
         return [
-            AlertResult(alert, self.routings[position], Outcome.PING, None) if position in pinged else next(others)
-            for position, alert in enumerate(self.parsed.alerts)
+            AlertResult(self.parsed.alerts[position], result.routing, Outcome.PING, None)
+            if position in pinged
+            else result
+            for position, result in enumerate(own)
         ]
 
 

@@ -22,12 +22,16 @@ from flask.sessions import SecureCookieSessionInterface
 
 from adapters import SOURCES
 from bridge.config import Secret
+from bridge.domain.heartbeats import HEARTBEAT_SOURCE
 from bridge.domain.incidents import IncidentState
 from bridge.domain.problems import ProblemState
+from bridge.domain.windows import WindowState
 from bridge.errors import BadPayload, NotFound
 from bridge.problems.release_health import release_health
 from bridge.shapes import iso
 from bridge.storage.read_models import IncidentFilter
+from bridge.watch.heartbeats import heartbeat_views
+from bridge.watch.windows import window_json
 from bridge.web.actors import SESSION_ACTOR, checked_name, proxy_user
 from bridge.web.context import EXTENSION, bridge
 from bridge.web.edge import choice_arg, group_token, page_args
@@ -185,16 +189,33 @@ def logout():  # type: ignore[no-untyped-def]
 
 @ui.get("/")
 def overview():  # type: ignore[no-untyped-def]
-    store = bridge().store
+    ctx = bridge()
+    store, now = ctx.store, ctx.now()
     releases = store.list_releases(5, None).items
+    senders = [name for name in SOURCES if name != HEARTBEAT_SOURCE]
     return render_template(
         "overview.html",
         counts=store.overview_counts(),
         nearest=store.nearest_sla(10),
         awaiting=store.nearest_response(10),
         releases=releases,
-        now=bridge().now(),
+        senders=store.read_sources_last_heard(senders),
+        heartbeats=heartbeat_views(store, ctx.rules),
+        windows=store.list_windows(WindowState.ACTIVE, now, 20, None).items,
+        now=now,
     )
+
+
+@ui.get("/maintenance")
+def maintenance():  # type: ignore[no-untyped-def]
+    """Maintenance windows in force, coming and past, with the forms that make and end them."""
+    limit, cursor = page_args()
+    ctx = bridge()
+    now = ctx.now()
+    page = ctx.store.list_windows(choice_arg("state", WindowState), now, limit, cursor)
+    counts = ctx.store.held_counts([row["id"] for row in page.items])
+    windows = [window_json(row, now, counts.get(row["id"], (0, 0))) for row in page.items]
+    return render_template("maintenance.html", page=page, windows=windows, sources=list(SOURCES), now=now)
 
 
 @ui.get("/problems")

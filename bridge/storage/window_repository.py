@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -15,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from bridge.domain.incidents import Incident, Matcher
-from bridge.domain.windows import Window, WindowKind
+from bridge.domain.windows import Window, WindowKind, matcher_of_match
 from bridge.storage import driver_sql
 from bridge.storage.engine import MAX_ID, Database, Page
 from bridge.storage.incident_repository import incident_from_row
@@ -32,12 +31,7 @@ _POSTGRES_COVERING = driver_sql.psycopg_text(_SQLITE_COVERING)
 @functools.lru_cache(maxsize=1024)
 def _matcher(match: str) -> Matcher:
     """A stored `match` as a matcher, built once per distinct text (regexes compiled once)."""
-    given = orjson.loads(match)
-    return Matcher(
-        source=given.get("source"),
-        labels=dict(given.get("labels") or {}),
-        labels_regex={name: re.compile(pattern) for name, pattern in (given.get("labels_regex") or {}).items()},
-    )
+    return matcher_of_match(orjson.loads(match))
 
 
 def match_text(match: Any) -> str:
@@ -203,7 +197,9 @@ class WindowRepository(Database):
         rows = self.read(lambda conn: conn.execute(query).all())
         return {window_id: (total, int(held or 0)) for window_id, total, held in rows}
 
-    def active_window_count(self, now: datetime) -> int:
+    @staticmethod
+    def active_window_count(conn: Connection, now: datetime) -> int:
+        """Windows in force now (a gauge)."""
         query = (
             sa.select(sa.func.count())
             .select_from(hold_windows)
@@ -213,4 +209,4 @@ class WindowRepository(Database):
                 sa.or_(hold_windows.c.ended_at.is_(None), hold_windows.c.ended_at > now),
             )
         )
-        return self.read(lambda conn: int(conn.execute(query).scalar_one()))
+        return int(conn.execute(query).scalar_one())

@@ -12,6 +12,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -24,14 +25,17 @@ from bridge.domain.heartbeats import (
     IncidentChange,
     Transition,
     deadline,
+    duration_text,
     last_heard,
     signal_body,
     step,
 )
 from bridge.domain.incidents import Alert, Routing
 from bridge.domain.rules import Rules, route_alert, with_priority
+from bridge.domain.windows import match_of
 from bridge.errors import Conflict, NotFound
 from bridge.ingest.deliveries import Delivery, IngestResult, parse_body, write_in
+from bridge.shapes import iso
 from bridge.storage.engine import Connection
 from bridge.storage.store import Store
 
@@ -178,3 +182,27 @@ def heartbeat_views(store: Store, rules: Rules) -> list[HeartbeatView]:
             )
         )
     return views
+
+
+def heartbeat_json(view: HeartbeatView) -> dict[str, Any]:
+    """A heartbeat as the API lists it."""
+    heartbeat = view.heartbeat
+    pinged_by = None
+    if heartbeat is not None:
+        pinged_by = "endpoint" if heartbeat.pinged_by_endpoint else "notifications"
+        if heartbeat.matcher is not None:
+            pinged_by = "alerts"
+    return {
+        "name": view.name,
+        "state": view.state.value,
+        "source": heartbeat.source if heartbeat else None,
+        "pinged_by": pinged_by,
+        "match": match_of(heartbeat.matcher) if heartbeat and heartbeat.matcher else None,
+        "interval": duration_text(heartbeat.interval) if heartbeat else None,
+        "grace": duration_text(heartbeat.grace) if heartbeat else None,
+        "armed_at": iso(view.armed_at),
+        "changed_at": iso(view.changed_at),
+        "last_heard": iso(view.last_heard),
+        "expires_at": iso(view.expires_at),
+        "incident_key": f"{HEARTBEAT_SOURCE}:{view.name}",
+    }

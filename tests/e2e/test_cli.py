@@ -123,6 +123,7 @@ def test_serve_on_the_network_with_a_token_missing_refuses_naming_it(runner, mon
         "BRIDGE_TOKEN_API": "p",
         "BRIDGE_TOKEN_OPERATE": "o",
         "BRIDGE_TOKEN_TICKETS": "t",
+        "BRIDGE_TOKEN_HEARTBEATS": "h",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("BRIDGE_TOKEN_RELEASE", raising=False)

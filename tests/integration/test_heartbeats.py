@@ -110,6 +110,18 @@ def test_the_watchdog_alert_is_a_ping_not_an_incident_and_keeps_its_heartbeat_ok
     assert [i["dedup_key"] for i in heartbeat_incidents(store)] == []
 
 
+def test_a_watchdog_incident_from_before_its_heartbeat_is_resolved_by_the_first_ping(store: Store, example_rules):
+    ingest(store, example_rules, "alertmanager", watchdog_and(other=False), T0)
+    [before] = store.read(lambda conn: [dict(r) for r in conn.execute(sa.select(incidents)).mappings()])
+    assert before["state"] == "firing" and before["labels"]["alertname"] == "Watchdog"
+    result = ingest(store, RULES, "alertmanager", watchdog_and(other=False), T0 + minutes(1))
+    assert [r.outcome for r in result.results] == [Outcome.PING]
+    [after] = store.read(lambda conn: [dict(r) for r in conn.execute(sa.select(incidents)).mappings()])
+    assert (after["id"], after["state"]) == (before["id"], "resolved")
+    ingest(store, RULES, "alertmanager", watchdog_and(other=False), T0 + minutes(2))
+    assert store.read(lambda conn: conn.execute(sa.select(sa.func.count()).select_from(incidents)).scalar_one()) == 1
+
+
 def test_a_ping_before_the_worker_armed_its_heartbeat_is_kept(store: Store):
     ingest(store, RULES, "alertmanager", watchdog_and(other=False), T0)
     check_heartbeats(store, RULES, T0 + minutes(1))
