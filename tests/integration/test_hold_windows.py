@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 import sqlalchemy as sa
 import yaml
 
@@ -19,8 +20,12 @@ from bridge.rules.load import parse_rules
 from bridge.storage.schema import hold_windows, incident_events, incidents, outbox, problems
 from bridge.storage.store import Store
 from bridge.watch.windows import end_window, make_window, release_due, sync_recurring
-from bridge.worker import run_once
+from bridge.worker import OutboxRunner, run_once
+from jira_link.client import JiraClient
+from jira_link.linker import LinkOptions
 from tests.conftest import ROOT, ingest, payload
+from tests.fakes import FakeJira
+from tests.receiver import Receiver
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 LKK = Matcher(source="alertmanager", labels={"service": "lkk"})
@@ -308,3 +313,34 @@ def test_a_window_that_would_hold_forever_or_everything_is_refused(store: Store,
         )
     assert any(said in error for error in refused.value.errors), refused.value.errors
     assert rows(store, hold_windows) == []
+
+
+def test_the_worker_files_one_jira_issue_and_sends_one_notify_only_after_the_window(store: Store):
+    """Through the real outbox: nothing reaches Jira or the receiver while the window holds; at its end
+    one issue is created and one problem.opened delivered, however many passes follow."""
+    with FakeJira() as jira, Receiver("s3cret") as receiver:
+        notify = [{**NOTIFY[0], "url": receiver.url, "events": ["problem.opened"]}]
+        rules = rules_with(notify=notify)
+        client = JiraClient.basic(requests.Session(), jira.url, "bot@example.com", "jira-token", timeout=2.0)
+        runner = OutboxRunner(
+            store,
+            rules,
+            client,
+            LinkOptions(marker_prefix="incident-bridge", public_url="http://bridge.test"),
+            timedelta(hours=1),
+            60,
+        )
+        window(store, hours=1)
+        for n in range(1, 3):
+            ingest(store, rules, "alertmanager", alert(f"{n:016x}"), T0 + timedelta(minutes=n))
+        for minute in (5, 30, 59):
+            run_once(store, T0 + timedelta(minutes=minute), runner)
+        assert jira.issues() == [] and receiver.received == []
+        for seconds in (5, 10, 20):
+            run_once(store, T0 + timedelta(hours=1, seconds=seconds), runner)
+        [issue] = jira.issues()
+        assert len(jira.calls("POST", r"/rest/api/3/issue$")) == 1
+        assert [item.event for item in receiver.received] == ["problem.opened"]
+        assert (
+            receiver.received[0].signature_valid and issue["fields"]["summary"] == "HighErrorRate keeps failing on lkk"
+        )
