@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
-from adapters import SOURCES
 from adapters import tickets as ticket_adapter
 from bridge.domain.problems import JIRA_KEY
+from bridge.rules.matching import KnownSource
 from bridge.storage.engine import MAX_ID
 from bridge.validation import LabelMap, SafeStr, bounded_str, nested_repeat
 
@@ -100,16 +100,9 @@ class WindowMatchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str | None = None
+    source: KnownSource = None
     labels: LabelMap = {}
     labels_regex: dict[SafeStr, Pattern] = Field(default={}, max_length=32)
-
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, value: str | None) -> str | None:
-        if value is not None and value not in SOURCES:
-            raise ValueError(f"unknown source; expected one of {', '.join(SOURCES)}")
-        return value
 
 
 class MaintenanceRequest(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from bridge.api.bodies import MaintenanceRequest
-from bridge.domain.windows import WindowState, matcher_of_match
+from bridge.domain.windows import WindowState
 from bridge.errors import NotFound
 from bridge.watch.windows import end_window, make_window, window_json
 from bridge.web.actors import request_actor
@@ -26,15 +26,7 @@ def make():  # type: ignore[no-untyped-def]
     ctx = bridge()
     now = ctx.now()
     made = make_window(
-        ctx.store,
-        name=body.name,
-        reason=body.reason,
-        matcher=matcher_of_match(body.match.model_dump()),
-        starts_at=body.starts_at,
-        ends_at=body.ends_at,
-        now=now,
-        longest=ctx.settings.maintenance_max,
-        actor=request_actor(),
+        ctx.store, **body.model_dump(), now=now, longest=ctx.settings.maintenance_max, actor=request_actor()
     )
     return jsonify(window_json(made, now)), 201
 

@@ -23,7 +23,6 @@ from flask import flash, redirect, render_template, request, session, url_for
 from pydantic import ValidationError
 
 from bridge.api.bodies import MaintenanceRequest
-from bridge.domain.windows import matcher_of_match
 from bridge.errors import BadPayload, BridgeError
 from bridge.outbox.notify import Announcer
 from bridge.pages.views import may_act, ui
@@ -246,15 +245,7 @@ def make_maintenance() -> str:
     except ValidationError as exc:
         raise BadPayload("invalid maintenance window", describe(exc)) from exc
     made = make_window(
-        ctx.store,
-        name=body.name,
-        reason=body.reason,
-        matcher=matcher_of_match(body.match.model_dump()),
-        starts_at=body.starts_at,
-        ends_at=body.ends_at,
-        now=now,
-        longest=ctx.settings.maintenance_max,
-        actor=request_actor(),
+        ctx.store, **body.model_dump(), now=now, longest=ctx.settings.maintenance_max, actor=request_actor()
     )
     return f"Maintenance window #{made['id']} {made['name']!r} made: it holds what opens under it until {made['ends_at']:%Y-%m-%d %H:%M} UTC."
 

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from pydantic import field_validator
+from pydantic import AfterValidator, field_validator
 
 from adapters import SOURCES
 from bridge.domain.incidents import Matcher
 from bridge.validation import StrictModel
 
 
+def known_source(value: str | None) -> str | None:
+    """A source name of the registry (adapters.SOURCES), or None (any source)."""
+    if value is not None and value not in SOURCES:
+        raise ValueError(f"unknown source {value!r}; expected one of {', '.join(SOURCES)}")
+    return value
+
+
+KnownSource = Annotated[str | None, AfterValidator(known_source)]
+
+
 class MatchModel(StrictModel):
-    source: str | None = None
+    source: KnownSource = None
     labels: dict[str, str] = {}
     labels_regex: dict[str, str] = {}
-
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, value: str | None) -> str | None:
-        if value is not None and value not in SOURCES:
-            raise ValueError(f"unknown source {value!r}; expected one of {', '.join(SOURCES)}")
-        return value
 
     @field_validator("labels_regex")
     @classmethod

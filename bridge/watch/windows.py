@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bridge import metrics
-from bridge.domain.incidents import Incident, Matcher
+from bridge.domain.incidents import Incident
 from bridge.domain.rules import Rules
 from bridge.domain.windows import (
     QUIET_CLOSE,
@@ -27,6 +28,7 @@ from bridge.domain.windows import (
     WindowKind,
     match_of,
     matcher_is_selective,
+    matcher_of_match,
     release,
 )
 from bridge.errors import BadPayload, Conflict, NotFound
@@ -48,20 +50,21 @@ def make_window(
     *,
     name: str,
     reason: str,
-    matcher: Matcher,
+    match: Mapping[str, Any],
     starts_at: datetime | None,
     ends_at: datetime,
     now: datetime,
     longest: timedelta,
     actor: str,
 ) -> dict[str, Any]:
-    """Make a maintenance window; the window as stored.
+    """Make a maintenance window covering `match` ({source?, labels?, labels_regex?}); the window as stored.
 
     Raises:
         BadPayload: it ends before it starts or before now, lasts longer than `longest`
             (BRIDGE_MAINTENANCE_MAX), or its match selects everything.
     """
     starts = starts_at or now
+    matcher = matcher_of_match(match)
     errors = []
     if ends_at <= starts:
         errors.append("ends_at: must be after starts_at (a window without an end is refused)")

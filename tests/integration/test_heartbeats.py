@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import yaml
 
 from bridge.domain.heartbeats import HeartbeatState
-from bridge.domain.incidents import Matcher, Outcome
+from bridge.domain.incidents import Outcome
 from bridge.domain.rules import Rules
 from bridge.rules.load import parse_rules
 from bridge.storage.schema import heartbeats, incident_events, incidents
@@ -189,7 +189,7 @@ def test_a_heartbeat_incident_under_a_maintenance_window_is_held(store: Store):
         store,
         name="zabbix upgrade",
         reason="upgrading the Zabbix server",
-        matcher=Matcher(source="heartbeat", labels={"heartbeat": "zabbix-server"}),
+        match={"source": "heartbeat", "labels": {"heartbeat": "zabbix-server"}},
         starts_at=T0,
         ends_at=T0 + timedelta(hours=2),
         now=T0,

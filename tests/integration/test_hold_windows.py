@@ -13,7 +13,6 @@ import requests
 import sqlalchemy as sa
 import yaml
 
-from bridge.domain.incidents import Matcher
 from bridge.domain.rules import Rules
 from bridge.errors import BadPayload, Conflict
 from bridge.rules.load import parse_rules
@@ -28,7 +27,7 @@ from tests.fakes import FakeJira
 from tests.receiver import Receiver
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
-LKK = Matcher(source="alertmanager", labels={"service": "lkk"})
+LKK = {"source": "alertmanager", "labels": {"service": "lkk"}}
 NOTIFY = [
     {
         "name": "ops-chat",
@@ -58,12 +57,12 @@ def alert(fingerprint: str, *, resolved: bool = False, service: str = "lkk") -> 
     return json.dumps(body).encode()
 
 
-def window(store: Store, starts: datetime = T0, hours: float = 2, matcher: Matcher = LKK, **more: Any) -> int:
+def window(store: Store, starts: datetime = T0, hours: float = 2, match: dict = LKK, **more: Any) -> int:
     made = make_window(
         store,
         name=more.get("name", "db migration"),
         reason="migrating the portal's database",
-        matcher=matcher,
+        match=match,
         starts_at=starts,
         ends_at=starts + timedelta(hours=hours),
         now=more.get("now", starts),
@@ -103,7 +102,7 @@ def test_alerts_inside_a_window_make_incidents_with_no_problem_no_outbox_row_and
 
 
 def test_an_alert_outside_the_window_is_handled_as_ever(store: Store):
-    window(store, matcher=Matcher(source="alertmanager", labels={"service": "billing"}))
+    window(store, match={"source": "alertmanager", "labels": {"service": "billing"}})
     ingest(store, RULES, "alertmanager", alert("0000000000000001"), T0 + timedelta(minutes=1))
     ingest(store, RULES, "alertmanager", alert("0000000000000002"), T0 + timedelta(minutes=2))
     assert not any(i["held"] for i in rows(store, incidents))
@@ -290,21 +289,21 @@ def test_a_recurring_window_removed_from_the_rules_ends_and_its_next_occurrence_
 
 
 @pytest.mark.parametrize(
-    "starts, ends, matcher, said",
+    "starts, ends, match, said",
     [
         (T0, T0, LKK, "ends_at: must be after starts_at"),
         (T0 - timedelta(hours=3), T0 - timedelta(hours=1), LKK, "ends_at: is in the past"),
         (T0, T0 + timedelta(days=8), LKK, "longer than 7 days"),
-        (T0, T0 + timedelta(hours=1), Matcher(), "match: name a source or a label"),
+        (T0, T0 + timedelta(hours=1), {}, "match: name a source or a label"),
     ],
 )
-def test_a_window_that_would_hold_forever_or_everything_is_refused(store: Store, starts, ends, matcher, said):
+def test_a_window_that_would_hold_forever_or_everything_is_refused(store: Store, starts, ends, match, said):
     with pytest.raises(BadPayload) as refused:
         make_window(
             store,
             name="w",
             reason="r",
-            matcher=matcher,
+            match=match,
             starts_at=starts,
             ends_at=ends,
             now=T0,
