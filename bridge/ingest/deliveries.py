@@ -338,11 +338,13 @@ def write_in(
 
 
 def _latest_pings(deliveries: Sequence[Delivery]) -> dict[str, datetime]:
-    """Each heartbeat pinged in these notifications, with the latest moment it was heard."""
+    """Each heartbeat pinged in these notifications, with the latest moment it was heard. A resolved
+    alert is no ping: Alertmanager resolves its Watchdog when Prometheus stopped sending it."""
     latest: dict[str, datetime] = {}
     for d in deliveries:
-        for _, name in d.pings:
-            if name not in latest or latest[name] < d.received_at:
+        for position, name in d.pings:
+            firing = d.parsed.alerts[position].status is AlertStatus.FIRING
+            if firing and (name not in latest or latest[name] < d.received_at):
                 latest[name] = d.received_at
     return latest
 

@@ -222,6 +222,11 @@ def form_labels(name: str) -> dict[str, str]:
     return labels
 
 
+def _utc(moment: datetime) -> datetime:
+    """A time typed on the page: UTC unless it names its offset."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 @ui.post("/maintenance")
 @page_action(_maintenance_page)
 def make_maintenance() -> str:
@@ -230,7 +235,7 @@ def make_maintenance() -> str:
     starts = form_text("starts_at", required=False, max_length=40)
     try:
         lasting = parse_duration(form_text("duration", max_length=20) or "")
-        starts_at = datetime.fromisoformat(starts).replace(tzinfo=UTC) if starts else now
+        starts_at = _utc(datetime.fromisoformat(starts)) if starts else now
     except ValueError as exc:
         raise BadPayload("invalid maintenance window", [f"duration or starts_at: {exc}"]) from exc
     wanted = {

@@ -226,3 +226,13 @@ def test_the_openapi_document_lists_the_new_paths(client):
     ]
     assert match == {"$ref": "#/components/schemas/WindowMatchRequest"}
     assert "WindowMatchRequest" in client.get("/api/v1/openapi.json").json["components"]["schemas"]
+
+
+def test_a_start_typed_on_the_page_is_utc_unless_it_names_its_offset(client, clock: Clock):
+    client.post("/ui/login", data={"token": "operate-token", "name": "Ann"})
+    csrf = client.get("/ui/maintenance").get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"csrf_token": csrf, "name": "w", "reason": "r", "source": "zabbix", "duration": "1h"}
+    client.post("/ui/maintenance", data={**form, "starts_at": "2026-11-24 01:00+03:00"})
+    client.post("/ui/maintenance", data={**form, "starts_at": "2026-11-24 01:00"})
+    starts = sorted(w["starts_at"] for w in client.get("/api/v1/maintenance", headers=READ).json["items"])
+    assert starts == ["2026-11-23T22:00:00Z", "2026-11-24T01:00:00Z"]

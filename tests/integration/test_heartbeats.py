@@ -122,6 +122,19 @@ def test_a_watchdog_incident_from_before_its_heartbeat_is_resolved_by_the_first_
     assert store.read(lambda conn: conn.execute(sa.select(sa.func.count()).select_from(incidents)).scalar_one()) == 1
 
 
+def test_a_resolved_watchdog_is_no_ping_and_no_incident(store: Store):
+    """Alertmanager resolves its Watchdog once Prometheus stops sending it: the chain is broken."""
+    check_heartbeats(store, RULES, T0)
+    body = json.loads(watchdog_and(other=False))
+    body["status"] = body["alerts"][0]["status"] = "resolved"
+    body["alerts"][0]["endsAt"] = "2026-11-23T19:03:00Z"
+    result = ingest(store, RULES, "alertmanager", json.dumps(body).encode(), T0 + minutes(3))
+    assert [r.outcome for r in result.results] == [Outcome.PING]
+    check_heartbeats(store, RULES, T0 + minutes(4))
+    assert states(store)["prometheus-watchdog"] == "waiting"
+    assert store.read(lambda conn: conn.execute(sa.select(sa.func.count()).select_from(incidents)).scalar_one()) == 0
+
+
 def test_a_ping_before_the_worker_armed_its_heartbeat_is_kept(store: Store):
     ingest(store, RULES, "alertmanager", watchdog_and(other=False), T0)
     check_heartbeats(store, RULES, T0 + minutes(1))
