@@ -255,9 +255,7 @@ def test_an_issue_worked_on_again_leaves_its_problem_closed_when_another_is_open
     bridge.jira.resolve(key, "Won't Do")
     bridge.sync(key)
     for n in range(2):
-        ingest(
-            bridge.store, bridge.rules, "alertmanager", firing(f"A00000000000010{n}", alertname="A"), bridge.now
-        )
+        ingest(bridge.store, bridge.rules, "alertmanager", firing(f"A00000000000010{n}", alertname="A"), bridge.now)
     [newer] = [p["id"] for p in rows(bridge.store, problems) if p["id"] != problem_id]
     bridge.jira.reopen(key)
     bridge.sync(key)
