@@ -214,7 +214,14 @@ def maintenance():  # type: ignore[no-untyped-def]
     now = ctx.now()
     page = ctx.store.list_windows(choice_arg("state", WindowState), now, limit, cursor)
     counts = ctx.store.held_counts([row["id"] for row in page.items])
-    windows = [window_json(row, now, counts.get(row["id"], (0, 0))) for row in page.items]
+    windows = [
+        {
+            **window_json(row, now, counts.get(row["id"], (0, 0))),
+            "from": row["starts_at"],
+            "until": row["ended_at"] or row["ends_at"],
+        }
+        for row in page.items
+    ]
     return render_template("maintenance.html", page=page, windows=windows, sources=list(SOURCES), now=now)
 
 
