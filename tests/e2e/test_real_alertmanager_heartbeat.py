@@ -151,7 +151,9 @@ def test_the_watchdog_keeps_its_heartbeat_ok_and_its_silence_raises_one_incident
         silenced = datetime.now(UTC)
         [incident] = wait_for(lambda: heartbeat_incidents(first), INTERVAL + GRACE + 10, "the heartbeat's incident")
         raised = datetime.fromisoformat(incident["first_seen"].replace("Z", "+00:00"))
-        assert raised - silenced <= timedelta(seconds=INTERVAL + GRACE + 3), "within interval + grace (and a pass or two)"
+        assert raised - silenced <= timedelta(seconds=INTERVAL + GRACE + 3), (
+            "within interval + grace (and a pass or two)"
+        )
         assert (incident["dedup_key"], incident["state"], incident["priority"]) == (KEY, "firing", "P1")
         time.sleep(2)  # every worker has had passes since: still one incident
         for bridge in running:
