@@ -27,6 +27,7 @@ from bridge.api.outbox import outbox
 from bridge.api.problems import problems
 from bridge.api.rejected import rejected
 from bridge.api.releases import releases
+from bridge.api.reports import reports
 from bridge.api.tickets import tickets
 from bridge.api.webhooks import webhooks
 from bridge.config import Network, Settings, load_settings
@@ -226,6 +227,7 @@ def create_app(
         incidents,
         problems,
         releases,
+        reports,
         outbox,
         rejected,
         tickets,

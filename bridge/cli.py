@@ -24,7 +24,7 @@ from bridge.config import HTTP_SERVERS, Settings, SettingsError, check_exposure,
 from bridge.domain.heartbeats import HeartbeatRecord, HeartbeatState, IncidentChange, Transition, duration_text
 from bridge.domain.incidents import Routing
 from bridge.domain.rules import Rules, route_alert
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, StoreUnavailable
 from bridge.ingest.deliveries import parse_body
 from bridge.logs import configure_logging
 from bridge.metrics import MULTIPROC_ENV, mark_process_dead
@@ -68,11 +68,44 @@ def main() -> None:
 
 @main.command("migrate")
 def migrate_command() -> None:
-    """Create or upgrade the database schema (BRIDGE_DATABASE_URL)."""
+    """Create or upgrade the database schema (BRIDGE_DATABASE_URL); safe to run from several processes at once."""
     settings = _settings()
     _configure_logging(settings)
-    migrate(settings.database_url)
+    _migrate(settings.database_url)
     click.echo("database schema is up to date")
+
+
+def _migrate(url: str) -> None:
+    try:
+        migrate(url)
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"cannot migrate: {exc.message}") from exc
+
+
+def _require_current_schema(url: str) -> None:
+    if not schema_is_current(url):
+        raise click.ClickException(
+            "the database schema is missing or old; run `incident-bridge migrate` first, or start with --migrate"
+        )
+
+
+def _warn_if_root(command: str) -> None:
+    """Nothing the bridge does needs root, and the image runs as the unprivileged user bridge."""
+    if os.geteuid() == 0:
+        log.warning(
+            "running as root: run `incident-bridge %s` as an unprivileged user "
+            "(the image's is bridge, uid 10001); nothing it does needs root",
+            command,
+        )
+
+
+# Shared by serve and worker: what a replica needs to start on a fresh database.
+migrate_option = click.option(
+    "--migrate",
+    "migrate_first",
+    is_flag=True,
+    help="migrate the database first; replicas starting together migrate it once",
+)
 
 
 @main.command("check-rules")
@@ -199,11 +232,17 @@ def _with_routing_key(rules: Any, body: bytes, parsed: Any) -> Any:
 
 
 @main.command("worker")
-def worker_command() -> None:
+@migrate_option
+def worker_command(migrate_first: bool) -> None:
     """Run the background worker alone: auto-close, SLA breaches, retention, the Jira and Zabbix outbox."""
     settings = _settings()
     _configure_logging(settings)
+    _warn_if_root("worker")
     rules = _rules_or_exit(settings.rules_path)
+    if migrate_first:
+        _migrate(settings.database_url)
+    else:
+        _require_current_schema(settings.database_url)
     metrics.initialise(rules)
     store = Store.from_url(settings.database_url)
     stop = threading.Event()
@@ -335,7 +374,8 @@ def _wipe_metrics_dir(path: str) -> None:
     "--server", type=click.Choice(HTTP_SERVERS), default=None, help="HTTP server (default BRIDGE_HTTP_SERVER)"
 )
 @click.option("--no-worker", is_flag=True, help="do not run the background worker alongside")
-def serve(bind: str | None, workers: int | None, server: str | None, no_worker: bool) -> None:
+@migrate_option
+def serve(bind: str | None, workers: int | None, server: str | None, no_worker: bool, migrate_first: bool) -> None:
     """Serve the HTTP API under gunicorn or Granian, with the background worker unless told not to."""
     settings = _settings(bind=bind, http_workers=workers, http_server=server, run_worker=False if no_worker else None)
     _configure_logging(settings)
@@ -344,13 +384,16 @@ def serve(bind: str | None, workers: int | None, server: str | None, no_worker: 
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     _rules_or_exit(settings.rules_path)
-    if not schema_is_current(settings.database_url):
-        raise click.ClickException("the database schema is missing or old; run `incident-bridge migrate` first")
+    if not migrate_first:
+        _require_current_schema(settings.database_url)
     if not os.environ.get(MULTIPROC_ENV):
         # prometheus-client picks its storage when first imported, so start over with the
         # directory set: every gunicorn worker and the worker child then share it.
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="incident-bridge-metrics-")
         os.execv(sys.executable, [sys.executable, "-m", "bridge", *sys.argv[1:]])
+    _warn_if_root("serve")
+    if migrate_first:
+        _migrate(settings.database_url)
     _wipe_metrics_dir(os.environ[MULTIPROC_ENV])
     if settings.http_server == "granian":
         try:

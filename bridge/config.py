@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from adapters import SOURCES
 from bridge.validation import parse_duration
@@ -86,6 +87,14 @@ def _http_server(text: str) -> str:
     if text not in HTTP_SERVERS:
         raise ValueError(f"must be one of {', '.join(HTTP_SERVERS)}")
     return text
+
+
+def _time_zone(text: str) -> ZoneInfo:
+    """An IANA time zone such as Europe/Moscow."""
+    try:
+        return ZoneInfo(text.strip())
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {text!r} (such as UTC or Europe/Moscow)") from exc
 
 
 def _optional(text: str) -> str | None:
@@ -166,6 +175,8 @@ class Settings:
     release_watch: timedelta = timedelta(hours=24)
     # The longest a maintenance window made through the API or the pages may hold (none holds forever).
     maintenance_max: timedelta = timedelta(days=7)
+    # The zone whose calendar days and months the service report counts in.
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     outbox_dead_after_seconds: float = 24 * 3600.0
     outbox_max_backoff_seconds: float = 600.0
     outbox_lease_seconds: float = 300.0
@@ -220,6 +231,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_TRUSTED_USER_HEADER": ("trusted_user_header", _header_name),
     "BRIDGE_RELEASE_WATCH": ("release_watch", positive_duration),
     "BRIDGE_MAINTENANCE_MAX": ("maintenance_max", positive_duration),
+    "BRIDGE_TIMEZONE": ("timezone", _time_zone),
     "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
     "BRIDGE_OUTBOX_MAX_BACKOFF_SECONDS": ("outbox_max_backoff_seconds", _positive_float),
     "BRIDGE_OUTBOX_LEASE_SECONDS": ("outbox_lease_seconds", _positive_float),

@@ -193,7 +193,10 @@ def clock() -> Clock:
 class BridgeProcess:
     """`incident-bridge serve` in a subprocess, as an operator runs it."""
 
-    def __init__(self, database_url: str, env: dict[str, str] | None = None, workers: int = 2) -> None:
+    def __init__(
+        self, database_url: str, env: dict[str, str] | None = None, workers: int = 2, options: tuple[str, ...] = ()
+    ) -> None:
+        self.options = options
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -212,7 +215,7 @@ class BridgeProcess:
 
     def __enter__(self) -> BridgeProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "serve"],
+            [sys.executable, "-m", "bridge", "serve", *self.options],
             env=self.env,
             cwd=ROOT,
             stdout=self.log,

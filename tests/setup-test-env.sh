@@ -41,3 +41,9 @@ promtool --version 2>&1 | head -n 1
 # standalone server themselves. Where it cannot be installed those tests skip, saying why.
 bash "$(dirname "$0")/e2e/request_tracker/rt-env.sh" install ||
     echo "setup-test-env: request-tracker5 could not be installed; the real RT tests will skip" >&2
+
+# podman and mmdebstrap (Debian packages) for the image tests, which bootstrap debian:bookworm-slim,
+# build the shipped Dockerfile on it and run the image. Where they cannot be installed those tests skip,
+# saying why.
+bash "$(dirname "$0")/e2e/image/image-env.sh" install ||
+    echo "setup-test-env: podman and mmdebstrap could not be installed; the image tests will skip" >&2

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from adapters import tickets as ticket_adapter
-from bridge.domain.problems import JIRA_KEY
+from bridge.domain.problems import JIRA_KEY, JIRA_PROJECT
 from bridge.rules.matching import KnownSource
 from bridge.storage.engine import MAX_ID
 from bridge.validation import LabelMap, SafeStr, bounded_str, nested_repeat
@@ -20,7 +20,7 @@ class ReleaseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str = Field(min_length=1, max_length=200)
-    project: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")
+    project: str = Field(pattern=JIRA_PROJECT.pattern)
     issues: list[Annotated[str, Field(pattern=JIRA_KEY.pattern)]] | None = Field(default=None, max_length=10_000)
     released_at: AwareDatetime | None = None
     environments: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]] | None = Field(

@@ -16,7 +16,7 @@ from bridge.api.bodies import MaintenanceRequest, MergeRequest, MoveRequest, Rea
 from bridge.config import TOKEN_GROUPS
 from bridge.domain.incidents import IncidentState
 from bridge.domain.outbox import OutboxState
-from bridge.domain.problems import ProblemState
+from bridge.domain.problems import JIRA_PROJECT, ProblemState
 from bridge.domain.windows import WindowState
 from bridge.storage.engine import MAX_ID
 
@@ -155,64 +155,72 @@ def _ticket_paths() -> dict[str, Any]:
 NESTED: dict[str, Any] = {}
 
 
+def _operation(op: str, tag: str, codes: tuple[int, ...], *params: Any, body: Any = None, ok: Any = None) -> Any:
+    """One operation behind a bearer token, with its request body's schema and its answer's when given."""
+    found = {"operationId": op, "security": BEARER, "tags": [tag], "parameters": list(params)}
+    return {**found, **({"requestBody": _json_body(body)} if body else {}), "responses": _responses(*codes, ok=ok)}
+
+
 def _watch_paths(page: dict[str, Any]) -> dict[str, Any]:
     """Heartbeats and maintenance windows (docs/how-to/heartbeats.md, docs/how-to/maintenance.md)."""
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
     window = _model_schema(MaintenanceRequest)
     NESTED.update(window.pop("$defs", {}))
+    state, window_id = _query("state", {"enum": _values(WindowState)}), _id_param("window_id")
     return {
-        "/api/v1/heartbeats": {
-            "get": {
-                "operationId": "listHeartbeats",
-                "security": BEARER,
-                "tags": ["heartbeats"],
-                "responses": _responses(200, 401, 503),
-            }
-        },
+        "/api/v1/heartbeats": {"get": _operation("listHeartbeats", "heartbeats", (200, 401, 503))},
         "/api/v1/heartbeats/{name}/ping": {
-            "post": {
-                "operationId": "pingHeartbeat",
-                "security": BEARER,
-                "tags": ["heartbeats"],
-                "parameters": [name],
-                "responses": _responses(200, 401, 404, 409, 415, 503),
-            }
+            "post": _operation("pingHeartbeat", "heartbeats", (200, 401, 404, 409, 415, 503), name)
         },
         "/api/v1/maintenance": {
-            "post": {
-                "operationId": "makeMaintenanceWindow",
-                "security": BEARER,
-                "tags": ["maintenance"],
-                "parameters": [ACTOR],
-                "requestBody": _json_body(window),
-                "responses": _responses(201, 400, 401, 413, 415, 503),
-            },
-            "get": {
-                "operationId": "listMaintenanceWindows",
-                "security": BEARER,
-                "tags": ["maintenance"],
-                "parameters": [_query("state", {"enum": _values(WindowState)}), *PAGING],
-                "responses": _responses(200, 400, 401, 503, ok=page),
-            },
+            "post": _operation("makeWindow", "maintenance", (201, 400, 401, 413, 415, 503), ACTOR, body=window),
+            "get": _operation("listWindows", "maintenance", (200, 400, 401, 503), state, *PAGING, ok=page),
         },
         "/api/v1/maintenance/{window_id}": {
-            "get": {
-                "operationId": "getMaintenanceWindow",
-                "security": BEARER,
-                "tags": ["maintenance"],
-                "parameters": [_id_param("window_id")],
-                "responses": _responses(200, 401, 404, 503),
-            }
+            "get": _operation("getWindow", "maintenance", (200, 401, 404, 503), window_id)
         },
         "/api/v1/maintenance/{window_id}/end": {
-            "post": {
-                "operationId": "endMaintenanceWindow",
+            "post": _operation("endWindow", "maintenance", (200, 401, 404, 409, 415, 503), window_id, ACTOR)
+        },
+    }
+
+
+def _report_paths() -> dict[str, Any]:
+    """The service report (docs/how-to/reports.md): JSON, and CSV for BI tools."""
+    date = {"type": "string", "format": "date"}
+    period = [
+        _query("from", date),
+        _query("to", date),
+        _query("month", {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}),
+        _query("project", {"type": "string", "pattern": JIRA_PROJECT.pattern}),
+    ]
+    csv = {"text/csv": {"schema": {"type": "string"}}}
+
+    def download(operation: str, what: str) -> dict[str, Any]:
+        return {
+            "get": {
+                "operationId": operation,
                 "security": BEARER,
-                "tags": ["maintenance"],
-                "parameters": [_id_param("window_id"), ACTOR],
-                "responses": _responses(200, 401, 404, 409, 415, 503),
+                "tags": ["reports"],
+                "parameters": period,
+                "responses": {**_responses(400, 401, 503), "200": {"description": what, "content": csv}},
+            }
+        }
+
+    return {
+        "/api/v1/reports/service": {
+            "get": {
+                "operationId": "serviceReport",
+                "security": BEARER,
+                "tags": ["reports"],
+                "parameters": period,
+                "responses": _responses(200, 400, 401, 503),
             }
         },
+        "/api/v1/reports/service.csv": download(
+            "serviceReportCsv", "The figures: section, item, figure, current, previous"
+        ),
+        "/api/v1/reports/incidents.csv": download("incidentsCsv", "One row per incident first seen in the period"),
     }
 
 
@@ -497,6 +505,7 @@ def build_document() -> dict[str, Any]:
         },
         **_ticket_paths(),
         **_watch_paths(page),
+        **_report_paths(),
         "/healthz": {"get": {"operationId": "healthz", "responses": _responses(200)}},
         "/readyz": {"get": {"operationId": "readyz", "responses": _responses(200, 503)}},
         "/metrics": {

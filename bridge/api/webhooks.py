@@ -87,7 +87,8 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
     """Webhook receiver: answers 200 only after the notification is committed (docs/explanation/incidents.md: the rule of the edge)."""
     ctx = bridge()
     if source not in SOURCES or not SOURCES[source].alerts_endpoint:
-        raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(SOURCES)}"])
+        served = [name for name, known in SOURCES.items() if known.alerts_endpoint]
+        raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(served)}"])
 
     def write() -> IngestResult:
         check_bearer(group_token(source))

@@ -20,6 +20,8 @@ from bridge.domain.outcomes import OutcomeRules
 # A Jira issue key. At most 64 characters in all, as the columns holding a key (problems.jira_key,
 # release_issues.issue_key).
 JIRA_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,46}-[1-9][0-9]{0,15}$")
+# A Jira project key, as the columns holding one (problems.jira_project, releases.project) take it.
+JIRA_PROJECT = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
 class ProblemState(enum.StrEnum):

@@ -73,7 +73,8 @@ class Calendar:
                 intervals.append((begin, finish))
         return tuple(intervals)
 
-    def _local_day(self, instant: datetime) -> date:
+    def local_day(self, instant: datetime) -> date:
+        """The calendar day an instant falls on in the calendar's zone."""
         return instant.astimezone(self.zone).date()
 
     def add(self, start: datetime, seconds: float) -> datetime:
@@ -96,7 +97,7 @@ class Calendar:
 
     def _add(self, start: datetime, seconds: float) -> datetime:
         remaining = timedelta(seconds=seconds)
-        day = self._local_day(start)
+        day = self.local_day(start)
         for _ in range(MAX_DAYS_SEARCHED):
             for begin, finish in self.working_intervals(day):
                 if finish <= start:
@@ -116,7 +117,7 @@ class Calendar:
         if self.always:
             return (end - start).total_seconds()
         total = timedelta()
-        day, last = self._local_day(start), self._local_day(end)
+        day, last = self.local_day(start), self.local_day(end)
         while day <= last:
             for begin, finish in self.working_intervals(day):
                 overlap = min(finish, end) - max(begin, start)

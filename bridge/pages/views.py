@@ -25,14 +25,18 @@ from bridge.config import Secret
 from bridge.domain.heartbeats import HEARTBEAT_SOURCE
 from bridge.domain.incidents import IncidentState
 from bridge.domain.problems import ProblemState
+from bridge.domain.reports import Period, month_period
 from bridge.domain.windows import WindowState
 from bridge.errors import BadPayload, NotFound
 from bridge.problems.release_health import release_health
+from bridge.reports.charts import report_charts
+from bridge.reports.service import service_report
 from bridge.shapes import iso
 from bridge.storage.read_models import IncidentFilter
 from bridge.watch.heartbeats import heartbeat_views
 from bridge.watch.windows import window_json
 from bridge.web.actors import SESSION_ACTOR, checked_name, proxy_user
+from bridge.web.answers import incidents_csv_answer, report_asked, service_csv_answer
 from bridge.web.context import EXTENSION, bridge
 from bridge.web.edge import choice_arg, group_token, page_args
 
@@ -133,6 +137,26 @@ def _session_state() -> dict[str, Any]:
 @ui.app_template_filter("when")
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+@ui.app_template_filter("duration")
+def _duration(seconds: float | None) -> str:
+    """Working seconds as people read them: 45 min, 3 h 20 min, 2 d 4 h."""
+    if seconds is None:
+        return "—"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+@ui.app_template_filter("percent")
+def _percent(fraction: float | None) -> str:
+    return "—" if fraction is None else f"{fraction * 100:.1f}%"
 
 
 @ui.app_template_filter("iso")
@@ -306,6 +330,62 @@ def rejected_item(rejected_id: int):  # type: ignore[no-untyped-def]
     if found is None:
         return render_template("missing.html", what=f"rejected payload {rejected_id}"), 404
     return render_template("rejected_item.html", r=found)
+
+
+@ui.get("/reports")
+def reports():  # type: ignore[no-untyped-def]
+    """The service report of a month (the last full one by default) for a meeting: charts, tables, print."""
+    period, project = report_asked()
+    ctx = bridge()
+    report = service_report(ctx.store, ctx.rules, period, ctx.now(), project)
+    neighbours = _neighbour_months(period)
+    return render_template(
+        "reports.html",
+        report=report,
+        charts=report_charts(report),
+        title=period_title(period),
+        month=period.first_day.strftime("%Y-%m"),
+        neighbours=neighbours,
+        links=_report_links(period, neighbours, project),
+        project=project,
+    )
+
+
+@ui.get("/reports/service.csv")
+def report_service_csv():  # type: ignore[no-untyped-def]
+    return service_csv_answer()
+
+
+@ui.get("/reports/incidents.csv")
+def report_incidents_csv():  # type: ignore[no-untyped-def]
+    return incidents_csv_answer()
+
+
+def period_title(period: Period) -> str:
+    """How a page names a period: "October 2026" for a month, else its first and last day."""
+    first, last = period.first_day, period.last_day
+    if period.is_whole_months and (first.year, first.month) == (last.year, last.month):
+        return period.first_day.strftime("%B %Y")
+    return f"{period.first_day.isoformat()} to {period.last_day.isoformat()}"
+
+
+def _neighbour_months(period: Period) -> dict[str, str]:
+    """The months before and after the period's first month, as YYYY-MM for the picker's links."""
+    before = period.first_day - timedelta(days=1)
+    after = month_period(period.first_day.year, period.first_day.month, period.zone).last_day + timedelta(days=1)
+    return {"previous": before.strftime("%Y-%m"), "next": after.strftime("%Y-%m")}
+
+
+def _report_links(period: Period, neighbours: dict[str, str], project: str | None) -> dict[str, str]:
+    """The report page's links: the months either side, and the period's CSV downloads."""
+    scope: dict[str, Any] = {"project": project} if project else {}
+    days: dict[str, Any] = {"from": period.first_day.isoformat(), "to": period.last_day.isoformat(), **scope}
+    return {
+        "previous": url_for("ui.reports", month=neighbours["previous"], **scope),
+        "next": url_for("ui.reports", month=neighbours["next"], **scope),
+        "service_csv": url_for("ui.report_service_csv", **days),
+        "incidents_csv": url_for("ui.report_incidents_csv", **days),
+    }
 
 
 def _jira_target(rule_name: str) -> Any:

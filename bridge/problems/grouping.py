@@ -243,6 +243,7 @@ def handle_recurrence(
                     kind="not_deployed",
                     detail=not_deployed,
                     release_version=fixed.fixed_in,
+                    incident_id=incident.id,
                 )
             ],
         )
@@ -260,6 +261,7 @@ def handle_recurrence(
                 kind="regressed",
                 detail=f"incident {incident.id}{where} after the fix in {fixed.fixed_in}",
                 release_version=fixed.fixed_in,
+                incident_id=incident.id,
             )
         ],
     )

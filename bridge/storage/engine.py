@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn, Self, TypeVar
 
@@ -53,6 +53,9 @@ RETRYABLE_PG_STATES = {"40001", "40P01"}
 DATA_PG_STATE_CLASSES = ("22", "54")
 # Execution option marking a read-only connection (SQLite then begins without a write lock).
 READ_ONLY = "bridge_read_only"
+# The advisory lock every bridge process holds while it migrates a PostgreSQL database. Any
+# constant works as long as nothing else on that database uses it for something else.
+MIGRATION_LOCK_KEY = 0x1B_1D6E_0001
 
 
 def normalise_url(url: str) -> str:
@@ -345,8 +348,54 @@ def _alembic_config(url: str) -> AlembicConfig:
 
 
 def migrate(url: str) -> None:
-    """Bring the database at `url` to the newest schema (Alembic `upgrade head`)."""
-    alembic_command.upgrade(_alembic_config(url), "head")
+    """Bring the database at `url` to the newest schema (Alembic `upgrade head`), one process at a time.
+
+    Processes that migrate one database at once (replicas started together, each with
+    `serve --migrate`) take turns on a lock: the first migrates, the others then find the
+    schema current and change nothing.
+
+    Raises:
+        StoreUnavailable: the database, or the SQLite lock file beside it, cannot be reached.
+    """
+    engine = make_engine(url)
+    try:
+        with _migration_turn(engine):
+            alembic_command.upgrade(_alembic_config(url), "head")
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _migration_turn(engine: Engine) -> Iterator[None]:
+    """Hold the database's migration lock: PostgreSQL's advisory lock, or SQLite's writer lock file.
+
+    The advisory lock belongs to a session of its own (autocommit, so it holds no snapshot the
+    migration's DDL would wait on) and is released when that session ends, even if this process
+    dies; it needs a direct connection or session pooling, not a transaction-pooling proxy.
+
+    Raises:
+        StoreUnavailable: naming why the lock cannot be taken (the database is down, the directory unwritable).
+    """
+    with ExitStack() as stack:
+        if engine.dialect.name != "postgresql":
+            try:
+                stack.enter_context(_writer_queue(engine).hold())
+            except StoreUnavailable as exc:
+                raise StoreUnavailable(f"cannot open the database's lock file: {exc.__cause__}") from exc
+            yield
+            return
+        try:
+            conn = stack.enter_context(engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
+        except OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the database: {str(exc.orig).strip()}") from exc
+        key = {"key": MIGRATION_LOCK_KEY}
+        if not conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), key).scalar_one():
+            log.info("another process is migrating this database; waiting for it to finish")
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), key)
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), key)
 
 
 def schema_is_current(url: str) -> bool:

@@ -49,28 +49,22 @@ class ReadModels(Database):
         return self.read(lambda conn: [dict(row) for row in conn.execute(query).mappings()])
 
     def overview_counts(self) -> dict[str, Any]:
-        """Counts for the overview page: incidents by state and open ones by priority, problems by state."""
+        """Counts for the overview page: live incidents by state and by priority, live problems by state."""
 
         def work(conn: Connection) -> dict[str, Any]:
-            by_state: dict[str, int] = dict(
-                conn.execute(sa.select(incidents.c.state, sa.func.count()).group_by(incidents.c.state)).all()
-            )
-            by_priority: dict[str, int] = dict(
-                conn.execute(
-                    sa.select(incidents.c.priority, sa.func.count())
-                    .where(incidents.c.state != "closed")
-                    .group_by(incidents.c.priority)
-                ).all()
-            )
-            problem_states: dict[str, int] = dict(
-                conn.execute(sa.select(problems.c.state, sa.func.count()).group_by(problems.c.state)).all()
-            )
-            breached = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(incidents)
-                .where(incidents.c.state != "closed", incidents.c.sla_breached.is_(True))
-            ).scalar_one()
-            return {"incidents": by_state, "priorities": by_priority, "problems": problem_states, "breached": breached}
+            by_state: dict[str, int] = {}
+            by_priority: dict[str, int] = {}
+            breached = 0
+            for state, _line, priority, _source, sla_breached, count in _live_incidents(conn):
+                by_state[state] = by_state.get(state, 0) + count
+                by_priority[priority] = by_priority.get(priority, 0) + count
+                breached += count if sla_breached else 0
+            return {
+                "incidents": by_state,
+                "priorities": by_priority,
+                "problems": _live_problems(conn),
+                "breached": breached,
+            }
 
         return self.read(work)
 
@@ -78,29 +72,14 @@ class ReadModels(Database):
         """What the system gauges of /metrics report, read at scrape time so every replica tells the same."""
 
         def work(conn: Connection) -> GaugeCounts:
-            live = incidents.c.state != IncidentState.CLOSED
-            open_incidents = {
-                (line, priority, source): count
-                for line, priority, source, count in conn.execute(
-                    sa.select(incidents.c.line, incidents.c.priority, incidents.c.source, sa.func.count())
-                    .where(live)
-                    .group_by(incidents.c.line, incidents.c.priority, incidents.c.source)
-                )
-            }
-            breached: dict[str, int] = dict(
-                conn.execute(
-                    sa.select(incidents.c.priority, sa.func.count())
-                    .where(live, incidents.c.sla_breached.is_(True))
-                    .group_by(incidents.c.priority)
-                ).all()
-            )
-            live_problems: dict[str, int] = dict(
-                conn.execute(
-                    sa.select(problems.c.state, sa.func.count())
-                    .where(problems.c.state != ProblemState.CLOSED)
-                    .group_by(problems.c.state)
-                ).all()
-            )
+            open_incidents: dict[tuple[str, str, str], int] = {}
+            breached: dict[str, int] = {}
+            for _state, line, priority, source, sla_breached, count in _live_incidents(conn):
+                labels = (line, priority, source)
+                open_incidents[labels] = open_incidents.get(labels, 0) + count
+                if sla_breached:
+                    breached[priority] = breached.get(priority, 0) + count
+            live_problems = _live_problems(conn)
             jobs: dict[str, dict[str, int]] = {OutboxState.PENDING: {}, OutboxState.DEAD: {}}
             for state, target, count in conn.execute(
                 sa.select(outbox.c.state, outbox.c.target, sa.func.count())
@@ -189,3 +168,36 @@ class ReadModels(Database):
             return None
         query = sa.select(*REJECTED_SUMMARY, rejected_payloads.c.body).where(rejected_payloads.c.id == rejected_id)
         return self.read(lambda conn: next((dict(row) for row in conn.execute(query).mappings()), None))
+
+
+# What is live: incidents not closed, problems not closed. Named by value (IN), never as "not
+# closed": an inequality reads every row of the history, a list of values reads the indexes
+# led by the state (the live rows only), so these counts cost what is live, not what was kept.
+LIVE_INCIDENT_STATES = tuple(state.value for state in IncidentState if state is not IncidentState.CLOSED)
+LIVE_PROBLEM_STATES = tuple(state.value for state in ProblemState if state is not ProblemState.CLOSED)
+
+
+def _live_incidents(conn: Connection) -> list[tuple[str, str, str, str, bool, int]]:
+    """Live incidents counted by (state, line, priority, source, SLA breached)."""
+    breached = incidents.c.sla_breached
+    query = (
+        sa.select(
+            incidents.c.state, incidents.c.line, incidents.c.priority, incidents.c.source, breached, sa.func.count()
+        )
+        .where(incidents.c.state.in_(LIVE_INCIDENT_STATES))
+        .group_by(incidents.c.state, incidents.c.line, incidents.c.priority, incidents.c.source, breached)
+    )
+    return [
+        (state, line, priority, source, bool(sla), count)
+        for state, line, priority, source, sla, count in conn.execute(query)
+    ]
+
+
+def _live_problems(conn: Connection) -> dict[str, int]:
+    """Live problems by state."""
+    query = (
+        sa.select(problems.c.state, sa.func.count())
+        .where(problems.c.state.in_(LIVE_PROBLEM_STATES))
+        .group_by(problems.c.state)
+    )
+    return {state: count for state, count in conn.execute(query)}

@@ -130,8 +130,9 @@ incidents = sa.Table(
     ),
     sa.Index("ix_incidents_sla_watch", "state", "sla_breached", "sla_due"),
     sa.Index("ix_incidents_response_watch", "state", "response_breached", "response_due"),
-    # What opened after a release (release health); first_seen never changes, so repeats stay heap-only.
-    sa.Index("ix_incidents_first_seen", "first_seen"),
+    # What opened in a period (the service report, page by page in (first_seen, id) order) or after a
+    # release (release health); neither column ever changes, so repeats stay heap-only.
+    sa.Index("ix_incidents_first_seen_id", "first_seen", "id"),
     # What a window held (its release, its page); partial: the incidents no window ever held are in none.
     sa.Index(
         "ix_incidents_hold_window_id",
@@ -276,7 +277,18 @@ problem_events = sa.Table(
     sa.Column("actor", sa.String(200)),
     # The release whose fix a regression or a "not deployed there yet" recurred after (release health).
     sa.Column("release_version", sa.String(200)),
+    # The incident the event is about, where one is (the incident that regressed its problem).
+    sa.Column("incident_id", sa.BigInteger()),
     sa.Index("ix_problem_events_problem_id", "problem_id", "id"),
+    # A period's events of a kind (the service report: linked, released, closed, regressed).
+    sa.Index("ix_problem_events_kind_at", "kind", "at"),
+    # Whether an incident regressed its problem (the report's CSV), for the few events that name one.
+    sa.Index(
+        "ix_problem_events_incident_id",
+        "incident_id",
+        sqlite_where=sa.text("incident_id IS NOT NULL"),
+        postgresql_where=sa.text("incident_id IS NOT NULL"),
+    ),
 )
 
 # What people did to an incident (acknowledged, moved, closed), with who did it.
@@ -380,3 +392,24 @@ class octet_length(GenericFunction[int]):
 @compiles(octet_length, "sqlite")
 def _octet_length_sqlite(element: octet_length, compiler: Any, **kw: Any) -> str:
     return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
+
+
+class epoch_seconds(GenericFunction[float]):
+    """Seconds since 1970 of a UtcDateTime, as a float to the microsecond on both backends: a report reads
+    many instants as numbers instead of building a datetime of each."""
+
+    type = sa.Float()
+    inherit_cache = True
+
+
+@compiles(epoch_seconds, "postgresql")
+def _epoch_seconds_postgresql(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+    # date_part, not EXTRACT: since PostgreSQL 14 EXTRACT answers a numeric, several times slower to compute.
+    return f"date_part('epoch', {compiler.process(element.clauses, **kw)})"
+
+
+@compiles(epoch_seconds, "sqlite")
+def _epoch_seconds_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+    # SQLAlchemy stores "YYYY-MM-DD HH:MM:SS.ffffff" (UTC): whole seconds, then the six digits after the point.
+    value = compiler.process(element.clauses, **kw)
+    return f"(CAST(strftime('%s', {value}) AS REAL) + CAST(substr({value}, 21, 6) AS REAL) / 1000000.0)"

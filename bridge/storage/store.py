@@ -13,6 +13,7 @@ from bridge.storage.problem_repository import ProblemRepository
 from bridge.storage.rate_limit_repository import RateLimitRepository
 from bridge.storage.read_models import ReadModels
 from bridge.storage.release_repository import ReleaseRepository
+from bridge.storage.report_model import ReportModel
 from bridge.storage.ticket_repository import TicketRepository
 from bridge.storage.window_repository import WindowRepository
 
@@ -27,6 +28,7 @@ class Store(
     PayloadRepository,
     RateLimitRepository,
     ReadModels,
+    ReportModel,
     ActionRepository,
     TicketRepository,
     HeartbeatRepository,

@@ -1,13 +1,23 @@
-"""API answers that need the request's rules and clock: an incident with its SLA time left, a problem's tickets."""
+"""Answers that need the request's rules and clock: an incident with its SLA time left, a problem's tickets,
+the service report and its CSV downloads (the API's and the pages' alike)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, stream_with_context
+
 from bridge.domain.incidents import Incident, IncidentState
+from bridge.domain.problems import JIRA_PROJECT
+from bridge.domain.reports import Period
 from bridge.domain.sla import SlaClock, remaining_seconds
+from bridge.reports.exports import incidents_csv, summary_csv
+from bridge.reports.service import report_scope, service_report
 from bridge.shapes import incident_shape, ticket_shape
 from bridge.web.context import bridge
+from bridge.web.edge import pattern_arg, period_args
+
+CSV = "text/csv; charset=utf-8"
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
@@ -24,3 +34,43 @@ def incident_json(incident: Incident) -> dict[str, Any]:
 def problem_tickets_json(problem_id: int) -> list[dict[str, Any]]:
     """The tickets of a problem with their state, as the problem's detail lists them."""
     return [ticket_shape(ticket) for ticket in bridge().store.problem_tickets(problem_id)]
+
+
+def report_asked() -> tuple[Period, str | None]:
+    """The period (`from` and `to`, or `month`; BRIDGE_TIMEZONE's days) and Jira `project` a report request asks for.
+
+    Raises:
+        BadPayload: naming the parameter that is unusable.
+    """
+    ctx = bridge()
+    return period_args(ctx.settings.timezone, ctx.now()), pattern_arg("project", JIRA_PROJECT, "LKK")
+
+
+def report_json() -> dict[str, Any]:
+    """The service report the request asks for."""
+    period, project = report_asked()
+    ctx = bridge()
+    return service_report(ctx.store, ctx.rules, period, ctx.now(), project)
+
+
+def _csv(body: Any, kind: str, period: Period, project: str | None) -> Response:
+    scope = f"-{project}" if project else ""
+    name = f"{kind}{scope}-{period.first_day.isoformat()}-{period.last_day.isoformat()}.csv"
+    return Response(body, content_type=CSV, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def service_csv_answer() -> Response:
+    """The report's figures in long form (section, item, figure, current, previous) as a CSV download."""
+    period, project = report_asked()
+    ctx = bridge()
+    return _csv(
+        summary_csv(service_report(ctx.store, ctx.rules, period, ctx.now(), project)), "service", period, project
+    )
+
+
+def incidents_csv_answer() -> Response:
+    """One row per incident first seen in the period, streamed page by page as the store reads them."""
+    period, project = report_asked()
+    ctx = bridge()
+    rows = ctx.store.incident_export(report_scope(period, ctx.now(), ctx.rules, project))
+    return _csv(stream_with_context(incidents_csv(rows)), "incidents", period, project)

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from datetime import date, datetime
 from functools import wraps
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.config import TOKEN_GROUPS, Secret
+from bridge.domain.reports import FIRST_YEAR, LAST_YEAR, Period, last_full_month, month_period, period_problem
 from bridge.errors import BadPayload, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from bridge.storage.engine import MAX_ID
 from bridge.validation import describe
@@ -23,6 +26,10 @@ from bridge.web.context import bridge
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 _INTEGER = re.compile(r"-?[0-9]+")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
+# How much of a refused query value an error repeats.
+SHOWN_VALUE = 40
 
 
 def check_bearer(expected: Secret | None) -> None:
@@ -180,3 +187,66 @@ def page_args() -> tuple[int, int | None]:
     limit = int_arg("limit", DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     assert limit is not None
     return limit, int_arg("cursor", maximum=MAX_ID)
+
+
+def _refused_arg(name: str, why: str) -> BadPayload:
+    return BadPayload(f"invalid query parameter {name}", [f"{name}: {why}"])
+
+
+def date_arg(name: str) -> date | None:
+    """A calendar date as YYYY-MM-DD, or None when absent.
+
+    Raises:
+        BadPayload: another shape, or no such day (2026-02-30).
+    """
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not _DATE.fullmatch(raw):
+        raise _refused_arg(name, f"expected a date as YYYY-MM-DD, got {raw[:SHOWN_VALUE]!r}")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise _refused_arg(name, f"{raw!r} is not a calendar date") from exc
+
+
+def period_args(zone: ZoneInfo, now: datetime) -> Period:
+    """The period a report covers, in `zone`: `from` and `to` (dates, both included), or `month` (YYYY-MM);
+    the last full month when none is given.
+
+    Raises:
+        BadPayload: naming the parameter that is malformed, missing, out of range or in conflict.
+    """
+    first, last, month = date_arg("from"), date_arg("to"), request.args.get("month") or None
+    if month is not None:
+        matched = _MONTH.fullmatch(month)
+        if first is not None or last is not None:
+            raise _refused_arg("month", "give either month or from and to, not both")
+        if matched is None or not 1 <= int(matched.group(2)) <= 12:
+            raise _refused_arg("month", f"expected a month as YYYY-MM, got {month[:SHOWN_VALUE]!r}")
+        if not FIRST_YEAR <= int(matched.group(1)) <= LAST_YEAR:
+            raise _refused_arg("month", f"the year must be between {FIRST_YEAR} and {LAST_YEAR}")
+        return month_period(int(matched.group(1)), int(matched.group(2)), zone)
+    if first is None and last is None:
+        return last_full_month(now, zone)
+    if first is None or last is None:
+        missing, given = ("from", "to") if first is None else ("to", "from")
+        raise BadPayload(f"missing query parameter {missing}", [f"{missing}: required with {given} (YYYY-MM-DD)"])
+    problem = period_problem(first, last)
+    if problem is not None:
+        raise _refused_arg(*problem)
+    return Period(first, last, zone)
+
+
+def pattern_arg(name: str, pattern: re.Pattern[str], example: str) -> str | None:
+    """A query argument matching `pattern`, or None when absent.
+
+    Raises:
+        BadPayload: it does not match (the error shows `example`).
+    """
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    if not pattern.fullmatch(raw):
+        raise _refused_arg(name, f"expected something like {example}, got {raw[:SHOWN_VALUE]!r}")
+    return raw

@@ -154,6 +154,13 @@ def test_unknown_source_and_route_are_404_json(client):
     assert client.delete("/api/v1/incidents", headers=API).status_code == 405
 
 
+def test_an_unknown_sender_hears_the_senders_this_endpoint_serves(client):
+    """Tickets have an endpoint of their own: naming them here would send a sender to the wrong door."""
+    answer = client.post("/api/v1/alerts/ticket", json={}).json
+    assert answer["message"] == "unknown source 'ticket'"
+    assert answer["errors"] == ["source: expected one of alertmanager, zabbix, grafana, events"]
+
+
 @pytest.mark.parametrize(
     "query, error",
     [

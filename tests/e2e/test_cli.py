@@ -6,12 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from click.testing import CliRunner
 
 from bridge.cli import main
+from bridge.config import TOKEN_GROUPS
 from bridge.storage.engine import schema_is_current
-from tests.conftest import PAYLOADS, ROOT
+from tests.conftest import PAYLOADS, ROOT, BridgeProcess
 
 
 @pytest.fixture
@@ -107,6 +109,50 @@ def test_serve_refuses_an_unmigrated_database(runner, tmp_path: Path, monkeypatc
     monkeypatch.setenv("BRIDGE_RULES", str(ROOT / "rules.yaml"))
     result = runner.invoke(main, ["serve"])
     assert result.exit_code == 1 and "run `incident-bridge migrate` first" in result.output
+
+
+def test_serve_migrate_on_a_fresh_database_migrates_then_serves(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    with BridgeProcess(url, {"BRIDGE_RUN_WORKER": "0"}, workers=1, options=("--migrate",)) as bridge:
+        assert requests.get(bridge.url + "/readyz", timeout=5).json() == {"status": "ok", "database": "ok"}
+    assert schema_is_current(url)
+
+
+def test_serve_migrate_refuses_a_network_bind_without_tokens_before_touching_the_database(
+    runner, tmp_path: Path, monkeypatch
+):
+    database = tmp_path / "untouched.db"
+    monkeypatch.setenv("BRIDGE_DATABASE_URL", f"sqlite:///{database}")
+    monkeypatch.setenv("BRIDGE_BIND", "0.0.0.0:8080")
+    for variable in TOKEN_GROUPS.values():
+        monkeypatch.delenv(variable, raising=False)
+    result = runner.invoke(main, ["serve", "--migrate"])
+    assert result.exit_code == 1
+    assert "refusing to listen on 0.0.0.0:8080 without BRIDGE_TOKEN_" in result.output
+    assert not database.exists()
+
+
+def test_migrate_names_a_database_it_cannot_reach(runner, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("BRIDGE_DATABASE_URL", f"sqlite:///{tmp_path / 'missing' / 'bridge.db'}")
+    result = runner.invoke(main, ["migrate"])
+    assert result.exit_code == 1
+    assert "cannot migrate: cannot open the database's lock file:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_worker_refuses_an_unmigrated_database(runner, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("BRIDGE_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
+    monkeypatch.setenv("BRIDGE_RULES", str(ROOT / "rules.yaml"))
+    result = runner.invoke(main, ["worker"])
+    assert result.exit_code == 1 and "run `incident-bridge migrate` first, or start with --migrate" in result.output
+
+
+def test_worker_run_as_root_says_so_in_its_log(runner, tmp_path: Path, monkeypatch, caplog):
+    monkeypatch.setattr("bridge.cli.os.geteuid", lambda: 0)
+    monkeypatch.setenv("BRIDGE_DATABASE_URL", f"sqlite:///{tmp_path / 'new.db'}")
+    monkeypatch.setenv("BRIDGE_RULES", str(ROOT / "rules.yaml"))
+    runner.invoke(main, ["worker"])
+    assert any(record.levelname == "WARNING" and "running as root" in record.getMessage() for record in caplog.records)
 
 
 def test_bad_setting_is_a_clear_error(runner, monkeypatch):

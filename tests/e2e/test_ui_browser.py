@@ -1,6 +1,6 @@
 """The /ui/ pages in a real browser: Debian's Chromium driven by Playwright (no browser download).
 
-A running bridge (gunicorn, worker on) gets the README's sample notifications and a Jira
+A running bridge (gunicorn, worker on) gets the tutorial's sample notifications and a Jira
 issue through the fake Jira; the pages must load without console errors, filters must
 work, the SLA countdown must match sla_due, and an alert can be followed to its problem
 and Jira link. Screenshots of each page are kept under docs/.

@@ -25,6 +25,7 @@ ORDER = (
     "bridge/ingest/",
     "bridge/jira/",
     "bridge/problems/",
+    "bridge/reports/",
     "bridge/metrics.py",
     "bridge/outbox/",
     "bridge/rules/",

@@ -1,4 +1,4 @@
-"""What the trust issue needs in the schema.
+"""Trust: releases identified per issue, the source ids of incidents, and what retention prunes by.
 
 - incidents.source_ids: the source's own ids of the events an incident gathered (Zabbix
   event ids), so closing in Zabbix never derives them from the dedup key.

@@ -1,4 +1,4 @@
-"""What Jira identity needs in the schema (issue 16: moves, lagging search and twins).
+"""Jira identity: moved issues, a lagging search and twin issues.
 
 - problems.jira_issue_id: Jira's immutable issue id, kept with the key, so a moved issue
   (whose key changed) is still found, by the worker and by webhooks.

@@ -1,4 +1,4 @@
-"""What the tickets issue needs in the schema.
+"""Tickets linked to problems by hand.
 
 - problem_tickets: tickets linked to a problem by hand (system, id in that system), with
   their state, so closing the problem closes them and tells their system. Reported tickets

@@ -1,4 +1,4 @@
-"""Keys a Jira issue had before it moved (issue 16): a release naming an old key finds its problem.
+"""Keys a Jira issue had before it moved: a release naming an old key finds its problem.
 
 Revision ID: 0012
 Revises: 0011

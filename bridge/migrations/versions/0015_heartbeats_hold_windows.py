@@ -5,7 +5,7 @@ whether it still does, when its clocks started) and an index of each source's no
 by time, which finds when a source was last heard in one probe.
 
 Revision ID: 0015
-Revises: 0013
+Revises: 0014
 """
 
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from alembic import op
 from bridge.storage.schema import JsonType, UtcDateTime
 
 revision = "0015"
-down_revision = "0013"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 bridge closes Zabbix problems through the real API (issue: real Zabbix end to end).
 
 zabbix-env.sh installs and starts the server and its API on loopback; everything else is
-provisioned here through the API with pyzabbix, as the README's Zabbix guide describes.
+provisioned here through the API with pyzabbix, as docs/how-to/zabbix.md describes.
 """
 
 from __future__ import annotations
