@@ -5,20 +5,16 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
-import yaml
 
 from bridge.domain.heartbeats import HeartbeatState
 from bridge.domain.incidents import Outcome
-from bridge.domain.rules import Rules
-from bridge.rules.load import parse_rules
 from bridge.storage.schema import heartbeats, incident_events, incidents
 from bridge.storage.store import Store
 from bridge.watch.heartbeats import check_heartbeats, heartbeat_views
 from bridge.watch.windows import make_window
-from tests.conftest import ROOT, ingest, payload, payload_bytes
+from tests.conftest import example_rules_with, ingest, payload, payload_bytes
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
 HEARTBEATS = [
@@ -36,13 +32,7 @@ HEARTBEATS = [
 ]
 
 
-def rules_with(**sections: Any) -> Rules:
-    raw = yaml.safe_load((ROOT / "rules.yaml").read_text())
-    raw.update(sections)
-    return parse_rules(raw)
-
-
-RULES = rules_with(heartbeats=HEARTBEATS)
+RULES = example_rules_with(heartbeats=HEARTBEATS)
 
 
 def minutes(n: float) -> timedelta:
@@ -169,7 +159,7 @@ def test_any_notification_of_its_source_pings_a_source_heartbeat(store: Store):
 def test_a_removed_heartbeat_never_fires_and_resolves_its_incident(store: Store):
     check_heartbeats(store, RULES, T0)
     check_heartbeats(store, RULES, T0 + minutes(7))
-    fewer = rules_with(heartbeats=[HEARTBEATS[2]])
+    fewer = example_rules_with(heartbeats=[HEARTBEATS[2]])
     check_heartbeats(store, fewer, T0 + minutes(8))
     assert states(store) == {
         "prometheus-watchdog": "disabled",

@@ -11,22 +11,20 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
-import yaml
 
-from bridge.domain.rules import Rules
 from bridge.errors import BadPayload, Conflict
-from bridge.rules.load import parse_rules
 from bridge.storage.schema import hold_windows, incident_events, incidents, outbox, problems
 from bridge.storage.store import Store
 from bridge.watch.windows import end_window, make_window, release_due, sync_recurring
 from bridge.worker import OutboxRunner, run_once
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
-from tests.conftest import ROOT, ingest, payload
+from tests.conftest import example_rules_with, ingest, payload
 from tests.fakes import FakeJira
 from tests.receiver import Receiver
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
+CHAT = {"CHAT_SECRET": "s3cret"}  # the notify target's secret_env
 LKK = {"source": "alertmanager", "labels": {"service": "lkk"}}
 NOTIFY = [
     {
@@ -38,13 +36,7 @@ NOTIFY = [
 ]
 
 
-def rules_with(**sections: Any) -> Rules:
-    raw = yaml.safe_load((ROOT / "rules.yaml").read_text())
-    raw.update(sections)
-    return parse_rules(raw, environ={"CHAT_SECRET": "s3cret"})
-
-
-RULES = rules_with(notify=NOTIFY)
+RULES = example_rules_with(CHAT, notify=NOTIFY)
 
 
 def alert(fingerprint: str, *, resolved: bool = False, service: str = "lkk") -> bytes:
@@ -241,7 +233,8 @@ def test_two_processes_ending_one_window_at_once_release_it_once(database_url: s
             store.engine.dispose()
 
 
-BERLIN_NIGHTS = rules_with(
+BERLIN_NIGHTS = example_rules_with(
+    CHAT,
     maintenance=[
         {
             "name": "sunday-night",
@@ -250,7 +243,7 @@ BERLIN_NIGHTS = rules_with(
             "match": {"source": "alertmanager", "labels": {"service": "lkk"}},
             "reason": "weekly database maintenance",
         }
-    ]
+    ],
 )
 
 
@@ -319,7 +312,7 @@ def test_the_worker_files_one_jira_issue_and_sends_one_notify_only_after_the_win
     one issue is created and one problem.opened delivered, however many passes follow."""
     with FakeJira() as jira, Receiver("s3cret") as receiver:
         notify = [{**NOTIFY[0], "url": receiver.url, "events": ["problem.opened"]}]
-        rules = rules_with(notify=notify)
+        rules = example_rules_with(CHAT, notify=notify)
         client = JiraClient.basic(requests.Session(), jira.url, "bot@example.com", "jira-token", timeout=2.0)
         runner = OutboxRunner(
             store,

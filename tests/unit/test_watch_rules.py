@@ -6,26 +6,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import yaml
 
-from bridge.rules.load import RulesError, parse_rules
-from tests.conftest import ROOT
-
-
-def rules_with(**sections: Any):
-    raw = yaml.safe_load((ROOT / "rules.yaml").read_text())
-    raw.update(sections)
-    return parse_rules(raw)
+from bridge.rules.load import RulesError
+from tests.conftest import example_rules_with
 
 
 def refused(**sections: Any) -> list[str]:
     with pytest.raises(RulesError) as error:
-        rules_with(**sections)
+        example_rules_with(**sections)
     return error.value.problems
 
 
 def test_the_three_kinds_of_heartbeat_load_as_configured():
-    rules = rules_with(
+    rules = example_rules_with(
         heartbeats=[
             {
                 "name": "w",
@@ -70,7 +63,7 @@ def test_a_heartbeat_name_used_twice_is_refused():
 
 def test_a_recurring_window_loads_with_its_zone_and_refuses_what_it_cannot_read():
     window = {"name": "sun", "every": "sun 02:00-04:00", "timezone": "Europe/Berlin", "match": {"source": "zabbix"}}
-    [loaded] = rules_with(maintenance=[window]).maintenance
+    [loaded] = example_rules_with(maintenance=[window]).maintenance
     assert loaded.recurrence.zone.key == "Europe/Berlin" and loaded.reason == "recurring maintenance"
     problems = refused(maintenance=[{**window, "every": "sunday 2am"}])
     assert any(p.startswith('maintenance window "sun": every/timezone:') for p in problems)
