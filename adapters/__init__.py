@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from adapters import alertmanager, events, grafana, tickets, zabbix
+from adapters import alertmanager, events, grafana, heartbeats, tickets, zabbix
 from bridge.domain.incidents import ParsedNotification
 
 
@@ -28,7 +28,8 @@ class Source:
     token_variable: str | None
     examples: tuple[str, ...]  # payload files under adapters/examples/, rendered against rules at start-up
     payload_schema: Mapping[str, Any]  # JSON Schema of its body, for the OpenAPI document
-    # Served at /api/v1/alerts/<name>; tickets have their own endpoint (POST /api/v1/tickets, token group tickets).
+    # Served at /api/v1/alerts/<name>; tickets have their own endpoint (POST /api/v1/tickets, token group
+    # tickets), and heartbeat signals none (the bridge writes them).
     alerts_endpoint: bool = True
 
     def example_payloads(self) -> list[Any]:
@@ -53,6 +54,16 @@ SOURCES: Mapping[str, Source] = {
     "events": Source("events", "PagerDuty Events v2", events.parse, None, ("events.json",), events.PAYLOAD_SCHEMA),
     "ticket": Source(
         "ticket", "Tickets", tickets.parse, None, ("ticket.json",), tickets.PAYLOAD_SCHEMA, alerts_endpoint=False
+    ),
+    # Written by the bridge itself when a heartbeat expires or recovers (bridge/watch/heartbeats.py).
+    "heartbeat": Source(
+        "heartbeat",
+        "Heartbeats",
+        heartbeats.parse,
+        None,
+        ("heartbeat.json",),
+        heartbeats.PAYLOAD_SCHEMA,
+        alerts_endpoint=False,
     ),
 }
 assert all(name == source.name for name, source in SOURCES.items()), "a source is registered under its own name"

@@ -19,7 +19,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import metrics
+from bridge.api.heartbeats import heartbeats
 from bridge.api.incidents import incidents
+from bridge.api.maintenance import maintenance
 from bridge.api.operations import operations
 from bridge.api.outbox import outbox
 from bridge.api.problems import problems
@@ -220,7 +222,21 @@ def create_app(
     _register_error_handlers(app)
     if settings.bench_noop_endpoint:
         _register_bench_noop(app)
-    for blueprint in (webhooks, incidents, problems, releases, reports, outbox, rejected, tickets, operations, ui):
+    blueprints = (
+        webhooks,
+        incidents,
+        problems,
+        releases,
+        reports,
+        outbox,
+        rejected,
+        tickets,
+        heartbeats,
+        maintenance,
+        operations,
+        ui,
+    )
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     if settings.trusted_proxies:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]

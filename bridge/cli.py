@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from adapters import SOURCES, events
 from bridge import metrics
 from bridge.app import create_app, tune_gc_for_serving
 from bridge.config import HTTP_SERVERS, Settings, SettingsError, check_exposure, load_settings, positive_duration
-from bridge.domain.rules import route_alert
+from bridge.domain.heartbeats import HeartbeatRecord, HeartbeatState, IncidentChange, Transition, duration_text
+from bridge.domain.incidents import Routing
+from bridge.domain.rules import Rules, route_alert
 from bridge.errors import BridgeError, StoreUnavailable
 from bridge.ingest.deliveries import parse_body
 from bridge.logs import configure_logging
@@ -29,6 +32,7 @@ from bridge.problems.tickets import reported_priority
 from bridge.rules.load import RulesError, load_rules
 from bridge.storage.engine import migrate, schema_is_current
 from bridge.storage.store import Store
+from bridge.watch.heartbeats import signal_delivery
 from bridge.web.context import utc_now
 from bridge.web.server import granian_address, serve_granian
 from bridge.worker import OutboxRunner, Pruner, install_stop_signals, prune, run_forever
@@ -110,16 +114,33 @@ def check_rules(path: str | None) -> None:
     """Validate a rules file (default BRIDGE_RULES); exit 1 with every problem found."""
     path = path or _settings().rules_path
     rules = _rules_or_exit(path)
-    click.echo(f"{path}: OK ({len(rules.routes)} routes)")
+    counted = [
+        (len(rules.routes), "route"),
+        (len(rules.heartbeats), "heartbeat"),
+        (len(rules.maintenance), "maintenance window"),
+    ]
+    parts = [
+        f"{count} {noun}s" if count != 1 else f"1 {noun}"
+        for index, (count, noun) in enumerate(counted)
+        if count or index == 0
+    ]
+    click.echo(f"{path}: OK ({', '.join(parts)})")
 
 
 @main.command("explain")
-@click.option("--source", type=click.Choice(list(SOURCES)), required=True)
+@click.option("--source", type=click.Choice(list(SOURCES)), default=None, help="the sender of FILE")
+@click.option("--heartbeat", default=None, help="explain this heartbeat's incident instead of a FILE")
 @click.option("--rules", "rules_path", default=None, help="rules file (default BRIDGE_RULES)")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def explain(source: str, rules_path: str | None, file: str) -> None:
-    """Dry run: the incident key, line and priority each alert in FILE would get, and why."""
+@click.argument("file", type=click.Path(exists=True, dir_okay=False), required=False)
+def explain(source: str | None, heartbeat: str | None, rules_path: str | None, file: str | None) -> None:
+    """Dry run: the incident key, line and priority each alert in FILE would get, and why (pings and
+    recurring maintenance windows included); or, with --heartbeat, what its silence would raise."""
     rules = _rules_or_exit(rules_path or _settings().rules_path)
+    if heartbeat is not None:
+        _explain_heartbeat(rules, heartbeat)
+        return
+    if source is None or file is None:
+        raise click.UsageError("give --source and FILE, or --heartbeat NAME")
     body = Path(file).read_bytes()
     try:
         parsed = parse_body(source, body)
@@ -131,20 +152,67 @@ def explain(source: str, rules_path: str | None, file: str) -> None:
     if source == events.SOURCE:
         parsed = _with_routing_key(rules, body, parsed)
     for index, alert in enumerate(parsed.alerts):
-        routing = reported_priority(rules, alert, route_alert(rules, alert))
         click.echo(f"alert {index}: {alert.status.value} {alert.summary}")
-        click.echo(f"  incident key: {routing.dedup_key}")
-        click.echo(
-            f"  line: {routing.line}  priority: {routing.priority} (impact {routing.impact}, urgency {routing.urgency})"
-        )
-        for reason in routing.reasons:
-            click.echo(f"  because: {reason}")
+        pinged = rules.heartbeat_pinged_by(alert)
+        if pinged is not None:
+            click.echo(f"  a ping of heartbeat {pinged.name}: counted there, never an incident")
+            continue
+        _echo_routing(reported_priority(rules, alert, route_alert(rules, alert)))
+        _echo_windows(rules, alert.source, alert.labels)
     for item in parsed.rejected:
         click.echo(f"alert {item.index}: refused")
         for error in item.errors:
             click.echo(f"  - {error}")
     if parsed.truncated_alerts:
         click.echo(f"note: {SOURCES[source].display_name} truncated {parsed.truncated_alerts} alert(s) (max_alerts)")
+
+
+def _echo_routing(routing: Routing) -> None:
+    click.echo(f"  incident key: {routing.dedup_key}")
+    click.echo(
+        f"  line: {routing.line}  priority: {routing.priority} (impact {routing.impact}, urgency {routing.urgency})"
+    )
+    for reason in routing.reasons:
+        click.echo(f"  because: {reason}")
+
+
+def _echo_windows(rules: Rules, source: str, labels: Mapping[str, str]) -> None:
+    """The recurring maintenance windows of the rules that would hold this incident if it opened in one."""
+    now = utc_now()
+    for window in rules.maintenance:
+        if window.matcher.fits(source, labels):
+            starts, ends = window.next_occurrence(now)
+            click.echo(
+                f"  held while recurring maintenance window {window.name!r} ({window.recurrence.text}, "
+                f"{window.recurrence.zone.key}) covers it: next {starts:%Y-%m-%d %H:%M} to {ends:%Y-%m-%d %H:%M} UTC"
+            )
+
+
+def _explain_heartbeat(rules: Rules, name: str) -> None:
+    """What a heartbeat's silence raises: its incident's key, line, priority and reasons."""
+    heartbeat = rules.heartbeat(name)
+    if heartbeat is None:
+        known = ", ".join(h.name for h in rules.heartbeats) or "none"
+        click.echo(f"no heartbeat {name!r} in the rules (heartbeats: {known})", err=True)
+        sys.exit(1)
+    now = utc_now()
+    expired = Transition(None, HeartbeatRecord(name, HeartbeatState.EXPIRED, now, now), IncidentChange.RAISE)
+    delivery = signal_delivery(rules, heartbeat, expired, now)
+    if heartbeat.matcher is not None:
+        matcher = heartbeat.matcher
+        wanted = [*(f'{k}="{v}"' for k, v in matcher.labels.items())]
+        wanted += [f'{k}=~"{pattern.pattern}"' for k, pattern in matcher.labels_regex.items()]
+        heard = f"{heartbeat.source} alerts matching {{{', '.join(wanted)}}} (pings, never incidents)"
+    else:
+        heard = (
+            f"any notification of {heartbeat.source}" if heartbeat.source else f"POST /api/v1/heartbeats/{name}/ping"
+        )
+    silence = duration_text(heartbeat.allowed_silence)
+    click.echo(f"heartbeat {name}: heard from {heard}; silence longer than {silence} raises")
+    for alert, routing in zip(delivery.parsed.alerts, delivery.routings, strict=True):
+        click.echo(f"incident: {alert.summary}")
+        _echo_routing(routing)
+        _echo_windows(rules, alert.source, alert.labels)
 
 
 def _with_routing_key(rules: Any, body: bytes, parsed: Any) -> Any:

@@ -173,6 +173,8 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     trusted_user_header: str | None = None
     release_watch: timedelta = timedelta(hours=24)
+    # The longest a maintenance window made through the API or the pages may hold (none holds forever).
+    maintenance_max: timedelta = timedelta(days=7)
     # The zone whose calendar days and months the service report counts in.
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     outbox_dead_after_seconds: float = 24 * 3600.0
@@ -228,6 +230,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "BRIDGE_TRUSTED_USER_HEADER": ("trusted_user_header", _header_name),
     "BRIDGE_RELEASE_WATCH": ("release_watch", positive_duration),
+    "BRIDGE_MAINTENANCE_MAX": ("maintenance_max", positive_duration),
     "BRIDGE_TIMEZONE": ("timezone", _time_zone),
     "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
     "BRIDGE_OUTBOX_MAX_BACKOFF_SECONDS": ("outbox_max_backoff_seconds", _positive_float),
@@ -250,7 +253,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 # Endpoint group -> the environment variable of its bearer token (Settings.tokens): the webhook of
-# each source (adapters.SOURCES) that takes a bearer token, the release hook, the read API (with /ui/)
+# each source (adapters.SOURCES) that takes a bearer token, the release hook, heartbeat pings, the read API (with /ui/)
 # and the acting API (operate: link, close, acknowledge... from the API or the pages). bridge/web/edge.py guards
 # each group with it; check_exposure wants them all. A source whose
 # credential is in its body (PagerDuty's routing_key) is no group: with no key configured it refuses all.
@@ -258,6 +261,7 @@ TOKEN_GROUPS: Mapping[str, str] = {
     **{name: source.token_variable for name, source in SOURCES.items() if source.token_variable is not None},
     "release": "BRIDGE_TOKEN_RELEASE",
     "tickets": "BRIDGE_TOKEN_TICKETS",
+    "heartbeats": "BRIDGE_TOKEN_HEARTBEATS",
     "api": "BRIDGE_TOKEN_API",
     "operate": "BRIDGE_TOKEN_OPERATE",
 }

@@ -28,7 +28,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters import SOURCES, zabbix_api
-from bridge.domain.incidents import AlertResult, AlertStatus, Outcome, ParsedNotification
+from bridge.domain.heartbeats import HeartbeatState, last_heard
+from bridge.domain.incidents import AlertResult, AlertStatus, Incident, Outcome, ParsedNotification
 from bridge.domain.outcomes import IssueOutcome
 from bridge.domain.problems import ProblemState
 from bridge.domain.rules import Rules
@@ -104,6 +105,11 @@ JIRA_TWINS = Counter(
     ["found_at"],
 )
 JIRA_MOVES = Counter("bridge_jira_issue_moves_total", "Linked Jira issues found under a new key (moved) and followed")
+ALERTS_IN_MAINTENANCE = Counter(
+    "bridge_alerts_in_maintenance_total",
+    "Alerts that opened (created or reopened) an incident a window held, by window name",
+    ["window"],
+)
 WEBHOOK_DURATION = Histogram(
     "bridge_webhook_request_duration_seconds",
     "Webhook answer time, commit included",
@@ -116,7 +122,7 @@ WEBHOOK_DURATION = Histogram(
 NOTIFICATION_OUTCOMES = ("accepted", "partial", "rejected", "unauthorized", "unavailable", "error")
 # A refused webhook's HTTP status -> its outcome (any other status counts as "error").
 WEBHOOK_OUTCOMES = {400: "rejected", 413: "rejected", 415: "rejected", 401: "unauthorized", 503: "unavailable"}
-CLOSE_REASONS = ("released", "manual", "auto_closed", "jira_outcome", "ticket")
+CLOSE_REASONS = ("released", "manual", "auto_closed", "jira_outcome", "ticket", "resolved_in_window")
 JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
 OUTBOX_TARGETS = ("jira", "zabbix", "webhook", "rt", "jsm")
 DELIVERY_OUTCOMES = ("success", "retry", "dead")
@@ -200,6 +206,7 @@ def record_ingest(source: str, result: Ingested) -> None:
     labelled(NOTIFICATIONS, source, "partial" if result.parsed.rejected else "accepted").inc()
     statuses: dict[AlertStatus, int] = {}
     opened: dict[tuple[str, str], int] = {}
+    held: dict[str, int] = {}
     deduplicated = reopened = 0
     for item in result.results:
         status = item.alert.status
@@ -208,10 +215,16 @@ def record_ingest(source: str, result: Ingested) -> None:
         if outcome is Outcome.CREATED and incident is not None:
             key = (incident.line, incident.priority)
             opened[key] = opened.get(key, 0) + 1
+            if incident.held:
+                _count_held(held, incident)
+            continue
+        if outcome is Outcome.PING:  # a heartbeat's: neither an incident nor a duplicate of one
             continue
         deduplicated += 1
         if outcome is Outcome.REOPENED:
             reopened += 1
+            if incident is not None and incident.held:
+                _count_held(held, incident)
         elif outcome is Outcome.RESOLVED and incident is not None and incident.resolved_at:
             RESOLUTION.observe((incident.resolved_at - incident.first_seen).total_seconds())
     for status, count in statuses.items():
@@ -224,6 +237,13 @@ def record_ingest(source: str, result: Ingested) -> None:
         labelled(REOPENED, source).inc(reopened)
     if result.regressions:
         REGRESSIONS.inc(result.regressions)
+    for window, count in held.items():
+        ALERTS_IN_MAINTENANCE.labels(window).inc(count)  # names come from people: never kept in `labelled`
+
+
+def _count_held(held: dict[str, int], incident: Incident) -> None:
+    name = str((incident.hold_window or {}).get("name", ""))
+    held[name] = held.get(name, 0) + 1
 
 
 def record_release(incidents_closed: int, fix_seconds: list[float]) -> None:
@@ -309,6 +329,45 @@ class StoreGauges(Collector):
         for system, since in sorted(counts.synced_since.items()):
             lag.add_metric([system], max(0.0, (now - since).total_seconds()))
         yield lag
+        yield from self._watched(now)
+
+    def _watched(self, now: datetime) -> Iterator[GaugeMetricFamily]:
+        """When each source and heartbeat was last heard (0: never), expired heartbeats, windows in force."""
+        store = self.store
+        records, sources, active = store.read(
+            lambda conn: (
+                store.heartbeat_records(conn),
+                store.sources_last_heard(conn, SOURCES),
+                store.active_window_count(conn, now),
+            )
+        )
+        source_seen = GaugeMetricFamily(
+            "bridge_source_last_seen_timestamp_seconds",
+            "When the newest notification of each source was received (0: never since retention)",
+            labels=["source"],
+        )
+        for source, heard in sources.items():
+            source_seen.add_metric([source], heard.timestamp() if heard else 0.0)
+        yield source_seen
+        seen = GaugeMetricFamily(
+            "bridge_heartbeat_last_seen_timestamp_seconds",
+            "When each heartbeat was last heard (0: never)",
+            labels=["name"],
+        )
+        expired = GaugeMetricFamily(
+            "bridge_heartbeat_expired", "1 while a heartbeat's silence is an incident", labels=["name"]
+        )
+        for heartbeat in self.rules.heartbeats if self.rules is not None else ():
+            record = records.get(heartbeat.name)
+            source_heard = (
+                sources.get(heartbeat.source) if heartbeat.pinged_by_notifications and heartbeat.source else None
+            )
+            heard = last_heard(record, source_heard)
+            seen.add_metric([heartbeat.name], heard.timestamp() if heard else 0.0)
+            expired.add_metric([heartbeat.name], 1.0 if record and record.state is HeartbeatState.EXPIRED else 0.0)
+        yield seen
+        yield expired
+        yield GaugeMetricFamily("bridge_maintenance_active", "Maintenance windows in force now", value=active)
 
 
 def exposition(store: Store, rules: Rules | None = None) -> tuple[bytes, str]:

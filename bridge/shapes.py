@@ -53,7 +53,18 @@ def incident_shape(incident: Incident) -> dict[str, Any]:
         "response_due": iso(incident.response_due),
         "response_breached": incident.response_breached,
         "response_breached_at": iso(incident.response_breached_at),
+        "maintenance": _window_mark(incident, "maintenance"),
+        "held": incident.held,
+        "clocks_from": iso(incident.clocks_from),
     }
+
+
+def _window_mark(incident: Incident, kind: str) -> dict[str, Any] | None:
+    """`{id, name}` of the window of this kind that held the incident (kept once it is released), else None."""
+    window = incident.hold_window
+    if window is None or window.get("kind") != kind:
+        return None
+    return {"id": window["id"], "name": window["name"]}
 
 
 def problem_shape(problem: Problem | Mapping[str, Any]) -> dict[str, Any]:

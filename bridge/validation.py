@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from re import _constants as sre  # type: ignore[attr-defined]  # the parse tree re.compile builds, for nested_repeat
+from re import _parser  # type: ignore[attr-defined]
 from typing import Annotated, Any
 
 import orjson
@@ -136,3 +138,25 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"invalid duration {text!r}: use forms like 90s, 30m, 4h, 1d")
     days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def nested_repeat(pattern: str) -> bool:
+    """Whether a (compilable) regex repeats a group that itself repeats without bound, as `(a+)+`: such a
+    pattern can take exponential time on one crafted label, and the webhook path would wait for it."""
+    repeats = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
+
+    def walk(items: Any, repeated: bool) -> bool:
+        for op, value in items:
+            if op in repeats:
+                _, high, inner = value
+                if repeated and high == sre.MAXREPEAT:
+                    return True
+                if walk(inner, repeated or high > 1):
+                    return True
+            elif op is sre.SUBPATTERN and walk(value[-1], repeated):
+                return True
+            elif op is sre.BRANCH and any(walk(branch, repeated) for branch in value[1]):
+                return True
+        return False
+
+    return walk(_parser.parse(pattern), False)

@@ -1,13 +1,13 @@
 """Background worker: periodic jobs and the outbox, never inside a webhook request.
 
-Each pass closes resolved incidents whose `auto_close_after` has passed, marks SLA
-(resolution and response) breaches, prunes raw payloads once a day, reads the ticket
-systems due a sync (bridge/tickets/pull.py), then runs due outbox jobs (Jira, Zabbix,
-webhooks and ticket systems, kinds in bridge/outbox/jobs.py). Jobs are leased with SKIP
-LOCKED, so several workers share one PostgreSQL queue; every handler is idempotent, so a
-job run twice has the effect of once. Jira's rate limits are shared by every worker
-through the database (bridge/jira/budget.py): a 429 holds back only its scope, and jobs
-held back are postponed, never failed.
+Each pass decides heartbeats and releases ended hold windows (bridge/watch/), closes resolved
+incidents whose `auto_close_after` has passed, marks SLA (resolution and response) breaches,
+prunes raw payloads once a day, reads the ticket systems due a sync (bridge/tickets/pull.py),
+then runs due outbox jobs (Jira, Zabbix, webhooks and ticket systems, kinds in
+bridge/outbox/jobs.py). Jobs are leased with SKIP LOCKED, so several workers share one
+PostgreSQL queue; every handler is idempotent, so a job run twice has the effect of once.
+Jira's rate limits are shared by every worker through the database (bridge/jira/budget.py):
+a 429 holds back only its scope, and jobs held back are postponed, never failed.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from bridge.storage.engine import Connection
 from bridge.storage.store import Store
 from bridge.tickets import service_desk
 from bridge.tickets.pull import TicketSyncer
+from bridge.watch.rounds import watch_once
 from jira_link.client import JiraClient, JiraError, JiraRateLimited
 from jira_link.linker import (
     LinkOptions,
@@ -480,18 +481,30 @@ class Pruner:
             self._last = now
 
 
-def run_once(store: Store, now: datetime, outbox: OutboxRunner | None = None, pruner: Pruner | None = None) -> int:
-    """One pass of every periodic job; returns how many incidents and jobs it handled."""
+def run_once(
+    store: Store,
+    now: datetime,
+    outbox: OutboxRunner | None = None,
+    pruner: Pruner | None = None,
+    rules: Rules | None = None,
+) -> int:
+    """One pass of every periodic job; returns how many incidents, windows, heartbeats and jobs it handled.
+
+    Heartbeats and windows are watched under `rules` (default: the outbox's).
+    """
     if pruner is not None:
         pruner.run_due(store, now)
-    announcer = notify.Announcer.of(store, outbox.rules) if outbox is not None else None
+    rules = rules or (outbox.rules if outbox is not None else None)
+    announcer = notify.Announcer.of(store, rules) if rules is not None else None
+    watched = watch_once(store, rules, now) if rules is not None else 0
     closed = store.close_resolved_due(now, notify.announce_auto_closed(announcer))
     if closed:
         log.info("auto-closed resolved incidents", extra={"count": len(closed)})
         metrics.labelled(metrics.CLOSED, "auto_closed").inc(len(closed))
-    breached = mark_breaches(store, outbox.rules if outbox is not None else None, now)
+    breached = mark_breaches(store, rules, now)
     unanswered = mark_response_breaches(store, now)
-    return len(closed) + len(breached) + len(unanswered) + (outbox.run_due(now) if outbox is not None else 0)
+    handled = watched + len(closed) + len(breached) + len(unanswered)
+    return handled + (outbox.run_due(now) if outbox is not None else 0)
 
 
 def run_forever(

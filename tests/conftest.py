@@ -22,6 +22,7 @@ import psycopg
 import pytest
 import requests
 import sqlalchemy as sa
+import yaml
 
 from bridge.rules.load import load_rules
 from bridge.storage.engine import migrate
@@ -50,6 +51,15 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def example_rules():
     return load_rules(ROOT / "rules.yaml")
+
+
+def example_rules_with(environ: dict[str, str] | None = None, **sections: Any):
+    """The example rules with these top-level sections set (heartbeats, maintenance, notify...)."""
+    from bridge.rules.load import parse_rules
+
+    raw = yaml.safe_load((ROOT / "rules.yaml").read_text())
+    raw.update(sections)
+    return parse_rules(raw, environ=environ or {})
 
 
 @contextlib.contextmanager

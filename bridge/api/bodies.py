@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from adapters import tickets as ticket_adapter
 from bridge.domain.problems import JIRA_KEY, JIRA_PROJECT
+from bridge.rules.matching import KnownSource
 from bridge.storage.engine import MAX_ID
-from bridge.validation import SafeStr, bounded_str
+from bridge.validation import LabelMap, SafeStr, bounded_str, nested_repeat
 
 
 class ReleaseRequest(BaseModel):
@@ -80,3 +82,44 @@ class LinkTicketRequest(BaseModel):
     ticket_id: str = Field(pattern=ticket_adapter.TICKET_ID_PATTERN)
     url: str | None = Field(default=None, pattern=ticket_adapter.URL_PATTERN)
     summary: SafeStr = Field(default="", max_length=ticket_adapter.MAX_SUMMARY_LENGTH)
+
+
+MAX_PATTERN_LENGTH = 200
+
+
+def _usable_pattern(pattern: str) -> str:
+    """A regex a window may run on every alert it might hold: compiles, short, and never exponential."""
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise ValueError(f"longer than {MAX_PATTERN_LENGTH} characters")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
+    if nested_repeat(pattern):
+        raise ValueError(f"{pattern!r} repeats a group that repeats (as (a+)+): it could stall the bridge")
+    return pattern
+
+
+Pattern = Annotated[str, AfterValidator(_usable_pattern)]
+
+
+class WindowMatchRequest(BaseModel):
+    """What a window covers: a source and label values (exact, or full-match regexes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: KnownSource = None
+    labels: LabelMap = {}
+    labels_regex: dict[SafeStr, Pattern] = Field(default={}, max_length=32)
+
+
+class MaintenanceRequest(BaseModel):
+    """A maintenance window: it must end (`ends_at`), no later than BRIDGE_MAINTENANCE_MAX after it starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: bounded_str(1, 200)  # type: ignore[valid-type]
+    reason: bounded_str(1, 2000)  # type: ignore[valid-type]
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime
+    match: WindowMatchRequest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from bridge import metrics
-from bridge.api.openapi import build_document
+from bridge.api.openapi.document import build_document
 from bridge.web.context import bridge
 
 operations = Blueprint("operations", __name__)

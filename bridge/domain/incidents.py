@@ -42,6 +42,7 @@ class Outcome(enum.StrEnum):
     REOPENED = "reopened"
     STALE = "stale"
     UNKNOWN_RESOLVED = "unknown_resolved"
+    PING = "ping"  # a heartbeat's ping (bridge/domain/heartbeats.py): counted there, never an incident
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,13 @@ class Incident:
     response_due: datetime | None = None
     response_breached: bool = False
     response_breached_at: datetime | None = None
+    # Hold windows (bridge/domain/windows.py): the window that held it (kept once released, with its
+    # mark {id, kind, name}), whether it holds it still, and when its clocks started when that was
+    # the window's end rather than its first sighting.
+    hold_window_id: int | None = None
+    hold_window: dict[str, Any] | None = None
+    held: bool = False
+    clocks_from: datetime | None = None
 
     @property
     def stored_id(self) -> int:
@@ -282,6 +290,8 @@ class IncidentHead:
     sla_elapsed_seconds: float
     sla_running_since: datetime | None
     sla_due: datetime | None
+    held: bool
+    clocks_from: datetime | None
 
     @classmethod
     def of(cls, incident: Incident) -> IncidentHead:

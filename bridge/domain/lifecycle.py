@@ -186,15 +186,16 @@ def update_sla(incident: Incident, outcome: Outcome, policy: SlaPolicy | None, n
     The clock starts with the incident, stops while it is resolved (keeping the business
     time used) and restarts where it stopped on reopen; a priority change re-targets it.
     A resolve after the due time records the breach the worker may not have seen yet.
-    The response target (until someone acknowledges) follows the priority too.
+    The response target (until someone acknowledges) follows the priority too. No clock runs
+    while a window holds the incident; released, they count from the window's end (`clocks_from`).
     """
-    if policy is None:
+    if policy is None or incident.held:  # a held incident's clocks wait for its window's end
         incident.sla_running_since = incident.sla_due = None
         if incident.acknowledged_at is None:
             incident.response_due = None
         return
     if incident.acknowledged_at is None:
-        incident.response_due = response_due_at(policy, incident.first_seen)
+        incident.response_due = response_due_at(policy, incident.clocks_from or incident.first_seen)
     clock = SlaClock(incident.sla_elapsed_seconds, incident.sla_running_since)
     if outcome is Outcome.CREATED:
         clock = SlaClock(0.0, incident.first_seen)
@@ -283,10 +284,12 @@ def _same_sla_targets(head: IncidentHead, sla_policies: Mapping[str, SlaPolicy] 
     if sla_policies is None:
         return True
     policy = sla_policies.get(head.priority)
-    if policy is None:  # update_sla clears the clock, and the response target unless acknowledged
+    if policy is None or head.held:  # update_sla clears the clock, and the response target unless acknowledged
         unacknowledged_target = head.acknowledged_at is None and head.response_due is not None
         return head.sla_running_since is None and head.sla_due is None and not unacknowledged_target
-    if head.acknowledged_at is None and head.response_due != response_due_at(policy, head.first_seen):
+    if head.acknowledged_at is None and head.response_due != response_due_at(
+        policy, head.clocks_from or head.first_seen
+    ):
         return False
     return head.sla_due == due_at(policy, SlaClock(head.sla_elapsed_seconds, head.sla_running_since))
 

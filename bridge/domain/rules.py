@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from bridge.domain.heartbeats import Heartbeat, pinged_heartbeat
 from bridge.domain.incidents import Alert, EventRoutingKey, Route, Routing, dedup_key
 from bridge.domain.problems import ProblemRule
 from bridge.domain.sla import SlaPolicy
 from bridge.domain.tickets import NotifyTarget, TicketSystem
+from bridge.domain.windows import RecurringWindow
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Rules:
     event_routing_keys: tuple[EventRoutingKey, ...] = ()
     ticket_systems: Mapping[str, TicketSystem] = field(default_factory=dict)
     notify_targets: tuple[NotifyTarget, ...] = ()
+    heartbeats: tuple[Heartbeat, ...] = ()
+    # Recurring maintenance windows, stored occurrence by occurrence (bridge/watch/windows.py).
+    maintenance: tuple[RecurringWindow, ...] = ()
     # (source, values of routed_labels) -> the routing decision they get under these rules (see route_alert).
     decisions: dict[tuple[str, tuple[str | None, ...]], _Decision] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
@@ -41,6 +46,28 @@ class Rules:
         """Every label name a route's matcher reads: the rest of an alert's labels cannot change its route."""
         names = {name for route in self.routes for name in (*route.matcher.labels, *route.matcher.labels_regex)}
         return tuple(sorted(names))
+
+    @functools.cached_property
+    def _pinged_by_source(self) -> Mapping[str, tuple[Heartbeat, ...]]:
+        """The heartbeats some alerts of a source ping (a matcher singles them out), by source."""
+        found: dict[str, list[Heartbeat]] = {}
+        for heartbeat in self.heartbeats:
+            if heartbeat.source is not None and heartbeat.matcher is not None:
+                found.setdefault(heartbeat.source, []).append(heartbeat)
+        return {source: tuple(heartbeats) for source, heartbeats in found.items()}
+
+    def watches_pings_from(self, source: str) -> bool:
+        """Whether some alerts of this source may be heartbeat pings: a dictionary lookup, so a source
+        without one pays nothing per alert."""
+        return source in self._pinged_by_source
+
+    def heartbeat_pinged_by(self, alert: Alert) -> Heartbeat | None:
+        """The heartbeat this alert pings (it is then no incident), if any."""
+        candidates = self._pinged_by_source.get(alert.source)
+        return pinged_heartbeat(candidates, alert) if candidates else None
+
+    def heartbeat(self, name: str) -> Heartbeat | None:
+        return next((heartbeat for heartbeat in self.heartbeats if heartbeat.name == name), None)
 
     @property
     def priorities(self) -> list[str]:
@@ -112,4 +139,16 @@ def route_alert(rules: Rules, alert: Alert) -> Routing:
         key_reason = f"dedup key from the {alert.source} id {alert.source_id}"
     return Routing(
         dedup_key(alert, route), route, decision.priority, (decision.route_reason, key_reason, *decision.tail_reasons)
+    )
+
+
+def with_priority(rules: Rules, routing: Routing, impact: str, urgency: str, because: str) -> Routing:
+    """The routing with its own impact and urgency over its route's (a person's ticket, a heartbeat's rule)."""
+    if (impact, urgency) == (routing.impact, routing.urgency):
+        return routing
+    return replace(
+        routing,
+        route=replace(routing.route, impact=impact, urgency=urgency),
+        priority=rules.priority(impact, urgency),
+        reasons=(*routing.reasons, f"impact {impact} and urgency {urgency} from {because}"),
     )

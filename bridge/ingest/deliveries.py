@@ -15,10 +15,20 @@ from datetime import datetime
 import orjson
 
 from adapters import PARSERS
-from bridge.domain.incidents import AlertResult, IncidentState, ParsedNotification, RejectedAlert, Routing
+from bridge.domain.incidents import (
+    Alert,
+    AlertResult,
+    AlertStatus,
+    IncidentState,
+    Outcome,
+    ParsedNotification,
+    RejectedAlert,
+    Routing,
+)
 from bridge.domain.lifecycle import apply_notifications, plain_repeat_heads, repeat_candidates
 from bridge.domain.rules import Rules, route_alert
 from bridge.errors import BadPayload, BridgeError, DataRefused, NotFound
+from bridge.ingest.holds import hold_events, hold_opened
 from bridge.outbox.notify import Announcer, announce_incidents
 from bridge.problems.grouping import assign_problems, join_open_problems, set_problem_keys
 from bridge.storage.engine import Connection
@@ -137,6 +147,44 @@ class Delivery:
     routings: list[Routing]
     received_at: datetime
     content_type: str | None = None
+    # Alerts that are heartbeat pings (never incidents): (position in parsed.alerts, heartbeat name).
+    pings: tuple[tuple[int, str], ...] = ()
+
+    def lifecycle_input(self) -> tuple[Sequence[Alert], Sequence[Routing], datetime]:
+        """The alerts and routings the incident lifecycle sees: a ping as the resolve of its own key, so an
+        incident it opened before its heartbeat was configured resolves, and none is ever opened."""
+        if not self.pings:
+            return self.parsed.alerts, self.routings, self.received_at
+        alerts = list(self.parsed.alerts)
+        for position, _ in self.pings:
+            alerts[position] = replace(
+                alerts[position], status=AlertStatus.RESOLVED, starts_at=None, ends_at=None, note_only=False
+            )
+        return alerts, self.routings, self.received_at
+
+    def with_pings(self, own: list[AlertResult]) -> list[AlertResult]:
+        """The results as the sender is answered: each ping a `ping` outcome."""
+        if not self.pings:
+            return own
+        pinged = dict(self.pings)
+        return [
+            AlertResult(self.parsed.alerts[position], result.routing, Outcome.PING, None)
+            if position in pinged
+            else result
+            for position, result in enumerate(own)
+        ]
+
+
+def heartbeat_pings(rules: Rules, parsed: ParsedNotification) -> tuple[tuple[int, str], ...]:
+    """The alerts of a notification that ping a heartbeat (the Watchdog), with the heartbeat each pings."""
+    if not rules.watches_pings_from(parsed.source):
+        return ()
+    found = []
+    for position, alert in enumerate(parsed.alerts):
+        heartbeat = rules.heartbeat_pinged_by(alert)
+        if heartbeat is not None:
+            found.append((position, heartbeat.name))
+    return tuple(found)
 
 
 def prepare_delivery(
@@ -174,7 +222,8 @@ def prepare_delivery(
             "Alertmanager truncated alerts (max_alerts)",
             extra={"source": source, "truncated_alerts": parsed.truncated_alerts},
         )
-    return Delivery(source, text, parsed, [route_alert(rules, alert) for alert in parsed.alerts], now, content_type)
+    routings = [route_alert(rules, alert) for alert in parsed.alerts]
+    return Delivery(source, text, parsed, routings, now, content_type, heartbeat_pings(rules, parsed))
 
 
 def write_deliveries(
@@ -223,12 +272,15 @@ def _write_work(
                 for d in deliveries
             ],
         )
-        notifications = [(d.parsed.alerts, d.routings, d.received_at) for d in deliveries]
+        pinged = _latest_pings(deliveries)
+        if pinged:  # before any incident key: every writer takes the heartbeat rows first
+            store.record_pings(conn, pinged)
+        notifications = [d.lifecycle_input() for d in deliveries]
         may_repeat = repeat_candidates(notifications)
         may_fire_again = {key for key, state in may_repeat.items() if state is IncidentState.FIRING}
         heads, live = store.live_heads(conn, may_fire_again, IncidentState.FIRING)
         plain = plain_repeat_heads(notifications, heads, rules.sla_policies)
-        keys = {routing.dedup_key for d in deliveries for routing in d.routings}
+        keys = {routing.dedup_key for _, routings, _ in notifications for routing in routings}
         # Read whole: keys that may not repeat a firing incident, and those that may with a live one
         # that does not (a key with none is new). A re-sent resolve is decoded as a head only.
         rows = store.live_rows(conn, (keys - may_fire_again) | (live - plain.keys()))
@@ -237,12 +289,15 @@ def _write_work(
         current = rows.incidents(rows.keys() - plain.keys())
         applied = apply_notifications(notifications, current, rules.sla_policies, plain)
         results = applied.results
+        held = hold_opened(conn, store, results, [d.received_at for d in deliveries]) if applied.touched else []
         candidates = set_problem_keys(rules, [result for own in results for result in own])
         now = max(d.received_at for d in deliveries)
         pending = join_open_problems(conn, store, candidates, now)
         store.save_incidents(
             conn, [(incident, notification_ids[index]) for incident, index in applied.touched], current
         )
+        if held:
+            store.add_incident_events(conn, hold_events(held))
         store.count_plain_repeats(
             conn, [(counted, notification_ids[counted.notification_index]) for counted in applied.repeats]
         )
@@ -267,11 +322,31 @@ def _write_work(
                 )
         per_notification = zip(notification_ids, deliveries, results, strict=True)
         return [
-            IngestResult(notification_id, d.parsed, own, regressions if index == 0 else 0)
+            IngestResult(notification_id, d.parsed, d.with_pings(own), regressions if index == 0 else 0)
             for index, (notification_id, d, own) in enumerate(per_notification)
         ]
 
     return work
+
+
+def write_in(
+    conn: Connection, store: Store, rules: Rules, deliveries: Sequence[Delivery], rejected_body_limit: int = 1024 * 1024
+) -> list[IngestResult]:
+    """Write deliveries in the caller's transaction: what the bridge itself notifies (a heartbeat's
+    incident) commits with the change that causes it."""
+    return _write_work(store, rules, deliveries, rejected_body_limit)(conn)
+
+
+def _latest_pings(deliveries: Sequence[Delivery]) -> dict[str, datetime]:
+    """Each heartbeat pinged in these notifications, with the latest moment it was heard. A resolved
+    alert is no ping: Alertmanager resolves its Watchdog when Prometheus stopped sending it."""
+    latest: dict[str, datetime] = {}
+    for d in deliveries:
+        for position, name in d.pings:
+            firing = d.parsed.alerts[position].status is AlertStatus.FIRING
+            if firing and (name not in latest or latest[name] < d.received_at):
+                latest[name] = d.received_at
+    return latest
 
 
 def _without_alerts(delivery: Delivery, refused: Mapping[int, DataRefused]) -> Delivery:
@@ -290,7 +365,9 @@ def _without_alerts(delivery: Delivery, refused: Mapping[int, DataRefused]) -> D
         alerts=tuple(delivery.parsed.alerts[position] for position in kept),
         rejected=tuple(sorted(rejected, key=lambda item: item.index)),
     )
-    return replace(delivery, parsed=parsed, routings=[delivery.routings[position] for position in kept])
+    renumbered = {old: new for new, old in enumerate(kept)}
+    pings = tuple((renumbered[position], name) for position, name in delivery.pings if position in renumbered)
+    return replace(delivery, parsed=parsed, routings=[delivery.routings[position] for position in kept], pings=pings)
 
 
 def _refused_positions(

@@ -94,7 +94,7 @@ def announce_incidents(
         return
     for own in results:
         for result in own:
-            if result.incident is None:
+            if result.incident is None or result.incident.held:  # its window's end announces it, once
                 continue
             if result.outcome in (Outcome.CREATED, Outcome.REOPENED):
                 event = "incident.opened"

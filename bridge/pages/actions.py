@@ -13,12 +13,16 @@ Adding an action is one template block (`action_form` in macros.html) and one sm
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
 from flask import flash, redirect, render_template, request, session, url_for
+from pydantic import ValidationError
 
+from bridge.api.bodies import MaintenanceRequest
 from bridge.errors import BadPayload, BridgeError
 from bridge.outbox.notify import Announcer
 from bridge.pages.views import may_act, ui
@@ -34,6 +38,8 @@ from bridge.problems.actions import (
 from bridge.problems.corrections import merge_problems, move_incident
 from bridge.problems.notices import set_workaround as set_problem_workaround
 from bridge.storage.engine import MAX_ID
+from bridge.validation import describe, parse_duration
+from bridge.watch.windows import end_window, make_window
 from bridge.web.actors import request_actor
 from bridge.web.context import bridge
 
@@ -203,6 +209,70 @@ def move_to_problem(incident_id: int) -> str:
     previous = move_incident(bridge().store, incident_id, problem_id, request_actor(), bridge().now())
     origin = f" from problem #{previous}" if previous is not None else ""
     return f"Incident #{incident_id} moved{origin} to problem #{problem_id}."
+
+
+def _maintenance_page() -> str:
+    return url_for("ui.maintenance")
+
+
+def form_labels(name: str) -> dict[str, str]:
+    """`service=db, env=prod` (commas or lines) as labels.
+
+    Raises:
+        BadPayload: an entry without `=`, or without a label name.
+    """
+    labels = {}
+    for entry in re.split(r"[,\n]", form_text(name, required=False) or ""):
+        if not entry.strip():
+            continue
+        key, equals, value = entry.partition("=")
+        if not equals or not key.strip():
+            raise BadPayload(f"invalid {name}", [f"{name}: write label=value, separated by commas ({entry.strip()!r})"])
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _utc(moment: datetime) -> datetime:
+    """A time typed on the page: UTC unless it names its offset."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@ui.post("/maintenance")
+@page_action(_maintenance_page)
+def make_maintenance() -> str:
+    ctx = bridge()
+    now = ctx.now()
+    starts = form_text("starts_at", required=False, max_length=40)
+    try:
+        lasting = parse_duration(form_text("duration", max_length=20) or "")
+        starts_at = _utc(datetime.fromisoformat(starts)) if starts else now
+    except ValueError as exc:
+        raise BadPayload("invalid maintenance window", [f"duration or starts_at: {exc}"]) from exc
+    wanted = {
+        "name": form_text("name", max_length=200),
+        "reason": form_text("reason"),
+        "starts_at": starts_at,
+        "ends_at": starts_at + lasting,
+        "match": {"source": request.form.get("source") or None, "labels": form_labels("labels")},
+    }
+    try:
+        body = MaintenanceRequest.model_validate(wanted)
+    except ValidationError as exc:
+        raise BadPayload("invalid maintenance window", describe(exc)) from exc
+    made = make_window(
+        ctx.store, **body.model_dump(), now=now, longest=ctx.settings.maintenance_max, actor=request_actor()
+    )
+    return f"Maintenance window #{made['id']} {made['name']!r} made: it holds what opens under it until {made['ends_at']:%Y-%m-%d %H:%M} UTC."
+
+
+@ui.post("/maintenance/<int:window_id>/end")
+@page_action(lambda window_id: _maintenance_page())
+def end_maintenance(window_id: int) -> str:
+    released = end_window(bridge().store, bridge().rules, window_id, bridge().now(), request_actor())
+    return (
+        f"Maintenance window #{window_id} ended: {released.ordinary} incident(s) still firing handled from now, "
+        f"{released.closed} resolved closed quietly."
+    )
 
 
 __all__ = ["page_action", "ui"]

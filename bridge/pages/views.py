@@ -22,15 +22,19 @@ from flask.sessions import SecureCookieSessionInterface
 
 from adapters import SOURCES
 from bridge.config import Secret
+from bridge.domain.heartbeats import HEARTBEAT_SOURCE
 from bridge.domain.incidents import IncidentState
 from bridge.domain.problems import ProblemState
 from bridge.domain.reports import Period, month_period
+from bridge.domain.windows import WindowState
 from bridge.errors import BadPayload, NotFound
 from bridge.problems.release_health import release_health
 from bridge.reports.charts import report_charts
 from bridge.reports.service import service_report
 from bridge.shapes import iso, ticket_sync_shape
 from bridge.storage.read_models import IncidentFilter
+from bridge.watch.heartbeats import heartbeat_views
+from bridge.watch.windows import window_json
 from bridge.web.actors import SESSION_ACTOR, checked_name, proxy_user
 from bridge.web.answers import incidents_csv_answer, report_asked, service_csv_answer
 from bridge.web.context import EXTENSION, bridge
@@ -209,14 +213,16 @@ def logout():  # type: ignore[no-untyped-def]
 
 @ui.get("/")
 def overview():  # type: ignore[no-untyped-def]
-    store = bridge().store
+    ctx = bridge()
+    store, now = ctx.store, ctx.now()
     releases = store.list_releases(5, None).items
     states = {state["system"]: state for state in store.sync_states()}
     syncs = [
         ticket_sync_shape(system, states.get(name))
-        for name, system in sorted(bridge().rules.ticket_systems.items())
+        for name, system in sorted(ctx.rules.ticket_systems.items())
         if system.sync is not None
     ]
+    senders = [name for name in SOURCES if name != HEARTBEAT_SOURCE]
     return render_template(
         "overview.html",
         counts=store.overview_counts(),
@@ -224,8 +230,30 @@ def overview():  # type: ignore[no-untyped-def]
         awaiting=store.nearest_response(10),
         releases=releases,
         syncs=syncs,
-        now=bridge().now(),
+        senders=store.read_sources_last_heard(senders),
+        heartbeats=heartbeat_views(store, ctx.rules),
+        windows=store.list_windows(WindowState.ACTIVE, now, 20, None).items,
+        now=now,
     )
+
+
+@ui.get("/maintenance")
+def maintenance():  # type: ignore[no-untyped-def]
+    """Maintenance windows in force, coming and past, with the forms that make and end them."""
+    limit, cursor = page_args()
+    ctx = bridge()
+    now = ctx.now()
+    page = ctx.store.list_windows(choice_arg("state", WindowState), now, limit, cursor)
+    counts = ctx.store.held_counts([row["id"] for row in page.items])
+    windows = [
+        {
+            **window_json(row, now, counts.get(row["id"], (0, 0))),
+            "from": row["starts_at"],
+            "until": row["ended_at"] or row["ends_at"],
+        }
+        for row in page.items
+    ]
+    return render_template("maintenance.html", page=page, windows=windows, sources=list(SOURCES), now=now)
 
 
 @ui.get("/problems")

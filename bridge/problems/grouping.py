@@ -31,17 +31,27 @@ log = logging.getLogger(__name__)
 
 
 def set_problem_keys(rules: Rules, results: list[AlertResult]) -> list[tuple[Incident, ProblemRule]]:
-    """Render problem keys for incidents that just opened or reopened outside a problem.
+    """Render problem keys for incidents that just opened or reopened outside a problem (see `problem_candidates`)."""
+    return problem_candidates(
+        rules,
+        [
+            result.incident
+            for result in results
+            if result.incident is not None and result.outcome in (Outcome.CREATED, Outcome.REOPENED)
+        ],
+    )
 
-    A template that fails on a real alert (a label the rule expects is missing) leaves the
-    incident without a problem rather than refusing the alert.
+
+def problem_candidates(rules: Rules, opened: list[Incident]) -> list[tuple[Incident, ProblemRule]]:
+    """Render problem keys for opened incidents outside a problem; each with its rule.
+
+    A held incident opens or joins no problem until its window ends (its release calls this
+    again). A template that fails on a real alert (a label the rule expects is missing) leaves
+    the incident without a problem rather than refusing the alert.
     """
     candidates: dict[int, tuple[Incident, ProblemRule]] = {}
-    for result in results:
-        incident = result.incident
-        if incident is None or result.outcome not in (Outcome.CREATED, Outcome.REOPENED):
-            continue
-        if incident.problem_id is not None or id(incident) in candidates:
+    for incident in opened:
+        if incident.problem_id is not None or incident.held or id(incident) in candidates:
             continue
         rule = problem_rule_for(rules.problem_rules, incident)
         if rule is None:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from bridge.domain.incidents import Alert, Routing
-from bridge.domain.rules import Rules
+from bridge.domain.rules import Rules, with_priority
 from bridge.domain.tickets import TicketSystem, ticket_close_text
 from bridge.errors import Conflict, NotFound, Unprocessable
 from bridge.outbox.jobs import JsmClose, RtClose, queue
@@ -48,14 +47,7 @@ def reported_priority(rules: Rules, alert: Alert, routing: Routing) -> Routing:
     """A ticket's own impact and urgency, when it gives them, over its route's (the person said how bad)."""
     impact = alert.annotations.get("ticket_impact", routing.impact)
     urgency = alert.annotations.get("ticket_urgency", routing.urgency)
-    if (impact, urgency) == (routing.impact, routing.urgency):
-        return routing
-    return replace(
-        routing,
-        route=replace(routing.route, impact=impact, urgency=urgency),
-        priority=rules.priority(impact, urgency),
-        reasons=(*routing.reasons, f"impact {impact} and urgency {urgency} from the ticket"),
-    )
+    return with_priority(rules, routing, impact, urgency, "the ticket")
 
 
 def link_ticket(

@@ -21,10 +21,13 @@ from adapters import SOURCES
 from bridge.domain.incidents import IMPACT_LEVELS, URGENCY_LEVELS, Alert, EventRoutingKey, Matcher, Route
 from bridge.domain.problems import JiraTarget, ProblemRule, Renderer
 from bridge.domain.rules import Rules
+from bridge.rules.heartbeats import HeartbeatModel, build_heartbeats
+from bridge.rules.matching import MatchModel, matcher_of
 from bridge.rules.outcomes import OutcomesModel, build_outcomes
 from bridge.rules.sla import SlaModel, build_sla
 from bridge.rules.templates import TemplateError, compile_template, example_alerts
 from bridge.rules.tickets import NotifyTargetModel, TicketSystemModel, build_notify_targets, build_ticket_systems
+from bridge.rules.windows import RecurringWindowModel, build_recurring_windows
 from bridge.validation import StrictModel, message_for, parse_duration
 
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
@@ -54,29 +57,6 @@ def expand_variables(text: str, environ: Mapping[str, str]) -> str:
     if unset:
         raise ValueError("environment variable not set: " + ", ".join(unset))
     return _VARIABLE.sub(lambda match: environ[match.group(1)], text)
-
-
-class MatchModel(StrictModel):
-    source: str | None = None
-    labels: dict[str, str] = {}
-    labels_regex: dict[str, str] = {}
-
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, value: str | None) -> str | None:
-        if value is not None and value not in SOURCES:
-            raise ValueError(f"unknown source {value!r}; expected one of {', '.join(SOURCES)}")
-        return value
-
-    @field_validator("labels_regex")
-    @classmethod
-    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, pattern in value.items():
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"label {name!r}: invalid regex {pattern!r}: {exc}") from exc
-        return value
 
 
 class RouteFields(StrictModel):
@@ -189,9 +169,17 @@ class RulesModel(StrictModel):
     events: EventsModel = EventsModel()
     ticket_systems: dict[str, TicketSystemModel] = {}
     notify: list[NotifyTargetModel] = []
+    heartbeats: list[HeartbeatModel] = []
+    maintenance: list[RecurringWindowModel] = []
 
 
-_SECTION_NOUN = {"routes": "route", "problems": "problem rule", "notify": "notify target"}
+_SECTION_NOUN = {
+    "routes": "route",
+    "problems": "problem rule",
+    "notify": "notify target",
+    "heartbeats": "heartbeat",
+    "maintenance": "maintenance window",
+}
 
 
 def _section_location(loc: tuple[Any, ...]) -> str | None:
@@ -273,14 +261,6 @@ def _build_route(
     )
 
 
-def _matcher(model: MatchModel) -> Matcher:
-    return Matcher(
-        source=model.source,
-        labels=dict(model.labels),
-        labels_regex={k: re.compile(v) for k, v in model.labels_regex.items()},
-    )
-
-
 def _example_contexts(rule: ProblemRuleModel, matcher: Matcher) -> list[dict[str, Any]]:
     """Template contexts to try a rule on: shipped example alerts it matches, and its example_labels."""
     contexts = []
@@ -356,7 +336,7 @@ def _build_problem_rules(models: list[ProblemRuleModel], problems: list[str]) ->
                 transition_fields={name: dict(fields) for name, fields in model.jira.transition_fields.items()},
                 outcomes=build_outcomes(model.jira.outcomes, where, problems),
             )
-        matcher = _matcher(model.match)
+        matcher = matcher_of(model.match)
         if len(renderers) < 3 or window is None:
             continue
         contexts = _example_contexts(model, matcher)
@@ -452,7 +432,7 @@ def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] |
         if route_model.name in seen_names:
             problems.append(f"{where}: name used twice")
         seen_names.add(route_model.name)
-        matcher = _matcher(route_model.match)
+        matcher = matcher_of(route_model.match)
         route = _build_route(where, route_model.name, matcher, route_model, model.defaults, problems)
         if route is not None:
             routes.append(route)
@@ -462,6 +442,8 @@ def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] |
     routing_keys = _build_routing_keys(model.events, environ, problems)
     ticket_systems = build_ticket_systems(model.ticket_systems, expand_variables, environ, problems)
     notify_targets = build_notify_targets(model.notify, expand_variables, environ, problems)
+    heartbeats = build_heartbeats(model.heartbeats, set(SOURCES), problems)
+    maintenance = build_recurring_windows(model.maintenance, problems)
     if problems:
         raise RulesError(path, problems)
     assert default_route is not None
@@ -476,6 +458,8 @@ def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] |
         event_routing_keys=routing_keys,
         ticket_systems=ticket_systems,
         notify_targets=notify_targets,
+        heartbeats=heartbeats,
+        maintenance=maintenance,
     )
 
 

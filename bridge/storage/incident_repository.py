@@ -60,7 +60,8 @@ class IncidentRepository(Database):
     ) -> None:
         """Insert new incidents (setting their ids) and write only what changed on the others.
 
-        `changed` pairs each incident with the notification that last touched it. New
+        `changed` pairs each incident with the notification that last touched it (None: a use case
+        changed it, and the last notification stands). New
         incidents go in one bulk insert, in key order so concurrent writers meet the
         unique index in the same order and do not deadlock. An update
         writes only the columns that differ from `originals` (a repeat touches occurrences
@@ -80,13 +81,13 @@ class IncidentRepository(Database):
                 names = _INCIDENT_FIELDS
             else:  # the changed fields, compared in C (a repeat runs this for each alert)
                 names = tuple(compress(_INCIDENT_FIELDS, map(ne, _ALL_FIELDS(vars(old)), _ALL_FIELDS(now))))
-            columns = (*names, "last_notification_id")
-            row = (
-                *(incident_rows.bind_value(name, now[name], sqlite) for name in names),
-                notification_id,
-                incident.id,
-            )
-            groups.setdefault(columns, []).append(row)
+            values = [incident_rows.bind_value(name, now[name], sqlite) for name in names]
+            if notification_id is None:  # changed by a use case, not a notification: the last one stands
+                if not names:
+                    continue
+                groups.setdefault(names, []).append((*values, incident.id))
+            else:
+                groups.setdefault((*names, "last_notification_id"), []).append((*values, notification_id, incident.id))
         if new:
             new.sort(key=lambda pair: pair[0].dedup_key)
             ids = incident_rows.insert_incidents(conn, new)
@@ -134,6 +135,7 @@ class IncidentRepository(Database):
                 incidents.c.state == IncidentState.RESOLVED.value,
                 sa.or_(incidents.c.problem_id.is_(None), incidents.c.problem_id.in_(closed_problems)),
                 incidents.c.auto_close_at <= now,
+                incidents.c.held.is_(False),  # its window's end closes it, quietly
             )
             ids = list(conn.execute(sa.select(incidents.c.id).where(*due)).scalars())
             if ids:

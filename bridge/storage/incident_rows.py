@@ -97,6 +97,9 @@ _HEADS = _live_reading(("dedup_key", *HEAD_FIELDS))
 _HEAD_DATETIMES = tuple(position for position, name in enumerate(HEAD_FIELDS) if name in _DATETIME_SET)
 _HEAD_JSON = tuple(position for position, name in enumerate(HEAD_FIELDS) if name in _JSON_SET)
 _HEAD_STATE = HEAD_FIELDS.index("state")
+_HEAD_BOOLEANS = tuple(
+    position for position, name in enumerate(HEAD_FIELDS) if name in driver_sql.boolean_columns(incidents)
+)
 _HEAD_OF_WHOLE = operator.itemgetter(*(COLUMNS.index(name) for name in HEAD_FIELDS))
 _STATES = {state.value: state for state in IncidentState}
 
@@ -111,6 +114,8 @@ def _decode_head(values: list[Any], sqlite: bool) -> IncidentHead:
         for position in _HEAD_JSON:
             if values[position] is not None:
                 values[position] = orjson.loads(values[position])
+        for position in _HEAD_BOOLEANS:
+            values[position] = bool(values[position])
     values[_HEAD_STATE] = _STATES[values[_HEAD_STATE]]
     return IncidentHead(*values)
 

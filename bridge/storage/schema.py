@@ -53,6 +53,8 @@ notifications = sa.Table(
     sa.Column("group_key", sa.Text()),
     sa.Column("body", sa.Text(), nullable=False),
     sa.Index("ix_notifications_received_at", "received_at"),
+    # A source's newest notification (when it was last heard: heartbeats, the overview, a gauge), one probe.
+    sa.Index("ix_notifications_source_received_at", "source", "received_at"),
 )
 
 incidents = sa.Table(
@@ -94,6 +96,12 @@ incidents = sa.Table(
     sa.Column("response_due", UtcDateTime()),
     sa.Column("response_breached", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("response_breached_at", UtcDateTime()),
+    # The hold window that held it ({id, kind, name} kept once released), whether it holds it still,
+    # and when its clocks started when that was the window's end (bridge/domain/windows.py).
+    sa.Column("hold_window_id", sa.BigInteger()),
+    sa.Column("hold_window", JsonType),
+    sa.Column("held", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("clocks_from", UtcDateTime()),
     sa.Index(
         "ux_incidents_firing_dedup_key",
         "dedup_key",
@@ -125,6 +133,48 @@ incidents = sa.Table(
     # What opened in a period (the service report, page by page in (first_seen, id) order) or after a
     # release (release health); neither column ever changes, so repeats stay heap-only.
     sa.Index("ix_incidents_first_seen_id", "first_seen", "id"),
+    # What a window held (its release, its page); partial: the incidents no window ever held are in none.
+    sa.Index(
+        "ix_incidents_hold_window_id",
+        "hold_window_id",
+        sqlite_where=sa.text("hold_window_id IS NOT NULL"),
+        postgresql_where=sa.text("hold_window_id IS NOT NULL"),
+    ),
+)
+
+# Windows that hold what opens under them (maintenance windows: made by hand, or occurrences of a
+# recurring window of rules.yaml, `rule`): covered alerts' incidents are recorded, their side
+# effects and clocks wait for the end, and the worker releases them once (`released_at`).
+hold_windows = sa.Table(
+    "hold_windows",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("match", JsonType, nullable=False),
+    sa.Column("starts_at", UtcDateTime(), nullable=False),
+    sa.Column("ends_at", UtcDateTime(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("ended_at", UtcDateTime()),
+    sa.Column("ended_by", sa.String(200)),
+    sa.Column("released_at", UtcDateTime()),
+    sa.Column("rule", sa.String(200)),
+    sa.Index("ix_hold_windows_ends_at", "ends_at"),
+    sa.Index("ux_hold_windows_rule_starts_at", "rule", "starts_at", unique=True),
+)
+
+# Heartbeats of rules.yaml as the worker last decided them (bridge/domain/heartbeats.py); a row
+# stays when its heartbeat leaves the rules, disabled.
+heartbeats = sa.Table(
+    "heartbeats",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("armed_at", UtcDateTime(), nullable=False),
+    sa.Column("changed_at", UtcDateTime(), nullable=False),
+    sa.Column("last_seen", UtcDateTime()),
 )
 
 problems = sa.Table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bridge.storage.action_repository import ActionRepository
+from bridge.storage.heartbeat_repository import HeartbeatRepository
 from bridge.storage.incident_repository import IncidentRepository
 from bridge.storage.merge_repository import MergeRepository
 from bridge.storage.outbox_repository import OutboxRepository
@@ -15,6 +16,7 @@ from bridge.storage.release_repository import ReleaseRepository
 from bridge.storage.report_model import ReportModel
 from bridge.storage.ticket_repository import TicketRepository
 from bridge.storage.ticket_sync_repository import TicketSyncRepository
+from bridge.storage.window_repository import WindowRepository
 
 
 class Store(
@@ -31,5 +33,7 @@ class Store(
     ActionRepository,
     TicketRepository,
     TicketSyncRepository,
+    HeartbeatRepository,
+    WindowRepository,
 ):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""

@@ -165,7 +165,7 @@ def test_an_unknown_sender_hears_the_senders_this_endpoint_serves(client):
     "query, error",
     [
         ("state=open", "state: expected one of firing, resolved, closed"),
-        ("source=nagios", "source: expected one of alertmanager, zabbix, grafana, events, ticket"),
+        ("source=nagios", "source: expected one of alertmanager, zabbix, grafana, events, ticket, heartbeat"),
         ("limit=0", "limit: must be between 1 and 500"),
         ("limit=lots", "limit: expected an integer, got 'lots'"),
         ("problem_id=x", "problem_id: expected an integer, got 'x'"),

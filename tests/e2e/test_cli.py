@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,7 @@ def test_serve_on_the_network_with_a_token_missing_refuses_naming_it(runner, mon
         "BRIDGE_TOKEN_API": "p",
         "BRIDGE_TOKEN_OPERATE": "o",
         "BRIDGE_TOKEN_TICKETS": "t",
+        "BRIDGE_TOKEN_HEARTBEATS": "h",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("BRIDGE_TOKEN_RELEASE", raising=False)
@@ -245,3 +247,60 @@ def test_explain_events_keys_by_routing_key_name_with_its_labels(runner, tmp_pat
         main, ["explain", "--source", "events", "--rules", rules, str(PAYLOADS / "events-trigger.json")]
     )
     assert result.exit_code == 1 and "invalid routing key" in result.output
+
+
+def _rules_with_watching(tmp_path: Path) -> Path:
+    rules = yaml.safe_load((ROOT / "rules.yaml").read_text())
+    rules["heartbeats"] = [
+        {
+            "name": "watchdog",
+            "source": "alertmanager",
+            "match": {"labels": {"alertname": "Watchdog"}},
+            "interval": "5m",
+        },
+        {"name": "export", "interval": "25h", "impact": "high", "urgency": "high"},
+    ]
+    rules["maintenance"] = [
+        {
+            "name": "sunday",
+            "every": "sun 02:00-04:00",
+            "timezone": "Europe/Berlin",
+            "match": {"labels": {"service": "lkk"}},
+        }
+    ]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    return path
+
+
+def test_check_rules_counts_heartbeats_and_maintenance_windows(runner, tmp_path: Path):
+    result = runner.invoke(main, ["check-rules", str(_rules_with_watching(tmp_path))])
+    assert result.exit_code == 0 and "OK (6 routes, 2 heartbeats, 1 maintenance window)" in result.output
+
+
+def test_explain_a_heartbeat_says_what_its_silence_raises(runner, tmp_path: Path):
+    rules = str(_rules_with_watching(tmp_path))
+    result = runner.invoke(main, ["explain", "--rules", rules, "--heartbeat", "export"])
+    assert result.exit_code == 0
+    assert "heard from POST /api/v1/heartbeats/export/ping; silence longer than 1d1h raises" in result.output
+    assert "incident key: heartbeat:export" in result.output and "priority: P1" in result.output
+    missing = runner.invoke(main, ["explain", "--rules", rules, "--heartbeat", "nope"])
+    assert missing.exit_code == 1 and "heartbeats: watchdog, export" in missing.output
+    neither = runner.invoke(main, ["explain", "--rules", rules])
+    assert neither.exit_code == 2 and "give --source and FILE, or --heartbeat NAME" in neither.output
+
+
+def test_explain_names_a_ping_and_the_recurring_window_that_would_hold_an_alert(runner, tmp_path: Path):
+    rules = str(_rules_with_watching(tmp_path))
+    body = tmp_path / "watchdog.json"
+    notification = json.loads((PAYLOADS / "alertmanager-0.25-two-firing.json").read_text())
+    notification["alerts"][0]["labels"] = {"alertname": "Watchdog", "severity": "none"}
+    body.write_text(json.dumps(notification))
+    result = runner.invoke(main, ["explain", "--source", "alertmanager", "--rules", rules, str(body)])
+    assert result.exit_code == 0
+    assert "alert 0: firing HighErrorRate on a:1\n  a ping of heartbeat watchdog: counted there, never an incident" in (
+        result.output
+    )
+    assert (
+        "held while recurring maintenance window 'sunday' (sun 02:00-04:00, Europe/Berlin) covers it" in result.output
+    )

@@ -183,6 +183,7 @@ def test_none_for_a_column_with_a_default_is_refused_not_defaulted(store: Store)
         "last_seen": driver_sql.datetime_value(T0, sqlite),
         "sla_breached": False,
         "response_breached": False,
+        "held": False,
     }
     with pytest.raises(sa.exc.IntegrityError):
         store.run(lambda conn: driver_sql.insert_returning_ids(conn, incidents, FIELDS, [tuple(row.values())]))

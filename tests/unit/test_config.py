@@ -37,6 +37,8 @@ def test_environment_values_are_parsed():
         ("BRIDGE_MAX_BODY_BYTES", "-5"),
         ("BRIDGE_RETENTION", "0d"),
         ("BRIDGE_RETENTION", "a month"),
+        ("BRIDGE_MAINTENANCE_MAX", "0s"),
+        ("BRIDGE_TOKEN_HEARTBEATS", ""),
         ("BRIDGE_LOG_FORMAT", "xml"),
         ("BRIDGE_LOG_LEVEL", "chatty"),
     ],
@@ -63,6 +65,7 @@ ALL_TOKENS = {
     "BRIDGE_TOKEN_GRAFANA": "g",
     "BRIDGE_TOKEN_RELEASE": "r",
     "BRIDGE_TOKEN_TICKETS": "t",
+    "BRIDGE_TOKEN_HEARTBEATS": "h",
     "BRIDGE_TOKEN_API": "p",
     "BRIDGE_TOKEN_OPERATE": "o",
 }
@@ -85,7 +88,7 @@ def test_network_bind_with_no_token_names_them_all():
         check_exposure(load_settings({"BRIDGE_BIND": "10.1.2.3:8080"}))
     assert (
         "without BRIDGE_TOKEN_ALERTMANAGER, BRIDGE_TOKEN_ZABBIX, BRIDGE_TOKEN_GRAFANA, BRIDGE_TOKEN_RELEASE, "
-        "BRIDGE_TOKEN_TICKETS, BRIDGE_TOKEN_API, BRIDGE_TOKEN_OPERATE:" in str(refused.value)
+        "BRIDGE_TOKEN_TICKETS, BRIDGE_TOKEN_HEARTBEATS, BRIDGE_TOKEN_API, BRIDGE_TOKEN_OPERATE:" in str(refused.value)
     )
 
 

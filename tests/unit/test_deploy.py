@@ -23,7 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bridge.api.openapi import build_document
+from bridge.api.openapi.document import build_document
 from bridge.cli import main
 from bridge.config import ENVIRONMENT, TOKEN_GROUPS
 from tests.conftest import ROOT

@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from pydantic import BaseModel
 
 from bridge import metrics
-from bridge.api.openapi import build_document
+from bridge.api.openapi.document import build_document
 from bridge.cli import main as cli_main
 from bridge.config import ENVIRONMENT, TOKEN_GROUPS
 from bridge.rules.load import RulesModel

@@ -41,6 +41,7 @@ from bridge.domain.lifecycle import (
 )
 from bridge.domain.rules import _decide, route_alert
 from bridge.domain.sla import TWENTY_FOUR_SEVEN, Calendar, SlaPolicy
+from bridge.domain.windows import Window, WindowKind, hold, release
 from bridge.errors import BadPayload
 from bridge.rules.templates import TemplateError, _reads, compile_template
 from bridge.validation import MAX_LABEL_NAME_LENGTH, MAX_LABEL_VALUE_LENGTH
@@ -263,6 +264,9 @@ LABEL_SETS = [{"alertname": "PortalDown", "instance": "web-1"}, {"alertname": "P
 ANNOTATION_SETS = [{"summary": "down"}, {"summary": "down", "runbook": "r1"}, {}]
 
 
+MAINTENANCE = Window(1, WindowKind.MAINTENANCE, "db", Matcher(source="alertmanager"), T0, T0 + timedelta(minutes=2))
+
+
 def routing_of(route: Route) -> Routing:
     return Routing("alertmanager:fp-1", route, PRIORITY[route.impact, route.urgency], ())
 
@@ -287,6 +291,11 @@ def live_incidents(draw: st.DrawFn) -> tuple[Incident, dict[str, SlaPolicy], Ale
     update_sla(incident, Outcome.CREATED, policies.get(incident.priority), T0)
     incident.id, incident.problem_id = 7, draw(st.sampled_from([None, 3]))
     incident.occurrences = draw(st.integers(1, 5))
+    held = draw(st.sampled_from(["never", "never", "held", "released"]))
+    if held != "never":  # opened under a maintenance window: held still, or released at its end
+        hold(incident, MAINTENANCE)
+        if held == "released":
+            release(incident, policies.get(incident.priority), MAINTENANCE.ends_at, MAINTENANCE.ends_at)
     if draw(st.booleans()):
         mark_acknowledged(incident, "duty", T0 + timedelta(minutes=draw(st.integers(1, 40))))
         incident.annotations = {**incident.annotations, "acknowledged_by": "duty"}

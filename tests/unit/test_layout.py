@@ -22,6 +22,7 @@ ORDER = (
     "bridge/api/",
     "bridge/web/",
     "bridge/tickets/",
+    "bridge/watch/",
     "bridge/ingest/",
     "bridge/jira/",
     "bridge/problems/",

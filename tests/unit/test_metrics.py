@@ -22,7 +22,9 @@ def item(
     status: AlertStatus, outcome: Outcome, priority: str = "P2", resolved_after: int | None = None
 ) -> SimpleNamespace:
     resolved_at = OPENED_AT + timedelta(seconds=resolved_after) if resolved_after is not None else None
-    incident = SimpleNamespace(line="L3", priority=priority, first_seen=OPENED_AT, resolved_at=resolved_at)
+    incident = SimpleNamespace(
+        line="L3", priority=priority, first_seen=OPENED_AT, resolved_at=resolved_at, held=False, hold_window=None
+    )
     return SimpleNamespace(alert=SimpleNamespace(status=status), outcome=outcome, incident=incident)
 
 
@@ -82,3 +84,21 @@ def test_a_kept_child_is_the_one_the_metric_reports():
     before = sample("bridge_alerts_deduplicated_total", source=SOURCE)
     child.inc(2)
     assert sample("bridge_alerts_deduplicated_total", source=SOURCE) - before == 2
+
+
+def test_a_ping_is_no_duplicate_and_an_opening_a_window_held_counts_for_that_window():
+    held = item(AlertStatus.FIRING, Outcome.CREATED)
+    held.incident.held, held.incident.hold_window = True, {"id": 3, "kind": "maintenance", "name": "db migration"}
+    ping = SimpleNamespace(alert=SimpleNamespace(status=AlertStatus.FIRING), outcome=Outcome.PING, incident=None)
+    before = (
+        sample("bridge_alerts_deduplicated_total", source=SOURCE),
+        sample("bridge_alerts_in_maintenance_total", window="db migration"),
+    )
+    metrics.record_ingest(
+        SOURCE, SimpleNamespace(parsed=SimpleNamespace(rejected=()), regressions=0, results=[held, ping])
+    )
+    after = (
+        sample("bridge_alerts_deduplicated_total", source=SOURCE),
+        sample("bridge_alerts_in_maintenance_total", window="db migration"),
+    )
+    assert (after[0] - before[0], after[1] - before[1]) == (0, 1)

@@ -1,0 +1,1 @@
+"""Watching the senders and the planned work: heartbeats, hold windows, and the worker's pass over both."""
