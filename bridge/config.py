@@ -175,6 +175,8 @@ class Settings:
     release_watch: timedelta = timedelta(hours=24)
     # The longest a maintenance window made through the API or the pages may hold (none holds forever).
     maintenance_max: timedelta = timedelta(days=7)
+    # The longest a deploy the pipeline never said finished (or failed) stays in progress, marking and holding.
+    deploy_max: timedelta = timedelta(hours=2)
     # The zone whose calendar days and months the service report counts in.
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     outbox_dead_after_seconds: float = 24 * 3600.0
@@ -231,6 +233,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_TRUSTED_USER_HEADER": ("trusted_user_header", _header_name),
     "BRIDGE_RELEASE_WATCH": ("release_watch", positive_duration),
     "BRIDGE_MAINTENANCE_MAX": ("maintenance_max", positive_duration),
+    "BRIDGE_DEPLOY_MAX": ("deploy_max", positive_duration),
     "BRIDGE_TIMEZONE": ("timezone", _time_zone),
     "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
     "BRIDGE_OUTBOX_MAX_BACKOFF_SECONDS": ("outbox_max_backoff_seconds", _positive_float),
