@@ -34,7 +34,7 @@ from bridge.storage.engine import migrate, schema_is_current
 from bridge.storage.store import Store
 from bridge.watch.heartbeats import signal_delivery
 from bridge.web.context import utc_now
-from bridge.web.server import granian_address, serve_granian
+from bridge.web.server import check_tls_files, granian_address, serve_granian
 from bridge.worker import OutboxRunner, Pruner, install_stop_signals, prune, run_forever
 
 log = logging.getLogger(__name__)
@@ -336,6 +336,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "child_exit": lambda _server, worker: mark_process_dead(worker.pid),
             "post_worker_init": lambda _worker: tune_gc_for_serving(),
         }
+        if self.settings.tls_cert is not None and self.settings.tls_key is not None:
+            options |= {"certfile": self.settings.tls_cert, "keyfile": self.settings.tls_key}
         # Several bridges on one host must not fight over gunicorn's (>= 24) control socket.
         if "control_socket_disable" in self.cfg.settings:
             options["control_socket_disable"] = True
@@ -376,7 +378,8 @@ def _wipe_metrics_dir(path: str) -> None:
 @click.option("--no-worker", is_flag=True, help="do not run the background worker alongside")
 @migrate_option
 def serve(bind: str | None, workers: int | None, server: str | None, no_worker: bool, migrate_first: bool) -> None:
-    """Serve the HTTP API under gunicorn or Granian, with the background worker unless told not to."""
+    """Serve the HTTP API under gunicorn or Granian (HTTPS with BRIDGE_TLS_CERT and BRIDGE_TLS_KEY), with the
+    background worker unless told not to."""
     settings = _settings(bind=bind, http_workers=workers, http_server=server, run_worker=False if no_worker else None)
     _configure_logging(settings)
     try:
@@ -384,6 +387,10 @@ def serve(bind: str | None, workers: int | None, server: str | None, no_worker: 
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     _rules_or_exit(settings.rules_path)
+    try:
+        check_tls_files(settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     if not migrate_first:
         _require_current_schema(settings.database_url)
     if not os.environ.get(MULTIPROC_ENV):
