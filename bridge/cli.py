@@ -21,6 +21,7 @@ from adapters import SOURCES, events
 from bridge import metrics
 from bridge.app import create_app, tune_gc_for_serving
 from bridge.config import HTTP_SERVERS, Settings, SettingsError, check_exposure, load_settings, positive_duration
+from bridge.domain.deploys import DeployHold, projects_shipping
 from bridge.domain.heartbeats import HeartbeatRecord, HeartbeatState, IncidentChange, Transition, duration_text
 from bridge.domain.incidents import Routing
 from bridge.domain.rules import Rules, route_alert
@@ -118,6 +119,7 @@ def check_rules(path: str | None) -> None:
         (len(rules.routes), "route"),
         (len(rules.heartbeats), "heartbeat"),
         (len(rules.maintenance), "maintenance window"),
+        (len(rules.projects), "project"),
     ]
     parts = [
         f"{count} {noun}s" if count != 1 else f"1 {noun}"
@@ -159,6 +161,7 @@ def explain(source: str | None, heartbeat: str | None, rules_path: str | None, f
             continue
         _echo_routing(reported_priority(rules, alert, route_alert(rules, alert)))
         _echo_windows(rules, alert.source, alert.labels)
+        _echo_projects(rules, alert.labels)
     for item in parsed.rejected:
         click.echo(f"alert {item.index}: refused")
         for error in item.errors:
@@ -186,6 +189,15 @@ def _echo_windows(rules: Rules, source: str, labels: Mapping[str, str]) -> None:
                 f"  held while recurring maintenance window {window.name!r} ({window.recurrence.text}, "
                 f"{window.recurrence.zone.key}) covers it: next {starts:%Y-%m-%d %H:%M} to {ends:%Y-%m-%d %H:%M} UTC"
             )
+
+
+def _echo_projects(rules: Rules, labels: Mapping[str, str]) -> None:
+    """The projects whose deploys would mark (or hold) this incident, and whose releases are its suspects."""
+    environment = labels.get(rules.environment_label) if rules.environment_label else None
+    for project in projects_shipping(rules.projects, labels):
+        where = f"to {environment}" if environment else f"(the alert has no {rules.environment_label} label)"
+        does = "marks and holds it until it settles" if project.hold is DeployHold.SIDE_EFFECTS else "marks it"
+        click.echo(f"  project {project.name} ships it: a deploy of {project.name} {where} {does}")
 
 
 def _explain_heartbeat(rules: Rules, name: str) -> None:

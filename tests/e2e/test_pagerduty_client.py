@@ -85,7 +85,7 @@ def test_the_official_client_triggers_acknowledges_resolves_and_sends_a_change_o
         source="ci",
         custom_details={"revision": "4f2a9c1"},
         links=[{"href": "https://ci.example/builds/7", "text": "build 7"}],
-        timestamp="2026-12-07T10:00:00Z",  # the client's own default timestamp is malformed in 7.x
+        timestamp="2026-12-07T10:00:00Z",  # the client fails to make its own default in 7.2
     )
     [change] = read(bridge, "/api/v1/changes")["items"]
     assert (change["summary"], change["routing_key"], change["changed_at"]) == (
