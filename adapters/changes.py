@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from adapters.events import Link
 from bridge.errors import BadPayload
 from bridge.validation import MAX_LABEL_VALUE_LENGTH, MAX_LABELS, SafeStr, describe
 
@@ -60,19 +61,12 @@ class _Payload(BaseModel):
     custom_details: dict[str, Any] | None = None
 
 
-class _Link(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    href: SafeStr = Field(min_length=1, max_length=MAX_LABEL_VALUE_LENGTH)
-    text: SafeStr = _Bounded
-
-
 class _ChangeEvent(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     routing_key: str | None = None  # checked and redacted by the endpoint before this model sees it
     payload: _Payload
-    links: list[_Link] = Field(default=[], max_length=MAX_LINKS)
+    links: list[Link] = Field(default=[], max_length=MAX_LINKS)
     images: list[dict[str, Any]] = Field(default=[], max_length=MAX_LINKS)
 
 

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from bridge.domain.deploys import DeployHold, Project
-from bridge.domain.incidents import Matcher
 from bridge.domain.problems import JIRA_PROJECT
-from bridge.validation import StrictModel, parse_duration
+from bridge.rules.matching import LabelsModel, matcher_of
+from bridge.validation import parse_duration
 
 
-class ProjectModel(StrictModel):
+class ProjectModel(LabelsModel):
     """A project: label matchers naming its services (any source), its deploys' hold and settle time."""
 
-    labels: dict[str, str] = {}
-    labels_regex: dict[str, str] = {}
     hold: DeployHold = DeployHold.NONE
     settle: str = Field(default="10m", min_length=1)
-
-    @field_validator("labels_regex")
-    @classmethod
-    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, pattern in value.items():
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"label {name!r}: invalid regex {pattern!r}: {exc}") from exc
-        return value
 
 
 def build_projects(
@@ -53,11 +39,7 @@ def build_projects(
         except ValueError as exc:
             problems.append(f"{where}: settle: {exc}")
             continue
-        matcher = Matcher(
-            labels=dict(model.labels),
-            labels_regex={label: re.compile(pattern) for label, pattern in model.labels_regex.items()},
-        )
-        built.append(Project(name, matcher, model.hold, settle))
+        built.append(Project(name, matcher_of(model), model.hold, settle))
     if built and environment_label is None:
         problems.append(
             "key projects: needs releases.environment_label: a deploy goes to one environment, "

@@ -147,8 +147,10 @@ class WindowRepository(Database):
         return bool(done)
 
     def windows_to_release(self, now: datetime) -> list[int]:
-        """Windows whose end has come and whose release has not run."""
+        """Windows that hold, whose end has come and whose release has not run (a deploy window that only
+        marks holds nothing to release)."""
         query = sa.select(hold_windows.c.id).where(
+            hold_windows.c.holds.is_(True),
             hold_windows.c.released_at.is_(None),
             sa.or_(hold_windows.c.ends_at <= now, hold_windows.c.ended_at <= now),
         )

@@ -426,3 +426,16 @@ def test_migration_0018_goes_down_and_up_and_turns_past_releases_into_deploys(ba
         ("prod", "finished", T0, ["LKK-1"]),
         ("stage", "finished", T0, ["LKK-1"]),
     ]
+
+
+def test_a_deploy_window_that_only_marks_is_never_released_and_leaves_its_incidents_as_they_are(store: Store):
+    deploy(store, MARKING, "started", T0)
+    fire(store, MARKING, 1, T0 + timedelta(minutes=1))
+    deploy(store, MARKING, "finished", T0 + timedelta(minutes=5))
+    run_once(store, T0 + timedelta(minutes=30), rules=MARKING)
+    [window] = rows(store, hold_windows)
+    assert (window["holds"], window["released_at"]) == (False, None)
+    [incident] = rows(store, incidents)
+    assert (incident["held"], incident["hold_window"], incident["clocks_from"]) == (False, None, None)
+    assert incident["sla_running_since"] == T0 + timedelta(minutes=1), "its clocks ran from its opening"
+    assert not any(e["kind"] == "released" for e in rows(store, incident_events))
