@@ -244,7 +244,7 @@ def _accept_change() -> int:
             raise BadPayload(
                 "JSON nested too deep", [f"body: more than {ctx.settings.max_json_depth} levels of objects and arrays"]
             )
-        change = changes.parse(event)
+        change = changes.parse(orjson.loads(stored))  # as stored: the key never lands in a change's fields
     except BadPayload as exc:
         keep_refused(
             ctx.store,

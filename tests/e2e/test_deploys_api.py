@@ -195,6 +195,11 @@ def test_a_change_event_is_recorded_never_an_incident_and_a_suspect_when_it_name
     assert (first["routing_key"], first["changed_at"]) == ("ansible", "2020-07-17T08:42:58.315000Z")
     assert first["links"] == [{"href": "https://acme.pagerduty.dev/build/2", "text": "View more details in Acme!"}]
     assert KEY not in json.dumps([first, second]), "the routing key is never kept"
+    leaky = payload("events-change.json")
+    leaky["payload"]["custom_details"]["note"] = f"sent with {KEY}"
+    assert client.post("/api/v1/changes", data=json.dumps(leaky), headers=JSON).status_code == 202
+    [newest, *_] = client.get("/api/v1/changes", headers=API).json["items"]
+    assert newest["custom_details"]["note"] == "sent with <redacted>" and KEY not in json.dumps(newest)
     body = payload("events-change.json")
     del body["payload"]["timestamp"]  # made now: inside the suspect window of what fires next
     body["payload"]["custom_details"]["service"] = "lkk"

@@ -97,9 +97,13 @@ def test_the_official_client_triggers_acknowledges_resolves_and_sends_a_change_o
     assert len(read(bridge, "/api/v1/incidents")["items"]) == 1, "a change is never an incident"
 
 
-def test_plain_http_to_the_tls_port_gets_no_answer(bridge: BridgeProcess):
+def test_plain_http_to_the_tls_port_gets_no_answer_and_the_pages_cookie_is_secure(bridge: BridgeProcess):
     with pytest.raises(requests.ConnectionError):
         requests.get(bridge.url.replace("https://", "http://") + "/healthz", timeout=5)
+    signed_in = requests.post(
+        bridge.url + "/ui/login", data={"token": "api-token"}, timeout=10, verify=bridge.verify, allow_redirects=False
+    )
+    assert signed_in.status_code == 302 and "Secure" in signed_in.headers["Set-Cookie"]
 
 
 def test_gunicorn_serves_https_under_the_same_settings(tmp_path: Path, ca: tuple[trustme.CA, dict[str, str]]):
