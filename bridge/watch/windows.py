@@ -93,7 +93,7 @@ def make_window(
         return window
 
     made = store.run(work)
-    log.info("maintenance window made", extra={"window_id": made["id"], "name": name, "actor": actor})
+    log.info("maintenance window made", extra={"window_id": made["id"], "window": name, "actor": actor})
     return made
 
 

@@ -49,3 +49,24 @@ def test_json_is_one_object_per_line_with_extras_and_traceback():
     )
     assert (parsed["request_id"], parsed["status"]) == ("abc", 500)
     assert "RuntimeError: boom" in parsed["exception"]
+
+
+def test_no_log_call_names_an_extra_field_the_log_record_already_has():
+    """logging raises KeyError for an extra that would overwrite a LogRecord attribute (`name`, `msg`...),
+    so such a line crashes its request only where that level is enabled: found by reading the code."""
+    import ast
+
+    from tests.conftest import ROOT
+
+    reserved = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+    clashes = []
+    for package in ("bridge", "adapters", "jira_link"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call):
+                    continue
+                for keyword in node.keywords:
+                    if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict):
+                        keys = {key.value for key in keyword.value.keys if isinstance(key, ast.Constant)}
+                        clashes += [f"{path.relative_to(ROOT)}:{node.lineno} {key}" for key in keys & reserved]
+    assert clashes == []
