@@ -11,7 +11,6 @@ not in rules.yaml is recorded (a suspect of nothing, shown with its release) and
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +32,6 @@ from bridge.storage.engine import Connection
 from bridge.storage.store import Store
 from bridge.storage.window_repository import window_of
 
-log = logging.getLogger(__name__)
 # Who a deploy window's row says made it: the pipeline's deploy call, or a release's environments.
 VIA_PIPELINE = "pipeline"
 VIA_RELEASE = "release"
