@@ -85,7 +85,9 @@ class _Payload(BaseModel):
     custom_details: Any = None
 
 
-class _Link(BaseModel):
+class Link(BaseModel):
+    """A link an event carries (alert and change events alike)."""
+
     model_config = ConfigDict(extra="allow")
 
     href: _Text = Field(min_length=1, max_length=MAX_LABEL_VALUE_LENGTH)
@@ -108,7 +110,7 @@ class _Event(BaseModel):
     event_action: Literal["trigger", "acknowledge", "resolve"]
     dedup_key: bounded_str(1, MAX_DEDUP_KEY_LENGTH) | None = None  # type: ignore[valid-type]
     payload: _Payload | None = None
-    links: list[_Link] = Field(default=[], max_length=MAX_CONTEXTS)
+    links: list[Link] = Field(default=[], max_length=MAX_CONTEXTS)
     images: list[_Image] = Field(default=[], max_length=MAX_CONTEXTS)
     client: _Text = _Bounded
     client_url: _Text = _Bounded

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge import metrics
+from bridge.api.deploys import deploys
 from bridge.api.heartbeats import heartbeats
 from bridge.api.incidents import incidents
 from bridge.api.maintenance import maintenance
@@ -227,6 +228,7 @@ def create_app(
         incidents,
         problems,
         releases,
+        deploys,
         reports,
         outbox,
         rejected,

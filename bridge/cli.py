@@ -21,6 +21,7 @@ from adapters import SOURCES, events
 from bridge import metrics
 from bridge.app import create_app, tune_gc_for_serving
 from bridge.config import HTTP_SERVERS, Settings, SettingsError, check_exposure, load_settings, positive_duration
+from bridge.domain.deploys import DeployHold, projects_shipping
 from bridge.domain.heartbeats import HeartbeatRecord, HeartbeatState, IncidentChange, Transition, duration_text
 from bridge.domain.incidents import Routing
 from bridge.domain.rules import Rules, route_alert
@@ -34,7 +35,7 @@ from bridge.storage.engine import migrate, schema_is_current
 from bridge.storage.store import Store
 from bridge.watch.heartbeats import signal_delivery
 from bridge.web.context import utc_now
-from bridge.web.server import granian_address, serve_granian
+from bridge.web.server import check_tls_files, granian_address, serve_granian
 from bridge.worker import OutboxRunner, Pruner, install_stop_signals, prune, run_forever
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def check_rules(path: str | None) -> None:
         (len(rules.routes), "route"),
         (len(rules.heartbeats), "heartbeat"),
         (len(rules.maintenance), "maintenance window"),
+        (len(rules.projects), "project"),
     ]
     parts = [
         f"{count} {noun}s" if count != 1 else f"1 {noun}"
@@ -159,6 +161,7 @@ def explain(source: str | None, heartbeat: str | None, rules_path: str | None, f
             continue
         _echo_routing(reported_priority(rules, alert, route_alert(rules, alert)))
         _echo_windows(rules, alert.source, alert.labels)
+        _echo_projects(rules, alert.labels)
     for item in parsed.rejected:
         click.echo(f"alert {item.index}: refused")
         for error in item.errors:
@@ -186,6 +189,15 @@ def _echo_windows(rules: Rules, source: str, labels: Mapping[str, str]) -> None:
                 f"  held while recurring maintenance window {window.name!r} ({window.recurrence.text}, "
                 f"{window.recurrence.zone.key}) covers it: next {starts:%Y-%m-%d %H:%M} to {ends:%Y-%m-%d %H:%M} UTC"
             )
+
+
+def _echo_projects(rules: Rules, labels: Mapping[str, str]) -> None:
+    """The projects whose deploys would mark (or hold) this incident, and whose releases are its suspects."""
+    environment = labels.get(rules.environment_label) if rules.environment_label else None
+    for project in projects_shipping(rules.projects, labels):
+        where = f"to {environment}" if environment else f"(the alert has no {rules.environment_label} label)"
+        does = "marks and holds it until it settles" if project.hold is DeployHold.SIDE_EFFECTS else "marks it"
+        click.echo(f"  project {project.name} ships it: a deploy of {project.name} {where} {does}")
 
 
 def _explain_heartbeat(rules: Rules, name: str) -> None:
@@ -336,6 +348,8 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "child_exit": lambda _server, worker: mark_process_dead(worker.pid),
             "post_worker_init": lambda _worker: tune_gc_for_serving(),
         }
+        if self.settings.tls_cert is not None and self.settings.tls_key is not None:
+            options |= {"certfile": self.settings.tls_cert, "keyfile": self.settings.tls_key}
         # Several bridges on one host must not fight over gunicorn's (>= 24) control socket.
         if "control_socket_disable" in self.cfg.settings:
             options["control_socket_disable"] = True
@@ -376,7 +390,8 @@ def _wipe_metrics_dir(path: str) -> None:
 @click.option("--no-worker", is_flag=True, help="do not run the background worker alongside")
 @migrate_option
 def serve(bind: str | None, workers: int | None, server: str | None, no_worker: bool, migrate_first: bool) -> None:
-    """Serve the HTTP API under gunicorn or Granian, with the background worker unless told not to."""
+    """Serve the HTTP API under gunicorn or Granian (HTTPS with BRIDGE_TLS_CERT and BRIDGE_TLS_KEY), with the
+    background worker unless told not to."""
     settings = _settings(bind=bind, http_workers=workers, http_server=server, run_worker=False if no_worker else None)
     _configure_logging(settings)
     try:
@@ -384,6 +399,10 @@ def serve(bind: str | None, workers: int | None, server: str | None, no_worker: 
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     _rules_or_exit(settings.rules_path)
+    try:
+        check_tls_files(settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     if not migrate_first:
         _require_current_schema(settings.database_url)
     if not os.environ.get(MULTIPROC_ENV):

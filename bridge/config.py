@@ -151,6 +151,9 @@ class Settings:
     database_url: str = "sqlite:///bridge.db"
     rules_path: str = "rules.yaml"
     bind: str = "127.0.0.1:8080"
+    # `serve` speaks HTTPS itself with this certificate chain and key (PEM files), for installs without a proxy.
+    tls_cert: str | None = None
+    tls_key: str | None = None
     http_workers: int = 2
     http_threads: int = 8
     http_server: str = "granian"  # chosen on measurements: bench/RESULTS.md
@@ -175,6 +178,8 @@ class Settings:
     release_watch: timedelta = timedelta(hours=24)
     # The longest a maintenance window made through the API or the pages may hold (none holds forever).
     maintenance_max: timedelta = timedelta(days=7)
+    # The longest a deploy the pipeline never said finished (or failed) stays in progress, marking and holding.
+    deploy_max: timedelta = timedelta(hours=2)
     # The zone whose calendar days and months the service report counts in.
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     outbox_dead_after_seconds: float = 24 * 3600.0
@@ -211,6 +216,8 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_DATABASE_URL": ("database_url", str),
     "BRIDGE_RULES": ("rules_path", str),
     "BRIDGE_BIND": ("bind", str),
+    "BRIDGE_TLS_CERT": ("tls_cert", _optional),
+    "BRIDGE_TLS_KEY": ("tls_key", _optional),
     "BRIDGE_HTTP_WORKERS": ("http_workers", _positive_int),
     "BRIDGE_HTTP_THREADS": ("http_threads", _positive_int),
     "BRIDGE_HTTP_SERVER": ("http_server", _http_server),
@@ -231,6 +238,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_TRUSTED_USER_HEADER": ("trusted_user_header", _header_name),
     "BRIDGE_RELEASE_WATCH": ("release_watch", positive_duration),
     "BRIDGE_MAINTENANCE_MAX": ("maintenance_max", positive_duration),
+    "BRIDGE_DEPLOY_MAX": ("deploy_max", positive_duration),
     "BRIDGE_TIMEZONE": ("timezone", _time_zone),
     "BRIDGE_OUTBOX_DEAD_AFTER_SECONDS": ("outbox_dead_after_seconds", _positive_float),
     "BRIDGE_OUTBOX_MAX_BACKOFF_SECONDS": ("outbox_max_backoff_seconds", _positive_float),
@@ -289,6 +297,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     values.update({name: value for name, value in overrides.items() if value is not None})
     settings = Settings(**values)
     check_jira_settings(settings)
+    check_tls_settings(settings)
     return settings
 
 
@@ -311,6 +320,19 @@ def check_jira_settings(settings: Settings) -> None:
         raise SettingsError("BRIDGE_JIRA_URL is set: Jira Cloud needs BRIDGE_JIRA_EMAIL and BRIDGE_JIRA_API_TOKEN")
     if settings.jira_flavour == "datacenter" and settings.jira_pat is None:
         raise SettingsError("BRIDGE_JIRA_URL is set: Jira Data Center needs BRIDGE_JIRA_PAT")
+
+
+def check_tls_settings(settings: Settings) -> None:
+    """A certificate needs its key and the other way round.
+
+    Raises:
+        SettingsError: one of BRIDGE_TLS_CERT and BRIDGE_TLS_KEY without the other.
+    """
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        given, missing = (
+            ("BRIDGE_TLS_CERT", "BRIDGE_TLS_KEY") if settings.tls_cert else ("BRIDGE_TLS_KEY", "BRIDGE_TLS_CERT")
+        )
+        raise SettingsError(f"{given} is set: serving HTTPS needs {missing} too (PEM files)")
 
 
 def is_loopback_bind(bind: str) -> bool:

@@ -33,6 +33,7 @@ from bridge.domain.incidents import AlertResult, AlertStatus, Incident, Outcome,
 from bridge.domain.outcomes import IssueOutcome
 from bridge.domain.problems import ProblemState
 from bridge.domain.rules import Rules
+from bridge.domain.windows import WindowKind
 from bridge.outbox import jobs
 from bridge.storage.store import Store
 from jira_link import client as jira_client
@@ -109,6 +110,16 @@ ALERTS_IN_MAINTENANCE = Counter(
     "bridge_alerts_in_maintenance_total",
     "Alerts that opened (created or reopened) an incident a window held, by window name",
     ["window"],
+)
+DEPLOYS = Counter(
+    "bridge_deploys_total",
+    "Deploys the release pipeline told (or a release naming environments implied), by phase; repeats excluded",
+    ["project", "environment", "phase"],
+)
+ALERTS_DURING_DEPLOY = Counter(
+    "bridge_alerts_during_deploy_total",
+    "Alerts that opened (created or reopened) an incident during a deploy of the project shipping its service",
+    ["project", "environment"],
 )
 WEBHOOK_DURATION = Histogram(
     "bridge_webhook_request_duration_seconds",
@@ -207,6 +218,7 @@ def record_ingest(source: str, result: Ingested) -> None:
     statuses: dict[AlertStatus, int] = {}
     opened: dict[tuple[str, str], int] = {}
     held: dict[str, int] = {}
+    during: dict[tuple[str, str], int] = {}
     deduplicated = reopened = 0
     for item in result.results:
         status = item.alert.status
@@ -215,16 +227,15 @@ def record_ingest(source: str, result: Ingested) -> None:
         if outcome is Outcome.CREATED and incident is not None:
             key = (incident.line, incident.priority)
             opened[key] = opened.get(key, 0) + 1
-            if incident.held:
-                _count_held(held, incident)
+            _count_opened_in_windows(held, during, incident)
             continue
         if outcome is Outcome.PING:  # a heartbeat's: neither an incident nor a duplicate of one
             continue
         deduplicated += 1
         if outcome is Outcome.REOPENED:
             reopened += 1
-            if incident is not None and incident.held:
-                _count_held(held, incident)
+            if incident is not None:
+                _count_opened_in_windows(held, during, incident)
         elif outcome is Outcome.RESOLVED and incident is not None and incident.resolved_at:
             RESOLUTION.observe((incident.resolved_at - incident.first_seen).total_seconds())
     for status, count in statuses.items():
@@ -239,11 +250,25 @@ def record_ingest(source: str, result: Ingested) -> None:
         REGRESSIONS.inc(result.regressions)
     for window, count in held.items():
         ALERTS_IN_MAINTENANCE.labels(window).inc(count)  # names come from people: never kept in `labelled`
+    for (project, environment), count in during.items():
+        ALERTS_DURING_DEPLOY.labels(project, environment).inc(count)  # environments come from the pipeline
 
 
-def _count_held(held: dict[str, int], incident: Incident) -> None:
-    name = str((incident.hold_window or {}).get("name", ""))
-    held[name] = held.get(name, 0) + 1
+def _count_opened_in_windows(held: dict[str, int], during: dict[tuple[str, str], int], incident: Incident) -> None:
+    """An incident that just opened: held by a maintenance window, opened during a deploy (marked as it opened)."""
+    window = incident.hold_window or {}
+    if incident.held and window.get("kind") == WindowKind.MAINTENANCE.value:
+        name = str(window.get("name", ""))
+        held[name] = held.get(name, 0) + 1
+    deploy = incident.during_deploy
+    if deploy is not None:
+        key = (str(deploy["project"]), str(deploy["environment"]))
+        during[key] = during.get(key, 0) + 1
+
+
+def count_deploy(project: str, environment: str, phase: str) -> None:
+    """A deploy the pipeline told, or a release implied (never a repeated call)."""
+    DEPLOYS.labels(project, environment, phase).inc()
 
 
 def record_release(incidents_closed: int, fix_seconds: list[float]) -> None:

@@ -54,9 +54,17 @@ def incident_shape(incident: Incident) -> dict[str, Any]:
         "response_breached": incident.response_breached,
         "response_breached_at": iso(incident.response_breached_at),
         "maintenance": _window_mark(incident, "maintenance"),
+        "during_deploy": _deploy_mark(incident.during_deploy),
         "held": incident.held,
         "clocks_from": iso(incident.clocks_from),
     }
+
+
+def _deploy_mark(mark: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`{project, version, environment}` of the deploy in progress when the incident opened, else None."""
+    if mark is None:
+        return None
+    return {"project": mark["project"], "version": mark["version"], "environment": mark["environment"]}
 
 
 def _window_mark(incident: Incident, kind: str) -> dict[str, Any] | None:
@@ -92,6 +100,7 @@ def problem_shape(problem: Problem | Mapping[str, Any]) -> dict[str, Any]:
         "reopened_by_ticket": row.get("reopened_by_ticket", 0),
         "outcome": row.get("outcome"),
         "merged_into": row.get("merged_into"),
+        "suspects": row.get("suspects") or [],
     }
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.domain.outcomes import IssueReading
 from bridge.domain.problems import JiraTarget
+from bridge.domain.suspects import suspect_line
 from jira_link.client import JiraError, JiraIssue, jql_string
 from jira_link.port import JiraPort
 
@@ -81,9 +82,12 @@ def issue_fields(
 ) -> dict[str, Any]:
     """The create-issue fields for a problem under a rule's Jira target."""
     problem_id = problem["id"]
+    suspected = suspect_line(problem.get("suspects") or [])
     description = (
-        problem["description"] or problem["summary"]
-    ) + f"\n\nincident-bridge problem {problem_id} ({problem['problem_key']}): {problem_url(options, problem_id)}"
+        (problem["description"] or problem["summary"])
+        + (f"\n\n{suspected}" if suspected else "")
+        + f"\n\nincident-bridge problem {problem_id} ({problem['problem_key']}): {problem_url(options, problem_id)}"
+    )
     fields: dict[str, Any] = {
         "project": {"key": target.project},
         "issuetype": {"name": target.issue_type},

@@ -217,11 +217,18 @@ class BridgeProcess:
     """`incident-bridge serve` in a subprocess, as an operator runs it."""
 
     def __init__(
-        self, database_url: str, env: dict[str, str] | None = None, workers: int = 2, options: tuple[str, ...] = ()
+        self,
+        database_url: str,
+        env: dict[str, str] | None = None,
+        workers: int = 2,
+        options: tuple[str, ...] = (),
+        ca_file: str | None = None,
     ) -> None:
         self.options = options
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # With ca_file, it serves HTTPS (BRIDGE_TLS_CERT in `env`) under a certificate that CA signed.
+        self.verify: str | bool = ca_file or True
+        self.url = f"{'https' if ca_file else 'http'}://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "BRIDGE_DATABASE_URL": database_url,
@@ -250,7 +257,7 @@ class BridgeProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"bridge exited: {self.output()}")
             try:
-                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                if requests.get(self.url + "/readyz", timeout=1, verify=self.verify).status_code == 200:
                     return self
             except requests.ConnectionError:
                 pass

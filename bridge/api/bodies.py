@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
@@ -12,6 +12,9 @@ from bridge.domain.problems import JIRA_KEY, JIRA_PROJECT
 from bridge.rules.matching import KnownSource
 from bridge.storage.engine import MAX_ID
 from bridge.validation import LabelMap, SafeStr, bounded_str, nested_repeat
+
+# An environment as releases and deploys name it (the value of rules.yaml's releases.environment_label).
+ENVIRONMENT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class ReleaseRequest(BaseModel):
@@ -23,9 +26,19 @@ class ReleaseRequest(BaseModel):
     project: str = Field(pattern=JIRA_PROJECT.pattern)
     issues: list[Annotated[str, Field(pattern=JIRA_KEY.pattern)]] | None = Field(default=None, max_length=10_000)
     released_at: AwareDatetime | None = None
-    environments: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]] | None = Field(
-        default=None, max_length=100
-    )
+    environments: list[Annotated[str, Field(pattern=ENVIRONMENT)]] | None = Field(default=None, max_length=100)
+
+
+class DeployRequest(BaseModel):
+    """A release's version reaching an environment, as the pipeline tells each phase of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = Field(pattern=JIRA_PROJECT.pattern)
+    version: bounded_str(1, 200)  # type: ignore[valid-type]
+    environment: str = Field(pattern=ENVIRONMENT)
+    phase: Literal["started", "finished", "failed"]
+    issues: list[Annotated[str, Field(pattern=JIRA_KEY.pattern)]] = Field(default=[], max_length=10_000)
 
 
 class ReasonRequest(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from bridge.api.bodies import MaintenanceRequest
-from bridge.domain.windows import WindowState
+from bridge.domain.windows import WindowKind, WindowState
 from bridge.errors import NotFound
 from bridge.watch.windows import end_window, make_window, window_json
 from bridge.web.actors import request_actor
@@ -50,7 +50,7 @@ def get_window(window_id: int):  # type: ignore[no-untyped-def]
     """A window with the incidents it held, held still or released: which window hid which alert."""
     ctx = bridge()
     row = ctx.store.get_window(window_id)
-    if row is None:
+    if row is None or row["kind"] != WindowKind.MAINTENANCE.value:
         raise NotFound(f"no maintenance window {window_id}")
     counts = ctx.store.held_counts([window_id]).get(window_id, (0, 0))
     held = [incident_json(incident) for incident in ctx.store.window_incidents(window_id, MAX_LISTED_INCIDENTS)]

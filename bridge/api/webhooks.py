@@ -1,8 +1,10 @@
-"""Webhooks in: monitoring senders (Alertmanager, Zabbix, Grafana, PagerDuty Events v2) and Jira.
+"""Webhooks in: monitoring senders (Alertmanager, Zabbix, Grafana, PagerDuty Events v2 and Change Events) and Jira.
 
 Each answers only after what it was sent is committed, and keeps what it refuses with its
 reason (docs/explanation/incidents.md, the rule of the edge). Senders authenticate before anything is read or
 kept: a bearer token per source group, the routing key for Events v2, an HMAC for Jira.
+PagerDuty's own client libraries post to `<base>/v2/enqueue` and `<base>/v2/change/enqueue`:
+those paths are the same endpoints, so a bridge can stand in for events.pagerduty.com.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from typing import Any
 import orjson
 from flask import Blueprint, jsonify, request
 
-from adapters import SOURCES, events
+from adapters import SOURCES, changes, events
 from bridge import metrics
 from bridge.config import Secret
 from bridge.domain.incidents import EventRoutingKey
 from bridge.errors import (
+    BadPayload,
     BridgeError,
     InvalidRoutingKey,
     NotFound,
@@ -35,6 +38,7 @@ from bridge.errors import (
 from bridge.ingest.deliveries import IngestResult, body_text, keep_refused, prepare_delivery
 from bridge.ingest.measured import delivery_answer, measured_ingest
 from bridge.jira.webhook import handle_jira_webhook
+from bridge.validation import nesting_depth_exceeds
 from bridge.web.context import bridge
 from bridge.web.edge import check_bearer, group_token, read_body, require_json, unread_head
 
@@ -133,8 +137,14 @@ def _stored_event_text(text: str, event: Any, given: str) -> str:
     return redacted
 
 
-def _accept_event() -> tuple[Any, str]:
-    """Authenticate, parse, route and commit one PagerDuty event; the result and the dedup_key to answer."""
+def _authenticated_event() -> tuple[EventRoutingKey, str, Any, bytes]:
+    """Read a PagerDuty event (alert or change) and find its routing key: the key, the body as it may be
+    stored (the key redacted), the event decoded (None when the body is no JSON) and the body.
+
+    Raises:
+        InvalidRoutingKey: no configured key in the body (nothing is kept: the sender is unknown).
+        UnsupportedMediaType, PayloadTooLarge: refused (and kept, for a known key).
+    """
     ctx = bridge()
     keys = ctx.rules.event_routing_keys
     # PagerDuty's own limit, unless the operator's is lower.
@@ -158,12 +168,19 @@ def _accept_event() -> tuple[Any, str]:
         log.info("event refused: unknown or missing routing key", extra={"source": events.SOURCE})
         raise InvalidRoutingKey("invalid routing key", ["routing_key: Invalid routing key"])
     key, given = found
+    return key, _stored_event_text(text, event, given), event, body
+
+
+def _accept_event() -> tuple[Any, str]:
+    """Authenticate, parse, route and commit one PagerDuty event; the result and the dedup_key to answer."""
+    ctx = bridge()
+    key, stored, _, _ = _authenticated_event()
     now = ctx.now()
     delivery = prepare_delivery(
         ctx.store,
         ctx.rules,
         events.SOURCE,
-        _stored_event_text(text, event, given).encode(),
+        stored.encode(),
         now,
         content_type=request.content_type,
         rejected_body_limit=ctx.settings.rejected_body_limit,
@@ -185,6 +202,7 @@ def pagerduty_error(exc: BridgeError) -> SenderShapedError:
 
 
 @webhooks.post("/api/v1/alerts/events")
+@webhooks.post("/v2/enqueue")
 def receive_event():  # type: ignore[no-untyped-def]
     """PagerDuty Events API v2: answers 202 like PagerDuty, only after the event is committed.
 
@@ -212,6 +230,59 @@ def receive_event():  # type: ignore[no-untyped-def]
             "outcomes": result.outcomes,
         }
     ), 202
+
+
+def _accept_change() -> int:
+    """Authenticate, parse and commit one PagerDuty change event; the change's id. A refusal is kept."""
+    ctx = bridge()
+    key, stored, event, body = _authenticated_event()
+    now = ctx.now()
+    try:
+        if event is None:
+            raise BadPayload("body is not valid JSON", ["body: expected a change event object"])
+        if nesting_depth_exceeds(body, ctx.settings.max_json_depth):
+            raise BadPayload(
+                "JSON nested too deep", [f"body: more than {ctx.settings.max_json_depth} levels of objects and arrays"]
+            )
+        change = changes.parse(orjson.loads(stored))  # as stored: the key never lands in a change's fields
+    except BadPayload as exc:
+        keep_refused(
+            ctx.store,
+            events.SOURCE,
+            now,
+            exc,
+            body=stored,
+            content_type=request.content_type,
+            body_limit=ctx.settings.rejected_body_limit,
+        )
+        raise
+    values = dict(
+        routing_key=key.name,
+        summary=change.summary,
+        source=change.source or None,
+        changed_at=change.timestamp or now,
+        received_at=now,
+        custom_details=dict(change.custom_details) if change.custom_details is not None else None,
+        links=[dict(link) for link in change.links],
+        labels={**key.labels, **change.labels},
+    )
+    change_id = ctx.store.run(lambda conn: ctx.store.add_change(conn, values))
+    log.info("change recorded", extra={"change_id": change_id, "routing_key": key.name})
+    return change_id
+
+
+@webhooks.post("/api/v1/changes")
+@webhooks.post("/v2/change/enqueue")
+def receive_change():  # type: ignore[no-untyped-def]
+    """PagerDuty Change Events: a change is recorded (a suspect of the problems that follow), never an incident.
+
+    Authenticated, refused and answered as Events v2 (202, PagerDuty's shapes).
+    """
+    try:
+        change_id = _accept_change()
+    except BridgeError as exc:
+        raise pagerduty_error(exc) from exc
+    return jsonify({"status": "success", "message": "Change event processed", "change_id": change_id}), 202
 
 
 def check_jira_webhook(secret: Secret | None, body: bytes) -> None:

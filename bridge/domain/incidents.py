@@ -237,6 +237,10 @@ class Incident:
     hold_window: dict[str, Any] | None = None
     held: bool = False
     clocks_from: datetime | None = None
+    # The deploy in progress when it last opened (bridge/domain/deploys.py): {id, project, version,
+    # environment}, and that deploy's id apart (release health counts by it).
+    during_deploy: dict[str, Any] | None = None
+    deploy_id: int | None = None
 
     @property
     def stored_id(self) -> int:

@@ -82,6 +82,9 @@ class Problem:
     workaround_by: str | None = None
     # Tickets reopened by their customers after this problem closed with its fix: the fix did not help them.
     reopened_by_ticket: int = 0
+    # The releases and changes that may have caused it (bridge/domain/suspects.py), nearest first, as
+    # decided when it opened or last regressed; None when nothing was looked for.
+    suspects: list[dict[str, Any]] | None = None
 
     @property
     def stored_id(self) -> int:

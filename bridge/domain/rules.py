@@ -9,11 +9,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
+from bridge.domain.deploys import Project
 from bridge.domain.heartbeats import Heartbeat, pinged_heartbeat
 from bridge.domain.incidents import Alert, EventRoutingKey, Route, Routing, dedup_key
 from bridge.domain.problems import ProblemRule
 from bridge.domain.sla import SlaPolicy
+from bridge.domain.suspects import DEFAULT_SUSPECT_WINDOW
 from bridge.domain.tickets import NotifyTarget, TicketSystem
 from bridge.domain.windows import RecurringWindow
 
@@ -36,6 +39,10 @@ class Rules:
     heartbeats: tuple[Heartbeat, ...] = ()
     # Recurring maintenance windows, stored occurrence by occurrence (bridge/watch/windows.py).
     maintenance: tuple[RecurringWindow, ...] = ()
+    # Projects and the services their releases ship: deploy windows and suspects (bridge/domain/deploys.py).
+    projects: tuple[Project, ...] = ()
+    # How long before a problem's first occurrence a release or change is one of its suspects.
+    suspect_window: timedelta = DEFAULT_SUSPECT_WINDOW
     # (source, values of routed_labels) -> the routing decision they get under these rules (see route_alert).
     decisions: dict[tuple[str, tuple[str | None, ...]], _Decision] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
@@ -65,6 +72,9 @@ class Rules:
         """The heartbeat this alert pings (it is then no incident), if any."""
         candidates = self._pinged_by_source.get(alert.source)
         return pinged_heartbeat(candidates, alert) if candidates else None
+
+    def project(self, name: str) -> Project | None:
+        return next((project for project in self.projects if project.name == name), None)
 
     def heartbeat(self, name: str) -> Heartbeat | None:
         return next((heartbeat for heartbeat in self.heartbeats if heartbeat.name == name), None)

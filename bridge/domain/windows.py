@@ -1,11 +1,13 @@
 """Hold windows: planned work whose alerts are recorded, but whose side effects and clocks wait for its end.
 
-A window (a maintenance window made by a person or recurring from rules.yaml) covers the
-alerts its matcher selects from its start until its end. An incident opened (created or
-reopened) while a window covers it is held: marked with the window, in no problem, with no
-side effect queued and no clock running. When the window ends, what it held is released
-once: resolved incidents close quietly; firing ones become ordinary as of the window's end
-(clocks from then, problems open or join, side effects go out once).
+A window (a maintenance window made by a person or recurring from rules.yaml, or the deploy
+window of a deploy in progress, bridge/domain/deploys.py) covers the alerts its matcher
+selects from its start until its end. An incident opened (created or reopened) while a window
+that holds covers it is held: marked with the window, in no problem, with no side effect
+queued and no clock running (a deploy window of a project that holds nothing only marks).
+When the window ends, what it held is released once: resolved incidents close quietly;
+firing ones become ordinary as of the window's end (clocks from then, problems open or
+join, side effects go out once).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ QUIET_CLOSE = "resolved_in_window"
 
 class WindowKind(enum.StrEnum):
     MAINTENANCE = "maintenance"
+    DEPLOY = "deploy"
 
 
 class WindowState(enum.StrEnum):
@@ -48,6 +51,10 @@ class Window:
     starts_at: datetime
     ends_at: datetime
     ended_at: datetime | None = None
+    # Whether it holds what opens under it (a deploy window of a project with `hold: none` only marks).
+    holds: bool = True
+    # A deploy window's deploy, as alerts opened under it carry it ({id, project, version, environment}).
+    deploy: Mapping[str, Any] | None = None
 
     @property
     def end(self) -> datetime:
@@ -68,10 +75,17 @@ class Window:
 
 
 def covering(windows: Iterable[Window], source: str, labels: Any, at: datetime) -> Window | None:
-    """The window that holds what opens now from this source with these labels: of those covering it,
-    the one ending last (the planned work is not over before it)."""
-    found = [window for window in windows if window.covers(source, labels, at)]
+    """The window that holds what opens now from this source with these labels: of those that hold and
+    cover it, the one ending last (the planned work is not over before it)."""
+    found = [window for window in windows if window.holds and window.covers(source, labels, at)]
     return max(found, key=lambda window: (window.end, window.id)) if found else None
+
+
+def deploy_covering(windows: Iterable[Window], source: str, labels: Any, at: datetime) -> Window | None:
+    """The deploy window whose deploy what opens now happens during: of those covering it, the one that
+    started last (the newest deploy is the likeliest cause)."""
+    found = [window for window in windows if window.deploy is not None and window.covers(source, labels, at)]
+    return max(found, key=lambda window: (window.starts_at, window.id)) if found else None
 
 
 def hold(incident: Incident, window: Window) -> None:

@@ -302,9 +302,7 @@ def _write_work(
             conn, [(counted, notification_ids[counted.notification_index]) for counted in applied.repeats]
         )
         announcer = Announcer.of(store, rules)  # None without notify targets: the hot path skips events
-        regressions = assign_problems(
-            conn, store, pending, now, rules.version_label, rules.environment_label, announcer
-        )
+        regressions = assign_problems(conn, store, pending, now, rules, announcer)
         announce_incidents(conn, announcer, results, now)
         for d in deliveries:
             if d.parsed.rejected:

@@ -1,8 +1,10 @@
-"""Holds on the webhook path: an incident that opens while a window covers its alert is held by that window.
+"""Holds on the webhook path: an incident that opens while a window covers its alert is held by that window,
+and one that opens during a deploy is marked with it.
 
-Set-based per transaction: the windows in force are read once, and only when the group
-opened (created or reopened) an incident; a storm of repeats reads nothing. Read inside the
-transaction, so a window made a moment ago by another process counts.
+Set-based per transaction: the windows in force (maintenance and deploy windows alike) are
+read once, and only when the group opened (created or reopened) an incident; a storm of
+repeats reads nothing. Read inside the transaction, so a window made or a deploy started a
+moment ago by another process counts.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.domain.incidents import AlertResult, Incident, Outcome
-from bridge.domain.windows import covering, hold
+from bridge.domain.windows import covering, deploy_covering, hold
 from bridge.storage.engine import Connection
 from bridge.storage.store import Store
 
@@ -22,8 +24,9 @@ OPENING = (Outcome.CREATED, Outcome.REOPENED)
 def hold_opened(
     conn: Connection, store: Store, results: Sequence[Sequence[AlertResult]], times: Sequence[datetime]
 ) -> list[Incident]:
-    """Hold the incidents these results opened under a window (`times[i]`: when notification i arrived);
-    the incidents held. Their clocks stop; grouping and the events pass them by (`Incident.held`)."""
+    """Mark the incidents these results opened during a deploy (`during_deploy`; one reopened after its deploy
+    loses the mark) and hold those opened under a window that holds (`times[i]`: when notification i
+    arrived); the incidents held. Their clocks stop; grouping and the events pass them by (`Incident.held`)."""
     opened = [
         (result.incident, times[index])
         for index, own in enumerate(results)
@@ -34,8 +37,11 @@ def hold_opened(
         return []
     windows = store.covering_windows(conn, min(at for _, at in opened), max(at for _, at in opened))
     held: dict[int, Incident] = {}
-    for incident, at in opened if windows else ():
-        window = covering(windows, incident.source, incident.labels, at)
+    for incident, at in opened:
+        deploy = deploy_covering(windows, incident.source, incident.labels, at) if windows else None
+        incident.during_deploy = dict(deploy.deploy) if deploy is not None and deploy.deploy is not None else None
+        incident.deploy_id = incident.during_deploy["id"] if incident.during_deploy is not None else None
+        window = covering(windows, incident.source, incident.labels, at) if windows else None
         if window is not None and id(incident) not in held:
             hold(incident, window)
             held[id(incident)] = incident

@@ -8,6 +8,7 @@ reopening by hand are the operator's use cases. What a problem may become is dec
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 
 from bridge.domain.incidents import AlertResult, Incident, Outcome, bounded_key
@@ -22,6 +23,7 @@ from bridge.domain.problems import (
 from bridge.domain.rules import Rules
 from bridge.outbox.jobs import CommentIncidents, EnsureIssue, RegressionReopen, queue
 from bridge.outbox.notify import Announcer
+from bridge.problems.suspects import find_suspects
 from bridge.problems.versions import is_older
 from bridge.rules.templates import TemplateError
 from bridge.storage.engine import Connection
@@ -111,15 +113,15 @@ def assign_problems(
     store: Store,
     pending: list[tuple[Incident, ProblemRule]],
     now: datetime,
-    rules_version_label: str | None = None,
-    environment_label: str | None = None,
+    rules: Rules,
     announcer: Announcer | None = None,
 ) -> int:
     """Decide the written incidents `join_open_problems` left, whose keys it locked and found without a live
     problem: a recurrence of a released fix, a new problem at the threshold, or still waiting.
 
     Set-based per key, so an alert storm of one failure costs a handful of statements, not
-    several per incident. Returns how many problems reopened as regressions. `announcer`
+    several per incident. Returns how many problems reopened as regressions. A problem that
+    opens or regresses is given its suspects (bridge/problems/suspects.py). `announcer`
     queues problem.opened and problem.regressed.
     """
     by_key, rules_of = _by_key(pending)
@@ -131,9 +133,7 @@ def assign_problems(
         for incident in by_key[key]:
             assert incident.id is not None
             if problem is None:
-                recurrence = handle_recurrence(
-                    conn, store, rules_version_label, incident, rule, now, environment_label, announcer
-                )
+                recurrence = handle_recurrence(conn, store, rules, incident, rule, now, announcer)
                 if recurrence == "regressed":
                     regressions += 1
                     problem = store.open_problem(conn, key)
@@ -148,9 +148,20 @@ def assign_problems(
         since = now - rule.window
         if opens_problem(rule, store.count_problem_candidates(conn, key, since)):
             problem_id = open_new_problem(conn, store, key, waiting, rule, now, since)
+            _give_suspects(conn, store, rules, problem_id, waiting[0])
             if announcer is not None:
                 announcer.announce_problem(conn, "problem.opened", now, problem_id)
     return regressions
+
+
+def _give_suspects(conn: Connection, store: Store, rules: Rules, problem_id: int, opening: Incident) -> None:
+    """Keep the suspects of a problem that just opened, before anything announces it."""
+    if not rules.projects:
+        return
+    first = store.first_occurrence(conn, problem_id) or opening.first_seen
+    suspects = find_suspects(conn, store, rules, opening, first)
+    if suspects is not None:
+        store.set_suspects(conn, problem_id, suspects)
 
 
 def join_known_problem(
@@ -201,11 +212,10 @@ def open_new_problem(
 def handle_recurrence(
     conn: Connection,
     store: Store,
-    version_label: str | None,
+    rules: Rules,
     incident: Incident,
     rule: ProblemRule,
     now: datetime,
-    environment_label: str | None = None,
     announcer: Announcer | None = None,
 ) -> str | None:
     """A failure whose problem a release closed fires again: a regression, or a target not yet fixed.
@@ -214,9 +224,10 @@ def handle_recurrence(
     than the fix joins the closed problem as "fix not deployed there yet"; so does, with an
     environment label, one from an environment the fixing release did not reach (when the
     release named its environments). Otherwise the problem reopens as a regression
-    (counted, recorded, Jira told). Returns "not_deployed" or "regressed", or None when
-    the key has no released fix.
+    (counted, recorded, Jira told, its suspects looked for again from this recurrence).
+    Returns "not_deployed" or "regressed", or None when the key has no released fix.
     """
+    version_label, environment_label = rules.version_label, rules.environment_label
     fixed = store.latest_fixed_problem(conn, incident.problem_key or "")
     if fixed is None or not fixed.fix_shipped_by(now):
         return None
@@ -248,7 +259,12 @@ def handle_recurrence(
             ],
         )
         return "not_deployed"
-    store.save_problem(conn, fixed, fixed.reopen(regression=True))
+    reopened = fixed.reopen(regression=True)
+    # The recurrence began when the incident opened (its reopening, for one reopened within its window).
+    suspects = find_suspects(
+        conn, store, rules, incident, incident.first_seen if incident.reopen_count == 0 else incident.last_seen
+    )
+    store.save_problem(conn, fixed, reopened if suspects is None else replace(reopened, suspects=suspects))
     store.attach_incident(conn, fixed.stored_id, incident.stored_id)
     incident.problem_id = fixed.id
     where = f" on version {running}" if running else ""

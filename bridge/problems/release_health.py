@@ -4,7 +4,10 @@ Opened after it: every incident and problem whose first sighting falls within
 BRIDGE_RELEASE_WATCH of the release (the bridge does not know which services a project
 ships, so this is everything that broke meanwhile). Regressions it caused: the problems it
 closed that fired again after its fix; recurrences where the fix was not deployed yet
-(an older version, an environment the release did not reach) are listed apart.
+(an older version, an environment the release did not reach) are listed apart. Its deploys:
+per environment, when each started and finished (or failed), the alerts that opened during
+it, and the problems opened within the watch window after it that name this release among
+their suspects, and whether as the nearest.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from bridge.domain.suspects import is_release
 from bridge.errors import NotFound
 from bridge.shapes import iso
+from bridge.storage.deploy_repository import deploy_of
 from bridge.storage.store import Store
 
 LISTED = 100  # incidents and problems listed per release; the counts cover all
+# Problems read to find those suspecting one of a release's deploys: far above what opens in a watch window.
+SUSPECTING_READ = 2000
 
 
 def release_health(store: Store, project: str, version: str, watch: timedelta, now: datetime) -> dict[str, Any]:
@@ -55,7 +62,47 @@ def release_health(store: Store, project: str, version: str, watch: timedelta, n
         },
         "regressions": [_recurrence(event) for event in recurrences if event["kind"] == "regressed"],
         "not_deployed": [_recurrence(event) for event in recurrences if event["kind"] == "not_deployed"],
+        "deploys": _deploys(store, project, version, watch, now),
     }
+
+
+def _deploys(store: Store, project: str, version: str, watch: timedelta, now: datetime) -> list[dict[str, Any]]:
+    """The release's deploys in the order they began, each with what it may have caused."""
+    deploys = store.release_deploys(project, version)
+    if not deploys:
+        return []
+    start = min(deploy["deployed_at"] for deploy in deploys)
+    suspecting = store.problems_suspecting(
+        start, max(deploy["deployed_at"] for deploy in deploys) + watch, SUSPECTING_READ
+    )
+    shown = []
+    for deploy in deploys:
+        began, environment = deploy["deployed_at"], deploy["environment"]
+        problems = [
+            {
+                "id": problem["id"],
+                "summary": problem["summary"],
+                "state": problem["state"],
+                "opened_at": problem["opened_at"],
+                "nearest_suspect": is_release(problem["suspects"][0], project, version, environment),
+            }
+            for problem in suspecting
+            if began <= problem["opened_at"] < began + watch
+            and any(is_release(suspect, project, version, environment) for suspect in problem["suspects"])
+        ]
+        shown.append(
+            {
+                "id": deploy["id"],
+                "environment": environment,
+                "state": deploy_of(deploy).state(now).value,
+                "started_at": deploy["started_at"],
+                "finished_at": deploy["finished_at"],
+                "failed_at": deploy["failed_at"],
+                "alerts_during": deploy["alerts_during"],
+                "problems": problems[:LISTED],
+            }
+        )
+    return shown
 
 
 def _recurrence(event: dict[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from bridge import metrics
+from bridge.domain.deploys import DeployPhase
 from bridge.domain.problems import Problem, release_comment_text
 from bridge.domain.rules import Rules
 from bridge.errors import BadPayload, Conflict, UpstreamError
 from bridge.outbox.jobs import ReleaseComment, queue
 from bridge.outbox.notify import Announcer
 from bridge.problems.closing import queue_zabbix_close
+from bridge.problems.deploys import Recorded, finish_release_deploys
 from bridge.problems.tickets import after_close
 from bridge.storage.engine import Connection
 from bridge.storage.store import Store
@@ -54,7 +56,8 @@ def close_release(
     time. A call whose issues were all processed changes nothing ("replay": true). The
     version's row keeps the summary of all its calls. Without `issues`, Jira is asked
     which issues carry the fix version. `environments` adds to the environments the release
-    reached (a call that only deploys it further changes nothing else).
+    reached (a call that only deploys it further changes nothing else), and finishes its deploy
+    to each (bridge/problems/deploys.py: a deploy window settles, a suspect is known).
 
     Raises:
         Conflict: no issue list and no Jira to ask. UpstreamError: Jira failed.
@@ -83,6 +86,11 @@ def close_release(
             store.add_release_environments(conn, release_id, environments)
             if environments
             else (recorded or {}).get("environments")
+        )
+        deployed[:] = (
+            finish_release_deploys(conn, store, rules, project, version, environments, keys, shipped_at, now)
+            if environments
+            else []
         )
         # Releases recorded before per-issue identity (0006) list their issues only in the summary.
         done = store.processed_release_issues(conn, project, version, keys)
@@ -177,9 +185,13 @@ def close_release(
         return {**summary, "replay": False}
 
     fix_times: list[float] = []
+    deployed: list[Recorded] = []
     summary = store.run(work)
     if not summary["replay"]:
         metrics.record_release(summary["closed_incidents"], fix_times)
+    for recorded in deployed:
+        if not recorded.replay:
+            metrics.count_deploy(project, recorded.deploy["environment"], DeployPhase.FINISHED.value)
     return summary
 
 

@@ -24,6 +24,7 @@ from bridge.domain.rules import Rules
 from bridge.rules.heartbeats import HeartbeatModel, build_heartbeats
 from bridge.rules.matching import MatchModel, matcher_of
 from bridge.rules.outcomes import OutcomesModel, build_outcomes
+from bridge.rules.projects import ProjectModel, build_projects
 from bridge.rules.sla import SlaModel, build_sla
 from bridge.rules.templates import TemplateError, compile_template, example_alerts
 from bridge.rules.tickets import NotifyTargetModel, TicketSystemModel, build_notify_targets, build_ticket_systems
@@ -146,6 +147,7 @@ class ProblemRuleModel(StrictModel):
 class ReleasesModel(StrictModel):
     version_label: str | None = Field(default=None, min_length=1)
     environment_label: str | None = Field(default=None, min_length=1)
+    suspect_window: str = Field(default="24h", min_length=1)
 
 
 class RoutingKeyModel(StrictModel):
@@ -171,6 +173,7 @@ class RulesModel(StrictModel):
     notify: list[NotifyTargetModel] = []
     heartbeats: list[HeartbeatModel] = []
     maintenance: list[RecurringWindowModel] = []
+    projects: dict[str, ProjectModel] = {}
 
 
 _SECTION_NOUN = {
@@ -191,6 +194,9 @@ def _section_location(loc: tuple[Any, ...]) -> str | None:
         noun = "sla calendar" if loc[1] == "calendars" else "sla policy"
         rest = ".".join(str(part) for part in loc[3:])
         return f'{noun} "{loc[2]}"' + (f" key {rest}" if rest else "")
+    if len(loc) >= 2 and loc[0] == "projects":
+        rest = ".".join(str(part) for part in loc[2:])
+        return f'project "{loc[1]}"' + (f" key {rest}" if rest else "")
     if len(loc) >= 2 and loc[0] == "ticket_systems":
         rest = ".".join(str(part) for part in loc[2:])
         return f'ticket system "{loc[1]}"' + (f" key {rest}" if rest else "")
@@ -444,6 +450,8 @@ def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] |
     notify_targets = build_notify_targets(model.notify, expand_variables, environ, problems)
     heartbeats = build_heartbeats(model.heartbeats, set(SOURCES), problems)
     maintenance = build_recurring_windows(model.maintenance, problems)
+    projects = build_projects(model.projects, model.releases.environment_label, problems)
+    suspect_window = _suspect_window(model.releases.suspect_window, problems)
     if problems:
         raise RulesError(path, problems)
     assert default_route is not None
@@ -460,7 +468,21 @@ def parse_rules(raw: Any, path: str = "rules.yaml", environ: Mapping[str, str] |
         notify_targets=notify_targets,
         heartbeats=heartbeats,
         maintenance=maintenance,
+        projects=projects,
+        suspect_window=suspect_window,
     )
+
+
+def _suspect_window(text: str, problems: list[str]) -> timedelta:
+    """How long before a problem's first occurrence a release or change is a suspect (a positive duration)."""
+    try:
+        window = parse_duration(text)
+    except ValueError as exc:
+        problems.append(f"key releases.suspect_window: {exc}")
+        return timedelta(0)
+    if window <= timedelta(0):
+        problems.append("key releases.suspect_window: must be longer than 0s")
+    return window
 
 
 def load_rules(path: str | Path) -> Rules:

@@ -22,8 +22,9 @@ def known_source(value: str | None) -> str | None:
 KnownSource = Annotated[str | None, AfterValidator(known_source)]
 
 
-class MatchModel(StrictModel):
-    source: KnownSource = None
+class LabelsModel(StrictModel):
+    """Label values a section selects by: exact, and full-match regexes (checked to compile)."""
+
     labels: dict[str, str] = {}
     labels_regex: dict[str, str] = {}
 
@@ -38,9 +39,14 @@ class MatchModel(StrictModel):
         return value
 
 
-def matcher_of(model: MatchModel) -> Matcher:
+class MatchModel(LabelsModel):
+    source: KnownSource = None
+
+
+def matcher_of(model: LabelsModel) -> Matcher:
+    """The matcher of a section's `match` (a project's labels select from any source)."""
     return Matcher(
-        source=model.source,
+        source=model.source if isinstance(model, MatchModel) else None,
         labels=dict(model.labels),
         labels_regex={k: re.compile(v) for k, v in model.labels_regex.items()},
     )

@@ -102,6 +102,9 @@ incidents = sa.Table(
     sa.Column("hold_window", JsonType),
     sa.Column("held", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("clocks_from", UtcDateTime()),
+    # The deploy in progress when it last opened ({id, project, version, environment}), and its id apart.
+    sa.Column("during_deploy", JsonType),
+    sa.Column("deploy_id", sa.BigInteger()),
     sa.Index(
         "ux_incidents_firing_dedup_key",
         "dedup_key",
@@ -140,11 +143,19 @@ incidents = sa.Table(
         sqlite_where=sa.text("hold_window_id IS NOT NULL"),
         postgresql_where=sa.text("hold_window_id IS NOT NULL"),
     ),
+    # What opened during a deploy (release health); partial, as the hold window's.
+    sa.Index(
+        "ix_incidents_deploy_id",
+        "deploy_id",
+        sqlite_where=sa.text("deploy_id IS NOT NULL"),
+        postgresql_where=sa.text("deploy_id IS NOT NULL"),
+    ),
 )
 
 # Windows that hold what opens under them (maintenance windows: made by hand, or occurrences of a
-# recurring window of rules.yaml, `rule`): covered alerts' incidents are recorded, their side
-# effects and clocks wait for the end, and the worker releases them once (`released_at`).
+# recurring window of rules.yaml, `rule`; deploy windows, `deploy`): covered alerts' incidents are
+# recorded, their side effects and clocks wait for the end, and the worker releases them once
+# (`released_at`). A deploy window of a project whose deploys hold nothing (`holds` false) only marks.
 hold_windows = sa.Table(
     "hold_windows",
     metadata,
@@ -161,6 +172,8 @@ hold_windows = sa.Table(
     sa.Column("ended_by", sa.String(200)),
     sa.Column("released_at", UtcDateTime()),
     sa.Column("rule", sa.String(200)),
+    sa.Column("holds", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("deploy", JsonType),
     sa.Index("ix_hold_windows_ends_at", "ends_at"),
     sa.Index("ux_hold_windows_rule_starts_at", "rule", "starts_at", unique=True),
 )
@@ -214,6 +227,8 @@ problems = sa.Table(
     sa.Column("workaround_by", sa.String(200)),
     # Tickets their customers reopened after the problem closed with its fix.
     sa.Column("reopened_by_ticket", sa.Integer(), nullable=False, server_default="0"),
+    # The releases and changes that may have caused it, nearest first, decided when it opened or regressed.
+    sa.Column("suspects", JsonType),
     sa.Index(
         "ux_problems_open_key",
         "problem_key",
@@ -260,6 +275,62 @@ release_issues = sa.Table(
     sa.Column("issue_key", sa.String(64), nullable=False),
     sa.Column("processed_at", UtcDateTime(), nullable=False),
     sa.UniqueConstraint("project", "version", "issue_key", name="uq_release_issues_project_version_issue"),
+)
+
+# Each deploy of a project's version to an environment, as the pipeline told it (or a release naming
+# environments implied it): at most one in progress per project, version and environment.
+deploys = sa.Table(
+    "deploys",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(200), nullable=False),
+    sa.Column("environment", sa.String(64), nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    # When it began reaching the environment: its start, or its end when only that was told.
+    sa.Column("deployed_at", UtcDateTime(), nullable=False),
+    sa.Column("started_at", UtcDateTime()),
+    sa.Column("finished_at", UtcDateTime()),
+    sa.Column("failed_at", UtcDateTime()),
+    # When a deploy never finished stops being in progress (BRIDGE_DEPLOY_MAX after its start).
+    sa.Column("expires_at", UtcDateTime()),
+    sa.Column("issues", JsonType, nullable=False),
+    sa.Column("via", sa.String(32), nullable=False),
+    # Its deploy window (hold_windows), when its project is in rules.yaml.
+    sa.Column("window_id", sa.BigInteger()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index(
+        "ux_deploys_in_progress",
+        "project",
+        "version",
+        "environment",
+        unique=True,
+        sqlite_where=sa.text("phase = 'started'"),
+        postgresql_where=sa.text("phase = 'started'"),
+    ),
+    # A problem's suspects: its project's deploys to its environment before its first occurrence.
+    sa.Index("ix_deploys_project_environment_deployed_at", "project", "environment", "deployed_at"),
+    # A release's deploys (release health).
+    sa.Index("ix_deploys_project_version", "project", "version"),
+)
+
+# Changes outside the release pipeline (PagerDuty Change Events): never incidents, suspects of problems.
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    # The name of the routing key it came with (never the key).
+    sa.Column("routing_key", sa.String(100), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("source", sa.Text()),
+    sa.Column("changed_at", UtcDateTime(), nullable=False),
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("custom_details", JsonType),
+    sa.Column("links", JsonType, nullable=False),
+    # The routing key's labels and the event's text custom_details: which services it touched.
+    sa.Column("labels", JsonType, nullable=False),
+    sa.Index("ix_changes_changed_at", "changed_at"),
 )
 
 # Keys a Jira issue had before it moved, and the key it has now: a release naming an old key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bridge.storage.action_repository import ActionRepository
+from bridge.storage.deploy_repository import DeployRepository
 from bridge.storage.heartbeat_repository import HeartbeatRepository
 from bridge.storage.incident_repository import IncidentRepository
 from bridge.storage.merge_repository import MergeRepository
@@ -35,5 +36,6 @@ class Store(
     TicketSyncRepository,
     HeartbeatRepository,
     WindowRepository,
+    DeployRepository,
 ):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""

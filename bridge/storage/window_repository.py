@@ -22,7 +22,7 @@ from bridge.storage.schema import hold_windows, incidents
 
 # Driver SQL (see `driver_sql`): asked once per webhook transaction that opens an incident.
 _SQLITE_COVERING = (
-    "SELECT id, kind, name, match, starts_at, ends_at, ended_at FROM hold_windows "
+    "SELECT id, kind, name, match, starts_at, ends_at, ended_at, holds, deploy FROM hold_windows "
     "WHERE ends_at > ? AND starts_at <= ? AND (ended_at IS NULL OR ended_at > ?)"
 )
 _POSTGRES_COVERING = driver_sql.psycopg_text(_SQLITE_COVERING)
@@ -49,6 +49,8 @@ def window_of(row: Any) -> Window:
         row["starts_at"],
         row["ends_at"],
         row["ended_at"],
+        bool(row.get("holds", True)),
+        row.get("deploy"),
     )
 
 
@@ -65,7 +67,7 @@ class WindowRepository(Database):
         rows = driver_sql.execute(conn, statement, (low, high, low)).fetchall()
         parse = driver_sql.sqlite_datetime if sqlite else driver_sql.postgres_datetime
         found = []
-        for window_id, kind, name, match, starts_at, ends_at, ended_at in rows:
+        for window_id, kind, name, match, starts_at, ends_at, ended_at, holds, deploy in rows:
             values = {
                 "id": window_id,
                 "kind": kind,
@@ -74,6 +76,8 @@ class WindowRepository(Database):
                 "starts_at": parse(starts_at),
                 "ends_at": parse(ends_at),
                 "ended_at": parse(ended_at) if ended_at is not None else None,
+                "holds": bool(holds),
+                "deploy": (orjson.loads(deploy) if sqlite else deploy) if deploy is not None else None,
             }
             found.append(window_of(values))
         return found
@@ -113,17 +117,40 @@ class WindowRepository(Database):
 
     @staticmethod
     def claim_release(conn: Connection, window_id: int, now: datetime) -> bool:
-        """Mark a window released; only one transaction wins (the one that then releases what it held)."""
+        """Mark a window whose end has come released; only one transaction wins (the one that then releases
+        what it held). A deploy window a finish moved the end of meanwhile is not released."""
         done = conn.execute(
             hold_windows.update()
-            .where(hold_windows.c.id == window_id, hold_windows.c.released_at.is_(None))
+            .where(
+                hold_windows.c.id == window_id,
+                hold_windows.c.released_at.is_(None),
+                sa.or_(hold_windows.c.ends_at <= now, hold_windows.c.ended_at <= now),
+            )
             .values(released_at=now)
         ).rowcount
         return bool(done)
 
+    @staticmethod
+    def settle_window(conn: Connection, window_id: int, ends_at: datetime, now: datetime) -> bool:
+        """Move the end of a window in force (a finished deploy's: its settle time from now); False when it
+        has ended or been released already."""
+        done = conn.execute(
+            hold_windows.update()
+            .where(
+                hold_windows.c.id == window_id,
+                hold_windows.c.released_at.is_(None),
+                hold_windows.c.ended_at.is_(None),
+                hold_windows.c.ends_at > now,
+            )
+            .values(ends_at=ends_at)
+        ).rowcount
+        return bool(done)
+
     def windows_to_release(self, now: datetime) -> list[int]:
-        """Windows whose end has come and whose release has not run."""
+        """Windows that hold, whose end has come and whose release has not run (a deploy window that only
+        marks holds nothing to release)."""
         query = sa.select(hold_windows.c.id).where(
+            hold_windows.c.holds.is_(True),
             hold_windows.c.released_at.is_(None),
             sa.or_(hold_windows.c.ends_at <= now, hold_windows.c.ended_at <= now),
         )
@@ -161,7 +188,8 @@ class WindowRepository(Database):
             conn.execute(hold_windows.delete().where(hold_windows.c.id.in_(window_ids)))
 
     def list_windows(self, state: str | None, now: datetime, limit: int, cursor: int | None) -> Page:
-        query = sa.select(hold_windows)
+        """Maintenance windows (deploy windows are shown with their deploys), in this state when given."""
+        query = sa.select(hold_windows).where(hold_windows.c.kind == WindowKind.MAINTENANCE.value)
         ended = sa.or_(hold_windows.c.ends_at <= now, hold_windows.c.ended_at <= now)
         if state == "ended":
             query = query.where(ended)
@@ -199,11 +227,12 @@ class WindowRepository(Database):
 
     @staticmethod
     def active_window_count(conn: Connection, now: datetime) -> int:
-        """Windows in force now (a gauge)."""
+        """Maintenance windows in force now (a gauge)."""
         query = (
             sa.select(sa.func.count())
             .select_from(hold_windows)
             .where(
+                hold_windows.c.kind == WindowKind.MAINTENANCE.value,
                 hold_windows.c.ends_at > now,
                 hold_windows.c.starts_at <= now,
                 sa.or_(hold_windows.c.ended_at.is_(None), hold_windows.c.ended_at > now),

@@ -115,7 +115,7 @@ def end_window(store: Store, rules: Rules, window_id: int, now: datetime, actor:
 
     def work(conn: Connection) -> Release:
         row = store.find_window(conn, window_id, for_update=True)
-        if row is None:
+        if row is None or row["kind"] != WindowKind.MAINTENANCE.value:  # a deploy's ends with its deploy
             raise NotFound(f"no maintenance window {window_id}")
         if not store.end_window(conn, window_id, now, actor):
             raise Conflict(f"maintenance window {window_id} has ended already", ["id: nothing left to end"])
@@ -123,7 +123,7 @@ def end_window(store: Store, rules: Rules, window_id: int, now: datetime, actor:
         return release_window(conn, store, rules, window, now) or Release(window_id, 0, 0)
 
     released = store.run(work)
-    _count(released)
+    count_released(released)
     log.info("maintenance window ended", extra={"window_id": window_id, "actor": actor, **released.__dict__})
     return released
 
@@ -147,7 +147,7 @@ def release_held(conn: Connection, store: Store, rules: Rules, window: Window, n
     announcer = Announcer.of(store, rules)
     pending = join_open_problems(conn, store, problem_candidates(rules, ordinary), now)
     store.save_incidents(conn, [(incident, None) for incident in held], originals)
-    assign_problems(conn, store, pending, now, rules.version_label, rules.environment_label, announcer)
+    assign_problems(conn, store, pending, now, rules, announcer)
     if announcer is not None and announcer.wants("incident.opened"):
         for incident in ordinary:
             announcer.announce(
@@ -170,7 +170,8 @@ def _released_event(incident: Incident, outcome: Released, window: Window, now: 
     return dict(incident_id=incident.stored_id, at=now, kind="released", actor=None, detail=detail)
 
 
-def _count(released: Release | None) -> None:
+def count_released(released: Release | None) -> None:
+    """Count the incidents a window's end closed quietly (after its transaction committed)."""
     if released is not None and released.closed:
         metrics.labelled(metrics.CLOSED, QUIET_CLOSE).inc(released.closed)
 
@@ -182,7 +183,7 @@ def release_due(store: Store, rules: Rules, now: datetime) -> list[Release]:
         released = store.run(functools.partial(_release_by_id, store=store, rules=rules, window_id=window_id, now=now))
         if released is not None:
             done.append(released)
-            _count(released)
+            count_released(released)
             log.info("window ended; what it held is released", extra={"window_id": window_id, **released.__dict__})
     late = [
         window_id
@@ -194,7 +195,7 @@ def release_due(store: Store, rules: Rules, now: datetime) -> list[Release]:
             functools.partial(_release_late, store=store, rules=rules, window_id=window_id, now=now)
         )
         done.append(late_release)
-        _count(late_release)
+        count_released(late_release)
     return done
 
 

@@ -12,6 +12,7 @@ histograms only: a dead worker's files keep counting, and no live gauge needs dr
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -39,8 +40,42 @@ def granian_address(bind: str) -> dict[str, Any]:
     return {"address": host.strip("[]"), "port": int(port)}
 
 
+def check_tls_files(settings: Settings) -> None:
+    """BRIDGE_TLS_CERT and BRIDGE_TLS_KEY load as a certificate chain and its key (nothing to check without).
+
+    Raises:
+        ValueError: naming the file that cannot be read, or that they do not belong together.
+    """
+    if settings.tls_cert is None or settings.tls_key is None:
+        return
+    for variable, path in (("BRIDGE_TLS_CERT", settings.tls_cert), ("BRIDGE_TLS_KEY", settings.tls_key)):
+        try:
+            Path(path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(settings.tls_cert, settings.tls_key)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(
+            f"BRIDGE_TLS_CERT and BRIDGE_TLS_KEY: not a PEM certificate chain and its private key ({exc})"
+        ) from exc
+
+
+def granian_tls(settings: Settings) -> dict[str, Any]:
+    """Granian's TLS options: HTTPS with the operator's certificate, TLS 1.2 and later; none without one."""
+    from granian.constants import SSLProtocols
+
+    if settings.tls_cert is None or settings.tls_key is None:
+        return {}
+    return {
+        "ssl_cert": Path(settings.tls_cert),
+        "ssl_key": Path(settings.tls_key),
+        "ssl_protocol_min": SSLProtocols.tls12,
+    }
+
+
 def serve_granian(settings: Settings) -> None:
-    """Serve the bridge's app under Granian until SIGTERM or SIGINT."""
+    """Serve the bridge's app under Granian until SIGTERM or SIGINT, over HTTPS when BRIDGE_TLS_CERT is set."""
     from granian.constants import Interfaces
     from granian.log import LogLevels
     from granian.server import Server
@@ -57,6 +92,7 @@ def serve_granian(settings: Settings) -> None:
         log_access=False,  # the app logs each request itself, with its request id
         respawn_failed_workers=True,
         workers_kill_timeout=GRACEFUL_SECONDS,
+        **granian_tls(settings),
     )
     worker: list[subprocess.Popen[bytes]] = []
 

@@ -304,3 +304,24 @@ def test_explain_names_a_ping_and_the_recurring_window_that_would_hold_an_alert(
     assert (
         "held while recurring maintenance window 'sunday' (sun 02:00-04:00, Europe/Berlin) covers it" in result.output
     )
+
+
+def test_check_rules_counts_projects_and_explain_names_the_deploys_that_would_mark_an_alert(runner, tmp_path: Path):
+    rules = yaml.safe_load((ROOT / "rules.yaml").read_text())
+    rules["releases"] = {"environment_label": "env"}
+    rules["projects"] = {
+        "LKK": {"labels": {"service": "lkk"}, "hold": "side_effects"},
+        "WEB": {"labels_regex": {"service": "web-.*"}},
+    }
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    checked = runner.invoke(main, ["check-rules", str(path)])
+    assert checked.exit_code == 0 and "OK (6 routes, 2 projects)" in checked.output
+    body = tmp_path / "lkk.json"
+    notification = json.loads((PAYLOADS / "alertmanager-0.25-two-firing.json").read_text())
+    notification["alerts"][0]["labels"] |= {"service": "lkk", "env": "prod"}
+    body.write_text(json.dumps(notification))
+    result = runner.invoke(main, ["explain", "--source", "alertmanager", "--rules", str(path), str(body)])
+    assert result.exit_code == 0
+    assert "  project LKK ships it: a deploy of LKK to prod marks and holds it until it settles" in result.output
+    assert "project WEB" not in result.output

@@ -23,7 +23,13 @@ def item(
 ) -> SimpleNamespace:
     resolved_at = OPENED_AT + timedelta(seconds=resolved_after) if resolved_after is not None else None
     incident = SimpleNamespace(
-        line="L3", priority=priority, first_seen=OPENED_AT, resolved_at=resolved_at, held=False, hold_window=None
+        line="L3",
+        priority=priority,
+        first_seen=OPENED_AT,
+        resolved_at=resolved_at,
+        held=False,
+        hold_window=None,
+        during_deploy=None,
     )
     return SimpleNamespace(alert=SimpleNamespace(status=status), outcome=outcome, incident=incident)
 
@@ -102,3 +108,31 @@ def test_a_ping_is_no_duplicate_and_an_opening_a_window_held_counts_for_that_win
         sample("bridge_alerts_in_maintenance_total", window="db migration"),
     )
     assert (after[0] - before[0], after[1] - before[1]) == (0, 1)
+
+
+def test_an_alert_opened_during_a_deploy_counts_for_its_project_and_environment_and_a_deploy_hold_is_no_maintenance():
+    marked = item(AlertStatus.FIRING, Outcome.CREATED)
+    marked.incident.during_deploy = {"id": 4, "project": "LKK", "version": "2026.12.1", "environment": "prod"}
+    held = item(AlertStatus.FIRING, Outcome.REOPENED)
+    held.incident.during_deploy = dict(marked.incident.during_deploy)
+    held.incident.held, held.incident.hold_window = True, {"id": 9, "kind": "deploy", "name": "deploy of LKK"}
+    repeated = item(AlertStatus.FIRING, Outcome.REPEATED)
+    repeated.incident.during_deploy = dict(marked.incident.during_deploy)
+    before = (
+        sample("bridge_alerts_during_deploy_total", project="LKK", environment="prod"),
+        sample("bridge_alerts_in_maintenance_total", window="deploy of LKK"),
+    )
+    metrics.record_ingest(
+        SOURCE, SimpleNamespace(parsed=SimpleNamespace(rejected=()), regressions=0, results=[marked, held, repeated])
+    )
+    after = (
+        sample("bridge_alerts_during_deploy_total", project="LKK", environment="prod"),
+        sample("bridge_alerts_in_maintenance_total", window="deploy of LKK"),
+    )
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 0), "a repeat opens nothing"
+
+
+def test_each_deploy_told_counts_by_project_environment_and_phase():
+    before = sample("bridge_deploys_total", project="LKK", environment="prod", phase="failed")
+    metrics.count_deploy("LKK", "prod", "failed")
+    assert sample("bridge_deploys_total", project="LKK", environment="prod", phase="failed") - before == 1

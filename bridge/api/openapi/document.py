@@ -15,6 +15,7 @@ from bridge.api.bodies import (
     ReasonRequest,
     ReleaseRequest,
 )
+from bridge.api.openapi.deploys import deploy_paths
 from bridge.api.openapi.parts import (
     ACTOR,
     BEARER,
@@ -23,6 +24,7 @@ from bridge.api.openapi.parts import (
     id_param,
     json_body,
     model_schema,
+    pagerduty_shaped,
     query,
     responses,
     token_variables,
@@ -77,28 +79,7 @@ def build_document() -> dict[str, Any]:
             "outcomes": {"type": "object"},
         },
     }
-    event_error = {
-        "type": "object",
-        "required": ["status", "message", "errors", "code"],
-        "properties": {
-            "status": {"type": "string"},
-            "message": {"type": "string"},
-            "errors": {"type": "array", "items": {"type": "string"}},
-            "code": {"type": "integer"},
-            "request_id": {"type": ["string", "null"]},
-        },
-    }
-    event_webhook = {
-        "tags": ["webhooks"],
-        "security": [],
-        "responses": {
-            code: {
-                **answer,
-                "content": {"application/json": {"schema": accepted_event if code == "202" else event_error}},
-            }
-            for code, answer in responses(202, 400, 413, 415, 503).items()
-        },
-    }
+    event_webhook = pagerduty_shaped(accepted_event)
     sources = list(SOURCES)
     paths: dict[str, Any] = {
         **{
@@ -318,6 +299,7 @@ def build_document() -> dict[str, Any]:
         },
         **ticket_paths(),
         **watch_paths(page),
+        **deploy_paths(page, event_webhook),
         **report_paths(),
         "/healthz": {"get": {"operationId": "healthz", "responses": responses(200)}},
         "/readyz": {"get": {"operationId": "readyz", "responses": responses(200, 503)}},

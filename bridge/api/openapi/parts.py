@@ -88,3 +88,29 @@ def operation(op: str, tag: str, codes: tuple[int, ...], *params: Any, body: Any
     """One operation behind a bearer token, with its request body's schema and its answer's when given."""
     found = {"operationId": op, "security": BEARER, "tags": [tag], "parameters": list(params)}
     return {**found, **({"requestBody": json_body(body)} if body else {}), "responses": responses(*codes, ok=ok)}
+
+
+# A refusal in a PagerDuty sender's shape (bridge.api.webhooks.pagerduty_error).
+EVENT_ERROR = {
+    "type": "object",
+    "required": ["status", "message", "errors", "code"],
+    "properties": {
+        "status": {"type": "string"},
+        "message": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "string"}},
+        "code": {"type": "integer"},
+        "request_id": {"type": ["string", "null"]},
+    },
+}
+
+
+def pagerduty_shaped(accepted: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint PagerDuty's senders post to: the routing key in the body (no bearer), answers in their shapes."""
+    return {
+        "tags": ["webhooks"],
+        "security": [],
+        "responses": {
+            code: {**answer, "content": {"application/json": {"schema": accepted if code == "202" else EVENT_ERROR}}}
+            for code, answer in responses(202, 400, 413, 415, 503).items()
+        },
+    }
