@@ -395,7 +395,7 @@ def test_pipelines_telling_one_deploy_at_once_record_it_once(database_url: str):
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_migration_0018_goes_down_and_up_and_turns_past_releases_into_deploys(backend: str, tmp_path: Path):
+def test_migration_0017_goes_down_and_up_and_turns_past_releases_into_deploys(backend: str, tmp_path: Path):
     """Releases recorded before it that named environments become finished deploys, suspects after the upgrade."""
     with contextlib.ExitStack() as stack:
         url = f"sqlite:///{tmp_path / 'steps.db'}" if backend == "sqlite" else stack.enter_context(new_pg_database())

@@ -7,7 +7,7 @@ and `deploy`; the incident's `during_deploy` and `deploy_id`; the problem's `sus
 Releases that named their environments before become finished deploys, so they are
 suspects of the problems that open after the upgrade too.
 
-Revision ID: 0018
+Revision ID: 0017
 Revises: 0016
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 
 from bridge.storage.schema import BigId, JsonType, UtcDateTime
 
-revision = "0018"
+revision = "0017"
 down_revision = "0016"
 branch_labels = None
 depends_on = None
