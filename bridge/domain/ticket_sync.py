@@ -75,13 +75,18 @@ class SeenTicket:
     problem_ref: str | None
     fingerprint: str
 
-    def unchanged(self, snapshot: TicketSnapshot) -> bool:
-        """The same reading again (an overlapping sync, a webhook repeated): nothing to do."""
+    def unchanged(self, snapshot: TicketSnapshot, fingerprint: str) -> bool:
+        """The same reading again (an overlapping sync, a webhook repeated): nothing to do.
+
+        The version alone does not tell: RT's LastUpdated is whole seconds, so a ticket changed
+        again within the second it was read keeps its version; what it says (`fingerprint`) differs.
+        """
         return (
             bool(snapshot.version)
             and self.version == snapshot.version
             and self.state is snapshot.state
             and self.problem_ref == snapshot.problem_ref
+            and self.fingerprint == fingerprint
         )
 
 

@@ -95,10 +95,10 @@ def apply_ticket(store: Store, rules: Rules, system: TicketSystem, snapshot: Tic
     """
     known = store.read(lambda conn: store.seen_ticket(conn, system.name, snapshot.ticket_id))
     seen = known.seen if known is not None else None
-    if seen is not None and seen.unchanged(snapshot):
-        return Applied(TicketStep.NOTHING, known.incident_id if known else None, "unchanged")
     body = report_body(snapshot)
     fingerprint = hashlib.sha256(body).hexdigest()
+    if seen is not None and seen.unchanged(snapshot, fingerprint):
+        return Applied(TicketStep.NOTHING, known.incident_id if known else None, "unchanged")
     record = SeenTicket(snapshot.state, snapshot.status, snapshot.version, snapshot.problem_ref, fingerprint)
     try:
         delivery = prepare_ticket(store, rules, body, now)

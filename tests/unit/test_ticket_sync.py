@@ -81,11 +81,17 @@ def test_a_problem_field_names_a_problem_by_number_or_by_its_jira_key(value, ref
 
 def test_the_same_version_of_a_ticket_is_skipped_unless_the_bridge_wrote_its_state():
     snapshot = TicketSnapshot("rt", "7", "open", ACTIVE, "s", version="2026-12-07T02:56:24Z", problem_ref="LKK-7")
-    assert SeenTicket(ACTIVE, "open", "2026-12-07T02:56:24Z", "LKK-7", "f").unchanged(snapshot)
-    assert not SeenTicket(DONE, "resolved", "2026-12-07T02:56:24Z", "LKK-7", "f").unchanged(snapshot)
-    assert not SeenTicket(ACTIVE, "open", "2026-12-07T02:56:23Z", "LKK-7", "f").unchanged(snapshot)
+    assert SeenTicket(ACTIVE, "open", "2026-12-07T02:56:24Z", "LKK-7", "f").unchanged(snapshot, "f")
+    assert not SeenTicket(DONE, "resolved", "2026-12-07T02:56:24Z", "LKK-7", "f").unchanged(snapshot, "f")
+    assert not SeenTicket(ACTIVE, "open", "2026-12-07T02:56:23Z", "LKK-7", "f").unchanged(snapshot, "f")
     unversioned = TicketSnapshot("sd", "SD-1", "To Do", ACTIVE, "s")
-    assert not SeenTicket(ACTIVE, "To Do", "", None, "f").unchanged(unversioned)  # no version: always read
+    assert not SeenTicket(ACTIVE, "To Do", "", None, "f").unchanged(unversioned, "f")  # no version: always read
+
+
+def test_a_ticket_changed_again_within_the_second_it_was_read_is_not_skipped():
+    """RT's LastUpdated is whole seconds: the same version with other words is a change."""
+    snapshot = TicketSnapshot("rt", "7", "open", ACTIVE, "s", version="2026-12-07T02:56:24Z", problem_ref="LKK-7")
+    assert not SeenTicket(ACTIVE, "open", "2026-12-07T02:56:24Z", "LKK-7", "before").unchanged(snapshot, "after")
 
 
 def test_the_query_overlaps_the_watermark_and_names_its_zone():

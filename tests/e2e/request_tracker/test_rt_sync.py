@@ -253,9 +253,10 @@ def test_a_ticket_updated_in_the_watermarks_second_is_not_missed(bridge_with, rt
     updated = file_ticket(rt_url, queue, "checkout slow")
     bridge.work()
     newest = file_ticket(rt_url, queue, "portal down")
+    second = last_updated(rt, newest)
+    rt_server.backdate(updated, second)  # both changed in the second the next pass reads: the worst case
     bridge.work()
     [state] = bridge.client.get("/api/v1/tickets/sync", headers=API).json["items"]
-    second = last_updated(rt, newest)
     assert state["watermark"] == second
     # Someone changes the older ticket in that same second, and RT commits it after the pass read:
     changed = requests.put(
