@@ -32,8 +32,17 @@ from sqlalchemy.engine import Connection as Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from bridge.errors import DataRefused, StoreUnavailable
+from bridge.errors import DataRefused, StoreReadOnly, StoreUnavailable
 from bridge.storage import driver_sql
+from bridge.storage.outages import (
+    READ_ONLY_MESSAGE,
+    Outages,
+    classify,
+    driver_cause,
+    file_system_refusal,
+    probe_write,
+    read_only_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -191,18 +200,17 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return state in RETRYABLE_PG_STATES
 
 
-def _raise_as_bridge_error(exc: DBAPIError | OverflowError) -> NoReturn:
-    """Raise what a database failure means to callers: bad data (400), an outage (503), or itself (a bug)."""
+def _raise_as_bridge_error(exc: DBAPIError | OverflowError, outages: Outages) -> NoReturn:
+    """Raise what a database failure means to callers: bad data (400), a full, read-only or unreachable
+    database (503, noted in `outages`), or itself (a bug)."""
     refusal = _data_refusal(exc)
     if refusal is not None:
         raise refusal from exc
-    if isinstance(exc, DBAPIError) and _is_unavailable(exc):
-        raise StoreUnavailable("database unavailable; retry later") from exc
+    unavailable = classify(exc) if isinstance(exc, DBAPIError) else None
+    if unavailable is not None:
+        outages.refused(unavailable, driver_cause(exc))
+        raise unavailable from exc
     raise exc
-
-
-def _is_unavailable(exc: DBAPIError) -> bool:
-    return exc.connection_invalidated or isinstance(exc, OperationalError)
 
 
 def _data_refusal(exc: DBAPIError | OverflowError) -> DataRefused | None:
@@ -239,6 +247,7 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writers = _writer_queue(engine)
+        self.outages = Outages()
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -270,7 +279,7 @@ class Database:
                         log.info("database connection lost before commit, retrying", extra={"attempt": attempt})
                         self.engine.dispose(close=False)
                         continue
-                _raise_as_bridge_error(exc)
+                _raise_as_bridge_error(exc, self.outages)
         raise AssertionError("unreachable")
 
     def refusal(self, work: Callable[[Connection], object]) -> DataRefused | None:
@@ -307,16 +316,33 @@ class Database:
                 if isinstance(exc, DBAPIError) and exc.connection_invalidated and attempt < DISCONNECT_ATTEMPTS:
                     self.engine.dispose(close=False)  # an idle connection was lost; so may the pool's others
                     continue
-                _raise_as_bridge_error(exc)
+                _raise_as_bridge_error(exc, self.outages)
         raise AssertionError("unreachable")
 
     def ping(self) -> None:
-        """Check the database answers.
+        """Check the database answers and takes writes, cheaply enough for every `/readyz`.
+
+        Always one read (on PostgreSQL it asks whether the server is read-only) and, for a
+        SQLite file, its file system's free space. A write is tried, and rolled back, only
+        after this process saw a write refused for a full or read-only database, until one
+        goes through: a read-only probe cannot see a full disk, and a write probe at every
+        poll would queue behind the writers.
 
         Raises:
-            StoreUnavailable: it does not.
+            StoreFull: the database's storage is full.
+            StoreReadOnly: the database refuses writes.
+            StoreUnavailable: it does not answer.
         """
-        self.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar_one())
+        reason = self.read(read_only_reason)
+        found = file_system_refusal(self.engine)
+        if reason is not None:
+            found = StoreReadOnly(READ_ONLY_MESSAGE), reason
+        if found is not None:
+            self.outages.refused(*found)
+            raise found[0]
+        if self.outages.write_refused is not None:
+            self.refusal(probe_write)
+            self.outages.writes_resumed()
 
     def _page(
         self,
