@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,3 +183,89 @@ def test_postgres_disk_full_is_named_and_logged_once_per_burst(clock: Clock, cap
         assert (answer.json["error"], answer.json["message"]) == ("storage_full", FULL_MESSAGE)
     [line] = refusal_lines(caplog)
     assert line.cause == 'could not extend file "base/1/2": No space left on device'
+
+
+@contextlib.contextmanager
+def small_file_system(size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (root only: skipped where mounting is not allowed), where PostgreSQL's user may reach it."""
+    where = Path(tempfile.mkdtemp(prefix="bridge-small-"))
+    where.chmod(0o755)
+    try:
+        mounted = (
+            os.geteuid() == 0
+            and not subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)]).returncode
+        )
+        if not mounted:
+            pytest.skip("mounting a small file system needs root")
+        try:
+            yield where
+        finally:
+            subprocess.run(["umount", "-l", str(where)], check=False)
+    finally:
+        where.rmdir()
+
+
+def fill(file_system: Path, leave: int) -> Path:
+    """A file taking all the room but `leave` bytes."""
+    filler = file_system / "filler"
+    with filler.open("wb") as out:
+        out.write(bytes(max(0, shutil.disk_usage(file_system).free - leave)))
+    return filler
+
+
+@contextlib.contextmanager
+def database_on(kind: str, file_system: Path) -> Iterator[str]:
+    """A migrated database whose files live on `file_system`: a SQLite file, or a PostgreSQL database in a
+    tablespace there (the server runs on this machine, as it does for the tests)."""
+    if kind == "sqlite":
+        url = f"sqlite:///{file_system / 'bridge.db'}"
+        migrate(url)
+        yield url
+        return
+    directory = file_system / "postgres"
+    directory.mkdir()
+    shutil.chown(directory, "postgres", "postgres")
+    space, name = f"small_{uuid.uuid4().hex[:8]}", f"bridge_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLESPACE {space} LOCATION '{directory}'")
+        conn.execute(f'CREATE DATABASE "{name}" TABLESPACE {space}')
+    try:
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f"DROP TABLESPACE IF EXISTS {space}")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_full_disk_is_named_and_not_ready_until_space_is_freed(
+    kind: str, clock: Clock, caplog: pytest.LogCaptureFixture
+):
+    """A real full disk: a small file system under a SQLite file, or under a PostgreSQL tablespace."""
+    with small_file_system("40m") as small, database_on(kind, small) as url:
+        app = app_on(url, clock)
+        client = app.test_client()
+        try:
+            assert post(client, 0).status_code == 200
+            filler = fill(small, leave=64 * 1024)
+            caplog.set_level(logging.INFO)
+            taken = 1
+            while (answer := post(client, taken)).status_code == 200:
+                taken += 1
+                assert taken < 200, "the full disk never refused a write"
+            assert (answer.status_code, answer.json["error"]) == (503, "storage_full")
+            [line] = refusal_lines(caplog)
+            if kind == "sqlite":
+                assert line.cause == "database or disk is full"
+            else:
+                assert line.cause.startswith("could not extend file") and line.cause.endswith("No space left on device")
+            ready = client.get("/readyz")
+            assert (ready.status_code, ready.json.get("error")) == (503, "storage_full")
+
+            filler.unlink()
+            assert client.get("/readyz").status_code == 200
+            assert post(client, 1000).status_code == 200
+        finally:
+            app.extensions["bridge"].store.engine.dispose()
