@@ -32,16 +32,15 @@ from sqlalchemy.engine import Connection as Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from bridge.errors import DataRefused, StoreReadOnly, StoreUnavailable
+from bridge.errors import DataRefused, StoreUnavailable
 from bridge.storage import driver_sql
 from bridge.storage.outages import (
-    READ_ONLY_MESSAGE,
     Outages,
     classify,
     driver_cause,
     file_system_refusal,
     probe_write,
-    read_only_reason,
+    server_refusal,
 )
 
 log = logging.getLogger(__name__)
@@ -325,21 +324,19 @@ class Database:
         Always one read (on PostgreSQL it asks whether the server is read-only) and, for a
         SQLite file, its file system's free space. A write is tried, and rolled back, only
         after this process saw a write refused for a full or read-only database, until one
-        goes through: a read-only probe cannot see a full disk, and a write probe at every
-        poll would queue behind the writers.
+        goes through: a read cannot see a full disk, and a write at every poll would queue
+        behind SQLite's writers and churn PostgreSQL's catalog.
 
         Raises:
             StoreFull: the database's storage is full.
             StoreReadOnly: the database refuses writes.
             StoreUnavailable: it does not answer.
         """
-        reason = self.read(read_only_reason)
-        found = file_system_refusal(self.engine)
-        if reason is not None:
-            found = StoreReadOnly(READ_ONLY_MESSAGE), reason
+        found = self.read(server_refusal) or file_system_refusal(self.engine)
         if found is not None:
-            self.outages.refused(*found)
-            raise found[0]
+            refusal, cause = found
+            self.outages.refused(refusal, cause)
+            raise refusal
         if self.outages.write_refused is not None:
             self.refusal(probe_write)
             self.outages.writes_resumed()

@@ -106,11 +106,9 @@ class Outages:
         log.warning("database accepts writes again", extra={"error": refusal.error, "refusals_not_logged": left_out})
 
 
-def read_only_reason(conn: Connection) -> str | None:
-    """Why a PostgreSQL server refuses every write (a standby, transaction_read_only), or None.
-
-    One read, cheap enough for each `/readyz`; a SQLite connection answers None.
-    """
+def server_refusal(conn: Connection) -> tuple[StoreUnavailable, str] | None:
+    """The refusal a PostgreSQL server makes of every write (a standby, transaction_read_only) with its
+    cause, or None; one read, cheap enough for each `/readyz` (on SQLite, `SELECT 1`)."""
     if conn.dialect.name != "postgresql":
         conn.execute(sa.text("SELECT 1")).scalar_one()
         return None
@@ -118,9 +116,9 @@ def read_only_reason(conn: Connection) -> str | None:
         sa.text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
     ).one()
     if standby:
-        return "the server is a standby (in recovery)"
+        return StoreReadOnly(READ_ONLY_MESSAGE), "the server is a standby (in recovery)"
     if read_only == "on":
-        return "transaction_read_only is on (default_transaction_read_only)"
+        return StoreReadOnly(READ_ONLY_MESSAGE), "transaction_read_only is on (default_transaction_read_only)"
     return None
 
 

@@ -137,11 +137,13 @@ def test_a_read_only_database_is_named_logged_once_and_not_ready(
     app = app_on(url, clock)
     client = app.test_client()
     store = app.extensions["bridge"].store
+    caplog.set_level(logging.INFO)
     if switch is not None:
         assert post(client, 0).status_code == 200
         switch(True)
         store.engine.dispose()  # the setting holds for new sessions
-    caplog.set_level(logging.INFO)
+        before_any_write = client.get("/readyz")
+        assert (before_any_write.status_code, before_any_write.json.get("error")) == (503, "storage_read_only")
 
     burst = [post(client, 1 + i) for i in range(BURST)]
     for answer in burst:
@@ -149,7 +151,8 @@ def test_a_read_only_database_is_named_logged_once_and_not_ready(
         assert (answer.json["error"], answer.json["message"]) == ("storage_read_only", READ_ONLY_MESSAGE)
     [line] = refusal_lines(caplog)
     assert line.error == "storage_read_only"
-    assert "read-only" in line.cause or "readonly" in line.cause
+    expected = "attempt to write a readonly database" if switch is None else "transaction_read_only is on"
+    assert line.cause.startswith(expected)
     ready = client.get("/readyz")
     assert (ready.status_code, ready.json.get("error")) == (503, "storage_read_only")
     assert len(refusal_lines(caplog)) == 1
