@@ -56,9 +56,9 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def error_body(status: int, message: str, errors: list[str] | None = None) -> dict[str, Any]:
+def error_body(status: int, message: str, errors: list[str] | None = None, error: str | None = None) -> dict[str, Any]:
     """The error envelope, for this request."""
-    return error_shape(status, message, errors, getattr(g, "request_id", None))
+    return error_shape(status, message, errors, getattr(g, "request_id", None), error)
 
 
 def request_id_from(given: str) -> str:
@@ -119,10 +119,11 @@ def refuse_unusable_query() -> None:
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(BridgeError)
     def _bridge_error(exc: BridgeError):  # type: ignore[no-untyped-def]
-        body = error_body(exc.status, exc.message, exc.errors)
+        body = error_body(exc.status, exc.message, exc.errors, exc.error)
         if isinstance(exc, SenderShapedError):
             body.update(exc.shape)
-        return jsonify(body), exc.status
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+        return jsonify(body), exc.status, headers
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]

@@ -111,6 +111,7 @@ class BridgeASGI:
             return  # the client left before sending its body: nothing was accepted, nobody to answer
         ctx = self.bridge
         status = 200
+        retry_after: int | None = None
         try:
             with measured(source):
                 make = functools.partial(
@@ -129,13 +130,13 @@ class BridgeASGI:
             metrics.record_ingest(source, result)
             answer = delivery_answer(result)
         except BridgeError as exc:
-            status = exc.status
-            answer = error_shape(exc.status, exc.message, exc.errors, request_id)
+            status, retry_after = exc.status, exc.retry_after
+            answer = error_shape(exc.status, exc.message, exc.errors, request_id, exc.error)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id})
             status = 500
             answer = error_shape(500, "internal error; see the bridge log for this request id", None, request_id)
-        await _send_json(send, status, answer, request_id)
+        await _send_json(send, status, answer, request_id, retry_after)
         log_request("POST", scope["path"], status, started, request_id)
 
     async def _noop(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -163,22 +164,21 @@ async def lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-async def _send_json(send: Send, status: int, answer: dict[str, Any], request_id: str) -> None:
+async def _send_json(
+    send: Send, status: int, answer: dict[str, Any], request_id: str, retry_after: int | None = None
+) -> None:
     """Answer as Flask's views do: compact JSON and the headers every answer carries (bridge.app)."""
     payload = orjson.dumps(answer) + b"\n"
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"x-request-id", request_id.encode()),
-                (b"x-content-type-options", b"nosniff"),
-                (b"content-security-policy", _CSP),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"x-request-id", request_id.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"content-security-policy", _CSP),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 

@@ -21,6 +21,10 @@ class BridgeError(Exception):
     """Base error: a message for people, an HTTP status and itemised findings."""
 
     status = 500
+    # A name for programs (the envelope's `error`) when the status alone does not say what to do.
+    error: str | None = None
+    # Seconds a client should wait before retrying (the Retry-After header), when that is known.
+    retry_after: int | None = None
 
     def __init__(self, message: str, errors: Sequence[str] = (), status: int | None = None) -> None:
         super().__init__(message)
@@ -73,6 +77,22 @@ class StoreUnavailable(BridgeError):
     """The database cannot be reached; callers such as Alertmanager should retry (503)."""
 
     status = 503
+    error = "storage_unavailable"
+    retry_after = 5
+
+
+class StoreFull(StoreUnavailable):
+    """The database's disk (or its size limit) is full: writes fail until an operator makes room (503)."""
+
+    error = "storage_full"
+    retry_after = 30
+
+
+class StoreReadOnly(StoreUnavailable):
+    """The database takes reads but refuses writes (a standby, a read-only setting or file system) (503)."""
+
+    error = "storage_read_only"
+    retry_after = 30
 
 
 class DataRefused(BridgeError):
@@ -107,4 +127,5 @@ class SenderShapedError(BridgeError):
 
     def __init__(self, cause: BridgeError, shape: Mapping[str, Any]) -> None:
         super().__init__(cause.message, cause.errors, cause.status)
+        self.error, self.retry_after = cause.error, cause.retry_after
         self.shape = dict(shape)

@@ -138,6 +138,16 @@ def ticket_sync_shape(system: TicketSystem, state: Mapping[str, Any] | None) -> 
     }
 
 
-def error_shape(status: int, message: str, errors: list[str] | None, request_id: str | None) -> dict[str, Any]:
-    """The one JSON envelope every error uses."""
-    return {"status": "error", "code": status, "message": message, "errors": errors or [], "request_id": request_id}
+def error_shape(
+    status: int, message: str, errors: list[str] | None, request_id: str | None, error: str | None = None
+) -> dict[str, Any]:
+    """The one JSON envelope every error uses; `error` names the failure for programs where it has a name."""
+    named = {"error": error} if error else {}
+    return {
+        "status": "error",
+        "code": status,
+        **named,
+        "message": message,
+        "errors": errors or [],
+        "request_id": request_id,
+    }

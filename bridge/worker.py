@@ -42,6 +42,7 @@ from bridge.jira.outcomes import apply_issue_reading
 from bridge.outbox import jobs, notify
 from bridge.problems.actions import queue_issue_sync
 from bridge.storage.engine import Connection
+from bridge.storage.outages import driver_cause
 from bridge.storage.store import Store
 from bridge.tickets import service_desk
 from bridge.tickets.pull import TicketSyncer
@@ -520,8 +521,11 @@ def run_forever(
     while not stop.is_set():
         try:
             busy = run_once(store, now(), outbox, pruner)
-        except StoreUnavailable:
-            log.warning("database unavailable; worker will retry")
+        except StoreUnavailable as exc:
+            log.warning(
+                "database refused the pass; worker will retry",
+                extra={"error": exc.error, "reason": exc.message, "cause": driver_cause(exc)},
+            )
             busy = 0
         # A full batch means more is waiting: go again at once.
         if busy < JOBS_PER_PASS:

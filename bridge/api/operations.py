@@ -19,7 +19,7 @@ def healthz():  # type: ignore[no-untyped-def]
 
 @operations.get("/readyz")
 def readyz():  # type: ignore[no-untyped-def]
-    """Readiness: the database answers; 503 otherwise."""
+    """Readiness: the database answers and takes writes; 503 naming why otherwise (unreachable, full, read-only)."""
     bridge().store.ping()
     return jsonify({"status": "ok", "database": "ok"})
 

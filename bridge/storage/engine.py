@@ -34,6 +34,14 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from bridge.errors import DataRefused, StoreUnavailable
 from bridge.storage import driver_sql
+from bridge.storage.outages import (
+    Outages,
+    classify,
+    driver_cause,
+    file_system_refusal,
+    probe_write,
+    server_refusal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -191,18 +199,17 @@ def _is_retryable(exc: DBAPIError) -> bool:
     return state in RETRYABLE_PG_STATES
 
 
-def _raise_as_bridge_error(exc: DBAPIError | OverflowError) -> NoReturn:
-    """Raise what a database failure means to callers: bad data (400), an outage (503), or itself (a bug)."""
+def _raise_as_bridge_error(exc: DBAPIError | OverflowError, outages: Outages) -> NoReturn:
+    """Raise what a database failure means to callers: bad data (400), a full, read-only or unreachable
+    database (503, noted in `outages`), or itself (a bug)."""
     refusal = _data_refusal(exc)
     if refusal is not None:
         raise refusal from exc
-    if isinstance(exc, DBAPIError) and _is_unavailable(exc):
-        raise StoreUnavailable("database unavailable; retry later") from exc
+    unavailable = classify(exc) if isinstance(exc, DBAPIError) else None
+    if unavailable is not None:
+        outages.refused(unavailable, driver_cause(exc))
+        raise unavailable from exc
     raise exc
-
-
-def _is_unavailable(exc: DBAPIError) -> bool:
-    return exc.connection_invalidated or isinstance(exc, OperationalError)
 
 
 def _data_refusal(exc: DBAPIError | OverflowError) -> DataRefused | None:
@@ -239,6 +246,7 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writers = _writer_queue(engine)
+        self.outages = Outages()
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -270,7 +278,7 @@ class Database:
                         log.info("database connection lost before commit, retrying", extra={"attempt": attempt})
                         self.engine.dispose(close=False)
                         continue
-                _raise_as_bridge_error(exc)
+                _raise_as_bridge_error(exc, self.outages)
         raise AssertionError("unreachable")
 
     def refusal(self, work: Callable[[Connection], object]) -> DataRefused | None:
@@ -307,16 +315,31 @@ class Database:
                 if isinstance(exc, DBAPIError) and exc.connection_invalidated and attempt < DISCONNECT_ATTEMPTS:
                     self.engine.dispose(close=False)  # an idle connection was lost; so may the pool's others
                     continue
-                _raise_as_bridge_error(exc)
+                _raise_as_bridge_error(exc, self.outages)
         raise AssertionError("unreachable")
 
     def ping(self) -> None:
-        """Check the database answers.
+        """Check the database answers and takes writes, cheaply enough for every `/readyz`.
+
+        Always one read (on PostgreSQL it asks whether the server is read-only) and, for a
+        SQLite file, its file system's free space. A write is tried, and rolled back, only
+        after this process saw a write refused for a full or read-only database, until one
+        goes through: a read cannot see a full disk, and a write at every poll would queue
+        behind SQLite's writers and churn PostgreSQL's catalog.
 
         Raises:
-            StoreUnavailable: it does not.
+            StoreFull: the database's storage is full.
+            StoreReadOnly: the database refuses writes.
+            StoreUnavailable: it does not answer.
         """
-        self.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar_one())
+        found = self.read(server_refusal) or file_system_refusal(self.engine)
+        if found is not None:
+            refusal, cause = found
+            self.outages.refused(refusal, cause)
+            raise refusal
+        if self.outages.write_refused is not None:
+            self.refusal(probe_write)
+            self.outages.writes_resumed()
 
     def _page(
         self,

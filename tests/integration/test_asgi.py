@@ -20,7 +20,8 @@ from prometheus_client import REGISTRY
 from bridge.app import create_app
 from bridge.asgi import BridgeASGI, FlaskOverASGI
 from bridge.config import load_settings
-from bridge.errors import StoreUnavailable
+from bridge.errors import StoreFull, StoreUnavailable
+from bridge.storage.outages import FULL_MESSAGE
 from bridge.web.context import EXTENSION
 from tests.conftest import ROOT, payload, payload_bytes
 
@@ -206,6 +207,25 @@ def test_an_unavailable_database_is_a_503_on_the_loop(front):
     answer = call(app, ALERTS, payload_bytes("alertmanager-0.25-two-firing.json"), PLAIN)
     assert answer.status == 503
     assert answer.json()["message"] == "database unavailable; retry later"
+
+
+def test_a_full_database_is_named_on_the_loop_as_by_flask(front):
+    """The loop's answer to a full database is Flask's: its own `error`, the message, Retry-After."""
+    app, _, flask_app = front
+    deliveries = flask_app.extensions[EXTENSION].deliveries
+
+    def full(items: Any) -> list[Any]:
+        raise StoreFull(FULL_MESSAGE)
+
+    deliveries._write = full
+    answer = call(app, ALERTS, payload_bytes("alertmanager-0.25-two-firing.json"), PLAIN)
+    by_flask = flask_app.test_client().post(
+        ALERTS, data=payload_bytes("alertmanager-0.25-two-firing.json"), headers=PLAIN
+    )
+    assert (answer.status, by_flask.status_code) == (503, 503)
+    assert answer.json()["error"] == by_flask.json["error"] == "storage_full"
+    assert answer.json()["message"] == by_flask.json["message"] == FULL_MESSAGE
+    assert answer.headers["retry-after"] == by_flask.headers["Retry-After"] == "30"
 
 
 def test_the_bench_no_op_is_on_the_loop_only_when_enabled(database_url: str):

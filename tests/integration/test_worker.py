@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -9,13 +11,18 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
 
 from bridge.domain.incidents import IncidentState
+from bridge.storage.engine import migrate
+from bridge.storage.outages import READ_ONLY_MESSAGE
 from bridge.storage.read_models import IncidentFilter
 from bridge.storage.schema import incidents
 from bridge.storage.store import Store
 from bridge.worker import run_forever
-from tests.conftest import ROOT, wait_for
+from tests.conftest import ROOT, new_pg_database, wait_for
 from tests.integration.test_storage import incident_row
 
 T0 = datetime(2026, 11, 23, 19, 0, tzinfo=UTC)
@@ -57,3 +64,37 @@ def test_worker_process_stops_on_sigterm(database_url: str):
     reader.join(10)
     assert process.returncode == 0
     assert any(b"worker stopped" in line for line in lines)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_pass_on_a_read_only_database_is_logged_with_its_cause(
+    backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """The worker's line names why its pass failed (read-only, the driver's words), not only 'unavailable'."""
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            path = tmp_path / "bridge.db"
+            url, read_only = f"sqlite:///{path}", f"sqlite:///file:{path}?mode=ro&uri=true"
+        else:
+            url = read_only = stack.enter_context(new_pg_database())
+        migrate(url)
+        writable = Store.from_url(url)
+        with writable.engine.begin() as conn:  # an incident due to close: the pass must write
+            conn.execute(incidents.insert(), incident_row(state="resolved", resolved_at=T0, auto_close_at=T0))
+            if backend == "postgres":
+                conn.exec_driver_sql(f'ALTER DATABASE "{url.rsplit("/", 1)[1]}" SET default_transaction_read_only = on')
+        writable.engine.dispose()
+        store = Store.from_url(read_only)
+        stack.callback(store.engine.dispose)
+        stop = threading.Event()
+
+        def one_pass() -> datetime:
+            stop.set()
+            return T0 + timedelta(seconds=1)
+
+        caplog.set_level(logging.INFO)
+        run_forever(store, 0.01, one_pass, stop)
+    [line] = [r for r in caplog.records if r.name == "bridge.worker" and r.levelno == logging.WARNING]
+    assert (line.error, line.reason) == ("storage_read_only", READ_ONLY_MESSAGE)
+    expected = "attempt to write a readonly database" if backend == "sqlite" else "cannot execute UPDATE in a read-only"
+    assert line.cause.startswith(expected)

@@ -333,6 +333,7 @@ def build_document() -> dict[str, Any]:
                     "properties": {
                         "status": {"const": "error"},
                         "code": {"type": "integer"},
+                        "error": {"enum": ["storage_unavailable", "storage_full", "storage_read_only"]},
                         "message": {"type": "string"},
                         "errors": {"type": "array", "items": {"type": "string"}},
                         "request_id": {"type": ["string", "null"]},

@@ -99,6 +99,7 @@ EVENT_ERROR = {
         "message": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "string"}},
         "code": {"type": "integer"},
+        "error": {"type": "string"},
         "request_id": {"type": ["string", "null"]},
     },
 }
