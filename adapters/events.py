@@ -229,10 +229,59 @@ def routing_key_in_text(text: str) -> str | None:
     return match.group(1) if match else None
 
 
+# A JSON string literal in raw text (an object's key or a value), its closing quote optional.
+_STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_ESCAPE = re.compile(r"\\(u[0-9a-fA-F]{4}|.)", re.DOTALL)
+_ESCAPED = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f"}
+
+
 def redact(text: str, key: str | None = None) -> str:
-    """The body with every routing_key value replaced by "<redacted>", and `key` wherever else it appears."""
+    """The body with every routing_key value replaced by "<redacted>", and `key` wherever else it appears:
+    as written, or spelt with JSON escapes in any string (`\\u0061bc...`), object keys included. Works
+    on a body cut anywhere, which no parser reads; a parsed event is redacted by `redact_event`."""
     text = _ROUTING_KEY_TEXT.sub(f'"routing_key": "{REDACTED}"', text)
-    return text.replace(key, REDACTED) if key else text
+    if not key:
+        return text
+    return _STRING_LITERAL.sub(lambda found: _redacted_literal(found.group(), key), text.replace(key, REDACTED))
+
+
+def _redacted_literal(literal: str, key: str) -> str:
+    """A string literal as it was, or (when its escapes spell `key`) written again with `key` redacted."""
+    if "\\" not in literal:
+        return literal
+    closed = len(literal) > 1 and literal.endswith('"') and not _escaped_quote(literal)
+    decoded = _ESCAPE.sub(_unescaped, literal[1:-1] if closed else literal[1:])
+    if key not in decoded:
+        return literal
+    # \\ud83d\\ude00 decodes to two surrogates: joined again, and a lone one replaced, so it encodes.
+    joined = decoded.replace(key, REDACTED).encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return orjson.dumps(joined).decode()
+
+
+def _escaped_quote(literal: str) -> bool:
+    """Whether a literal's last quote is escaped (so the literal was cut before its end)."""
+    backslashes = len(literal[:-1]) - len(literal[:-1].rstrip("\\"))
+    return backslashes % 2 == 1
+
+
+def _unescaped(escape: re.Match[str]) -> str:
+    code = escape.group(1)
+    return chr(int(code[1:], 16)) if len(code) == 5 else _ESCAPED.get(code, code)
+
+
+def redact_event(value: Any, key: str) -> Any:
+    """A parsed event with every routing_key value "<redacted>", and `key` redacted in every string and
+    object key at any depth: what the event says once its escapes are read, whatever they were."""
+    if isinstance(value, dict):
+        return {
+            item.replace(key, REDACTED): REDACTED
+            if item == "routing_key" and isinstance(inner, str)
+            else redact_event(inner, key)
+            for item, inner in value.items()
+        }
+    if isinstance(value, list):
+        return [redact_event(inner, key) for inner in value]
+    return value.replace(key, REDACTED) if isinstance(value, str) else value
 
 
 def accepted_dedup_key(parsed: ParsedNotification) -> str:

@@ -24,17 +24,28 @@ def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {key: value for key, value in vars(record).items() if key not in _RECORD_FIELDS and not key.startswith("_")}
 
 
+def printable(text: str) -> str:
+    """`text` with every character that is not printable (controls such as ESC, DEL, C1, line and
+    paragraph separators, format characters) as its JSON escape, as the JSON format writes it: a
+    request path or header can then never move a terminal's cursor, colour it or forge a line."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else json.dumps(ch)[1:-1] for ch in text)
+
+
 def _text_value(value: Any) -> str:
-    """Strings bare unless they hold spaces, quotes or `=` (then JSON-quoted); anything else as compact JSON."""
+    """Strings bare unless they hold spaces, quotes, `=` or anything unprintable (then JSON-quoted);
+    anything else as compact JSON. Either way only printable characters and escapes."""
     if not isinstance(value, str):
         return json.dumps(value, default=str, separators=(",", ":"))
-    if value == "" or any(ch.isspace() or ch in '"=' for ch in value):
-        return json.dumps(value)
+    if value == "" or not value.isprintable() or any(ch.isspace() or ch in '"=' for ch in value):
+        return printable(json.dumps(value, ensure_ascii=False))
     return value
 
 
 class TextFormatter(logging.Formatter):
-    """`time LEVEL logger message key=value ...`, values with spaces or quotes JSON-quoted."""
+    """`time LEVEL logger message key=value ...`, values with spaces or quotes JSON-quoted, and nothing
+    unprintable anywhere: a traceback keeps its line breaks, every other control character is escaped."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
@@ -42,15 +53,37 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         record.message = record.getMessage()
         record.asctime = self.formatTime(record)
-        line = self.formatMessage(record)
-        pairs = " ".join(f"{key}={_text_value(value)}" for key, value in extra_fields(record).items())
+        line = printable(self.formatMessage(record))
+        pairs = " ".join(f"{printable(key)}={_text_value(value)}" for key, value in extra_fields(record).items())
         if pairs:
             line = f"{line} {pairs}"
         if record.exc_info:
-            line = f"{line}\n{self.formatException(record.exc_info)}"
+            text = _without_message_breaks(self.formatException(record.exc_info), record.exc_info[1])
+            line = f"{line}\n{_printable_lines(text)}"
         if record.stack_info:
-            line = f"{line}\n{self.formatStack(record.stack_info)}"
+            line = f"{line}\n{_printable_lines(self.formatStack(record.stack_info))}"
         return line
+
+
+def _without_message_breaks(text: str, error: BaseException | None) -> str:
+    """A traceback with the messages of its exceptions (and their causes) on one line each: a line
+    break in a message someone else wrote does not start a line of its own."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        try:
+            message = str(error)
+        except Exception:  # a broken __str__: the traceback says so itself
+            message = ""
+        if "\n" in message or "\r" in message:
+            text = text.replace(message, printable(message))
+        error = error.__cause__ or error.__context__
+    return text
+
+
+def _printable_lines(text: str) -> str:
+    """A traceback, its lines kept apart and each made printable."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 class JsonFormatter(logging.Formatter):

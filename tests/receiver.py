@@ -1,7 +1,9 @@
 """A real HTTP receiver on loopback for outbound webhooks: verifies signatures with its own HMAC code.
 
 It answers from a script of statuses (then 200), so tests can make it fail, and records
-every request with whether its signature held, as an operator's receiver would check it.
+every request with whether its signature held (time, delivery id, event and body signed, the
+time within TOLERANCE_SECONDS) and whether its delivery id was already handled, as an
+operator's receiver would check them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +26,7 @@ class Received:
     headers: dict[str, str]
     raw: bytes
     signature_valid: bool
+    repeat: bool = False  # its delivery id was answered 2xx before
 
     @property
     def body(self) -> Any:
@@ -37,6 +41,22 @@ class Received:
         return self.headers["X-Bridge-Delivery"]
 
 
+# How old a signature's time may be (either way, for clocks apart) before the request is refused.
+TOLERANCE_SECONDS = 300
+
+
+def verify(secret: str, headers: dict[str, str], raw: bytes, now: float) -> bool:
+    """The docs' receiver check: `t=<unix time>,v1=<hex HMAC-SHA256 of "t\\ndelivery\\nevent\\n" + body>`,
+    the time within TOLERANCE_SECONDS of `now`."""
+    fields = dict(part.partition("=")[::2] for part in headers.get("X-Bridge-Signature", "").split(","))
+    timestamp = fields.get("t", "")
+    if not timestamp.isdigit() or abs(now - int(timestamp)) > TOLERANCE_SECONDS:
+        return False
+    signed = f"{timestamp}\n{headers.get('X-Bridge-Delivery', '')}\n{headers.get('X-Bridge-Event', '')}\n"
+    expected = hmac.new(secret.encode(), signed.encode() + raw, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), fields.get("v1", "").encode())
+
+
 @dataclass
 class Receiver:
     """Collects deliveries signed with `secret`; answers `script` (status, text, headers) in order, then 200."""
@@ -44,6 +64,7 @@ class Receiver:
     secret: str
     script: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    handled: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         owner = self
@@ -51,11 +72,13 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                expected = "sha256=" + hmac.new(owner.secret.encode(), raw, hashlib.sha256).hexdigest()
-                given = self.headers.get("X-Bridge-Signature", "")
-                valid = hmac.compare_digest(expected.encode(), given.encode())
-                owner.received.append(Received(dict(self.headers.items()), raw, valid))
+                headers = dict(self.headers.items())
+                valid = verify(owner.secret, headers, raw, time.time())
+                delivery = headers.get("X-Bridge-Delivery", "")
+                owner.received.append(Received(headers, raw, valid, delivery in owner.handled))
                 status, text, headers = owner.script.pop(0) if owner.script else (200, "ok", {})
+                if valid and 200 <= status < 300:
+                    owner.handled.add(delivery)
                 answer = text.encode()
                 self.send_response(status)
                 for name, value in headers.items():

@@ -123,18 +123,22 @@ def _routing_key(keys: tuple[EventRoutingKey, ...], text: str, event: Any) -> tu
 def _stored_event_text(text: str, event: Any, given: str) -> str:
     """The body as stored and parsed: the routing_key "<redacted>" (never kept, never logged).
 
-    Replaced in the text, so everything else stays as sent; when the sender spelt the field
-    with escapes the text replacement misses, the event is written out again instead.
+    Redacted in the parsed event, where escapes no longer hide the key (`\\u0061bc...` in a
+    summary, an object's key, an array): the text redacted as sent is kept when it reads as
+    exactly that event, so everything else stays as sent; otherwise the event is written out again.
     """
     redacted = events.redact(text, given)
-    if isinstance(event, dict):
-        try:
-            still = orjson.loads(redacted).get("routing_key", events.REDACTED)
-        except (orjson.JSONDecodeError, AttributeError):
-            still = None
-        if still != events.REDACTED:
-            redacted = orjson.dumps({**event, "routing_key": events.REDACTED}).decode()
-    return redacted
+    if event is None:  # no JSON: only the text can be redacted
+        return redacted
+    try:
+        clean = events.redact_event(event, given)
+    except RecursionError:  # nested deeper than any event: refused as such, kept as the text redacts it
+        return redacted
+    try:
+        as_sent = orjson.loads(redacted) == clean
+    except (orjson.JSONDecodeError, RecursionError):
+        as_sent = False
+    return redacted if as_sent else orjson.dumps(clean).decode()
 
 
 def _authenticated_event() -> tuple[EventRoutingKey, str, Any, bytes]:

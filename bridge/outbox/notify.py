@@ -2,9 +2,11 @@
 
 One format for every receiver: `POST` JSON `{"event", "id", "occurred_at", <subject>...}` with
 `X-Bridge-Event`, `X-Bridge-Delivery` (the same on every retry, so receivers drop repeats)
-and `X-Bridge-Signature: sha256=<HMAC-SHA256 of the raw body>`. A notify target may shape its
-own body with a sandboxed template. Nothing is queued for an event no target asked for, so
-the ingest hot path pays one set lookup when notify is unused.
+and `X-Bridge-Signature: t=<unix time of the attempt>,v1=<HMAC-SHA256 of the time, the delivery id and
+the event, a newline after each, then the raw body>`: a captured delivery can neither be sent
+again later nor under another id or event. A notify target may shape its own JSON body with a
+sandboxed template whose values are JSON-encoded. Nothing is queued for an event no target
+asked for, so the ingest hot path pays one set lookup when notify is unused.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import hmac
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,7 +30,7 @@ from bridge.domain.rules import Rules
 from bridge.domain.tickets import NotifyTarget, targets_wanting, wanted_events
 from bridge.errors import OutboundFailure
 from bridge.outbox.jobs import Deliver, queue
-from bridge.rules.templates import TemplateError
+from bridge.rules.templates import TemplateError, is_json
 from bridge.shapes import incident_shape, iso, problem_shape
 from bridge.storage.engine import Connection
 from bridge.storage.store import Store
@@ -151,22 +154,34 @@ def endpoint_for(rules: Rules, destination: str) -> Endpoint | None:
     return Endpoint(name, system.url, system.secret)
 
 
-def signature(secret: str, body: bytes) -> str:
-    """The X-Bridge-Signature value: `sha256=` and the hex HMAC-SHA256 of the raw body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signed_text(timestamp: int, delivery_id: str, event: str, body: bytes) -> bytes:
+    """What X-Bridge-Signature signs: the timestamp, the delivery id and the event, each ended by a newline
+    (which none of them holds, so no field can borrow from the next), then the raw body."""
+    return f"{timestamp}\n{delivery_id}\n{event}\n".encode() + body
 
 
-def request_of(endpoint: Endpoint, job: Deliver) -> tuple[bytes, dict[str, str]]:
-    """The exact bytes and headers of a delivery: the same on every retry.
+def signature(secret: str, timestamp: int, delivery_id: str, event: str, body: bytes) -> str:
+    """The X-Bridge-Signature value: `t=<timestamp>,v1=<hex HMAC-SHA256 of the signed text>`."""
+    digest = hmac.new(secret.encode(), signed_text(timestamp, delivery_id, event, body), hashlib.sha256)
+    return f"t={timestamp},v1={digest.hexdigest()}"
+
+
+def request_of(endpoint: Endpoint, job: Deliver, timestamp: int) -> tuple[bytes, dict[str, str]]:
+    """The exact bytes and headers of a delivery sent at `timestamp` (unix seconds): the body and
+    delivery id are the same on every retry, the signature's time is the attempt's.
 
     Raises:
-        DeliveryFailed: the target's body template fails on this event (dead: fix the template, then retry).
+        DeliveryFailed: the target's body template fails on this event or renders no JSON (dead, never
+            sent: fix the template, then retry).
     """
     if endpoint.template is not None:
         try:
-            body = endpoint.template(job.body).encode()
+            text = endpoint.template(job.body)
         except TemplateError as exc:
             raise DeliveryFailed(f"body_template of {endpoint.name} fails on {job.event}: {exc}", False) from exc
+        if not is_json(text):
+            raise DeliveryFailed(f"body_template of {endpoint.name} renders no valid JSON on {job.event}", False)
+        body = text.encode()
     else:
         body = orjson.dumps(job.body)
     headers = {
@@ -174,7 +189,7 @@ def request_of(endpoint: Endpoint, job: Deliver) -> tuple[bytes, dict[str, str]]
         "User-Agent": USER_AGENT,
         "X-Bridge-Event": job.event,
         "X-Bridge-Delivery": job.delivery_id,
-        "X-Bridge-Signature": signature(endpoint.secret, body),
+        "X-Bridge-Signature": signature(endpoint.secret, timestamp, job.delivery_id, job.event, body),
     }
     return body, headers
 
@@ -202,7 +217,7 @@ def send(session: requests.Session, endpoint: Endpoint, job: Deliver, now: datet
         DeliveryFailed: timeouts, connection errors, 408, 429 and 5xx are retryable (Retry-After
             honoured); any other answer but 2xx is final, with the receiver's answer.
     """
-    body, headers = request_of(endpoint, job)
+    body, headers = request_of(endpoint, job, int(time.time()))
     try:
         answer = session.post(endpoint.url, data=body, headers=headers, timeout=TIMEOUT_SECONDS)
     except requests.Timeout as exc:

@@ -1,8 +1,9 @@
-"""Operator templates (problem keys, summaries, descriptions), sandboxed and strict.
+"""Operator templates (problem keys, summaries, descriptions, JSON bodies), sandboxed and strict.
 
 Jinja2's SandboxedEnvironment with StrictUndefined: a template cannot reach the
 environment, files or Python internals, and a missing label is an error rather than
-an empty string.
+an empty string. A JSON body template (a notify target's) writes every `{{ value }}` as a
+JSON literal, so no text an alert carries can close a string and add keys of its own.
 """
 
 from __future__ import annotations
@@ -11,15 +12,33 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+import orjson
+from jinja2 import StrictUndefined, TemplateRuntimeError, Undefined, nodes
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import htmlsafe_json_dumps
 
 from adapters import SOURCES
 from bridge.domain.incidents import Alert
 from bridge.domain.problems import Renderer
 
+
+def _json_literal(value: Any) -> str:
+    """A `{{ value }}` of a JSON body template, as JSON: strings quoted and escaped (control characters,
+    quotes, backslashes, `<`, `>`, `&`, `'` and every non-ASCII character as \\u escapes), numbers,
+    true/false/null, and lists and mappings whole."""
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined: raises the undefined-name error
+    try:
+        return str(htmlsafe_json_dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TemplateRuntimeError(f"a value cannot be written as JSON: {exc}") from exc
+
+
 _ENVIRONMENT = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+_JSON_ENVIRONMENT = SandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, finalize=_json_literal
+)
 # Bounded output: a template must not be able to build huge strings into keys or Jira fields.
 MAX_RENDERED_LENGTH = 32_000
 
@@ -28,14 +47,15 @@ class TemplateError(Exception):
     """A template does not compile or fails to render."""
 
 
-def compile_template(source: str) -> Renderer:
-    """Compile once; the returned function renders a context to text.
+def compile_template(source: str, json_values: bool = False) -> Renderer:
+    """Compile once; the returned function renders a context to text. With `json_values` (a JSON body),
+    every `{{ value }}` is written as a JSON literal: `{"text": {{ problem.summary }}}`, no quotes.
 
     Raises:
         TemplateError: syntax error (at compile) or undefined name / sandbox violation (at render).
     """
     try:
-        template = _ENVIRONMENT.from_string(source)
+        template = (_JSON_ENVIRONMENT if json_values else _ENVIRONMENT).from_string(source)
     except JinjaTemplateError as exc:
         raise TemplateError(str(exc)) from exc
 
@@ -69,6 +89,15 @@ def compile_template(source: str) -> Renderer:
         return text
 
     return render_once
+
+
+def is_json(text: str) -> bool:
+    """Whether a rendered JSON body parses as JSON (a template's own text can still break it)."""
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 # Renders remembered per template (a storm opens thousands of incidents of one failure, one key).

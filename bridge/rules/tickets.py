@@ -12,8 +12,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from bridge.domain.problems import Renderer
 from bridge.domain.tickets import EVENTS, NotifyTarget, TicketSync, TicketSystem
-from bridge.rules.templates import TemplateError, compile_template
+from bridge.rules.samples import sample_event
+from bridge.rules.templates import TemplateError, compile_template, is_json
 from bridge.validation import StrictModel, parse_duration
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
@@ -167,6 +169,23 @@ def _sync(where: str, model: TicketSyncModel, problems: list[str]) -> TicketSync
     return TicketSync(interval, tuple(model.queues), model.problem_field, overlap)
 
 
+def _body_template_problems(where: str, template: Renderer, events: list[str]) -> list[str]:
+    """What a body template does wrong on a sample of each event it is for: fails, or renders no JSON."""
+    found = []
+    for event in events:
+        try:
+            text = template(sample_event(event))
+        except TemplateError as exc:
+            found.append(f"{where} key body_template: fails on a sample {event}: {exc}")
+            continue
+        if not is_json(text):
+            found.append(
+                f"{where} key body_template: renders no valid JSON on a sample {event} ({{{{ value }}}} writes "
+                f'a JSON value, quotes included: write {{"text": {{{{ problem.summary }}}}}}, not in quotes)'
+            )
+    return found
+
+
 def build_notify_targets(
     models: list[NotifyTargetModel], expand: Expand, environ: Mapping[str, str], problems: list[str]
 ) -> tuple[NotifyTarget, ...]:
@@ -183,9 +202,11 @@ def build_notify_targets(
         template = None
         if model.body_template is not None:
             try:
-                template = compile_template(model.body_template)
+                template = compile_template(model.body_template, json_values=True)
             except TemplateError as exc:
                 problems.append(f"{where} key body_template: template does not compile: {exc}")
+            else:
+                problems.extend(_body_template_problems(where, template, model.events))
         if url is None or secret is None:
             continue
         built.append(NotifyTarget(model.name, url, secret, frozenset(model.events), template))

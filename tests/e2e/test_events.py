@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,6 +261,86 @@ def test_the_routing_key_is_never_stored_logged_or_shown(app, client, caplog):
     assert KEY not in caplog.text
     shown = json.dumps([incidents(client), rejected(client)])
     assert KEY not in shown and "portal-uptime" in shown
+
+
+def escaped(text: str, every: int = 1) -> str:
+    """`text` as JSON may spell it: every `every`th character as a \\u escape (upper-case hex on odd ones)."""
+    return "".join(
+        (f"\\u{ord(ch):04x}" if at % 2 else f"\\u{ord(ch):04X}") if at % every == 0 else ch
+        for at, ch in enumerate(text)
+    )
+
+
+_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"?', re.DOTALL)
+
+
+def traces_of_key(text: str) -> list[str]:
+    """Where the key shows in a stored or logged text: as written, or spelt with escapes in a string."""
+    found = [text] if KEY in text else []
+    for literal in _LITERAL.findall(text):
+        try:
+            decoded = json.loads(f'"{literal}"')
+        except ValueError:
+            decoded = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), literal)
+        found += [decoded] if KEY in decoded else []
+    return found
+
+
+def strings_in(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [*value, *(text for inner in value.values() for text in strings_in(inner))]
+    if isinstance(value, list):
+        return [text for inner in value for text in strings_in(inner)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_a_routing_key_spelt_with_escapes_elsewhere_is_never_stored_logged_or_shown(app, client, caplog):
+    """The key, sent as it should be in routing_key, also appears elsewhere spelt with JSON escapes (a
+    summary, an object's key, nested arrays, the dedup key, a change's details and links): redacted in
+    the parsed event, so no stored body, log line, incident or change carries it, and every stored
+    body still reads as JSON."""
+    caplog.set_level(logging.DEBUG)
+    trigger = payload("events-trigger.json")
+    trigger["dedup_key"] = "dk-@FULL@"
+    trigger["payload"]["summary"] = "disk full, sent with @FULL@ and @HALF@"
+    trigger["payload"]["custom_details"] = {"@HALF@": [["deep", ["@FULL@"]]], "note": "@TAIL@"}
+    bad = json.loads(json.dumps(trigger))
+    del bad["payload"]["severity"]
+    change = payload("events-change.json")
+    change["payload"]["summary"] = "deployed with @FULL@"
+    change["payload"]["custom_details"] = {"@HALF@": "x", "list": [["@TAIL@"]]}
+    change["links"] = [{"href": "https://ci.example/@FULL@", "text": "@HALF@"}]
+
+    def spelt(body: object) -> str:
+        text = json.dumps(body)
+        for name, value in {
+            "@FULL@": escaped(KEY),
+            "@HALF@": escaped(KEY, 2),
+            "@TAIL@": KEY[:5] + escaped(KEY[5:]),
+        }.items():
+            text = text.replace(name, value)
+        assert text.count(KEY) == 1 and sum(KEY in value for value in strings_in(json.loads(text))) > 3
+        return text
+
+    assert client.post("/v2/enqueue", data=spelt(trigger), headers=JSON).status_code == 202
+    assert client.post("/v2/enqueue", data=spelt(bad), headers=JSON).status_code == 400
+    assert client.post("/v2/change/enqueue", data=spelt(change), headers=JSON).status_code == 202
+    huge = json.loads(json.dumps(trigger))
+    huge["payload"]["custom_details"]["log"] = "x" * (512 * 1024)
+    assert client.post("/v2/enqueue", data=spelt(huge), headers=JSON).status_code == 413
+    deep = '{"routing_key": "' + KEY + '", "a": ' + "[" * 1000 + "]" * 1000 + "}"
+    assert client.post("/v2/enqueue", data=deep, headers=JSON).status_code == 400  # refused, no crash
+
+    bodies = stored_bodies(app)
+    assert len(bodies) == 4
+    assert [traces_of_key(body) for body in bodies] == [[], [], [], []]
+    parsed = [json.loads(body) for body in bodies[:2]]  # the cut one (413) is no JSON, as sent
+    assert all(KEY not in text for body in parsed for text in strings_in(body))
+    assert all(body["routing_key"] == "<redacted>" for body in parsed)
+    assert "disk full, sent with <redacted> and <redacted>" in [body["payload"]["summary"] for body in parsed]
+    assert traces_of_key(caplog.text) == []
+    shown = json.dumps([incidents(client), rejected(client), client.get("/api/v1/changes", headers=API).json])
+    assert traces_of_key(shown) == [] and "deployed with <redacted>" in shown
 
 
 def test_alertmanager_pagerduty_configs_events_create_and_resolve_one_incident_per_group(client):

@@ -117,3 +117,24 @@ def test_serve_logs_json_lines_for_the_server_and_each_request(tmp_path: Path, s
     assert any(r["logger"] == logger and r["message"].startswith(boot) for r in records)
     [logged] = [r for r in records if r.get("request_id") == "given-id-1"]
     assert (logged["message"], logged["path"], logged["status"]) == ("request", "/api/v1/incidents", 200)
+
+
+def test_text_logs_of_hostile_paths_and_headers_hold_no_raw_control_characters(
+    tmp_path: Path, capsys, configured_logging
+):
+    """An unauthenticated request path or header with terminal escapes (ESC, BEL, C1 CSI, DEL, line
+    separators) reaches the text log escaped: it can neither colour nor clear a terminal nor forge a line."""
+    app = build_app(tmp_path, {"BRIDGE_TOKEN_API": "api-token"})
+    configure_logging("INFO", "text")
+    client = app.test_client()
+    assert client.get("/%1b[31mred%1b[2J%07%c2%9b%7f").status_code == 404
+    assert client.get("/%1b[31mred%1b[2J%07%c2%9b%7f%e2%80%a8x").status_code == 404
+    hostile_header = "text/x\x1b[31m\x1b]0;pwned\x07\x9b1m\x7f\u2028"
+    answer = client.post(
+        "/api/v1/alerts/alertmanager", data=b"{}", headers={"Content-Type": hostile_header, "X-Request-ID": "\x1b[2J"}
+    )
+    assert answer.status_code == 415
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(line.isprintable() for line in lines), [line for line in lines if not line.isprintable()]
+    assert any('path="/\\u001b[31mred\\u001b[2J\\u0007\\u009b\\u007f"' in line for line in lines), lines
+    assert any('path="/\\u001b[31mred\\u001b[2J\\u0007\\u009b\\u007f\\u2028x"' in line for line in lines), lines

@@ -3,6 +3,7 @@ with them and their systems told through signed, retried, idempotent deliveries;
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -39,7 +40,7 @@ ALL_EVENTS = [
 ]
 
 
-def rules_with(chat_events: list[str], systems: dict[str, Any]) -> dict[str, Any]:
+def rules_with(chat_events: list[str], systems: dict[str, Any], chat_template: str | None = None) -> dict[str, Any]:
     """The example rules plus an ITSM ticket system, a chat notify target, and a problem rule that groups
     alerts and tickets of one service (so tickets join the alerts' problem)."""
     raw = yaml.safe_load((ROOT / "rules.yaml").read_text())
@@ -51,6 +52,8 @@ def rules_with(chat_events: list[str], systems: dict[str, Any]) -> dict[str, Any
     raw["notify"] = [
         {"name": "chat", "url": "${TEST_CHAT_URL}", "secret_env": "TEST_CHAT_SECRET", "events": chat_events}
     ]
+    if chat_template is not None:
+        raw["notify"][0]["body_template"] = chat_template
     raw["problems"].insert(
         0,
         {
@@ -144,6 +147,7 @@ def bridge_with(database_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
         systems: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
         settings_env: dict[str, str] | None = None,
+        chat_template: str | None = None,
     ) -> Bridge:
         started = receivers(ITSM_SECRET, CHAT_SECRET)
         made.append(started)
@@ -155,7 +159,7 @@ def bridge_with(database_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
             "TEST_CHAT_SECRET": CHAT_SECRET,
             **(env or {}),
         }
-        rules = parse_rules(rules_with(chat_events, systems or {}), environ=environ)
+        rules = parse_rules(rules_with(chat_events, systems or {}, chat_template), environ=environ)
         settings = load_settings(
             {
                 "BRIDGE_TOKEN_API": "api-token",
@@ -385,6 +389,42 @@ def test_incident_and_release_events_and_a_body_template(bridge_with, clock):
     ]
     assert bridge.chat.received[2].body["incident"]["close_reason"] == "released in 2026.11.4"
     assert bridge.chat.received[3].body["release"]["closed_problems"] == [problem_id]
+
+
+def test_hostile_alert_text_reaches_a_templated_receiver_as_json_values_with_only_the_templates_keys(bridge_with):
+    template = (
+        '{"text": {{ event ~ ": " ~ incident.summary }}, "host": {{ incident.labels.host }}, '
+        '"labels": {{ incident.labels }}, "note": {{ incident.annotations.runbook }}}'
+    )
+    bridge = bridge_with(chat_events=["incident.opened"], chat_template=template)
+    hostile = 'x", "channel": "#general", "username": "CEO", "text": "All clear \\ \n </script> {{ 1 }} \u2028'
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "CheckoutDown", "service": "checkout", "host": hostile},
+        "annotations": {"summary": hostile, "runbook": hostile[::-1]},
+        "startsAt": "2026-11-23T18:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "fingerprint": "fphostile",
+    }
+    body = {"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "bridge", "alerts": [alert]}
+    assert bridge.client.post("/api/v1/alerts/alertmanager", json=body).status_code == 200
+    bridge.work()
+    [opened] = bridge.chat.received
+    assert opened.signature_valid
+    sent = json.loads(opened.raw)
+    assert set(sent) == {"text", "host", "labels", "note"}
+    assert (sent["host"], sent["labels"]["host"], sent["note"]) == (hostile, hostile, hostile[::-1])
+    assert sent["text"].startswith("incident.opened: ")
+
+
+def test_a_templated_body_that_renders_no_json_dead_letters_naming_the_template(bridge_with):
+    template = '{"text": {{ incident.summary }}{% if incident.labels.service == "billing" %},{% endif %}}'
+    bridge = bridge_with(chat_events=["incident.opened"], chat_template=template)
+    bridge.alert("billing")
+    bridge.work(2)
+    assert bridge.chat.received == []
+    [dead] = bridge.client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
+    assert dead["last_error"] == "body_template of chat renders no valid JSON on incident.opened"
 
 
 def test_delivery_metrics_of_every_target_exist_at_zero(bridge_with):

@@ -81,10 +81,25 @@ def test_routing_keys_are_compared_whole_and_only_as_strings():
         ),
         ('{"routing_key": "s3cret-rout', '{"routing_key": "<redacted>"'),
         ('{"other": "s3cret-routing-key"}', '{"other": "<redacted>"}'),
+        ('{"a": "\\u00733cret-routing-\\u006Bey!"}', '{"a": "<redacted>!"}'),
+        ('{"\\u0073\\u0033cret-routing-key": [["s\\u0033cret-routing-key"]]}', '{"<redacted>": [["<redacted>"]]}'),
+        ('{"a": "x \\u00733cret-routing-key \\"q', '{"a": "x <redacted> \\"q"'),
+        ('{"a": "\\u00733cret-routing-ke", "b": "\\n"}', '{"a": "\\u00733cret-routing-ke", "b": "\\n"}'),
     ],
 )
-def test_redaction_covers_cut_bodies_duplicates_and_stray_copies(text, expected):
+def test_redaction_covers_cut_bodies_duplicates_stray_copies_and_escaped_ones(text, expected):
     assert events.redact(text, "s3cret-routing-key") == expected
+
+
+def test_a_parsed_event_is_redacted_in_every_string_and_key_at_any_depth():
+    event = {
+        "routing_key": "s3cret-routing-key",
+        "payload": {"summary": "with s3cret-routing-key", "s3cret-routing-key": [[{"routing_key": "x"}], 3, None]},
+    }
+    assert events.redact_event(event, "s3cret-routing-key") == {
+        "routing_key": "<redacted>",
+        "payload": {"summary": "with <redacted>", "<redacted>": [[{"routing_key": "<redacted>"}], 3, None]},
+    }
 
 
 def test_routing_key_values_are_expanded_from_the_environment():

@@ -70,3 +70,37 @@ def test_no_log_call_names_an_extra_field_the_log_record_already_has():
                         keys = {key.value for key in keyword.value.keys if isinstance(key, ast.Constant)}
                         clashes += [f"{path.relative_to(ROOT)}:{node.lineno} {key}" for key in keys & reserved]
     assert clashes == []
+
+
+HOSTILE = "\x1b[31mred\x1b[2J\x1b]0;pwned\x07 \x9b1m\x7f\x00\r\n\t\u2028\u2029\u200e\ufeff end"
+
+
+def test_text_escapes_every_unprintable_character_of_message_extras_and_keys_as_json_does():
+    extras = {
+        "path": "/" + HOSTILE.replace(" ", ""),
+        "content_type": HOSTILE,
+        "error": 'said "no" ' + HOSTILE,
+        "items": [HOSTILE, {"k" + HOSTILE: HOSTILE}],
+        "count": 3,
+        "nothing": None,
+    }
+    for key, value in extras.items():
+        made = record({key: value})
+        made.msg, made.args = "request %s", (HOSTILE,)
+        line = TextFormatter().format(made)
+        assert line.isprintable(), (key, [ch for ch in line if not ch.isprintable()])
+        assert "request \\u001b[31mred\\u001b[2J\\u001b]0;pwned\\u0007 \\u009b1m\\u007f\\u0000\\r\\n\\t" in line
+        assert json.loads(line.split(f" end {key}=", 1)[1]) == value  # the escapes decode to the value
+    line = TextFormatter().format(record({"bad\x1bkey": "v"}))
+    assert line.endswith(" bad\\u001bkey=v")
+
+
+def test_a_traceback_keeps_its_lines_and_escapes_the_rest():
+    try:
+        raise ValueError(HOSTILE)
+    except ValueError:
+        import sys
+
+        line = TextFormatter().format(record({}, sys.exc_info()))
+    assert all(part.isprintable() for part in line.split("\n"))
+    assert line.split("\n")[-1].startswith("ValueError: \\u001b[31mred")

@@ -109,6 +109,34 @@ def test_unset_variables_are_named_with_their_entry_and_key():
             },
             'notify target "chat" key body_template: template does not compile:',
         ),
+        (
+            {
+                "notify": [
+                    {
+                        "name": "chat",
+                        "url": "https://x",
+                        "secret_env": "CHAT_SECRET",
+                        "events": ["problem.opened"],
+                        "body_template": '{"text": "{{ event }}: {{ problem.summary }}"}',
+                    }
+                ]
+            },
+            'notify target "chat" key body_template: renders no valid JSON on a sample problem.opened',
+        ),
+        (
+            {
+                "notify": [
+                    {
+                        "name": "chat",
+                        "url": "https://x",
+                        "secret_env": "CHAT_SECRET",
+                        "events": ["incident.opened"],
+                        "body_template": '{"text": {{ incident.nothing }}}',
+                    }
+                ]
+            },
+            'notify target "chat" key body_template: fails on a sample incident.opened:',
+        ),
     ],
 )
 def test_bad_entries_are_named(sections, expected):
@@ -125,7 +153,7 @@ def test_a_body_template_runs_sandboxed_on_the_event():
                     "url": "https://x",
                     "secret_env": "CHAT_SECRET",
                     "events": ["problem.opened"],
-                    "body_template": '{"text": "{{ event }}: {{ problem.summary }}"}',
+                    "body_template": '{"text": {{ event ~ ": " ~ problem.summary }}, "id": {{ problem.id }}}',
                 }
             ]
         ),
@@ -133,6 +161,6 @@ def test_a_body_template_runs_sandboxed_on_the_event():
     )
     [chat] = rules.notify_targets
     assert chat.body_template is not None
-    assert chat.body_template({"event": "problem.opened", "problem": {"summary": "checkout down"}}) == (
-        '{"text": "problem.opened: checkout down"}'
+    assert chat.body_template({"event": "problem.opened", "problem": {"summary": 'checkout "down"', "id": 4}}) == (
+        '{"text": "problem.opened: checkout \\"down\\"", "id": 4}'
     )
