@@ -232,9 +232,12 @@ def login():  # type: ignore[no-untyped-def]
 
 
 def _begin_session(name: str | None, acting: bool) -> None:
-    """A new session's row, and the cookie naming it (nothing of an earlier session carries over)."""
+    """A new session's row, and the cookie naming it. The browser's earlier session ends: nothing of it
+    carries over, and a copy of its cookie is refused too."""
     ctx = bridge()
     now, session_id = ctx.now(), secrets.token_urlsafe(32)
+    if current_session() is not None:
+        ctx.store.end_session(session[SESSION_ID], now)
     ctx.store.start_session(session_id, name, acting, now, now + ctx.settings.session_lifetime)
     session.clear()
     session.permanent = True

@@ -80,6 +80,15 @@ def test_a_cookie_copied_before_sign_out_is_refused_after_it_on_every_replica(re
     assert acknowledged_by(first) is None
 
 
+def test_signing_in_again_ends_the_browsers_earlier_session(replicas):
+    first, second = replicas
+    browser = signed_in(first, token=READ)
+    copy = with_cookie(second, cookie_of(browser))
+    assert browser.post("/ui/login", data={"token": OPERATE, "name": "Ann"}).status_code == 302
+    assert browser.get("/ui/problems").status_code == 200
+    assert copy.get("/ui/problems").status_code == 302
+
+
 def test_a_session_ends_its_lifetime_after_signing_in_whatever_the_activity(replicas, clock: Clock):
     first, second = replicas
     browser = signed_in(first)
