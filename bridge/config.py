@@ -175,6 +175,8 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     trusted_proxies: tuple[Network, ...] = ()
     trusted_user_header: str | None = None
+    # How long a sign-in to the pages lasts, counted from signing in (activity never extends it).
+    session_lifetime: timedelta = timedelta(hours=12)
     release_watch: timedelta = timedelta(hours=24)
     # The longest a maintenance window made through the API or the pages may hold (none holds forever).
     maintenance_max: timedelta = timedelta(days=7)
@@ -236,6 +238,7 @@ ENVIRONMENT: Mapping[str, tuple[str, Callable[[str], Any]]] = {
     "BRIDGE_PUBLIC_URL": ("public_url", str),
     "BRIDGE_TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "BRIDGE_TRUSTED_USER_HEADER": ("trusted_user_header", _header_name),
+    "BRIDGE_SESSION_LIFETIME": ("session_lifetime", positive_duration),
     "BRIDGE_RELEASE_WATCH": ("release_watch", positive_duration),
     "BRIDGE_MAINTENANCE_MAX": ("maintenance_max", positive_duration),
     "BRIDGE_DEPLOY_MAX": ("deploy_max", positive_duration),

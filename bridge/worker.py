@@ -458,12 +458,14 @@ def mark_response_breaches(store: Store, now: datetime) -> list[dict[str, Any]]:
 
 
 def prune(store: Store, now: datetime, retention: timedelta) -> dict[str, int]:
-    """Delete raw notifications and refused payloads older than `retention`; logs and returns the counts.
+    """Delete raw notifications, refused payloads and the pages' sessions that ended longer than `retention`
+    ago; logs and returns the counts.
 
     Incidents, problems, releases and their history stay: none of them needs the raw body.
     """
     before = now - retention
     deleted = store.prune(before)
+    deleted["ui_sessions"] = store.prune_sessions(before)
     log.info("pruned old raw payloads", extra={"before": before.isoformat(), **deleted})
     return deleted
 

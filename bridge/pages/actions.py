@@ -12,20 +12,19 @@ Adding an action is one template block (`action_form` in macros.html) and one sm
 
 from __future__ import annotations
 
-import hmac
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
-from flask import flash, redirect, render_template, request, session, url_for
+from flask import flash, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from bridge.api.bodies import MaintenanceRequest
 from bridge.errors import BadPayload, BridgeError
 from bridge.outbox.notify import Announcer
-from bridge.pages.views import may_act, ui
+from bridge.pages.views import form_token_matches, may_act, ui
 from bridge.problems.actions import (
     acknowledge_incident,
     add_problem_note,
@@ -62,8 +61,7 @@ def page_action(back: Callable[..., str]) -> Callable[[Callable[..., str]], Call
         def run(**kwargs: Any) -> Any:
             if not may_act():
                 return _refused("Acting needs the operate token: sign in again with BRIDGE_TOKEN_OPERATE.", 403)
-            expected, given = session.get("csrf"), request.form.get("csrf_token", "")
-            if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(), given.encode()):
+            if not form_token_matches():
                 return _refused("This form has expired or did not come from this page: reload it and try again.", 400)
             try:
                 flash(action(**kwargs), DONE)

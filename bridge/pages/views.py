@@ -2,21 +2,24 @@
 
 Server-rendered (Jinja2, autoescaped), no build chain; a few lines of plain JavaScript
 (a served file: the Content-Security-Policy allows no inline script) count SLA time down
-and refresh the overview. Behind the read token: signing in with it starts a signed
-session cookie that never holds the token itself. Signing in with the operate token (and
-a name) lets the person act through the forms of bridge/pages/actions.py.
+and refresh the overview. Behind the read token: signing in with it starts a session, a row
+in the database named by a signed cookie that never holds the token itself; it ends when
+signed out (on every replica at once) or BRIDGE_SESSION_LIFETIME after signing in, whatever
+the activity. Signing in with the operate token (and a name) lets the person act through
+the forms of bridge/pages/actions.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from flask.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface
 
@@ -40,6 +43,7 @@ from bridge.web.answers import incidents_csv_answer, report_asked, service_csv_a
 from bridge.web.context import EXTENSION, bridge
 from bridge.web.edge import choice_arg, group_token, page_args
 
+log = logging.getLogger(__name__)
 ui = Blueprint(
     "ui",
     __name__,
@@ -48,8 +52,9 @@ ui = Blueprint(
     static_url_path="/static",
     url_prefix="/ui",
 )
-SESSION_LIFETIME = timedelta(hours=12)
 OPEN_ENDPOINTS = ("ui.login", "ui.logout", "ui.static")
+# The cookie's key naming the session's row (bridge/storage/session_repository.py).
+SESSION_ID = "sid"
 _LOCAL_TARGET = re.compile(r"/ui/[!-~]*")  # a page of ours, printable ASCII only: no open redirect, no odd header
 
 
@@ -83,8 +88,8 @@ def _configure_sessions(state: BlueprintSetupState) -> None:
         SESSION_COOKIE_PATH="/ui/",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
-        # 12 hours from signing in, not from the last click: a copied cookie dies too.
+        # The browser forgets the cookie by then; the session's row is what ends it, at its expiry.
+        PERMANENT_SESSION_LIFETIME=settings.session_lifetime,
         SESSION_REFRESH_EACH_REQUEST=False,
     )
 
@@ -93,8 +98,26 @@ def _sessions_required() -> bool:
     return group_token("api") is not None
 
 
+def _live_session() -> dict[str, Any] | None:
+    """The row of the session the cookie names, read afresh on every request (no replica caches it,
+    so signing out on one ends it on all); a cookie whose session has ended is emptied."""
+    session_id = session.get(SESSION_ID)
+    if not isinstance(session_id, str):
+        return None
+    ctx = bridge()
+    row = ctx.store.live_session(session_id, ctx.now())
+    if row is None:
+        session.clear()
+    return row
+
+
+def current_session() -> dict[str, Any] | None:
+    """This request's live session (looked up once per request, before any view)."""
+    return cast(dict[str, Any] | None, g.get("ui_session"))
+
+
 def _signed_in() -> bool:
-    return not _sessions_required() or session.get("signed_in") is True
+    return not _sessions_required() or current_session() is not None
 
 
 @ui.before_request
@@ -103,6 +126,7 @@ def _require_session():  # type: ignore[no-untyped-def]
     # a page elsewhere from signing the browser in or out.
     if request.method == "POST" and request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
         abort(403)
+    g.ui_session = _live_session() if request.endpoint != "ui.static" else None
     if request.endpoint not in OPEN_ENDPOINTS and not _signed_in():
         return redirect(url_for("ui.login", next=request.full_path))
     return None
@@ -110,7 +134,8 @@ def _require_session():  # type: ignore[no-untyped-def]
 
 def may_act() -> bool:
     """Whether this page's visitor may act: signed in with the operate token, or acting is left open."""
-    return group_token("operate") is None or session.get("operate") is True
+    live = current_session()
+    return group_token("operate") is None or (live is not None and live["operate"] is True)
 
 
 def csrf_token() -> str:
@@ -121,6 +146,12 @@ def csrf_token() -> str:
     return token
 
 
+def form_token_matches() -> bool:
+    """Whether the posted form carries this session's form token."""
+    expected, given = session.get("csrf"), request.form.get("csrf_token", "")
+    return isinstance(expected, str) and hmac.compare_digest(expected.encode(), given.encode())
+
+
 @ui.context_processor
 def _session_state() -> dict[str, Any]:
     try:
@@ -128,7 +159,7 @@ def _session_state() -> dict[str, Any]:
     except BadPayload:  # an unusable name from the proxy: an action would say so; the page still shows
         from_proxy = None
     return {
-        "signed_in": session.get("signed_in") is True,
+        "signed_in": current_session() is not None,
         "may_act": may_act(),
         "actor": from_proxy or session.get(SESSION_ACTOR),
     }
@@ -195,19 +226,52 @@ def login():  # type: ignore[no-untyped-def]
             except BadPayload as exc:
                 error = f"That name cannot be recorded: {'; '.join(exc.errors)}."
         if error is None:
-            session.clear()
-            session.permanent = True
-            session.update(signed_in=True, operate=acting, csrf=secrets.token_urlsafe(32))
-            if name:
-                session[SESSION_ACTOR] = name
+            _begin_session(name or None, acting)
             return redirect(target)
     return render_template("login.html", error=error, next=target, proxy_user=from_proxy), 401 if error else 200
 
 
+def _begin_session(name: str | None, acting: bool) -> None:
+    """A new session's row, and the cookie naming it. The browser's earlier session ends: nothing of it
+    carries over, and a copy of its cookie is refused too."""
+    ctx = bridge()
+    now, session_id = ctx.now(), secrets.token_urlsafe(32)
+    if current_session() is not None:
+        ctx.store.end_session(session[SESSION_ID], now)
+    ctx.store.start_session(session_id, name, acting, now, now + ctx.settings.session_lifetime)
+    session.clear()
+    session.permanent = True
+    session.update({SESSION_ID: session_id, "csrf": secrets.token_urlsafe(32)})
+    if name:
+        session[SESSION_ACTOR] = name
+    log.info("signed in to the pages", extra={"actor": name, "operate": acting})
+
+
 @ui.post("/logout")
 def logout():  # type: ignore[no-untyped-def]
-    """End the session: the cookie is emptied and expired (Flask deletes it once the session is empty)."""
+    """End the session: its row, so a copy of the cookie is refused too, and the cookie itself
+    (emptied and expired: Flask deletes it once the session is empty)."""
+    live = current_session()
+    if live is not None:
+        bridge().store.end_session(session[SESSION_ID], bridge().now())
+        log.info("signed out of the pages", extra={"actor": live["actor"]})
     session.clear()
+    return redirect(url_for("ui.login"))
+
+
+@ui.post("/logout/everywhere")
+def logout_everywhere():  # type: ignore[no-untyped-def]
+    """End every session of the signed-in person, in every browser (a cookie left on another
+    machine, or copied): a form action, so it takes the form token like every other."""
+    live = current_session()
+    if live is None or not live["actor"] or not may_act():
+        return render_template("refused.html", message="Signing out everywhere needs a sign-in with your name."), 403
+    if not form_token_matches():
+        return render_template("refused.html", message="This form has expired: reload the page and try again."), 400
+    ended = bridge().store.end_sessions_of(live["actor"], bridge().now())
+    log.info("signed out of the pages everywhere", extra={"actor": live["actor"], "sessions": ended})
+    session.clear()
+    flash(f"Signed out everywhere: {ended} session(s) of {live['actor']} ended.", "done")
     return redirect(url_for("ui.login"))
 
 

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Connection
 
 from bridge.storage import driver_sql
 from bridge.storage.engine import Database
-from bridge.storage.schema import notifications, octet_length, rejected_payloads
+from bridge.storage.schema import notifications, rejected_payloads
+from bridge.storage.sql_functions import octet_length
 
 # What a listing of refused payloads shows: everything but the body, which can be 1 MB each.
 REJECTED_SUMMARY = [column for column in rejected_payloads.columns if column.name != "body"] + [

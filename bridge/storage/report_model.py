@@ -23,7 +23,8 @@ from bridge.domain.reports import Resolution, Response
 from bridge.domain.tickets import TICKET_SOURCE
 from bridge.storage import driver_sql
 from bridge.storage.engine import Database
-from bridge.storage.schema import UtcDateTime, epoch_seconds, incidents, problem_events, problems, releases
+from bridge.storage.schema import UtcDateTime, incidents, problem_events, problems, releases
+from bridge.storage.sql_functions import epoch_seconds
 
 # Rows one read of the CSV export takes: each page is its own short read, so a slow download holds
 # no transaction open (SQLite's checkpoints, PostgreSQL's vacuum) and a year of incidents never sits

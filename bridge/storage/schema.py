@@ -7,12 +7,9 @@ the newest migration produces.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import GenericFunction
 
 
 class UtcDateTime(sa.TypeDecorator[datetime]):
@@ -426,6 +423,22 @@ jira_rate_limits = sa.Table(
     sa.Index("ix_jira_rate_limits_blocked_until", "blocked_until"),
 )
 
+# The pages' sign-ins: the cookie names its row (by the id's SHA-256), which ends at
+# `expires_at` whatever the activity, or earlier when signed out (`ended_at`).
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("id_sha256", sa.String(64), primary_key=True),
+    sa.Column("actor", sa.String(200)),
+    sa.Column("operate", sa.Boolean(), nullable=False),
+    sa.Column("signed_in_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("ended_at", UtcDateTime()),
+    sa.Column("ended_how", sa.String(32)),
+    sa.Index("ix_ui_sessions_actor", "actor"),
+    sa.Index("ix_ui_sessions_expires_at", "expires_at"),
+)
+
 # Tickets linked to a problem by hand; reported tickets are incidents (source "ticket").
 problem_tickets = sa.Table(
     "problem_tickets",
@@ -507,36 +520,3 @@ rejected_payloads = sa.Table(
     sa.Column("body_truncated", sa.Boolean(), nullable=False),
     sa.Index("ix_rejected_payloads_received_at", "received_at"),
 )
-
-
-class octet_length(GenericFunction[int]):
-    """Bytes of a text value: PostgreSQL's octet_length, SQLite's length of the text as a blob."""
-
-    type = sa.Integer()
-    inherit_cache = True
-
-
-@compiles(octet_length, "sqlite")
-def _octet_length_sqlite(element: octet_length, compiler: Any, **kw: Any) -> str:
-    return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
-
-
-class epoch_seconds(GenericFunction[float]):
-    """Seconds since 1970 of a UtcDateTime, as a float to the microsecond on both backends: a report reads
-    many instants as numbers instead of building a datetime of each."""
-
-    type = sa.Float()
-    inherit_cache = True
-
-
-@compiles(epoch_seconds, "postgresql")
-def _epoch_seconds_postgresql(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
-    # date_part, not EXTRACT: since PostgreSQL 14 EXTRACT answers a numeric, several times slower to compute.
-    return f"date_part('epoch', {compiler.process(element.clauses, **kw)})"
-
-
-@compiles(epoch_seconds, "sqlite")
-def _epoch_seconds_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
-    # SQLAlchemy stores "YYYY-MM-DD HH:MM:SS.ffffff" (UTC): whole seconds, then the six digits after the point.
-    value = compiler.process(element.clauses, **kw)
-    return f"(CAST(strftime('%s', {value}) AS REAL) + CAST(substr({value}, 21, 6) AS REAL) / 1000000.0)"

@@ -15,6 +15,7 @@ from bridge.storage.rate_limit_repository import RateLimitRepository
 from bridge.storage.read_models import ReadModels
 from bridge.storage.release_repository import ReleaseRepository
 from bridge.storage.report_model import ReportModel
+from bridge.storage.session_repository import SessionRepository
 from bridge.storage.ticket_repository import TicketRepository
 from bridge.storage.ticket_sync_repository import TicketSyncRepository
 from bridge.storage.window_repository import WindowRepository
@@ -37,5 +38,6 @@ class Store(
     HeartbeatRepository,
     WindowRepository,
     DeployRepository,
+    SessionRepository,
 ):
     """All reads and writes of the bridge's state, one repository per aggregate on one engine."""

@@ -10,11 +10,18 @@ gives no name is recorded as "api".
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Iterable
 
 from flask import request, session
 
+from adapters import SOURCES
 from bridge.errors import BadPayload
+from bridge.jira.outcomes import JIRA_ACTOR
+from bridge.problems.corrections import DEFAULT_ACTOR
+from bridge.tickets.sync import ACTORS as TICKET_ACTORS
+from bridge.watch.windows import RECURRING_ACTOR
 from bridge.web.context import bridge
 
 # Set in the WSGI environ by app.TrustedProxies when the peer is a trusted proxy.
@@ -22,21 +29,82 @@ TRUSTED_PEER = "bridge.trusted_peer"
 ACTOR_HEADER = "X-Bridge-Actor"
 SESSION_ACTOR = "actor"
 UNNAMED_API_CLIENT = "api"
+UNNAMED_PAGE_VISITOR = "unnamed (page)"
 MAX_ACTOR_LENGTH = 200
+# Every name the bridge itself writes where a person's name goes (histories, acknowledgements,
+# windows): taken by a person, their action would read as the bridge's own. Compared casefolded
+# after NFKC; rules.yaml's ticket systems and Events v2 routing keys are reserved too (reserved_names).
+SYSTEM_ACTORS = frozenset(
+    name.casefold()
+    for name in (
+        UNNAMED_API_CLIENT,
+        UNNAMED_PAGE_VISITOR,
+        DEFAULT_ACTOR,
+        JIRA_ACTOR,
+        RECURRING_ACTOR,
+        *TICKET_ACTORS.values(),
+        *SOURCES,
+        "release",
+        "worker",
+        "bridge",
+        "incident-bridge",
+        "system",
+    )
+)
+# Zabbix's acknowledgers are recorded as "<user> (in Zabbix)" (adapters/zabbix.py).
+_SYSTEM_SUFFIX = re.compile(r"\(\s*in\s+zabbix\s*\)\Z")
+# Not in a C category, yet shown as nothing: Hangul fillers, blank braille, variation selectors,
+# the combining grapheme joiner, Mongolian free variation selectors.
+_INVISIBLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0\U000e0100-\U000e01ef]"
+)
+
+
+def _problem_with(name: str, reserved: Iterable[str]) -> str | None:
+    """What makes `name` unusable as a person's name, or None."""
+    if not name or len(name) > MAX_ACTOR_LENGTH:
+        return f"a name of 1 to {MAX_ACTOR_LENGTH} characters"
+    if name != name.strip():
+        return "no spaces before or after the name"
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        return "control characters are not allowed"
+    unseen = next(
+        (ch for ch in name if _INVISIBLE.match(ch) or unicodedata.category(ch)[0] in "CZ" and ch != " "), None
+    )
+    if unseen is not None:
+        return f"U+{ord(unseen):04X} is not allowed: only printable characters, and the plain space between words"
+    folded = unicodedata.normalize("NFKC", name).strip().casefold()
+    if folded in SYSTEM_ACTORS or folded in reserved or _SYSTEM_SUFFIX.search(folded):
+        return f"{name!r} is a name the bridge records its own actions under; give your own name"
+    return None
+
+
+def reserved_names() -> frozenset[str]:
+    """The names a person may not take on this deployment: the bridge's own and those rules.yaml gives
+    to ticket systems and Events v2 routing keys (casefolded, NFKC)."""
+    rules = bridge().rules
+    named = [*rules.ticket_systems, *(key.name for key in rules.event_routing_keys)]
+    return frozenset(unicodedata.normalize("NFKC", name).strip().casefold() for name in named)
 
 
 def checked_name(given: str, where: str) -> str:
-    """A person's name as it will be recorded: trimmed, 1 to 200 characters, no control characters.
+    """A person's name as it will be recorded: 1 to 200 printable characters, none of the bridge's own.
 
     Raises:
-        BadPayload: empty, too long, or with control characters (a NUL cannot be stored).
+        BadPayload: empty, too long, spaces around it, control or invisible characters, or a reserved name.
     """
-    name = given.strip()
-    if not name or len(name) > MAX_ACTOR_LENGTH:
-        raise BadPayload(f"invalid {where}", [f"{where}: a name of 1 to {MAX_ACTOR_LENGTH} characters"])
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
-        raise BadPayload(f"invalid {where}", [f"{where}: control characters are not allowed"])
-    return name
+    problem = _problem_with(given, reserved_names())
+    if problem is not None:
+        raise BadPayload(f"invalid {where}", [f"{where}: {problem}"])
+    return given
+
+
+def header_text(value: str) -> str:
+    """A header's text as the client wrote it: WSGI hands bytes over as Latin-1, names come in UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def proxy_user() -> str | None:
@@ -45,7 +113,7 @@ def proxy_user() -> str | None:
     if header is None or not request.environ.get(TRUSTED_PEER):
         return None
     given = request.headers.get(header)
-    return checked_name(given, header) if given else None
+    return checked_name(header_text(given), header) if given else None
 
 
 def request_actor() -> str:
@@ -59,6 +127,6 @@ def request_actor() -> str:
         return from_proxy
     if request.blueprint is not None and request.blueprint.startswith("ui"):
         named = session.get(SESSION_ACTOR)
-        return named if isinstance(named, str) and named else "unnamed (page)"
+        return named if isinstance(named, str) and named else UNNAMED_PAGE_VISITOR
     given = request.headers.get(ACTOR_HEADER)
-    return checked_name(given, ACTOR_HEADER) if given else UNNAMED_API_CLIENT
+    return checked_name(header_text(given), ACTOR_HEADER) if given else UNNAMED_API_CLIENT

@@ -64,10 +64,10 @@ def test_every_replica_accepts_the_session_and_rotating_the_token_ends_it(app, t
     client = app.test_client()
     sign_in(client)
     cookie = client.get_cookie("bridge_session", path="/ui/").value
-    replica = make_app(tmp_path / "replica", clock).test_client()
+    replica = make_app(tmp_path, clock).test_client()  # another process on the same database
     replica.set_cookie("bridge_session", cookie, path="/ui/")
     assert replica.get("/ui/rejected").status_code == 200
-    rotated = make_app(tmp_path / "rotated", clock, token="the-new-token").test_client()
+    rotated = make_app(tmp_path, clock, token="the-new-token").test_client()
     rotated.set_cookie("bridge_session", cookie, path="/ui/")
     assert rotated.get("/ui/rejected").status_code == 302
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from bridge.errors import BadPayload
 from bridge.storage.read_models import IncidentFilter
-from bridge.storage.schema import notifications, rejected_payloads
+from bridge.storage.schema import notifications, rejected_payloads, ui_sessions
 from bridge.storage.store import Store
 from bridge.worker import Pruner, prune, run_once
 from tests.conftest import ingest, payload
@@ -41,7 +41,7 @@ def test_prune_deletes_old_raw_payloads_and_keeps_incidents(store: Store, exampl
     fire(store, example_rules, 100, T0 + timedelta(days=31))
     refuse(store, example_rules, T0 + timedelta(days=31))
     deleted = prune(store, T0 + timedelta(days=31, hours=1), timedelta(days=30))
-    assert deleted == {"notifications": 7, "rejected_payloads": 7}
+    assert deleted == {"notifications": 7, "rejected_payloads": 7, "ui_sessions": 0}
     assert (count(store, notifications), count(store, rejected_payloads)) == (1, 1)
     kept = store.list_incidents(IncidentFilter(), 50, None).items
     assert len(kept) == 8, "incidents outlive the notifications that made them"
@@ -80,3 +80,18 @@ def test_worker_prunes_once_a_day(store: Store, example_rules):
     assert count(store, notifications) == 1, "not again within the day"
     run_once(store, T0 + timedelta(days=1), pruner=pruner)
     assert count(store, notifications) == 0
+
+
+def test_the_daily_prune_forgets_sessions_ended_before_the_retention_and_keeps_the_rest(store: Store):
+    """Signed out or expired long ago: gone. Live, or ended within the retention: kept (who signed in when)."""
+    long_ago, lately = T0 - timedelta(days=40), T0 - timedelta(days=2)
+    store.start_session("signed-out-long-ago", "Ann", True, long_ago, long_ago + timedelta(hours=12))
+    store.end_session("signed-out-long-ago", long_ago + timedelta(hours=1))
+    store.start_session("expired-long-ago", "Ann", True, long_ago, long_ago + timedelta(hours=12))
+    store.start_session("signed-out-lately", "Bob", True, lately, lately + timedelta(hours=12))
+    store.end_sessions_of("Bob", lately + timedelta(hours=1))
+    store.start_session("live", "Ann", False, T0, T0 + timedelta(hours=12))
+    assert prune(store, T0, timedelta(days=30))["ui_sessions"] == 2
+    assert count(store, ui_sessions) == 2
+    assert store.live_session("live", T0) is not None
+    assert store.live_session("signed-out-lately", T0) is None
