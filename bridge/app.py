@@ -33,7 +33,7 @@ from bridge.api.tickets import tickets
 from bridge.api.webhooks import webhooks
 from bridge.config import Network, Settings, load_settings
 from bridge.domain.rules import Rules
-from bridge.errors import BadPayload, BridgeError, SenderShapedError
+from bridge.errors import BadPayload, BridgeError, SenderShapedError, TooManyFailures
 from bridge.ingest.deliveries import write_deliveries
 from bridge.ingest.group_commit import GroupCommit
 from bridge.jira import budget as jira_budget
@@ -43,6 +43,9 @@ from bridge.shapes import error_shape
 from bridge.storage.store import Store
 from bridge.web.actors import TRUSTED_PEER
 from bridge.web.context import EXTENSION, Bridge, utc_now
+from bridge.web.edge import refuse_cross_site
+from bridge.web.throttle import EXTENSION as THROTTLE
+from bridge.web.throttle import AuthThrottle
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
 
@@ -122,7 +125,8 @@ def _register_error_handlers(app: Flask) -> None:
         body = error_body(exc.status, exc.message, exc.errors)
         if isinstance(exc, SenderShapedError):
             body.update(exc.shape)
-        return jsonify(body), exc.status
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyFailures) else {}
+        return jsonify(body), exc.status, headers
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
@@ -198,6 +202,7 @@ def create_app(
         LinkOptions.from_settings(settings),
         now,
     )
+    app.extensions[THROTTLE] = AuthThrottle()
 
     @app.before_request
     def _assign_request_id() -> None:
@@ -205,6 +210,7 @@ def create_app(
         g.started = time.perf_counter()
 
     app.before_request(refuse_unusable_query)
+    app.before_request(refuse_cross_site)  # every acting endpoint, API, webhooks and pages alike
 
     @app.after_request
     def _echo_request_id(response):  # type: ignore[no-untyped-def]
