@@ -43,6 +43,9 @@ from bridge.shapes import error_shape
 from bridge.storage.store import Store
 from bridge.web.actors import TRUSTED_PEER
 from bridge.web.context import EXTENSION, Bridge, utc_now
+from bridge.web.edge import refuse_cross_site
+from bridge.web.throttle import EXTENSION as THROTTLE
+from bridge.web.throttle import AuthThrottle
 from jira_link.client import JiraClient
 from jira_link.linker import LinkOptions
 
@@ -199,6 +202,7 @@ def create_app(
         LinkOptions.from_settings(settings),
         now,
     )
+    app.extensions[THROTTLE] = AuthThrottle()
 
     @app.before_request
     def _assign_request_id() -> None:
@@ -206,6 +210,7 @@ def create_app(
         g.started = time.perf_counter()
 
     app.before_request(refuse_unusable_query)
+    app.before_request(refuse_cross_site)  # every acting endpoint, API, webhooks and pages alike
 
     @app.after_request
     def _echo_request_id(response):  # type: ignore[no-untyped-def]

@@ -9,9 +9,10 @@ queued, and its answer is sent when the writer settles the whole group with one 
 into the loop.
 
 Only the plain case takes this path: a POST to a sender's alerts endpoint with no query
-string, a JSON content type, a declared length within BRIDGE_MAX_BODY_BYTES and a valid
-token. Everything else (a refusal at the edge, the other endpoints, the pages) goes to
-the Flask app through a2wsgi, which says precisely what is wrong; both paths share the
+string, a JSON content type, a declared length within BRIDGE_MAX_BODY_BYTES, a valid
+token while no client address waits for its failed ones, and no browser's Origin or
+Sec-Fetch-Site. Everything else (a refusal at the edge, the other endpoints, the pages) goes
+to the Flask app through a2wsgi, which says precisely what is wrong; both paths share the
 ingest, the answer's shape, the metrics and the request log line.
 """
 
@@ -34,6 +35,8 @@ from bridge.ingest.deliveries import prepare_delivery
 from bridge.ingest.measured import delivery_answer, measured
 from bridge.shapes import error_shape
 from bridge.web.context import EXTENSION, Bridge
+from bridge.web.throttle import EXTENSION as THROTTLE
+from bridge.web.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,14 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 class BridgeASGI:
     """Alerts webhooks served on the loop when they are plain; every other request handed to `fallback`."""
 
-    def __init__(self, bridge: Bridge, fallback: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        bridge: Bridge,
+        fallback: Callable[[Scope, Receive, Send], Awaitable[None]],
+        throttle: AuthThrottle,
+    ) -> None:
         self.bridge = bridge
+        self.throttle = throttle
         self.fallback = fallback
         self.max_body = bridge.settings.max_body_bytes
         self.noop = bridge.settings.bench_noop_endpoint
@@ -94,8 +103,12 @@ class BridgeASGI:
             return None
         if _header(headers, b"transfer-encoding") is not None:
             return None
+        if _header(headers, b"sec-fetch-site") is not None or _header(headers, b"origin") is not None:
+            return None  # a browser's: Flask decides whether it came from another site (web.edge.refuse_cross_site)
         expected = self.bridge.settings.token(source)
         if expected is not None:
+            if self.throttle.someone_waits():
+                return None  # Flask tells which addresses wait (bridge.web.throttle)
             scheme, _, given = (_header(headers, b"authorization") or "").partition(" ")
             if scheme.lower() != "bearer" or not expected.matches(given.strip()):
                 return None  # Flask refuses it (401) and counts it
@@ -245,6 +258,6 @@ def create_asgi_app() -> BridgeASGI:
     """What each Granian worker serves: the bridge's app (settings from the environment) as ASGI."""
     app = create_app()
     bridge: Bridge = app.extensions[EXTENSION]
-    front = BridgeASGI(bridge, FlaskOverASGI(app, bridge.settings.http_threads))
+    front = BridgeASGI(bridge, FlaskOverASGI(app, bridge.settings.http_threads), app.extensions[THROTTLE])
     tune_gc_for_serving()
     return front

@@ -346,15 +346,52 @@ def is_loopback_bind(bind: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
 
+# The shortest token a bridge on a network address takes (`openssl rand -hex 32` gives 64 characters).
+MIN_TOKEN_LENGTH = 16
+
+
+def check_token_strength(settings: Settings) -> None:
+    """On a network address, each token set is at least MIN_TOKEN_LENGTH characters and belongs to one group:
+    a short one can be guessed, and one shared lets a sender's token act or read.
+
+    Raises:
+        SettingsError: naming the variables (never the values).
+    """
+    if is_loopback_bind(settings.bind):
+        return
+    holders: dict[str, list[str]] = {}
+    for group, variable in TOKEN_GROUPS.items():
+        token = settings.token(group)
+        if token is not None:
+            holders.setdefault(token.value, []).append(variable)
+    short = sorted(
+        variable for value, variables in holders.items() if len(value) < MIN_TOKEN_LENGTH for variable in variables
+    )
+    if short:
+        raise SettingsError(
+            f"refusing to listen on {settings.bind}: {', '.join(short)} shorter than {MIN_TOKEN_LENGTH} characters "
+            "(generate each with `openssl rand -hex 32`)"
+        )
+    shared = [" and ".join(variables) for variables in holders.values() if len(variables) > 1]
+    if shared:
+        raise SettingsError(
+            f"refusing to listen on {settings.bind}: {'; '.join(shared)} hold the same token; give each its own, "
+            "so a sender's token cannot read or act"
+        )
+
+
 def check_exposure(settings: Settings) -> None:
-    """Refuse to serve the network while any endpoint group has no token, unless the operator says so.
+    """Refuse to serve the network while any endpoint group has no token, unless the operator says so,
+    or with a token too short or shared (check_token_strength).
 
     One token left unset would leave its endpoints open to anyone who can reach the port.
 
     Raises:
-        SettingsError: a non-loopback bind, BRIDGE_ALLOW_ANONYMOUS unset, naming every missing token variable.
+        SettingsError: a non-loopback bind, BRIDGE_ALLOW_ANONYMOUS unset, naming every missing token variable;
+            or a weak or shared token, naming its variables.
     """
     if is_loopback_bind(settings.bind) or settings.allow_anonymous:
+        check_token_strength(settings)
         return
     missing = [variable for group, variable in TOKEN_GROUPS.items() if settings.token(group) is None]
     if missing:
@@ -362,3 +399,4 @@ def check_exposure(settings: Settings) -> None:
             f"refusing to listen on {settings.bind} without {', '.join(missing)}: anyone could reach those "
             "endpoints. Set every BRIDGE_TOKEN_*, or BRIDGE_ALLOW_ANONYMOUS=1 if a proxy in front authenticates."
         )
+    check_token_strength(settings)

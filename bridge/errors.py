@@ -51,6 +51,22 @@ class Unauthorized(BridgeError):
     status = 401
 
 
+class Forbidden(BridgeError):
+    """A browser's request from another site, refused whatever it carries (403)."""
+
+    status = 403
+
+
+class TooManyFailures(BridgeError):
+    """Too many failed authentications from this client address lately (429); `retry_after` in seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, errors: Sequence[str], retry_after: int) -> None:
+        super().__init__(message, errors)
+        self.retry_after = retry_after
+
+
 class NotFound(BridgeError):
     """No such resource or source (404)."""
 

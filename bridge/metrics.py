@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from adapters import SOURCES, zabbix_api
+from bridge.config import TOKEN_GROUPS
 from bridge.domain.heartbeats import HeartbeatState, last_heard
 from bridge.domain.incidents import AlertResult, AlertStatus, Incident, Outcome, ParsedNotification
 from bridge.domain.outcomes import IssueOutcome
@@ -121,6 +122,16 @@ ALERTS_DURING_DEPLOY = Counter(
     "Alerts that opened (created or reopened) an incident during a deploy of the project shipping its service",
     ["project", "environment"],
 )
+AUTH_FAILURES = Counter(
+    "bridge_auth_failures_total",
+    "Requests refused for a missing or wrong token or secret, by what they tried to reach",
+    ["group"],
+)
+AUTH_THROTTLED = Counter(
+    "bridge_auth_throttled_total",
+    "Requests answered 429 without their token compared: their address failed too often lately",
+    ["group"],
+)
 WEBHOOK_DURATION = Histogram(
     "bridge_webhook_request_duration_seconds",
     "Webhook answer time, commit included",
@@ -138,6 +149,8 @@ JIRA_OUTCOMES = ("success", "timeout", "connection_error", "http_429")
 OUTBOX_TARGETS = ("jira", "zabbix", "webhook", "rt", "jsm")
 DELIVERY_OUTCOMES = ("success", "retry", "dead")
 SYNC_OUTCOMES = ("success", "failure")
+# What a failed authentication tried to reach: a token group, the Jira webhook's secret, the pages' sign-in.
+AUTH_GROUPS = (*TOKEN_GROUPS, "jira_webhook", "ui")
 # Where a twin issue was found: by the create's own search, by a sync, or by a check a webhook asked for.
 TWIN_FOUND_AT = ("create", "sync", "recheck")
 
@@ -187,6 +200,9 @@ def initialise(rules: Rules) -> None:
         labelled(JIRA_TWINS, found_at)
     for reason in rate_limits.REASONS:
         labelled(RATE_LIMITED, reason)
+    for group in AUTH_GROUPS:
+        labelled(AUTH_FAILURES, group)
+        labelled(AUTH_THROTTLED, group)
     for method in zabbix_api.METHODS:
         for outcome in zabbix_api.OUTCOMES:
             labelled(ZABBIX_REQUESTS, method, outcome)

@@ -19,7 +19,7 @@ from bridge.tickets.reports import prepare_ticket, tell_reported
 from bridge.web.actors import request_actor
 from bridge.web.answers import problem_tickets_json
 from bridge.web.context import bridge
-from bridge.web.edge import check_bearer, group_token, json_writes, read_body, requires_token, validated_body
+from bridge.web.edge import check_bearer, json_writes, read_body, requires_token, validated_body
 
 tickets = json_writes(Blueprint("tickets", __name__))
 SOURCE = ticket_adapter.SOURCE
@@ -31,7 +31,7 @@ def report_ticket():  # type: ignore[no-untyped-def]
     ctx = bridge()
 
     def write() -> IngestResult:
-        check_bearer(group_token("tickets"))
+        check_bearer("tickets")
         delivery = prepare_ticket(
             ctx.store,
             ctx.rules,

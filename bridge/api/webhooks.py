@@ -40,10 +40,13 @@ from bridge.ingest.measured import delivery_answer, measured_ingest
 from bridge.jira.webhook import handle_jira_webhook
 from bridge.validation import nesting_depth_exceeds
 from bridge.web.context import bridge
-from bridge.web.edge import check_bearer, group_token, read_body, require_json, unread_head
+from bridge.web.edge import check_bearer, read_body, require_json, unread_head
+from bridge.web.throttle import count_failure, refuse_if_throttled
 
 log = logging.getLogger(__name__)
 webhooks = Blueprint("webhooks", __name__)
+# What the Jira webhook's failures count as (bridge.web.throttle).
+JIRA_WEBHOOK = "jira_webhook"
 
 
 @webhooks.before_request
@@ -95,7 +98,7 @@ def receive_alerts(source: str):  # type: ignore[no-untyped-def]
         raise NotFound(f"unknown source {source!r}", [f"source: expected one of {', '.join(served)}"])
 
     def write() -> IngestResult:
-        check_bearer(group_token(source))
+        check_bearer(source)
         delivery = prepare_delivery(
             ctx.store,
             ctx.rules,
@@ -293,10 +296,12 @@ def check_jira_webhook(secret: Secret | None, body: bytes) -> None:
     """Accept Jira's HMAC signature (X-Hub-Signature: sha256=...) or the secret in the URL.
 
     Raises:
+        TooManyFailures: this address failed too often lately (429).
         Unauthorized: neither matches, or no secret is configured (unverified webhooks are refused).
     """
     if secret is None:
         raise Unauthorized("Jira webhook is disabled: set BRIDGE_JIRA_WEBHOOK_SECRET")
+    refuse_if_throttled(JIRA_WEBHOOK)
     signature = request.headers.get("X-Hub-Signature", "")
     if signature.startswith("sha256="):
         expected = hmac.new(secret.value.encode(), body, hashlib.sha256).hexdigest().encode()
@@ -306,6 +311,7 @@ def check_jira_webhook(secret: Secret | None, body: bytes) -> None:
     given = request.args.get("secret", "")
     if given and secret.matches(given):
         return
+    count_failure(JIRA_WEBHOOK)
     raise Unauthorized(
         "invalid Jira webhook signature or secret",
         ["X-Hub-Signature: expected sha256=<HMAC of the body>, or ?secret=<shared secret>"],

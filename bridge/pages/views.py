@@ -19,7 +19,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, flash, g, redirect, render_template, request, session, url_for
 from flask.blueprints import BlueprintSetupState
 from flask.sessions import SecureCookieSessionInterface
 
@@ -42,6 +42,7 @@ from bridge.web.actors import SESSION_ACTOR, checked_name, proxy_user
 from bridge.web.answers import incidents_csv_answer, report_asked, service_csv_answer
 from bridge.web.context import EXTENSION, bridge
 from bridge.web.edge import choice_arg, group_token, page_args
+from bridge.web.throttle import count_failure, refuse_if_throttled
 
 log = logging.getLogger(__name__)
 ui = Blueprint(
@@ -122,10 +123,8 @@ def _signed_in() -> bool:
 
 @ui.before_request
 def _require_session():  # type: ignore[no-untyped-def]
-    # SameSite=Strict keeps the cookie off cross-site posts; refusing them outright also stops
-    # a page elsewhere from signing the browser in or out.
-    if request.method == "POST" and request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-        abort(403)
+    # SameSite=Strict keeps the cookie off cross-site posts; the app refuses them outright too
+    # (bridge.web.edge.refuse_cross_site), so a page elsewhere cannot sign the browser in or out.
     g.ui_session = _live_session() if request.endpoint != "ui.static" else None
     if request.endpoint not in OPEN_ENDPOINTS and not _signed_in():
         return redirect(url_for("ui.login", next=request.full_path))
@@ -213,10 +212,12 @@ def login():  # type: ignore[no-untyped-def]
         return redirect(target)
     from_proxy = proxy_user()
     if request.method == "POST":
+        refuse_if_throttled("ui")
         given = request.form.get("token", "")
         acting = operate is not None and operate.matches(given)
         name = from_proxy or request.form.get("name", "").strip()
         if not acting and not (read is not None and read.matches(given)):
+            count_failure("ui")
             error = "That token is not the read token (BRIDGE_TOKEN_API) or the operate token (BRIDGE_TOKEN_OPERATE)."
         elif acting and not name:
             error = "Give your name with the operate token: every action is recorded with it."

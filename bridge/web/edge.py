@@ -1,4 +1,5 @@
-"""What every view checks at the HTTP edge: tokens, the JSON content type, the body size, query arguments.
+"""What every view checks at the HTTP edge: tokens, requests from other sites, the JSON content type, the body
+size, query arguments.
 
 The API, the webhooks and the pages share these, so each rule of the edge is written once.
 """
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, request
@@ -18,10 +20,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.config import TOKEN_GROUPS, Secret
 from bridge.domain.reports import FIRST_YEAR, LAST_YEAR, Period, last_full_month, month_period, period_problem
-from bridge.errors import BadPayload, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from bridge.errors import BadPayload, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from bridge.storage.engine import MAX_ID
 from bridge.validation import describe
 from bridge.web.context import bridge
+from bridge.web.throttle import count_failure, refuse_if_throttled
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -32,17 +35,24 @@ _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 SHOWN_VALUE = 40
 
 
-def check_bearer(expected: Secret | None) -> None:
-    """Require `Authorization: Bearer <token>` when a token is configured.
+def check_bearer(group: str) -> None:
+    """Require `Authorization: Bearer <token>` when the group (config.TOKEN_GROUPS) has a token.
+
+    A client address that failed too often lately is refused before anything is compared
+    (bridge.web.throttle); each failure is counted against it.
 
     Raises:
+        TooManyFailures: the address waits (429).
         Unauthorized: missing or wrong token (compared in constant time).
     """
+    expected = group_token(group)
     if expected is None:
         return
+    refuse_if_throttled(group)
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not expected.matches(given.strip()):
+        count_failure(group)
         raise Unauthorized("missing or invalid bearer token", ["Authorization: expected 'Bearer <token>'"])
 
 
@@ -58,7 +68,7 @@ def requires_token(group: str) -> Callable[[Callable[..., Any]], Callable[..., A
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            check_bearer(group_token(group))
+            check_bearer(group)
             return view(*args, **kwargs)
 
         return guarded
@@ -66,18 +76,53 @@ def requires_token(group: str) -> Callable[[Callable[..., Any]], Callable[..., A
     return decorate
 
 
-def require_json() -> None:
-    """A POST that carries a body carries JSON. Demanding the type keeps web pages out: a form or a
-    no-cors fetch cannot send application/json, so a browser on the operator's desk cannot post to a
-    loopback bridge. A POST without a body (an outbox retry) carries nothing to declare.
+# The methods that act or write; a browser sends them cross-site from a form or a no-cors fetch.
+ACTING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Sec-Fetch-Site values of a request this bridge's own pages made, or a person typed.
+OWN_FETCH_SITES = ("same-origin", "none")
+
+
+def _own_origin(origin: str) -> bool:
+    """Whether an Origin header names this bridge: the host the request was sent to, or BRIDGE_PUBLIC_URL's."""
+    given = urlsplit(origin.strip().lower())
+    public = urlsplit(bridge().settings.public_url.lower())
+    return bool(given.netloc) and (
+        given.netloc == request.host.lower() or (given.scheme, given.netloc) == (public.scheme, public.netloc)
+    )
+
+
+def refuse_cross_site() -> None:
+    """No request from a web page of another site acts, on any endpoint, whatever token it carries.
+
+    The browser's own verdict (Sec-Fetch-Site) decides when it sent one; an older browser's
+    Origin is compared with this bridge's. Senders and curl send neither and pass.
 
     Raises:
-        UnsupportedMediaType: a body of any other Content-Type (a charset parameter is fine).
+        Forbidden: an acting request that a browser marked cross-site, or whose Origin is another site.
     """
-    has_body = bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if request.method == "POST" and has_body and request.mimetype != "application/json":
+    if request.method not in ACTING_METHODS:
+        return
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None:
+        if fetch_site.strip().lower() not in OWN_FETCH_SITES:
+            raise Forbidden("refused a request from another site", [f"Sec-Fetch-Site: {fetch_site[:SHOWN_VALUE]!r}"])
+        return
+    origin = request.headers.get("Origin")
+    if origin is not None and not _own_origin(origin):
+        raise Forbidden("refused a request from another site", [f"Origin: {origin[:SHOWN_VALUE]!r} is not this bridge"])
+
+
+def require_json() -> None:
+    """A request that acts declares JSON, even without a body. A form or a no-cors fetch cannot send
+    that type, so a web page cannot make a browser act on a bridge whose tokens are unset.
+
+    Raises:
+        UnsupportedMediaType: an acting request of any other Content-Type, or none (a charset parameter is fine).
+    """
+    if request.method in ACTING_METHODS and request.mimetype != "application/json":
         raise UnsupportedMediaType(
-            "expected Content-Type: application/json", [f"Content-Type: got {request.content_type or 'none'!r}"]
+            "expected Content-Type: application/json",
+            [f"Content-Type: got {request.content_type or 'none'!r} (declare JSON, also without a body)"],
         )
 
 

@@ -179,6 +179,16 @@ def test_serve_on_the_network_with_a_token_missing_refuses_naming_it(runner, mon
     assert "refusing to listen on 0.0.0.0:8080 without BRIDGE_TOKEN_RELEASE:" in result.output
 
 
+def test_serve_on_the_network_with_a_weak_token_refuses_naming_it(runner, monkeypatch):
+    for variable in TOKEN_GROUPS.values():
+        monkeypatch.setenv(variable, f"{variable}-long-enough")
+    monkeypatch.setenv("BRIDGE_BIND", "0.0.0.0:8080")
+    monkeypatch.setenv("BRIDGE_TOKEN_API", "changeme")
+    result = runner.invoke(main, ["serve"])
+    assert result.exit_code == 1
+    assert "BRIDGE_TOKEN_API shorter than 16 characters" in result.output and "changeme" not in result.output
+
+
 def test_serve_with_an_empty_token_variable_refuses_naming_it(runner, monkeypatch):
     monkeypatch.setenv("BRIDGE_TOKEN_API", "")
     result = runner.invoke(main, ["serve"])

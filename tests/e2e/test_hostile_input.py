@@ -226,7 +226,7 @@ def test_chunked_body_past_the_limit_is_413_under_gunicorn(tmp_path: Path):
         ("10.1.2.3:8080", {}, "0", True),
         ("0.0.0.0:8080", {"BRIDGE_TOKEN_API": "t"}, "0", True),
         # Every bearer token (none for PagerDuty events: their routing key is in rules.yaml).
-        ("0.0.0.0:8080", {variable: "t" for variable in TOKEN_GROUPS.values()}, "0", False),
+        ("0.0.0.0:8080", {variable: f"{variable}-long-enough" for variable in TOKEN_GROUPS.values()}, "0", False),
         ("0.0.0.0:8080", {}, "1", False),
         ("127.0.0.1:8080", {}, "0", False),
         ("[::1]:8080", {}, "0", False),

@@ -18,7 +18,7 @@ from tests.conftest import ROOT, Clock, payload
 from tests.fakes import FakeJira
 
 READ = {"Authorization": "Bearer api-token"}
-OPERATE = {"Authorization": "Bearer operate-token"}
+OPERATE = {"Authorization": "Bearer operate-token", "Content-Type": "application/json"}
 
 
 def as_(name: str) -> dict[str, str]:
@@ -82,7 +82,7 @@ ACTIONS = [
 def test_reading_tokens_no_longer_act(client, problem_id, method, path, body):
     url = path.format(p=problem_id, i=1)
     for headers in ({}, READ):
-        refused = getattr(client, method)(url, json=body, headers=headers)
+        refused = getattr(client, method)(url, json=body, headers={**headers, "Content-Type": "application/json"})
         assert refused.status_code == 401, (url, refused.json)
     assert history(client, problem_id) == [("opened", None)], "nothing was done"
 
@@ -105,6 +105,10 @@ def test_acknowledge_records_who_and_stops_the_response_clock(client, problem_id
 
 
 def test_an_acknowledgement_without_a_body_or_a_name_is_recorded_as_the_api(client, problem_id):
+    """No body, but declared JSON as every acting request is (curl -X POST -H 'Content-Type: application/json')."""
+    undeclared = client.post("/api/v1/incidents/1/ack", headers={"Authorization": OPERATE["Authorization"]})
+    assert undeclared.status_code == 415 and undeclared.json["message"] == "expected Content-Type: application/json"
+    assert client.get("/api/v1/incidents/1", headers=READ).json["acknowledged_at"] is None
     acked = client.post("/api/v1/incidents/1/ack", headers=OPERATE)
     assert acked.status_code == 200 and acked.json["acknowledged_by"] == "api"
 

@@ -15,7 +15,8 @@ from tests.conftest import Clock, build_app, payload
 from tests.fakes import FakeJira
 
 API = {"Authorization": "Bearer api-token"}
-OPERATE = {"Authorization": "Bearer operate-token"}
+JSON = {"Content-Type": "application/json"}
+OPERATE = {"Authorization": "Bearer operate-token", **JSON}
 SECRET = "hook-secret"
 
 
@@ -217,7 +218,7 @@ def test_dead_job_is_retried_by_hand_once_jira_accepts_again(client, runner, fak
     fake_jira.fail("POST", r"/remotelink", status=403, times=1)
     runner.run_due(clock())
     [dead] = client.get("/api/v1/outbox?state=dead", headers=API).json["items"]
-    assert client.post(f"/api/v1/outbox/{dead['id']}/retry").status_code == 401
+    assert client.post(f"/api/v1/outbox/{dead['id']}/retry", json=None, headers=JSON).status_code == 401
     retried = client.post(f"/api/v1/outbox/{dead['id']}/retry", headers=OPERATE)
     assert retried.status_code == 200
     assert (retried.json["state"], retried.json["attempts"]) == ("pending", 0)

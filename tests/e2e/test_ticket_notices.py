@@ -112,7 +112,7 @@ def test_a_closed_problem_tells_nobody_and_bad_workarounds_are_refused(bridge_wi
     assert bridge.client.post(path, json={"text": "x", "more": 1}, headers=OPERATE).status_code == 400
     assert bridge.client.post(path, json={"text": "a\x00b"}, headers=OPERATE).status_code == 400
     assert bridge.client.post(path, json={"text": "x" * 10_001}, headers=OPERATE).status_code == 400
-    assert bridge.client.post(path, data="text=x", headers=OPERATE).status_code == 415
+    assert bridge.client.post(path, data="text=x", headers={**OPERATE, "Content-Type": "text/plain"}).status_code == 415
     assert bridge.client.post(path, json={"text": "x"}, headers=API).status_code == 401
     missing = bridge.client.post("/api/v1/problems/999999/workaround", json={"text": "x"}, headers=OPERATE)
     assert missing.status_code == 404

@@ -23,7 +23,7 @@ from tests.conftest import ROOT, Clock
 from tests.receiver import Receiver, receivers
 
 API = {"Authorization": "Bearer api-token"}
-OPERATE = {"Authorization": "Bearer operate-token", "X-Bridge-Actor": "Ann"}
+OPERATE = {"Authorization": "Bearer operate-token", "X-Bridge-Actor": "Ann", "Content-Type": "application/json"}
 TICKETS = {"Authorization": "Bearer ticket-token"}
 RELEASE = {"Authorization": "Bearer release-token"}
 ITSM_SECRET, CHAT_SECRET = "itsm-signing-key", "chat-signing-key"

@@ -16,7 +16,7 @@ from bridge.worker import run_once
 from tests.conftest import ROOT, Clock, payload
 
 READ = {"Authorization": "Bearer api-token"}
-OPERATE = {"Authorization": "Bearer operate-token", "X-Bridge-Actor": "ann"}
+OPERATE = {"Authorization": "Bearer operate-token", "X-Bridge-Actor": "ann", "Content-Type": "application/json"}
 PING = {"Authorization": "Bearer ping-token", "Content-Type": "application/json"}
 HEARTBEATS = [
     {

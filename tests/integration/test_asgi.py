@@ -23,6 +23,8 @@ from bridge.config import load_settings
 from bridge.errors import StoreFull, StoreUnavailable
 from bridge.storage.outages import FULL_MESSAGE
 from bridge.web.context import EXTENSION
+from bridge.web.throttle import ALLOWANCE
+from bridge.web.throttle import EXTENSION as THROTTLE
 from tests.conftest import ROOT, payload, payload_bytes
 
 TOKEN = "am-token"
@@ -109,7 +111,7 @@ def front(database_url: str, tmp_path: Path):
     )
     app = create_app(settings)
     fallback = Recording(FlaskOverASGI(app, threads=2))
-    yield BridgeASGI(app.extensions[EXTENSION], fallback), fallback, app
+    yield BridgeASGI(app.extensions[EXTENSION], fallback, app.extensions[THROTTLE]), fallback, app
     app.extensions[EXTENSION].store.engine.dispose()
 
 
@@ -178,6 +180,8 @@ def test_a_refusal_on_the_loop_is_the_one_flask_gives_kept_once_and_counted_once
         ("the events endpoint", {"path": "/api/v1/alerts/events"}, 400),
         ("an unknown sender", {"path": "/api/v1/alerts/nagios"}, 404),
         ("GET", {"method": "GET"}, 405),
+        ("another site's page", {"headers": {**PLAIN, "Origin": "https://attacker.example"}}, 403),
+        ("a browser's cross-site fetch", {"headers": {**PLAIN, "Sec-Fetch-Site": "cross-site"}}, 403),
     ],
 )
 def test_what_is_not_plain_goes_to_flask_which_answers_it(front, case: str, request_args: dict[str, Any], status: int):
@@ -187,6 +191,15 @@ def test_what_is_not_plain_goes_to_flask_which_answers_it(front, case: str, requ
     answer = call(app, path, payload_bytes("alertmanager-0.25-two-firing.json"), **args)
     assert fallback.paths == [path], case
     assert answer.status == status, answer.body
+
+
+def test_while_an_address_waits_for_its_failures_flask_answers_the_webhooks(front):
+    app, fallback, flask_app = front
+    for _ in range(ALLOWANCE):
+        assert call(app, ALERTS, b"{}", {**PLAIN, "Authorization": "Bearer guess"}).status == 401
+    answer = call(app, ALERTS, payload_bytes("alertmanager-0.25-two-firing.json"), PLAIN)
+    assert (fallback.paths[-1], answer.status) == (ALERTS, 429), "the right token waits too"
+    assert answer.headers["retry-after"] == "60"
 
 
 def test_a_body_past_the_limit_goes_to_flask_and_is_refused_413(front):
@@ -236,7 +249,7 @@ def test_the_bench_no_op_is_on_the_loop_only_when_enabled(database_url: str):
         )
         flask_app = create_app(settings)
         fallback = Recording(FlaskOverASGI(flask_app, threads=1))
-        app = BridgeASGI(flask_app.extensions[EXTENSION], fallback)
+        app = BridgeASGI(flask_app.extensions[EXTENSION], fallback, flask_app.extensions[THROTTLE])
         answer = call(app, "/bench/noop", body, {"Content-Type": "application/json"})
         if enabled == "1":
             assert (answer.status, answer.json(), fallback.paths) == (200, {"status": "ok", "alerts": 3}, [])

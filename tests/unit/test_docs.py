@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import importlib
 import re
+import shlex
 import types
 import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import pytest
@@ -26,6 +28,8 @@ from bridge.api.openapi.document import build_document
 from bridge.cli import main as cli_main
 from bridge.config import ENVIRONMENT, TOKEN_GROUPS
 from bridge.rules.load import RulesModel
+from bridge.web.throttle import EXTENSION as THROTTLE
+from bridge.web.throttle import AuthThrottle
 from tests.conftest import ROOT, build_app
 
 DOCS = ROOT / "docs"
@@ -189,7 +193,9 @@ def app(tmp_path: Path):
     """The bridge with every token set, each to its own value, the Jira webhook secret and the bench endpoint."""
     environ = {variable: f"token-of-{variable}" for variable in TOKEN_GROUPS.values()}
     environ |= {"BRIDGE_JIRA_WEBHOOK_SECRET": "jira-secret", "BRIDGE_BENCH_NOOP_ENDPOINT": "1"}
-    return build_app(tmp_path, environ)
+    app = build_app(tmp_path, environ)
+    app.extensions[THROTTLE] = AuthThrottle(allowance=1_000_000)  # these tests send wrong tokens by the hundred
+    return app
 
 
 def test_every_endpoint_the_http_reference_documents_is_routed(app):
@@ -236,6 +242,79 @@ def test_the_jira_webhook_takes_the_secret_its_row_names(app):
     assert cell.startswith("`BRIDGE_JIRA_WEBHOOK_SECRET`")
     assert _call(client, "POST", "/api/v1/jira/webhook", None) == 401
     assert _call(client, "POST", "/api/v1/jira/webhook?secret=jira-secret", None) != 401
+
+
+# Curl examples ----------------------------------------------------------------------------
+
+ACTING = ("POST", "PUT", "PATCH", "DELETE")
+# Pages whose examples run against `make run`, which sets no token: their calls send none.
+OPEN_BRIDGE_PAGES = ("README.md", "tutorial.md")
+_DATA_OPTIONS = ("-d", "--data", "--data-binary", "--data-raw", "--json", "-F", "--form")
+_VARIABLE = re.compile(r"\$\{?(\w+)")
+
+
+def curl_commands(block: str) -> Iterator[list[str]]:
+    """The words of each curl command of a code block, continued lines and quoted newlines included."""
+    lines = block.replace("\\\n", " ").splitlines()
+    for number, line in enumerate(lines):
+        if "curl " not in line:
+            continue
+        command = line[line.index("curl ") :]
+        following = iter(lines[number + 1 :])
+        while True:
+            try:
+                yield shlex.split(command, comments=True)
+                break
+            except ValueError:  # a quote spans lines (a JSON body): read on
+                command += "\n" + next(following)
+
+
+def curl_examples() -> Iterator[tuple[Path, str, str, dict[str, str]]]:
+    """(page, method, URL, headers by lower-case name) of every curl command in the docs' code blocks."""
+    for page in PAGES:
+        for block in _FENCE.findall(page.read_text()):
+            for words in curl_commands(block):
+                line = " ".join(words)
+                method, url, headers, data = None, None, {}, False
+                for option, value in zip(words, [*words[1:], ""], strict=True):
+                    if option in ("-X", "--request"):
+                        method = value
+                    elif option in ("-H", "--header"):
+                        name, _, given = value.partition(":")
+                        headers[name.strip().lower()] = given.strip()
+                    elif option in _DATA_OPTIONS:
+                        data = True
+                    elif option.startswith(("http://", "https://")):
+                        url = option
+                assert url is not None, f"{page.name}: no URL in {line.strip()!r}"
+                yield page, method or ("POST" if data else "GET"), url, headers
+
+
+def test_the_curl_examples_are_found():
+    found = [(page.name, method) for page, method, _, _ in curl_examples()]
+    assert ("releases.md", "POST") in found and ("jira.md", "DELETE") in found and len(found) > 20
+
+
+def test_every_acting_curl_example_sends_its_endpoints_token_and_declares_json(app):
+    """An example that acts through the API uses the token its endpoint takes (the app says which:
+    any other is a 401) and declares JSON, as every acting request must, with a body or without."""
+    client = app.test_client()
+    wrong = []
+    for page, method, url, headers in curl_examples():
+        path = urlsplit(url).path
+        if method not in ACTING or not path.startswith(("/api/", "/v2/")):
+            continue
+        where = f"{page.relative_to(ROOT)}: {method} {path}"
+        if headers.get("content-type") != "application/json":
+            wrong.append(f"{where}: no Content-Type: application/json")
+        variable = _VARIABLE.search(headers.get("authorization", ""))
+        token = f"token-of-{variable.group(1)}" if variable else None
+        answer = _call(client, method, path, token)
+        if answer == 401 and (token or page.name not in OPEN_BRIDGE_PAGES):
+            wrong.append(f"{where}: {variable.group(1) if variable else 'no token'} is refused")
+        elif answer == 404 and client.open(path, method=method).json["message"] == "no such endpoint":
+            wrong.append(f"{where}: no such endpoint")
+    assert wrong == []
 
 
 # Command line -----------------------------------------------------------------------------
