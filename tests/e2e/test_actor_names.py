@@ -72,7 +72,11 @@ def as_header(name: str) -> str:
 
 
 def ack(app, name: str):
-    headers = {"Authorization": f"Bearer {OPERATE}", "X-Bridge-Actor": as_header(name)}
+    headers = {
+        "Authorization": f"Bearer {OPERATE}",
+        "X-Bridge-Actor": as_header(name),
+        "Content-Type": "application/json",
+    }
     return app.test_client().post("/api/v1/incidents/1/ack", headers=headers)
 
 
