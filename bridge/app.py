@@ -43,7 +43,7 @@ from bridge.shapes import error_shape
 from bridge.storage.store import Store
 from bridge.web.actors import TRUSTED_PEER
 from bridge.web.context import EXTENSION, Bridge, utc_now
-from bridge.web.edge import refuse_cross_site
+from bridge.web.edge import refuse_cross_site, refuse_foreign_host
 from bridge.web.throttle import EXTENSION as THROTTLE
 from bridge.web.throttle import AuthThrottle
 from jira_link.client import JiraClient
@@ -210,6 +210,7 @@ def create_app(
         g.started = time.perf_counter()
 
     app.before_request(refuse_unusable_query)
+    app.before_request(refuse_foreign_host)  # a page that rebinds its own name to a loopback bridge
     app.before_request(refuse_cross_site)  # every acting endpoint, API, webhooks and pages alike
 
     @app.after_request

@@ -6,6 +6,7 @@ The API, the webhooks and the pages share these, so each rule of the edge is wri
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
@@ -18,7 +19,7 @@ from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from bridge.config import TOKEN_GROUPS, Secret
+from bridge.config import TOKEN_GROUPS, Secret, is_loopback_bind
 from bridge.domain.reports import FIRST_YEAR, LAST_YEAR, Period, last_full_month, month_period, period_problem
 from bridge.errors import BadPayload, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from bridge.storage.engine import MAX_ID
@@ -88,6 +89,42 @@ def _own_origin(origin: str) -> bool:
     public = urlsplit(bridge().settings.public_url.lower())
     return bool(given.netloc) and (
         given.netloc == request.host.lower() or (given.scheme, given.netloc) == (public.scheme, public.netloc)
+    )
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether a Host header's name (port and brackets aside) is this machine's: a loopback address or localhost."""
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return False
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return name == "localhost" or name.endswith(".localhost")
+
+
+def refuse_foreign_host() -> None:
+    """A bridge listening on loopback answers only requests addressed to loopback or BRIDGE_PUBLIC_URL.
+
+    A web page can point a name of its own at 127.0.0.1 (DNS rebinding): the browser then
+    treats the bridge as that page's own site, so Origin and Sec-Fetch-Site say same-origin and
+    a bridge without tokens (what `make run` starts) would answer and act. The Host header still
+    carries the page's name. A unix socket (a proxy in front) and network binds are left to their
+    tokens and the proxy.
+
+    Raises:
+        Forbidden: a Host that is neither a loopback name or address nor BRIDGE_PUBLIC_URL's host.
+    """
+    settings = bridge().settings
+    if settings.bind.startswith("unix:") or not is_loopback_bind(settings.bind):
+        return
+    host = request.host.lower()
+    if _loopback_host(host) or host == urlsplit(settings.public_url.lower()).netloc:
+        return
+    raise Forbidden(
+        "refused a request addressed to another host name",
+        [f"Host: {host[:SHOWN_VALUE]!r} is not this bridge (listening on {settings.bind}; set BRIDGE_PUBLIC_URL)"],
     )
 
 

@@ -178,3 +178,39 @@ def test_the_senders_still_post_as_they_do(client):
     assert sent.status_code == 200, sent.json
     ping = client.post("/api/v1/heartbeats/nightly-export/ping", headers={"Content-Type": "application/json"})
     assert ping.status_code == 200, ping.json
+
+
+@pytest.mark.parametrize(
+    "host", ["attacker.example", "attacker.example:8080", "127.0.0.1.attacker.example", "10.0.0.5"]
+)
+def test_a_loopback_bridge_answers_no_other_host_name(app, client, host):
+    """DNS rebinding: a page points its own name at 127.0.0.1, so its requests look same-origin to the
+    browser and carry JSON; only the Host header still names the page. Neither reading nor acting."""
+    before = snapshot(app)
+    headers = {"Host": host, "Sec-Fetch-Site": "same-origin", "Origin": f"http://{host}"}
+    read = client.get("/api/v1/incidents", headers=headers)
+    acted = client.post("/api/v1/incidents/1/ack", headers={**headers, "Content-Type": "application/json"})
+    page = client.get("/ui/", headers=headers)
+    for answer in (read, acted, page):
+        assert (
+            answer.status_code == 403 and answer.json["message"] == "refused a request addressed to another host name"
+        )
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8080", "127.0.0.1:8080", "127.0.0.2", "[::1]:8080"])
+def test_a_loopback_bridge_answers_its_loopback_names(client, host):
+    assert client.get("/api/v1/incidents", headers={"Host": host}).status_code == 200
+
+
+def test_a_bridge_behind_its_public_name_or_on_the_network_answers_that_name(
+    database_url: str, clock: Clock, tmp_path: Path
+):
+    public = load_settings({"BRIDGE_PUBLIC_URL": "https://bridge.example.com"}, database_url=database_url)
+    network = load_settings({"BRIDGE_BIND": "0.0.0.0:8080"}, database_url=database_url)
+    for settings, host in ((public, "bridge.example.com"), (network, "bridge.internal:8080")):
+        app = create_app(settings, now=clock)
+        try:
+            assert app.test_client().get("/api/v1/incidents", headers={"Host": host}).status_code == 200
+        finally:
+            app.extensions["bridge"].store.engine.dispose()
