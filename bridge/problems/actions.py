@@ -220,7 +220,7 @@ def link_problem(
         another issue already linked, or the issue is linked to another problem.
         Unprocessable: the issue does not exist. UpstreamError: Jira failed.
     """
-    if not JIRA_KEY.match(key):
+    if not JIRA_KEY.fullmatch(key):
         raise BadPayload("invalid Jira key", [f"jira_key: expected a key like LKK-123, got {key!r}"])
     problem = store.get_problem(problem_id)
     if problem is None:
