@@ -2,7 +2,8 @@
 
 Hundreds of senders speak this format (uptime checkers, CI systems, cloud monitors, error
 trackers, Alertmanager's `pagerduty_configs` with a custom `url`). One event is one alert:
-`trigger` fires, `resolve` resolves, `acknowledge` is a note on the firing incident.
+`trigger` fires, `resolve` resolves, `acknowledge` acknowledges the firing incident (its
+response clock stops, as when a person acknowledges it; the routing key's name is who did).
 
 The sender's credential is the `routing_key` inside the body, so the endpoint (bridge/api/webhooks.py)
 authenticates with `find_routing_key`, stores and parses the body only after `redact`, and
@@ -315,6 +316,8 @@ def attach_routing_key(
                 labels={**key.labels, **alert.labels},
                 annotations=annotations,
                 starts_at=starts_at,
+                # An acknowledge stops the response clock as a person's does; the key's name is who acked.
+                acknowledged_by=key.name if alert.note_only else alert.acknowledged_by,
             )
         )
     return replace(parsed, alerts=tuple(alerts))

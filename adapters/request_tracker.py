@@ -3,6 +3,11 @@
 Closing is a comment naming the release and the problem, then `Status: resolved`, read back
 to check it. A ticket already resolved (or rejected) or deleted is reported, not retried:
 nothing the bridge can do changes it. https://docs.bestpractical.com/rt/5.0.0/RT/REST2.html
+
+Ticket ids come from people (reported, linked by hand): one that is not an RT number is
+refused before any call, and every path segment is percent-encoded, so no id can address
+another resource with the bridge's credentials. Only tickets of the system's queues (its
+`queue` and its sync's `queues`) are changed.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ from urllib.parse import urlencode
 
 import requests
 
-from bridge.domain.tickets import TicketSystem
+from bridge.domain.tickets import TicketSystem, ticket_id_refusal
 from bridge.errors import OutboundFailure
+from bridge.validation import url_segment
 
 TIMEOUT_SECONDS = 10.0
 # Tickets per page of a search (REST2 answers at most 100).
@@ -41,7 +47,7 @@ class RtClient:
 
     session: requests.Session
     url: str
-    queue: str | None = None  # when set, tickets of other queues are reported, not changed
+    queues: tuple[str, ...] = ()  # when set, tickets of other queues are reported, not changed
     timeout: float = TIMEOUT_SECONDS
 
     @classmethod
@@ -51,7 +57,33 @@ class RtClient:
             session.headers["Authorization"] = f"token {system.token}"
         elif system.username is not None and system.password is not None:
             session.auth = (system.username, system.password)
-        return cls(session, system.url.rstrip("/"), system.queue)
+        return cls(session, system.url.rstrip("/"), configured_queues(system))
+
+    @staticmethod
+    def path(*segments: object) -> str:
+        """A REST2 path of these segments, each percent-encoded (a `..` or `/` stays inside its segment)."""
+        return "/".join(url_segment(segment) for segment in segments)
+
+    @staticmethod
+    def ticket(ticket_id: str) -> str:
+        """The path of a ticket, refused before any call when the id is not an RT ticket number.
+
+        Raises:
+            RtError: not retryable (the job is dead-lettered, nothing is sent).
+        """
+        refusal = ticket_id_refusal("rt", ticket_id)
+        if refusal is not None:
+            raise RtError(f"refused to call RT: {refusal}", False)
+        return RtClient.path("ticket", ticket_id)
+
+    def foreign_queue(self, ticket_id: str, ticket: dict[str, Any]) -> str | None:
+        """Why a ticket is not the bridge's to change (another queue than the system's), None when it is."""
+        if not self.queues:
+            return None
+        queue = self.queue_name(ticket)
+        if queue in self.queues:
+            return None
+        return f"RT ticket {ticket_id} is in queue {queue}, not {' or '.join(self.queues)}"
 
     def _call(self, method: str, path: str, body: Any = None) -> requests.Response:
         try:
@@ -77,7 +109,7 @@ class RtClient:
 
     def get_ticket(self, ticket_id: str) -> dict[str, Any] | None:
         """The ticket's fields (`Status`, `Subject`, `Queue`...), None when RT has no such ticket."""
-        answer = self._call("GET", f"ticket/{ticket_id}")
+        answer = self._call("GET", self.ticket(ticket_id))
         if answer.status_code == 404:
             return None
         self._check(answer, f"read ticket {ticket_id}")
@@ -89,7 +121,7 @@ class RtClient:
         reference = ticket.get("Queue")
         if not isinstance(reference, dict):
             return str(reference)
-        answer = self._call("GET", f"queue/{reference.get('id')}")
+        answer = self._call("GET", self.path("queue", reference.get("id")))
         self._check(answer, f"read queue {reference.get('id')}")
         return str(answer.json().get("Name", reference.get("id")))
 
@@ -107,23 +139,24 @@ class RtClient:
 
     def comment(self, ticket_id: str, text: str) -> None:
         """An internal comment (not mailed to the requester)."""
-        answer = self._call("POST", f"ticket/{ticket_id}/comment", {"Content": text, "ContentType": "text/plain"})
+        path = f"{self.ticket(ticket_id)}/comment"
+        answer = self._call("POST", path, {"Content": text, "ContentType": "text/plain"})
         self._check(answer, f"comment on ticket {ticket_id}")
 
     def has_comment(self, ticket_id: str, text: str) -> bool:
         """Whether one of the ticket's newest comments is this text (a retried close must not comment twice)."""
-        answer = self._call("GET", f"ticket/{ticket_id}/history?fields=Type&per_page=100&page=1")
+        answer = self._call("GET", f"{self.ticket(ticket_id)}/history?fields=Type&per_page=100&page=1")
         self._check(answer, f"read the history of ticket {ticket_id}")
         comments = [item["id"] for item in answer.json().get("items", []) if item.get("Type") == "Comment"]
         for transaction in comments[-5:]:
-            found = self._call("GET", f"transaction/{transaction}/attachments?fields=Content")
+            found = self._call("GET", f"{self.path('transaction', transaction, 'attachments')}?fields=Content")
             self._check(found, f"read comment {transaction} of ticket {ticket_id}")
             if any(str(item.get("Content", "")).strip() == text.strip() for item in found.json().get("items", [])):
                 return True
         return False
 
     def set_status(self, ticket_id: str, status: str) -> None:
-        answer = self._call("PUT", f"ticket/{ticket_id}", {"Status": status})
+        answer = self._call("PUT", self.ticket(ticket_id), {"Status": status})
         self._check(answer, f"set ticket {ticket_id} to {status}")
 
     def close(self, ticket_id: str, text: str) -> CloseReport:
@@ -139,9 +172,9 @@ class RtClient:
         status = str(ticket.get("Status", ""))
         if status == "deleted" or status in DONE_STATUSES:
             return CloseReport(False, f"RT ticket {ticket_id} was already {status}; not changed")
-        queue = self.queue_name(ticket)
-        if self.queue is not None and queue != self.queue:
-            return CloseReport(False, f"RT ticket {ticket_id} is in queue {queue}, not {self.queue}; not changed")
+        foreign = self.foreign_queue(ticket_id, ticket)
+        if foreign is not None:
+            return CloseReport(False, f"{foreign}; not changed")
         if not self.has_comment(ticket_id, text):
             self.comment(ticket_id, text)
         self.set_status(ticket_id, "resolved")
@@ -153,7 +186,7 @@ class RtClient:
 
     def ticket_url(self, ticket_id: str) -> str:
         """The ticket's page in RT's web interface, for people."""
-        return f"{self.url}/Ticket/Display.html?id={ticket_id}"
+        return f"{self.url}/Ticket/Display.html?{urlencode({'id': ticket_id})}"
 
     def search_tickets(self, query: str, fields: str, page: int, per_page: int = SEARCH_PAGE_SIZE) -> dict[str, Any]:
         """One page of a TicketSQL search, newest change first (ties by id), with `fields` of each ticket.
@@ -186,9 +219,9 @@ class RtClient:
         status = str(ticket.get("Status", "")) if ticket is not None else "gone"
         if ticket is None or status == "deleted" or status in DONE_STATUSES:
             return CloseReport(False, f"RT ticket {ticket_id} is {status}; not commented")
-        queue = self.queue_name(ticket)
-        if self.queue is not None and queue != self.queue:
-            return CloseReport(False, f"RT ticket {ticket_id} is in queue {queue}, not {self.queue}; not commented")
+        foreign = self.foreign_queue(ticket_id, ticket)
+        if foreign is not None:
+            return CloseReport(False, f"{foreign}; not commented")
         if self.has_comment(ticket_id, text):
             return CloseReport(False, f"RT ticket {ticket_id} has this comment already")
         self.comment(ticket_id, text)
@@ -198,3 +231,10 @@ class RtClient:
     def _check(answer: requests.Response, what: str) -> None:
         if answer.status_code >= 400:
             raise RtError(f"RT refused to {what}: {answer.status_code} {answer.text[:300].strip()}", False)
+
+
+def configured_queues(system: TicketSystem) -> tuple[str, ...]:
+    """The queues whose tickets the bridge may change: the system's `queue` and the queues its sync reads."""
+    named = [system.queue] if system.queue else []
+    named += list(system.sync.queues) if system.sync is not None else []
+    return tuple(dict.fromkeys(named))

@@ -66,7 +66,7 @@ def error_body(status: int, message: str, errors: list[str] | None = None, error
 
 def request_id_from(given: str) -> str:
     """The request id to log and echo: the caller's X-Request-ID when it is a sane one, else a new one."""
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def log_request(method: str, path: str, status: int, started: float, request_id: str | None) -> None:

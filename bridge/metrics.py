@@ -31,6 +31,7 @@ from adapters import SOURCES, zabbix_api
 from bridge.config import TOKEN_GROUPS
 from bridge.domain.heartbeats import HeartbeatState, last_heard
 from bridge.domain.incidents import AlertResult, AlertStatus, Incident, Outcome, ParsedNotification
+from bridge.domain.lifecycle import Acknowledgement
 from bridge.domain.outcomes import IssueOutcome
 from bridge.domain.problems import ProblemState
 from bridge.domain.rules import Rules
@@ -168,6 +169,9 @@ class Ingested(Protocol):
     @property
     def regressions(self) -> int: ...
 
+    @property
+    def acknowledgements(self) -> Sequence[Acknowledgement]: ...
+
 
 def initialise(rules: Rules) -> None:
     """Create every known label combination at zero, so dashboards and alert rules see the series
@@ -228,9 +232,18 @@ def _children(metric: Counter | Histogram, labels: tuple[str, ...]) -> Any:
     return metric.labels(*labels)
 
 
+def record_acknowledgement(acknowledged: Acknowledgement) -> None:
+    """An incident acknowledged (by a person or in its source), once committed: its response time, a late one."""
+    labelled(RESPONSE, acknowledged.priority).observe(acknowledged.response_seconds)
+    if acknowledged.late:
+        labelled(RESPONSE_BREACHES, acknowledged.priority).inc()
+
+
 def record_ingest(source: str, result: Ingested) -> None:
     """Count what one committed notification did (summed first: each inc is a write to a shared file)."""
     labelled(NOTIFICATIONS, source, "partial" if result.parsed.rejected else "accepted").inc()
+    for acknowledged in result.acknowledgements:
+        record_acknowledgement(acknowledged)
     statuses: dict[AlertStatus, int] = {}
     opened: dict[tuple[str, str], int] = {}
     held: dict[str, int] = {}

@@ -7,6 +7,7 @@ from datetime import timedelta
 from re import _constants as sre  # type: ignore[attr-defined]  # the parse tree re.compile builds, for nested_repeat
 from re import _parser  # type: ignore[attr-defined]
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -160,3 +161,10 @@ def nested_repeat(pattern: str) -> bool:
         return False
 
     return walk(_parser.parse(pattern), False)
+
+
+def url_segment(value: object) -> str:
+    """One path segment of an outbound URL, percent-encoded whole: a `/` stays inside it, and a segment of
+    dots only (which clients and servers collapse as `.` and `..`) has its dots encoded too."""
+    encoded = quote(str(value), safe="")
+    return encoded.replace(".", "%2E") if encoded.strip(".") == "" else encoded

@@ -34,7 +34,7 @@ from bridge.config import Settings
 from bridge.domain.problems import JiraTarget, comment_text
 from bridge.domain.rules import Rules
 from bridge.domain.ticket_sync import TicketState
-from bridge.domain.tickets import TicketSystem, ticket_notice_text
+from bridge.domain.tickets import TicketSystem, ticket_id_refusal, ticket_notice_text
 from bridge.errors import OutboundFailure, StoreUnavailable
 from bridge.jira import budget as jira_budget
 from bridge.jira import identity as jira_identity
@@ -332,10 +332,14 @@ class OutboxRunner:
             raise
         metrics.labelled(metrics.DELIVERIES, endpoint.name, "success").inc()
 
-    def _system(self, name: str, kind: str) -> TicketSystem:
+    def _system(self, name: str, kind: str, ticket_id: str) -> TicketSystem:
+        """The ticket system a job names, and the job's ticket id as that system issues them (else dead, not sent)."""
         system = self.rules.ticket_systems.get(name)
         if system is None or system.kind != kind:
             raise JobFailed(f"ticket system {name!r} is no longer a {kind} system in rules.yaml", retryable=False)
+        refusal = ticket_id_refusal(kind, ticket_id)
+        if refusal is not None:
+            raise JobFailed(f"not sent to ticket system {name!r}: {refusal}", retryable=False)
         return system
 
     def _with_rt(self, system: TicketSystem, act: Callable[[RtClient], T]) -> T:
@@ -354,7 +358,7 @@ class OutboxRunner:
     @_handle.register
     def _rt_close(self, job: jobs.RtClose, now: datetime) -> None:
         """Resolve a ticket in Request Tracker with a comment; one already resolved or deleted is noted, not retried."""
-        system = self._system(job.system, "rt")
+        system = self._system(job.system, "rt", job.ticket_id)
         report = self._with_rt(system, lambda client: client.close(job.ticket_id, job.text))
         if not report.closed:
             log.warning("RT ticket not changed", extra={"system": system.name, "ticket_id": job.ticket_id})
@@ -376,24 +380,25 @@ class OutboxRunner:
     def _rt_comment(self, job: jobs.RtComment, now: datetime) -> None:
         """Tell an RT ticket its problem's workaround or conclusion, as an internal comment (never twice)."""
         text = self._notice_text(job)
-        report = self._with_rt(self._system(job.system, "rt"), lambda client: client.comment_once(job.ticket_id, text))
+        system = self._system(job.system, "rt", job.ticket_id)
+        report = self._with_rt(system, lambda client: client.comment_once(job.ticket_id, text))
         log.info("RT ticket told", extra={"system": job.system, "ticket_id": job.ticket_id, "note": report.note})
 
-    def _service_desk(self, name: str) -> tuple[TicketSystem, JiraClient]:
-        system = self._system(name, "jira")
+    def _service_desk(self, name: str, key: str) -> tuple[TicketSystem, JiraClient]:
+        system = self._system(name, "jira", key)
         return system, service_desk.service_desk_client(system, self.http)
 
     @_handle.register
     def _jsm_comment(self, job: jobs.JsmComment, now: datetime) -> None:
         """Tell a Jira Service Management request its problem's workaround or conclusion, as a comment."""
-        _, jira = self._service_desk(job.system)
+        _, jira = self._service_desk(job.system, job.ticket_id)
         comment_unless_repeated(jira, job.ticket_id, self._notice_text(job))
         metrics.labelled(metrics.DELIVERIES, job.system, "success").inc()
 
     @_handle.register
     def _jsm_close(self, job: jobs.JsmClose, now: datetime) -> None:
         """Close a Jira Service Management request: a comment, then its close transition, read back."""
-        system, jira = self._service_desk(job.system)
+        system, jira = self._service_desk(job.system, job.ticket_id)
         note = service_desk.close_request(jira, system, job.ticket_id, job.text)
         self.store.note_written_ticket(system.name, job.ticket_id, TicketState.DONE, "done", now)
         metrics.labelled(metrics.DELIVERIES, system.name, "success").inc()
@@ -402,7 +407,7 @@ class OutboxRunner:
     @_handle.register
     def _jsm_read(self, job: jobs.JsmRead, now: datetime) -> None:
         """Read a request its webhook named and apply it to its incident."""
-        system, jira = self._service_desk(job.system)
+        system, jira = self._service_desk(job.system, job.ticket_id)
         applied = service_desk.read_request(self.store, self.rules, system, jira, job.ticket_id, now)
         log.info("Jira request read", extra={"system": system.name, "ticket_id": job.ticket_id, "step": applied.step})
 

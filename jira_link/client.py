@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from bridge.validation import url_segment
 from jira_link import rate_limits
 from jira_link.rate_limits import Budget, RateLimitScope
 
@@ -228,7 +229,11 @@ class JiraClient:
         return f"JiraClient({self.base_url!r}, flavour={self.flavour!r})"
 
     def issue_url(self, key: str) -> str:
-        return f"{self.base_url}/browse/{key}"
+        return f"{self.base_url}/browse/{url_segment(key)}"
+
+    def _issue_path(self, key: str, *rest: str) -> str:
+        """The REST path of an issue (by key or id), percent-encoded: a key is one segment, whatever it holds."""
+        return "/".join([f"{self.api}/issue", url_segment(key), *rest])
 
     def text(self, value: str) -> Any:
         """Description and comment bodies in the flavour's format: ADF, or escaped wiki markup on Data Center."""
@@ -336,7 +341,7 @@ class JiraClient:
 
     def transitions(self, key: str) -> list[dict[str, Any]]:
         """Transitions valid from the issue's current status (others are simply absent)."""
-        response = self._request("get_transitions", "GET", f"{self.api}/issue/{key}/transitions")
+        response = self._request("get_transitions", "GET", self._issue_path(key, "transitions"))
         assert response is not None
         return list(response.json().get("transitions", []))
 
@@ -349,12 +354,12 @@ class JiraClient:
         body: dict[str, Any] = {"transition": {"id": transition_id}}
         if fields:
             body["fields"] = dict(fields)
-        self._request("transition", "POST", f"{self.api}/issue/{key}/transitions", json=body)
+        self._request("transition", "POST", self._issue_path(key, "transitions"), json=body)
 
     def get_issue(self, key: str, fields: Sequence[str] = ("status", "resolution", "labels")) -> JiraIssue | None:
         """One issue, or None when it does not exist (or is not visible to us)."""
         response = self._request(
-            "get_issue", "GET", f"{self.api}/issue/{key}", params={"fields": ",".join(fields)}, not_found_ok=True
+            "get_issue", "GET", self._issue_path(key), params={"fields": ",".join(fields)}, not_found_ok=True
         )
         return self._issue(response.json()) if response is not None else None
 
@@ -391,14 +396,14 @@ class JiraClient:
 
     def add_comment(self, key: str, text: str) -> None:
         """POST /rest/api/{2,3}/issue/{key}/comment."""
-        self._request("add_comment", "POST", f"{self.api}/issue/{key}/comment", json={"body": self.text(text)})
+        self._request("add_comment", "POST", self._issue_path(key, "comment"), json={"body": self.text(text)})
 
     def recent_comments(self, key: str, limit: int = 20) -> list[str]:
         """The plain text of the newest comments, newest first."""
         response = self._request(
             "get_comments",
             "GET",
-            f"{self.api}/issue/{key}/comment",
+            self._issue_path(key, "comment"),
             params={"orderBy": "-created", "maxResults": limit},
         )
         assert response is not None
@@ -412,7 +417,7 @@ class JiraClient:
             "relationship": "root cause of",
             "object": {"url": url, "title": title, "summary": summary},
         }
-        self._request("add_remote_link", "POST", f"{self.api}/issue/{key}/remotelink", json=body)
+        self._request("add_remote_link", "POST", self._issue_path(key, "remotelink"), json=body)
 
     @staticmethod
     def _issue(item: Mapping[str, Any]) -> JiraIssue:

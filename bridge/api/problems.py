@@ -81,7 +81,7 @@ def link_jira(problem_id: int):  # type: ignore[no-untyped-def]
         ctx.jira,
         ctx.link_options,
         problem_id,
-        body["jira_key"].strip(),
+        body["jira_key"],
         ctx.now(),
         request_actor(),
         Announcer.of(ctx.store, ctx.rules),

@@ -71,7 +71,8 @@ class Alert:
     is_update: bool = False
     repeat_counts: bool = True
     note_only: bool = False
-    # Who acknowledged the problem in the source (a Zabbix acknowledgement update): it stops the response clock.
+    # Who acknowledged the problem in the source (a Zabbix acknowledgement update, a PagerDuty acknowledge's
+    # routing key): ingest acknowledges the firing incident as a person would, stopping its response clock.
     acknowledged_by: str | None = None
 
 

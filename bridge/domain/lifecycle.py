@@ -127,9 +127,7 @@ def _next_state(
     if current.state is IncidentState.FIRING:
         if alert.status is AlertStatus.FIRING:
             _refresh_details(current, alert, routing, now)
-            if alert.is_update:
-                if alert.acknowledged_by:
-                    mark_acknowledged(current, alert.acknowledged_by, now)
+            if alert.is_update:  # an acknowledgement in it is applied by ingest, as a person's (acknowledge_in)
                 return Outcome.UPDATED, current
             if alert.repeat_counts:
                 current.occurrences += 1
@@ -164,6 +162,16 @@ def _next_state(
     current.resolved_at = None
     current.auto_close_at = None
     return Outcome.REOPENED, current
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """An incident acknowledged (by a person, or in its source): what the response metrics count of it."""
+
+    incident_id: int
+    priority: str
+    response_seconds: float
+    late: bool  # past its response due time: the breach is recorded with it
 
 
 def mark_acknowledged(incident: Incident, actor: str, at: datetime) -> bool:

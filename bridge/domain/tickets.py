@@ -7,11 +7,12 @@ the lifecycle events they ask for. Pure data and decisions: the outbox carries t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from bridge.domain.problems import Renderer
+from bridge.domain.problems import JIRA_KEY, Renderer
 
 TICKET_SOURCE = "ticket"
 # What tickets hear of their problem (each text once per ticket): people's workaround, Jira's conclusion.
@@ -95,6 +96,27 @@ class NotifyTarget:
 
     def wants(self, event: str) -> bool:
         return event in self.events
+
+
+# What a ticket id may be in each kind of system: ids travel into URL paths (RT's REST2, Jira's REST), so
+# only what that system itself issues. RT numbers its tickets; Jira keys them; a webhook receiver's ids are
+# its own, held to a safe printable set (no slash, percent sign, dot-only or blank id).
+TICKET_IDS = {
+    "rt": (re.compile(r"[1-9][0-9]{0,17}"), "RT ticket numbers are digits only (at most 18)"),
+    "jira": (JIRA_KEY, "a Jira key like SD-123"),
+}
+OTHER_TICKET_IDS = (
+    re.compile(r"[A-Za-z0-9][A-Za-z0-9._:#@+-]{0,127}"),
+    "letters, digits and . _ : # @ + - (at most 128, starting with a letter or digit)",
+)
+
+
+def ticket_id_refusal(kind: str, ticket_id: str) -> str | None:
+    """Why a ticket id cannot be one of a system of this kind (a finding naming `ticket_id`), None when it can."""
+    pattern, expected = TICKET_IDS.get(kind, OTHER_TICKET_IDS)
+    if pattern.fullmatch(ticket_id):
+        return None
+    return f"ticket_id: {ticket_id[:40]!r} is not a ticket id of a {kind} system: expected {expected}"
 
 
 def ticket_source_id(system: str, ticket_id: str) -> str:

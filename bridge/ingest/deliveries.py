@@ -25,11 +25,18 @@ from bridge.domain.incidents import (
     RejectedAlert,
     Routing,
 )
-from bridge.domain.lifecycle import apply_notifications, plain_repeat_heads, repeat_candidates
+from bridge.domain.lifecycle import (
+    Acknowledgement,
+    apply_notifications,
+    mark_acknowledged,
+    plain_repeat_heads,
+    repeat_candidates,
+)
 from bridge.domain.rules import Rules, route_alert
 from bridge.errors import BadPayload, BridgeError, DataRefused, NotFound
 from bridge.ingest.holds import hold_events, hold_opened
 from bridge.outbox.notify import Announcer, announce_incidents
+from bridge.problems.actions import acknowledge_in
 from bridge.problems.grouping import assign_problems, join_open_problems, set_problem_keys
 from bridge.storage.engine import Connection
 from bridge.storage.store import Store
@@ -46,6 +53,8 @@ class IngestResult:
     parsed: ParsedNotification
     results: list[AlertResult]
     regressions: int = 0
+    # Incidents this notification acknowledged (a PagerDuty acknowledge, a Zabbix acknowledgement).
+    acknowledgements: tuple[Acknowledgement, ...] = ()
 
     @property
     def incident_ids(self) -> list[int]:
@@ -298,6 +307,9 @@ def _write_work(
         )
         if held:
             store.add_incident_events(conn, hold_events(held))
+        acknowledged = [
+            _acknowledge(conn, store, own, d.received_at) for d, own in zip(deliveries, results, strict=True)
+        ]
         store.count_plain_repeats(
             conn, [(counted, notification_ids[counted.notification_index]) for counted in applied.repeats]
         )
@@ -318,13 +330,29 @@ def _write_work(
                     reason=f"{refused} of {refused + len(d.parsed.alerts)} alerts refused",
                     errors=[line for item in d.parsed.rejected for line in item.errors],
                 )
-        per_notification = zip(notification_ids, deliveries, results, strict=True)
+        per_notification = zip(notification_ids, deliveries, results, acknowledged, strict=True)
         return [
-            IngestResult(notification_id, d.parsed, d.with_pings(own), regressions if index == 0 else 0)
-            for index, (notification_id, d, own) in enumerate(per_notification)
+            IngestResult(notification_id, d.parsed, d.with_pings(own), regressions if index == 0 else 0, acks)
+            for index, (notification_id, d, own, acks) in enumerate(per_notification)
         ]
 
     return work
+
+
+def _acknowledge(
+    conn: Connection, store: Store, results: Sequence[AlertResult], at: datetime
+) -> tuple[Acknowledgement, ...]:
+    """A source's acknowledgement of a firing incident, acknowledged as a person's is (acknowledge_in): the
+    response clock stops and the histories say who (a PagerDuty routing key's name, the Zabbix user)."""
+    done = []
+    for result in results:
+        actor, incident = result.alert.acknowledged_by, result.incident
+        if actor and incident is not None and incident.id is not None and result.outcome is Outcome.UPDATED:
+            acknowledged = acknowledge_in(conn, store, incident, actor, None, at)
+            if acknowledged is not None:
+                mark_acknowledged(incident, actor, at)
+                done.append(acknowledged)
+    return tuple(done)
 
 
 def write_in(

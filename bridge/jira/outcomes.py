@@ -70,7 +70,7 @@ def apply_issue_reading(
             outcomes = outcome_rules_for(rules, problem.rule)
             outcome = outcomes.outcome_of(reading.status_category, reading.resolution)
             duplicates = outcomes.duplicated_issue(reading) if outcome is IssueOutcome.DUPLICATE else None
-            if duplicates is not None and not JIRA_KEY.match(duplicates):
+            if duplicates is not None and not JIRA_KEY.fullmatch(duplicates):
                 log.warning("duplicated issue key not usable", extra={"key": reading.key, "duplicates": duplicates})
                 duplicates = None
             step = outcome_step(problem, outcome, duplicates)

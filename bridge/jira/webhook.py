@@ -4,7 +4,8 @@ A request of a Jira Service Management ticket system (its project) is a ticket i
 worker reads it and applies it to its incident (bridge/tickets/service_desk.py).
 
 Issues are matched by Jira's immutable id first, then by key, so a moved issue's webhook
-(new key, same id) still finds its problem, whose link then follows the new key. An issue
+(new key, same id) still finds its problem; the worker then reads the issue by that id and
+the link follows the key Jira answers (a signed body alone never relinks a problem). An issue
 carrying a problem's marker label that is not the issue that problem holds may be a twin:
 the problem's issue is checked again (jira.ensure_issue). Problems that won't do closed still
 concern their issue: worked on again, they reopen.
@@ -19,7 +20,6 @@ from typing import Any
 
 import orjson
 
-from bridge import metrics
 from bridge.domain.problems import JIRA_KEY
 from bridge.domain.rules import Rules
 from bridge.errors import BadPayload
@@ -61,7 +61,7 @@ def handle_jira_webhook(
         return {"event": event, "action": "ignored"}
     issue = payload.get("issue")
     key = issue.get("key") if isinstance(issue, dict) else None
-    if not isinstance(key, str) or not JIRA_KEY.match(key):
+    if not isinstance(key, str) or not JIRA_KEY.fullmatch(key):
         raise BadPayload("Jira webhook without an issue key", ["issue.key: expected a Jira key"])
     desks = service_desks_of(rules, key, issue if isinstance(issue, dict) else {})
     if desks:
@@ -75,27 +75,28 @@ def handle_jira_webhook(
     if event not in ISSUE_EVENTS:
         return {"event": event, "action": "ignored", "jira_key": key}
     issue_id = issue.get("id") if isinstance(issue, dict) else None
-    issue_id = str(issue_id) if isinstance(issue_id, str | int) and ISSUE_ID.match(str(issue_id)) else None
+    issue_id = str(issue_id) if isinstance(issue_id, str | int) and ISSUE_ID.fullmatch(str(issue_id)) else None
     twin_checks = _marked_problems(store, issue if isinstance(issue, dict) else {}, issue_id, key, marker_prefix)
     by_id = store.live_problems_for_issue_id(issue_id) if issue_id is not None else []
+    # The body only says which issue to read again: the sync of a held key reads it by its id and
+    # relinks from what Jira answers (jira_identity.follow_move), never from the body's word.
     moved_from = next((p.jira_key for p in by_id if p.jira_key is not None and p.jira_key != key), None)
-    concerned = bool(by_id) or store.issue_concerns_problems(key)
-    if not concerned and not twin_checks:
+    concerned = store.issue_concerns_problems(key) or (bool(by_id) and moved_from is None)
+    if not concerned and not twin_checks and moved_from is None:
         return {"event": event, "action": "ignored", "jira_key": key}
 
     def work(conn: Connection) -> None:
-        if moved_from is not None and jira is not None:
-            if store.follow_issue_move(conn, moved_from, key, jira.issue_url(key), issue_id, now):
-                metrics.JIRA_MOVES.inc()
         for problem_id in twin_checks:
             jobs.queue(conn, store, jobs.EnsureIssue(problem_id), now)
+        if moved_from is not None:
+            queue_issue_sync(conn, store, moved_from, now)
         if concerned:
             queue_issue_sync(conn, store, key, now)
 
     store.run(work)
     answer: dict[str, Any] = {"event": event, "action": "sync_queued", "jira_key": key}
     if moved_from is not None:
-        answer["moved_from"] = moved_from
+        answer["move_read_queued"] = moved_from
     if twin_checks:
         answer["twin_checks"] = twin_checks
     return answer
@@ -121,7 +122,7 @@ def _marked_problems(
     if marker_prefix is None or not isinstance(labels, list):
         return []
     marker = re.compile(rf"^{re.escape(marker_prefix)}-problem-([1-9][0-9]{{0,17}})$")
-    wanted = [int(m.group(1)) for label in labels if isinstance(label, str) and (m := marker.match(label))]
+    wanted = [int(m.group(1)) for label in labels if isinstance(label, str) and (m := marker.fullmatch(label))]
     checks = []
     for problem_id in wanted:
         problem = store.get_problem(problem_id)

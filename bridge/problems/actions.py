@@ -13,7 +13,7 @@ from typing import Any
 
 from bridge import metrics
 from bridge.domain.incidents import Incident, IncidentState
-from bridge.domain.lifecycle import mark_acknowledged
+from bridge.domain.lifecycle import Acknowledgement, mark_acknowledged
 from bridge.domain.problems import JIRA_KEY, Problem, ProblemState
 from bridge.domain.rules import Rules
 from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable, UpstreamError
@@ -63,7 +63,7 @@ def acknowledge_incident(store: Store, incident_id: int, actor: str, note: str |
         NotFound: no such incident. Conflict: closed, or already acknowledged.
     """
 
-    def work(conn: Connection) -> tuple[Incident, bool]:
+    def work(conn: Connection) -> Acknowledgement:
         incident = store.find_incident(conn, incident_id, for_update=True)
         if incident is None:
             raise NotFound(f"no incident {incident_id}")
@@ -74,33 +74,46 @@ def acknowledge_incident(store: Store, incident_id: int, actor: str, note: str |
                 f"incident {incident_id} was already acknowledged by {incident.acknowledged_by}",
                 [f"acknowledged_at: {incident.acknowledged_at.isoformat()}"],
             )
-        after = incident.copy()
-        mark_acknowledged(after, actor, now)
-        late = after.response_breached and not incident.response_breached
-        if not store.record_acknowledgement(
-            conn, incident_id, actor, now, after.response_breached_at if late else None
-        ):
+        acknowledged = acknowledge_in(conn, store, incident, actor, note, now)
+        if acknowledged is None:
             raise Conflict(f"incident {incident_id} was acknowledged by someone else meanwhile")
-        detail = f"incident {incident_id} acknowledged" + (f": {note}" if note else "")
-        record_action(
-            conn,
-            store,
-            at=now,
-            actor=actor,
-            kind="acknowledged",
-            detail=detail,
-            problem_id=incident.problem_id,
-            incident_id=incident_id,
-        )
-        return incident, late
+        return acknowledged
 
-    incident, late = store.run(work)
-    metrics.labelled(metrics.RESPONSE, incident.priority).observe(max(0.0, (now - incident.first_seen).total_seconds()))
-    if late:
-        metrics.labelled(metrics.RESPONSE_BREACHES, incident.priority).inc()
+    metrics.record_acknowledgement(store.run(work))
     found = store.get_incident(incident_id)
     assert found is not None
     return found
+
+
+def acknowledge_in(
+    conn: Connection, store: Store, incident: Incident, actor: str, note: str | None, now: datetime
+) -> Acknowledgement | None:
+    """The one acknowledgement, in the caller's transaction: a person's (the API, the pages) or the source's
+    (a PagerDuty acknowledge, a Zabbix acknowledgement). The response clock stops, a late one records the
+    breach, and the incident's and problem's histories say who. None when it was acknowledged already (the
+    first stands); the caller counts what it returns once committed (metrics.record_acknowledgement).
+    """
+    after = incident.copy()
+    if not mark_acknowledged(after, actor, now):
+        return None
+    late = after.response_breached and not incident.response_breached
+    if not store.record_acknowledgement(
+        conn, incident.stored_id, actor, now, after.response_breached_at if late else None
+    ):
+        return None
+    detail = f"incident {incident.stored_id} acknowledged" + (f": {note}" if note else "")
+    record_action(
+        conn,
+        store,
+        at=now,
+        actor=actor,
+        kind="acknowledged",
+        detail=detail,
+        problem_id=incident.problem_id,
+        incident_id=incident.stored_id,
+    )
+    response = max(0.0, (now - incident.first_seen).total_seconds())
+    return Acknowledgement(incident.stored_id, incident.priority, response, late)
 
 
 def add_problem_note(store: Store, problem_id: int, actor: str, text: str, now: datetime) -> None:
@@ -220,7 +233,7 @@ def link_problem(
         another issue already linked, or the issue is linked to another problem.
         Unprocessable: the issue does not exist. UpstreamError: Jira failed.
     """
-    if not JIRA_KEY.match(key):
+    if not JIRA_KEY.fullmatch(key):
         raise BadPayload("invalid Jira key", [f"jira_key: expected a key like LKK-123, got {key!r}"])
     problem = store.get_problem(problem_id)
     if problem is None:

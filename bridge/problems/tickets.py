@@ -18,8 +18,8 @@ from typing import Any
 
 from bridge.domain.incidents import Alert, Routing
 from bridge.domain.rules import Rules, with_priority
-from bridge.domain.tickets import TicketSystem, ticket_close_text
-from bridge.errors import Conflict, NotFound, Unprocessable
+from bridge.domain.tickets import TicketSystem, ticket_close_text, ticket_id_refusal
+from bridge.errors import BadPayload, Conflict, NotFound, Unprocessable
 from bridge.outbox.jobs import JsmClose, RtClose, queue
 from bridge.outbox.notify import Announcer, queue_delivery
 from bridge.problems.notices import tell_tickets
@@ -41,6 +41,17 @@ def system_of(rules: Rules, name: str) -> TicketSystem:
         known = ", ".join(sorted(rules.ticket_systems)) or "none configured (rules.yaml ticket_systems)"
         raise Unprocessable(f"unknown ticket system {name!r}", [f"system: expected one of {known}"])
     return system
+
+
+def check_ticket_id(system: TicketSystem, ticket_id: str) -> None:
+    """Refuse an id the system cannot have issued: it would travel into the system's URLs.
+
+    Raises:
+        BadPayload: the finding names `ticket_id` and what the system's ids look like.
+    """
+    refusal = ticket_id_refusal(system.kind, ticket_id)
+    if refusal is not None:
+        raise BadPayload(f"invalid ticket id for ticket system {system.name!r}", [refusal])
 
 
 def reported_priority(rules: Rules, alert: Alert, routing: Routing) -> Routing:
@@ -65,9 +76,10 @@ def link_ticket(
     """Link a ticket to a problem by hand; True when it is new (201), False when it already was (200).
 
     Raises:
-        Unprocessable: unknown system. NotFound: no such problem. Conflict: the problem is closed.
+        Unprocessable: unknown system. BadPayload: an id the system cannot have issued. NotFound: no such
+        problem. Conflict: the problem is closed.
     """
-    system_of(rules, system)
+    check_ticket_id(system_of(rules, system), ticket_id)
     announcer = Announcer.of(store, rules)
 
     def work(conn: Connection) -> bool:

@@ -51,7 +51,7 @@ def expand_variables(text: str, environ: Mapping[str, str]) -> str:
         ValueError: naming each reference that is not a variable name, or each variable that is unset.
     """
     names = _VARIABLE.findall(text)
-    invalid = [name for name in names if not _VARIABLE_NAME.match(name)]
+    invalid = [name for name in names if not _VARIABLE_NAME.fullmatch(name)]
     if invalid:
         raise ValueError("not a variable name: " + ", ".join(f"${{{name}}}" for name in invalid))
     unset = [name for name in names if name not in environ]

@@ -24,7 +24,7 @@ def build_projects(
     built = []
     for name, model in models.items():
         where = f'project "{name}"'
-        if not JIRA_PROJECT.match(name):
+        if not JIRA_PROJECT.fullmatch(name):
             problems.append(f"{where}: name it as releases do: a Jira project key such as LKK")
         if not model.labels and not model.labels_regex:
             problems.append(

@@ -46,7 +46,7 @@ class SlaModel(StrictModel):
 def _intervals(where: str, value: str | list[str], problems: list[str]) -> tuple[Interval, ...]:
     intervals = []
     for text in [value] if isinstance(value, str) else value:
-        match = _HOURS.match(text)
+        match = _HOURS.fullmatch(text)
         if match is None:
             problems.append(f"{where}: {text!r} is not HH:MM-HH:MM")
             continue

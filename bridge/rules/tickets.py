@@ -95,7 +95,7 @@ def build_ticket_systems(
     built: dict[str, TicketSystem] = {}
     for name, model in models.items():
         where = f'ticket system "{name}"'
-        if not re.match(NAME_PATTERN, name):
+        if not re.fullmatch(NAME_PATTERN, name):
             problems.append(f"{where}: a name is letters, digits, dots, dashes and underscores (at most 64)")
             continue
         url = _url(where, model.url, expand, environ, problems)

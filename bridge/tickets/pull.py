@@ -202,7 +202,6 @@ class TicketSyncer:
         """Read and apply every page of changed tickets; returns the newest change seen and how many were read."""
         assert system.sync is not None
         client = RtClient.for_system(system, self.session())
-        client.queue = None  # reading is not changing: every synced queue is read
         started = time.monotonic()
         query = sync_query(system.sync, watermark)
         newest, read, page = watermark, 0, 1

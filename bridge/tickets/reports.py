@@ -7,25 +7,27 @@ be one rules.yaml names, and its own impact and urgency, when given, win over it
 
 from __future__ import annotations
 
-import functools
 from dataclasses import replace
 from datetime import datetime
 
 from adapters import tickets as ticket_adapter
 from bridge.domain.incidents import ParsedNotification
 from bridge.domain.rules import Rules
-from bridge.ingest.deliveries import Delivery, IngestResult, prepare_delivery
+from bridge.errors import BadPayload
+from bridge.ingest.deliveries import Delivery, IngestResult, body_text, keep_refused, prepare_delivery
 from bridge.problems.notices import tell_tickets
-from bridge.problems.tickets import reported_priority, system_of
+from bridge.problems.tickets import check_ticket_id, reported_priority, system_of
 from bridge.storage.store import Store
 
 SOURCE = ticket_adapter.SOURCE
 
 
 def _known_system(rules: Rules, parsed: ParsedNotification) -> ParsedNotification:
-    """Refuse a ticket of a system rules.yaml does not name (422) before anything is written."""
+    """Refuse a ticket of a system rules.yaml does not name (422), or whose id that system cannot issue (400),
+    before anything is written."""
     for alert in parsed.alerts:
-        system_of(rules, alert.annotations["ticket_system"])
+        system = system_of(rules, alert.annotations["ticket_system"])
+        check_ticket_id(system, alert.annotations["ticket_id"])
     return parsed
 
 
@@ -48,8 +50,19 @@ def prepare_ticket(
     """Parse and route one ticket's body, ready to be written (a refused body is kept, then raised).
 
     Raises:
-        BadPayload: not a valid ticket (kept in rejected_payloads). Unprocessable: unknown system.
+        BadPayload: not a valid ticket, or an id its system cannot issue (kept in rejected_payloads).
+        Unprocessable: unknown system.
     """
+
+    def complete(parsed: ParsedNotification) -> ParsedNotification:
+        try:
+            return _known_system(rules, parsed)
+        except BadPayload as exc:  # kept as a refused body is
+            keep_refused(
+                store, SOURCE, now, exc, body=body_text(body), content_type=content_type, body_limit=rejected_body_limit
+            )
+            raise
+
     delivery = prepare_delivery(
         store,
         rules,
@@ -59,7 +72,7 @@ def prepare_ticket(
         content_type=content_type,
         rejected_body_limit=rejected_body_limit,
         max_depth=max_depth,
-        complete=functools.partial(_known_system, rules),
+        complete=complete,
     )
     return with_ticket_priority(rules, delivery)
 

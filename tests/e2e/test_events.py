@@ -11,15 +11,19 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 import yaml
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.app import create_app
 from bridge.config import load_settings
+from bridge.errors import Conflict
+from bridge.problems.actions import acknowledge_incident
 from bridge.storage.store import Store
 from tests.conftest import ROOT, Clock, payload
 
@@ -391,3 +395,37 @@ def test_events_are_counted_and_shown_like_the_others(client):
     page = client.get(f"/ui/incidents/{incident['id']}").get_data(as_text=True)
     assert '<a href="https://monitoring.example.com" rel="noopener noreferrer">' in page
     assert "Example alert on host1.example.com" in client.get("/ui/incidents?source=events").get_data(as_text=True)
+
+
+def response_count(priority: str) -> float:
+    return REGISTRY.get_sample_value("bridge_incident_response_seconds_count", {"priority": priority}) or 0.0
+
+
+def test_an_acknowledge_acknowledges_as_the_api_does_once(app, client, clock):
+    """The response clock stops, the histogram counts it once, and the routing key's name is who did."""
+    send(client, payload("events-trigger.json"))
+    [incident] = incidents(client).values()
+    before = response_count(incident["priority"])
+    clock.advance(minutes=2)
+    assert send(client, payload("events-acknowledge.json")).json["outcomes"] == {"updated": 1}
+    acked = client.get(f"/api/v1/incidents/{incident['id']}", headers=API).json
+    assert (acked["acknowledged_by"], acked["acknowledged_at"]) == ("portal-uptime", "2026-11-23T19:02:00Z")
+    assert response_count(incident["priority"]) == before + 1
+    clock.advance(minutes=1)
+    assert send(client, payload("events-acknowledge.json")).json["outcomes"] == {"updated": 1}
+    assert response_count(incident["priority"]) == before + 1, "a repeated acknowledge is not counted again"
+    store: Store = app.extensions["bridge"].store
+    assert [(e["kind"], e["actor"]) for e in store.incident_history(incident["id"])] == [
+        ("acknowledged", "portal-uptime")
+    ]
+    assert store.mark_response_breaches(clock() + timedelta(days=7)) == [], "its response clock stopped"
+    with pytest.raises(Conflict, match="already acknowledged by portal-uptime"):
+        acknowledge_incident(store, incident["id"], "Ann", None, clock())
+
+
+def test_an_acknowledge_of_an_unknown_dedup_key_is_harmless(client):
+    before = {priority: response_count(priority) for priority in ("P1", "P2", "P3")}
+    answer = send(client, payload("events-acknowledge.json") | {"dedup_key": "never-triggered"})
+    assert answer.status_code == 202 and answer.json["outcomes"] == {"stale": 1}
+    assert incidents(client) == {}
+    assert {priority: response_count(priority) for priority in before} == before

@@ -122,6 +122,7 @@ def test_linking_a_nonexistent_issue_is_refused_clearly(client):
     "body, status, error",
     [
         ({"jira_key": "lkk 42"}, 400, "jira_key: expected a key like LKK-123"),
+        ({"jira_key": "LKK-1\n"}, 400, "jira_key: expected a key like LKK-123"),
         ({"key": "LKK-1"}, 400, "jira_key: required string"),
     ],
 )
@@ -371,7 +372,14 @@ def test_a_signed_webhook_whose_issue_is_not_an_object_is_a_400(client, issue):
     assert response.json["errors"] == ["issue.key: expected a Jira key"]
 
 
-def test_a_moved_issue_keeps_its_problem_over_http_webhook_by_id_then_release_by_new_key(client, fake_jira):
+def test_a_signed_webhook_whose_key_ends_in_a_newline_is_a_400(client):
+    response = webhook(client, {"webhookEvent": "jira:issue_updated", "issue": {"id": "10001", "key": "LKK-1\n"}})
+    assert response.status_code == 400 and response.json["errors"] == ["issue.key: expected a Jira key"]
+
+
+def test_a_moved_issue_keeps_its_problem_over_http_webhook_by_id_then_release_by_new_key(
+    client, runner, fake_jira, clock
+):
     fake_jira.add_issue("LKK-9")
     issue_id = fake_jira.issue("LKK-9")["id"]
     problem_id = open_zabbix_problem(client)
@@ -380,7 +388,8 @@ def test_a_moved_issue_keeps_its_problem_over_http_webhook_by_id_then_release_by
     moved_to = fake_jira.move("LKK-9", "OPS")
     response = webhook(client, {"webhookEvent": "jira:issue_updated", "issue": {"id": issue_id, "key": moved_to}})
     assert response.status_code == 202
-    assert (response.json["action"], response.json["moved_from"]) == ("sync_queued", "LKK-9")
+    assert (response.json["action"], response.json["move_read_queued"]) == ("sync_queued", "LKK-9")
+    runner.run_due(clock())  # the issue is read by its id: Jira says where it moved
     detail = client.get(f"/api/v1/problems/{problem_id}", headers=API).json
     assert (detail["jira_key"], detail["jira_issue_id"]) == (moved_to, issue_id)
     assert detail["jira_url"] == f"{fake_jira.url}/browse/{moved_to}"

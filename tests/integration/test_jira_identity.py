@@ -15,6 +15,7 @@ import requests
 import sqlalchemy as sa
 
 from bridge import metrics
+from bridge.errors import BadPayload
 from bridge.jira.webhook import handle_jira_webhook
 from bridge.problems.actions import link_problem
 from bridge.problems.releases import close_release
@@ -143,21 +144,61 @@ def test_a_release_naming_the_key_an_issue_moved_away_from_closes_its_problem(st
     assert stranger["unmatched_issues"] == ["LKK-999"]
 
 
-def test_a_moved_issues_webhook_finds_its_problem_by_id_and_updates_the_key(store, example_rules, runner, fake_jira):
+def test_a_moved_issues_webhook_finds_its_problem_by_id_and_the_key_follows_jiras_answer(
+    store, example_rules, runner, fake_jira
+):
     open_problem(store, example_rules)
     runner.run_due(T0)
     old = the_problem(store)
     moved_to = fake_jira.move(old["jira_key"], "OPS")
     issue = {"id": old["jira_issue_id"], "key": moved_to, "fields": {"labels": []}}
     answer = webhook(store, runner.jira, example_rules, "jira:issue_updated", issue, T0 + timedelta(minutes=1))
-    assert (answer["action"], answer["jira_key"], answer["moved_from"]) == ("sync_queued", moved_to, old["jira_key"])
+    assert (answer["action"], answer["jira_key"], answer["move_read_queued"]) == (
+        "sync_queued",
+        moved_to,
+        old["jira_key"],
+    )
+    assert the_problem(store)["jira_key"] == old["jira_key"], "the body alone relinks nothing"
+    runner.run_due(T0 + timedelta(minutes=2))  # the queued sync reads the issue by its id
+    assert fake_jira.calls("GET", rf"/rest/api/3/issue/{old['jira_issue_id']}\?")
     problem = the_problem(store)
     assert (problem["jira_key"], problem["jira_project"]) == (moved_to, "OPS")
     assert history(store, "jira_moved") == [f"{old['jira_key']} moved to {moved_to}; link follows"]
-    runner.run_due(T0 + timedelta(minutes=2))  # the queued sync reads it under its new key
-    assert the_problem(store)["conclusion"] == "Status: To Do"
+    assert problem["conclusion"] == "Status: To Do"
     summary = release(store, runner.jira, example_rules, moved_to, T0 + timedelta(minutes=20))
     assert summary["closed_problems"] == [problem["id"]]
+
+
+def test_a_signed_webhook_claiming_a_key_jira_does_not_answer_relinks_nothing(store, example_rules, runner, fake_jira):
+    """Someone holding the webhook secret says our issue is now another problem's issue: Jira says otherwise."""
+    open_problem(store, example_rules)
+    runner.run_due(T0)
+    old = the_problem(store)
+    fake_jira.add_issue("LKK-77")
+    issue = {"id": old["jira_issue_id"], "key": "LKK-77", "fields": {"labels": []}}
+    answer = webhook(store, runner.jira, example_rules, "jira:issue_updated", issue, T0 + timedelta(minutes=1))
+    assert answer["move_read_queued"] == old["jira_key"]
+    runner.run_due(T0 + timedelta(minutes=2))
+    problem = the_problem(store)
+    assert (problem["jira_key"], problem["jira_issue_id"]) == (old["jira_key"], old["jira_issue_id"])
+    assert history(store, "jira_moved") == []
+
+
+def test_a_key_with_a_trailing_newline_is_not_a_key(store, example_rules, runner, fake_jira):
+    open_problem(store, example_rules)
+    runner.run_due(T0)
+    issue = {"id": the_problem(store)["jira_issue_id"], "key": "LKK-1\n", "fields": {"labels": []}}
+    with pytest.raises(BadPayload, match="without an issue key"):
+        webhook(store, runner.jira, example_rules, "jira:issue_updated", issue, T0 + timedelta(minutes=1))
+
+
+def test_a_marker_label_with_a_trailing_newline_asks_for_no_twin_check(store, example_rules, runner, fake_jira):
+    open_problem(store, example_rules)
+    runner.run_due(T0)
+    problem_id = the_problem(store)["id"]
+    issue = {"id": "99999", "key": "OPS-5", "fields": {"labels": [f"incident-bridge-problem-{problem_id}\n"]}}
+    answer = webhook(store, runner.jira, example_rules, "jira:issue_updated", issue, T0 + timedelta(minutes=1))
+    assert answer["action"] == "ignored" and "twin_checks" not in answer
 
 
 def test_a_lost_create_answer_under_a_lagging_index_still_ends_with_one_issue(store, example_rules, runner, fake_jira):

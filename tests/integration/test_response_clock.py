@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import REGISTRY
 
+from bridge import metrics
 from bridge.errors import Conflict
 from bridge.problems.actions import acknowledge_incident
 from bridge.storage.store import Store
@@ -167,3 +168,26 @@ def test_a_late_acknowledgement_in_zabbix_records_the_breach_and_a_later_one_cha
         True,
         due,
     )
+
+
+def test_a_zabbix_acknowledgement_is_acknowledged_as_the_apis_and_counted_once(store: Store, example_rules):
+    ingest(store, example_rules, "zabbix", zabbix(), FRIDAY_1730)
+    incident = only(store)
+    before = sample("bridge_incident_response_seconds_count", priority="P2")
+    acked = ingest(store, example_rules, "zabbix", zabbix_update("acknowledged"), FRIDAY_1730 + timedelta(minutes=5))
+    metrics.record_ingest("zabbix", acked)  # as the receiver does once the notification is committed
+    assert [(a.incident_id, a.response_seconds, a.late) for a in acked.acknowledgements] == [
+        (incident.stored_id, 300.0, False)
+    ]
+    assert sample("bridge_incident_response_seconds_count", priority="P2") == before + 1
+    again = ingest(store, example_rules, "zabbix", zabbix_update("acknowledged"), FRIDAY_1730 + timedelta(minutes=6))
+    metrics.record_ingest("zabbix", again)
+    assert again.acknowledgements == ()
+    assert sample("bridge_incident_response_seconds_count", priority="P2") == before + 1
+    assert [(e["kind"], e["actor"]) for e in store.incident_history(incident.stored_id)] == [
+        ("acknowledged", "Ivan Petrov (in Zabbix)")
+    ]
+    [event] = [e for e in store.problem_history(incident.problem_id) if e["kind"] == "acknowledged"]
+    assert event["actor"] == "Ivan Petrov (in Zabbix)"
+    with pytest.raises(Conflict, match=r"already acknowledged by Ivan Petrov \(in Zabbix\)"):
+        acknowledge_incident(store, incident.stored_id, "Ann", None, FRIDAY_1730 + timedelta(minutes=7))

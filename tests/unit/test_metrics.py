@@ -52,6 +52,7 @@ def test_each_outcome_lands_on_its_counter_and_a_resolution_is_timed():
     accepted = SimpleNamespace(
         parsed=SimpleNamespace(rejected=()),
         regressions=1,
+        acknowledgements=(),
         results=[
             item(AlertStatus.FIRING, Outcome.CREATED),
             item(AlertStatus.FIRING, Outcome.CREATED),
@@ -62,7 +63,10 @@ def test_each_outcome_lands_on_its_counter_and_a_resolution_is_timed():
         ],
     )
     partial = SimpleNamespace(
-        parsed=SimpleNamespace(rejected=(object(),)), regressions=0, results=[item(AlertStatus.FIRING, Outcome.CREATED)]
+        parsed=SimpleNamespace(rejected=(object(),)),
+        regressions=0,
+        acknowledgements=(),
+        results=[item(AlertStatus.FIRING, Outcome.CREATED)],
     )
 
     metrics.record_ingest(SOURCE, accepted)
@@ -101,7 +105,8 @@ def test_a_ping_is_no_duplicate_and_an_opening_a_window_held_counts_for_that_win
         sample("bridge_alerts_in_maintenance_total", window="db migration"),
     )
     metrics.record_ingest(
-        SOURCE, SimpleNamespace(parsed=SimpleNamespace(rejected=()), regressions=0, results=[held, ping])
+        SOURCE,
+        SimpleNamespace(parsed=SimpleNamespace(rejected=()), regressions=0, acknowledgements=(), results=[held, ping]),
     )
     after = (
         sample("bridge_alerts_deduplicated_total", source=SOURCE),
@@ -123,7 +128,10 @@ def test_an_alert_opened_during_a_deploy_counts_for_its_project_and_environment_
         sample("bridge_alerts_in_maintenance_total", window="deploy of LKK"),
     )
     metrics.record_ingest(
-        SOURCE, SimpleNamespace(parsed=SimpleNamespace(rejected=()), regressions=0, results=[marked, held, repeated])
+        SOURCE,
+        SimpleNamespace(
+            parsed=SimpleNamespace(rejected=()), regressions=0, acknowledgements=(), results=[marked, held, repeated]
+        ),
     )
     after = (
         sample("bridge_alerts_during_deploy_total", project="LKK", environment="prod"),
