@@ -16,6 +16,7 @@ from bridge.storage.engine import MAX_ID, Database, Page
 from bridge.storage.incident_repository import incident_from_row
 from bridge.storage.payload_repository import REJECTED_SUMMARY
 from bridge.storage.schema import (
+    LIVE_INCIDENTS,
     incidents,
     outbox,
     problem_events,
@@ -192,7 +193,9 @@ class ReadModels(Database):
 # What is live: incidents not closed, problems not closed. Named by value (IN), never as "not
 # closed": an inequality reads every row of the history, a list of values reads the indexes
 # led by the state (the live rows only), so these counts cost what is live, not what was kept.
+# Live incidents are counted from their partial index (schema.LIVE_INCIDENTS, the same words).
 LIVE_INCIDENT_STATES = tuple(state.value for state in IncidentState if state is not IncidentState.CLOSED)
+assert LIVE_INCIDENTS == "state IN ({})".format(", ".join(f"'{state}'" for state in LIVE_INCIDENT_STATES))
 LIVE_PROBLEM_STATES = tuple(state.value for state in ProblemState if state is not ProblemState.CLOSED)
 
 
@@ -203,7 +206,7 @@ def _live_incidents(conn: Connection) -> list[tuple[str, str, str, str, bool, in
         sa.select(
             incidents.c.state, incidents.c.line, incidents.c.priority, incidents.c.source, breached, sa.func.count()
         )
-        .where(incidents.c.state.in_(LIVE_INCIDENT_STATES))
+        .where(sa.text(LIVE_INCIDENTS))
         .group_by(incidents.c.state, incidents.c.line, incidents.c.priority, incidents.c.source, breached)
     )
     return [

@@ -41,6 +41,10 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData()
 
+# Incidents not closed: the live index's predicate, word for word the counts' WHERE (SQLite needs the same terms).
+LIVE_INCIDENTS = "state IN ('firing', 'resolved')"
+LIVE_ONLY = {"sqlite_where": sa.text(LIVE_INCIDENTS), "postgresql_where": sa.text(LIVE_INCIDENTS)}
+
 notifications = sa.Table(
     "notifications",
     metadata,
@@ -122,7 +126,7 @@ incidents = sa.Table(
         postgresql_where=sa.text("state = 'resolved'"),
     ),
     sa.Index("ix_incidents_state_auto_close_at", "state", "auto_close_at"),
-    sa.Index("ix_incidents_problem_id", "problem_id"),
+    sa.Index("ix_incidents_problem_id_id", "problem_id", "id"),  # a problem's incidents newest first, unsorted
     # No index may cover what a repeat changes (occurrences, last_seen): repeats then stay
     # heap-only updates on PostgreSQL (fillfactor 80, set by migration 0005).
     sa.Index(
@@ -143,6 +147,8 @@ incidents = sa.Table(
         sqlite_where=sa.text("hold_window_id IS NOT NULL"),
         postgresql_where=sa.text("hold_window_id IS NOT NULL"),
     ),
+    # Live incidents with what gauges group them by, in id order: counts and live lists cost what is live.
+    sa.Index("ix_incidents_live", "state", "id", "line", "priority", "source", "sla_breached", **LIVE_ONLY),
     # What opened during a deploy (release health); partial, as the hold window's.
     sa.Index(
         "ix_incidents_deploy_id",
@@ -247,6 +253,8 @@ problems = sa.Table(
     sa.Index("ix_problems_jira_issue_id", "jira_issue_id"),
     # A key's newest problem (where a merged key's incidents go, the latest released fix).
     sa.Index("ix_problems_key_id", "problem_key", "id"),
+    # What opened in a period (release health, suspects): that period's problems, not all of them.
+    sa.Index("ix_problems_opened_at_id", "opened_at", "id"),
 )
 
 releases = sa.Table(
