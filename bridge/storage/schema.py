@@ -43,7 +43,7 @@ metadata = sa.MetaData()
 
 # Incidents not closed: the live index's predicate, word for word the counts' WHERE (SQLite needs the same terms).
 LIVE_INCIDENTS = "state IN ('firing', 'resolved')"
-LIVE_ONLY = {"sqlite_where": sa.text(LIVE_INCIDENTS), "postgresql_where": sa.text(LIVE_INCIDENTS)}
+LIVE_ONLY: dict[str, Any] = {"sqlite_where": sa.text(LIVE_INCIDENTS), "postgresql_where": sa.text(LIVE_INCIDENTS)}
 
 notifications = sa.Table(
     "notifications",
