@@ -2,8 +2,9 @@
 in id order, problems by when they opened.
 
 `ix_incidents_live` (partial, incidents not closed) holds every column the gauges and the overview
-group live incidents by, so they count from it alone; `ix_incidents_problem_id_id` replaces the
-index on `problem_id` so a problem's incidents come newest first without walking the table;
+group live incidents by, in that order, so they count from it alone without a sort;
+`ix_incidents_problem_id_id` replaces the index on `problem_id` so a problem's incidents come
+newest first without walking the table;
 `ix_problems_opened_at_id` finds the problems a release's watch saw open.
 
 Revision ID: 0020
@@ -25,7 +26,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_incidents_live",
         "incidents",
-        ["state", "id", "line", "priority", "source", "sla_breached"],
+        ["state", "line", "priority", "source", "sla_breached", "id"],
         sqlite_where=sa.text(LIVE_INCIDENTS),
         postgresql_where=sa.text(LIVE_INCIDENTS),
     )
