@@ -126,6 +126,7 @@ incidents = sa.Table(
         postgresql_where=sa.text("state = 'resolved'"),
     ),
     sa.Index("ix_incidents_state_auto_close_at", "state", "auto_close_at"),
+    sa.Index("ix_incidents_state_id", "state", "id"),  # a state's incidents newest first, however many closed
     sa.Index("ix_incidents_problem_id_id", "problem_id", "id"),  # a problem's incidents newest first, unsorted
     # No index may cover what a repeat changes (occurrences, last_seen): repeats then stay
     # heap-only updates on PostgreSQL (fillfactor 80, set by migration 0005).
@@ -253,8 +254,7 @@ problems = sa.Table(
     sa.Index("ix_problems_jira_issue_id", "jira_issue_id"),
     # A key's newest problem (where a merged key's incidents go, the latest released fix).
     sa.Index("ix_problems_key_id", "problem_key", "id"),
-    # What opened in a period (release health, suspects): that period's problems, not all of them.
-    sa.Index("ix_problems_opened_at_id", "opened_at", "id"),
+    sa.Index("ix_problems_opened_at_id", "opened_at", "id"),  # what opened in a period (release health)
 )
 
 releases = sa.Table(

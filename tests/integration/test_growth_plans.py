@@ -73,3 +73,10 @@ def test_a_problems_oldest_incidents_come_from_its_index_not_a_walk_of_newer_one
     assert [incident.id for incident in page.items] == list(range(10_000, 9_950, -1))
     [plan] = plans(grown, lambda: grown.list_incidents(IncidentFilter(problem_id=1), 50, None))
     assert "ix_incidents_problem_id_id" in plan, plan
+
+
+def test_the_newest_closed_incidents_come_from_the_state_index_not_a_sort_of_all_closed(grown: Store):
+    page = grown.list_incidents(IncidentFilter(state="closed"), 50, None)
+    assert [incident.id for incident in page.items] == list(range(INCIDENTS - 40_000, INCIDENTS - 40_050, -1))
+    [plan] = plans(grown, lambda: grown.list_incidents(IncidentFilter(state="closed"), 50, None))
+    assert "ix_incidents_state_id" in plan and "TEMP B-TREE" not in plan, plan

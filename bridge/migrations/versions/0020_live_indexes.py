@@ -4,8 +4,8 @@ in id order, problems by when they opened.
 `ix_incidents_live` (partial, incidents not closed) holds every column the gauges and the overview
 group live incidents by, in that order, so they count from it alone without a sort;
 `ix_incidents_problem_id_id` replaces the index on `problem_id` so a problem's incidents come
-newest first without walking the table;
-`ix_problems_opened_at_id` finds the problems a release's watch saw open.
+newest first without walking the table; `ix_incidents_state_id` does the same for a state's
+(the list of closed incidents); `ix_problems_opened_at_id` finds the problems a release's watch saw open.
 
 Revision ID: 0020
 Revises: 0017
@@ -31,6 +31,7 @@ def upgrade() -> None:
         postgresql_where=sa.text(LIVE_INCIDENTS),
     )
     op.create_index("ix_incidents_problem_id_id", "incidents", ["problem_id", "id"])
+    op.create_index("ix_incidents_state_id", "incidents", ["state", "id"])
     op.drop_index("ix_incidents_problem_id", table_name="incidents")
     op.create_index("ix_problems_opened_at_id", "problems", ["opened_at", "id"])
 
@@ -38,5 +39,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_problems_opened_at_id", table_name="problems")
     op.create_index("ix_incidents_problem_id", "incidents", ["problem_id"])
+    op.drop_index("ix_incidents_state_id", table_name="incidents")
     op.drop_index("ix_incidents_problem_id_id", table_name="incidents")
     op.drop_index("ix_incidents_live", table_name="incidents")
