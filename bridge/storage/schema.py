@@ -38,6 +38,10 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData()
 
+# Incidents not closed: the live index's predicate, word for word the counts' WHERE (SQLite needs the same terms).
+LIVE_INCIDENTS = "state IN ('firing', 'resolved')"
+LIVE_ONLY: dict[str, Any] = {"sqlite_where": sa.text(LIVE_INCIDENTS), "postgresql_where": sa.text(LIVE_INCIDENTS)}
+
 notifications = sa.Table(
     "notifications",
     metadata,
@@ -119,7 +123,8 @@ incidents = sa.Table(
         postgresql_where=sa.text("state = 'resolved'"),
     ),
     sa.Index("ix_incidents_state_auto_close_at", "state", "auto_close_at"),
-    sa.Index("ix_incidents_problem_id", "problem_id"),
+    sa.Index("ix_incidents_state_id", "state", "id"),  # a state's incidents newest first, however many closed
+    sa.Index("ix_incidents_problem_id_id", "problem_id", "id"),  # a problem's incidents newest first, unsorted
     # No index may cover what a repeat changes (occurrences, last_seen): repeats then stay
     # heap-only updates on PostgreSQL (fillfactor 80, set by migration 0005).
     sa.Index(
@@ -140,6 +145,8 @@ incidents = sa.Table(
         sqlite_where=sa.text("hold_window_id IS NOT NULL"),
         postgresql_where=sa.text("hold_window_id IS NOT NULL"),
     ),
+    # Live incidents in the order the gauges group them (no sort): the counts cost what is live, not history.
+    sa.Index("ix_incidents_live", "state", "line", "priority", "source", "sla_breached", "id", **LIVE_ONLY),
     # What opened during a deploy (release health); partial, as the hold window's.
     sa.Index(
         "ix_incidents_deploy_id",
@@ -244,6 +251,7 @@ problems = sa.Table(
     sa.Index("ix_problems_jira_issue_id", "jira_issue_id"),
     # A key's newest problem (where a merged key's incidents go, the latest released fix).
     sa.Index("ix_problems_key_id", "problem_key", "id"),
+    sa.Index("ix_problems_opened_at_id", "opened_at", "id"),  # what opened in a period (release health)
 )
 
 releases = sa.Table(
