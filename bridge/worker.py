@@ -463,8 +463,7 @@ def mark_response_breaches(store: Store, now: datetime) -> list[dict[str, Any]]:
 
 
 def prune(store: Store, now: datetime, retention: timedelta) -> dict[str, int]:
-    """Delete raw notifications, refused payloads and the pages' sessions that ended longer than `retention`
-    ago; logs and returns the counts.
+    """Delete raw notifications, refused payloads and ended sessions older than `retention`; log and return the counts.
 
     Incidents, problems, releases and their history stay: none of them needs the raw body.
     """
