@@ -363,6 +363,15 @@ problem_events = sa.Table(
     sa.Index("ix_problem_events_problem_id", "problem_id", "id"),
     # A problem's history newest first, page after page (keyset on (at, id)).
     sa.Index("ix_problem_events_problem_at", "problem_id", "at", "id"),
+    # Its notes page after page, however few among its other events.
+    sa.Index(
+        "ix_problem_events_notes",
+        "problem_id",
+        "at",
+        "id",
+        sqlite_where=sa.text("kind = 'note'"),
+        postgresql_where=sa.text("kind = 'note'"),
+    ),
     # A period's events of a kind (the service report: linked, released, closed, regressed).
     sa.Index("ix_problem_events_kind_at", "kind", "at"),
     # Whether an incident regressed its problem (the report's CSV), for the few events that name one.
