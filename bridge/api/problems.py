@@ -10,6 +10,7 @@ from bridge.domain.problems import ProblemState
 from bridge.errors import BadPayload
 from bridge.outbox.notify import Announcer
 from bridge.problems.actions import (
+    NOTE,
     add_problem_note,
     close_problem_by_hand,
     create_issue_now,
@@ -19,11 +20,12 @@ from bridge.problems.actions import (
 )
 from bridge.problems.corrections import merge_problems
 from bridge.problems.notices import set_workaround
-from bridge.shapes import iso, problem_shape
+from bridge.shapes import problem_shape
 from bridge.storage.read_models import IncidentFilter
 from bridge.web.actors import request_actor
-from bridge.web.answers import incident_json, problem_tickets_json
+from bridge.web.answers import history_json, incident_json, problem_tickets_json
 from bridge.web.context import bridge
+from bridge.web.cursors import EMBEDDED, keyset_args
 from bridge.web.edge import (
     MAX_PAGE_SIZE,
     choice_arg,
@@ -50,21 +52,43 @@ def list_problems():  # type: ignore[no-untyped-def]
 @problems.get("/api/v1/problems/<int:problem_id>")
 @requires_token("api")
 def get_problem(problem_id: int):  # type: ignore[no-untyped-def]
-    """A problem with its incidents (the newest 500; the incidents API pages through all)."""
+    """A problem with its newest incidents (500), and the newest 50 entries of its history, notes and tickets,
+    oldest first as ever, with the cursor of the older ones (the endpoints below page them, newest first)."""
     problem = problem_or_404(problem_id)
     page = bridge().store.list_incidents(IncidentFilter(problem_id=problem_id), MAX_PAGE_SIZE, None)
-    history = [
-        {"at": iso(event["at"]), "kind": event["kind"], "detail": event["detail"], "actor": event["actor"]}
-        for event in bridge().store.problem_history(problem_id)
-    ]
+    history = history_json(problem_id, EMBEDDED, None)
+    notes = history_json(problem_id, EMBEDDED, None, NOTE)
+    tickets = problem_tickets_json(problem_id)
     return jsonify(
         {
             **problem_shape(problem),
             "incidents": [incident_json(i) for i in page.items],
-            "tickets": problem_tickets_json(problem_id),
-            "history": history,
+            "tickets": tickets["items"][::-1],
+            "tickets_next_cursor": tickets["next_cursor"],
+            "history": history["items"][::-1],
+            "history_next_cursor": history["next_cursor"],
+            "notes": notes["items"][::-1],
+            "notes_next_cursor": notes["next_cursor"],
         }
     )
+
+
+@problems.get("/api/v1/problems/<int:problem_id>/history")
+@requires_token("api")
+def problem_history(problem_id: int):  # type: ignore[no-untyped-def]
+    """The problem's history, newest first, a page at a time (`cursor` from the page before)."""
+    limit, after = keyset_args()
+    problem_or_404(problem_id)
+    return jsonify(history_json(problem_id, limit, after))
+
+
+@problems.get("/api/v1/problems/<int:problem_id>/notes")
+@requires_token("api")
+def problem_notes(problem_id: int):  # type: ignore[no-untyped-def]
+    """The notes people wrote on the problem, newest first, a page at a time."""
+    limit, after = keyset_args()
+    problem_or_404(problem_id)
+    return jsonify(history_json(problem_id, limit, after, NOTE))
 
 
 @problems.post("/api/v1/problems/<int:problem_id>/jira")

@@ -4,6 +4,7 @@ how the ticket systems' syncs go (`api`)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 
@@ -19,7 +20,15 @@ from bridge.tickets.reports import prepare_ticket, tell_reported
 from bridge.web.actors import request_actor
 from bridge.web.answers import problem_tickets_json
 from bridge.web.context import bridge
-from bridge.web.edge import check_bearer, json_writes, read_body, requires_token, validated_body
+from bridge.web.cursors import keyset_args
+from bridge.web.edge import (
+    check_bearer,
+    json_writes,
+    problem_or_404,
+    read_body,
+    requires_token,
+    validated_body,
+)
 
 tickets = json_writes(Blueprint("tickets", __name__))
 SOURCE = ticket_adapter.SOURCE
@@ -71,6 +80,21 @@ def sync_states():  # type: ignore[no-untyped-def]
     return jsonify({"items": items})
 
 
+@tickets.get("/api/v1/problems/<int:problem_id>/tickets")
+@requires_token("api")
+def problem_tickets(problem_id: int):  # type: ignore[no-untyped-def]
+    """The problem's tickets, reported or linked by hand, newest first, a page at a time."""
+    limit, after = keyset_args(parts=3)
+    problem_or_404(problem_id)
+    return jsonify(problem_tickets_json(problem_id, limit, after))
+
+
+def _tickets_answer(problem_id: int) -> dict[str, Any]:
+    """What a link or an unlink answers: the problem's newest tickets, oldest first, and the cursor to the rest."""
+    page = problem_tickets_json(problem_id)
+    return {"problem_id": problem_id, "tickets": page["items"][::-1], "tickets_next_cursor": page["next_cursor"]}
+
+
 @tickets.post("/api/v1/problems/<int:problem_id>/tickets")
 @requires_token("operate")
 def link(problem_id: int):  # type: ignore[no-untyped-def]
@@ -88,7 +112,7 @@ def link(problem_id: int):  # type: ignore[no-untyped-def]
         summary=wanted.summary,
         actor=request_actor(),
     )
-    return jsonify({"problem_id": problem_id, "tickets": problem_tickets_json(problem_id)}), (201 if created else 200)
+    return jsonify(_tickets_answer(problem_id)), (201 if created else 200)
 
 
 @tickets.delete("/api/v1/problems/<int:problem_id>/tickets/<system>/<ticket_id>")
@@ -102,4 +126,4 @@ def unlink(problem_id: int, system: str, ticket_id: str):  # type: ignore[no-unt
     )
     if not readable or not unlink_ticket(ctx.store, problem_id, system, ticket_id, ctx.now(), request_actor()):
         raise NotFound(f"ticket {system} {ticket_id} is not linked to problem {problem_id} by hand")
-    return jsonify({"problem_id": problem_id, "tickets": problem_tickets_json(problem_id)})
+    return jsonify(_tickets_answer(problem_id))

@@ -41,6 +41,7 @@ from bridge.watch.windows import window_json
 from bridge.web.actors import SESSION_ACTOR, checked_name, proxy_user
 from bridge.web.answers import incidents_csv_answer, report_asked, service_csv_answer
 from bridge.web.context import EXTENSION, bridge
+from bridge.web.cursors import EMBEDDED, decode_cursor, encode_cursor
 from bridge.web.edge import choice_arg, group_token, page_args
 from bridge.web.throttle import count_failure, refuse_if_throttled
 
@@ -336,12 +337,21 @@ def problem(problem_id: int):  # type: ignore[no-untyped-def]
     if found is None:
         return render_template("missing.html", what=f"problem {problem_id}"), 404
     incidents = store.list_incidents(IncidentFilter(problem_id=problem_id), 500, None).items
+    history_from, tickets_from = (request.args.get(name) for name in ("history_cursor", "tickets_cursor"))
+    history = store.history_page(
+        problem_id, EMBEDDED, decode_cursor(history_from, "history_cursor", 2) if history_from else None
+    )
+    tickets = store.ticket_page(
+        problem_id, EMBEDDED, decode_cursor(tickets_from, "tickets_cursor", 3) if tickets_from else None
+    )
     return render_template(
         "problem.html",
         problem=found,
         incidents=incidents,
-        history=store.problem_history(problem_id),
-        tickets=store.problem_tickets(problem_id),
+        history=history.items[::-1],
+        older_history=encode_cursor(history.next_key),
+        tickets=tickets.items[::-1],
+        older_tickets=encode_cursor(tickets.next_key),
         now=bridge().now(),
         jira_target=_jira_target(found["rule"]),
     )

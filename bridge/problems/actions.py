@@ -29,6 +29,10 @@ from jira_link.port import JiraPort
 log = logging.getLogger(__name__)
 
 
+# The kind of history entry a person's note on a problem or incident is.
+NOTE = "note"
+
+
 def record_action(
     conn: Connection,
     store: Store,
@@ -125,7 +129,7 @@ def add_problem_note(store: Store, problem_id: int, actor: str, text: str, now: 
 
     def work(conn: Connection) -> None:
         _live_problem(conn, store, problem_id)
-        record_action(conn, store, at=now, actor=actor, kind="note", detail=text, problem_id=problem_id)
+        record_action(conn, store, at=now, actor=actor, kind=NOTE, detail=text, problem_id=problem_id)
 
     store.run(work)
 

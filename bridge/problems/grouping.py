@@ -236,10 +236,10 @@ def handle_recurrence(
     reached = store.release_environments(conn, fixed) if environment else None
     not_deployed = None
     if running and is_older(running, fixed.fixed_in or ""):
-        not_deployed = f"incident {incident.id} from version {running}, older than the fix in {fixed.fixed_in}"
+        not_deployed = f"incidents from version {running}, older than the fix in {fixed.fixed_in}"
     elif environment and reached is not None and environment not in reached:
         not_deployed = (
-            f"incident {incident.id} in {environment}, where the fix in {fixed.fixed_in} is not deployed yet "
+            f"incidents in {environment}, where the fix in {fixed.fixed_in} is not deployed yet "
             f"(it reached {', '.join(reached) or 'no environment'})"
         )
     if not_deployed is not None:

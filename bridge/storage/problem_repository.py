@@ -33,6 +33,25 @@ _COUNT_JOINED_FOR_COMMENT = (
 )
 
 
+# What makes an event the same as the problem's latest one: coalesced into its row, not added.
+_COALESCED_BY = ("kind", "detail", "actor", "release_version")
+# Problems whose latest event one statement reads.
+_LATEST_CHUNK = 500
+
+
+def _latest_events(conn: Connection, problem_ids: Sequence[int]) -> dict[int, tuple[tuple[Any, ...], Any]]:
+    """Each problem's latest event: what makes it the same (see _COALESCED_BY), and its row id."""
+    found: dict[int, tuple[tuple[Any, ...], Any]] = {}
+    e = problem_events.c
+    for start in range(0, len(problem_ids), _LATEST_CHUNK):
+        chunk = problem_ids[start : start + _LATEST_CHUNK]
+        newest = sa.select(sa.func.max(e.id)).where(e.problem_id.in_(chunk)).group_by(e.problem_id)
+        query = sa.select(e.id, e.problem_id, *(e[name] for name in _COALESCED_BY)).where(e.id.in_(newest))
+        for row in conn.execute(query).mappings():
+            found[int(row["problem_id"])] = (tuple(row[name] for name in _COALESCED_BY), int(row["id"]))
+    return found
+
+
 def problem_from_row(row: Mapping[Any, Any]) -> Problem:
     values = {name: row[name] for name in _PROBLEM_FIELDS}
     values["state"] = ProblemState(row["state"])
@@ -319,8 +338,50 @@ class ProblemRepository(Database):
 
     @staticmethod
     def add_problem_events(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
-        if events:
-            conn.execute(problem_events.insert(), [dict(e) for e in events])
+        """Write events into their problems' history; one that repeats a problem's latest event coalesces.
+
+        A webhook resent, a ticket system saying the same again, every incident from one old
+        version: the latest row counts them (`repeat_count`, `last_at`) instead of growing the
+        history by a row each, so a history grows with what changed, not with how often it
+        was said. A different event in between starts a new row.
+        """
+        if not events:
+            return
+        latest = _latest_events(conn, sorted({int(e["problem_id"]) for e in events}))
+        inserts: list[dict[str, Any]] = []
+        repeats: dict[int, dict[str, Any]] = {}
+        for event in events:
+            values = {**event, "repeat_count": 1}
+            same = tuple(values.get(name) for name in _COALESCED_BY)
+            problem_id = int(values["problem_id"])
+            last = latest.get(problem_id)
+            if last is None or last[0] != same:
+                inserts.append(values)
+                latest[problem_id] = (same, values)
+                continue
+            row = last[1]
+            if isinstance(row, dict):
+                row["repeat_count"] += 1
+                row["last_at"] = values["at"]
+                row["incident_id"] = values.get("incident_id") or row.get("incident_id")
+                continue
+            repeat = repeats.setdefault(row, {"times": 0, "incident_id": None})
+            repeat["times"] += 1
+            repeat["last_at"] = values["at"]
+            repeat["incident_id"] = values.get("incident_id") or repeat["incident_id"]
+        for row_id, repeat in repeats.items():
+            conn.execute(
+                problem_events.update()
+                .where(problem_events.c.id == row_id)
+                .values(
+                    repeat_count=problem_events.c.repeat_count + repeat["times"],
+                    last_at=repeat["last_at"],
+                    incident_id=sa.func.coalesce(repeat["incident_id"], problem_events.c.incident_id),
+                )
+            )
+        if inserts:
+            columns = {name for values in inserts for name in values}
+            conn.execute(problem_events.insert(), [{name: values.get(name) for name in columns} for values in inserts])
 
     @staticmethod
     def latest_fixed_problem(conn: Connection, problem_key: str) -> Problem | None:

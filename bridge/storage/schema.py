@@ -349,6 +349,7 @@ jira_key_moves = sa.Table(
     sa.Column("moved_at", UtcDateTime(), nullable=False),
 )
 
+_NOTES = sa.text("kind = 'note'")
 problem_events = sa.Table(
     "problem_events",
     metadata,
@@ -362,7 +363,13 @@ problem_events = sa.Table(
     sa.Column("release_version", sa.String(200)),
     # The incident the event is about, where one is (the incident that regressed its problem).
     sa.Column("incident_id", sa.BigInteger()),
+    # An event repeated as the problem's latest (same kind, text, actor, release) is one row: how often, the last when.
+    sa.Column("repeat_count", sa.Integer(), nullable=False, server_default=sa.text("1")),
+    sa.Column("last_at", UtcDateTime()),
     sa.Index("ix_problem_events_problem_id", "problem_id", "id"),
+    # A problem's history page after page, newest first (keyset on (at, id)), and its notes however few.
+    sa.Index("ix_problem_events_problem_at", "problem_id", "at", "id"),
+    sa.Index("ix_problem_events_notes", "problem_id", "at", "id", sqlite_where=_NOTES, postgresql_where=_NOTES),
     # A period's events of a kind (the service report: linked, released, closed, regressed).
     sa.Index("ix_problem_events_kind_at", "kind", "at"),
     # Whether an incident regressed its problem (the report's CSV), for the few events that name one.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bridge.storage.action_repository import ActionRepository
 from bridge.storage.deploy_repository import DeployRepository
 from bridge.storage.heartbeat_repository import HeartbeatRepository
+from bridge.storage.history_pages import HistoryPages
 from bridge.storage.incident_repository import IncidentRepository
 from bridge.storage.merge_repository import MergeRepository
 from bridge.storage.outbox_repository import OutboxRepository
@@ -31,6 +32,7 @@ class Store(
     PayloadRepository,
     RateLimitRepository,
     ReadModels,
+    HistoryPages,
     ReportModel,
     ActionRepository,
     TicketRepository,

@@ -18,7 +18,7 @@ from bridge.storage.schema import incidents, problem_tickets
 _OPEN, _CLOSED = "open", "closed"
 
 
-def _reported(row: Any) -> dict[str, Any]:
+def reported_ticket(row: Any) -> dict[str, Any]:
     """A ticket incident as a ticket of its problem: open until the incident is closed."""
     annotations = row.annotations or {}
     return {
@@ -35,7 +35,7 @@ def _reported(row: Any) -> dict[str, Any]:
     }
 
 
-def _linked(row: Any) -> dict[str, Any]:
+def ticket_link(row: Any) -> dict[str, Any]:
     return {
         "problem_id": row.problem_id,
         "system": row.system,
@@ -141,7 +141,7 @@ class TicketRepository(Database):
             .where(problem_tickets.c.problem_id.in_(problem_ids))
             .order_by(problem_tickets.c.id)
         ).all()
-        return _one_per_ticket([_reported(row) for row in reported] + [_linked(row) for row in linked])
+        return _one_per_ticket([reported_ticket(row) for row in reported] + [ticket_link(row) for row in linked])
 
     def problem_tickets(self, problem_id: int) -> list[dict[str, Any]]:
         return self.read(lambda conn: self.tickets_of_problems(conn, [problem_id]))

@@ -3,6 +3,7 @@ the service report and its CSV downloads (the API's and the pages' alike)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Response, stream_with_context
@@ -13,8 +14,9 @@ from bridge.domain.reports import Period
 from bridge.domain.sla import SlaClock, remaining_seconds
 from bridge.reports.exports import incidents_csv, summary_csv
 from bridge.reports.service import report_scope, service_report
-from bridge.shapes import incident_shape, ticket_shape
+from bridge.shapes import incident_shape, iso, ticket_shape
 from bridge.web.context import bridge
+from bridge.web.cursors import EMBEDDED, encode_cursor
 from bridge.web.edge import pattern_arg, period_args
 
 CSV = "text/csv; charset=utf-8"
@@ -31,9 +33,31 @@ def incident_json(incident: Incident) -> dict[str, Any]:
     return {**incident_shape(incident), "sla_remaining_seconds": remaining}
 
 
-def problem_tickets_json(problem_id: int) -> list[dict[str, Any]]:
-    """The tickets of a problem with their state, as the problem's detail lists them."""
-    return [ticket_shape(ticket) for ticket in bridge().store.problem_tickets(problem_id)]
+def problem_event_json(event: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry of a problem's history: `count` times, the last at `last_at` (`at` when it happened once)."""
+    return {
+        "id": event["id"],
+        "at": iso(event["at"]),
+        "kind": event["kind"],
+        "detail": event["detail"],
+        "actor": event["actor"],
+        "count": event["repeat_count"],
+        "last_at": iso(event["last_at"] or event["at"]),
+    }
+
+
+def history_json(problem_id: int, limit: int, after: tuple[Any, ...] | None, kind: str | None = None) -> dict[str, Any]:
+    """A page of a problem's history (of its notes, with `kind` "note"), newest first, and the next cursor."""
+    page = bridge().store.history_page(problem_id, limit, after, kind)
+    return {"items": [problem_event_json(e) for e in page.items], "next_cursor": encode_cursor(page.next_key)}
+
+
+def problem_tickets_json(
+    problem_id: int, limit: int = EMBEDDED, after: tuple[Any, ...] | None = None
+) -> dict[str, Any]:
+    """A page of a problem's tickets with their state, newest first, and the next cursor."""
+    page = bridge().store.ticket_page(problem_id, limit, after)
+    return {"items": [ticket_shape(t) for t in page.items], "next_cursor": encode_cursor(page.next_key)}
 
 
 def report_asked() -> tuple[Period, str | None]:

@@ -19,6 +19,8 @@ from bridge.api.openapi.deploys import deploy_paths
 from bridge.api.openapi.parts import (
     ACTOR,
     BEARER,
+    KEYSET_PAGE,
+    KEYSET_PAGING,
     NESTED,
     PAGING,
     id_param,
@@ -176,7 +178,21 @@ def build_document() -> dict[str, Any]:
                 "responses": responses(202, 401, 404, 409, 422, 503),
             }
         },
+        "/api/v1/problems/{problem_id}/history": {
+            "get": {
+                "operationId": "listProblemHistory",
+                "security": BEARER,
+                "parameters": [id_param("problem_id"), *KEYSET_PAGING],
+                "responses": responses(200, 400, 401, 404, 503, ok=KEYSET_PAGE),
+            }
+        },
         "/api/v1/problems/{problem_id}/notes": {
+            "get": {
+                "operationId": "listProblemNotes",
+                "security": BEARER,
+                "parameters": [id_param("problem_id"), *KEYSET_PAGING],
+                "responses": responses(200, 400, 401, 404, 503, ok=KEYSET_PAGE),
+            },
             "post": {
                 "operationId": "addProblemNote",
                 "security": BEARER,
@@ -190,7 +206,7 @@ def build_document() -> dict[str, Any]:
                     }
                 ),
                 "responses": responses(201, 400, 401, 404, 413, 415, 503),
-            }
+            },
         },
         "/api/v1/incidents/{incident_id}/ack": {
             "post": {

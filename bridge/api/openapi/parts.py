@@ -56,6 +56,16 @@ PAGING = [
     query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
     query("cursor", {"type": "integer", "minimum": 1, "maximum": MAX_ID}),
 ]
+# A keyset page (a problem's history, notes, tickets): an opaque cursor from the page before.
+KEYSET_PAGING = [PAGING[0], query("cursor", {"type": "string", "maxLength": 200})]
+KEYSET_PAGE = {
+    "type": "object",
+    "required": ["items", "next_cursor"],
+    "properties": {
+        "items": {"type": "array", "items": {"type": "object"}},
+        "next_cursor": {"type": ["string", "null"]},
+    },
+}
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 # Who an API client acts for (bridge.web.actors); behind a trusted SSO proxy its user header wins.
 ACTOR = {

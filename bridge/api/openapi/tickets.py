@@ -11,6 +11,8 @@ from bridge.api.bodies import (
 from bridge.api.openapi.parts import (
     ACTOR,
     BEARER,
+    KEYSET_PAGE,
+    KEYSET_PAGING,
     id_param,
     json_body,
     model_schema,
@@ -79,6 +81,13 @@ def ticket_paths() -> dict[str, Any]:
             },
         },
         "/api/v1/problems/{problem_id}/tickets": {
+            "get": {
+                "operationId": "listProblemTickets",
+                "security": BEARER,
+                "tags": ["tickets"],
+                "parameters": [id_param("problem_id"), *KEYSET_PAGING],
+                "responses": responses(200, 400, 401, 404, 503, ok=KEYSET_PAGE),
+            },
             "post": {
                 "operationId": "linkTicket",
                 "security": BEARER,
@@ -86,7 +95,7 @@ def ticket_paths() -> dict[str, Any]:
                 "parameters": [id_param("problem_id")],
                 "requestBody": json_body(link),
                 "responses": responses(200, 201, 400, 401, 404, 409, 413, 415, 422, 503),
-            }
+            },
         },
         "/api/v1/problems/{problem_id}/tickets/{system}/{ticket_id}": {
             "delete": {
