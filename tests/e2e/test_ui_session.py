@@ -155,7 +155,7 @@ def test_secure_cookie_from_forwarded_proto_only_behind_trusted_proxies(tmp_path
 
 
 def test_secure_cookie_when_the_bridge_itself_serves_https(app):
-    response = app.test_client().post("/ui/login", data={"token": TOKEN}, base_url="https://bridge.test")
+    response = app.test_client().post("/ui/login", data={"token": TOKEN}, base_url="https://localhost")
     assert "Secure" in {part.strip() for part in response.headers["Set-Cookie"].split(";")}
 
 
