@@ -149,6 +149,11 @@ def _kind_problems(where: str, model: TicketSystemModel) -> list[str]:
                 f"{where}: kind jira needs token_env (a personal access token on datacenter), and username_env "
                 "(the account's email) with it on cloud"
             )
+    if model.kind == "rt" and model.queue is None and model.sync is None:
+        found.append(
+            f"{where} key queue: required for kind rt (the bridge changes only tickets of its queues: "
+            "queue and sync.queues)"
+        )
     for queue in [model.queue or "", *(model.sync.queues if model.sync else [])]:
         if "'" in queue or "\\" in queue:
             found.append(f"{where}: queue {queue!r}: quotes and backslashes cannot be searched in RT")

@@ -76,8 +76,12 @@ def test_unset_variables_are_named_with_their_entry_and_key():
             'ticket system "itsm" key secret_env: required for kind webhook (the key that signs deliveries)',
         ),
         (
-            {"ticket_systems": {"rt": {"kind": "rt", "url": "https://x", "username_env": "ITSM_SECRET"}}},
+            {"ticket_systems": {"rt": {"kind": "rt", "url": "https://x", "username_env": "ITSM_SECRET", "queue": "Q"}}},
             'ticket system "rt": kind rt needs token_env, or username_env and password_env (RT\'s credentials)',
+        ),
+        (
+            {"ticket_systems": {"rt": {"kind": "rt", "url": "https://x", "token_env": "ITSM_SECRET"}}},
+            'ticket system "rt" key queue: required for kind rt (the bridge changes only tickets of its queues',
         ),
         (
             {"ticket_systems": {"itsm": {"url": "ftp://x", "secret_env": "ITSM_SECRET"}}},
