@@ -71,3 +71,16 @@ def test_the_document_covers_every_route():
     }  # /ui/ is HTML, not the API
     assert routes - documented == {"/api/v1/openapi.json", "/api/v1/alerts/{source}"}
     assert {"/api/v1/alerts/alertmanager", "/api/v1/alerts/zabbix"} <= documented
+
+
+def test_every_operation_documents_what_the_edge_refuses():
+    """Any request may be refused for another site or host name (403), an acting one for not declaring JSON
+    (415), and one whose token is compared for too many failures from its address (429)."""
+    undocumented = []
+    for path, item in APP.test_client().get("/api/v1/openapi.json").json["paths"].items():
+        for method, op in item.items():
+            answers = set(op["responses"])
+            expected = {"403"} | ({"415"} if method in ("post", "put", "patch", "delete") else set())
+            expected |= {"429"} if "401" in answers else set()
+            undocumented += [f"{method.upper()} {path}: {code}" for code in sorted(expected - answers)]
+    assert undocumented == []

@@ -31,6 +31,7 @@ from bridge.api.openapi.parts import (
     responses,
     token_variables,
     values,
+    with_edge_refusals,
 )
 from bridge.api.openapi.reports import report_paths
 from bridge.api.openapi.tickets import ticket_paths
@@ -338,7 +339,7 @@ def build_document() -> dict[str, Any]:
             "version": "1",
             "description": "Monitoring webhooks in; incidents, problems, Jira links and releases out.",
         },
-        "paths": paths,
+        "paths": with_edge_refusals(paths),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": token_variables()}},
             "schemas": {

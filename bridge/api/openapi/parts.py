@@ -24,11 +24,13 @@ def responses(*codes: int, ok: dict[str, Any] | None = None) -> dict[str, Any]:
         202: "Accepted",
         400: "Invalid input; errors name the fields",
         401: "Missing or wrong token",
+        403: "Refused: a browser's request from another site, or one addressed to another host name",
         404: "Not found",
         409: "Conflicts with the current state",
         413: "Body too large",
         415: "Body not sent as application/json",
         422: "Refers to something unusable (e.g. an unknown Jira issue)",
+        429: "Too many failed authentications from this client address; retry after Retry-After seconds",
         502: "Upstream refused",
         503: "Database or upstream unavailable; retry",
     }
@@ -125,3 +127,17 @@ def pagerduty_shaped(accepted: dict[str, Any]) -> dict[str, Any]:
             for code, answer in responses(202, 400, 413, 415, 503).items()
         },
     }
+
+
+ACTING_METHODS = ("post", "put", "patch", "delete")
+
+
+def with_edge_refusals(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation's answers from the edge checks every request passes (web.edge): 403 for another
+    site or host name; 415 for an acting request not declaring JSON; 429 where a token is compared."""
+    for item in paths.values():
+        for method, op in item.items():
+            codes = [403] + ([415] if method in ACTING_METHODS else []) + ([429] if "401" in op["responses"] else [])
+            for code, answer in responses(*codes).items():
+                op["responses"].setdefault(code, answer)
+    return paths
