@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from bridge.config import TOKEN_GROUPS
 from bridge.storage.engine import MAX_ID
+from bridge.web.edge import ACTING_METHODS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -129,15 +130,16 @@ def pagerduty_shaped(accepted: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-ACTING_METHODS = ("post", "put", "patch", "delete")
-
-
 def with_edge_refusals(paths: dict[str, Any]) -> dict[str, Any]:
     """Every operation's answers from the edge checks every request passes (web.edge): 403 for another
     site or host name; 415 for an acting request not declaring JSON; 429 where a token is compared."""
     for item in paths.values():
         for method, op in item.items():
-            codes = [403] + ([415] if method in ACTING_METHODS else []) + ([429] if "401" in op["responses"] else [])
+            codes = (
+                [403]
+                + ([415] if method.upper() in ACTING_METHODS else [])
+                + ([429] if "401" in op["responses"] else [])
+            )
             for code, answer in responses(*codes).items():
                 op["responses"].setdefault(code, answer)
     return paths
