@@ -13,7 +13,7 @@ text never changes, so SQLite's statement cache and psycopg's prepared statement
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -190,6 +190,15 @@ def json_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         ).decode()
     except orjson.JSONEncodeError as exc:
         raise DataRefused("a value was refused by the database", [f"database: {exc}"]) from exc
+
+
+def bigint_array(ids: Iterable[int]) -> str:
+    """Integer ids as a PostgreSQL array literal (`{1,2,3}`), for a `%s::BIGINT[]` parameter.
+
+    psycopg dumps a list element by element in Python (a twentieth of a storm's writer time,
+    py-spy); the literal is one join of the ids' decimal text, which the cast parses in C.
+    """
+    return "{" + ",".join(map(str, ids)) + "}"
 
 
 @functools.lru_cache(maxsize=32)

@@ -52,7 +52,7 @@ def _live_reading(columns: Sequence[str]) -> _LiveReading:
         f"WHERE {keyed} AND state = 'resolved' ORDER BY dedup_key, id DESC"
     )
     postgres = (
-        "SELECT live.* FROM unnest(%s::text[]) AS k(key) JOIN LATERAL ("
+        "SELECT live.* FROM json_array_elements_text(%s::json) AS k(key) JOIN LATERAL ("
         f"SELECT {listed} FROM incidents WHERE dedup_key = k.key AND (state = 'firing' OR state = 'resolved') "
         "ORDER BY state = 'firing' DESC, id DESC LIMIT 1 FOR UPDATE) AS live ON true"
     )
@@ -64,14 +64,16 @@ def _live_rows(conn: Connection, keys: Iterable[str], reading: _LiveReading) -> 
     ordered = sorted(set(keys))
     if not ordered:
         return {}
+    # Both take the keys as one JSON array: psycopg dumps a list element by element in Python.
+    listed = orjson.dumps(ordered).decode()
     if driver_sql.is_sqlite(conn):
-        rows = driver_sql.execute(conn, reading.sqlite, (orjson.dumps(ordered).decode(),)).fetchall()
+        rows = driver_sql.execute(conn, reading.sqlite, (listed,)).fetchall()
     else:
         # Never prepared: psycopg prepares a statement at its fifth run, and PostgreSQL then keeps
         # a generic plan made from the statistics of that moment. Made while a new install's
         # table was nearly empty, that plan scanned the whole table per key once it had grown
         # (4 ms for 10 keys at 2,000 incidents, rising). Planned each time, it probes the index.
-        rows = driver_sql.execute(conn, reading.postgres, (ordered,), prepare=False).fetchall()
+        rows = driver_sql.execute(conn, reading.postgres, (listed,), prepare=False).fetchall()
     key_at, state_at = reading.key_at, reading.state_at
     chosen: dict[str, Sequence[Any]] = {}
     for row in rows:
@@ -196,7 +198,9 @@ def count_repeats(conn: Connection, rows: Sequence[tuple[int, datetime, int, int
         driver_sql.execute(conn, _SQLITE_COUNT_REPEATS, values, many=True)
     else:
         document = driver_sql.json_rows(_REPEAT_FIELDS, values)
-        driver_sql.execute(conn, _POSTGRES_COUNT_REPEATS, (document, [row[-1] for row in values]))
+        driver_sql.execute(
+            conn, _POSTGRES_COUNT_REPEATS, (document, driver_sql.bigint_array(row[-1] for row in values))
+        )
 
 
 def bind_value(name: str, value: Any, sqlite: bool) -> Any:
@@ -269,4 +273,6 @@ def update_rows(conn: Connection, columns: tuple[str, ...], rows: list[tuple[Any
         driver_sql.execute(conn, _sqlite_update(columns), rows, many=True)
     else:
         document = driver_sql.json_rows((*columns, "id"), rows)
-        driver_sql.execute(conn, _postgres_update(columns), (document, [row[-1] for row in rows]))
+        driver_sql.execute(
+            conn, _postgres_update(columns), (document, driver_sql.bigint_array(row[-1] for row in rows))
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -250,7 +251,8 @@ def test_the_live_lookups_probe_the_key_indexes_on_a_grown_table(store: Store, r
                 for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + reading.sqlite, ('["k1"]',)).fetchall()
             )
         else:
-            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + reading.postgres, (keys,)))
+            listed = orjson.dumps(keys).decode()
+            plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + reading.postgres, (listed,)))
         conn.rollback()
     assert "ux_incidents_firing_dedup_key" in plan and "ix_incidents_resolved_dedup_key" in plan, plan
     assert "SCAN incidents" not in plan and "Seq Scan on incidents" not in plan, plan
