@@ -14,14 +14,17 @@ Needs valgrind (Debian package). Takes a few minutes: Python runs ~50x slower un
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from bench.storm import notification
+from bench.storm import database, notification
 
 ROOT = Path(__file__).resolve().parent.parent
 _COLLECTED = re.compile(r"Collected : ([0-9]+)")
@@ -46,16 +49,45 @@ def drive(count: int) -> None:
             send(batch, status)
 
 
-def instructions(count: int) -> int:
-    """Instructions callgrind collected for one run of `drive(count)` on a fresh database."""
-    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as directory:
+WRITER_BATCHES = 400
+
+
+def drive_writer(count: int, group: int) -> None:
+    """The writer's work: WRITER_BATCHES notifications created in groups of 8, then `count` repeats in groups."""
+    from bridge import metrics
+    from bridge.config import load_settings
+    from bridge.ingest.deliveries import prepare_delivery, write_deliveries
+    from bridge.rules.load import load_rules
+    from bridge.storage.store import Store
+    from bridge.web.context import utc_now
+
+    settings = load_settings()
+    rules = load_rules(settings.rules_path)
+    store = Store.from_url(settings.database_url)
+    metrics.initialise(rules)
+    bodies = [notification(batch, "firing", "w") for batch in range(WRITER_BATCHES)]
+
+    def write(first: int, size: int) -> None:
+        made = [
+            prepare_delivery(store, rules, "alertmanager", body, utc_now()) for body in bodies[first : first + size]
+        ]
+        write_deliveries(store, rules, made)
+
+    for first in range(0, WRITER_BATCHES, 8):
+        write(first, 8)
+    for round_ in range(count // group):
+        write((round_ * group) % WRITER_BATCHES, group)
+
+
+def instructions(count: int, store: str = "sqlite", group: int | None = None) -> int:
+    """Instructions callgrind collected for one run of `drive(count)` (or the writer's) on a fresh database."""
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as directory, _database(store, directory) as url:
         env = {
             **os.environ,
-            "BRIDGE_DATABASE_URL": f"sqlite:///{directory}/bench.db",
+            "BRIDGE_DATABASE_URL": url,
             "BRIDGE_RULES": str(ROOT / "rules.yaml"),
             "PYTHONPATH": str(ROOT),
         }
-        subprocess.run([sys.executable, "-m", "bridge", "migrate"], env=env, check=True, capture_output=True)
         run = subprocess.run(
             [
                 "valgrind",
@@ -63,8 +95,7 @@ def instructions(count: int) -> int:
                 f"--callgrind-out-file={directory}/callgrind.out",
                 sys.executable,
                 __file__,
-                "--drive",
-                str(count),
+                *(["--drive", str(count)] if group is None else ["--drive-writer", str(count), "--group", str(group)]),
             ],
             env=env,
             capture_output=True,
@@ -76,13 +107,42 @@ def instructions(count: int) -> int:
         return int(found.group(1))
 
 
+@contextmanager
+def _database(store: str, directory: str) -> Iterator[str]:
+    """A fresh SQLite file in `directory`, or a fresh PostgreSQL database (bench.storm's), migrated."""
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite:///{directory}/bench.db" if store == "sqlite" else stack.enter_context(database(store))
+        env = {
+            **os.environ,
+            "BRIDGE_DATABASE_URL": url,
+            "BRIDGE_RULES": str(ROOT / "rules.yaml"),
+            "PYTHONPATH": str(ROOT),
+        }
+        subprocess.run([sys.executable, "-m", "bridge", "migrate"], env=env, check=True, capture_output=True)
+        yield url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notifications", type=int, default=100, help="of each kind: create, repeat, resolve")
+    parser.add_argument("--writer", type=int, help="measure the writer alone: this many repeats")
+    parser.add_argument("--group", type=int, default=4, help="notifications per transaction (--writer)")
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite", help="(--writer)")
     parser.add_argument("--drive", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--drive-writer", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive is not None:
         drive(args.drive)
+        return
+    if args.drive_writer is not None:
+        drive_writer(args.drive_writer, args.group)
+        return
+    if args.writer is not None:
+        base = instructions(0, args.store, args.group)
+        loaded = instructions(args.writer, args.store, args.group)
+        print(f"| writer, {args.store}, groups of {args.group} | instructions per repeated notification |")
+        print("|---|---|")
+        print(f"| {args.writer} repeats | {(loaded - base) / args.writer / 1e3:,.1f} thousand |")
         return
     base = instructions(0)
     loaded = instructions(args.notifications)
