@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from bench.storm import database, notification
@@ -81,13 +80,7 @@ def drive_writer(count: int, group: int) -> None:
 
 def instructions(count: int, store: str = "sqlite", group: int | None = None) -> int:
     """Instructions callgrind collected for one run of `drive(count)` (or the writer's) on a fresh database."""
-    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as directory, _database(store, directory) as url:
-        env = {
-            **os.environ,
-            "BRIDGE_DATABASE_URL": url,
-            "BRIDGE_RULES": str(ROOT / "rules.yaml"),
-            "PYTHONPATH": str(ROOT),
-        }
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as directory, _migrated(store, directory) as env:
         run = subprocess.run(
             [
                 "valgrind",
@@ -107,9 +100,10 @@ def instructions(count: int, store: str = "sqlite", group: int | None = None) ->
         return int(found.group(1))
 
 
-@contextmanager
-def _database(store: str, directory: str) -> Iterator[str]:
-    """A fresh SQLite file in `directory`, or a fresh PostgreSQL database (bench.storm's), migrated."""
+@contextlib.contextmanager
+def _migrated(store: str, directory: str) -> Iterator[dict[str, str]]:
+    """The bridge's environment on a fresh, migrated database: a SQLite file in `directory`, or a
+    PostgreSQL database of its own (bench.storm's, dropped afterwards)."""
     with contextlib.ExitStack() as stack:
         url = f"sqlite:///{directory}/bench.db" if store == "sqlite" else stack.enter_context(database(store))
         env = {
@@ -119,7 +113,7 @@ def _database(store: str, directory: str) -> Iterator[str]:
             "PYTHONPATH": str(ROOT),
         }
         subprocess.run([sys.executable, "-m", "bridge", "migrate"], env=env, check=True, capture_output=True)
-        yield url
+        yield env
 
 
 def main() -> None:
