@@ -38,7 +38,7 @@ class PayloadRepository(Database):
         """
         sqlite = driver_sql.is_sqlite(conn)
         values = [driver_sql.driver_row(row, _NOTIFICATION_COLUMNS, _NOTIFICATION_KINDS, sqlite) for row in rows]
-        return driver_sql.insert_returning_ids(conn, notifications, _NOTIFICATION_COLUMNS, values)
+        return driver_sql.insert_returning_ids(conn, notifications, _NOTIFICATION_COLUMNS, values, texts=("body",))
 
     @staticmethod
     def add_rejected(

@@ -146,6 +146,56 @@ def test_inserted_ids_come_back_in_the_order_of_the_rows(store: Store):
     assert [bodies[row_id] for row_id in ids] == [f"body {n}" for n in range(50)]
 
 
+def test_raw_bodies_go_in_apart_from_the_rows_exactly_as_given(store: Store):
+    """Bodies bound apart from the rows' document (PostgreSQL: a text array each) are stored character
+    for character, quotes, backslashes, escapes and all, each with its own row and id."""
+    bodies = [
+        '{"alerts": [{"labels": {"a": "say \\"hi\\""}}], "path": "C:\\\\temp"}',
+        "línea\nзаголовок\t😀 \\u0000 not a NUL",
+        "",
+        "x" * 300_000,
+        "[1, 2, 3]",
+    ]
+    rows = [
+        dict(
+            source="alertmanager",
+            received_at=T0 + timedelta(seconds=n),
+            body=body,
+            alert_count=n,
+            rejected_count=0,
+            truncated_alerts=0,
+            group_key=None if n % 2 else f"group {n}",
+        )
+        for n, body in enumerate(bodies)
+    ]
+    ids = store.run(lambda conn: store.add_notifications(conn, rows))
+    assert len(set(ids)) == len(bodies) and ids == sorted(ids)
+    with store.engine.connect() as conn:
+        stored = {row.id: row for row in conn.execute(sa.select(notifications))}
+    assert [(stored[row_id].body, stored[row_id].alert_count, stored[row_id].group_key) for row_id in ids] == [
+        (row["body"], row["alert_count"], row["group_key"]) for row in rows
+    ]
+
+
+def test_postgresql_refuses_a_raw_body_with_a_nul_as_data(pg_database_url: str):
+    """A NUL PostgreSQL text cannot hold, in a body bound apart, is a data refusal as in the document."""
+    store = Store.from_url(pg_database_url)
+    try:
+        row = dict(
+            source="alertmanager",
+            received_at=T0,
+            body="before\x00after",
+            alert_count=1,
+            rejected_count=0,
+            truncated_alerts=0,
+            group_key=None,
+        )
+        with pytest.raises(DataRefused):
+            store.run(lambda conn: store.add_notifications(conn, [row]))
+    finally:
+        store.engine.dispose()
+
+
 def test_rows_with_different_null_columns_go_in_as_given(store: Store):
     """None binds as NULL (on SQLite through the adapter the store registers for it): every row holds
     what it was given, with its id in the order given."""
