@@ -146,6 +146,20 @@ def test_inserted_ids_come_back_in_the_order_of_the_rows(store: Store):
     assert [bodies[row_id] for row_id in ids] == [f"body {n}" for n in range(50)]
 
 
+def _notification(body: str, **fields) -> dict:
+    """A row of `add_notifications`: this body, one alert received at T0, unless `fields` say otherwise."""
+    row = dict(
+        source="alertmanager",
+        received_at=T0,
+        body=body,
+        alert_count=1,
+        rejected_count=0,
+        truncated_alerts=0,
+        group_key=None,
+    )
+    return {**row, **fields}
+
+
 def test_raw_bodies_go_in_apart_from_the_rows_exactly_as_given(store: Store):
     """Bodies bound apart from the rows' document (PostgreSQL: a text array each) are stored character
     for character, quotes, backslashes, escapes and all, each with its own row and id."""
@@ -157,14 +171,8 @@ def test_raw_bodies_go_in_apart_from_the_rows_exactly_as_given(store: Store):
         "[1, 2, 3]",
     ]
     rows = [
-        dict(
-            source="alertmanager",
-            received_at=T0 + timedelta(seconds=n),
-            body=body,
-            alert_count=n,
-            rejected_count=0,
-            truncated_alerts=0,
-            group_key=None if n % 2 else f"group {n}",
+        _notification(
+            body, received_at=T0 + timedelta(seconds=n), alert_count=n, group_key=f"group {n}" if n % 2 else None
         )
         for n, body in enumerate(bodies)
     ]
@@ -181,17 +189,8 @@ def test_postgresql_refuses_a_raw_body_with_a_nul_as_data(pg_database_url: str):
     """A NUL PostgreSQL text cannot hold, in a body bound apart, is a data refusal as in the document."""
     store = Store.from_url(pg_database_url)
     try:
-        row = dict(
-            source="alertmanager",
-            received_at=T0,
-            body="before\x00after",
-            alert_count=1,
-            rejected_count=0,
-            truncated_alerts=0,
-            group_key=None,
-        )
         with pytest.raises(DataRefused):
-            store.run(lambda conn: store.add_notifications(conn, [row]))
+            store.run(lambda conn: store.add_notifications(conn, [_notification("before\x00after")]))
     finally:
         store.engine.dispose()
 
