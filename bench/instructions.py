@@ -20,7 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.storm import database, notification
@@ -51,8 +51,9 @@ def drive(count: int) -> None:
 WRITER_BATCHES = 400
 
 
-def drive_writer(count: int, group: int) -> None:
-    """The writer's work: WRITER_BATCHES notifications created in groups of 8, then `count` repeats in groups."""
+def writer_session() -> Callable[[int, int], None]:
+    """The group commit's writer on the configured database, its WRITER_BATCHES notifications created
+    (in groups of 8): `write(first, size)` writes notifications first..first+size again, in one group."""
     from bridge import metrics
     from bridge.config import load_settings
     from bridge.ingest.deliveries import prepare_delivery, write_deliveries
@@ -74,6 +75,12 @@ def drive_writer(count: int, group: int) -> None:
 
     for first in range(0, WRITER_BATCHES, 8):
         write(first, 8)
+    return write
+
+
+def drive_writer(count: int, group: int) -> None:
+    """The writer's work: WRITER_BATCHES notifications created in groups of 8, then `count` repeats in groups."""
+    write = writer_session()
     for round_ in range(count // group):
         write((round_ * group) % WRITER_BATCHES, group)
 
