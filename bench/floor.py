@@ -36,6 +36,7 @@ from bench.storm import (
     ALERTS,
     PER_NOTIFICATION,
     ROOT,
+    STORM_CONNECTIONS,
     RssSampler,
     database,
     free_port,
@@ -182,11 +183,10 @@ def stored(url: str) -> tuple[int, int]:
     return int(found[0]), int(found[1])
 
 
-def floor(store: str, workers: int) -> list[str]:
+def floor(store: str, workers: int, connections: int = STORM_CONNECTIONS) -> list[str]:
     """The no-op ceiling, the storm's firing phase and creates only, on the minimal app."""
     run = os.urandom(3).hex()
     firing = [notification(b, "firing", run) for b in range(ALERTS // PER_NOTIFICATION)]
-    connections = 16
     lines = []
     with database(store) as url, floor_server(url, workers) as (base, sampler):
         noop = run_wrk(base, firing, threads=2, connections=connections, seconds=10, path="/noop", pgid=sampler.pgid)
@@ -238,6 +238,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--connections", type=int, default=STORM_CONNECTIONS, help="concurrent senders, as bench/storm.py's"
+    )
     args = parser.parse_args()
     print(f"granian (minimal ASGI app), {args.workers} worker processes; {os.cpu_count()} cores")
     print(
@@ -246,7 +249,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for store in ["sqlite", "postgres"] if args.store == "both" else [args.store]:
-        for line in floor(store, args.workers):
+        for line in floor(store, args.workers, args.connections):
             print(line, flush=True)
 
 

@@ -25,6 +25,7 @@ Run: make bench   (or: PYTHONPATH=. .venv/bin/python bench/storm.py --store sqli
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -50,6 +51,8 @@ PG_ADMIN_URL = os.environ.get("BRIDGE_TEST_PG_ADMIN_URL", "postgresql://postgres
 TOKEN = "bench-token"
 ALERTS = 20_000
 PER_NOTIFICATION = 10
+# Concurrent senders of the storm and creates (wrk's connections); --connections changes it.
+STORM_CONNECTIONS = 16
 SENDS = 3
 SERVER = os.environ.get("BRIDGE_HTTP_SERVER", "granian")
 
@@ -297,13 +300,12 @@ def row(
     )
 
 
-def storm(store: str, workers: int) -> list[str]:
+def storm(store: str, workers: int, connections: int = STORM_CONNECTIONS) -> list[str]:
     """The no-op ceiling, then creates and repeats of 20,000 alerts, then their resolves, on one server."""
     batches = ALERTS // PER_NOTIFICATION
     run = uuid.uuid4().hex[:6]
     firing = [notification(b, "firing", run) for b in range(batches)]
     resolved = [notification(b, "resolved", run) for b in range(batches)]
-    connections = 16
     with database(store) as url, bridge(url, workers, {"BRIDGE_RUN_WORKER": "0"}) as (base, sampler):
         noop = run_wrk(
             base, firing, threads=2, connections=connections, seconds=10, path="/bench/noop", pgid=sampler.pgid
@@ -357,11 +359,10 @@ def storm(store: str, workers: int) -> list[str]:
 CREATE_NOTIFICATIONS = 20_000
 
 
-def create(store: str, workers: int) -> list[str]:
+def create(store: str, workers: int, connections: int = STORM_CONNECTIONS) -> list[str]:
     """Creates only: distinct notifications (10 new alerts each), none sent twice unless wrk runs out of them."""
     run = uuid.uuid4().hex[:6]
     bodies = [notification(b, "firing", run) for b in range(CREATE_NOTIFICATIONS)]
-    connections = 16
     with database(store) as url, bridge(url, workers, {"BRIDGE_RUN_WORKER": "0"}) as (base, sampler):
         summary = run_wrk(base, bodies, threads=2, connections=connections, seconds=6, pgid=sampler.pgid)
         time.sleep(1)
@@ -449,6 +450,9 @@ def main() -> None:
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--workload", choices=["storm", "create", "steady", "jira", "all"], default="all")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--connections", type=int, default=STORM_CONNECTIONS, help="concurrent senders of the storm and creates"
+    )
     args = parser.parse_args()
     stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     workloads = ["storm", "create", "steady", "jira"] if args.workload == "all" else [args.workload]
@@ -458,7 +462,12 @@ def main() -> None:
         "| share of the no-op ceiling | peak RSS MB (max process) | correct |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    workload_of = {"storm": storm, "create": create, "steady": steady, "jira": jira_latency}
+    workload_of = {
+        "storm": functools.partial(storm, connections=args.connections),
+        "create": functools.partial(create, connections=args.connections),
+        "steady": steady,
+        "jira": jira_latency,
+    }
     for workload in workloads:
         for store in stores:
             for line in workload_of[workload](store, args.workers):
