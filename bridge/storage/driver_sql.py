@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -201,8 +201,18 @@ def bigint_array(ids: Iterable[int]) -> str:
     return "{" + ",".join(map(str, ids)) + "}"
 
 
+class _PostgresInsert(NamedTuple):
+    """A set-based INSERT's statement, the columns of its document, and where in a row the values
+    of the document (`kept`) and of the arrays (`apart`) are."""
+
+    statement: str
+    in_document: tuple[str, ...]
+    kept: tuple[int, ...]
+    apart: tuple[int, ...]
+
+
 @functools.lru_cache(maxsize=32)
-def _postgres_insert(table: sa.Table, columns: tuple[str, ...], texts: tuple[str, ...] = ()) -> str:
+def _postgres_insert(table: sa.Table, columns: tuple[str, ...], texts: tuple[str, ...] = ()) -> _PostgresInsert:
     """One INSERT of every row from one JSON document (`json_rows`) and, for the `texts` columns, one
     text array each, the new ids in the rows' order.
 
@@ -212,19 +222,21 @@ def _postgres_insert(table: sa.Table, columns: tuple[str, ...], texts: tuple[str
     document's rows by position (ROWS FROM), and bound in binary (`%b`): psycopg's text form
     quotes every element in Python (1.4 ms for four bodies of 3.7 KB, against 0.2 ms).
     """
-    in_document = tuple(name for name in columns if name not in texts)
+    kept = tuple(position for position, name in enumerate(columns) if name not in texts)
+    in_document = tuple(columns[position] for position in kept)
     names = ", ".join(columns)
     functions = ", ".join(
         [f"json_to_recordset(%s::json) AS ({json_record(table, in_document)})", *(["unnest(%b::text[])"] * len(texts))]
     )
     sequence = f"{table.name}_id_seq"
-    return (
+    statement = (
         f"WITH v AS MATERIALIZED (SELECT nextval('{sequence}') AS id, u.* "
         f"FROM ROWS FROM ({functions}) "
         f"WITH ORDINALITY AS u({', '.join((*in_document, *texts))}, position) ORDER BY position), "
         f"inserted AS (INSERT INTO {table.name} (id, {names}) SELECT id, {names} FROM v) "
         "SELECT id FROM v ORDER BY position"
     )
+    return _PostgresInsert(statement, in_document, kept, tuple(columns.index(name) for name in texts))
 
 
 def insert_returning_ids(
@@ -251,14 +263,12 @@ def insert_returning_ids(
     if not rows:
         return []
     if not is_sqlite(conn):
-        apart = [columns.index(name) for name in texts]
-        kept = [position for position in range(len(columns)) if position not in apart]
-        document = json_rows(
-            [columns[position] for position in kept], [[row[position] for position in kept] for row in rows]
-        )
-        arrays = [[row[position] for row in rows] for position in apart]
-        statement = _postgres_insert(table, columns, texts)
-        return [row_id for (row_id,) in execute(conn, statement, (document, *arrays)).fetchall()]
+        insert = _postgres_insert(table, columns, texts)
+        # Rows go in the document as they are when nothing goes apart (a storm's new incidents).
+        in_document = [[row[position] for position in insert.kept] for row in rows] if texts else rows
+        document = json_rows(insert.in_document, in_document)
+        arrays = [[row[position] for row in rows] for position in insert.apart]
+        return [row_id for (row_id,) in execute(conn, insert.statement, (document, *arrays)).fetchall()]
     [(last,)] = execute(conn, _SQLITE_LAST_ID.format(table=table.name)).fetchall()
     ids = list(range(last + 1, last + 1 + len(rows)))
     statement = _sqlite_insert(table.name, columns)
