@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench.instructions import WRITER_BATCHES, _migrated, writer_session
+from bench.storm import processes_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = (1, 2, 4, 8)
@@ -32,15 +32,7 @@ WARM_GROUPS = 50
 
 def postgres_cpu_seconds() -> float:
     """CPU time of every PostgreSQL process (a backend that ended is counted in its parent's)."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            name, _, rest = stat.read_text().partition(") ")
-        except OSError:
-            continue
-        if "(postgres" in name:
-            ticks += sum(int(value) for value in rest.split()[11:15])  # utime, stime, cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return processes_cpu_seconds(lambda name, _stat: name == "postgres")
 
 
 def measure_repeats(repeats: int, group: int) -> dict[str, float]:

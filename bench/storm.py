@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -148,20 +148,26 @@ class RssSampler(threading.Thread):
             self.stop.wait(0.1)
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds of every live process in a process group (the server, its workers),
-    children that exited included (the kernel adds those to their parent's c-fields)."""
+def processes_cpu_seconds(chosen: Callable[[str, list[str]], bool]) -> float:
+    """User + system CPU seconds of every live process `chosen(name, stat fields after the name)`
+    accepts, children that exited included (the kernel adds those to their parent's c-fields)."""
     ticks = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            head, _, tail = (entry / "stat").read_text().rpartition(")")
         except OSError:
             continue
-        if int(stat[2]) == pgid:
+        stat = tail.split()
+        if chosen(head.partition("(")[2], stat):
             ticks += sum(int(value) for value in stat[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds of every live process in a process group (the server, its workers), exited children included."""
+    return processes_cpu_seconds(lambda _name, stat: int(stat[2]) == pgid)
 
 
 @contextmanager
